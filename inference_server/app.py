@@ -1,0 +1,346 @@
+"""The HTTP routes of the scoring server: the azmlinfsrv contract on FastAPI and uvicorn.
+
+``GET /`` is liveness, ``/swagger.json`` serves the documents, ``/score`` calls run(). Every answer
+carries the request-id headers; errors are JSON ``{"message": ...}`` with the reference server's
+texts. On top of the contract, :class:`Limits` emulates an online endpoint's request_settings:
+408 once the request timeout passes, 429 beyond the in-flight limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import io
+import json
+import logging
+import os
+import sys
+import threading
+import time
+import traceback
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import FastAPI
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from werkzeug import exceptions as wz_exceptions
+from werkzeug.datastructures import EnvironHeaders
+from werkzeug.wrappers import Response as WerkzeugResponse
+
+from . import __version__, amlapi
+from .swagger import Swagger, SwaggerError
+from .user_script import InputError, MethodNotAllowed, UserScript
+
+logger = logging.getLogger("azmlinfsrv")
+
+HEADER_LIMIT = 100
+RUN_FAILED = "An unexpected error occurred in scoring script. Check the logs for more info."
+INTERNAL_ERROR = "An unexpected internal error occurred. Check the logs for more info."
+JSON = b"application/json"
+HTML = b"text/html; charset=utf-8"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """How many run() calls may run at once, how many requests may wait, and for how long.
+
+    ``timeout_status`` is 408 for an emulated endpoint (what the cloud answers) and 500 for the
+    reference server's own ``SCORING_TIMEOUT_MS``.
+    """
+
+    max_concurrent: int = 1
+    max_in_flight: int | None = None
+    timeout_ms: int | None = None
+    timeout_status: int = 408
+
+    @classmethod
+    def for_endpoint(cls, timeout_ms: int, max_concurrent: int) -> "Limits":
+        # The cloud queues up to 2 x max_concurrent per instance and refuses the rest with 429.
+        return cls(max_concurrent, 2 * max_concurrent, timeout_ms, 408)
+
+
+class _Timeout(Exception):
+    pass
+
+
+class _RunCall:
+    """One run() call on a pool thread, which a timeout can interrupt."""
+
+    def __init__(self, script: UserScript, arguments: dict, headers: dict):
+        self.script, self.arguments, self.headers = script, arguments, headers
+        self.lock = threading.Lock()
+        self.thread_id: int | None = None
+        self.abandoned = False
+
+    def __call__(self) -> tuple[Any, float]:
+        with self.lock:
+            if self.abandoned:
+                raise _Timeout()
+            self.thread_id = threading.get_ident()
+        started = time.perf_counter()
+        try:
+            output = self.script.call_run(self.arguments, self.headers)
+        finally:
+            with self.lock:
+                self.thread_id = None
+        return output, (time.perf_counter() - started) * 1000
+
+    def abandon(self) -> None:
+        """The client has its answer; stop run() at its next Python line so the thread is free
+        again (code blocked inside C keeps its thread until it returns)."""
+        with self.lock:
+            self.abandoned = True
+            if self.thread_id is not None:
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(self.thread_id),
+                                                          ctypes.py_object(TimeoutError))
+
+
+def _json_response(status: int, payload: Any, headers: list, run_failed: bool = False) -> Response:
+    return _response(status, json.dumps(payload).encode(), JSON, headers, run_failed)
+
+
+def _response(status: int, body: bytes, content_type: bytes | None, headers: list,
+              run_failed: bool | None = False) -> Response:
+    response = Response.__new__(Response)
+    response.status_code = status
+    response.body = body
+    response.background = None
+    raw = [(b"content-length", str(len(body)).encode())]
+    if content_type:
+        raw.append((b"content-type", content_type))
+    if run_failed is not None:
+        raw.append((b"x-ms-run-function-failed", b"True" if run_failed else b"False"))
+    raw.extend(headers)
+    response.raw_headers = raw
+    return response
+
+
+class ScoringApp:
+    def __init__(self, script: UserScript, swagger: Swagger, limits: Limits):
+        self.script = script
+        self.swagger = swagger
+        self.limits = limits
+        self.in_flight = 0
+        self.slots: asyncio.Semaphore | None = None
+        # Threads beyond max_concurrent only matter after timeouts, when an abandoned run() may
+        # still hold one.
+        self.pool = ThreadPoolExecutor(max_workers=limits.max_concurrent + 16, thread_name_prefix="run")
+        self.server_version = os.environ.get("HTTP_X_MS_SERVER_VERSION", f"devtui-inference-server/{__version__}")
+
+    # -- headers -------------------------------------------------------------------------------
+
+    def _ids(self, request: Request) -> tuple[list, Response | None]:
+        """The id headers to answer with, or the 431 answer for an id over the limit."""
+        headers = request.headers
+        out = [(b"x-ms-server-version", self.server_version.encode())] if self.server_version else []
+        trace = headers.get("traceid")
+        if trace is not None:
+            out.append((b"traceid", trace.encode("latin-1")))
+        request_id = headers.get("x-request-id")
+        if request_id is None:
+            request_id = str(uuid.uuid4())
+        if len(request_id) > HEADER_LIMIT:
+            return out, _json_response(431, {"message": f"x-request-id must not exceed {HEADER_LIMIT} characters"}, out)
+        if request_id:
+            out.append((b"x-request-id", request_id.encode("latin-1")))
+        legacy = headers.get("x-ms-request-id", "")
+        client = headers.get("x-ms-client-request-id", "")
+        if legacy:
+            logger.warning("x-ms-request-id header has been deprecated and will be removed from future versions "
+                           "of the server. Please use x-ms-client-request-id.")
+            client = client or legacy
+        else:
+            legacy = client or request_id
+        if len(legacy) > HEADER_LIMIT or len(client) > HEADER_LIMIT:
+            return out, _json_response(
+                431, {"message": f"x-ms-request-id and x-ms-client-request-id must not exceed {HEADER_LIMIT} characters"},
+                out)
+        if legacy:
+            out.append((b"x-ms-request-id", legacy.encode("latin-1")))
+        if client:
+            out.append((b"x-ms-client-request-id", client.encode("latin-1")))
+        return out, None
+
+    # -- routes --------------------------------------------------------------------------------
+
+    async def liveness(self, request: Request) -> Response:
+        ids, refused = self._ids(request)
+        if refused:
+            return refused
+        if request.method == "OPTIONS":
+            return _response(200, b"", HTML, ids + [(b"allow", b"GET, HEAD, OPTIONS")])
+        return _response(200, b"Healthy", HTML, ids)
+
+    async def swagger_json(self, request: Request) -> Response:
+        started = time.perf_counter()
+        ids, refused = self._ids(request)
+        if refused:
+            return refused
+        if request.method == "OPTIONS":
+            return _response(200, b"", HTML, ids + [(b"allow", b"GET, HEAD, OPTIONS")])
+        try:
+            response = _json_response(200, self.swagger.get(request.query_params.get("version", "2")), ids)
+        except SwaggerError as ex:
+            response = _json_response(404, {"message": str(ex)}, ids)
+        self._access_log(request, response, started)
+        return response
+
+    async def score(self, request: Request) -> Response:
+        started = time.perf_counter()
+        ids, refused = self._ids(request)
+        if refused:
+            return refused
+        limit = self.limits.max_in_flight
+        if limit is not None and self.in_flight >= limit:
+            response = _json_response(429, {"message": (
+                f"Too many requests: {self.in_flight} already in flight and the endpoint takes at most {limit} "
+                f"(2 x request_settings.max_concurrent_requests_per_instance).")}, ids)
+            self._access_log(request, response, started)
+            return response
+        self.in_flight += 1
+        try:
+            response = await self._score(request, ids)
+        finally:
+            self.in_flight -= 1
+        self._access_log(request, response, started)
+        return response
+
+    async def _score(self, request: Request, ids: list) -> Response:
+        body = await request.body()
+        scope = request.scope
+        try:
+            arguments = self.script.arguments(
+                request.method, request.query_params.multi_items(), body,
+                request.headers.get("content-type", ""), lambda: amlapi.AMLRequest(wsgi_environ(scope, body)))
+        except InputError as ex:
+            return _json_response(ex.status, {"message": ex.message}, ids)
+        except MethodNotAllowed:
+            if request.method == "OPTIONS":
+                return _response(200, b"", HTML, ids)
+            return _json_response(405, {"message": "Method not allowed"}, ids)
+
+        headers = dict(EnvironHeaders(wsgi_environ(scope, body, headers_only=True))) \
+            if self.script.wants_headers else {}
+        try:
+            output, elapsed_ms = await self._run(arguments, headers)
+        except _Timeout:
+            limits = self.limits
+            logger.error(f"run() did not finish within {limits.timeout_ms} ms; answered {limits.timeout_status}")
+            if limits.timeout_status == 408:
+                return _json_response(408, {"message": (
+                    f"Request timed out after {limits.timeout_ms} ms (request_settings.request_timeout_ms); "
+                    "the online endpoint answers 408 here too.")}, ids)
+            return _json_response(500, {"message": f"Scoring timeout after {limits.timeout_ms} ms"}, ids, True)
+        except Exception:
+            logger.error(f"Encountered Exception: {traceback.format_exc()}")
+            return _json_response(500, {"message": RUN_FAILED}, ids, True)
+
+        exec_ms = (b"x-ms-run-fn-exec-ms", f"{elapsed_ms:.3f}".encode())
+        if isinstance(output, WerkzeugResponse):
+            return self._passthrough(output, ids + [exec_ms])
+        try:
+            payload = json.dumps(output if output is not None else {}).encode()
+        except (TypeError, ValueError):
+            logger.error(f"Encountered Exception: {traceback.format_exc()}")
+            return _json_response(500, {"message": INTERNAL_ERROR}, ids)
+        return _response(200, payload, JSON, ids + [exec_ms])
+
+    async def _run(self, arguments: dict, headers: dict) -> tuple[Any, float]:
+        if self.slots is None:
+            self.slots = asyncio.Semaphore(self.limits.max_concurrent)
+        call = _RunCall(self.script, arguments, headers)
+        loop = asyncio.get_running_loop()
+        timeout_ms = self.limits.timeout_ms
+        try:
+            async with asyncio.timeout(timeout_ms / 1000 if timeout_ms else None):
+                async with self.slots:
+                    return await loop.run_in_executor(self.pool, call)
+        except TimeoutError:
+            if call.abandoned:
+                raise
+            call.abandon()
+            raise _Timeout() from None
+
+    @staticmethod
+    def _passthrough(output: WerkzeugResponse, extra: list) -> Response:
+        """A Response run() returned (AMLResponse or Flask's), sent as it is."""
+        headers = [(k.lower().encode("latin-1"), str(v).encode("latin-1")) for k, v in output.headers.items()
+                   if k.lower() not in ("content-length", "x-ms-run-function-failed")]
+        failed = output.status_code >= 500 or output.headers.get("x-ms-run-function-failed") == "True"
+        return _response(output.status_code, output.get_data(), None, headers + extra, failed)
+
+    def _access_log(self, request: Request, response: Response, started: float) -> None:
+        path = request.url.path
+        if request.url.query:
+            path += f"?{request.url.query}"
+        elapsed = (time.perf_counter() - started) * 1000
+        logger.info(f"{request.method} {path} {response.status_code} {elapsed:.3f}ms {len(response.body)}")
+
+    # -- errors --------------------------------------------------------------------------------
+
+    async def http_error(self, request: Request, exc: HTTPException) -> Response:
+        ids, _ = self._ids(request)
+        known = {404: wz_exceptions.NotFound, 405: wz_exceptions.MethodNotAllowed}.get(exc.status_code)
+        message = known.description if known else exc.detail
+        extra = [(k.lower().encode(), v.encode()) for k, v in (exc.headers or {}).items()]
+        return _json_response(exc.status_code, {"message": message}, ids + extra)
+
+    async def internal_error(self, request: Request, exc: Exception) -> Response:
+        logger.error(f"Encountered Exception: {''.join(traceback.format_exception(exc))}")
+        ids, _ = self._ids(request)
+        return _json_response(500, {"message": INTERNAL_ERROR}, ids)
+
+
+def wsgi_environ(scope: dict, body: bytes, headers_only: bool = False) -> dict:
+    """The WSGI environ of an ASGI request, so werkzeug's Request (the API @rawhttp scripts use)
+    and header mapping work on it unchanged."""
+    environ: dict[str, Any] = {}
+    for raw_name, raw_value in scope["headers"]:
+        name, value = raw_name.decode("latin-1"), raw_value.decode("latin-1")
+        if name == "content-type":
+            environ["CONTENT_TYPE"] = value
+        elif name == "content-length":
+            environ["CONTENT_LENGTH"] = value
+        else:
+            key = "HTTP_" + name.upper().replace("-", "_")
+            environ[key] = f"{environ[key]},{value}" if key in environ else value
+    if headers_only:
+        return environ
+    server = scope.get("server") or ("127.0.0.1", 80)
+    client = scope.get("client") or ("127.0.0.1", 0)
+    environ.update({
+        "REQUEST_METHOD": scope["method"],
+        "SCRIPT_NAME": scope.get("root_path", "").encode().decode("latin-1"),
+        "PATH_INFO": scope["path"].encode().decode("latin-1"),
+        "QUERY_STRING": scope["query_string"].decode("latin-1"),
+        "SERVER_NAME": str(server[0]), "SERVER_PORT": str(server[1]),
+        "SERVER_PROTOCOL": f"HTTP/{scope.get('http_version', '1.1')}",
+        "REMOTE_ADDR": str(client[0]), "REMOTE_PORT": str(client[1]),
+        "CONTENT_LENGTH": str(len(body)),
+        "wsgi.version": (1, 0), "wsgi.url_scheme": scope.get("scheme", "http"),
+        "wsgi.input": io.BytesIO(body), "wsgi.errors": sys.stderr,
+        "wsgi.multithread": True, "wsgi.multiprocess": True, "wsgi.run_once": False,
+    })
+    return environ
+
+
+def create_app(script: UserScript, swagger: Swagger, limits: Limits, cors_origins: list[str] | None = None) -> FastAPI:
+    scoring = ScoringApp(script, swagger, limits)
+    app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
+    # Starlette-level routes: the handlers read the request themselves, so FastAPI's dependency
+    # resolution stays off the request path.
+    app.add_route("/", scoring.liveness, methods=["GET", "HEAD", "OPTIONS"])
+    app.add_route("/swagger.json", scoring.swagger_json, methods=["GET", "HEAD", "OPTIONS"])
+    app.add_route("/score", scoring.score, methods=["GET", "POST", "OPTIONS", "HEAD"])
+    app.add_exception_handler(HTTPException, scoring.http_error)
+    app.add_exception_handler(Exception, scoring.internal_error)
+    if cors_origins:
+        from starlette.middleware.cors import CORSMiddleware
+        app.add_middleware(CORSMiddleware, allow_origins=cors_origins, allow_methods=["GET", "POST"])
+        logger.info(f"Enabling CORS for the following origins: {', '.join(cors_origins)}")
+    app.state.scoring = scoring
+    return app

@@ -1,0 +1,160 @@
+"""One worker: load the script, run init(), then serve requests on the supervisor's socket.
+
+A worker reports to the supervisor over a pipe: ``ready`` once init() has returned (with the
+third-party modules it imported, so the supervisor can import them before the next fork) or
+``failed`` with the traceback. The old worker keeps serving until the new one is ready.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import os
+import socket
+import sys
+import sysconfig
+import time
+import traceback
+from dataclasses import dataclass, field
+
+logger = logging.getLogger("azmlinfsrv")
+
+LOG_FORMAT = "%(asctime)s %(levelname).1s [%(process)d] %(name)s - %(message)s"
+TREE_LINE_LIMIT = 200
+
+
+@dataclass
+class Options:
+    """Everything a worker needs; the supervisor passes it on unchanged."""
+
+    entry_script: str
+    app_root: str
+    model_dir: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 5001
+    max_concurrent: int = 1
+    max_in_flight: int | None = None
+    timeout_ms: int | None = None
+    timeout_status: int = 408
+    cors_origins: list[str] = field(default_factory=list)
+    stay_up_on_failure: bool = False
+    fork: bool = True
+    warm_imports: bool = True
+    events_fd: int | None = None
+    first_revision: int = 1
+    parent_pid: int | None = None
+
+
+def configure_logging() -> None:
+    """Server and script logs in the reference server's format, on stdout, in UTC.
+
+    The root logger gets the handler too, so ``logging.info`` in a script reaches the log."""
+    formatter = logging.Formatter(LOG_FORMAT)
+    formatter.converter = time.gmtime
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(os.environ.get("AZUREML_LOG_LEVEL", "INFO").upper())
+
+
+def third_party_modules(already_loaded: set[str]) -> list[str]:
+    """Modules this worker imported from site-packages: what the next worker will import again.
+
+    Submodules count: unpickling a model imports e.g. ``sklearn.linear_model._ridge``. Modules the
+    parent had already are skipped, which also keeps this cheap on the second and later reloads."""
+    roots = {sysconfig.get_paths()[key] for key in ("purelib", "platlib")}
+    roots = tuple(os.path.join(r, "") for r in roots | {os.path.realpath(r) for r in roots})
+    names = []
+    for name in set(sys.modules) - already_loaded:
+        if name.startswith(("_", "inference_server", "entry_module", "azureml")):
+            continue
+        path = getattr(sys.modules.get(name), "__file__", None)
+        if path and path.startswith(roots):
+            names.append(name)
+    return sorted(names)
+
+
+def _log_model_tree(model_dir: str | None) -> None:
+    from .user_script import walk_tree
+
+    if not model_dir or not os.path.exists(model_dir):
+        return
+    logger.info("Model Directory Contents:")
+    tree = walk_tree(model_dir)
+    for line in itertools.islice(tree, TREE_LINE_LIMIT):
+        logger.info(line)
+    if next(tree, None) is not None:
+        logger.info(f"Output Truncated. First {TREE_LINE_LIMIT} lines shown.")
+
+
+def serve(options: Options, sock: socket.socket, revision: int, status_fd: int) -> int:
+    """Run one worker to the end; the exit code follows the reference server (3: boot error)."""
+    import uvicorn
+
+    from . import user_script
+    from .app import Limits, create_app
+    from .swagger import Swagger
+
+    started = time.perf_counter()
+    loaded_by_parent = set(sys.modules)
+
+    def report(status: str, **fields) -> None:
+        message = {"status": status, "revision": revision, "pid": os.getpid(),
+                   "duration_ms": round((time.perf_counter() - started) * 1000, 3), **fields}
+        os.write(status_fd, (json.dumps(message) + "\n").encode())
+
+    script_dir = os.path.dirname(options.entry_script)
+    for path in (options.app_root, script_dir):
+        if path not in sys.path:
+            sys.path.append(path)
+    try:
+        script = user_script.load(options.entry_script)
+    except BaseException:
+        text = traceback.format_exc()
+        logger.error(text)
+        report("failed", stage="load", traceback=text)
+        return 3
+
+    logger.info("Invoking user's init function")
+    try:
+        script.init()
+    except BaseException:
+        text = traceback.format_exc()
+        logger.error("User's init function failed")
+        logger.error(f"Encountered Exception {text}")
+        _log_model_tree(options.model_dir)
+        report("failed", stage="init", traceback=text)
+        return 3
+    logger.info("Users's init has completed successfully")
+
+    swagger = Swagger(script.run, [options.app_root, script_dir])
+    if options.max_in_flight is not None or options.timeout_ms is not None:
+        limits = Limits(options.max_concurrent, options.max_in_flight, options.timeout_ms, options.timeout_status)
+        logger.info(f"Scoring timeout is set to {options.timeout_ms}")
+    else:
+        limits = Limits(options.max_concurrent)
+    app = create_app(script, swagger, limits, options.cors_origins)
+    config = uvicorn.Config(app, loop="uvloop", http="httptools", lifespan="off", log_config=None,
+                            access_log=False, server_header=False, date_header=False,
+                            timeout_graceful_shutdown=30)
+    server = uvicorn.Server(config)
+    report("ready")
+    logger.info(f"Worker with pid {os.getpid()} ready for serving traffic")
+    if options.warm_imports:
+        report("learned", modules=third_party_modules(loaded_by_parent))
+    server.run(sockets=[sock])
+    return 0
+
+
+def main() -> None:
+    """Entry point for a spawned worker (platforms or setups without fork)."""
+    options = Options(**json.loads(sys.argv[1]))
+    sock = socket.socket(fileno=int(sys.argv[2]))
+    configure_logging()
+    sys.exit(serve(options, sock, int(sys.argv[3]), int(sys.argv[4])))
+
+
+if __name__ == "__main__":
+    main()
