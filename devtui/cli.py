@@ -1,0 +1,419 @@
+"""The commands: ``up``, ``show``, ``list``, ``invoke``, ``logs``, ``down``, ``validate``.
+
+The verbs mirror ``az ml online-endpoint/online-deployment ... --local``. Every command prints
+for people; errors name file, line and field and exit non-zero (2 for bad input), and no devtui
+traceback ever reaches the terminal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from . import __version__, registry, spec
+from .engine import Engine, PortInUse, check_port
+from .events import (DEVTUI, FAILED, INFERENCE_SERVER, SOURCES, STORAGE_INITIALIZER, SUCCEEDED, Logs,
+                     ReloadFinished, ReloadStarted, ServerStarted, StateChanged)
+from .logs import LogFiles, follow, tail
+
+BAD_INPUT = 2
+
+
+class CommandError(Exception):
+    """A message for the user and the exit code that goes with it."""
+
+    def __init__(self, message: str, code: int = 1):
+        super().__init__(message)
+        self.code = code
+
+
+def error(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr, flush=True)
+
+
+# -- up ------------------------------------------------------------------------------------------
+
+
+def _load(args) -> spec.LocalDeployment:
+    return spec.load(args.path, args.endpoint_file, args.name)
+
+
+def _preflight(args) -> spec.LocalDeployment:
+    deployment = _load(args)
+    if registry.is_alive(deployment.endpoint_name):
+        record = registry.read(deployment.endpoint_name) or {}
+        existing = (record.get("deployments") or [{}])[0].get("name", "a deployment")
+        raise CommandError(
+            f"endpoint {deployment.endpoint_name!r} already has a deployment ({existing!r}) running; a local endpoint "
+            f"has exactly one. Stop it with `devtui down -n {deployment.endpoint_name}`, or run this one under "
+            "another name with -n NAME.", BAD_INPUT)
+    try:
+        check_port("127.0.0.1", args.port or 0)
+    except PortInUse as ex:
+        raise CommandError(str(ex), BAD_INPUT) from None
+    return deployment
+
+
+class Recorder:
+    """Keeps the registry record and the log files in step with the engine's events."""
+
+    def __init__(self, engine: Engine, claim: registry.Claim):
+        self.engine, self.claim = engine, claim
+        self.files = LogFiles(claim.folder / "logs")
+        d = engine.deployment
+        claim.update(name=d.endpoint_name, auth_mode=d.auth_mode, location="local",
+                     provisioning_state=engine.state, scoring_uri=None, swagger_uri=None,
+                     traffic={d.deployment_name: 100}, tags=d.endpoint_tags, properties={},
+                     deployment_file=str(d.deployment_file), logs=str(self.files.folder),
+                     deployments=[engine.describe()])
+
+    def __call__(self, event) -> None:
+        if isinstance(event, Logs):
+            self.files.write(event.records)
+        elif isinstance(event, (StateChanged, ServerStarted, ReloadFinished)):
+            uri = self.engine.scoring_uri
+            self.claim.update(provisioning_state=self.engine.state, scoring_uri=uri,
+                              swagger_uri=uri and uri.rsplit("/", 1)[0] + "/swagger.json",
+                              deployments=[self.engine.describe()])
+
+
+class Printer:
+    """The foreground view of ``up``: every log line prefixed with its source."""
+
+    width = max(map(len, SOURCES))
+
+    def line(self, source: str, text: str) -> None:
+        print(f"{source:<{self.width}} | {text}", flush=False)
+
+    def __call__(self, event) -> None:
+        if isinstance(event, Logs):
+            for record in event.records:
+                self.line(record.source, record.text)
+        elif isinstance(event, StateChanged):
+            self.line(DEVTUI, f"provisioning_state: {event.state}" + (f" ({event.detail})" if event.detail else ""))
+        elif isinstance(event, ReloadStarted):
+            files = f": {', '.join(Path(f).name for f in event.files)}" if event.files else ""
+            self.line(DEVTUI, f"reloading revision {event.revision} ({event.reason}{files})")
+        elif isinstance(event, ReloadFinished) and not (event.first and event.ok):
+            if event.ok:
+                self.line(DEVTUI, f"revision {event.revision} is serving ({event.duration_ms:.0f} ms)")
+            else:
+                serving = (f"revision {event.serving_revision} keeps serving" if event.serving_revision
+                           else "nothing is serving")
+                self.line(DEVTUI, f"revision {event.revision} failed in {event.stage} ({event.duration_ms:.0f} ms); "
+                                  f"{serving}. The traceback is above; save a fix to try again.")
+        sys.stdout.flush()
+
+
+async def _host(args, deployment: spec.LocalDeployment, printer: Printer | None) -> int:
+    """Run the engine in this process until Ctrl-C, SIGTERM or `devtui down`."""
+    try:
+        claim = registry.claim(deployment.endpoint_name)
+    except registry.AlreadyRunning:
+        raise CommandError(f"endpoint {deployment.endpoint_name!r} already has a deployment running; stop it with "
+                           f"`devtui down -n {deployment.endpoint_name}` or pick another name with -n", BAD_INPUT)
+    engine = Engine(deployment, claim.folder / "staging", runtime=args.runtime, port=args.port, name=args.name)
+    if printer:
+        engine.subscribe(printer)
+    engine.subscribe(Recorder(engine, claim))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        loop.add_signal_handler(sig, stop.set)
+    starting = asyncio.create_task(engine.start())
+    try:
+        await stop.wait()
+    finally:
+        if not starting.done():
+            starting.cancel()
+            await asyncio.gather(starting, return_exceptions=True)
+        await engine.stop()
+        claim.release()
+    return 0
+
+
+def cmd_up(args) -> int:
+    deployment = _preflight(args)
+    if args.detach:
+        return _detach(args, deployment)
+    printer = None if args.serve else Printer()
+    if printer:
+        printer.line(DEVTUI, f"devtui {__version__}: endpoint {deployment.endpoint_name}, deployment "
+                             f"{deployment.deployment_name}, {args.runtime} runtime; Ctrl-C stops everything")
+    return asyncio.run(_host(args, deployment, printer))
+
+
+def _detach(args, deployment: spec.LocalDeployment) -> int:
+    name = deployment.endpoint_name
+    folder = registry.folder(name)
+    folder.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "devtui", "up", str(args.path), "--runtime", args.runtime, "--serve"]
+    for flag, value in (("--endpoint-file", args.endpoint_file), ("-n", args.name), ("--port", args.port)):
+        if value is not None:
+            command += [flag, str(value)]
+    with open(folder / "host.log", "ab") as out:
+        child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                 start_new_session=True)
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        record = registry.read(name) if registry.is_alive(name) else None
+        state = record and record.get("provisioning_state")
+        if state == SUCCEEDED:
+            print(json.dumps(_show_json(record), indent=2))
+            return 0
+        if state == FAILED:
+            error(f"deployment {deployment.deployment_name} of endpoint {name} failed; it keeps running in the "
+                  f"background and retries on the next save (`devtui down -n {name}` stops it). Last log lines:")
+            for line in tail(folder / "logs" / f"{INFERENCE_SERVER}.log", 30):
+                print(f"  {line}", file=sys.stderr)
+            return 1
+        if child.poll() is not None:
+            lines = tail(folder / "host.log", 20)
+            raise CommandError(f"the background devtui exited with code {child.returncode}:\n" + "\n".join(lines))
+        time.sleep(0.05)
+    raise CommandError(f"endpoint {name} did not finish starting within 10 minutes; see `devtui logs -n {name}`")
+
+
+# -- show / list ---------------------------------------------------------------------------------
+
+
+def _pick(name: str | None) -> dict:
+    if name:
+        record = registry.read(name)
+        if record is None:
+            raise CommandError(f"no local endpoint named {name!r} is running; `devtui list` shows those that are")
+        return record
+    records = registry.running()
+    if not records:
+        raise CommandError("no local endpoint is running; start one with `devtui up PATH`")
+    if len(records) > 1:
+        names = ", ".join(r["name"] for r in records)
+        raise CommandError(f"{len(records)} endpoints are running ({names}); choose one with -n NAME")
+    return records[0]
+
+
+def _show_json(record: dict) -> dict:
+    keys = ("name", "auth_mode", "location", "provisioning_state", "scoring_uri", "swagger_uri", "traffic",
+            "tags", "properties", "deployments")
+    return {key: record.get(key) for key in keys}
+
+
+def cmd_show(args) -> int:
+    print(json.dumps(_show_json(_pick(args.name)), indent=2))
+    return 0
+
+
+def cmd_list(args) -> int:
+    records = registry.running()
+    if args.output == "json":
+        print(json.dumps([_show_json(r) for r in records], indent=2))
+        return 0
+    rows = [("NAME", "DEPLOYMENT", "STATE", "RUNTIME", "REVISION", "SCORING URI")]
+    for r in records:
+        d = (r.get("deployments") or [{}])[0]
+        rows.append((r["name"], d.get("name", ""), r.get("provisioning_state", ""), d.get("runtime", ""),
+                     str(d.get("revision") or "-"), r.get("scoring_uri") or "-"))
+    if len(rows) == 1:
+        print("No local endpoints are running. Start one with `devtui up PATH`.")
+        return 0
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+    return 0
+
+
+# -- invoke / logs / down / validate -------------------------------------------------------------
+
+
+def cmd_invoke(args) -> int:
+    import httpx
+
+    record = _pick(args.name)
+    deployment = (record.get("deployments") or [{}])[0]
+    if args.deployment_name and args.deployment_name != deployment.get("name"):
+        raise CommandError(f"endpoint {record['name']!r} has no deployment {args.deployment_name!r}; "
+                           f"its deployment is {deployment.get('name')!r}", BAD_INPUT)
+    if not record.get("scoring_uri"):
+        raise CommandError(f"endpoint {record['name']!r} is {record.get('provisioning_state')}: it has no scoring "
+                           "URI yet")
+    path = Path(args.request_file)
+    try:
+        body = path.read_bytes()
+    except OSError as ex:
+        raise CommandError(f"{path}: cannot read the request file: {ex.strerror}", BAD_INPUT) from None
+    timeout = (deployment.get("request_settings") or {}).get("request_timeout_ms", 5000) / 1000 + 10
+    try:
+        answer = httpx.post(record["scoring_uri"], content=body, timeout=timeout,
+                            headers={"content-type": "application/json"})
+    except httpx.HTTPError as ex:
+        raise CommandError(f"could not reach {record['scoring_uri']}: {ex}") from None
+    if answer.is_success:
+        print(answer.text)
+        return 0
+    print(f"{answer.status_code} {answer.reason_phrase}", file=sys.stderr)
+    print(answer.text)
+    return 1
+
+
+def cmd_logs(args) -> int:
+    name = args.name or _pick(None)["name"]
+    path = registry.folder(name) / "logs" / f"{args.container}.log"
+    if not path.exists() and not registry.is_alive(name):
+        raise CommandError(f"no logs for endpoint {name!r}: it is not running and has not run here")
+    for line in tail(path, args.lines):
+        print(line)
+    if args.follow:
+        sys.stdout.flush()
+
+        async def stream():
+            async for line in follow(path, lambda: registry.is_alive(name)):
+                print(line, flush=True)
+
+        try:
+            asyncio.run(stream())
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+def _down(name: str, timeout: float = 20) -> None:
+    record = registry.read(name)
+    if record is None:
+        raise CommandError(f"no local endpoint named {name!r} is running")
+    pid = record.get("host_pid")
+    if pid:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + timeout
+    while registry.is_alive(name) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if registry.is_alive(name):
+        # The host did not stop in time: end it and its server the hard way.
+        for deployment in record.get("deployments") or []:
+            if deployment.get("pid"):
+                try:
+                    os.killpg(deployment["pid"], signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+        if pid:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    print(f"Deleted local endpoint {name}.")
+
+
+def cmd_down(args) -> int:
+    if args.all:
+        for record in registry.running():
+            _down(record["name"])
+        return 0
+    _down(args.name or _pick(None)["name"])
+    return 0
+
+
+def cmd_validate(args) -> int:
+    d = _load(args)
+    print(f"{d.deployment_file}: deployment {d.deployment_name!r} of endpoint {d.endpoint_name!r} is valid")
+    if d.model:
+        print(f"  model:           {d.model.path} (as {d.model.name}:{d.model.version})")
+    if d.code_dir:
+        print(f"  code:            {d.code_dir}, scoring script {d.scoring_script}")
+    env = d.environment
+    print(f"  environment:     {env.image or ''}{' + ' + str(env.conda_file) if env.conda_file else ''}"
+          f"{' build ' + str(env.build_path) if env.build_path else ''}")
+    settings = d.request_settings
+    print(f"  request timeout: {settings.request_timeout_ms} ms, "
+          f"max concurrent: {settings.max_concurrent_requests_per_instance}")
+    print(f"  instances:       {d.instance_count} x {d.instance_type or '-'} (shown, not used locally)")
+    return 0
+
+
+# -- entry point ---------------------------------------------------------------------------------
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="devtui", description="Run an Azure ML online deployment locally, with "
+                                                            "hot reload, live logs, invoke and debugging.")
+    top.add_argument("--version", action="version", version=f"devtui {__version__}")
+    verbs = top.add_subparsers(dest="command", metavar="COMMAND")
+
+    def verb(name: str, help: str, func) -> argparse.ArgumentParser:
+        p = verbs.add_parser(name, help=help, description=help)
+        p.set_defaults(func=func)
+        return p
+
+    def deployment_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("path", type=Path, metavar="PATH",
+                       help="a deployment YAML, or a folder holding one (and optionally an endpoint YAML)")
+        p.add_argument("-n", "--name", help="endpoint name (overrides the YAML files')")
+        p.add_argument("--endpoint-file", type=Path, help="the endpoint YAML, when PATH is a deployment YAML")
+
+    up = verb("up", "deploy the local endpoint and stream its logs until Ctrl-C", cmd_up)
+    deployment_args(up)
+    up.add_argument("--runtime", choices=["process"], default="process",
+                    help="where the scoring server runs (default: process)")
+    up.add_argument("--port", type=int, help="port to listen on (default or 0: a free one)")
+    up.add_argument("--detach", action="store_true",
+                    help="return once the deployment is Succeeded (exit 0) or Failed (exit 1); keep it running")
+    up.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+
+    p = verb("show", "print the endpoint as JSON, like `az ml online-endpoint show --local`", cmd_show)
+    p.add_argument("-n", "--name")
+    p = verb("list", "list the running local endpoints", cmd_list)
+    p.add_argument("-o", "--output", choices=["table", "json"], default="table")
+    p = verb("invoke", "send a request file to the endpoint and print the answer", cmd_invoke)
+    p.add_argument("-n", "--name")
+    p.add_argument("--request-file", required=True, type=Path)
+    p.add_argument("--deployment-name")
+    p = verb("logs", "print a container's log", cmd_logs)
+    p.add_argument("-n", "--name")
+    p.add_argument("--container", choices=[INFERENCE_SERVER, STORAGE_INITIALIZER, DEVTUI], default=INFERENCE_SERVER)
+    p.add_argument("--lines", type=int, help="only the last N lines")
+    p.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
+    p = verb("down", "stop and delete a local endpoint", cmd_down)
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("-n", "--name")
+    group.add_argument("--all", action="store_true")
+    p = verb("validate", "check a deployment without running it", cmd_validate)
+    deployment_args(p)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if not getattr(args, "func", None):
+        parser().print_help()
+        return 0
+    try:
+        return args.func(args)
+    except spec.SpecError as ex:
+        for problem in ex.problems:
+            error(str(problem))
+        return BAD_INPUT
+    except CommandError as ex:
+        error(str(ex))
+        return ex.code
+    except KeyboardInterrupt:
+        return 130
+    except Exception as ex:  # a devtui bug: the user gets one line, the details go to a file
+        crash = registry.home() / "crash.log"
+        crash.parent.mkdir(parents=True, exist_ok=True)
+        with open(crash, "a") as f:
+            f.write(f"--- {time.ctime()} devtui {' '.join(sys.argv[1:])}\n{traceback.format_exc()}\n")
+        error(f"devtui failed unexpectedly ({type(ex).__name__}: {ex}). Details are in {crash}; please report them.")
+        return 70
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,118 @@
+"""Running endpoints, recorded under ``DEVTUI_HOME`` so that ``show``, ``invoke``, ``logs`` and
+``down`` find them from any shell.
+
+Each endpoint has a folder ``$DEVTUI_HOME/endpoints/<name>/`` with ``endpoint.json`` (what
+``show`` prints) and its log files. The process hosting the engine holds an exclusive lock on
+``lock`` for as long as it runs: a held lock means the endpoint is alive, so a record left
+by a killed process is recognised as stale and a second ``up`` of the same name is refused.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def home() -> Path:
+    return Path(os.environ.get("DEVTUI_HOME") or "~/.devtui").expanduser()
+
+
+def folder(name: str) -> Path:
+    return home() / "endpoints" / name
+
+
+class AlreadyRunning(Exception):
+    def __init__(self, name: str, record: dict | None):
+        super().__init__(name)
+        self.name = name
+        self.record = record or {}
+
+
+@dataclass
+class Claim:
+    """The right to run endpoint ``name``, held by one process until it releases or dies."""
+
+    name: str
+    lock_fd: int
+    record: dict = field(default_factory=dict)
+
+    @property
+    def folder(self) -> Path:
+        return folder(self.name)
+
+    def update(self, **fields) -> None:
+        self.record.update(fields)
+        path = self.folder / "endpoint.json"
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text(json.dumps(self.record, indent=2))
+        os.replace(temporary, path)  # readers never see half a record
+
+    def release(self, remove: bool = True) -> None:
+        if remove:
+            (self.folder / "endpoint.json").unlink(missing_ok=True)
+        os.close(self.lock_fd)
+
+
+def claim(name: str) -> Claim:
+    path = folder(name)
+    path.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise AlreadyRunning(name, _read_record(name)) from None
+    # A stale record or logs from an earlier run of the same name would mislead.
+    for stale in ("endpoint.json", "logs"):
+        target = path / stale
+        if target.is_dir():
+            shutil.rmtree(target, ignore_errors=True)
+        else:
+            target.unlink(missing_ok=True)
+    return Claim(name, fd, {"host_pid": os.getpid()})
+
+
+def is_alive(name: str) -> bool:
+    lock = folder(name) / "lock"
+    if not lock.exists():
+        return False
+    fd = os.open(lock, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)
+
+
+def _read_record(name: str) -> dict | None:
+    try:
+        return json.loads((folder(name) / "endpoint.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def read(name: str) -> dict | None:
+    """The record of a running endpoint, or None when it is not running."""
+    if not is_alive(name):
+        return None
+    return _read_record(name)
+
+
+def running() -> list[dict]:
+    base = home() / "endpoints"
+    if not base.is_dir():
+        return []
+    records = []
+    for entry in sorted(base.iterdir()):
+        record = read(entry.name)
+        if record is not None:
+            records.append(record)
+    return records

@@ -1,0 +1,199 @@
+"""The process runtime: the scoring server as a child process of devtui, with this Python.
+
+Staging lays out ``AZUREML_MODEL_DIR`` as the cloud does (a folder that contains the model
+folder under its own name), by hard links where the file system allows and copies otherwise,
+and logs it under ``storage-initializer``. The code folder is served in place, so a save is
+picked up by a worker swap with nothing to copy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from ..events import INFERENCE_SERVER, STORAGE_INITIALIZER
+from .base import Runtime
+
+STOP_GRACE_S = 10
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
+
+
+def mirror(source: Path, target: Path) -> list[tuple[str, int, str]]:
+    """Make ``target`` hold what ``source`` holds; unchanged files are left alone.
+
+    Returns (relative path, size, how) for every file: how is linked, copied or unchanged."""
+    done = []
+    if source.is_file():
+        pairs = [(source, target)]
+    else:
+        pairs = [(p, target / p.relative_to(source)) for p in sorted(source.rglob("*")) if p.is_file()]
+        if target.is_dir():
+            wanted = {t for _, t in pairs}
+            for existing in sorted(target.rglob("*"), reverse=True):
+                if existing.is_file() and existing not in wanted:
+                    existing.unlink()
+                elif existing.is_dir() and not any(existing.iterdir()):
+                    existing.rmdir()
+    for src, dst in pairs:
+        stat = src.stat()
+        relative = src.name if source.is_file() else str(src.relative_to(source))
+        if dst.exists() and (dst.samefile(src) or (dst.stat().st_size == stat.st_size
+                                                  and dst.stat().st_mtime == stat.st_mtime)):
+            done.append((relative, stat.st_size, "unchanged"))
+            continue
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        dst.unlink(missing_ok=True)
+        try:
+            os.link(src, dst)
+            how = "linked"
+        except OSError:
+            shutil.copy2(src, dst)
+            how = "copied"
+        done.append((relative, stat.st_size, how))
+    return done
+
+
+class ProcessRuntime(Runtime):
+    name = "process"
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.process: asyncio.subprocess.Process | None = None
+        self.tasks: list[asyncio.Task] = []
+        self.stopping = False
+
+    @property
+    def model_dir(self) -> Path:
+        model = self.deployment.model
+        if model is None:
+            return self.workdir / "azureml-models" / "none"
+        return self.workdir / "azureml-models" / model.name / model.version
+
+    # -- storage-initializer ---------------------------------------------------------------------
+
+    async def stage(self) -> None:
+        await asyncio.to_thread(self._stage)
+
+    def _stage(self) -> None:
+        log = lambda *lines: self.sink.log(STORAGE_INITIALIZER, list(lines))  # noqa: E731
+        started = time.perf_counter()
+        model = self.deployment.model
+        self.model_dir.mkdir(parents=True, exist_ok=True)
+        if model is None:
+            log("No model in this deployment; AZUREML_MODEL_DIR is an empty folder.")
+        else:
+            log(f"Model {model.name}:{model.version} from {model.path}")
+            self.sink.progress("Staging model", 0)
+            files = mirror(model.path, self.model_dir / model.path.name)
+            total = sum(size for _, size, _ in files)
+            shown = files[:200]
+            log(*(f"  {name} ({_size(size)}, {how})" for name, size, how in shown))
+            if len(files) > len(shown):
+                log(f"  ... and {len(files) - len(shown)} more files")
+            self.sink.progress("Staging model", total, total)
+            log(f"Model ready: {len(files)} files, {_size(total)} in AZUREML_MODEL_DIR={self.model_dir} "
+                f"({(time.perf_counter() - started) * 1000:.0f} ms)")
+        if self.deployment.code_dir:
+            log(f"Code: {self.deployment.code_dir} (served in place: a save reloads it)")
+
+    # -- inference-server --------------------------------------------------------------------------
+
+    def _environment(self) -> dict[str, str]:
+        deployment = self.deployment
+        env = dict(os.environ)
+        env.update({
+            "PYTHONUNBUFFERED": "1",
+            "AML_APP_ROOT": str(deployment.code_dir),
+            "AZUREML_ENTRY_SCRIPT": deployment.scoring_script,
+            "AZUREML_MODEL_DIR": str(self.model_dir),
+            "SERVICE_NAME": deployment.endpoint_name,
+        })
+        env.update(deployment.environment_variables)
+        return env
+
+    async def start(self, first_revision: int) -> None:
+        deployment = self.deployment
+        settings = deployment.request_settings
+        events_r, events_w = os.pipe()
+        command = [
+            sys.executable, "-m", "inference_server", "--host", self.host, "--port", str(self.port),
+            "--request-timeout-ms", str(settings.request_timeout_ms),
+            "--max-concurrent-requests", str(settings.max_concurrent_requests_per_instance),
+            "--events-fd", str(events_w), "--parent-pid", str(os.getpid()),
+            "--first-revision", str(first_revision), "--stay-up-on-failure",
+        ]
+        self.stopping = False
+        self.process = await asyncio.create_subprocess_exec(
+            *command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            env=self._environment(), cwd=deployment.code_dir, pass_fds=(events_w,),
+            # Its own process group: Ctrl-C reaches devtui, which stops the server in order.
+            start_new_session=True)
+        os.close(events_w)
+        self.tasks = [asyncio.create_task(self._pump_logs(self.process.stdout)),
+                      asyncio.create_task(self._pump_events(events_r))]
+
+    async def _pump_logs(self, stream: asyncio.StreamReader) -> None:
+        pending = b""
+        while chunk := await stream.read(65536):
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            if lines:
+                self.sink.log(INFERENCE_SERVER, [line.decode("utf-8", "replace") for line in lines])
+        if pending:
+            self.sink.log(INFERENCE_SERVER, [pending.decode("utf-8", "replace")])
+
+    async def _pump_events(self, fd: int) -> None:
+        import json
+
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader()
+        transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader),
+                                                    os.fdopen(fd, "rb", buffering=0))
+        try:
+            while line := await reader.readline():
+                self.sink.server_event(json.loads(line))
+        finally:
+            transport.close()
+        code = await self.process.wait()
+        # Let the last log lines through before saying it ended.
+        await asyncio.gather(*self.tasks[:1], return_exceptions=True)
+        self.sink.server_event({"event": "exited", "exit_code": code, "expected": self.stopping})
+
+    async def reload(self) -> None:
+        if self.process and self.process.returncode is None:
+            self.process.send_signal(signal.SIGHUP)
+
+    async def stop(self) -> None:
+        process = self.process
+        if process is None:
+            return
+        self.stopping = True
+        if process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(process.wait(), STOP_GRACE_S)
+            except TimeoutError:
+                pass
+        # Workers that outlived their supervisor (they should not) go with the whole group.
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        await process.wait()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+
+    def describe(self) -> dict:
+        return {"pid": self.process.pid if self.process else None}
