@@ -63,6 +63,7 @@ class Engine:
         self._watcher: asyncio.Task | None = None
         self._watch_stop = asyncio.Event()
         self._lock = asyncio.Lock()
+        self._booted = asyncio.Event()
         self.stopped = False
 
     # -- events ----------------------------------------------------------------------------------
@@ -155,10 +156,14 @@ class Engine:
         check_port(self.host, self.port)
         self._set_state(CREATING, f"deployment {self.deployment.deployment_name} "
                                   f"of endpoint {self.deployment.endpoint_name}")
-        state = await self._boot(first_revision=1)
+        # Watch from the start, so a save made while the server boots is not missed; the
+        # watcher applies it once the first outcome is known.
         if self.watch_enabled and self._watcher is None:
             self._watcher = asyncio.create_task(self._watch())
-        return state
+        try:
+            return await self._boot(first_revision=1)
+        finally:
+            self._booted.set()
 
     async def _boot(self, first_revision: int) -> str:
         self._outcome = asyncio.get_running_loop().create_future()
@@ -204,6 +209,7 @@ class Engine:
             return state
 
     async def apply(self, batch: Batch) -> None:
+        await self._booted.wait()
         files = tuple(str(f) for f in batch.files)
         if batch.action == Action.SWAP:
             await self.reload("code", files)

@@ -204,6 +204,11 @@ class ScoringApp:
         self.in_flight += 1
         try:
             response = await self._score(request, ids)
+        except Exception:
+            # Answered here rather than by Starlette's error middleware, which re-raises and
+            # makes uvicorn drop the client's keep-alive connection.
+            logger.error(f"Encountered Exception: {traceback.format_exc()}")
+            response = _json_response(500, {"message": INTERNAL_ERROR}, ids)
         finally:
             self.in_flight -= 1
         self._access_log(request, response, started)
