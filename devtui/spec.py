@@ -299,7 +299,7 @@ def _read_yaml(file: Path, problems: list[Problem]) -> _Document | None:
         # nodes are then constructed into plain Python data for pydantic.
         node = loader.get_single_node()
         if node is None:
-            problems.append(Problem(file, None, None, _EMPTY_MESSAGE))
+            problems.append(Problem(file, 1, None, _EMPTY_MESSAGE))
             return None
         data = loader.construct_document(node)
         lines: dict[tuple[Any, ...], int] = {(): node.start_mark.line + 1}
@@ -333,7 +333,7 @@ def _read_yaml(file: Path, problems: list[Problem]) -> _Document | None:
         loader.dispose()
 
     if data is None:
-        problems.append(Problem(file, None, None, _EMPTY_MESSAGE))
+        problems.append(Problem(file, 1, None, _EMPTY_MESSAGE))
         return None
     if not isinstance(data, dict):
         fix = "Remove the '- ' in front of the keys." if isinstance(data, list) else "Write one `key: value` per line."

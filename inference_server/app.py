@@ -33,7 +33,7 @@ from werkzeug.wrappers import Response as WerkzeugResponse
 
 from . import __version__, amlapi
 from .swagger import Swagger, SwaggerError
-from .user_script import InputError, MethodNotAllowed, UserScript
+from .user_script import InputError, MethodNotAllowed, UserScript, user_traceback
 
 logger = logging.getLogger("azmlinfsrv")
 
@@ -241,7 +241,7 @@ class ScoringApp:
                     "the online endpoint answers 408 here too.")}, ids)
             return _json_response(500, {"message": f"Scoring timeout after {limits.timeout_ms} ms"}, ids, True)
         except Exception:
-            logger.error(f"Encountered Exception: {traceback.format_exc()}")
+            logger.error(f"Encountered Exception: {user_traceback()}")
             return _json_response(500, {"message": RUN_FAILED}, ids, True)
 
         exec_ms = (b"x-ms-run-fn-exec-ms", f"{elapsed_ms:.3f}".encode())

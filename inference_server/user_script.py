@@ -14,6 +14,8 @@ import json
 import logging
 import os
 import sys
+import sysconfig
+import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from types import ModuleType
@@ -162,6 +164,27 @@ def is_schema_decorated(func: Callable) -> bool:
     # Only a script that imported inference-schema can be decorated with it; don't import it otherwise.
     schema_util = sys.modules.get("inference_schema.schema_util")
     return bool(schema_util and schema_util.is_schema_decorated(func))
+
+
+_SERVER = os.path.dirname(os.path.abspath(__file__))
+_STDLIB = sysconfig.get_paths()["stdlib"]
+
+
+def user_traceback() -> str:
+    """The current exception's traceback from the user's first frame on.
+
+    The frames before it (this server, importlib, the thread pool) say nothing about the
+    script; when no frame is the user's, the whole traceback is kept."""
+    _, error, tb = sys.exc_info()
+    first = tb
+    while first is not None:
+        filename = first.tb_frame.f_code.co_filename
+        if not (filename.startswith((_SERVER, _STDLIB)) or filename.startswith("<frozen ")):
+            break
+        first = first.tb_next
+    if first is None and not isinstance(error, SyntaxError):
+        first = tb
+    return "".join(traceback.format_exception(type(error), error, first))
 
 
 def walk_tree(path: str, depth: int = 0) -> Iterable[str]:

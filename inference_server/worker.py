@@ -46,6 +46,30 @@ class Options:
     parent_pid: int | None = None
 
 
+def draining_protocol():
+    """uvicorn's httptools protocol, but an idle keep-alive connection is not cut when the
+    worker drains: its next request is answered (with ``Connection: close``) and the client
+    reconnects to the new worker. Cutting it would race with a request already on its way and
+    lose it; an idle client that sends nothing is closed by the keep-alive timeout as usual."""
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    class DrainingProtocol(HttpToolsProtocol):
+        draining = False
+
+        def shutdown(self) -> None:
+            if self.cycle is None or self.cycle.response_complete:
+                self.draining = True
+            else:
+                self.cycle.keep_alive = False
+
+        def on_headers_complete(self) -> None:
+            super().on_headers_complete()
+            if self.draining and self.cycle is not None:
+                self.cycle.keep_alive = False
+
+    return DrainingProtocol
+
+
 def configure_logging() -> None:
     """Server and script logs in the reference server's format, on stdout, in UTC.
 
@@ -112,7 +136,7 @@ def serve(options: Options, sock: socket.socket, revision: int, status_fd: int) 
     try:
         script = user_script.load(options.entry_script)
     except BaseException:
-        text = traceback.format_exc()
+        text = user_script.user_traceback()
         logger.error(text)
         report("failed", stage="load", traceback=text)
         return 3
@@ -121,7 +145,7 @@ def serve(options: Options, sock: socket.socket, revision: int, status_fd: int) 
     try:
         script.init()
     except BaseException:
-        text = traceback.format_exc()
+        text = user_script.user_traceback()
         logger.error("User's init function failed")
         logger.error(f"Encountered Exception {text}")
         _log_model_tree(options.model_dir)
@@ -136,7 +160,7 @@ def serve(options: Options, sock: socket.socket, revision: int, status_fd: int) 
     else:
         limits = Limits(options.max_concurrent)
     app = create_app(script, swagger, limits, options.cors_origins)
-    config = uvicorn.Config(app, loop="uvloop", http="httptools", lifespan="off", log_config=None,
+    config = uvicorn.Config(app, loop="uvloop", http=draining_protocol(), lifespan="off", log_config=None,
                             access_log=False, server_header=False, date_header=False,
                             timeout_graceful_shutdown=30)
     server = uvicorn.Server(config)
