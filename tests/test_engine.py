@@ -203,15 +203,17 @@ def test_init_failure_on_first_start_is_failed_then_recovers_on_save(sample, tmp
     run(scenario())
 
 
-@pytest.mark.parametrize("body", ["def init(:\n", "raise ImportError('missing dependency')\n"])
-def test_script_that_cannot_load_is_failed_with_traceback(sample, tmp_path, body):
+@pytest.mark.parametrize("body, expected", [("def init(:\n", "SyntaxError"),
+                                            ("raise ImportError('missing dependency')\n", "Traceback")])
+def test_script_that_cannot_load_is_failed_with_traceback(sample, tmp_path, body, expected):
     folder = sample("sklearn-regression")
     save(folder / "onlinescoring" / "score.py", body)
 
     async def scenario():
         r = Run(folder, tmp_path, watch=False)
         assert await r.engine.start() == FAILED
-        assert "Traceback" in r.log_text("inference-server")
+        log = r.log_text("inference-server")
+        assert expected in log and 'score.py", line 1' in log
         await r.engine.stop()
 
     run(scenario())
