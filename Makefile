@@ -24,7 +24,7 @@ install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
 run: install
-	$(VENV)/bin/devtui up $(SAMPLE)
+	$(VENV)/bin/devtui $(SAMPLE)
 
 test: install-dev
 	$(PY) -m pytest -q $(PYTEST_ARGS)

@@ -182,6 +182,31 @@ def _detach(args, deployment: spec.LocalDeployment) -> int:
     raise CommandError(f"endpoint {name} did not finish starting within 10 minutes; see `devtui logs -n {name}`")
 
 
+# -- the terminal app -----------------------------------------------------------------------------
+
+
+def cmd_tui(args) -> int:
+    """`devtui [PATH]`: the same host as `up`, rendered by the Textual app."""
+    from .tui.app import DevtuiApp
+
+    deployment = _preflight(args)
+    try:
+        claim = registry.claim(deployment.endpoint_name)
+    except registry.AlreadyRunning:
+        raise CommandError(f"endpoint {deployment.endpoint_name!r} already has a deployment running", BAD_INPUT)
+    engine = Engine(deployment, claim.folder / "staging", runtime=args.runtime, port=args.port, name=args.name)
+    engine.subscribe(Recorder(engine, claim))
+    sample = deployment.deployment_file.parent / "sample-request.json"
+    request = sample.read_text() if sample.is_file() else None
+    app = DevtuiApp(engine, request_text=request, log_capacity=args.log_lines)
+    try:
+        app.run()
+    finally:
+        engine.kill()  # only does something if the app ended without stopping the engine
+        claim.release()
+    return 0
+
+
 # -- show / list ---------------------------------------------------------------------------------
 
 
@@ -344,7 +369,8 @@ def cmd_validate(args) -> int:
 
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="devtui", description="Run an Azure ML online deployment locally, with "
-                                                            "hot reload, live logs, invoke and debugging.")
+                                                            "hot reload, live logs, invoke and debugging. "
+                                                            "`devtui [PATH]` opens the terminal app.")
     top.add_argument("--version", action="version", version=f"devtui {__version__}")
     verbs = top.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -390,11 +416,29 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
+VERBS = ("up", "show", "list", "invoke", "logs", "down", "validate")
+
+
+def tui_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="devtui", description="Open the devtui terminal app on a deployment. "
+                                "Other commands: " + ", ".join(VERBS) + " (devtui COMMAND --help).")
+    p.add_argument("path", type=Path, nargs="?", default=Path("."), metavar="PATH",
+                   help="a deployment YAML, or a folder holding one (default: the current folder)")
+    p.add_argument("-n", "--name", help="endpoint name (overrides the YAML files')")
+    p.add_argument("--endpoint-file", type=Path, help="the endpoint YAML, when PATH is a deployment YAML")
+    p.add_argument("--runtime", choices=["process"], default="process")
+    p.add_argument("--port", type=int, help="port to listen on (default or 0: a free one)")
+    p.add_argument("--log-lines", type=int, default=10_000, help="log lines kept in memory per view (default 10000)")
+    p.set_defaults(func=cmd_tui)
+    return p
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    if not getattr(args, "func", None):
-        parser().print_help()
-        return 0
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and (argv[0] in VERBS or argv[0] in ("-h", "--help", "--version")):
+        args = parser().parse_args(argv)
+    else:
+        args = tui_parser().parse_args(argv)
     try:
         return args.func(args)
     except spec.SpecError as ex:

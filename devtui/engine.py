@@ -208,6 +208,16 @@ class Engine:
                 self._watch_stop.set()  # the watcher starts again on the new folders
             return state
 
+    async def switch_runtime(self, name: str) -> str:
+        """Run the same deployment on another runtime: stop this one, start that one."""
+        async with self._lock:
+            self._set_state(UPDATING, f"switching to the {name} runtime")
+            await self.runtime.stop()
+            self.runtime_name = name
+            self.serving_revision = None
+            self.runtime = self._new_runtime()
+            return await self._boot(first_revision=self.revision + 1)
+
     async def apply(self, batch: Batch) -> None:
         await self._booted.wait()
         files = tuple(str(f) for f in batch.files)
@@ -262,6 +272,10 @@ class Engine:
             await asyncio.gather(self._watcher, return_exceptions=True)
         await self.runtime.stop()
         self._say("Stopped; nothing is left running.")
+
+    def kill(self) -> None:
+        """Last resort when the event loop is gone: end the runtime's processes at once."""
+        self.runtime.kill()
 
     def describe(self) -> dict:
         """The deployment as `devtui show` lists it."""

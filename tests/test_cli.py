@@ -241,7 +241,9 @@ def test_logs_follow_streams_new_lines(detached):
         follower.wait(10)
 
 
-def test_no_command_prints_help_and_internal_errors_never_show_a_traceback():
-    assert "COMMAND" in devtui().stdout
+def test_help_and_errors_never_show_a_traceback(tmp_path):
+    assert "COMMAND" in devtui("--help").stdout
+    # `devtui PATH` opens the app, but a PATH without a deployment is an error before any screen.
+    assert "no deployment YAML" in devtui(str(tmp_path), check=2).stderr
     result = devtui("invoke", "--request-file", "/nonexistent.json", check=1)
     assert result.stderr.startswith("error: ")

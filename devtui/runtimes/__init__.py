@@ -3,6 +3,11 @@
 from .base import Runtime, RuntimeError_, RuntimeSink
 
 
+def available() -> list[str]:
+    """The runtimes this installation can use, the default first."""
+    return ["process"]
+
+
 def create(name: str, *args, **kwargs) -> Runtime:
     if name == "process":
         from .process import ProcessRuntime
@@ -11,4 +16,4 @@ def create(name: str, *args, **kwargs) -> Runtime:
     raise RuntimeError_(f"unknown runtime {name!r}: use 'process'")
 
 
-__all__ = ["Runtime", "RuntimeError_", "RuntimeSink", "create"]
+__all__ = ["Runtime", "RuntimeError_", "RuntimeSink", "available", "create"]

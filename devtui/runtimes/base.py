@@ -52,6 +52,9 @@ class Runtime(ABC):
     async def stop(self) -> None:
         """Stop everything this runtime started; safe to call twice."""
 
+    def kill(self) -> None:
+        """End everything at once, without an event loop (after a crash); safe to call twice."""
+
     def describe(self) -> dict:
         """What `show` lists for the deployment: pid or container ids."""
         return {}

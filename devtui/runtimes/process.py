@@ -195,5 +195,12 @@ class ProcessRuntime(Runtime):
         await process.wait()
         await asyncio.gather(*self.tasks, return_exceptions=True)
 
+    def kill(self) -> None:
+        if self.process is not None and self.process.returncode is None:
+            try:
+                os.killpg(self.process.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+
     def describe(self) -> dict:
         return {"pid": self.process.pid if self.process else None}

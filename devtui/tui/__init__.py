@@ -1,0 +1,1 @@
+"""The Textual app: renders engine events, calls engine methods, nothing more."""

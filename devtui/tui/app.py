@@ -1,0 +1,262 @@
+"""The devtui terminal app: the engine's events rendered, the engine's methods on keys.
+
+It never talks to processes or Docker itself: every action calls the engine, and everything
+shown comes from an engine event. Long work (deploy, restart) runs in Textual workers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+from textual import on, work
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import Footer, Input, ProgressBar, RichLog, TabbedContent, TabPane
+
+from .. import runtimes
+from ..engine import Engine
+from ..events import (SUCCEEDED, Event, Logs, Progress, ReloadFinished, ReloadStarted, ServerStarted,
+                      StateChanged)
+from .widgets import DeploymentPanel, InvokePanel, LogView, StatusBar, TracebackPanel
+
+# Command palette entries: (title, help, action). The same actions have keys in the footer.
+COMMANDS = [
+    ("Invoke endpoint", "Send the request in the Invoke editor", "invoke"),
+    ("Reload now", "Swap in a fresh worker with the current code", "reload"),
+    ("Restart deployment", "Load the YAML again and restart the scoring server", "restart"),
+    ("Focus logs", "Show the logs and put the focus on them", "focus_logs"),
+    ("Focus invoke", "Show the Invoke editor and put the focus on it", "focus_invoke"),
+    ("Toggle follow", "Follow new log lines, or stop following", "toggle_follow"),
+    ("Toggle timestamps", "Show or hide the time of each log line", "toggle_timestamps"),
+    ("Filter logs", "Narrow the log to lines matching text or /regex/", "filter_logs"),
+    ("Clear logs", "Empty the log view and its buffer", "clear_logs"),
+    ("Save logs", "Write the log lines in view to a file", "save_logs"),
+    ("Switch runtime", "Run the deployment on the next available runtime", "switch_runtime"),
+    ("Quit", "Stop the endpoint and leave", "quit"),
+]
+
+
+class EngineEvent(Message):
+    def __init__(self, event: Event) -> None:
+        super().__init__()
+        self.event = event
+
+
+class DevtuiApp(App):
+    CSS_PATH = "app.tcss"
+    TITLE = "devtui"
+    BINDINGS = [
+        Binding("ctrl+j", "invoke", "Invoke", priority=True),
+        Binding("r", "reload", "Reload"),
+        Binding("ctrl+r", "restart", "Restart", priority=True),
+        Binding("l", "focus_logs", "Logs"),
+        Binding("i", "focus_invoke", "Invoke view"),
+        Binding("f", "toggle_follow", "Follow"),
+        Binding("t", "toggle_timestamps", "Timestamps"),
+        Binding("slash", "filter_logs", "Filter"),
+        Binding("c", "clear_logs", "Clear"),
+        Binding("s", "save_logs", "Save"),
+        Binding("x", "switch_runtime", "Runtime"),
+        Binding("q", "quit", "Quit"),
+        Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
+    ]
+
+    def __init__(self, engine: Engine, request_text: str | None = None, log_capacity: int = 10_000,
+                 save_folder: Path | None = None) -> None:
+        super().__init__()
+        self.engine = engine
+        self.request_text = request_text
+        self.log_capacity = log_capacity
+        self.save_folder = save_folder or Path.cwd()
+        self.stopping = False
+        engine.subscribe(lambda event: self.post_message(EngineEvent(event)))
+
+    # -- layout -----------------------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        d = self.engine.deployment
+        yield StatusBar(d.endpoint_name, d.deployment_name, self.engine.runtime_name, id="status")
+        yield ProgressBar(id="progress", show_eta=False)
+        with Horizontal(id="main"):
+            yield DeploymentPanel(id="deployment")
+            with TabbedContent(id="tabs", initial="logs-tab"):
+                with TabPane("Logs", id="logs-tab"):
+                    yield LogView(self.log_capacity, id="logs")
+                with TabPane("Invoke", id="invoke-tab"):
+                    yield InvokePanel(self.request_text or "{}", id="invoke")
+        yield TracebackPanel(id="traceback")
+        yield Footer()
+
+    @property
+    def logs(self) -> LogView:
+        return self.query_one("#logs", LogView)
+
+    @property
+    def invoke_panel(self) -> InvokePanel:
+        return self.query_one("#invoke", InvokePanel)
+
+    @property
+    def status(self) -> StatusBar:
+        return self.query_one("#status", StatusBar)
+
+    def on_mount(self) -> None:
+        self.query_one("#deployment", DeploymentPanel).show(self.engine.deployment)
+        self.query_one("#progress").display = False
+        self.query_one("#traceback").display = False
+        self.invoke_panel.timeout_s = self.engine.deployment.request_settings.request_timeout_ms / 1000 + 10
+        try:
+            # `devtui down` from another shell sends SIGTERM: leave as cleanly as on `q`.
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, self._terminate)
+        except (NotImplementedError, RuntimeError):
+            pass
+        self.deploy()
+
+    def _terminate(self) -> None:
+        self.call_later(self.action_quit)
+
+    @work(exclusive=True, group="engine")
+    async def deploy(self) -> None:
+        await self.engine.start()
+
+    # -- engine events ----------------------------------------------------------------------------
+
+    @on(EngineEvent)
+    def _engine_event(self, message: EngineEvent) -> None:
+        event = message.event
+        status = self.status
+        if isinstance(event, Logs):
+            self.logs.add(event.records)
+        elif isinstance(event, StateChanged):
+            status.state = event.state
+            status.detail = event.detail
+            if event.state == SUCCEEDED:
+                status.revision = self.engine.serving_revision
+                if not self.request_text:
+                    self._prefill_from_swagger()
+        elif isinstance(event, ServerStarted):
+            status.scoring_uri = event.scoring_uri
+            self.invoke_panel.scoring_uri = event.scoring_uri
+        elif isinstance(event, ReloadStarted):
+            status.detail = f"reloading revision {event.revision} ({event.reason})"
+        elif isinstance(event, ReloadFinished):
+            self._reload_finished(event)
+        elif isinstance(event, Progress):
+            bar = self.query_one("#progress", ProgressBar)
+            done = event.total and event.done >= event.total
+            bar.display = not done
+            bar.update(total=event.total or None, progress=event.done)
+
+    def _reload_finished(self, event: ReloadFinished) -> None:
+        status = self.status
+        status.revision = event.serving_revision
+        status.record_reload(event.revision, event.ok, event.duration_ms)
+        panel = self.query_one("#traceback", TracebackPanel)
+        if event.ok:
+            panel.clear_failure()
+            status.detail = f"revision {event.revision} is serving"
+            if not event.first:
+                self.notify(f"Revision {event.revision} is serving ({event.duration_ms:.0f} ms)",
+                            title="Reloaded", timeout=3)
+        else:
+            panel.show_failure(event.revision, event.stage or "start", event.traceback, event.serving_revision)
+            status.detail = (f"revision {event.revision} failed; revision {event.serving_revision} is still serving"
+                             if event.serving_revision else f"revision {event.revision} failed; nothing is serving")
+            self.notify(f"Revision {event.revision} failed in {event.stage or 'start'}", severity="error",
+                        title="Reload failed", timeout=5)
+
+    @on(InvokePanel.Answered)
+    def _answered(self, message: InvokePanel.Answered) -> None:
+        self.status.record_latency(message.exchange.latency_ms)
+
+    @work(group="swagger")
+    async def _prefill_from_swagger(self) -> None:
+        """No sample-request.json: take the example from the swagger document, if it has one."""
+        import httpx
+
+        uri = self.engine.scoring_uri
+        if not uri:
+            return
+        try:
+            async with httpx.AsyncClient(timeout=5) as client:
+                document = (await client.get(uri.rsplit("/", 1)[0] + "/swagger.json")).json()
+            example = document["definitions"]["ServiceInput"]["example"]
+        except (httpx.HTTPError, ValueError, KeyError, TypeError):
+            return
+        if example and self.invoke_panel.editor.text.strip() in ("", "{}"):
+            self.invoke_panel.set_request(json.dumps(example, indent=2))
+
+    # -- actions ----------------------------------------------------------------------------------
+
+    def action_invoke(self) -> None:
+        self.query_one("#tabs", TabbedContent).active = "invoke-tab"
+        self.invoke_panel.send()
+
+    @work(group="engine-action")
+    async def action_reload(self) -> None:
+        self.notify("Reloading...", timeout=2)
+        await self.engine.reload("manual")
+
+    @work(exclusive=True, group="engine-action")
+    async def action_restart(self) -> None:
+        self.notify("Restarting the deployment...", timeout=2)
+        await self.engine.restart("restart requested")
+
+    def action_focus_logs(self) -> None:
+        self.query_one("#tabs", TabbedContent).active = "logs-tab"
+        self.query_one("#log-lines", RichLog).focus()
+
+    def action_focus_invoke(self) -> None:
+        self.query_one("#tabs", TabbedContent).active = "invoke-tab"
+        self.invoke_panel.editor.focus()
+
+    def action_toggle_follow(self) -> None:
+        self.logs.follow = not self.logs.follow
+
+    def action_toggle_timestamps(self) -> None:
+        self.logs.timestamps = not self.logs.timestamps
+
+    def action_filter_logs(self) -> None:
+        self.query_one("#tabs", TabbedContent).active = "logs-tab"
+        self.query_one("#log-filter", Input).focus()
+
+    def action_clear_logs(self) -> None:
+        self.logs.clear()
+
+    def action_save_logs(self) -> None:
+        name = f"devtui-{self.engine.deployment.endpoint_name}-{time.strftime('%Y%m%d-%H%M%S')}.log"
+        path = self.logs.save(self.save_folder / name)
+        self.notify(f"Saved {len(self.logs.visible_records())} lines to {path}", title="Logs saved")
+
+    @work(exclusive=True, group="engine-action")
+    async def action_switch_runtime(self) -> None:
+        available = runtimes.available()
+        if len(available) < 2:
+            self.notify(f"Only the {available[0]} runtime is available here.", severity="warning")
+            return
+        following = available[(available.index(self.engine.runtime_name) + 1) % len(available)]
+        self.notify(f"Switching to the {following} runtime...")
+        await self.engine.switch_runtime(following)
+        self.status.runtime = following
+        self.status.refresh_text()
+
+    async def action_quit(self) -> None:
+        if self.stopping:
+            return
+        self.stopping = True
+        self.status.detail = "stopping..."
+        self.workers.cancel_group(self, "engine")
+        await self.engine.stop()
+        self.exit()
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        for title, help_text, action in COMMANDS:
+            yield SystemCommand(title, help_text, getattr(self, f"action_{action}"))
+        yield SystemCommand("Theme", "Change the current theme", self.action_change_theme)

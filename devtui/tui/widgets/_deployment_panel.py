@@ -1,0 +1,56 @@
+"""What the YAML says, resolved: model, code, environment, settings, and what is watched."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.table import Table
+from textual.widgets import Static
+
+from ...engine import mask
+from ...spec import LocalDeployment
+from ...watch import roots
+
+
+def _size(path: Path) -> str:
+    files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+    total = float(sum(p.stat().st_size for p in files))
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if total < 1024 or unit == "GiB":
+            return f"{total:.0f} {unit}" if unit == "B" else f"{total:.1f} {unit}"
+        total /= 1024
+    return ""
+
+
+def _short(path: Path | None) -> str:
+    if path is None:
+        return "-"
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+class DeploymentPanel(Static):
+    def show(self, d: LocalDeployment) -> None:
+        table = Table.grid(padding=(0, 1))
+        table.add_column(style="bold", no_wrap=True)
+        table.add_column(overflow="fold")
+        if d.model:
+            table.add_row("model", f"{_short(d.model.path)} ({_size(d.model.path)}) as {d.model.name}:{d.model.version}")
+        else:
+            table.add_row("model", "none")
+        table.add_row("code", _short(d.code_dir))
+        table.add_row("script", d.scoring_script or "-")
+        env = d.environment
+        table.add_row("image", env.image or (f"build {_short(env.build_path)}" if env.build_path else "-"))
+        table.add_row("conda", _short(env.conda_file))
+        variables = "\n".join(f"{k}={mask(k, v)}" for k, v in d.environment_variables.items()) or "-"
+        table.add_row("env", variables)
+        s = d.request_settings
+        table.add_row("requests", f"timeout {s.request_timeout_ms} ms, "
+                                  f"max concurrent {s.max_concurrent_requests_per_instance}")
+        table.add_row("instances", f"{d.instance_count} x {d.instance_type or '-'} (not used locally)")
+        trees, flat = roots(d)
+        table.add_row("watching", "\n".join([*map(_short, trees), *(f"{_short(f)} (YAML)" for f in flat)]))
+        self.update(table)
