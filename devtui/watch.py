@@ -18,9 +18,9 @@ import watchfiles
 from .spec import LocalDeployment
 
 # watchfiles yields a batch once no change has come for this long. Editors save by writing a
-# temporary file and renaming it within a millisecond or two, so 20 ms groups a save into one
+# temporary file and renaming it within a millisecond or two, so 10 ms groups a save into one
 # batch while keeping it out of the reload's critical path.
-STEP_MS = 20
+STEP_MS = 10
 
 
 class Action(IntEnum):

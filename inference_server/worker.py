@@ -70,6 +70,34 @@ def draining_protocol():
     return DrainingProtocol
 
 
+def quick_exit_server():
+    """uvicorn's Server, but it stops accepting the moment it is told to exit.
+
+    uvicorn notices the exit request on its next 100 ms tick; until then the old worker would
+    keep taking new connections from the shared socket, and clients would keep getting the old
+    revision after the new one is ready."""
+    import asyncio
+
+    import uvicorn
+
+    class QuickExitServer(uvicorn.Server):
+        async def serve(self, sockets=None) -> None:
+            self.loop = asyncio.get_running_loop()
+            await super().serve(sockets)
+
+        def handle_exit(self, sig, frame) -> None:
+            super().handle_exit(sig, frame)
+            loop = getattr(self, "loop", None)
+            if loop is not None:
+                loop.call_soon_threadsafe(self.stop_accepting)
+
+        def stop_accepting(self) -> None:
+            for server in getattr(self, "servers", []):
+                server.close()
+
+    return QuickExitServer
+
+
 def configure_logging() -> None:
     """Server and script logs in the reference server's format, on stdout, in UTC.
 
@@ -163,7 +191,7 @@ def serve(options: Options, sock: socket.socket, revision: int, status_fd: int) 
     config = uvicorn.Config(app, loop="uvloop", http=draining_protocol(), lifespan="off", log_config=None,
                             access_log=False, server_header=False, date_header=False,
                             timeout_graceful_shutdown=30)
-    server = uvicorn.Server(config)
+    server = quick_exit_server()(config)
     report("ready")
     logger.info(f"Worker with pid {os.getpid()} ready for serving traffic")
     if options.warm_imports:

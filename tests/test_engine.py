@@ -155,7 +155,10 @@ def test_model_change_restages_then_swaps(sample, tmp_path):
         save(model, "x" * (before + 100))
         answer = await r.answers(lambda a: a.json()["model_bytes"] == before + 100)
         assert answer.status_code == 200
-        assert [e.reason for e in r.of(ReloadStarted)] == ["model"]
+        # The answer may change as soon as the model is staged again; the swap follows.
+        started = await async_wait_for(lambda: r.of(ReloadStarted))
+        assert [e.reason for e in started] == ["model"]
+        await async_wait_for(lambda: [e for e in r.of(ReloadFinished) if e.ok and not e.first])
         await r.engine.stop()
 
     run(scenario())
