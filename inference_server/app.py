@@ -14,6 +14,8 @@ import io
 import json
 import logging
 import os
+import random
+import signal
 import sys
 import threading
 import time
@@ -57,6 +59,13 @@ class Limits:
     timeout_ms: int | None = None
     timeout_status: int = 408
 
+    @property
+    def inline(self) -> bool:
+        """One run() at a time and no endpoint emulation: call run() on the event loop itself,
+        like the reference server's synchronous worker, and skip a thread hop per request."""
+        return (self.max_concurrent == 1 and self.max_in_flight is None
+                and (self.timeout_ms is None or self.timeout_status != 408))
+
     @classmethod
     def for_endpoint(cls, timeout_ms: int, max_concurrent: int) -> "Limits":
         # The cloud queues up to 2 x max_concurrent per instance and refuses the rest with 429.
@@ -65,6 +74,14 @@ class Limits:
 
 class _Timeout(Exception):
     pass
+
+
+class _Alarm(TimeoutError):
+    """Raised inside an inline run() by SIGALRM when SCORING_TIMEOUT_MS passes."""
+
+
+def _on_alarm(signum, frame):
+    raise _Alarm()
 
 
 class _RunCall:
@@ -142,7 +159,8 @@ class ScoringApp:
             out.append((b"traceid", trace.encode("latin-1")))
         request_id = headers.get("x-request-id")
         if request_id is None:
-            request_id = str(uuid.uuid4())
+            # Not uuid4(): it asks the OS for randomness on every request; an id needs no crypto.
+            request_id = str(uuid.UUID(int=random.getrandbits(128), version=4))
         if len(request_id) > HEADER_LIMIT:
             return out, _json_response(431, {"message": f"x-request-id must not exceed {HEADER_LIMIT} characters"}, out)
         if request_id:
@@ -255,6 +273,8 @@ class ScoringApp:
         return _response(200, payload, JSON, ids + [exec_ms])
 
     async def _run(self, arguments: dict, headers: dict) -> tuple[Any, float]:
+        if self.limits.inline:
+            return self._run_inline(arguments, headers)
         if self.slots is None:
             self.slots = asyncio.Semaphore(self.limits.max_concurrent)
         call = _RunCall(self.script, arguments, headers)
@@ -270,6 +290,23 @@ class ScoringApp:
             call.abandon()
             raise _Timeout() from None
 
+    def _run_inline(self, arguments: dict, headers: dict) -> tuple[Any, float]:
+        timeout_ms = self.limits.timeout_ms
+        if timeout_ms:
+            # As the reference server does: a signal interrupts even a sleeping run().
+            previous = signal.signal(signal.SIGALRM, _on_alarm)
+            signal.setitimer(signal.ITIMER_REAL, timeout_ms / 1000)
+        started = time.perf_counter()
+        try:
+            output = self.script.call_run(arguments, headers)
+        except _Alarm:
+            raise _Timeout() from None
+        finally:
+            if timeout_ms:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+                signal.signal(signal.SIGALRM, previous)
+        return output, (time.perf_counter() - started) * 1000
+
     @staticmethod
     def _passthrough(output: WerkzeugResponse, extra: list) -> Response:
         """A Response run() returned (AMLResponse or Flask's), sent as it is."""
@@ -279,11 +316,11 @@ class ScoringApp:
         return _response(output.status_code, output.get_data(), None, headers + extra, failed)
 
     def _access_log(self, request: Request, response: Response, started: float) -> None:
-        path = request.url.path
-        if request.url.query:
-            path += f"?{request.url.query}"
+        scope = request.scope
+        query = scope["query_string"]
+        path = f"{scope['path']}?{query.decode('latin-1')}" if query else scope["path"]
         elapsed = (time.perf_counter() - started) * 1000
-        logger.info(f"{request.method} {path} {response.status_code} {elapsed:.3f}ms {len(response.body)}")
+        logger.info(f"{scope['method']} {path} {response.status_code} {elapsed:.3f}ms {len(response.body)}")
 
     # -- errors --------------------------------------------------------------------------------
 

@@ -165,10 +165,15 @@ class Supervisor:
         config.load()
 
     def _warm_up_learned(self) -> None:
-        """Import the libraries the last worker imported, so the next one finds them loaded."""
+        """Import the libraries the last worker imported, so the next one finds them loaded.
+
+        Runs while idle, right after a worker reports them; a reload requested meanwhile goes
+        first (the new worker imports what is not here yet itself)."""
         if not self.options.warm_imports:
             return
         for name in sorted(self.learned - self.imported):
+            if self.reload_requested:
+                return
             self.imported.add(name)
             started = time.perf_counter()
             try:
@@ -181,7 +186,6 @@ class Supervisor:
     # -- workers -----------------------------------------------------------------------------
 
     def _start_worker(self) -> None:
-        self._warm_up_learned()
         self.revision += 1
         status_r, status_w = os.pipe()
         sys.stdout.flush()

@@ -8,6 +8,7 @@ parameter receives the headers.
 
 from __future__ import annotations
 
+import importlib.machinery
 import importlib.util
 import inspect
 import json
@@ -107,12 +108,46 @@ class UserScript:
         return self.run(**arguments)
 
 
+class _FreshLoader(importlib.machinery.SourceFileLoader):
+    """Compiles from source every time, never from ``__pycache__``.
+
+    A .pyc is trusted when the source's size and mtime in whole seconds match; two saves within
+    one second that keep the size (a changed digit) would otherwise run the old code."""
+
+    def get_code(self, fullname):
+        path = self.get_filename(fullname)
+        return self.source_to_code(self.get_data(path), path)
+
+
+class _FreshFinder:
+    """Finds modules like the path finder does, but loads those under the user's folders with
+    :class:`_FreshLoader`, so a helper module saved beside score.py is reloaded faithfully too."""
+
+    def __init__(self, roots: list[str]):
+        self.roots = tuple(os.path.join(os.path.abspath(r), "") for r in roots)
+
+    def find_spec(self, fullname, path=None, target=None):
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+        if (spec is not None and isinstance(spec.loader, importlib.machinery.SourceFileLoader)
+                and spec.origin and spec.origin.startswith(self.roots)):
+            spec.loader = _FreshLoader(fullname, spec.origin)
+        return spec
+
+
+def load_fresh_from(roots: list[str]) -> None:
+    """From now on, import modules under ``roots`` from their source (see :class:`_FreshLoader`)."""
+    sys.dont_write_bytecode = True
+    position = next((i for i, finder in enumerate(sys.meta_path) if finder is importlib.machinery.PathFinder),
+                    len(sys.meta_path))
+    sys.meta_path.insert(position, _FreshFinder(roots))
+
+
 def load(path: str) -> UserScript:
     """Import the script at ``path`` and inspect its run(). Raises whatever the import raises,
     or ScriptError when the script's shape is wrong."""
     amlapi.install()
     amlapi.reset()
-    spec = importlib.util.spec_from_file_location("entry_module", path)
+    spec = importlib.util.spec_from_file_location("entry_module", path, loader=_FreshLoader("entry_module", path))
     if spec is None or spec.loader is None:
         raise ScriptError(f"Cannot load a Python module from {path}.")
     module = importlib.util.module_from_spec(spec)

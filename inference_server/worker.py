@@ -74,8 +74,8 @@ def quick_exit_server():
     """uvicorn's Server, but it stops accepting the moment it is told to exit.
 
     uvicorn notices the exit request on its next 100 ms tick; until then the old worker would
-    keep taking new connections from the shared socket, and clients would keep getting the old
-    revision after the new one is ready."""
+    keep taking new connections from the shared socket and serving open ones, and clients would
+    keep getting the old revision after the new one is ready."""
     import asyncio
 
     import uvicorn
@@ -94,6 +94,10 @@ def quick_exit_server():
         def stop_accepting(self) -> None:
             for server in getattr(self, "servers", []):
                 server.close()
+            # Open keep-alive connections too: their next answer says Connection: close, so
+            # clients move to the new worker now rather than at uvicorn's next tick.
+            for connection in list(self.server_state.connections):
+                connection.shutdown()
 
     return QuickExitServer
 
@@ -161,6 +165,7 @@ def serve(options: Options, sock: socket.socket, revision: int, status_fd: int) 
     for path in (options.app_root, script_dir):
         if path not in sys.path:
             sys.path.append(path)
+    user_script.load_fresh_from([options.app_root, script_dir])
     try:
         script = user_script.load(options.entry_script)
     except BaseException:

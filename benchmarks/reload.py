@@ -1,0 +1,345 @@
+"""Hot reload latency: from saving score.py to the first answer that comes from the new code.
+
+    .venv/bin/python benchmarks/reload.py [--saves 20] [--tools devtui,uvicorn]
+
+On a temporary copy of samples/sklearn-regression, for each tool in turn:
+  devtui   `devtui up --detach --port 0` (its own DEVTUI_HOME), then `devtui down`
+  uvicorn  `python -m uvicorn wrapper:app --app-dir benchmarks --reload --reload-dir <code folder>`
+           (benchmarks/wrapper.py: importlib, init() at startup, POST /score calls run(body))
+and then, save after save: rewrite onlinescoring/score.py so that run() answers
+{"save": N, "predictions": [...]} (the real prediction, plus the save number), the way editors save
+(a temporary file in the same folder, then a rename), and POST /score in a tight loop on one
+keep-alive connection until the answer carries N. Latency = time of that answer - time of the write.
+Each save waits for the previous one's answer, plus a short think time (--gap). The first save
+(--warmup) is not counted; a save with no new answer within --timeout counts as missed.
+Servers run without PYTHONDONTWRITEBYTECODE, as on a developer's machine.
+
+Targets (DESIGN.md, "Hot reload: the update ladder"): devtui median <= 100 ms and >= 10x faster than
+uvicorn --reload. Results also go to benchmarks/results/reload.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import httpx
+
+from _common import (HERE, SKLEARN_SAMPLE, VENV_BIN, BenchmarkError, Server, free_port, model_dir_for,
+                     summary_stats, wait_until, write_results)
+
+TARGET_MEDIAN_MS = 100
+TARGET_SPEEDUP = 10
+ENDPOINT = "my-endpoint"
+# The sample's last line, which the benchmark rewrites to carry the save number.
+RETURN_LINE = "    return [round(float(p), digits) for p in predictions]\n"
+
+
+def script_text(template: str, save: int) -> str:
+    return template.replace(
+        RETURN_LINE,
+        f'    return {{"save": {save}, "predictions": [round(float(p), digits) for p in predictions]}}\n')
+
+
+def save_like_an_editor(path: Path, text: str) -> tuple[float, float]:
+    """Write a temporary file next to ``path`` and rename it over ``path``.
+    Returns (perf_counter, wall clock) taken just before the write started."""
+    started, wall = time.perf_counter(), time.time()
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.chmod(temporary, stat.S_IMODE(path.stat().st_mode))
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return started, wall
+
+
+def answer_save(client: httpx.Client, url: str, body: bytes) -> int | None:
+    """The save number the server answers with, or None when it does not answer (yet)."""
+    try:
+        response = client.post(url, content=body, headers={"content-type": "application/json"})
+    except httpx.TransportError:
+        time.sleep(0.001)  # not listening (restarting) or the connection was closed: try again
+        return None
+    if response.status_code != 200:
+        return None
+    try:
+        data = response.json()
+    except ValueError:
+        return None
+    return data.get("save") if isinstance(data, dict) else None
+
+
+def measure(tool: str, url: str, score_py: Path, template: str, body: bytes, args, check_alive) -> list[dict]:
+    """Save ``args.warmup + args.saves`` times; one record per save (warm-up saves are marked)."""
+    records = []
+    with httpx.Client(timeout=10.0, limits=httpx.Limits(max_keepalive_connections=1, max_connections=1)) as client:
+        # The server answers with save 0 (written before it started) before we change anything.
+        wait_until(lambda: answer_save(client, url, body) == 0, 60, f"{tool} to answer with save 0",
+                   interval=0.005, alive=check_alive)
+        for n in range(1, args.warmup + args.saves + 1):
+            warmup = n <= args.warmup
+            text = script_text(template, n)
+            started, wall = save_like_an_editor(score_py, text)
+            deadline = started + args.timeout
+            polls = old = 0
+            latency = None
+            while True:
+                seen = answer_save(client, url, body)
+                now = time.perf_counter()
+                polls += 1
+                if seen == n:
+                    latency = (now - started) * 1000
+                    break
+                if seen is not None:
+                    old += 1
+                if now > deadline:
+                    check_alive()
+                    break
+                if args.poll_interval:
+                    time.sleep(args.poll_interval)
+            records.append({"save": n, "warmup": warmup, "written_at": wall, "latency_ms": latency,
+                            "polls": polls, "old_answers": old})
+            status = f"{latency:8.1f} ms" if latency is not None else f" MISSED: no new answer in {args.timeout:.0f} s"
+            print(f"  {tool:<8} save {n:3d}: {status}  ({polls} polls, {old} answered by the old code)"
+                  + ("  [warm-up, not counted]" if warmup else ""), flush=True)
+            if args.gap:
+                time.sleep(args.gap)  # think time between saves, not synchronisation
+    return records
+
+
+def server_environment() -> dict:
+    """This environment, minus PYTHONDONTWRITEBYTECODE: on a developer's machine Python caches
+    bytecode in __pycache__, and a reload must still pick up every save."""
+    return {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
+# -- devtui --------------------------------------------------------------------------------------
+
+
+def devtui(args, work: Path, template: str, body: bytes) -> tuple[list[dict], dict]:
+    deployment = work / "devtui-deployment"
+    shutil.copytree(SKLEARN_SAMPLE, deployment, symlinks=True)
+    score_py = deployment / "onlinescoring" / "score.py"
+    score_py.write_text(script_text(template, 0))
+    home = work / "devtui-home"
+    env = {**server_environment(), "DEVTUI_HOME": str(home)}
+    devtui_bin = str(VENV_BIN / "devtui")
+    up_done = False
+    try:
+        print(f"devtui: up --detach {deployment}", flush=True)
+        up = subprocess.run([devtui_bin, "up", str(deployment), "--detach", "--port", "0"], env=env,
+                            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300)
+        up_done = True
+        if up.returncode != 0:
+            raise BenchmarkError(f"devtui up exited with code {up.returncode}:\n{up.stdout}\n{up.stderr}")
+        shown = json.loads(up.stdout)
+        url = shown["scoring_uri"]
+
+        def check_alive():
+            listed = subprocess.run([devtui_bin, "list", "-o", "json"], env=env, capture_output=True, text=True)
+            if listed.returncode != 0 or not any(r["name"] == ENDPOINT for r in json.loads(listed.stdout or "[]")):
+                log = home / "endpoints" / ENDPOINT / "logs" / "inference-server.log"
+                tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:]) if log.exists() else ""
+                raise BenchmarkError(f"the devtui endpoint is no longer running; last server log lines:\n{tail}")
+
+        records = measure("devtui", url, score_py, template, body, args, check_alive)
+    finally:
+        _devtui_down(devtui_bin, env, home, waited_for_up=up_done)
+    breakdown = _devtui_breakdown(home / "endpoints" / ENDPOINT / "logs" / "inference-server.log", records)
+    return records, breakdown
+
+
+def _devtui_down(devtui_bin: str, env: dict, home: Path, waited_for_up: bool) -> None:
+    """`devtui down`, and make sure: an interrupted `up` may claim the endpoint a moment later."""
+    deadline = time.monotonic() + (2 if waited_for_up else 15)
+    while True:
+        down = subprocess.run([devtui_bin, "down", "-n", ENDPOINT], env=env, capture_output=True, text=True)
+        if down.returncode == 0:
+            print(f"devtui: {down.stdout.strip()}", flush=True)
+        listed = subprocess.run([devtui_bin, "list", "-o", "json"], env=env, capture_output=True, text=True)
+        alive = listed.returncode == 0 and json.loads(listed.stdout or "[]")
+        if down.returncode == 0 and not alive:
+            return
+        if time.monotonic() > deadline:
+            if alive:
+                print(f"warning: devtui endpoint still listed after down: {listed.stdout}", file=sys.stderr)
+            return
+        time.sleep(0.1)
+
+
+LOG_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) \S \[\d+\] \S+ - (.*)$")
+
+
+def _devtui_breakdown(log: Path, records: list[dict]) -> dict:
+    """Where a save's time goes, from the server's log (timestamps in UTC, millisecond precision):
+    write -> supervisor starts the new worker (watcher + debounce + SIGHUP), worker start -> ready
+    (fork, import, init), ready -> first new answer (switch-over as the client sees it)."""
+    if not log.exists():
+        return {}
+    starts, readies = [], {}
+    for line in log.read_text(errors="replace").splitlines():
+        match = LOG_LINE.match(line)
+        if not match:
+            continue
+        stamp = datetime.strptime(match[1], "%Y-%m-%d %H:%M:%S").replace(tzinfo=timezone.utc).timestamp()
+        stamp += int(match[2]) / 1000
+        message = match[3]
+        if m := re.match(r"Starting worker \d+ for revision (\d+)", message):
+            starts.append((stamp, int(m[1])))
+        elif m := re.match(r"Revision (\d+) ready in ([\d.]+) ms", message):
+            readies[int(m[1])] = (stamp, float(m[2]))
+    watch, swap, switch = [], [], []
+    for record in records:
+        if record["latency_ms"] is None or record["warmup"]:
+            continue
+        written = record["written_at"]
+        start = next(((t, rev) for t, rev in starts if t >= written - 0.001), None)
+        if start is None or start[1] not in readies:
+            continue
+        ready_at, ready_ms = readies[start[1]]
+        answered = written + record["latency_ms"] / 1000
+        watch.append((start[0] - written) * 1000)
+        swap.append(ready_ms)
+        switch.append((answered - ready_at) * 1000)
+        record.update(revision=start[1], watch_ms=round(watch[-1], 1), worker_ready_ms=ready_ms,
+                      switch_ms=round(switch[-1], 1))
+    if not watch:
+        return {}
+    return {"write_to_worker_start_ms": summary_stats(watch), "worker_start_to_ready_ms": summary_stats(swap),
+            "ready_to_first_new_answer_ms": summary_stats(switch),
+            "note": "log timestamps have 1 ms resolution; the first and last columns carry that error"}
+
+
+# -- uvicorn --reload ----------------------------------------------------------------------------
+
+
+def uvicorn_reload(args, work: Path, template: str, body: bytes) -> list[dict]:
+    deployment = work / "uvicorn-deployment"
+    shutil.copytree(SKLEARN_SAMPLE, deployment, symlinks=True)
+    code = deployment / "onlinescoring"
+    score_py = code / "score.py"
+    score_py.write_text(script_text(template, 0))
+    port = free_port()
+    env = {**server_environment(), "AZUREML_MODEL_DIR": str(model_dir_for(deployment, work / "uvicorn-models")),
+           "AML_APP_ROOT": str(code), "AZUREML_ENTRY_SCRIPT": "score.py", "BENCH_ENTRY_SCRIPT": str(score_py),
+           # The deployment's environment_variables, as devtui sets them.
+           "LOG_LEVEL": "INFO", "PREDICTION_ROUND_DIGITS": "2"}
+    command = [sys.executable, "-m", "uvicorn", "wrapper:app", "--app-dir", str(HERE), "--reload",
+               "--reload-dir", str(code), "--host", "127.0.0.1", "--port", str(port)]
+    print(f"uvicorn: {' '.join(command[1:])}", flush=True)
+    server = Server("uvicorn --reload", command, work / "uvicorn.log", env=env, cwd=code)
+    try:
+        return measure("uvicorn", f"http://127.0.0.1:{port}/score", score_py, template, body, args,
+                       server.check_alive)
+    finally:
+        server.stop()
+        print("uvicorn: stopped (reloader and worker)", flush=True)
+
+
+# -- report --------------------------------------------------------------------------------------
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--saves", type=int, default=20, help="saves per tool (default 20)")
+    parser.add_argument("--warmup", type=int, default=1,
+                        help="saves before the measured ones, not counted (default 1: right after start the "
+                             "devtui supervisor is still importing the libraries the first worker used)")
+    parser.add_argument("--timeout", type=float, default=10.0,
+                        help="seconds to wait for one save's new answer before counting it as missed (default 10)")
+    parser.add_argument("--poll-interval", type=float, default=0.0,
+                        help="seconds between polls (default 0: a tight loop)")
+    parser.add_argument("--gap", type=float, default=0.2,
+                        help="think time in seconds after each new answer, before the next save (default 0.2)")
+    parser.add_argument("--tools", default="devtui,uvicorn", help="comma-separated: devtui, uvicorn")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary folder (logs, copies)")
+    parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
+    args = parser.parse_args()
+    tools = [t.strip() for t in args.tools.split(",") if t.strip()]
+    if not set(tools) <= {"devtui", "uvicorn"}:
+        parser.error("--tools takes devtui and/or uvicorn")
+
+    template = (SKLEARN_SAMPLE / "onlinescoring" / "score.py").read_text()
+    if RETURN_LINE not in template:
+        raise BenchmarkError(f"the sample's score.py no longer ends with {RETURN_LINE.strip()!r}; update RETURN_LINE")
+    body = (SKLEARN_SAMPLE / "sample-request.json").read_bytes()
+    work = Path(tempfile.mkdtemp(prefix="devtui-bench-reload-"))
+    results: dict = {"saves": args.saves, "warmup_saves": args.warmup, "gap_s": args.gap,
+                     "poll_interval_s": args.poll_interval, "tools": {}}
+    try:
+        for tool in tools:
+            if tool == "devtui":
+                records, breakdown = devtui(args, work, template, body)
+                results["tools"]["devtui"] = {"records": records, "breakdown": breakdown}
+            else:
+                results["tools"]["uvicorn --reload"] = {"records": uvicorn_reload(args, work, template, body)}
+    finally:
+        if args.keep:
+            print(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+    print()
+    print(f"{'tool':<18}{'saves':>6}{'missed':>8}{'median':>10}{'p90':>10}{'min':>10}{'max':>10}   (ms)")
+    for name, data in results["tools"].items():
+        counted = [r for r in data["records"] if not r["warmup"]]
+        latencies = [r["latency_ms"] for r in counted if r["latency_ms"] is not None]
+        data["latency_ms"] = stats = summary_stats(latencies)
+        data["missed"] = missed = sum(r["latency_ms"] is None for r in counted)
+        print(f"{name:<18}{len(counted):>6}{missed:>8}{stats['median']:>10.1f}{stats['p90']:>10.1f}"
+              f"{stats['min']:>10.1f}{stats['max']:>10.1f}")
+    breakdown = results["tools"].get("devtui", {}).get("breakdown")
+    if breakdown:
+        print("\ndevtui, where the time goes (median / p90 ms, from the server log):")
+        for key, label in (("write_to_worker_start_ms", "write -> new worker forked (watch, SIGHUP)"),
+                           ("worker_start_to_ready_ms", "fork -> worker ready (import, init)"),
+                           ("ready_to_first_new_answer_ms", "ready -> first new answer (switch-over)")):
+            print(f"  {label:<46}{breakdown[key]['median']:8.1f} / {breakdown[key]['p90']:.1f}")
+
+    met = True
+    if "devtui" in results["tools"]:
+        ours = results["tools"]["devtui"]
+        median = ours["latency_ms"]["median"]
+        met = median <= TARGET_MEDIAN_MS and ours["missed"] == 0
+        line = f"reload: devtui median {median:.0f} ms"
+        if "uvicorn --reload" in results["tools"]:
+            theirs = results["tools"]["uvicorn --reload"]["latency_ms"]["median"]
+            speedup = theirs / median
+            results["speedup"] = round(speedup, 1)
+            met = met and speedup >= TARGET_SPEEDUP
+            line += f", uvicorn --reload median {theirs:.0f} ms: {speedup:.0f}x faster"
+        line += f" (target <= {TARGET_MEDIAN_MS} ms and >= {TARGET_SPEEDUP}x): {'met' if met else 'MISSED'}"
+        if ours["missed"]:
+            line += (f"; {ours['missed']} save(s) never showed up within {args.timeout:.0f} s "
+                     "(the old code kept answering)")
+        results.update(summary=line, targets={"median_ms": TARGET_MEDIAN_MS, "speedup": TARGET_SPEEDUP},
+                       targets_met=met)
+        print("\n" + line)
+    path = write_results("reload", results)
+    print(f"results: {path.relative_to(HERE.parent)}")
+    return 1 if args.check and not met else 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except BenchmarkError as ex:
+        print(f"error: {ex}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        print("interrupted; everything started was stopped", file=sys.stderr)
+        sys.exit(130)
