@@ -23,6 +23,7 @@ from .engine import Engine, PortInUse, check_port
 from .events import (DEVTUI, FAILED, INFERENCE_SERVER, SOURCES, STORAGE_INITIALIZER, SUCCEEDED, Logs,
                      ReloadFinished, ReloadStarted, ServerStarted, StateChanged)
 from .logs import LogFiles, follow, tail
+from .runtimes import NAMES
 
 BAD_INPUT = 2
 
@@ -59,6 +60,14 @@ def _preflight(args) -> spec.LocalDeployment:
         check_port("127.0.0.1", args.port or 0)
     except PortInUse as ex:
         raise CommandError(str(ex), BAD_INPUT) from None
+    if args.runtime == "container":
+        from .runtimes import RuntimeError_
+        from .runtimes.container import connect
+
+        try:
+            connect()
+        except RuntimeError_ as ex:
+            raise CommandError(str(ex), BAD_INPUT) from None
     return deployment
 
 
@@ -309,9 +318,26 @@ def cmd_logs(args) -> int:
     return 0
 
 
-def _down(name: str, timeout: float = 20) -> None:
+def _containers_removed(name: str, purge: bool) -> list[str]:
+    """Containers and volumes labelled for the endpoint, removed even when no registry record
+    remains (a killed host); none when no Docker engine answers."""
+    from .runtimes import RuntimeError_
+    from .runtimes.container import connect, remove_endpoint
+
+    try:
+        client = connect()
+    except RuntimeError_:
+        return []
+    return remove_endpoint(client, name, volumes=True, images=purge)
+
+
+def _down(name: str, timeout: float = 20, purge: bool = False) -> None:
     record = registry.read(name)
     if record is None:
+        removed = _containers_removed(name, purge)
+        if removed:
+            print(f"Deleted local endpoint {name} (removed {', '.join(removed)}).")
+            return
         raise CommandError(f"no local endpoint named {name!r} is running")
     pid = record.get("host_pid")
     if pid:
@@ -335,15 +361,18 @@ def _down(name: str, timeout: float = 20) -> None:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+    runtimes_used = {d.get("runtime") for d in record.get("deployments") or []}
+    if "container" in runtimes_used or purge:
+        _containers_removed(name, purge)
     print(f"Deleted local endpoint {name}.")
 
 
 def cmd_down(args) -> int:
     if args.all:
         for record in registry.running():
-            _down(record["name"])
+            _down(record["name"], purge=args.purge)
         return 0
-    _down(args.name or _pick(None)["name"])
+    _down(args.name or _pick(None)["name"], purge=args.purge)
     return 0
 
 
@@ -387,8 +416,8 @@ def parser() -> argparse.ArgumentParser:
 
     up = verb("up", "deploy the local endpoint and stream its logs until Ctrl-C", cmd_up)
     deployment_args(up)
-    up.add_argument("--runtime", choices=["process"], default="process",
-                    help="where the scoring server runs (default: process)")
+    up.add_argument("--runtime", choices=list(NAMES), default="process",
+                    help="where the scoring server runs: a child process (default) or containers on a Docker engine")
     up.add_argument("--port", type=int, help="port to listen on (default or 0: a free one)")
     up.add_argument("--detach", action="store_true",
                     help="return once the deployment is Succeeded (exit 0) or Failed (exit 1); keep it running")
@@ -411,6 +440,7 @@ def parser() -> argparse.ArgumentParser:
     group = p.add_mutually_exclusive_group()
     group.add_argument("-n", "--name")
     group.add_argument("--all", action="store_true")
+    p.add_argument("--purge", action="store_true", help="also remove the endpoint's images (container runtime)")
     p = verb("validate", "check a deployment without running it", cmd_validate)
     deployment_args(p)
     return top
@@ -426,7 +456,7 @@ def tui_parser() -> argparse.ArgumentParser:
                    help="a deployment YAML, or a folder holding one (default: the current folder)")
     p.add_argument("-n", "--name", help="endpoint name (overrides the YAML files')")
     p.add_argument("--endpoint-file", type=Path, help="the endpoint YAML, when PATH is a deployment YAML")
-    p.add_argument("--runtime", choices=["process"], default="process")
+    p.add_argument("--runtime", choices=list(NAMES), default="process")
     p.add_argument("--port", type=int, help="port to listen on (default or 0: a free one)")
     p.add_argument("--log-lines", type=int, default=10_000, help="log lines kept in memory per view (default 10000)")
     p.set_defaults(func=cmd_tui)

@@ -172,6 +172,7 @@ class Engine:
             await self.runtime.stage()
             await self.runtime.start(first_revision)
         except runtimes.RuntimeError_ as ex:
+            self._say(f"error: {ex}")
             self._resolve(FAILED, str(ex))
         return await self._outcome
 
@@ -213,9 +214,15 @@ class Engine:
         async with self._lock:
             self._set_state(UPDATING, f"switching to the {name} runtime")
             await self.runtime.stop()
+            previous = self.runtime_name
             self.runtime_name = name
             self.serving_revision = None
-            self.runtime = self._new_runtime()
+            try:
+                self.runtime = self._new_runtime()
+            except runtimes.RuntimeError_ as ex:
+                self._say(f"error: {ex}")
+                self.runtime_name = previous
+                self.runtime = self._new_runtime()
             return await self._boot(first_revision=self.revision + 1)
 
     async def apply(self, batch: Batch) -> None:

@@ -47,6 +47,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
                         help="Emulate request_settings.max_concurrent_requests_per_instance: run() calls at once; "
                              "more than twice this many in flight get 429.")
     parser.add_argument("--events-fd", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--events-stdout", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--parent-pid", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--first-revision", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--stay-up-on-failure", action="store_true",
@@ -90,7 +91,7 @@ def options_from(args: argparse.Namespace) -> Options:
         cors_origins=[o.strip() for o in origins.split(",")] if origins else [],
         stay_up_on_failure=args.stay_up_on_failure, fork=hasattr(os, "fork") and not args.no_fork,
         warm_imports=not args.no_warm_imports and os.environ.get("DEVTUI_WARM_IMPORTS", "1") != "0",
-        events_fd=args.events_fd, first_revision=args.first_revision, parent_pid=args.parent_pid)
+        events_fd=args.events_fd, events_stdout=args.events_stdout, first_revision=args.first_revision, parent_pid=args.parent_pid)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -31,6 +31,7 @@ from .worker import Options, configure_logging
 logger = logging.getLogger("azmlinfsrv.supervisor")
 
 _PR_SET_PDEATHSIG = 1
+EVENT_PREFIX = "@@devtui-event "
 
 
 @dataclass(eq=False)
@@ -79,13 +80,17 @@ class Supervisor:
     # -- events ------------------------------------------------------------------------------
 
     def emit(self, event: str, **fields) -> None:
-        if self.options.events_fd is None:
-            return
         line = json.dumps({"event": event, **fields}) + "\n"
-        try:
-            os.write(self.options.events_fd, line.encode())
-        except OSError:
-            pass  # devtui went away; the parent-death signal ends us soon
+        if self.options.events_fd is not None:
+            try:
+                os.write(self.options.events_fd, line.encode())
+            except OSError:
+                pass  # devtui went away; the parent-death signal ends us soon
+        elif self.options.events_stdout:
+            # In a container there is no pipe to pass: events travel in the log, marked so that
+            # devtui can take them out of it. One write of one line, so they never interleave.
+            sys.stdout.flush()
+            os.write(sys.stdout.fileno(), (EVENT_PREFIX + line).encode())
 
     # -- main loop ---------------------------------------------------------------------------
 

@@ -42,6 +42,7 @@ class Options:
     fork: bool = True
     warm_imports: bool = True
     events_fd: int | None = None
+    events_stdout: bool = False
     first_revision: int = 1
     parent_pid: int | None = None
 

@@ -3,9 +3,18 @@
 from .base import Runtime, RuntimeError_, RuntimeSink
 
 
+NAMES = ("process", "container")
+
+
 def available() -> list[str]:
-    """The runtimes this installation can use, the default first."""
-    return ["process"]
+    """The runtimes usable here now, the default first: containers need an engine that answers."""
+    from .container import connect
+
+    try:
+        connect()
+    except RuntimeError_:
+        return ["process"]
+    return list(NAMES)
 
 
 def create(name: str, *args, **kwargs) -> Runtime:
@@ -13,7 +22,11 @@ def create(name: str, *args, **kwargs) -> Runtime:
         from .process import ProcessRuntime
 
         return ProcessRuntime(*args, **kwargs)
-    raise RuntimeError_(f"unknown runtime {name!r}: use 'process'")
+    if name == "container":
+        from .container import ContainerRuntime
+
+        return ContainerRuntime(*args, **kwargs)
+    raise RuntimeError_(f"unknown runtime {name!r}: use one of {', '.join(NAMES)}")
 
 
-__all__ = ["Runtime", "RuntimeError_", "RuntimeSink", "available", "create"]
+__all__ = ["NAMES", "Runtime", "RuntimeError_", "RuntimeSink", "available", "create"]

@@ -1,0 +1,366 @@
+"""The container runtime: a storage-initializer and an inference-server container on a Docker
+engine, reached through the Docker SDK (``DOCKER_HOST`` or the default socket).
+
+Nothing is bind-mounted: model and code are copied into named volumes through the API, so it
+works with a local engine, a remote one, or the host's engine from inside a dev container.
+The storage-initializer verifies what arrived (files, sizes, digests) and exits; the
+inference-server mounts the volumes where the cloud puts them and publishes its port on
+127.0.0.1 only. A save is copied into the running container the same way, then the server swaps
+workers. Every container and volume carries labels naming endpoint and deployment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import json
+import tarfile
+import threading
+from pathlib import Path, PurePosixPath
+
+from ..events import DEVTUI, INFERENCE_SERVER, STORAGE_INITIALIZER
+from ..images import LABEL, ImageBuilder, ImageError
+from .base import Runtime, RuntimeError_
+
+APP = PurePosixPath("/var/azureml-app")
+MODELS = APP / "azureml-models"
+SERVER_PORT = 5001
+MANIFEST = ".devtui-manifest.json"
+EVENT_PREFIX = b"@@devtui-event "
+STOP_GRACE_S = 10
+
+# Runs in the storage-initializer: checks every file against the manifest devtui copied with
+# it, removes files that are no longer in the source, and logs what is there.
+VERIFY = r"""
+import hashlib, json, os, sys
+failed = False
+for root in sys.argv[1:]:
+    manifest = json.load(open(os.path.join(root, ".devtui-manifest.json")))
+    expected = manifest["files"]
+    for folder, _, names in os.walk(root, topdown=False):
+        for name in names:
+            path = os.path.join(folder, name)
+            relative = os.path.relpath(path, root)
+            if relative != ".devtui-manifest.json" and relative not in expected:
+                os.remove(path)
+                print(f"removed {relative} (no longer in the source)")
+        if folder != root and not os.listdir(folder):
+            os.rmdir(folder)
+    total = 0
+    for relative, (size, digest) in sorted(expected.items()):
+        path = os.path.join(root, relative)
+        actual = hashlib.sha256(open(path, "rb").read()).hexdigest() if os.path.exists(path) else "missing"
+        total += size
+        mark = "ok" if actual == digest else f"MISMATCH (got {actual[:12]})"
+        failed |= actual != digest
+        print(f"{manifest['kind']}: {relative} ({size} bytes) sha256:{digest[:12]} {mark}")
+    print(f"{manifest['kind']}: {len(expected)} files, {total} bytes, digest sha256:{manifest['digest'][:16]} "
+          f"in {root}")
+print("storage-initializer: " + ("verification FAILED" if failed else "all files verified"))
+sys.exit(1 if failed else 0)
+"""
+
+
+def connect():
+    """A Docker client that answers, or a RuntimeError_ that says how to get one."""
+    import docker
+
+    try:
+        client = docker.from_env(timeout=120)
+        client.ping()
+    except Exception as ex:
+        raise RuntimeError_(engine_missing_message(ex)) from None
+    return client
+
+
+def engine_missing_message(ex: Exception) -> str:
+    import os
+
+    where = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    return (f"no Docker engine answers at {where} ({type(ex).__name__}). Start one (Docker Desktop, "
+            "`sudo systemctl start docker`, or scripts/docker-engine.sh on a bare Debian machine), point "
+            "DOCKER_HOST at a remote one, or use --runtime process.")
+
+
+def manifest(source: Path, kind: str, prefix: PurePosixPath) -> dict:
+    """Every file under ``source`` as it will be in the volume: path -> (size, sha256)."""
+    files = {}
+    paths = [source] if source.is_file() else sorted(p for p in source.rglob("*") if p.is_file()
+                                                    and "__pycache__" not in p.parts)
+    for path in paths:
+        relative = prefix / (path.name if source.is_file() else path.relative_to(source).as_posix())
+        files[str(relative)] = (path.stat().st_size, hashlib.sha256(path.read_bytes()).hexdigest())
+    digest = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
+    return {"kind": kind, "files": files, "digest": digest}
+
+
+def archive(source: Path, prefix: PurePosixPath, listing: dict) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        if source.is_file():
+            tar.add(source, arcname=next(iter(listing["files"])))
+        else:
+            for relative in listing["files"]:
+                tar.add(source / PurePosixPath(relative).relative_to(prefix), arcname=relative)
+        data = json.dumps(listing).encode()
+        info = tarfile.TarInfo(MANIFEST)
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+class ContainerRuntime(Runtime):
+    name = "container"
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.client = connect()
+        self.image: str | None = None
+        self.server = None
+        self.initializer = None
+        self.stopping = False
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.pump: threading.Thread | None = None
+        self.host_port: int | None = None
+
+    # -- names -----------------------------------------------------------------------------------
+
+    @property
+    def prefix(self) -> str:
+        return f"devtui-{self.deployment.endpoint_name}-{self.deployment.deployment_name}"
+
+    def labels(self, role: str) -> dict[str, str]:
+        return {LABEL: role, f"{LABEL}.endpoint": self.deployment.endpoint_name,
+                f"{LABEL}.deployment": self.deployment.deployment_name}
+
+    @property
+    def code_mount(self) -> PurePosixPath:
+        return APP / (self.deployment.code_dir.name if self.deployment.code_dir else "code")
+
+    @property
+    def model_dir(self) -> PurePosixPath:
+        model = self.deployment.model
+        return MODELS / model.name / model.version if model else MODELS
+
+    def _volume(self, role: str) -> str:
+        name = f"{self.prefix}-{role}"
+        try:
+            self.client.volumes.get(name)
+        except Exception:
+            self.client.volumes.create(name, labels=self.labels(f"{role}-volume"))
+        return name
+
+    def _volumes(self, code_mode: str = "rw", model_mode: str = "ro") -> dict:
+        return {self._volume("model"): {"bind": str(MODELS), "mode": model_mode},
+                self._volume("code"): {"bind": str(self.code_mount), "mode": code_mode}}
+
+    def _log(self, source: str, lines: list[str]) -> None:
+        if self.loop is not None:
+            self.loop.call_soon_threadsafe(self.sink.log, source, lines)
+
+    def _progress(self, step: str, done: float, total: float = 0.0) -> None:
+        if self.loop is not None:
+            self.loop.call_soon_threadsafe(self.sink.progress, step, done, total)
+
+    # -- image + storage-initializer -------------------------------------------------------------
+
+    async def stage(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        try:
+            await asyncio.to_thread(self._stage)
+        except ImageError as ex:
+            raise RuntimeError_(str(ex)) from None
+
+    def _stage(self) -> None:
+        if self.stopping:
+            return
+        cache = self.workdir / "image-cache"
+        builder = ImageBuilder(self.client, self.deployment, cache, lambda lines: self._log(DEVTUI, lines),
+                               self._progress)
+        self.image = builder.ensure()
+        if self.stopping:
+            return
+        self._initialize_storage()
+
+    def _initialize_storage(self) -> None:
+        d = self.deployment
+        self._remove(f"{self.prefix}-storage-initializer")
+        volumes = self._volumes(code_mode="rw", model_mode="rw")
+        container = self.client.containers.create(
+            self.image, ["python", "-c", VERIFY, str(MODELS), str(self.code_mount)], entrypoint=[],
+            name=f"{self.prefix}-storage-initializer", labels=self.labels("storage-initializer"), volumes=volumes)
+        self.initializer = container
+        copies = []
+        if d.model:
+            # AZUREML_MODEL_DIR holds the model folder under its own name (or the single file).
+            prefix = PurePosixPath(d.model.name) / d.model.version
+            if d.model.path.is_dir():
+                prefix /= d.model.path.name
+            copies.append(("model", d.model.path, MODELS, prefix))
+        else:
+            copies.append(("model", None, MODELS, PurePosixPath(".")))
+        if d.code_dir:
+            copies.append(("code", d.code_dir, self.code_mount, PurePosixPath(".")))
+        for kind, source, target, prefix in copies:
+            listing = manifest(source, kind, prefix) if source else {"kind": kind, "files": {}, "digest": "empty"}
+            if self._present_digest(container, target) == listing["digest"]:
+                self._log(STORAGE_INITIALIZER, [f"{kind}: unchanged (digest sha256:{listing['digest'][:16]}), "
+                                                "not copied again"])
+                continue
+            size = sum(s for s, _ in listing["files"].values())
+            self._log(STORAGE_INITIALIZER, [f"{kind}: copying {len(listing['files'])} files ({size} bytes) "
+                                            f"from {source} into volume {self.prefix}-{kind} at {target}"])
+            self._progress(f"Copying {kind}", 0, size or 1)
+            data = archive(source, prefix, listing) if source else archive_empty(listing)
+            container.put_archive(str(target), data)
+            self._progress(f"Copying {kind}", size or 1, size or 1)
+        container.start()
+        result = container.wait()
+        lines = container.logs().decode("utf-8", "replace").splitlines()
+        self._log(STORAGE_INITIALIZER, lines)
+        if result.get("StatusCode") != 0:
+            raise RuntimeError_(f"the storage-initializer exited with code {result.get('StatusCode')}; "
+                                "its log says why")
+
+    def _present_digest(self, container, target: PurePosixPath) -> str | None:
+        try:
+            stream, _ = container.get_archive(str(target / MANIFEST))
+            with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
+                member = tar.getmembers()[0]
+                return json.loads(tar.extractfile(member).read())["digest"]
+        except Exception:
+            return None
+
+    # -- inference-server ------------------------------------------------------------------------
+
+    async def start(self, first_revision: int) -> None:
+        self.loop = asyncio.get_running_loop()
+        await asyncio.to_thread(self._start, first_revision)
+
+    def _start(self, first_revision: int) -> None:
+        if self.stopping:
+            return
+        d = self.deployment
+        settings = d.request_settings
+        self._remove(f"{self.prefix}-inference-server")
+        environment = {"AML_APP_ROOT": str(self.code_mount), "AZUREML_ENTRY_SCRIPT": d.scoring_script,
+                       "AZUREML_MODEL_DIR": str(self.model_dir), "SERVICE_NAME": d.endpoint_name,
+                       **d.environment_variables}
+        command = ["python", "-m", "inference_server", "--host", "0.0.0.0", "--port", str(SERVER_PORT),
+                   "--request-timeout-ms", str(settings.request_timeout_ms),
+                   "--max-concurrent-requests", str(settings.max_concurrent_requests_per_instance),
+                   "--first-revision", str(first_revision), "--stay-up-on-failure", "--events-stdout"]
+        self.server = self.client.containers.run(
+            self.image, command, entrypoint=[], detach=True, name=f"{self.prefix}-inference-server",
+            labels=self.labels("inference-server"), environment=environment, working_dir=str(self.code_mount),
+            volumes=self._volumes(), ports={f"{SERVER_PORT}/tcp": ("127.0.0.1", self.port or None)})
+        self.server.reload()
+        bindings = self.server.attrs["NetworkSettings"]["Ports"].get(f"{SERVER_PORT}/tcp") or []
+        self.host_port = int(bindings[0]["HostPort"]) if bindings else None
+        self.pump = threading.Thread(target=self._pump, args=(self.server,), daemon=True)
+        self.pump.start()
+
+    def _pump(self, container) -> None:
+        """Stream the server's log; take devtui's events out of it."""
+        pending = b""
+        try:
+            for chunk in container.logs(stream=True, follow=True):
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                texts = []
+                for line in lines:
+                    if line.startswith(EVENT_PREFIX):
+                        self._event(json.loads(line[len(EVENT_PREFIX):]))
+                    else:
+                        texts.append(line.decode("utf-8", "replace"))
+                if texts:
+                    self._log(INFERENCE_SERVER, texts)
+        except Exception:
+            pass
+        try:
+            code = container.wait(timeout=30).get("StatusCode")
+        except Exception:
+            code = None
+        if self.loop is not None:
+            self.loop.call_soon_threadsafe(self.sink.server_event,
+                                           {"event": "exited", "exit_code": code, "expected": self.stopping})
+
+    def _event(self, event: dict) -> None:
+        if event.get("event") == "listening":
+            # The server sees its container port; users reach the published one.
+            event = {**event, "host": "127.0.0.1", "port": self.host_port, "pid": None}
+        if self.loop is not None:
+            self.loop.call_soon_threadsafe(self.sink.server_event, event)
+
+    async def reload(self) -> None:
+        await asyncio.to_thread(self._sync_and_signal)
+
+    def _sync_and_signal(self) -> None:
+        """Copy the code folder into the running container, then swap workers."""
+        d = self.deployment
+        if self.server is None or not d.code_dir:
+            return
+        listing = manifest(d.code_dir, "code", PurePosixPath("."))
+        self.server.put_archive(str(self.code_mount), archive(d.code_dir, PurePosixPath("."), listing))
+        self.server.kill(signal="SIGHUP")
+
+    # -- stop ------------------------------------------------------------------------------------
+
+    def _remove(self, name: str) -> None:
+        try:
+            self.client.containers.get(name).remove(force=True)
+        except Exception:
+            pass
+
+    async def stop(self) -> None:
+        self.stopping = True
+        await asyncio.to_thread(self._stop)
+        if self.pump is not None:
+            await asyncio.to_thread(self.pump.join, 15)
+
+    def _stop(self) -> None:
+        if self.server is not None:
+            try:
+                self.server.stop(timeout=STOP_GRACE_S)
+            except Exception:
+                pass
+        remove_endpoint(self.client, self.deployment.endpoint_name, volumes=True)
+
+    def kill(self) -> None:
+        try:
+            remove_endpoint(self.client, self.deployment.endpoint_name, volumes=True)
+        except Exception:
+            pass
+
+    def describe(self) -> dict:
+        ids = tuple(c.short_id for c in (self.server, self.initializer) if c is not None)
+        return {"container_ids": ids, "image": self.image}
+
+
+def archive_empty(listing: dict) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        data = json.dumps(listing).encode()
+        info = tarfile.TarInfo(MANIFEST)
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def remove_endpoint(client, endpoint: str, volumes: bool = True, images: bool = False) -> list[str]:
+    """Remove every container (and volume, and image if asked) labelled for ``endpoint``."""
+    removed = []
+    selector = {"label": f"{LABEL}.endpoint={endpoint}"}
+    for container in client.containers.list(all=True, filters=selector):
+        container.remove(force=True)
+        removed.append(container.name)
+    if volumes:
+        for volume in client.volumes.list(filters=selector):
+            volume.remove(force=True)
+            removed.append(volume.name)
+    if images:
+        for image in client.images.list(filters=selector):
+            client.images.remove(image.id, force=True)
+            removed.append(image.short_id)
+    return removed
