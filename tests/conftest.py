@@ -64,3 +64,18 @@ def pid_alive(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+@pytest.fixture(scope="session")
+def docker_client():
+    """A Docker engine that answers. Without one the container tests are skipped, except in CI
+    (CI set), where a missing engine is a failure: .ci/run starts one."""
+    from devtui.runtimes import RuntimeError_
+    from devtui.runtimes.container import connect
+
+    try:
+        return connect()
+    except RuntimeError_ as ex:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI needs a Docker engine for the container tests: {ex}")
+        pytest.skip(f"no Docker engine: {ex}")
