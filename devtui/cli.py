@@ -181,8 +181,12 @@ def _detach(args, deployment: spec.LocalDeployment) -> int:
         if state == FAILED:
             error(f"deployment {deployment.deployment_name} of endpoint {name} failed; it keeps running in the "
                   f"background and retries on the next save (`devtui down -n {name}` stops it). Last log lines:")
-            for line in tail(folder / "logs" / f"{INFERENCE_SERVER}.log", 30):
-                print(f"  {line}", file=sys.stderr)
+            for source, count in ((DEVTUI, 10), (STORAGE_INITIALIZER, 10), (INFERENCE_SERVER, 30)):
+                lines = tail(folder / "logs" / f"{source}.log", count)
+                if lines:
+                    print(f"{source}:", file=sys.stderr)
+                    for line in lines:
+                        print(f"  {line}", file=sys.stderr)
             return 1
         if child.poll() is not None:
             lines = tail(folder / "host.log", 20)

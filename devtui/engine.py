@@ -95,7 +95,7 @@ class Engine:
         kind = event["event"]
         if kind == "listening":
             self.port = event["port"]
-            self.scoring_uri = f"http://{_url_host(self.host)}:{self.port}/score"
+            self.scoring_uri = f"http://{_url_host(self.host)}:{self.port}{event.get('path', '/score')}"
             self._emit(ServerStarted(self.scoring_uri, self.port, **self.runtime.describe()))
         elif kind == "starting":
             self.revision = event["revision"]

@@ -141,7 +141,7 @@ class ImageBuilder:
 
     # -- base image ------------------------------------------------------------------------------
 
-    def _base(self) -> str:
+    def base(self) -> str:
         environment = self.deployment.environment
         if environment.image:
             try:
@@ -197,7 +197,7 @@ class ImageBuilder:
     def ensure(self) -> str:
         """The tag of an image with the environment and the scoring server, built if needed."""
         started = time.perf_counter()
-        base = self._base()
+        base = self.base()
         python = self.python_version(base)
         requirements = list(SERVER_REQUIREMENTS)
         conda_file = self.deployment.environment.conda_file

@@ -17,6 +17,7 @@ import io
 import json
 import tarfile
 import threading
+import time
 from pathlib import Path, PurePosixPath
 
 from ..events import DEVTUI, INFERENCE_SERVER, STORAGE_INITIALIZER
@@ -29,6 +30,7 @@ SERVER_PORT = 5001
 MANIFEST = ".devtui-manifest.json"
 EVENT_PREFIX = b"@@devtui-event "
 STOP_GRACE_S = 10
+INITIALIZER_IMAGE = "python:3.11-slim"
 
 # Runs in the storage-initializer: checks every file against the manifest devtui copied with
 # it, removes files that are no longer in the source, and logs what is there.
@@ -123,6 +125,9 @@ class ContainerRuntime(Runtime):
         self.loop: asyncio.AbstractEventLoop | None = None
         self.pump: threading.Thread | None = None
         self.host_port: int | None = None
+        self.restarting = False
+        self.revision = 0
+        self.published: dict[int, int] = {}
 
     # -- names -----------------------------------------------------------------------------------
 
@@ -133,6 +138,16 @@ class ContainerRuntime(Runtime):
     def labels(self, role: str) -> dict[str, str]:
         return {LABEL: role, f"{LABEL}.endpoint": self.deployment.endpoint_name,
                 f"{LABEL}.deployment": self.deployment.deployment_name}
+
+    @property
+    def byoc(self):
+        """The deployment's inference_config when it brings its own server, else None."""
+        return self.deployment.environment.inference_config
+
+    @property
+    def initializer_image(self) -> str:
+        # The storage-initializer needs Python to verify; a bring-your-own image may have none.
+        return self.deployment.environment.image if not self.byoc else INITIALIZER_IMAGE
 
     @property
     def code_mount(self) -> PurePosixPath:
@@ -178,7 +193,8 @@ class ContainerRuntime(Runtime):
         cache = self.workdir / "image-cache"
         builder = ImageBuilder(self.client, self.deployment, cache, lambda lines: self._log(DEVTUI, lines),
                                self._progress)
-        self.image = builder.ensure()
+        # A bring-your-own container runs as it is; otherwise devtui's server is added to it.
+        self.image = builder.base() if self.byoc else builder.ensure()
         if self.stopping:
             return
         self._initialize_storage()
@@ -187,8 +203,9 @@ class ContainerRuntime(Runtime):
         d = self.deployment
         self._remove(f"{self.prefix}-storage-initializer")
         volumes = self._volumes(code_mode="rw", model_mode="rw")
+        roots = [str(MODELS)] + ([str(self.code_mount)] if d.code_dir else [])
         container = self.client.containers.create(
-            self.image, ["python", "-c", VERIFY, str(MODELS), str(self.code_mount)], entrypoint=[],
+            self.initializer_image, ["python", "-c", VERIFY, *roots], entrypoint=[],
             name=f"{self.prefix}-storage-initializer", labels=self.labels("storage-initializer"), volumes=volumes)
         self.initializer = container
         copies = []
@@ -241,6 +258,9 @@ class ContainerRuntime(Runtime):
     def _start(self, first_revision: int) -> None:
         if self.stopping:
             return
+        if self.byoc:
+            self._start_own_server(first_revision)
+            return
         d = self.deployment
         settings = d.request_settings
         self._remove(f"{self.prefix}-inference-server")
@@ -262,22 +282,28 @@ class ContainerRuntime(Runtime):
         self.pump.start()
 
     def _pump(self, container) -> None:
-        """Stream the server's log; take devtui's events out of it."""
-        pending = b""
-        try:
-            for chunk in container.logs(stream=True, follow=True):
-                pending += chunk
-                *lines, pending = pending.split(b"\n")
-                texts = []
-                for line in lines:
-                    if line.startswith(EVENT_PREFIX):
-                        self._event(json.loads(line[len(EVENT_PREFIX):]))
-                    else:
-                        texts.append(line.decode("utf-8", "replace"))
-                if texts:
-                    self._log(INFERENCE_SERVER, texts)
-        except Exception:
-            pass
+        """Stream the server's log; take devtui's events out of it. A container restarted on
+        purpose (liveness, a bring-your-own reload) is followed again."""
+        since = None
+        while True:
+            pending = b""
+            try:
+                for chunk in container.logs(stream=True, follow=True, since=since):
+                    pending += chunk
+                    *lines, pending = pending.split(b"\n")
+                    texts = []
+                    for line in lines:
+                        if line.startswith(EVENT_PREFIX):
+                            self._event(json.loads(line[len(EVENT_PREFIX):]))
+                        else:
+                            texts.append(line.decode("utf-8", "replace"))
+                    if texts:
+                        self._log(INFERENCE_SERVER, texts)
+            except Exception:
+                pass
+            since = int(time.time())
+            if self.stopping or not self._restarted(container):
+                break
         try:
             code = container.wait(timeout=30).get("StatusCode")
         except Exception:
@@ -286,6 +312,21 @@ class ContainerRuntime(Runtime):
             self.loop.call_soon_threadsafe(self.sink.server_event,
                                            {"event": "exited", "exit_code": code, "expected": self.stopping})
 
+    def _restarted(self, container) -> bool:
+        """Whether the container is running again after a restart devtui asked for."""
+        deadline = time.monotonic() + STOP_GRACE_S + 20
+        while time.monotonic() < deadline and not self.stopping:
+            try:
+                container.reload()
+            except Exception:
+                return False
+            if container.status == "running" and not self.restarting:
+                return True
+            if container.status in ("exited", "dead") and not self.restarting:
+                return False
+            time.sleep(0.05)
+        return False
+
     def _event(self, event: dict) -> None:
         if event.get("event") == "listening":
             # The server sees its container port; users reach the published one.
@@ -293,8 +334,129 @@ class ContainerRuntime(Runtime):
         if self.loop is not None:
             self.loop.call_soon_threadsafe(self.sink.server_event, event)
 
+    # -- bring your own container --------------------------------------------------------------
+
+    def _start_own_server(self, revision: int) -> None:
+        """Run the user's image as it is and watch it through its own routes."""
+        d = self.deployment
+        config = self.byoc
+        self._remove(f"{self.prefix}-inference-server")
+        environment = {"AZUREML_MODEL_DIR": str(self.model_dir), **d.environment_variables}
+        if d.code_dir:
+            environment.update(AML_APP_ROOT=str(self.code_mount), AZUREML_ENTRY_SCRIPT=d.scoring_script or "")
+        ports = {f"{route.port}/tcp": ("127.0.0.1", None) for route in
+                 (config.liveness_route, config.readiness_route)}
+        ports[f"{config.scoring_route.port}/tcp"] = ("127.0.0.1", self.port or None)
+        self.revision = revision
+        self.server = self.client.containers.run(
+            self.image, detach=True, name=f"{self.prefix}-inference-server", labels=self.labels("inference-server"),
+            environment=environment, volumes=self._volumes(), ports=ports)
+        self.server.reload()
+        published = {int(key.split("/")[0]): int(value[0]["HostPort"])
+                     for key, value in self.server.attrs["NetworkSettings"]["Ports"].items() if value}
+        self.published = published
+        self.host_port = published.get(config.scoring_route.port)
+        self.pump = threading.Thread(target=self._pump, args=(self.server,), daemon=True)
+        self.pump.start()
+        self._event({"event": "listening", "port": SERVER_PORT, "path": config.scoring_route.path})
+        self._event({"event": "starting", "revision": revision, "first": True})
+        self.prober = threading.Thread(target=self._probe, args=(self.server, revision), daemon=True)
+        self.prober.start()
+
+    def _route_url(self, route) -> str:
+        return f"http://127.0.0.1:{self.published[route.port]}{route.path}"
+
+    def _probe(self, container, revision: int) -> None:
+        """Readiness until it passes (polled, no fixed wait), then liveness by the YAML's
+        liveness_probe: after failure_threshold failures in a row the container is restarted."""
+        import time
+
+        import httpx
+
+        d = self.deployment
+        readiness, liveness = d.readiness_probe, d.liveness_probe
+        started = time.perf_counter()
+        successes = 0
+        deadline = time.monotonic() + readiness.initial_delay + readiness.period * readiness.failure_threshold
+        while not self.stopping and self.server is container:
+            try:
+                ok = httpx.get(self._route_url(self.byoc.readiness_route), timeout=readiness.timeout).status_code == 200
+            except httpx.HTTPError:
+                ok = False
+            successes = successes + 1 if ok else 0
+            if successes >= readiness.success_threshold:
+                self._event({"event": "ready", "revision": revision, "pid": None, "first": True,
+                             "duration_ms": round((time.perf_counter() - started) * 1000, 1)})
+                break
+            if time.monotonic() > deadline or container.status == "exited":
+                self._event({"event": "failed", "revision": revision, "stage": "readiness",
+                             "traceback": "the container's readiness route never answered 200",
+                             "duration_ms": round((time.perf_counter() - started) * 1000, 1)})
+                return
+            time.sleep(0.1)
+        time.sleep(liveness.initial_delay)
+        failures = 0
+        while not self.stopping and self.server is container:
+            try:
+                alive = httpx.get(self._route_url(self.byoc.liveness_route), timeout=liveness.timeout).status_code == 200
+            except httpx.HTTPError:
+                alive = False
+            failures = 0 if alive else failures + 1
+            if failures >= liveness.failure_threshold:
+                self._log(DEVTUI, [f"liveness probe failed {failures} times in a row "
+                                   f"({self.byoc.liveness_route.path}); restarting the container"])
+                self.restarting = True
+                try:
+                    container.restart(timeout=STOP_GRACE_S)
+                except Exception:
+                    return
+                finally:
+                    self.restarting = False
+                failures = 0
+                time.sleep(liveness.initial_delay)
+                continue
+            time.sleep(liveness.period)
+
     async def reload(self) -> None:
+        if self.byoc:
+            # No worker swap without devtui's server: copy the change and restart the container.
+            await asyncio.to_thread(self._sync_and_restart)
+            return
         await asyncio.to_thread(self._sync_and_signal)
+
+    def _sync_and_restart(self) -> None:
+        d = self.deployment
+        if self.server is None:
+            return
+        if d.code_dir:
+            listing = manifest(d.code_dir, "code", PurePosixPath("."))
+            self.server.put_archive(str(self.code_mount), archive(d.code_dir, PurePosixPath("."), listing))
+        self.revision += 1
+        self._event({"event": "starting", "revision": self.revision, "first": False})
+        started = time.perf_counter()
+        self.restarting = True
+        try:
+            self.server.restart(timeout=STOP_GRACE_S)
+            self.server.reload()
+        finally:
+            self.restarting = False
+        self.published = {int(key.split("/")[0]): int(value[0]["HostPort"])
+                          for key, value in self.server.attrs["NetworkSettings"]["Ports"].items() if value}
+        import httpx
+
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not self.stopping:
+            try:
+                if httpx.get(self._route_url(self.byoc.readiness_route), timeout=2).status_code == 200:
+                    self._event({"event": "ready", "revision": self.revision, "pid": None, "first": False,
+                                 "duration_ms": round((time.perf_counter() - started) * 1000, 1)})
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        self._event({"event": "failed", "revision": self.revision, "stage": "readiness",
+                     "traceback": "the restarted container's readiness route never answered 200",
+                     "duration_ms": round((time.perf_counter() - started) * 1000, 1)})
 
     def _sync_and_signal(self) -> None:
         """Copy the code folder into the running container, then swap workers."""
