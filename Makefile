@@ -32,6 +32,8 @@ test: install-dev
 bench: install-dev
 	$(PY) benchmarks/reload.py
 	$(PY) benchmarks/throughput.py
+	@if $(PY) -c "import docker; docker.from_env().ping()" 2>/dev/null; then $(PY) benchmarks/container.py; \
+	else echo "container benchmark skipped: no Docker engine answers (scripts/docker-engine.sh starts one)"; fi
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -1,0 +1,111 @@
+"""Container runtime: `up --detach` to Succeeded with the image built, and save-to-new-answer
+reload latency through the sync into the container plus the worker swap.
+
+On a temporary copy of samples/sklearn-regression, with its own DEVTUI_HOME:
+1. the first `up --runtime container --detach` (with --cold, after removing devtui's
+   environment images, so it includes the image build: wheels come from the host's pip cache);
+2. `--starts` more `up`/`down` cycles with the image built: the time to `Succeeded`;
+3. with it up, `--saves` saves of score.py written like an editor, each followed by POST /score
+   in a tight loop until the answer carries the save's number.
+
+Targets (issue: container runtime): start <= 3 s (the cloud CLI's local mode waits 15 s by design),
+median reload <= 300 ms. Needs a Docker engine and the python:3.11-slim image.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from _common import SKLEARN_SAMPLE, VENV_BIN, summary_stats, write_results
+from reload import ENDPOINT, measure, script_text
+
+TARGET_START_S = 3.0
+TARGET_RELOAD_MS = 300
+
+
+def devtui(home: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**__import__("os").environ, "DEVTUI_HOME": str(home)}
+    result = subprocess.run([str(VENV_BIN / "devtui"), *args], capture_output=True, text=True, env=env, timeout=900)
+    if check and result.returncode != 0:
+        raise SystemExit(f"devtui {' '.join(args)} failed ({result.returncode}):\n{result.stderr[-3000:]}")
+    return result
+
+
+def timed_up(home: Path, deployment: Path) -> tuple[float, dict]:
+    started = time.perf_counter()
+    result = devtui(home, "up", str(deployment), "--runtime", "container", "--detach")
+    return time.perf_counter() - started, json.loads(result.stdout)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--saves", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--starts", type=int, default=3, help="warm up/down cycles to time (default 3)")
+    parser.add_argument("--gap", type=float, default=0.2)
+    parser.add_argument("--timeout", type=float, default=10)
+    parser.add_argument("--poll-interval", type=float, default=0.0)
+    parser.add_argument("--cold", action="store_true", help="remove devtui's environment images first")
+    parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
+    args = parser.parse_args()
+
+    import docker
+
+    client = docker.from_env()
+    if args.cold:
+        for image in client.images.list(filters={"label": "devtui=image"}):
+            client.images.remove(image.id, force=True)
+    with tempfile.TemporaryDirectory(prefix="devtui-bench-container-") as folder:
+        work = Path(folder)
+        home = work / "home"
+        deployment = work / "deployment"
+        shutil.copytree(SKLEARN_SAMPLE, deployment)
+        score_py = deployment / "onlinescoring" / "score.py"
+        template = score_py.read_text()
+        score_py.write_text(script_text(template, 0))
+        body = (deployment / "sample-request.json").read_bytes()
+        try:
+            first, _ = timed_up(home, deployment)
+            print(f"first up (image {'built' if args.cold else 'build if needed'}): {first:.2f} s", flush=True)
+            devtui(home, "down", "-n", ENDPOINT)
+            starts = []
+            for n in range(args.starts):
+                seconds, shown = timed_up(home, deployment)
+                starts.append(seconds)
+                print(f"  up --detach to Succeeded, image built: {seconds:.2f} s", flush=True)
+                if n < args.starts - 1:
+                    devtui(home, "down", "-n", ENDPOINT)
+            url = shown["scoring_uri"]
+
+            def alive() -> None:
+                state = json.loads(devtui(home, "show", "-n", ENDPOINT).stdout)["provisioning_state"]
+                if state != "Succeeded":
+                    raise SystemExit(f"the endpoint is {state}")
+
+            records = measure("devtui", url, score_py, template, body, args, alive)
+        finally:
+            devtui(home, "down", "--all", check=False)
+    measured = [r["latency_ms"] for r in records if not r["warmup"] and r["latency_ms"] is not None]
+    missed = sum(1 for r in records if not r["warmup"] and r["latency_ms"] is None)
+    start = summary_stats(starts)
+    reload_stats = summary_stats(measured)
+    met = start["median"] <= TARGET_START_S and reload_stats["median"] <= TARGET_RELOAD_MS and not missed
+    print(f"\ncontainer: up to Succeeded median {start['median']:.2f} s (target <= {TARGET_START_S:.0f} s), "
+          f"reload median {reload_stats['median']:.0f} ms p90 {reload_stats['p90']:.0f} ms "
+          f"(target <= {TARGET_RELOAD_MS} ms), {missed} missed, first up {first:.1f} s"
+          f"{' with a cold build' if args.cold else ''}: {'met' if met else 'MISSED'}")
+    path = write_results("container", {"first_up_s": first, "cold": args.cold, "starts_s": starts, "start": start,
+                                       "reload": reload_stats, "missed": missed, "records": records})
+    print(f"results: {path}")
+    return 1 if args.check and not met else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
