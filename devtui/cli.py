@@ -19,9 +19,10 @@ import traceback
 from pathlib import Path
 
 from . import __version__, registry, spec
-from .engine import Engine, PortInUse, check_port
-from .events import (DEVTUI, FAILED, INFERENCE_SERVER, SOURCES, STORAGE_INITIALIZER, SUCCEEDED, Logs,
-                     ReloadFinished, ReloadStarted, ServerStarted, StateChanged)
+from .debug import LaunchJsonError, attach_configuration, merge_launch_json
+from .engine import DebugSettings, Engine, PortInUse, check_port
+from .events import (DEVTUI, FAILED, INFERENCE_SERVER, SOURCES, STORAGE_INITIALIZER, SUCCEEDED, DebuggerChanged,
+                     Logs, ReloadFinished, ReloadStarted, ServerStarted, StateChanged)
 from .logs import LogFiles, follow, tail
 from .runtimes import NAMES
 
@@ -58,6 +59,9 @@ def _preflight(args) -> spec.LocalDeployment:
             "another name with -n NAME.", BAD_INPUT)
     try:
         check_port("127.0.0.1", args.port or 0)
+        debug = _debug_settings(args)
+        if debug is not None:
+            check_port(debug.host, debug.port, "debug port", "--debug-port")
     except PortInUse as ex:
         raise CommandError(str(ex), BAD_INPUT) from None
     if args.runtime == "container":
@@ -87,11 +91,42 @@ class Recorder:
     def __call__(self, event) -> None:
         if isinstance(event, Logs):
             self.files.write(event.records)
-        elif isinstance(event, (StateChanged, ServerStarted, ReloadFinished)):
+        elif isinstance(event, (StateChanged, ServerStarted, ReloadFinished, DebuggerChanged)):
             uri = self.engine.scoring_uri
             self.claim.update(provisioning_state=self.engine.state, scoring_uri=uri,
                               swagger_uri=uri and uri.rsplit("/", 1)[0] + "/swagger.json",
                               deployments=[self.engine.describe()])
+
+
+class LaunchConfig:
+    """Writes (or updates) the VS Code attach configuration once the debugger listens."""
+
+    def __init__(self, engine: Engine, folder: Path):
+        self.engine, self.folder, self.written = engine, folder, None
+
+    def __call__(self, event) -> None:
+        if not isinstance(event, DebuggerChanged) or event.state != "listening":
+            return
+        runtime = self.engine.runtime
+        d = self.engine.deployment
+        configuration = attach_configuration(d.endpoint_name, "127.0.0.1", event.port,
+                                             str(d.code_dir) if d.code_dir else None, runtime.code_path)
+        if configuration == self.written:
+            return
+        try:
+            path = merge_launch_json(self.folder, configuration)
+        except (LaunchJsonError, OSError) as ex:
+            self.engine.log(DEVTUI, [f"warning: {ex}"])
+            return
+        self.written = configuration
+        self.engine.log(DEVTUI, [f"debugger listening on 127.0.0.1:{event.port}; attach with the configuration "
+                                 f"{configuration['name']!r} in {path} (F5 in VS Code)"])
+
+
+def _debug_settings(args) -> DebugSettings | None:
+    if not (args.debug or args.debug_port is not None or args.debug_wait):
+        return None
+    return DebugSettings(5678 if args.debug_port is None else args.debug_port, args.debug_wait)
 
 
 class Printer:
@@ -108,6 +143,9 @@ class Printer:
                 self.line(record.source, record.text)
         elif isinstance(event, StateChanged):
             self.line(DEVTUI, f"provisioning_state: {event.state}" + (f" ({event.detail})" if event.detail else ""))
+        elif isinstance(event, DebuggerChanged):
+            self.line(DEVTUI, f"debugger {event.state} on {event.host}:{event.port}"
+                              + (f" ({event.detail})" if event.detail else ""))
         elif isinstance(event, ReloadStarted):
             files = f": {', '.join(Path(f).name for f in event.files)}" if event.files else ""
             self.line(DEVTUI, f"reloading revision {event.revision} ({event.reason}{files})")
@@ -129,10 +167,12 @@ async def _host(args, deployment: spec.LocalDeployment, printer: Printer | None)
     except registry.AlreadyRunning:
         raise CommandError(f"endpoint {deployment.endpoint_name!r} already has a deployment running; stop it with "
                            f"`devtui down -n {deployment.endpoint_name}` or pick another name with -n", BAD_INPUT)
-    engine = Engine(deployment, claim.folder / "staging", runtime=args.runtime, port=args.port, name=args.name)
+    engine = Engine(deployment, claim.folder / "staging", runtime=args.runtime, port=args.port, name=args.name,
+                    debug=_debug_settings(args))
     if printer:
         engine.subscribe(printer)
     engine.subscribe(Recorder(engine, claim))
+    engine.subscribe(LaunchConfig(engine, Path.cwd()))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
@@ -165,9 +205,11 @@ def _detach(args, deployment: spec.LocalDeployment) -> int:
     folder = registry.folder(name)
     folder.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "devtui", "up", str(args.path), "--runtime", args.runtime, "--serve"]
-    for flag, value in (("--endpoint-file", args.endpoint_file), ("-n", args.name), ("--port", args.port)):
+    for flag, value in (("--endpoint-file", args.endpoint_file), ("-n", args.name), ("--port", args.port),
+                        ("--debug-port", args.debug_port)):
         if value is not None:
             command += [flag, str(value)]
+    command += [flag for flag, on in (("--debug", args.debug), ("--debug-wait", args.debug_wait)) if on]
     with open(folder / "host.log", "ab") as out:
         child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                  start_new_session=True)
@@ -207,8 +249,10 @@ def cmd_tui(args) -> int:
         claim = registry.claim(deployment.endpoint_name)
     except registry.AlreadyRunning:
         raise CommandError(f"endpoint {deployment.endpoint_name!r} already has a deployment running", BAD_INPUT)
-    engine = Engine(deployment, claim.folder / "staging", runtime=args.runtime, port=args.port, name=args.name)
+    engine = Engine(deployment, claim.folder / "staging", runtime=args.runtime, port=args.port, name=args.name,
+                    debug=_debug_settings(args))
     engine.subscribe(Recorder(engine, claim))
+    engine.subscribe(LaunchConfig(engine, Path.cwd()))
     sample = deployment.deployment_file.parent / "sample-request.json"
     request = sample.read_text() if sample.is_file() else None
     app = DevtuiApp(engine, request_text=request, log_capacity=args.log_lines)
@@ -426,6 +470,7 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument("--detach", action="store_true",
                     help="return once the deployment is Succeeded (exit 0) or Failed (exit 1); keep it running")
     up.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    _debug_flags(up)
 
     p = verb("show", "print the endpoint as JSON, like `az ml online-endpoint show --local`", cmd_show)
     p.add_argument("-n", "--name")
@@ -450,6 +495,13 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
+def _debug_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--debug", action="store_true",
+                   help="listen for a debugger (VS Code, debugpy) on 127.0.0.1; writes .vscode/launch.json")
+    p.add_argument("--debug-port", type=int, help="the debugger's port (default 5678; 0 picks a free one)")
+    p.add_argument("--debug-wait", action="store_true", help="hold init() until a debugger attaches")
+
+
 VERBS = ("up", "show", "list", "invoke", "logs", "down", "validate")
 
 
@@ -463,6 +515,7 @@ def tui_parser() -> argparse.ArgumentParser:
     p.add_argument("--runtime", choices=list(NAMES), default="process")
     p.add_argument("--port", type=int, help="port to listen on (default or 0: a free one)")
     p.add_argument("--log-lines", type=int, default=10_000, help="log lines kept in memory per view (default 10000)")
+    _debug_flags(p)
     p.set_defaults(func=cmd_tui)
     return p
 

@@ -11,22 +11,32 @@ import asyncio
 import socket
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from . import runtimes, spec
-from .events import (CREATING, DELETING, DEVTUI, FAILED, SUCCEEDED, UPDATING, Event, LogRecord, Logs,
-                     Progress, ReloadFinished, ReloadStarted, ServerStarted, StateChanged)
+from .events import (CREATING, DELETING, DEVTUI, FAILED, SUCCEEDED, UPDATING, DebuggerChanged, Event, LogRecord,
+                     Logs, Progress, ReloadFinished, ReloadStarted, ServerStarted, StateChanged)
 from .watch import Action, Batch, batches
 
 
+@dataclass(frozen=True)
+class DebugSettings:
+    """debugpy for the scoring code: listen on host:port (0: a free one); hold init() with wait."""
+
+    port: int = 5678
+    wait: bool = False
+    host: str = "127.0.0.1"
+
+
 class PortInUse(Exception):
-    def __init__(self, host: str, port: int):
-        super().__init__(f"port {port} on {host} is already in use: pick another with --port, "
-                         "or --port 0 for a free one")
+    def __init__(self, host: str, port: int, what: str = "port", flag: str = "--port"):
+        super().__init__(f"{what} {port} on {host} is already in use (another devtui?): pick another with {flag}, "
+                         f"or {flag} 0 for a free one")
         self.port = port
 
 
-def check_port(host: str, port: int) -> None:
+def check_port(host: str, port: int, what: str = "port", flag: str = "--port") -> None:
     """Refuse a taken port before anything starts, so the user gets one clear error."""
     if not port:
         return
@@ -35,13 +45,13 @@ def check_port(host: str, port: int) -> None:
         try:
             probe.bind((host, port))
         except OSError:
-            raise PortInUse(host, port) from None
+            raise PortInUse(host, port, what, flag) from None
 
 
 class Engine:
     def __init__(self, deployment: spec.LocalDeployment, workdir: Path, *, runtime: str = "process",
                  host: str = "127.0.0.1", port: int | None = None, watch: bool = True,
-                 name: str | None = None):
+                 name: str | None = None, debug: DebugSettings | None = None):
         self.deployment = deployment
         self.workdir = workdir
         self.runtime_name = runtime
@@ -56,6 +66,8 @@ class Engine:
         self.serving_revision: int | None = None
         self.scoring_uri: str | None = None
         self.last_reload: ReloadFinished | None = None
+        self.debug = debug
+        self.debugger: DebuggerChanged | None = None
         self.runtime = self._new_runtime()
         self._outcome: asyncio.Future | None = None
         self._requests: list[tuple[float, str, tuple[str, ...]]] = []
@@ -112,6 +124,15 @@ class Engine:
             self._say(f"The worker of revision {event['revision']} exited with code {event['exit_code']}; "
                       "starting it again")
             self._requests.append((time.perf_counter(), "crash", ()))
+        elif kind == "debugger":
+            if self.debug is not None and event["state"] != "failed":
+                # Keep the port chosen for --debug-port 0 across restarts, so VS Code's config holds.
+                self.debug = DebugSettings(event["port"], self.debug.wait, self.debug.host)
+            self.debugger = DebuggerChanged(event["state"], event.get("host", ""), event["port"],
+                                            event.get("detail", ""))
+            self._emit(self.debugger)
+            if event["state"] == "failed":
+                self._say(f"error: the debugger cannot listen on port {event['port']}: {event.get('detail', '')}")
         elif kind == "bind_failed":
             self._resolve(FAILED, f"port {event['port']} {event['reason']}")
         elif kind == "exited":
@@ -148,12 +169,14 @@ class Engine:
 
     def _new_runtime(self) -> runtimes.Runtime:
         return runtimes.create(self.runtime_name, self.deployment, self.workdir, self, host=self.host,
-                               port=self.port)
+                               port=self.port, debug=self.debug)
 
     async def start(self) -> str:
         """Stage and start; returns Succeeded or Failed once the first revision has an outcome.
         Watching starts either way: a Failed deployment recovers on the next good save."""
         check_port(self.host, self.port)
+        if self.debug is not None:
+            check_port(self.debug.host, self.debug.port, "debug port", "--debug-port")
         self._set_state(CREATING, f"deployment {self.deployment.deployment_name} "
                                   f"of endpoint {self.deployment.endpoint_name}")
         # Watch from the start, so a save made while the server boots is not missed; the
@@ -187,13 +210,14 @@ class Engine:
         await self.runtime.stage()
         await self.runtime.reload()
 
-    async def restart(self, reason: str = "restart") -> str:
+    async def restart(self, reason: str = "restart", reload_yaml: bool = True) -> str:
         """Load the YAML again and restart the server with it (rung 3). A YAML with problems is
         reported and not applied: the running revision keeps serving."""
         async with self._lock:
             deployment_file, endpoint_file, name = self._source
             try:
-                deployment = await asyncio.to_thread(spec.load, deployment_file, endpoint_file, name)
+                deployment = (await asyncio.to_thread(spec.load, deployment_file, endpoint_file, name)
+                              if reload_yaml else self.deployment)
             except spec.SpecError as ex:
                 self._say("The changed YAML has problems; it is not applied and the running revision "
                           "keeps serving:", *(f"  {p}" for p in ex.problems))
@@ -224,6 +248,15 @@ class Engine:
                 self.runtime_name = previous
                 self.runtime = self._new_runtime()
             return await self._boot(first_revision=self.revision + 1)
+
+    async def set_debug(self, debug: DebugSettings | None) -> str:
+        """Start (or stop) the debugger: the server restarts with it (rung 3)."""
+        if debug is not None:
+            check_port(debug.host, debug.port, "debug port", "--debug-port")
+        self.debug = debug
+        if debug is None:
+            self.debugger = None
+        return await self.restart("debugger " + ("on" if debug else "off"), reload_yaml=False)
 
     async def apply(self, batch: Batch) -> None:
         await self._booted.wait()
@@ -303,6 +336,8 @@ class Engine:
                 "request_timeout_ms": d.request_settings.request_timeout_ms,
                 "max_concurrent_requests_per_instance": d.request_settings.max_concurrent_requests_per_instance,
             },
+            "debugger": ({"state": self.debugger.state, "host": self.debugger.host, "port": self.debugger.port}
+                         if self.debugger else None),
             **self.runtime.describe(),
         }
 

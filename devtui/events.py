@@ -75,4 +75,14 @@ class Progress:
     total: float = 0.0
 
 
-Event = Logs | StateChanged | ServerStarted | ReloadStarted | ReloadFinished | Progress
+@dataclass(frozen=True)
+class DebuggerChanged:
+    """The debugger: "listening" (on host:port), "attached", or "failed" (detail says why)."""
+
+    state: str
+    host: str
+    port: int
+    detail: str = ""
+
+
+Event = DebuggerChanged | Logs | StateChanged | ServerStarted | ReloadStarted | ReloadFinished | Progress

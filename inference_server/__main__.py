@@ -46,6 +46,10 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-concurrent-requests", type=_positive,
                         help="Emulate request_settings.max_concurrent_requests_per_instance: run() calls at once; "
                              "more than twice this many in flight get 429.")
+    parser.add_argument("--debug-port", type=_port, help="Listen for a debugpy client (VS Code) on this port; "
+                        "0 picks a free one. Workers join the session as child processes.")
+    parser.add_argument("--debug-host", default="127.0.0.1", help="Address the debugger listens on (127.0.0.1).")
+    parser.add_argument("--debug-wait", action="store_true", help="Hold init() until a debugger attaches.")
     parser.add_argument("--events-fd", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--events-stdout", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--parent-pid", type=int, help=argparse.SUPPRESS)
@@ -91,7 +95,9 @@ def options_from(args: argparse.Namespace) -> Options:
         cors_origins=[o.strip() for o in origins.split(",")] if origins else [],
         stay_up_on_failure=args.stay_up_on_failure, fork=hasattr(os, "fork") and not args.no_fork,
         warm_imports=not args.no_warm_imports and os.environ.get("DEVTUI_WARM_IMPORTS", "1") != "0",
-        events_fd=args.events_fd, events_stdout=args.events_stdout, first_revision=args.first_revision, parent_pid=args.parent_pid)
+        events_fd=args.events_fd, events_stdout=args.events_stdout, first_revision=args.first_revision,
+        parent_pid=args.parent_pid, debug_host=args.debug_host if args.debug_port is not None else None,
+        debug_port=args.debug_port or 0, debug_wait=args.debug_wait)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -110,6 +110,8 @@ class Supervisor:
         logger.info(f"Listening on http://{self.options.host}:{port}")
         self.emit("listening", host=self.options.host, port=port, pid=os.getpid())
         self._warm_up_server()
+        if self.options.debug_host and not self._listen_for_debugger():
+            return 2
 
         wake_r, wake_w = os.pipe()
         os.set_blocking(wake_r, False)
@@ -124,7 +126,7 @@ class Supervisor:
 
         self._start_worker()
         while True:
-            for key, _ in self.selector.select(timeout=1.0):
+            for key, _ in self.selector.select(timeout=0.25 if self.options.debug_host else 1.0):
                 if key.data is None:
                     try:
                         while os.read(wake_r, 512):
@@ -134,6 +136,8 @@ class Supervisor:
                 else:
                     self._read_status(key.data)
             self._reap()
+            if self.options.debug_host:
+                self._watch_debugger()
             if self.stopping and not self._workers():
                 break
             if self.reload_requested and self.pending is None and not self.stopping:
@@ -142,6 +146,35 @@ class Supervisor:
         logger.info("Supervisor stopped")
         self.emit("stopped", exit_code=self.exit_code)
         return self.exit_code
+
+    def _listen_for_debugger(self) -> bool:
+        """debugpy listens here, in the supervisor: a client attaches once, and every worker
+        forked from here joins as a child process of that session, reload after reload."""
+        import debugpy
+
+        host, port = self.options.debug_host, self.options.debug_port
+        try:
+            debugpy.configure(subProcess=True)
+            _, port = debugpy.listen((host, port))
+        except Exception as ex:
+            logger.error(f"The debugger cannot listen on {host}:{port}: {ex}")
+            self.emit("debugger", state="failed", host=host, port=port, detail=str(ex))
+            return False
+        self.debug_port = port
+        self.debug_attached = False
+        logger.info(f"Debugger (debugpy) listening on {host}:{port}; attach once, breakpoints survive reloads")
+        self.emit("debugger", state="listening", host=host, port=port)
+        return True
+
+    def _watch_debugger(self) -> None:
+        import debugpy
+
+        attached = debugpy.is_client_connected()
+        if attached != self.debug_attached:
+            self.debug_attached = attached
+            state = "attached" if attached else "listening"
+            logger.info(f"Debugger {state}")
+            self.emit("debugger", state=state, host=self.options.debug_host, port=self.debug_port)
 
     def _on_reload(self, *_):
         self.reload_requested = True

@@ -45,6 +45,9 @@ class Options:
     events_stdout: bool = False
     first_revision: int = 1
     parent_pid: int | None = None
+    debug_host: str | None = None  # set: a debugpy listener in the supervisor; workers attach as children
+    debug_port: int = 5678
+    debug_wait: bool = False
 
 
 def draining_protocol():
@@ -175,6 +178,12 @@ def serve(options: Options, sock: socket.socket, revision: int, status_fd: int) 
         report("failed", stage="load", traceback=text)
         return 3
 
+    if options.debug_host and options.debug_wait:
+        import debugpy
+
+        logger.info("Waiting for a debugger to attach before init() (--debug-wait)")
+        debugpy.wait_for_client()
+        logger.info("Debugger attached")
     logger.info("Invoking user's init function")
     try:
         script.init()

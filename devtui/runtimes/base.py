@@ -29,12 +29,18 @@ class Runtime(ABC):
     name: str
 
     def __init__(self, deployment: LocalDeployment, workdir: Path, sink: RuntimeSink,
-                 host: str = "127.0.0.1", port: int = 0):
+                 host: str = "127.0.0.1", port: int = 0, debug=None):
         self.deployment = deployment
+        self.debug = debug  # engine.DebugSettings or None
         self.workdir = workdir
         self.sink = sink
         self.host = host
         self.port = port
+
+    @property
+    def code_path(self) -> str | None:
+        """Where the code runs, as the debugger sees it (VS Code's pathMappings remoteRoot)."""
+        return str(self.deployment.code_dir) if self.deployment.code_dir else None
 
     @abstractmethod
     async def stage(self) -> None:

@@ -154,6 +154,10 @@ class ContainerRuntime(Runtime):
         return APP / (self.deployment.code_dir.name if self.deployment.code_dir else "code")
 
     @property
+    def code_path(self) -> str | None:
+        return str(self.code_mount) if self.deployment.code_dir else None
+
+    @property
     def model_dir(self) -> PurePosixPath:
         model = self.deployment.model
         return MODELS / model.name / model.version if model else MODELS
@@ -271,10 +275,20 @@ class ContainerRuntime(Runtime):
                    "--request-timeout-ms", str(settings.request_timeout_ms),
                    "--max-concurrent-requests", str(settings.max_concurrent_requests_per_instance),
                    "--first-revision", str(first_revision), "--stay-up-on-failure", "--events-stdout"]
+        ports = {f"{SERVER_PORT}/tcp": ("127.0.0.1", self.port or None)}
+        if self.debug is not None:
+            # debugpy tells the client to connect to each worker on the port it listens on, so the
+            # port is published under the same number, on 127.0.0.1 only.
+            port = self.debug.port or _free_port()
+            ports[f"{port}/tcp"] = ("127.0.0.1", port)
+            command = ["python", "-X", "frozen_modules=off", *command[1:],
+                       "--debug-host", "0.0.0.0", "--debug-port", str(port)]
+            if self.debug.wait:
+                command.append("--debug-wait")
         self.server = self.client.containers.run(
             self.image, command, entrypoint=[], detach=True, name=f"{self.prefix}-inference-server",
             labels=self.labels("inference-server"), environment=environment, working_dir=str(self.code_mount),
-            volumes=self._volumes(), ports={f"{SERVER_PORT}/tcp": ("127.0.0.1", self.port or None)})
+            volumes=self._volumes(), ports=ports)
         self.server.reload()
         bindings = self.server.attrs["NetworkSettings"]["Ports"].get(f"{SERVER_PORT}/tcp") or []
         self.host_port = int(bindings[0]["HostPort"]) if bindings else None
@@ -331,6 +345,8 @@ class ContainerRuntime(Runtime):
         if event.get("event") == "listening":
             # The server sees its container port; users reach the published one.
             event = {**event, "host": "127.0.0.1", "port": self.host_port, "pid": None}
+        elif event.get("event") == "debugger":
+            event = {**event, "host": "127.0.0.1"}
         if self.loop is not None:
             self.loop.call_soon_threadsafe(self.sink.server_event, event)
 
@@ -498,6 +514,14 @@ class ContainerRuntime(Runtime):
     def describe(self) -> dict:
         ids = tuple(c.short_id for c in (self.server, self.initializer) if c is not None)
         return {"container_ids": ids, "image": self.image}
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def archive_empty(listing: dict) -> bytes:

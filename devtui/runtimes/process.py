@@ -128,13 +128,21 @@ class ProcessRuntime(Runtime):
         deployment = self.deployment
         settings = deployment.request_settings
         events_r, events_w = os.pipe()
+        python = [sys.executable]
+        if self.debug is not None:
+            # Frozen stdlib modules make debugpy miss breakpoints; it says so on every start.
+            python += ["-X", "frozen_modules=off"]
         command = [
-            sys.executable, "-m", "inference_server", "--host", self.host, "--port", str(self.port),
+            *python, "-m", "inference_server", "--host", self.host, "--port", str(self.port),
             "--request-timeout-ms", str(settings.request_timeout_ms),
             "--max-concurrent-requests", str(settings.max_concurrent_requests_per_instance),
             "--events-fd", str(events_w), "--parent-pid", str(os.getpid()),
             "--first-revision", str(first_revision), "--stay-up-on-failure",
         ]
+        if self.debug is not None:
+            command += ["--debug-host", self.debug.host, "--debug-port", str(self.debug.port)]
+            if self.debug.wait:
+                command.append("--debug-wait")
         self.stopping = False
         self.process = await asyncio.create_subprocess_exec(
             *command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
