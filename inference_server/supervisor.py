@@ -95,6 +95,11 @@ class Supervisor:
     # -- main loop ---------------------------------------------------------------------------
 
     def run(self) -> int:
+        # Handlers first: a reload or stop asked for while the server is still starting must
+        # not kill it (their default action) but take effect once it can.
+        signal.signal(signal.SIGHUP, self._on_reload)
+        signal.signal(signal.SIGTERM, self._on_stop)
+        signal.signal(signal.SIGINT, self._on_stop)
         if self.options.parent_pid:
             die_with_parent()
             if os.getppid() != self.options.parent_pid:
@@ -118,12 +123,13 @@ class Supervisor:
         os.set_blocking(wake_w, False)
         self.wake_fds = (wake_r, wake_w)
         signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
-        signal.signal(signal.SIGHUP, self._on_reload)
-        signal.signal(signal.SIGTERM, self._on_stop)
-        signal.signal(signal.SIGINT, self._on_stop)
         signal.signal(signal.SIGCHLD, lambda *_: None)
         self.selector.register(wake_r, selectors.EVENT_READ, None)
 
+        if self.stopping:
+            return self.exit_code
+        # A reload asked for while starting is already covered by the first worker.
+        self.reload_requested = False
         self._start_worker()
         while True:
             for key, _ in self.selector.select(timeout=0.25 if self.options.debug_host else 1.0):

@@ -102,10 +102,14 @@ class LogView(Vertical):
         self._write(visible)
 
     def _write(self, records: list[LogRecord]) -> None:
+        """One write per flush: the lines joined into one Text, which RichLog renders at once."""
         lines = self.lines
         lines.auto_scroll = self.follow
-        for record in records[-self.buffer.capacity:]:
-            lines.write(self.render_record(record), scroll_end=self.follow)
+        records = records[-self.buffer.capacity:]
+        if not records:
+            return
+        text = Text("\n").join(self.render_record(record) for record in records)
+        lines.write(text, scroll_end=self.follow)
 
     def render_record(self, record: LogRecord) -> Text:
         text = Text(no_wrap=True)

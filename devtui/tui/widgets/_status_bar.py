@@ -30,8 +30,8 @@ class StatusBar(Horizontal):
     def __init__(self, endpoint: str, deployment: str, runtime: str, **kwargs) -> None:
         super().__init__(**kwargs)
         self.endpoint, self.deployment, self.runtime = endpoint, deployment, runtime
-        self.latencies: deque[float] = deque([0.0], maxlen=HISTORY)
-        self.reloads: deque[float] = deque([0.0], maxlen=HISTORY)
+        self.latencies: deque[float] = deque(maxlen=HISTORY)
+        self.reloads: deque[float] = deque(maxlen=HISTORY)
 
     def compose(self) -> ComposeResult:
         yield Static(id="status-text")

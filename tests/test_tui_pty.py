@@ -1,0 +1,137 @@
+"""The real console script in a real pseudo-terminal: `devtui PATH` inside tmux, driven by keys.
+
+Each test has its own tmux server (``-L``) and DEVTUI_HOME; the screen is read with
+``capture-pane`` and polled until it shows what is expected.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from conftest import children_of, pid_alive
+from waiting import wait_for
+
+pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+
+# The sample model's prediction for the first row of sample-request.json.
+FIRST_PREDICTION = "199.85"
+
+
+def devtui_script() -> list[str]:
+    script = Path(sys.executable).with_name("devtui")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "devtui"]
+
+
+class Tmux:
+    """One tmux server on its own socket, with one session running ``command``."""
+
+    def __init__(self, tmp_path: Path):
+        self.socket = f"devtui-test-{uuid.uuid4().hex[:12]}"
+        self.session = "devtui"
+        # A dead pane stays, so the screen can still be read after the app quits.
+        self.config = tmp_path / "tmux.conf"
+        self.config.write_text("set -g remain-on-exit on\n")
+        self.status = tmp_path / "exit-status"
+        self.socket_path: Path | None = None
+
+    def __call__(self, *args: str, check: bool = True) -> str:
+        result = subprocess.run(["tmux", "-L", self.socket, "-f", str(self.config), *args],
+                                capture_output=True, text=True, timeout=10)
+        if check and result.returncode != 0:
+            raise AssertionError(f"tmux {' '.join(args)} failed: {result.stderr}")
+        return result.stdout
+
+    def start(self, command: list[str], env: dict[str, str], width: int = 140, height: int = 40) -> None:
+        """Run ``command`` in the pane; its exit status is written to ``self.status``. (tmux's own
+        #{pane_dead_status} is unreliable: the server sometimes leaves the pane's process unreaped.)"""
+        wrapper = self.config.with_name("run.sh")
+        wrapper.write_text(f'"$@"\necho $? > {shlex.quote(str(self.status))}\n')
+        # env -i: the test process may carry COLUMNS/LINES, which would override the pane's size.
+        line = shlex.join(["exec", "env", "-i", *(f"{k}={v}" for k, v in env.items()), "/bin/sh", str(wrapper),
+                           *command])
+        self("new-session", "-d", "-s", self.session, "-x", str(width), "-y", str(height), line)
+        self.socket_path = Path(self.pane("#{socket_path}"))
+
+    def screen(self) -> str:
+        return self("capture-pane", "-p", "-t", self.session)
+
+    def keys(self, *keys: str) -> None:
+        self("send-keys", "-t", self.session, *keys)
+
+    def pane(self, fmt: str) -> str:
+        return self("display-message", "-p", "-t", self.session, fmt).strip()
+
+    def kill(self) -> None:
+        self("kill-server", check=False)
+        if self.socket_path is not None:  # kill-server leaves the socket file behind
+            self.socket_path.unlink(missing_ok=True)
+
+
+@pytest.fixture
+def tmux(tmp_path):
+    server = Tmux(tmp_path)
+    yield server
+    server.kill()
+
+
+def processes_mentioning(text: str, but: set[int]) -> list[str]:
+    """Live processes (other than ``but``) whose command line or working directory mention ``text``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) in but:
+            continue
+        try:
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            cwd = os.readlink(f"/proc/{entry}/cwd")
+        except OSError:
+            continue
+        if text in cmdline or cwd.startswith(text):
+            found.append(f"{entry}: {cmdline.strip()} (in {cwd})")
+    return found
+
+
+def test_devtui_in_a_terminal_deploys_invokes_and_quits_clean(sample, tmux, devtui_home):
+    folder = sample("sklearn-regression")
+    env = {"DEVTUI_HOME": str(devtui_home), "TERM": "xterm-256color", "PATH": os.environ["PATH"],
+           "HOME": os.environ.get("HOME", str(devtui_home)), "LANG": "C.UTF-8"}
+    tmux.start([*devtui_script(), str(folder)], env)
+    try:
+        wait_for(lambda: "Succeeded" in tmux.screen() and "revision 1" in tmux.screen(), timeout=40,
+                 message="Succeeded on screen")
+        listed = subprocess.run([*devtui_script(), "list", "-o", "json"], capture_output=True, text=True,
+                                env={**os.environ, "DEVTUI_HOME": str(devtui_home)}, timeout=30)
+        assert [record["name"] for record in json.loads(listed.stdout)] == ["my-endpoint"]
+
+        tmux.keys("C-j")
+        wait_for(lambda: FIRST_PREDICTION in tmux.screen(), timeout=20, message="the answer on screen")
+        assert re.search(r"\b200 +[\d.]+ ms", tmux.screen()), "the status and latency of the answer"
+
+        # The tmux server keeps the command line it was started with, the devtui command's included.
+        tmux_server = int(tmux.pane("#{pid}"))
+        running = processes_mentioning(str(folder), but={os.getpid(), tmux_server})
+        assert any("inference_server" in p for p in running) and any("devtui" in p for p in running), running
+        pane_process = int(tmux.pane("#{pane_pid}"))
+        tmux.keys("q")
+        status = wait_for(lambda: tmux.status.read_text().strip(), timeout=30, message="devtui to exit")
+        assert status == "0"
+        wait_for(lambda: not pid_alive(pane_process), timeout=10, message="the pane's process to end")
+    except BaseException:
+        print(tmux.screen())
+        raise
+
+    listed = subprocess.run([*devtui_script(), "list", "-o", "json"], capture_output=True, text=True,
+                            env={**os.environ, "DEVTUI_HOME": str(devtui_home)}, timeout=30)
+    assert listed.returncode == 0 and json.loads(listed.stdout) == []
+    wait_for(lambda: processes_mentioning(str(folder), but={os.getpid(), tmux_server}) == [], timeout=10,
+             message=f"no process left that mentions {folder}")
+    assert children_of(os.getpid()) == []  # tmux runs as a daemon: nothing of this test is our child
