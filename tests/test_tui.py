@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import os
 import re
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,13 +23,13 @@ from textual.widgets import Button, Input, RichLog, Static, TabbedContent, TextA
 
 from conftest import children_of, pid_alive
 from devtui import runtimes, spec
-from devtui.engine import Engine
+from devtui.engine import DebugSettings, Engine
 from devtui.events import (DEVTUI, FAILED, INFERENCE_SERVER, STORAGE_INITIALIZER, SUCCEEDED, LogRecord, Logs,
                            ServerStarted)
 from devtui.tui import app as app_module
 from devtui.tui.app import DevtuiApp, EngineEvent
 from test_engine import save
-from waiting import wait_for
+from waiting import free_port, wait_for
 
 PALETTE_TITLES = ["Invoke endpoint", "Reload now", "Restart deployment", "Focus logs", "Toggle follow",
                   "Filter logs", "Clear logs", "Save logs", "Switch runtime", "Quit"]
@@ -568,5 +569,29 @@ def test_x_switches_to_the_next_runtime_when_there_is_one(make_app, monkeypatch)
             assert asked == ["container"]
             assert ("information", "Switching to the container runtime...") in notes
             assert "[container]" in status_text(app)
+
+    run(scenario())
+
+
+def test_d_starts_and_stops_the_debugger(make_app, monkeypatch):
+    port = free_port()
+    monkeypatch.setattr("devtui.tui.app.DebugSettings", lambda p: DebugSettings(port))
+    app = make_app()
+
+    async def scenario():
+        async with running(app) as pilot:
+            await ready(pilot)
+            await pilot.press("d")
+            await until(pilot, lambda: app.status.debugger == f"listening on 127.0.0.1:{port}",
+                        message="the debugger to listen")
+            assert "debugger: listening" in status_text(app)
+            await until(pilot, lambda: app.engine.state == "Succeeded")
+            # A debugpy client can connect to the port the header shows.
+            with socket.create_connection(("127.0.0.1", port), timeout=5):
+                pass
+            await pilot.press("d")
+            await until(pilot, lambda: app.status.debugger == "off" and app.engine.state == "Succeeded")
+            with pytest.raises(OSError):
+                socket.create_connection(("127.0.0.1", port), timeout=2).close()
 
     run(scenario())

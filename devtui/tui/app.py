@@ -22,8 +22,8 @@ from textual.screen import Screen
 from textual.widgets import Footer, Input, ProgressBar, RichLog, TabbedContent, TabPane
 
 from .. import runtimes
-from ..engine import Engine
-from ..events import (SUCCEEDED, Event, Logs, Progress, ReloadFinished, ReloadStarted, ServerStarted,
+from ..engine import DebugSettings, Engine, PortInUse
+from ..events import (SUCCEEDED, DebuggerChanged, Event, Logs, Progress, ReloadFinished, ReloadStarted, ServerStarted,
                       StateChanged)
 from .widgets import DeploymentPanel, InvokePanel, LogView, StatusBar, TracebackPanel
 
@@ -40,6 +40,7 @@ COMMANDS = [
     ("Clear logs", "Empty the log view and its buffer", "clear_logs"),
     ("Save logs", "Write the log lines in view to a file", "save_logs"),
     ("Switch runtime", "Run the deployment on the next available runtime", "switch_runtime"),
+    ("Toggle debugger", "Start or stop the debugpy listener (VS Code attaches to it)", "toggle_debugger"),
     ("Quit", "Stop the endpoint and leave", "quit"),
 ]
 
@@ -65,6 +66,7 @@ class DevtuiApp(App):
         Binding("c", "clear_logs", "Clear"),
         Binding("s", "save_logs", "Save"),
         Binding("x", "switch_runtime", "Runtime"),
+        Binding("d", "toggle_debugger", "Debug"),
         Binding("q", "quit", "Quit"),
         Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
     ]
@@ -77,6 +79,7 @@ class DevtuiApp(App):
         self.log_capacity = log_capacity
         self.save_folder = save_folder or Path.cwd()
         self.stopping = False
+        self._debug_announced = False
         engine.subscribe(lambda event: self.post_message(EngineEvent(event)))
 
     # -- layout -----------------------------------------------------------------------------------
@@ -112,6 +115,8 @@ class DevtuiApp(App):
         self.query_one("#progress").display = False
         self.query_one("#traceback").display = False
         self.invoke_panel.timeout_s = self.engine.deployment.request_settings.request_timeout_ms / 1000 + 10
+        if self.engine.debug is not None:
+            self.status.debugger = f"starting on 127.0.0.1:{self.engine.debug.port}"
         try:
             # `devtui down` from another shell sends SIGTERM: leave as cleanly as on `q`.
             asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, self._terminate)
@@ -144,6 +149,13 @@ class DevtuiApp(App):
         elif isinstance(event, ServerStarted):
             status.scoring_uri = event.scoring_uri
             self.invoke_panel.scoring_uri = event.scoring_uri
+        elif isinstance(event, DebuggerChanged):
+            status.debugger = f"{event.state} on 127.0.0.1:{event.port}"
+            if event.state == "listening" and not self._debug_announced:
+                self._debug_announced = True
+                self.notify(f"Debugger listening on 127.0.0.1:{event.port}: attach with "
+                            f"'devtui: attach to {self.engine.deployment.endpoint_name}' in .vscode/launch.json",
+                            title="Debugger", timeout=6)
         elif isinstance(event, ReloadStarted):
             status.detail = f"reloading revision {event.revision} ({event.reason})"
         elif isinstance(event, ReloadFinished):
@@ -246,6 +258,21 @@ class DevtuiApp(App):
         await self.engine.switch_runtime(following)
         self.status.runtime = following
         self.status.refresh_text()
+
+    @work(exclusive=True, group="engine-action")
+    async def action_toggle_debugger(self) -> None:
+        if self.engine.debug is None:
+            settings = DebugSettings(self.engine.debugger.port if self.engine.debugger else 5678)
+            try:
+                self.notify(f"Starting the debugger on port {settings.port} (the server restarts)...")
+                self._debug_announced = False
+                await self.engine.set_debug(settings)
+            except PortInUse as ex:
+                self.notify(str(ex), severity="error")
+        else:
+            self.notify("Stopping the debugger (the server restarts)...")
+            await self.engine.set_debug(None)
+            self.status.debugger = "off"
 
     async def action_quit(self) -> None:
         if self.stopping:
