@@ -267,13 +267,36 @@ def cmd_tui(args) -> int:
 # -- show / list ---------------------------------------------------------------------------------
 
 
+def _docker(timeout: float = 5):
+    """A Docker client when an engine answers quickly, else None (the process runtime needs none)."""
+    from .runtimes import RuntimeError_
+    from .runtimes.container import connect
+
+    try:
+        return connect(timeout)
+    except RuntimeError_:
+        return None
+
+
+def _records() -> list[dict]:
+    """Running endpoints: the registry's, plus any found only by container labels."""
+    records = registry.running()
+    client = _docker()
+    if client is not None:
+        from .runtimes.container import endpoints_from_labels
+
+        known = {r["name"] for r in records}
+        records += [r for r in endpoints_from_labels(client) if r["name"] not in known]
+    return records
+
+
 def _pick(name: str | None) -> dict:
     if name:
-        record = registry.read(name)
+        record = registry.read(name) or next((r for r in _records() if r["name"] == name), None)
         if record is None:
             raise CommandError(f"no local endpoint named {name!r} is running; `devtui list` shows those that are")
         return record
-    records = registry.running()
+    records = _records()
     if not records:
         raise CommandError("no local endpoint is running; start one with `devtui up PATH`")
     if len(records) > 1:
@@ -294,7 +317,7 @@ def cmd_show(args) -> int:
 
 
 def cmd_list(args) -> int:
-    records = registry.running()
+    records = _records()
     if args.output == "json":
         print(json.dumps([_show_json(r) for r in records], indent=2))
         return 0
@@ -349,6 +372,15 @@ def cmd_logs(args) -> int:
     name = args.name or _pick(None)["name"]
     path = registry.folder(name) / "logs" / f"{args.container}.log"
     if not path.exists() and not registry.is_alive(name):
+        client = _docker()
+        if client is not None:
+            from .runtimes.container import container_log
+
+            lines = container_log(client, name, args.container)
+            if lines is not None:
+                for line in lines if args.lines is None else lines[-args.lines:] if args.lines else []:
+                    print(line)
+                return 0
         raise CommandError(f"no logs for endpoint {name!r}: it is not running and has not run here")
     for line in tail(path, args.lines):
         print(line)
@@ -369,14 +401,10 @@ def cmd_logs(args) -> int:
 def _containers_removed(name: str, purge: bool) -> list[str]:
     """Containers and volumes labelled for the endpoint, removed even when no registry record
     remains (a killed host); none when no Docker engine answers."""
-    from .runtimes import RuntimeError_
-    from .runtimes.container import connect, remove_endpoint
+    from .runtimes.container import remove_endpoint
 
-    try:
-        client = connect()
-    except RuntimeError_:
-        return []
-    return remove_endpoint(client, name, volumes=True, images=purge)
+    client = _docker()
+    return remove_endpoint(client, name, volumes=True, images=purge) if client is not None else []
 
 
 def _down(name: str, timeout: float = 20, purge: bool = False) -> None:
@@ -417,7 +445,7 @@ def _down(name: str, timeout: float = 20, purge: bool = False) -> None:
 
 def cmd_down(args) -> int:
     if args.all:
-        for record in registry.running():
+        for record in _records():
             _down(record["name"], purge=args.purge)
         return 0
     _down(args.name or _pick(None)["name"], purge=args.purge)

@@ -64,12 +64,12 @@ sys.exit(1 if failed else 0)
 """
 
 
-def connect():
+def connect(timeout: float = 120):
     """A Docker client that answers, or a RuntimeError_ that says how to get one."""
     import docker
 
     try:
-        client = docker.from_env(timeout=120)
+        client = docker.from_env(timeout=timeout)
         client.ping()
     except Exception as ex:
         raise RuntimeError_(engine_missing_message(ex)) from None
@@ -550,3 +550,39 @@ def remove_endpoint(client, endpoint: str, volumes: bool = True, images: bool = 
             client.images.remove(image.id, force=True)
             removed.append(image.short_id)
     return removed
+
+
+def endpoints_from_labels(client) -> list[dict]:
+    """Endpoints known only by their labelled containers (the registry files are gone, or the
+    devtui that ran them was killed), in the shape of a registry record."""
+    found: dict[str, dict] = {}
+    for container in client.containers.list(all=True, filters={"label": LABEL}):
+        labels = container.labels
+        endpoint = labels.get(f"{LABEL}.endpoint")
+        if not endpoint or labels.get(LABEL) not in ("inference-server", "storage-initializer"):
+            continue
+        record = found.setdefault(endpoint, {
+            "name": endpoint, "auth_mode": "key", "location": "local", "provisioning_state": "Failed",
+            "scoring_uri": None, "swagger_uri": None, "traffic": {labels.get(f"{LABEL}.deployment"): 100},
+            "tags": {}, "properties": {"devtui": "found by container labels; no devtui process watches it"},
+            "deployments": [{"name": labels.get(f"{LABEL}.deployment"), "runtime": "container",
+                             "provisioning_state": "Failed", "container_ids": []}]})
+        deployment = record["deployments"][0]
+        deployment["container_ids"].append(container.short_id)
+        if labels.get(LABEL) == "inference-server" and container.status == "running":
+            bindings = (container.attrs["NetworkSettings"]["Ports"] or {}).get(f"{SERVER_PORT}/tcp") or []
+            if bindings:
+                uri = f"http://127.0.0.1:{bindings[0]['HostPort']}/score"
+                record.update(scoring_uri=uri, swagger_uri=uri.rsplit("/", 1)[0] + "/swagger.json")
+            record["provisioning_state"] = deployment["provisioning_state"] = "Succeeded"
+    return list(found.values())
+
+
+def container_log(client, endpoint: str, role: str) -> list[str] | None:
+    """The log of the endpoint's container in ``role``, straight from the engine."""
+    containers = client.containers.list(all=True, filters={"label": [f"{LABEL}={role}",
+                                                                     f"{LABEL}.endpoint={endpoint}"]})
+    if not containers:
+        return None
+    lines = containers[0].logs().decode("utf-8", "replace").splitlines()
+    return [line for line in lines if not line.startswith(EVENT_PREFIX.decode())]
