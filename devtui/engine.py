@@ -197,6 +197,9 @@ class Engine:
         except runtimes.RuntimeError_ as ex:
             self._say(f"error: {ex}")
             self._resolve(FAILED, str(ex))
+        except Exception as ex:  # a bug, but the deployment must still say Failed, not hang
+            self._say(f"error: {type(ex).__name__}: {ex}")
+            self._resolve(FAILED, f"{type(ex).__name__}: {ex}")
         return await self._outcome
 
     async def reload(self, reason: str = "manual", files: tuple[str, ...] = ()) -> None:

@@ -164,7 +164,7 @@ class ImageBuilder:
         self.log(f"Building {environment.dockerfile} (context {environment.build_path})")
         self._stream_build(lambda: self.client.api.build(
             path=str(environment.build_path), dockerfile=environment.dockerfile_path or "Dockerfile", tag=tag,
-            rm=True, decode=True, labels=self._labels()), f"the Dockerfile {environment.dockerfile}")
+            rm=True, forcerm=True, decode=True, labels=self._labels()), f"the Dockerfile {environment.dockerfile}")
         return tag
 
     def python_version(self, image: str) -> str:
@@ -174,15 +174,27 @@ class ImageBuilder:
         known = json.loads(known_file.read_text()) if known_file.exists() else {}
         if image_id in known:
             return known[image_id]
+        probe = None
         try:
-            output = self.client.containers.run(
-                image, ["python", "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-                entrypoint=[], remove=True, labels={LABEL: "probe"})
+            # create/start/remove by hand: run(remove=True) leaves the container behind when
+            # it cannot even start, which is exactly the case of an image without Python.
+            probe = self.client.containers.create(
+                image, ["python", "-c", "import sys; print('%d.%d' % sys.version_info[:2])"], entrypoint=[],
+                labels={**self._labels(), LABEL: "probe"})
+            probe.start()
+            if probe.wait(timeout=60).get("StatusCode") != 0:
+                raise RuntimeError(probe.logs().decode(errors="replace").strip()[-300:])
+            version = probe.logs(stderr=False).decode().strip()
         except Exception as ex:
             raise ImageError(f"image {image} has no usable Python (`python -c ...` failed: {ex}). devtui's "
                              "scoring server needs python on the PATH; add it to the image, or use an "
                              "inference_config to run a server of your own.") from None
-        version = output.decode().strip()
+        finally:
+            if probe is not None:
+                try:
+                    probe.remove(force=True)
+                except Exception:
+                    pass
         known[image_id] = version
         self.cache.mkdir(parents=True, exist_ok=True)
         known_file.write_text(json.dumps(known))
@@ -226,7 +238,8 @@ class ImageBuilder:
             self._download(requirements, python, wheels, conda_file)
             context = self._context(base, requirements, wheels)
             self._stream_build(lambda: self.client.api.build(
-                fileobj=context, custom_context=True, tag=tag, rm=True, decode=True, labels=self._labels()),
+                fileobj=context, custom_context=True, tag=tag, rm=True, forcerm=True, decode=True,
+                labels=self._labels()),
                 "the environment image")
         self.log(f"Built {tag} in {time.perf_counter() - started:.1f} s")
         return tag

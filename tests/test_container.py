@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from conftest import ROOT, SAMPLES, devtui_command, pid_alive
-from waiting import free_port, wait_for
+from waiting import Timeout, free_port, wait_for
 
 EXPECTED = [199.85, 74.01]  # what the process runtime answers for the sklearn sample's request
 REQUEST = SAMPLES / "sklearn-regression" / "sample-request.json"
@@ -68,7 +68,7 @@ def set_deployment(folder: Path, old: str, new: str) -> None:
     deployment = folder / "deployment.yml"
     text = deployment.read_text()
     assert old in text, text
-    deployment.write_text(text.replace(old, new))
+    save(deployment, text.replace(old, new))
 
 
 @pytest.fixture
@@ -254,14 +254,15 @@ def test_hot_reload_ladder_in_containers(sample, endpoint, docker_client):
     up_detached(folder, name)
     first = score(name)
     assert first["version"] == "v1" and first["predictions"] == EXPECTED and first["model_tag"] == "model-a"
-    server_id = show(name)["deployments"][0]["container_ids"]
+    assert first["model_size"] == (folder / "model" / "sklearn_regression_model.pkl").stat().st_size
+    ids = show(name)["deployments"][0]["container_ids"]
 
     # Rung 1: a save in the code folder reaches the running container; a new worker answers.
     save(script, SCORE.format(version="v2"))
     answers(name, lambda a: a["version"] == "v2")
     revision = wait_for(lambda: show(name)["deployments"][0]["revision"], message="a serving revision")
     assert revision >= 2
-    assert show(name)["deployments"][0]["container_ids"] == server_id  # same containers
+    assert show(name)["deployments"][0]["container_ids"] == ids  # the same containers
 
     # A save that does not compile: the old revision keeps answering and stays the serving one.
     save(script, SCORE.format(version="v3").replace("def init():", "def init(:"))
@@ -296,6 +297,7 @@ def test_hot_reload_ladder_in_containers(sample, endpoint, docker_client):
     after = {c.labels["devtui"]: c.id for c in labelled(docker_client, name)[0]}
     assert set(after) == {"inference-server", "storage-initializer"}
     assert after["inference-server"] != before["inference-server"], (before, after)
+    assert after["storage-initializer"] != before["storage-initializer"], (before, after)
     assert show(name)["deployments"][0]["environment_variables"]["GREETING"] == "hello from the yaml"
 
 
@@ -347,14 +349,12 @@ def build_containers(name: str) -> set[str]:
 
 def remove_build_leftovers(client, name: str) -> list[str]:
     """Remove (and return) the build step containers that still exist."""
-    left = [c for container in build_containers(name) for c in client.containers.list(all=True, filters={"id": container})]
+    left = [c for step in build_containers(name) for c in client.containers.list(all=True, filters={"id": step})]
     for container in left:
         container.remove(force=True)
     return [c.short_id for c in left]
 
 
-@pytest.mark.xfail(strict=True, reason="images.py builds with rm=True but not forcerm=True: the container of "
-                                       "the failed RUN step stays behind, unlabelled, and `down` cannot find it")
 def test_failed_build_leaves_no_intermediate_container(sample, endpoint, docker_client):
     name = endpoint("ct-badbuild-leak")
     folder = sample("sklearn-regression")
@@ -366,10 +366,6 @@ def test_failed_build_leaves_no_intermediate_container(sample, endpoint, docker_
     assert not left, f"the failed build left containers {left}"
 
 
-@pytest.mark.xfail(strict=True, reason="a `build:` environment: container.py creates the storage-initializer "
-                                       "from environment.image, which is None for a build, so it cannot start; "
-                                       "the docker APIError is not a RuntimeError_, the engine never resolves "
-                                       "and the deployment stays Creating")
 def test_dockerfile_that_builds_serves(sample, endpoint, docker_client, tmp_path):
     name = endpoint("ct-buildok")
     folder = sample("sklearn-regression")
@@ -381,12 +377,15 @@ def test_dockerfile_that_builds_serves(sample, endpoint, docker_client, tmp_path
     process = subprocess.Popen([*devtui_command(), "up", str(folder), "--runtime", "container", "-n", name],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
     try:
-        # The images first (a build may download wheels), then at most 30 s to an outcome.
+        # The images first (a build may download wheels), then at most 20 s to an outcome.
         wait_for(lambda: re.search(r"Built devtui-env|is up to date", logs(name, "devtui")), timeout=240,
                  interval=0.5, message="the environment image")
-        state = wait_for(lambda: show(name)["provisioning_state"] in ("Succeeded", "Failed")
-                         and show(name)["provisioning_state"], timeout=30, interval=0.2,
-                         message="Succeeded or Failed after the image was ready")
+        try:
+            state = wait_for(lambda: (lambda s: s if s in ("Succeeded", "Failed") else None)(
+                show(name)["provisioning_state"]), timeout=20, interval=0.2)
+        except Timeout:
+            pytest.fail(f"still {show(name)['provisioning_state']} 20 s after the image was ready; the "
+                        f"storage-initializer log:\n{logs(name, 'storage-initializer')}")
         assert state == "Succeeded", logs(name, "devtui") + logs(name)
         assert score(name) == {"built": "from-the-dockerfile", "rows": 2}
     finally:
@@ -433,9 +432,6 @@ def test_image_without_python(sample, endpoint, docker_client, image_without_pyt
     assert labelled(docker_client, name) == ([], [])
 
 
-@pytest.mark.xfail(strict=True, reason="ImageBuilder.python_version probes with containers.run(remove=True): when "
-                                       "`python` cannot start, docker-py never removes the created container, and "
-                                       "it carries only devtui=probe (no endpoint label), so `down` cannot find it")
 def test_image_without_python_leaves_no_probe_container(sample, endpoint, docker_client, image_without_python):
     name = endpoint("ct-nopython-leak")
     folder = sample("sklearn-regression")

@@ -137,7 +137,7 @@ class ContainerRuntime(Runtime):
 
     def labels(self, role: str) -> dict[str, str]:
         return {LABEL: role, f"{LABEL}.endpoint": self.deployment.endpoint_name,
-                f"{LABEL}.deployment": self.deployment.deployment_name}
+                f"{LABEL}.deployment": self.deployment.deployment_name, f"{LABEL}.home": home_label()}
 
     @property
     def byoc(self):
@@ -146,8 +146,9 @@ class ContainerRuntime(Runtime):
 
     @property
     def initializer_image(self) -> str:
-        # The storage-initializer needs Python to verify; a bring-your-own image may have none.
-        return self.deployment.environment.image if not self.byoc else INITIALIZER_IMAGE
+        # The storage-initializer needs Python to verify: the environment image has it (devtui's
+        # server was added to it); a bring-your-own image may have none.
+        return INITIALIZER_IMAGE if self.byoc else self.image
 
     @property
     def code_mount(self) -> PurePosixPath:
@@ -190,6 +191,10 @@ class ContainerRuntime(Runtime):
             await asyncio.to_thread(self._stage)
         except ImageError as ex:
             raise RuntimeError_(str(ex)) from None
+        except RuntimeError_:
+            raise
+        except Exception as ex:  # the engine's own errors (docker.errors.*), said plainly
+            raise RuntimeError_(f"the Docker engine refused a step: {ex}") from None
 
     def _stage(self) -> None:
         if self.stopping:
@@ -257,7 +262,10 @@ class ContainerRuntime(Runtime):
 
     async def start(self, first_revision: int) -> None:
         self.loop = asyncio.get_running_loop()
-        await asyncio.to_thread(self._start, first_revision)
+        try:
+            await asyncio.to_thread(self._start, first_revision)
+        except Exception as ex:
+            raise RuntimeError_(f"the inference-server container did not start: {ex}") from None
 
     def _start(self, first_revision: int) -> None:
         if self.stopping:
@@ -552,11 +560,18 @@ def remove_endpoint(client, endpoint: str, volumes: bool = True, images: bool = 
     return removed
 
 
+def home_label() -> str:
+    """Which DEVTUI_HOME started a container: users (and tests) sharing an engine stay apart."""
+    from ..registry import home
+
+    return hashlib.sha256(str(home().resolve()).encode()).hexdigest()[:12]
+
+
 def endpoints_from_labels(client) -> list[dict]:
-    """Endpoints known only by their labelled containers (the registry files are gone, or the
-    devtui that ran them was killed), in the shape of a registry record."""
+    """Endpoints of this DEVTUI_HOME known only by their labelled containers (the registry files
+    are gone, or the devtui that ran them was killed), in the shape of a registry record."""
     found: dict[str, dict] = {}
-    for container in client.containers.list(all=True, filters={"label": LABEL}):
+    for container in client.containers.list(all=True, filters={"label": f"{LABEL}.home={home_label()}"}):
         labels = container.labels
         endpoint = labels.get(f"{LABEL}.endpoint")
         if not endpoint or labels.get(LABEL) not in ("inference-server", "storage-initializer"):
