@@ -22,7 +22,7 @@ from . import __version__, registry, spec
 from .debug import LaunchJsonError, attach_configuration, merge_launch_json
 from .engine import DebugSettings, Engine, PortInUse, check_port
 from .events import (DEVTUI, FAILED, INFERENCE_SERVER, SOURCES, STORAGE_INITIALIZER, SUCCEEDED, DebuggerChanged,
-                     Logs, ReloadFinished, ReloadStarted, ServerStarted, StateChanged)
+                     LogRecord, Logs, ReloadFinished, ReloadStarted, ServerStarted, StateChanged)
 from .logs import LogFiles, follow, tail
 from .runtimes import NAMES
 
@@ -91,7 +91,11 @@ class Recorder:
     def __call__(self, event) -> None:
         if isinstance(event, Logs):
             self.files.write(event.records)
-        elif isinstance(event, (StateChanged, ServerStarted, ReloadFinished, DebuggerChanged)):
+        if isinstance(event, StateChanged):
+            # The devtui log says why the state changed, for `devtui logs --container devtui`.
+            detail = f" ({event.detail})" if event.detail else ""
+            self.files.write([LogRecord(DEVTUI, f"provisioning_state: {event.state}{detail}")])
+        if isinstance(event, (StateChanged, ServerStarted, ReloadFinished, DebuggerChanged)):
             uri = self.engine.scoring_uri
             self.claim.update(provisioning_state=self.engine.state, scoring_uri=uri,
                               swagger_uri=uri and uri.rsplit("/", 1)[0] + "/swagger.json",

@@ -532,3 +532,73 @@ def test_ctrl_c_on_foreground_up_leaves_nothing(sample, endpoint, docker_client)
     assert any(line.startswith("storage-initializer | ") for line in output.splitlines())
     assert labelled(docker_client, name) == ([], []), output
     assert devtui("list", "-o", "json").stdout.strip() == "[]"
+
+
+# -- 7. bring your own container ------------------------------------------------------------------
+
+
+def test_custom_container_sample_serves_on_its_own_routes(sample, endpoint, docker_client):
+    name = endpoint("ct-custom")
+    folder = sample("custom-container")
+    shown = json.loads(up_detached(folder, name).stdout)
+    assert shown["provisioning_state"] == "Succeeded" and shown["scoring_uri"].endswith("/predict")
+    answer = json.loads(devtui("invoke", "-n", name, "--request-file", str(folder / "sample-request.json")).stdout)
+    assert answer == {"predictions": EXPECTED}
+    server = docker_client.containers.get(f"devtui-{name}-blue-inference-server")
+    assert server.attrs["Config"]["Cmd"] == ["python", "/app/app.py"]  # the image's own command
+    bindings = server.attrs["NetworkSettings"]["Ports"]["8080/tcp"]
+    assert all(b["HostIp"] == "127.0.0.1" for b in bindings)
+    assert "loaded 10 coefficients" in logs(name)
+
+
+def test_liveness_failures_restart_a_custom_container(sample, endpoint, docker_client):
+    name = endpoint("ct-liveness")
+    folder = sample("custom-container")
+    # A server whose liveness route fails: after failure_threshold probes it must be restarted.
+    app = folder / "server" / "app.py"
+    app.write_text(app.read_text().replace('if self.path in ("/live", "/ready"):', 'if self.path == "/ready":'))
+    set_deployment(folder, "liveness_probe:\n  initial_delay: 2\n  period: 5\n  timeout: 2\n  failure_threshold: 3",
+                   "liveness_probe:\n  initial_delay: 0\n  period: 1\n  timeout: 1\n  failure_threshold: 2")
+    up_detached(folder, name)
+    server = docker_client.containers.get(f"devtui-{name}-blue-inference-server")
+    started = server.attrs["State"]["StartedAt"]
+    wait_for(lambda: "restarting the container" in logs(name, "devtui"), timeout=60)
+    assert "liveness probe failed 2 times in a row (/live)" in logs(name, "devtui")
+
+    def restarted():
+        server.reload()
+        return server.attrs["State"]["StartedAt"] != started and server.status == "running"
+
+    wait_for(restarted, timeout=60)
+    # It came back on the same host port and still answers its scoring route.
+    wait_for(lambda: devtui("invoke", "-n", name, "--request-file", str(folder / "sample-request.json"),
+                            check=None).returncode == 0, timeout=30)
+
+
+# -- 8. the engine itself restarted under a running endpoint --------------------------------------
+
+
+def _dockerd_pid() -> int | None:
+    found = subprocess.run(["pgrep", "-x", "dockerd"], capture_output=True, text=True).stdout.split()
+    return int(found[0]) if found else None
+
+
+def test_engine_restarted_under_a_running_endpoint(sample, endpoint, docker_client):
+    if os.geteuid() != 0 or _dockerd_pid() is None or not (ROOT / "scripts" / "docker-engine.sh").exists():
+        pytest.skip("needs a dockerd this test may restart (root, started by scripts/docker-engine.sh)")
+    name = endpoint("ct-engine-restart")
+    folder = sample("sklearn-regression")
+    up_detached(folder, name)
+    try:
+        os.kill(_dockerd_pid(), signal.SIGTERM)
+        wait_for(lambda: _dockerd_pid() is None, timeout=60, message="dockerd to stop")
+        wait_for(lambda: show(name)["provisioning_state"] == "Failed", timeout=60)
+        assert "provisioning_state: Failed (the scoring server exited" in logs(name, "devtui")
+    finally:
+        subprocess.run(["bash", str(ROOT / "scripts" / "docker-engine.sh")], check=True, capture_output=True,
+                       timeout=180)
+        wait_for(docker_client.ping, timeout=60)
+    # down still cleans up everything once the engine is back.
+    devtui("down", "-n", name)
+    containers, volumes = labelled(docker_client, name)
+    assert containers == [] and volumes == []

@@ -368,9 +368,11 @@ class ContainerRuntime(Runtime):
         environment = {"AZUREML_MODEL_DIR": str(self.model_dir), **d.environment_variables}
         if d.code_dir:
             environment.update(AML_APP_ROOT=str(self.code_mount), AZUREML_ENTRY_SCRIPT=d.scoring_script or "")
-        ports = {f"{route.port}/tcp": ("127.0.0.1", None) for route in
+        # Host ports chosen here, not by the engine: a restart (liveness, reload) keeps them, so the
+        # scoring URI stays valid.
+        ports = {f"{route.port}/tcp": ("127.0.0.1", _free_port()) for route in
                  (config.liveness_route, config.readiness_route)}
-        ports[f"{config.scoring_route.port}/tcp"] = ("127.0.0.1", self.port or None)
+        ports[f"{config.scoring_route.port}/tcp"] = ("127.0.0.1", self.port or _free_port())
         self.revision = revision
         self.server = self.client.containers.run(
             self.image, detach=True, name=f"{self.prefix}-inference-server", labels=self.labels("inference-server"),
