@@ -339,8 +339,8 @@ class Engine:
                 "request_timeout_ms": d.request_settings.request_timeout_ms,
                 "max_concurrent_requests_per_instance": d.request_settings.max_concurrent_requests_per_instance,
             },
-            "debugger": ({"state": self.debugger.state, "host": self.debugger.host, "port": self.debugger.port}
-                         if self.debugger else None),
+            "debugger": ({"state": self.debugger.state, "host": self.debugger.host, "port": self.debugger.port,
+                          "detail": self.debugger.detail} if self.debugger else None),
             **self.runtime.describe(),
         }
 

@@ -168,6 +168,7 @@ class Supervisor:
             return False
         self.debug_port = port
         self.debug_attached = False
+        self.debug_stop = None
         logger.info(f"Debugger (debugpy) listening on {host}:{port}; attach once, breakpoints survive reloads")
         self.emit("debugger", state="listening", host=host, port=port)
         return True
@@ -178,6 +179,7 @@ class Supervisor:
         attached = debugpy.is_client_connected()
         if attached != self.debug_attached:
             self.debug_attached = attached
+            self.debug_stop = None if not attached else self.debug_stop
             state = "attached" if attached else "listening"
             logger.info(f"Debugger {state}")
             self.emit("debugger", state=state, host=self.options.debug_host, port=self.debug_port)
@@ -306,6 +308,11 @@ class Supervisor:
                 self._warm_up_learned()
             elif message["status"] == "failed":
                 worker.failure = message
+            elif message["status"] == "debug_stop" and self.options.debug_host:
+                self.debug_stop = message["where"]
+                state = "stopped" if self.debug_stop else ("attached" if self.debug_attached else "listening")
+                self.emit("debugger", state=state, host=self.options.debug_host, port=self.debug_port,
+                          detail=f"at {self.debug_stop}" if self.debug_stop else "")
 
     def _on_ready(self, worker: Worker, message: dict) -> None:
         worker.ready = True

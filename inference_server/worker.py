@@ -106,6 +106,32 @@ def quick_exit_server():
     return QuickExitServer
 
 
+def watch_debug_stops(report, roots: tuple[str, ...]) -> None:
+    """While a debugger holds this worker at a breakpoint, tell the supervisor where (polled:
+    debugpy has no public hook for it). debugpy marks suspended threads' additional_info with
+    pydev_state 2, and suspends them all; the stop is the innermost frame in the user's code."""
+    import threading
+
+    last = None
+    while True:
+        time.sleep(0.2)
+        where = None
+        frames = sys._current_frames()
+        for thread in threading.enumerate():
+            info = getattr(thread, "additional_info", None)
+            if getattr(info, "pydev_state", None) != 2:
+                continue
+            frame = frames.get(thread.ident)
+            while frame is not None and not frame.f_code.co_filename.startswith(roots):
+                frame = frame.f_back
+            if frame is not None:
+                where = f"{os.path.basename(frame.f_code.co_filename)}:{frame.f_lineno} in {frame.f_code.co_name}()"
+                break
+        if where != last:
+            last = where
+            report("debug_stop", where=where)
+
+
 def configure_logging() -> None:
     """Server and script logs in the reference server's format, on stdout, in UTC.
 
@@ -209,6 +235,14 @@ def serve(options: Options, sock: socket.socket, revision: int, status_fd: int) 
     server = quick_exit_server()(config)
     report("ready")
     logger.info(f"Worker with pid {os.getpid()} ready for serving traffic")
+    if options.debug_host:
+        import threading
+
+        roots = tuple(os.path.join(os.path.abspath(p), "") for p in (options.app_root, script_dir))
+        watcher = threading.Thread(target=watch_debug_stops, args=(report, roots), daemon=True, name="debug-stops")
+        # debugpy suspends every thread at a breakpoint, except its own: this one must keep watching.
+        watcher.is_pydev_daemon_thread = True
+        watcher.start()
     if options.warm_imports:
         report("learned", modules=third_party_modules(loaded_by_parent))
     server.run(sockets=[sock])

@@ -79,9 +79,14 @@ def hit_breakpoint_twice_across_a_reload(cwd: Path, folder: Path, name: str, rem
         assert Path(frame["source"]["path"]) == score and frame["line"] == line
         variables = local_variables(child, frame["id"])
         assert "raw_data" in variables and variables["data"].startswith("array(")
+        # The current stop is reported, as the app's header and `show` display it.
+        debugger = wait_for(lambda: (d := shown(cwd, name)["deployments"][0]["debugger"])["state"] == "stopped" and d,
+                            timeout=30)
+        assert debugger["detail"] == f"at score.py:{line} in run()"
         child.request("continue", {"threadId": thread_id})
         thread.join(60)
         assert result["answer"].status_code == 200 and len(result["answer"].json()) == 2
+        wait_for(lambda: shown(cwd, name)["deployments"][0]["debugger"]["state"] == "attached", timeout=30)
 
         # A hot reload: the new worker joins the same session; no re-attach.
         revision = record["deployments"][0]["revision"]

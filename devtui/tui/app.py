@@ -150,7 +150,8 @@ class DevtuiApp(App):
             status.scoring_uri = event.scoring_uri
             self.invoke_panel.scoring_uri = event.scoring_uri
         elif isinstance(event, DebuggerChanged):
-            status.debugger = f"{event.state} on 127.0.0.1:{event.port}"
+            status.debugger = (f"{event.state} {event.detail}" if event.state == "stopped"
+                               else f"{event.state} on 127.0.0.1:{event.port}")
             if event.state == "listening" and not self._debug_announced:
                 self._debug_announced = True
                 self.notify(f"Debugger listening on 127.0.0.1:{event.port}: attach with "
