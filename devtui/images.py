@@ -138,6 +138,14 @@ class ImageBuilder:
         self.cache = cache
         self.log = lambda *lines: log(list(lines))
         self.progress = progress
+        self.pip: subprocess.Popen | None = None
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        """Stop downloading; a build in progress ends with devtui (the engine cancels it)."""
+        self.cancelled = True
+        if self.pip is not None and self.pip.poll() is None:
+            self.pip.kill()
 
     # -- base image ------------------------------------------------------------------------------
 
@@ -257,14 +265,16 @@ class ImageBuilder:
             command += ["--platform", platform]
         self.log(f"Downloading wheels for Python {python} on {arch} (pip, on this machine)")
         self.progress("Downloading wheels", 0, 0)
-        process = subprocess.Popen(command + requirements, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                   text=True)
+        process = self.pip = subprocess.Popen(command + requirements, stdout=subprocess.PIPE,
+                                              stderr=subprocess.STDOUT, text=True)
         output = []
         for line in process.stdout:
             output.append(line.rstrip())
             if line.startswith(("Collecting", "Saved", "ERROR")):
                 self.log(f"  {line.rstrip()}")
         if process.wait() != 0:
+            if self.cancelled:
+                raise ImageError("the image build was cancelled")
             missing = re.findall(r"No matching distribution found for (\S+)", "\n".join(output))
             where = f"{conda_file}: " if conda_file else ""
             if missing:

@@ -17,6 +17,8 @@ import shutil
 import signal
 import subprocess
 import tarfile
+import threading
+import time
 from pathlib import Path
 
 import httpx
@@ -600,5 +602,36 @@ def test_engine_restarted_under_a_running_endpoint(sample, endpoint, docker_clie
         wait_for(docker_client.ping, timeout=60)
     # down still cleans up everything once the engine is back.
     devtui("down", "-n", name)
+    containers, volumes = labelled(docker_client, name)
+    assert containers == [] and volumes == []
+
+
+def test_ctrl_c_during_an_image_build_leaves_nothing_running(sample, endpoint, docker_client):
+    name = endpoint("ct-ctrl-c-build")
+    folder = sample("sklearn-regression")
+    marker = f"devtui-test-{os.getpid()}-{time.monotonic_ns()}"
+    # A build step that takes long and cannot be cached from an earlier run (the marker).
+    write_build_deployment(folder, f"FROM python:3.11-slim\nRUN echo {marker} && sleep 120\n")
+    host = subprocess.Popen([*devtui_command(), "up", str(folder), "--runtime", "container", "-n", name],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    threading.Thread(target=lambda: lines.extend(host.stdout), daemon=True).start()
+    try:
+        # The step's container runs once the builder says so, after the step line names the marker.
+        wait_for(lambda: any(marker in line for line in lines)
+                 and any("Running in" in line for line in lines[next(i for i, l in enumerate(lines) if marker in l):]),
+                 timeout=120, message="the build step to run")
+        host.send_signal(signal.SIGINT)
+        wait_for(lambda: host.poll() is not None, timeout=30, message="devtui to exit after Ctrl-C")
+    finally:
+        if host.poll() is None:
+            host.kill()
+    assert host.returncode == 0
+
+    def build_step_gone():
+        return not [c for c in docker_client.containers.list(all=True)
+                    if marker in " ".join(c.attrs["Config"].get("Cmd") or [])]
+
+    wait_for(build_step_gone, timeout=60, message="the engine to cancel the build step")
     containers, volumes = labelled(docker_client, name)
     assert containers == [] and volumes == []

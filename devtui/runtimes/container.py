@@ -126,6 +126,7 @@ class ContainerRuntime(Runtime):
         self.pump: threading.Thread | None = None
         self.host_port: int | None = None
         self.restarting = False
+        self.builder: ImageBuilder | None = None
         self.revision = 0
         self.published: dict[int, int] = {}
 
@@ -188,7 +189,7 @@ class ContainerRuntime(Runtime):
     async def stage(self) -> None:
         self.loop = asyncio.get_running_loop()
         try:
-            await asyncio.to_thread(self._stage)
+            await _in_daemon_thread(self._stage)
         except ImageError as ex:
             raise RuntimeError_(str(ex)) from None
         except RuntimeError_:
@@ -200,8 +201,8 @@ class ContainerRuntime(Runtime):
         if self.stopping:
             return
         cache = self.workdir / "image-cache"
-        builder = ImageBuilder(self.client, self.deployment, cache, lambda lines: self._log(DEVTUI, lines),
-                               self._progress)
+        builder = self.builder = ImageBuilder(self.client, self.deployment, cache,
+                                              lambda lines: self._log(DEVTUI, lines), self._progress)
         # A bring-your-own container runs as it is; otherwise devtui's server is added to it.
         self.image = builder.base() if self.byoc else builder.ensure()
         if self.stopping:
@@ -263,7 +264,7 @@ class ContainerRuntime(Runtime):
     async def start(self, first_revision: int) -> None:
         self.loop = asyncio.get_running_loop()
         try:
-            await asyncio.to_thread(self._start, first_revision)
+            await _in_daemon_thread(self._start, first_revision)
         except Exception as ex:
             raise RuntimeError_(f"the inference-server container did not start: {ex}") from None
 
@@ -508,6 +509,8 @@ class ContainerRuntime(Runtime):
             await asyncio.to_thread(self.pump.join, 15)
 
     def _stop(self) -> None:
+        if self.builder is not None:
+            self.builder.cancel()
         if self.server is not None:
             try:
                 self.server.stop(timeout=STOP_GRACE_S)
@@ -524,6 +527,25 @@ class ContainerRuntime(Runtime):
     def describe(self) -> dict:
         ids = tuple(c.short_id for c in (self.server, self.initializer) if c is not None)
         return {"container_ids": ids, "image": self.image}
+
+
+def _in_daemon_thread(function, *args):
+    """Run blocking Docker work on a daemon thread. Unlike asyncio.to_thread, a Ctrl-C during an
+    image build need not wait for the build: devtui exits, and the engine cancels a build whose
+    client went away."""
+    loop = asyncio.get_running_loop()
+    future = loop.create_future()
+
+    def work():
+        try:
+            result = function(*args)
+        except BaseException as ex:
+            loop.call_soon_threadsafe(lambda: future.done() or future.set_exception(ex))
+        else:
+            loop.call_soon_threadsafe(lambda: future.done() or future.set_result(result))
+
+    threading.Thread(target=work, daemon=True, name="docker").start()
+    return future
 
 
 def _free_port() -> int:
