@@ -15,7 +15,6 @@ import socket
 import sys
 import sysconfig
 import time
-import traceback
 from dataclasses import dataclass, field
 
 logger = logging.getLogger("azmlinfsrv")

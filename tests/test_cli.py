@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import json
 import re
-import os
 import signal
 import socket
 import subprocess
-import sys
 import threading
-from pathlib import Path
 
 import httpx
 import pytest

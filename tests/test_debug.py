@@ -5,7 +5,6 @@ after hot reloads, in both runtimes."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import subprocess
@@ -15,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import ROOT, devtui_command
+from conftest import devtui_command
 from dap import DebugClient, local_variables, stopped_frame
 from devtui.debug import strip_jsonc
 from test_engine import save

@@ -379,10 +379,8 @@ class ContainerRuntime(Runtime):
             self.image, detach=True, name=f"{self.prefix}-inference-server", labels=self.labels("inference-server"),
             environment=environment, volumes=self._volumes(), ports=ports)
         self.server.reload()
-        published = {int(key.split("/")[0]): int(value[0]["HostPort"])
-                     for key, value in self.server.attrs["NetworkSettings"]["Ports"].items() if value}
-        self.published = published
-        self.host_port = published.get(config.scoring_route.port)
+        self.published = _published(self.server)
+        self.host_port = self.published.get(config.scoring_route.port)
         self.pump = threading.Thread(target=self._pump, args=(self.server,), daemon=True)
         self.pump.start()
         self._event({"event": "listening", "port": SERVER_PORT, "path": config.scoring_route.path})
@@ -452,12 +450,9 @@ class ContainerRuntime(Runtime):
         await asyncio.to_thread(self._sync_and_signal)
 
     def _sync_and_restart(self) -> None:
-        d = self.deployment
         if self.server is None:
             return
-        if d.code_dir:
-            listing = manifest(d.code_dir, "code", PurePosixPath("."))
-            self.server.put_archive(str(self.code_mount), archive(d.code_dir, PurePosixPath("."), listing))
+        self._sync_code()
         self.revision += 1
         self._event({"event": "starting", "revision": self.revision, "first": False})
         started = time.perf_counter()
@@ -467,8 +462,7 @@ class ContainerRuntime(Runtime):
             self.server.reload()
         finally:
             self.restarting = False
-        self.published = {int(key.split("/")[0]): int(value[0]["HostPort"])
-                          for key, value in self.server.attrs["NetworkSettings"]["Ports"].items() if value}
+        self.published = _published(self.server)
         import httpx
 
         deadline = time.monotonic() + 120
@@ -485,13 +479,19 @@ class ContainerRuntime(Runtime):
                      "traceback": "the restarted container's readiness route never answered 200",
                      "duration_ms": round((time.perf_counter() - started) * 1000, 1)})
 
+    def _sync_code(self) -> None:
+        """Copy the code folder into the running container, through the API."""
+        code = self.deployment.code_dir
+        if code:
+            listing = manifest(code, "code", PurePosixPath("."))
+            self.server.put_archive(str(self.code_mount), archive(code, PurePosixPath("."), listing))
+
     def _sync_and_signal(self) -> None:
         """Copy the code folder into the running container, then swap workers."""
         d = self.deployment
         if self.server is None or not d.code_dir:
             return
-        listing = manifest(d.code_dir, "code", PurePosixPath("."))
-        self.server.put_archive(str(self.code_mount), archive(d.code_dir, PurePosixPath("."), listing))
+        self._sync_code()
         self.server.kill(signal="SIGHUP")
 
     # -- stop ------------------------------------------------------------------------------------
@@ -529,6 +529,12 @@ class ContainerRuntime(Runtime):
         return {"container_ids": ids, "image": self.image}
 
 
+def _published(container) -> dict[int, int]:
+    """Container port -> host port, for every published port."""
+    return {int(key.split("/")[0]): int(value[0]["HostPort"])
+            for key, value in (container.attrs["NetworkSettings"]["Ports"] or {}).items() if value}
+
+
 def _in_daemon_thread(function, *args):
     """Run blocking Docker work on a daemon thread. Unlike asyncio.to_thread, a Ctrl-C during an
     image build need not wait for the build: devtui exits, and the engine cancels a build whose
@@ -540,7 +546,8 @@ def _in_daemon_thread(function, *args):
         try:
             result = function(*args)
         except BaseException as ex:
-            loop.call_soon_threadsafe(lambda: future.done() or future.set_exception(ex))
+            # Bound now: Python unbinds `ex` when the except block ends, before the loop runs this.
+            loop.call_soon_threadsafe(lambda error=ex: future.done() or future.set_exception(error))
         else:
             loop.call_soon_threadsafe(lambda: future.done() or future.set_result(result))
 
