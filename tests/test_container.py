@@ -635,3 +635,18 @@ def test_ctrl_c_during_an_image_build_leaves_nothing_running(sample, endpoint, d
     wait_for(build_step_gone, timeout=60, message="the engine to cancel the build step")
     containers, volumes = labelled(docker_client, name)
     assert containers == [] and volumes == []
+
+
+def test_a_file_deleted_from_the_code_folder_is_deleted_in_the_container(sample, endpoint, docker_client):
+    name = endpoint("ct-delete")
+    folder = sample("sklearn-regression")
+    code = folder / "onlinescoring"
+    (code / "helper.py").write_text("VALUE = 1\n")
+    script = ("import os\ndef init():\n    pass\ndef run(raw):\n"
+              "    return {'helper': os.path.exists(os.path.join(os.environ['AML_APP_ROOT'], 'helper.py')), 'v': V}\n")
+    save(code / "score.py", script.replace("V}", "1}"))
+    up_detached(folder, name)
+    assert score(name) == {"helper": True, "v": 1}
+    (code / "helper.py").unlink()
+    save(code / "score.py", script.replace("V}", "2}"))
+    assert answers(name, lambda a: a and a.get("v") == 2) == {"helper": False, "v": 2}

@@ -127,6 +127,7 @@ class ContainerRuntime(Runtime):
         self.host_port: int | None = None
         self.restarting = False
         self.builder: ImageBuilder | None = None
+        self.code_files: set[str] | None = None  # what the last copy put in the code volume
         self.revision = 0
         self.published: dict[int, int] = {}
 
@@ -231,6 +232,8 @@ class ContainerRuntime(Runtime):
             copies.append(("code", d.code_dir, self.code_mount, PurePosixPath(".")))
         for kind, source, target, prefix in copies:
             listing = manifest(source, kind, prefix) if source else {"kind": kind, "files": {}, "digest": "empty"}
+            if kind == "code":
+                self.code_files = set(listing["files"])
             if self._present_digest(container, target) == listing["digest"]:
                 self._log(STORAGE_INITIALIZER, [f"{kind}: unchanged (digest sha256:{listing['digest'][:16]}), "
                                                 "not copied again"])
@@ -480,11 +483,18 @@ class ContainerRuntime(Runtime):
                      "duration_ms": round((time.perf_counter() - started) * 1000, 1)})
 
     def _sync_code(self) -> None:
-        """Copy the code folder into the running container, through the API."""
+        """Copy the code folder into the running container, through the API; files deleted
+        since the last copy are deleted there too."""
         code = self.deployment.code_dir
-        if code:
-            listing = manifest(code, "code", PurePosixPath("."))
-            self.server.put_archive(str(self.code_mount), archive(code, PurePosixPath("."), listing))
+        if not code:
+            return
+        listing = manifest(code, "code", PurePosixPath("."))
+        self.server.put_archive(str(self.code_mount), archive(code, PurePosixPath("."), listing))
+        previous = self.code_files if self.code_files is not None else set(listing["files"])
+        removed = sorted(previous - set(listing["files"]))
+        self.code_files = set(listing["files"])
+        if removed:
+            self.server.exec_run(["rm", "-f", *(str(self.code_mount / name) for name in removed)])
 
     def _sync_and_signal(self) -> None:
         """Copy the code folder into the running container, then swap workers."""
