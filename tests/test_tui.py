@@ -19,9 +19,10 @@ from pathlib import Path
 import pytest
 from textual.command import CommandList, CommandPalette
 from textual.pilot import Pilot
-from textual.widgets import Button, Input, RichLog, Static, TabbedContent, TextArea
+from textual.widgets import Button, Input, Static, TabbedContent, TextArea
 
 from conftest import children_of, pid_alive
+from devtui.tui.widgets._log_lines import LogLines
 from devtui import runtimes, spec
 from devtui.engine import DebugSettings, Engine
 from devtui.events import (DEVTUI, FAILED, INFERENCE_SERVER, STORAGE_INITIALIZER, SUCCEEDED, LogRecord, Logs,
@@ -137,9 +138,9 @@ def records(count: int, source: str = INFERENCE_SERVER, prefix: str = "line") ->
     return tuple(LogRecord(source, f"{prefix} {n}", 1_700_000_000 + n) for n in range(count))
 
 
-async def shown(pilot: Pilot, count: int) -> RichLog:
-    """Wait for the RichLog to hold ``count`` lines (it is flushed on a timer)."""
-    lines = pilot.app.query_one("#log-lines", RichLog)
+async def shown(pilot: Pilot, count: int) -> LogLines:
+    """Wait for the log view to hold ``count`` lines (it is flushed on a timer)."""
+    lines = pilot.app.query_one("#log-lines", LogLines)
     await until(pilot, lambda: not pilot.app.logs.pending and len(lines.lines) == count,
                 message=f"{count} lines on screen")
     return lines
@@ -394,7 +395,7 @@ def test_l_and_i_switch_tabs_and_focus(make_app):
             assert app.focused is not app.invoke_panel.editor
             await pilot.press("l")
             assert tabs.active == "logs-tab"
-            assert app.focused is app.query_one("#log-lines", RichLog)
+            assert app.focused is app.query_one("#log-lines", LogLines)
             await pilot.press("i")
             assert tabs.active == "invoke-tab"
             assert app.focused is app.invoke_panel.editor
@@ -408,7 +409,7 @@ def test_f_toggles_follow_and_new_lines_button_resumes(make_app):
     async def scenario():
         async with running(app) as pilot:
             logs = app.logs
-            lines = app.query_one("#log-lines", RichLog)
+            lines = app.query_one("#log-lines", LogLines)
             marker = app.query_one("#log-new-lines", Button)
             follow = app.query_one("#log-follow", Button)
             app.post_message(EngineEvent(Logs(records(100))))

@@ -9,8 +9,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from textual.widgets import RichLog
 
+from devtui.tui.widgets._log_lines import LogLines
 from devtui import spec
 from devtui.engine import Engine
 from devtui.events import DEVTUI, INFERENCE_SERVER, STORAGE_INITIALIZER, LogRecord, Logs
@@ -46,7 +46,7 @@ def test_a_burst_of_50000_lines_keeps_keys_prompt_and_memory_bounded(sample, tmp
     async def scenario():
         async with app.run_test(size=(140, 40)) as pilot:
             logs = app.logs
-            lines = app.query_one("#log-lines", RichLog)
+            lines = app.query_one("#log-lines", LogLines)
             buffer = logs.buffer
 
             async def burst(numbers: range) -> None:

@@ -14,9 +14,10 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from textual.widgets import RichLog, TabbedContent
+from textual.widgets import TabbedContent
 
 from conftest import SAMPLES
+from devtui.tui.widgets._log_lines import LogLines
 from devtui import spec
 from devtui.engine import Engine
 from devtui.events import (CREATING, INFERENCE_SERVER, STORAGE_INITIALIZER, SUCCEEDED, LogRecord, Logs,
@@ -102,7 +103,7 @@ def ready(app: DevtuiApp) -> None:
 async def settle(pilot, condition) -> None:
     """Let the app process the posted events until ``condition()`` holds and the log is drawn."""
     app = pilot.app
-    lines = app.query_one("#log-lines", RichLog)
+    lines = app.query_one("#log-lines", LogLines)
     for _ in range(500):
         if condition() and not app.logs.pending and len(lines.lines) == len(app.logs.visible_records()):
             return

@@ -19,7 +19,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Footer, Input, ProgressBar, RichLog, TabbedContent, TabPane
+from textual.widgets import Footer, Input, ProgressBar, TabbedContent, TabPane
 
 from .. import runtimes
 from ..engine import DebugSettings, Engine, PortInUse
@@ -224,7 +224,7 @@ class DevtuiApp(App):
 
     def action_focus_logs(self) -> None:
         self.query_one("#tabs", TabbedContent).active = "logs-tab"
-        self.query_one("#log-lines", RichLog).focus()
+        self.logs.lines.focus()
 
     def action_focus_invoke(self) -> None:
         self.query_one("#tabs", TabbedContent).active = "invoke-tab"

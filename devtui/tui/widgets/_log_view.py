@@ -1,8 +1,8 @@
 """The logs of every source, live: one source or all with a source column, a filter, follow.
 
 Records arrive in batches from the engine and are kept in a bounded :class:`LogBuffer`. The
-screen is refreshed on a timer, at most every ``FLUSH_S``, with only the lines that can still
-be on screen, so a script logging thousands of lines a second never stalls input.
+view is updated on a timer, at most every ``FLUSH_S``, and draws only the lines on screen, so
+a script logging thousands of lines a second never stalls input.
 """
 
 from __future__ import annotations
@@ -18,10 +18,11 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.reactive import reactive
-from textual.widgets import Button, Input, RichLog, Select
+from textual.widgets import Button, Input, Select
 
 from ...events import DEVTUI, INFERENCE_SERVER, STORAGE_INITIALIZER, LogRecord
 from ...logs import LogBuffer
+from ._log_lines import LogLines
 
 FLUSH_S = 0.05
 ALL = "all"
@@ -67,15 +68,15 @@ class LogView(Vertical):
             yield Input(placeholder="Filter: text, or /regex/", id="log-filter")
             yield Button("Following", id="log-follow", variant="primary")
             yield Button("", id="log-new-lines", variant="warning")
-        yield RichLog(max_lines=self.buffer.capacity, wrap=False, markup=False, highlight=False, id="log-lines")
+        yield LogLines(self.render_record, self.buffer.capacity, id="log-lines")
 
     def on_mount(self) -> None:
         self.query_one("#log-new-lines").display = False
         self.set_interval(FLUSH_S, self.flush)
 
     @property
-    def lines(self) -> RichLog:
-        return self.query_one("#log-lines", RichLog)
+    def lines(self) -> LogLines:
+        return self.query_one("#log-lines", LogLines)
 
     # -- data in ------------------------------------------------------------------------------
 
@@ -102,14 +103,11 @@ class LogView(Vertical):
         self._write(visible)
 
     def _write(self, records: list[LogRecord]) -> None:
-        """One write per flush: the lines joined into one Text, which RichLog renders at once."""
+        """Hand the records to the view, which renders only what is on screen."""
         lines = self.lines
         lines.auto_scroll = self.follow
-        records = records[-self.buffer.capacity:]
-        if not records:
-            return
-        text = Text("\n").join(self.render_record(record) for record in records)
-        lines.write(text, scroll_end=self.follow)
+        prefix = (13 if self.timestamps else 0) + (20 if self.source == ALL else 0)
+        lines.extend(records[-self.buffer.capacity:], prefix)
 
     def render_record(self, record: LogRecord) -> Text:
         text = Text(no_wrap=True)
