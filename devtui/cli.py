@@ -498,7 +498,7 @@ def parser() -> argparse.ArgumentParser:
     deployment_args(up)
     up.add_argument("--runtime", choices=list(NAMES), default="process",
                     help="where the scoring server runs: a child process (default) or containers on a Docker engine")
-    up.add_argument("--port", type=int, help="port to listen on (default or 0: a free one)")
+    up.add_argument("--port", type=_port, help="port to listen on (default or 0: a free one)")
     up.add_argument("--detach", action="store_true",
                     help="return once the deployment is Succeeded (exit 0) or Failed (exit 1); keep it running")
     up.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
@@ -515,7 +515,7 @@ def parser() -> argparse.ArgumentParser:
     p = verb("logs", "print a container's log", cmd_logs)
     p.add_argument("-n", "--name")
     p.add_argument("--container", choices=[INFERENCE_SERVER, STORAGE_INITIALIZER, DEVTUI], default=INFERENCE_SERVER)
-    p.add_argument("--lines", type=int, help="only the last N lines")
+    p.add_argument("--lines", type=_count, help="only the last N lines")
     p.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
     p = verb("down", "stop and delete a local endpoint", cmd_down)
     group = p.add_mutually_exclusive_group()
@@ -527,11 +527,44 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port {port} is not within 0-65535 (0 picks a free one)")
+    return port
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative")
+    return value
+
+
 def _debug_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--debug", action="store_true",
                    help="listen for a debugger (VS Code, debugpy) on 127.0.0.1; writes .vscode/launch.json")
-    p.add_argument("--debug-port", type=int, help="the debugger's port (default 5678; 0 picks a free one)")
+    p.add_argument("--debug-port", type=_port, help="the debugger's port (default 5678; 0 picks a free one)")
     p.add_argument("--debug-wait", action="store_true", help="hold init() until a debugger attaches")
+
+
+def _check_home() -> None:
+    """DEVTUI_HOME must be a folder devtui can write: the registry and the logs live there."""
+    home = registry.home()
+    try:
+        (home / "endpoints").mkdir(parents=True, exist_ok=True)
+        probe = home / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as ex:
+        raise CommandError(f"DEVTUI_HOME={home} is not a folder devtui can write ({ex.strerror}); point DEVTUI_HOME "
+                           "at a writable folder (default ~/.devtui)", BAD_INPUT) from None
 
 
 VERBS = ("up", "show", "list", "invoke", "logs", "down", "validate")
@@ -545,8 +578,8 @@ def tui_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", "--name", help="endpoint name (overrides the YAML files')")
     p.add_argument("--endpoint-file", type=Path, help="the endpoint YAML, when PATH is a deployment YAML")
     p.add_argument("--runtime", choices=list(NAMES), default="process")
-    p.add_argument("--port", type=int, help="port to listen on (default or 0: a free one)")
-    p.add_argument("--log-lines", type=int, default=10_000, help="log lines kept in memory per view (default 10000)")
+    p.add_argument("--port", type=_port, help="port to listen on (default or 0: a free one)")
+    p.add_argument("--log-lines", type=_count, default=10_000, help="log lines kept in memory per view (default 10000)")
     _debug_flags(p)
     p.set_defaults(func=cmd_tui)
     return p
@@ -559,7 +592,12 @@ def main(argv: list[str] | None = None) -> int:
     else:
         args = tui_parser().parse_args(argv)
     try:
+        _check_home()
         return args.func(args)
+    except BrokenPipeError:
+        # The reader went away (`devtui logs | head`): not an error of ours.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except spec.SpecError as ex:
         for problem in ex.problems:
             error(str(problem))
@@ -571,10 +609,14 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except Exception as ex:  # a devtui bug: the user gets one line, the details go to a file
         crash = registry.home() / "crash.log"
-        crash.parent.mkdir(parents=True, exist_ok=True)
-        with open(crash, "a") as f:
-            f.write(f"--- {time.ctime()} devtui {' '.join(sys.argv[1:])}\n{traceback.format_exc()}\n")
-        error(f"devtui failed unexpectedly ({type(ex).__name__}: {ex}). Details are in {crash}; please report them.")
+        try:
+            crash.parent.mkdir(parents=True, exist_ok=True)
+            with open(crash, "a") as f:
+                f.write(f"--- {time.ctime()} devtui {' '.join(sys.argv[1:])}\n{traceback.format_exc()}\n")
+            where = f"Details are in {crash}"
+        except OSError:
+            where = "Run it again with DEVTUI_HOME set to a writable folder to keep the details"
+        error(f"devtui failed unexpectedly ({type(ex).__name__}: {ex}). {where}; please report it.")
         return 70
 
 

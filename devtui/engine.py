@@ -124,6 +124,9 @@ class Engine:
             self._say(f"The worker of revision {event['revision']} exited with code {event['exit_code']}; "
                       "starting it again")
             self._requests.append((time.perf_counter(), "crash", ()))
+            # Nothing serves until the new worker is ready (or fails, which makes it Failed).
+            self.serving_revision = None
+            self._set_state(UPDATING, f"the worker of revision {event['revision']} crashed; starting it again")
         elif kind == "debugger":
             if self.debug is not None and event["state"] != "failed":
                 # Keep the port chosen for --debug-port 0 across restarts, so VS Code's config holds.
@@ -141,11 +144,15 @@ class Engine:
                 self._resolve(FAILED, f"the scoring server exited with code {event['exit_code']}")
 
     def _finish(self, event: dict) -> None:
+        if self.stopped:
+            return  # a worker cut short by stopping is not a failed revision
         revision = event["revision"]
         since, _, _ = self._started_at.pop(revision, (time.perf_counter(), "", ()))
         ok = event["event"] == "ready"
         if ok:
             self.serving_revision = revision
+        elif "serving_revision" in event:
+            self.serving_revision = event["serving_revision"]  # the supervisor knows best
         first = event.get("first", False) if ok else self.serving_revision is None
         finished = ReloadFinished(revision, ok, round((time.perf_counter() - since) * 1000, 1),
                                   self.serving_revision, first, event.get("stage", ""),
@@ -225,20 +232,31 @@ class Engine:
                 self._say("The changed YAML has problems; it is not applied and the running revision "
                           "keeps serving:", *(f"  {p}" for p in ex.problems))
                 return self.state
+            if self.stopped:
+                return self.state
             self._set_state(UPDATING, f"applying {reason}")
-            await self.runtime.stop()
-            moved = (deployment.code_dir, deployment.model) != (self.deployment.code_dir, self.deployment.model)
-            self.deployment = deployment
-            self.serving_revision = None
-            self.runtime = self._new_runtime()
+            try:
+                await self.runtime.stop()
+                self.deployment = deployment
+                self.serving_revision = None
+                self.runtime = self._new_runtime()
+            except runtimes.RuntimeError_ as ex:
+                self._say(f"error: {ex}")
+                self._resolve(FAILED, str(ex))
+                return self.state
+            if self.stopped:
+                return self.state
             state = await self._boot(first_revision=self.revision + 1)
-            if moved and self._watcher is not None:
-                self._watch_stop.set()  # the watcher starts again on the new folders
+            if self._watcher is not None:
+                # Watch again from the new YAML: folders, conda file or build context may have moved.
+                self._watch_stop.set()
             return state
 
     async def switch_runtime(self, name: str) -> str:
         """Run the same deployment on another runtime: stop this one, start that one."""
         async with self._lock:
+            if self.stopped:
+                return self.state
             self._set_state(UPDATING, f"switching to the {name} runtime")
             await self.runtime.stop()
             previous = self.runtime_name
@@ -250,6 +268,8 @@ class Engine:
                 self._say(f"error: {ex}")
                 self.runtime_name = previous
                 self.runtime = self._new_runtime()
+            if self.stopped:
+                return self.state
             return await self._boot(first_revision=self.revision + 1)
 
     async def set_debug(self, debug: DebugSettings | None) -> str:
@@ -283,7 +303,10 @@ class Engine:
             async for batch in batches(self.deployment, self._watch_stop):
                 if self.stopped:
                     return
-                await self.apply(batch)
+                try:
+                    await self.apply(batch)
+                except Exception as ex:  # one bad change must not end the watching
+                    self._say(f"error: applying {', '.join(p.name for p in batch.files)} failed: {ex}")
 
     async def wait_for(self, predicate: Callable[[], bool], timeout: float) -> bool:
         """Wait until ``predicate()`` holds (checked after every event) or the timeout passes."""
@@ -313,7 +336,10 @@ class Engine:
         if self._watcher is not None:
             self._watcher.cancel()
             await asyncio.gather(self._watcher, return_exceptions=True)
-        await self.runtime.stop()
+        # A restart or runtime switch under way finishes first (it sees `stopped` and boots
+        # nothing new), so the runtime stopped below is the last one.
+        async with self._lock:
+            await self.runtime.stop()
         self._say("Stopped; nothing is left running.")
 
     def kill(self) -> None:

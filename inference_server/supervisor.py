@@ -41,6 +41,7 @@ class Worker:
     status_fd: int
     started: float
     ready: bool = False
+    ready_at: float = 0.0
     buffer: bytes = b""
     failure: dict | None = field(default=None)
 
@@ -74,6 +75,8 @@ class Supervisor:
         self.stopping = False
         self.exit_code = 0
         self.learned: set[str] = set()
+        self.crashes = 0  # in a row; a worker that stays up resets it
+        self.restart_at: float | None = None
         self.imported: set[str] = set()
         self.selector = selectors.DefaultSelector()
 
@@ -132,7 +135,10 @@ class Supervisor:
         self.reload_requested = False
         self._start_worker()
         while True:
-            for key, _ in self.selector.select(timeout=0.25 if self.options.debug_host else 1.0):
+            timeout = 0.25 if self.options.debug_host else 1.0
+            if self.restart_at is not None:
+                timeout = max(0.0, min(timeout, self.restart_at - time.monotonic()))
+            for key, _ in self.selector.select(timeout=timeout):
                 if key.data is None:
                     try:
                         while os.read(wake_r, 512):
@@ -146,6 +152,9 @@ class Supervisor:
                 self._watch_debugger()
             if self.stopping and not self._workers():
                 break
+            if self.restart_at is not None and time.monotonic() >= self.restart_at:
+                self.restart_at = None
+                self.reload_requested = True
             if self.reload_requested and self.pending is None and not self.stopping:
                 self.reload_requested = False
                 self._start_worker()
@@ -316,6 +325,7 @@ class Supervisor:
 
     def _on_ready(self, worker: Worker, message: dict) -> None:
         worker.ready = True
+        worker.ready_at = time.monotonic()
         previous, self.current = self.current, worker
         if self.pending is worker:
             self.pending = None
@@ -354,6 +364,8 @@ class Supervisor:
             return
         if worker is self.pending:
             self.pending = None
+            if self.stopping:
+                return  # cut short by the stop, not a failed revision
             failure = worker.failure or {"stage": "start", "traceback": f"worker exited with code {code} before it was ready"}
             serving = self.current.revision if self.current else None
             logger.error(f"Revision {worker.revision} failed ({failure['stage']}); "
@@ -369,10 +381,16 @@ class Supervisor:
             self.current = None
             if self.stopping:
                 return
-            # The serving worker died under us (a crash in run(), an OOM kill): start it again.
-            logger.error(f"Worker {worker.pid} of revision {worker.revision} exited with code {code}; restarting it")
+            if time.monotonic() - worker.ready_at > 30:
+                self.crashes = 0  # it had been serving a good while: this is a new crash, not a loop
+            # The serving worker died under us (a crash in run(), an OOM kill): start it again,
+            # waiting longer after each crash in a row so a worker that keeps dying does not spin.
+            self.crashes += 1
+            delay = min(0.1 * 2 ** (self.crashes - 1), 10.0)
+            logger.error(f"Worker {worker.pid} of revision {worker.revision} exited with code {code}; restarting it"
+                         + (f" in {delay:.1f} s ({self.crashes} crashes in a row)" if self.crashes > 1 else ""))
             self.emit("crashed", revision=worker.revision, pid=worker.pid, exit_code=code)
-            self.reload_requested = True
+            self.restart_at = time.monotonic() + (delay if self.crashes > 1 else 0)
 
 
 def _kill(pid: int, sig: int) -> None:

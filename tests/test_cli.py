@@ -244,3 +244,22 @@ def test_help_and_errors_never_show_a_traceback(tmp_path):
     assert "no deployment YAML" in devtui(str(tmp_path), check=2).stderr
     result = devtui("invoke", "--request-file", "/nonexistent.json", check=1)
     assert result.stderr.startswith("error: ")
+
+
+def test_out_of_range_ports_and_an_unwritable_home_are_bad_input(tmp_path):
+    for flags in (["--port", "99999"], ["--port", "-1"], ["--debug-port", "70000"]):
+        result = devtui("up", "samples/sklearn-regression", *flags, check=2)
+        assert "not within 0-65535" in result.stderr
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    result = subprocess.run([*devtui_command(), "list"], capture_output=True, text=True, cwd=ROOT,
+                            env={**__import__("os").environ, "DEVTUI_HOME": str(blocked / "home")})
+    assert result.returncode == 2 and "DEVTUI_HOME" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_closed_pipe_is_not_a_crash(detached):
+    detached()
+    shell = subprocess.run(f"{' '.join(devtui_command())} logs | head -1", shell=True, capture_output=True,
+                           text=True, cwd=ROOT)
+    assert shell.stdout.count("\n") == 1
+    assert "failed unexpectedly" not in shell.stderr and "Traceback" not in shell.stderr

@@ -650,3 +650,16 @@ def test_a_file_deleted_from_the_code_folder_is_deleted_in_the_container(sample,
     (code / "helper.py").unlink()
     save(code / "score.py", script.replace("V}", "2}"))
     assert answers(name, lambda a: a and a.get("v") == 2) == {"helper": False, "v": 2}
+
+
+def test_another_devtui_home_cannot_touch_an_endpoint_of_the_same_name(sample, endpoint, docker_client, tmp_path):
+    name = endpoint("ct-homes")
+    folder = sample("sklearn-regression")
+    up_detached(folder, name)
+    other = {"DEVTUI_HOME": str(tmp_path / "other-home")}
+    assert "no local endpoint" in devtui("down", "-n", name, check=1, env=other).stderr
+    refused = devtui("up", str(folder), "--runtime", "container", "--detach", "-n", name, check=1, env=other)
+    assert "another DEVTUI_HOME" in refused.stderr
+    devtui("down", "-n", name, env=other, check=None)
+    assert score(name) == EXPECTED
+    assert show(name)["provisioning_state"] == "Succeeded"

@@ -17,7 +17,7 @@ from conftest import children_of
 from devtui import spec
 from devtui.engine import Engine
 from devtui.events import FAILED, SUCCEEDED, Logs, ReloadFinished, ReloadStarted
-from waiting import async_wait_for
+from waiting import async_wait_for, wait_for
 
 REQUEST = '{"data": [[0.03, 0.05, 0.06, 0.02, -0.04, -0.03, -0.04, -0.00, 0.02, -0.02]]}'
 
@@ -245,3 +245,46 @@ def test_request_settings_are_emulated(sample, tmp_path):
         await r.engine.stop()
 
     run(scenario())
+
+
+def test_a_crash_with_a_broken_script_on_disk_is_failed_not_succeeded(sample, tmp_path):
+    folder = sample("sklearn-regression")
+    score = folder / "onlinescoring" / "score.py"
+    crashing = ("import os\ndef init():\n    pass\ndef run(raw):\n"
+                "    if 'crash' in raw:\n        os._exit(1)\n    return {'marker': 'ok'}\n")
+    save(score, crashing)
+
+    async def scenario():
+        r = Run(folder, tmp_path)
+        assert await r.engine.start() == SUCCEEDED
+        save(score, crashing + "def broken(:\n")
+        await async_wait_for(lambda: [e for e in r.of(ReloadFinished) if not e.ok])
+        assert (await r.post("{}")).json() == {"marker": "ok"}  # the old revision still serves
+        with pytest.raises(httpx.HTTPError):
+            await r.post("crash")
+        # The worker died and its restart loads the broken script: nothing serves.
+        await async_wait_for(lambda: r.engine.state == FAILED, timeout=30)
+        assert r.engine.serving_revision is None
+        save(score, crashing)  # a good save recovers it
+        await async_wait_for(lambda: r.engine.state == SUCCEEDED, timeout=30)
+        assert (await r.post("{}")).json() == {"marker": "ok"}
+        await r.engine.stop()
+
+    run(scenario())
+
+
+def test_stop_during_a_restart_leaves_nothing_running(sample, tmp_path):
+    folder = sample("sklearn-regression")
+
+    async def scenario():
+        r = Run(folder, tmp_path, watch=False)
+        assert await r.engine.start() == SUCCEEDED
+        restarting = asyncio.create_task(r.engine.restart("test"))
+        await asyncio.sleep(0)  # the restart has begun (it holds the engine's lock)
+        await r.engine.stop()
+        await asyncio.gather(restarting, return_exceptions=True)
+        assert r.engine.state == "Deleting"
+        assert not [e for e in r.of(ReloadFinished) if not e.ok]
+
+    run(scenario())
+    wait_for(lambda: children_of(os.getpid()) == [], timeout=15, message="every server process to end")

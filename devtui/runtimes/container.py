@@ -507,10 +507,17 @@ class ContainerRuntime(Runtime):
     # -- stop ------------------------------------------------------------------------------------
 
     def _remove(self, name: str) -> None:
+        """Remove our container of that name; one of another DEVTUI_HOME is left alone."""
+        import docker.errors
+
         try:
-            self.client.containers.get(name).remove(force=True)
-        except Exception:
-            pass
+            container = self.client.containers.get(name)
+        except docker.errors.NotFound:
+            return
+        if container.labels.get(f"{LABEL}.home") not in (None, home_label()):
+            raise RuntimeError_(f"a container named {name} belongs to an endpoint of the same name started with "
+                                "another DEVTUI_HOME; run this one under another name with -n NAME")
+        container.remove(force=True)
 
     async def stop(self) -> None:
         self.stopping = True
@@ -526,7 +533,10 @@ class ContainerRuntime(Runtime):
                 self.server.stop(timeout=STOP_GRACE_S)
             except Exception:
                 pass
-        remove_endpoint(self.client, self.deployment.endpoint_name, volumes=True)
+        try:
+            remove_endpoint(self.client, self.deployment.endpoint_name, volumes=True)
+        except Exception as ex:  # the engine went away: nothing of ours can be running on it then
+            self._log(DEVTUI, [f"warning: could not remove the containers: {ex}; `devtui down` retries"])
 
     def kill(self) -> None:
         try:
@@ -584,9 +594,10 @@ def archive_empty(listing: dict) -> bytes:
 
 
 def remove_endpoint(client, endpoint: str, volumes: bool = True, images: bool = False) -> list[str]:
-    """Remove every container (and volume, and image if asked) labelled for ``endpoint``."""
+    """Remove every container (and volume, and image if asked) labelled for ``endpoint`` by
+    this DEVTUI_HOME; another home's endpoint of the same name is not touched."""
     removed = []
-    selector = {"label": f"{LABEL}.endpoint={endpoint}"}
+    selector = {"label": [f"{LABEL}.endpoint={endpoint}", f"{LABEL}.home={home_label()}"]}
     for container in client.containers.list(all=True, filters=selector):
         container.remove(force=True)
         removed.append(container.name)
@@ -595,7 +606,7 @@ def remove_endpoint(client, endpoint: str, volumes: bool = True, images: bool = 
             volume.remove(force=True)
             removed.append(volume.name)
     if images:
-        for image in client.images.list(filters=selector):
+        for image in client.images.list(filters={"label": f"{LABEL}.endpoint={endpoint}"}):
             client.images.remove(image.id, force=True)
             removed.append(image.short_id)
     return removed

@@ -281,6 +281,7 @@ class DevtuiApp(App):
         self.stopping = True
         self.status.detail = "stopping..."
         self.workers.cancel_group(self, "engine")
+        self.workers.cancel_group(self, "engine-action")
         await self.engine.stop()
         self.exit()
 
