@@ -497,7 +497,15 @@ def _validate(model: type[_Section], doc: _Document, problems: list[Problem]) ->
     """Validate DOC; report every error; return the model built from the valid sections and
     the names of the top-level sections that were invalid (so later checks skip them instead of
     piling a "missing" on top of a "wrong type")."""
-    data = dict(doc.data)
+    data = {}
+    for key, value in doc.data.items():
+        if isinstance(key, str):
+            data[key] = value
+        else:  # `null:`, `2021-01-01:`, `1:` parse as non-text keys; no section is called that
+            shown = "null" if key is None else str(key)
+            problems.append(Problem(doc.file, doc.line((key,)), shown,
+                                    f"a key must be a name, but `{shown}:` reads as {_describe(key)}; "
+                                    "remove it, or quote it if it is meant as text"))
     bad: set[str] = set()
     for _ in range(2):
         try:

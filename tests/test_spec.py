@@ -652,3 +652,13 @@ def test_image_and_build_together(project: Path) -> None:
     deployment = write(project, "deployment.yml", GOOD + "  build: {path: ./docker}\n")
 
     assert_reported(only(problems_of(deployment), "environment.build"), "deployment.yml", 12, "environment.build", "not both")
+
+
+def test_a_key_that_is_not_a_name_is_one_problem_and_the_rest_still_loads(project: Path) -> None:
+    deployment = write(project, "deployment.yml", GOOD + "null: 1\n")
+
+    problems = problems_of(deployment)
+
+    assert len(problems) == 1, "\n".join(map(str, problems))
+    assert problems[0].field == "null" and "a key must be a name" in problems[0].message
+    assert problems[0].line == len(GOOD.splitlines()) + 1
