@@ -156,3 +156,15 @@ def model_dir_for(sample: Path, tmp: Path) -> Path:
     if not link.exists():
         link.symlink_to(sample / "model", target_is_directory=True)
     return target
+
+
+def run_main(main: Callable[[], int]) -> None:
+    """Run a benchmark's main(): its own errors as one line, Ctrl-C as an orderly stop."""
+    try:
+        sys.exit(main())
+    except BenchmarkError as ex:
+        print(f"error: {ex}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        print("interrupted; everything started was stopped", file=sys.stderr)
+        sys.exit(130)

@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import SKLEARN_SAMPLE, VENV_BIN, summary_stats, write_results
+from _common import SKLEARN_SAMPLE, VENV_BIN, run_main, summary_stats, write_results
 from reload import ENDPOINT, measure, script_text
 
 TARGET_START_S = 3.0
@@ -108,4 +108,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

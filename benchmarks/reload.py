@@ -35,7 +35,7 @@ from pathlib import Path
 
 import httpx
 
-from _common import (HERE, SKLEARN_SAMPLE, VENV_BIN, BenchmarkError, Server, free_port, model_dir_for,
+from _common import (run_main, HERE, SKLEARN_SAMPLE, VENV_BIN, BenchmarkError, Server, free_port, model_dir_for,
                      summary_stats, wait_until, write_results)
 
 TARGET_MEDIAN_MS = 100
@@ -335,11 +335,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except BenchmarkError as ex:
-        print(f"error: {ex}", file=sys.stderr)
-        sys.exit(1)
-    except KeyboardInterrupt:
-        print("interrupted; everything started was stopped", file=sys.stderr)
-        sys.exit(130)
+    run_main(main)

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import httpx
 
-from _common import (HERE, SKLEARN_SAMPLE, VENV_BIN, BenchmarkError, Server, free_port, model_dir_for,
+from _common import (run_main, HERE, SKLEARN_SAMPLE, VENV_BIN, BenchmarkError, Server, free_port, model_dir_for,
                      write_results, wait_until)
 
 TARGETS = {"echo": 2.5, "sklearn": 2.0}
@@ -234,11 +234,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except BenchmarkError as ex:
-        print(f"error: {ex}", file=sys.stderr)
-        sys.exit(1)
-    except KeyboardInterrupt:
-        print("interrupted; everything started was stopped", file=sys.stderr)
-        sys.exit(130)
+    run_main(main)
