@@ -527,24 +527,24 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
-def _port(text: str) -> int:
-    try:
-        port = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
-    if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"port {port} is not within 0-65535 (0 picks a free one)")
-    return port
+def _whole_number(low: int, high: int | None = None, what: str = "value"):
+    """An argparse type: a whole number from ``low`` to ``high``, with a message that says so."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < low or (high is not None and value > high):
+            span = f"within {low}-{high}" if high is not None else f"at least {low}"
+            raise argparse.ArgumentTypeError(f"{what} {value} is not {span}")
+        return value
+
+    return parse
 
 
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value} is negative")
-    return value
+_port = _whole_number(0, 65535, "port")  # 0 picks a free one
+_count = _whole_number(0, None, "count")
 
 
 def _debug_flags(p: argparse.ArgumentParser) -> None:

@@ -55,13 +55,16 @@ class LogLines(ScrollView, can_focus=True):
     def extend(self, records: Iterable[LogRecord], prefix_width: int = 0) -> None:
         was_at_end = self.is_vertical_scroll_end
         before = len(self.records)
+        added = 0
         for record in records:
             self.records.append(record)
+            added += 1
             width = cell_len(record.text) + prefix_width
             if width > self._widest:
                 self._widest = width
-        # Cached strips are by index, and a full deque shifts every index.
-        self._strips.clear()
+        if before + added > len(self.records):
+            # Cached strips are by index; lines dropped from the top shifted every index.
+            self._strips.clear()
         self.virtual_size = Size(self._widest, len(self.records))
         if self.auto_scroll and (was_at_end or before == 0):
             self.scroll_end(animate=False, immediate=True, x_axis=False)
