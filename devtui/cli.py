@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import traceback
 from pathlib import Path
@@ -559,9 +560,8 @@ def _check_home() -> None:
     home = registry.home()
     try:
         (home / "endpoints").mkdir(parents=True, exist_ok=True)
-        probe = home / ".write-test"
-        probe.write_text("")
-        probe.unlink()
+        # A file of its own: several devtui commands may check at the same moment.
+        tempfile.TemporaryFile(dir=home).close()
     except OSError as ex:
         raise CommandError(f"DEVTUI_HOME={home} is not a folder devtui can write ({ex.strerror}); point DEVTUI_HOME "
                            "at a writable folder (default ~/.devtui)", BAD_INPUT) from None

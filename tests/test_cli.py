@@ -207,15 +207,18 @@ def test_foreground_up_prefixes_sources_and_ctrl_c_leaves_nothing(sample):
 def test_killed_host_takes_its_server_with_it(sample):
     """If devtui itself is killed (no chance to clean up), the server does not outlive it."""
     folder = sample("sklearn-regression")
-    process = subprocess.Popen([*devtui_command(), "up", str(folder)], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+    output = open(folder.parent / "host.log", "w")
+    process = subprocess.Popen([*devtui_command(), "up", str(folder)], stdout=output, stderr=subprocess.STDOUT)
     try:
-        record = wait_for(lambda: json.loads(devtui("show").stdout), timeout=60)
+        # The record exists from the start; the server's pid is in it once the server runs.
+        record = wait_for(lambda: (r := json.loads(devtui("show").stdout))["deployments"][0].get("pid") and r,
+                          timeout=60)
         server = record["deployments"][0]["pid"]
         worker = wait_for(lambda: children_of(server), timeout=30)[0]
     finally:
         process.kill()
         process.wait()
+        output.close()  # host.log stays in the test's folder, to read when this fails
     for pid in (server, worker):
         wait_for(lambda: not pid_alive(pid), timeout=15, message=f"{pid} to exit after its parent died")
     assert devtui("list", "-o", "json").stdout.strip() == "[]"
