@@ -1,0 +1,41 @@
+"""Endpoint and deployment YAML -> one typed, validated `LocalDeployment`.
+
+This package owns reading the two files a user would pass to
+`az ml online-deployment create --local`: finding them in a folder, parsing them with
+line numbers, checking them against what a *local* endpoint can run (local files only, no
+registered assets), resolving every path against the YAML that names it, and filling in the
+cloud's defaults. Every problem becomes a `Problem` carrying file, line, field and what to do;
+`load` collects all of them before raising one `SpecError`, so a user fixes a file in one pass.
+
+Nothing here starts processes, touches Docker or writes files.
+
+Modules, in the order a load goes through them:
+
+- `files`: which files to read (`find_files`).
+- `yaml_lines`: YAML parsed with the line of every key.
+- `models`: the pydantic models of the YAML.
+- `resolver`, `local_files`, `environment` (on `checker`): from validated sections to a
+  `LocalDeployment`, checked against the file system.
+- `loader`: `load`, which runs all of the above.
+- `deployment`, `problems`: the result types and the error types.
+- `messages`, `names`, `paths`: wording, Azure's naming rule, how paths are resolved and shown.
+"""
+
+from .deployment import EnvironmentSpec, InferenceConfig, LocalDeployment, ModelSpec, Probe, RequestSettings, Route
+from .files import find_files
+from .loader import load
+from .problems import Problem, SpecError
+
+__all__ = [
+    "EnvironmentSpec",
+    "InferenceConfig",
+    "LocalDeployment",
+    "ModelSpec",
+    "Probe",
+    "Problem",
+    "RequestSettings",
+    "Route",
+    "SpecError",
+    "find_files",
+    "load",
+]
