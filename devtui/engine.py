@@ -108,7 +108,9 @@ class Engine:
         if kind == "listening":
             self.port = event["port"]
             self.scoring_uri = f"http://{_url_host(self.host)}:{self.port}{event.get('path', '/score')}"
-            self._emit(ServerStarted(self.scoring_uri, self.port, **self.runtime.describe()))
+            described = self.runtime.describe()
+            self._emit(ServerStarted(self.scoring_uri, self.port, pid=described.get("pid"),
+                                     container_ids=tuple(described.get("container_ids", ()))))
         elif kind == "starting":
             self.revision = event["revision"]
             requested = self._requests or [(time.perf_counter(), "start" if event["first"] else "manual", ())]

@@ -173,6 +173,25 @@ class ContainerRuntime(Runtime):
             self.client.volumes.create(name, labels=self.labels(f"{role}-volume"))
         return name
 
+    def _network(self) -> str:
+        """A bridge network of the endpoint's own. On the engine's default bridge any other
+        container could reach the scoring port and the debugger (which runs code as root); a
+        network of its own, with inter-container traffic off, leaves only the host's published
+        127.0.0.1 ports."""
+        import docker.errors
+
+        name = f"{self.prefix}-net"
+        try:
+            network = self.client.networks.get(name)
+        except docker.errors.NotFound:
+            self.client.networks.create(name, driver="bridge", labels=self.labels("network"),
+                                        options={"com.docker.network.bridge.enable_icc": "false"})
+            return name
+        if network.attrs.get("Labels", {}).get(f"{LABEL}.home") not in (None, home_label()):
+            raise RuntimeError_(f"a network named {name} belongs to an endpoint of the same name started with "
+                                "another DEVTUI_HOME; run this one under another name with -n NAME")
+        return name
+
     def _volumes(self, code_mode: str = "rw", model_mode: str = "ro") -> dict:
         return {self._volume("model"): {"bind": str(MODELS), "mode": model_mode},
                 self._volume("code"): {"bind": str(self.code_mount), "mode": code_mode}}
@@ -217,7 +236,8 @@ class ContainerRuntime(Runtime):
         roots = [str(MODELS)] + ([str(self.code_mount)] if d.code_dir else [])
         container = self.client.containers.create(
             self.initializer_image, ["python", "-c", VERIFY, *roots], entrypoint=[],
-            name=f"{self.prefix}-storage-initializer", labels=self.labels("storage-initializer"), volumes=volumes)
+            name=f"{self.prefix}-storage-initializer", labels=self.labels("storage-initializer"), volumes=volumes,
+            network_mode="none")
         self.initializer = container
         copies = []
         if d.model:
@@ -300,7 +320,7 @@ class ContainerRuntime(Runtime):
         self.server = self.client.containers.run(
             self.image, command, entrypoint=[], detach=True, name=f"{self.prefix}-inference-server",
             labels=self.labels("inference-server"), environment=environment, working_dir=str(self.code_mount),
-            volumes=self._volumes(), ports=ports)
+            volumes=self._volumes(), ports=ports, network=self._network())
         self.server.reload()
         bindings = self.server.attrs["NetworkSettings"]["Ports"].get(f"{SERVER_PORT}/tcp") or []
         self.host_port = int(bindings[0]["HostPort"]) if bindings else None
@@ -380,7 +400,7 @@ class ContainerRuntime(Runtime):
         self.revision = revision
         self.server = self.client.containers.run(
             self.image, detach=True, name=f"{self.prefix}-inference-server", labels=self.labels("inference-server"),
-            environment=environment, volumes=self._volumes(), ports=ports)
+            environment=environment, volumes=self._volumes(), ports=ports, network=self._network())
         self.server.reload()
         self.published = _published(self.server)
         self.host_port = self.published.get(config.scoring_route.port)
@@ -596,11 +616,19 @@ def archive_empty(listing: dict) -> bytes:
 def remove_endpoint(client, endpoint: str, volumes: bool = True, images: bool = False) -> list[str]:
     """Remove every container (and volume, and image if asked) labelled for ``endpoint`` by
     this DEVTUI_HOME; another home's endpoint of the same name is not touched."""
+    import docker.errors
+
     removed = []
     selector = {"label": [f"{LABEL}.endpoint={endpoint}", f"{LABEL}.home={home_label()}"]}
     for container in client.containers.list(all=True, filters=selector):
         container.remove(force=True)
         removed.append(container.name)
+    for network in client.networks.list(filters=selector):
+        try:
+            network.remove()
+        except docker.errors.NotFound:
+            continue
+        removed.append(network.name)
     if volumes:
         for volume in client.volumes.list(filters=selector):
             volume.remove(force=True)

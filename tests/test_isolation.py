@@ -1,0 +1,180 @@
+"""The container runtime as a user runs it, and as an attacker on the same engine sees it.
+
+- The foreground ``up`` and the terminal app work in the container runtime: no devtui traceback,
+  the scoring URI reaches the app, and Invoke answers (issue 13, item 6).
+- Nothing but the host reaches an endpoint's containers: a container on the engine's default
+  bridge cannot connect to the scoring port or the debugger's (issue 13, item 1).
+
+Real engine, real containers; every endpoint name carries this run's unique prefix, and only
+what the test created is removed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import secrets
+import signal
+import subprocess
+
+import httpx
+import pytest
+
+from conftest import ROOT, devtui_command
+from devtui import spec
+from devtui.engine import Engine
+from devtui.events import SUCCEEDED
+from devtui.tui.app import DevtuiApp
+from waiting import wait_for
+
+RUN = f"iso{os.getpid() % 100000:x}{secrets.token_hex(2)}"
+DEVTUI_TRACEBACK = re.compile(r'File "[^"]*/(devtui|inference_server)/|Traceback \(most recent call last\)')
+PROBE_IMAGE = "python:3.11-slim"  # the base image CI builds offline; any image with Python will do
+
+
+def unique(name: str) -> str:
+    return f"{RUN}-{name}"
+
+
+def labelled(client, name: str) -> tuple[list, list, list]:
+    selector = {"label": f"devtui.endpoint={name}"}
+    return (client.containers.list(all=True, filters=selector), client.volumes.list(filters=selector),
+            client.networks.list(filters=selector))
+
+
+@pytest.fixture
+def endpoint(docker_client):
+    """endpoint("x") reserves a run-unique endpoint name; afterwards `devtui down`, and nothing
+    labelled with it may remain: no container, volume or network."""
+    names: list[str] = []
+
+    def reserve(name: str) -> str:
+        names.append(unique(name))
+        return names[-1]
+
+    yield reserve
+    problems = []
+    for name in names:
+        subprocess.run([*devtui_command(), "down", "-n", name], capture_output=True, timeout=120, cwd=ROOT)
+        left = [item for group in labelled(docker_client, name) for item in group]
+        if left:
+            problems.append(f"{name}: left {[item.name for item in left]}")
+            for item in left:
+                item.remove(force=True) if hasattr(item, "status") else item.remove()
+    assert not problems, "; ".join(problems)
+
+
+def up_detached(folder, name: str, *extra: str) -> dict:
+    result = subprocess.run([*devtui_command(), "up", str(folder), "--runtime", "container", "--detach", "-n", name,
+                             *extra], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert not DEVTUI_TRACEBACK.search(result.stderr), result.stderr
+    return json.loads(result.stdout)
+
+
+# -- item 6: the foreground up and the app in the container runtime ------------------------------
+
+
+def test_foreground_up_in_containers_prints_no_traceback(sample, endpoint, docker_client):
+    name = endpoint("fg")
+    folder = sample("sklearn-regression")
+    process = subprocess.Popen([*devtui_command(), "up", str(folder), "--runtime", "container", "-n", name],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+    lines: list[str] = []
+    try:
+        def succeeded():
+            line = process.stdout.readline()
+            lines.append(line)
+            assert line or process.poll() is None, "".join(lines)
+            return "provisioning_state: Succeeded" in line
+
+        wait_for(succeeded, timeout=240)
+        shown = json.loads(subprocess.run([*devtui_command(), "show", "-n", name], capture_output=True, text=True,
+                                          cwd=ROOT, check=True).stdout)
+        answer = httpx.post(shown["scoring_uri"], content=(folder / "sample-request.json").read_bytes(), timeout=10)
+        assert answer.status_code == 200, answer.text
+        process.send_signal(signal.SIGINT)
+        rest = process.communicate(timeout=60)[0]
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    output = "".join(lines) + rest
+    assert process.returncode == 0, output
+    assert not DEVTUI_TRACEBACK.search(output), output
+
+
+def test_the_app_invokes_in_the_container_runtime(sample, endpoint, docker_client, tmp_path):
+    name = endpoint("app")
+    folder = sample("sklearn-regression")
+    engine = Engine(spec.load(folder, name=name), tmp_path / "work", runtime="container", port=0, name=name)
+    app = DevtuiApp(engine, request_text=(folder / "sample-request.json").read_text(), save_folder=tmp_path)
+
+    async def until(pilot, condition, timeout: float, message: str):
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not condition():
+            assert loop.time() < deadline, f"timed out waiting for {message}"
+            await pilot.pause(0.05)
+
+    async def scenario():
+        try:
+            async with app.run_test(size=(140, 40)) as pilot:
+                await until(pilot, lambda: engine.state == SUCCEEDED, 240, "Succeeded")
+                await until(pilot, lambda: app.invoke_panel.scoring_uri, 10, "the app to learn the scoring URI")
+                assert app.invoke_panel.scoring_uri == engine.scoring_uri
+                await pilot.press("ctrl+j")
+                await until(pilot, lambda: app.invoke_panel.history, 30, "an answer")
+                exchange = app.invoke_panel.history[0]
+                assert exchange.status == 200, exchange.answer
+                assert "199.85" in exchange.answer
+        finally:
+            if not engine.stopped:
+                await engine.stop()
+
+    asyncio.run(asyncio.wait_for(scenario(), 300))
+
+
+# -- item 1: nobody but the host gets in --------------------------------------------------------------
+
+
+PROBE = r"""
+import json, socket, sys
+results = {}
+for target in json.loads(sys.argv[1]):
+    host, port = target
+    try:
+        socket.create_connection((host, port), timeout=2).close()
+        results[f"{host}:{port}"] = "connected"
+    except OSError as ex:
+        results[f"{host}:{port}"] = type(ex).__name__
+print(json.dumps(results))
+"""
+
+
+def test_other_containers_cannot_reach_the_scoring_or_debug_port(sample, endpoint, docker_client):
+    name = endpoint("sec")
+    folder = sample("sklearn-regression")
+    shown = up_detached(folder, name, "--debug", "--debug-port", "0")
+    # From the host, both answer on 127.0.0.1.
+    assert httpx.get(shown["scoring_uri"].rsplit("/", 1)[0] + "/", timeout=10).text == "Healthy"
+    debug_port = shown["deployments"][0]["debugger"]["port"]
+
+    server = next(c for c in labelled(docker_client, name)[0] if c.labels.get("devtui") == "inference-server")
+    server.reload()
+    networks = server.attrs["NetworkSettings"]["Networks"]
+    assert "bridge" not in networks, f"the endpoint's container is on the default bridge: {list(networks)}"
+    addresses = [settings["IPAddress"] for settings in networks.values() if settings.get("IPAddress")]
+    assert addresses, networks
+    # Published on the host's loopback only.
+    for bindings in server.attrs["NetworkSettings"]["Ports"].values():
+        assert all(binding["HostIp"] == "127.0.0.1" for binding in bindings or []), server.attrs["NetworkSettings"]
+
+    targets = [[address, port] for address in addresses for port in (5001, debug_port)]
+    output = docker_client.containers.run(PROBE_IMAGE, ["python", "-c", PROBE, json.dumps(targets)], entrypoint=[],
+                                          remove=True, network="bridge", name=unique("probe"),
+                                          labels={"devtui.test": RUN})
+    results = json.loads(output.decode().strip().splitlines()[-1])
+    assert "connected" not in results.values(), results
