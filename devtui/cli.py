@@ -89,13 +89,25 @@ class Recorder:
                      deployment_file=str(d.deployment_file), logs=str(self.files.folder),
                      deployments=[engine.describe()])
 
+    def _write(self, records) -> None:
+        if self.files is None:
+            return
+        try:
+            self.files.write(records)
+        except OSError as ex:
+            # A full disk (or a vanished folder) ends the log files, not the endpoint: say so once.
+            files, self.files = self.files, None
+            files.close(quiet=True)
+            self.engine.log(DEVTUI, [f"error: writing the log files in {files.folder} failed ({ex.strerror}); "
+                                     "they stop here, the endpoint keeps serving and the app still shows its logs"])
+
     def __call__(self, event) -> None:
         if isinstance(event, Logs):
-            self.files.write(event.records)
+            self._write(event.records)
         if isinstance(event, StateChanged):
             # The devtui log says why the state changed, for `devtui logs --container devtui`.
             detail = f" ({event.detail})" if event.detail else ""
-            self.files.write([LogRecord(DEVTUI, f"provisioning_state: {event.state}{detail}")])
+            self._write([LogRecord(DEVTUI, f"provisioning_state: {event.state}{detail}")])
         if isinstance(event, (StateChanged, ServerStarted, ReloadFinished, DebuggerChanged)):
             uri = self.engine.scoring_uri
             self.claim.update(provisioning_state=self.engine.state, scoring_uri=uri,
@@ -135,14 +147,31 @@ def _debug_settings(args) -> DebugSettings | None:
 
 
 class Printer:
-    """The foreground view of ``up``: every log line prefixed with its source."""
+    """The foreground view of ``up``: every log line prefixed with its source. When the reader
+    goes away (`devtui up PATH | head -3`), ``on_closed`` is called once: the host stops."""
 
     width = max(map(len, SOURCES))
+
+    def __init__(self, on_closed=None):
+        self.on_closed = on_closed
+        self.closed = False
 
     def line(self, source: str, text: str) -> None:
         print(f"{source:<{self.width}} | {text}", flush=False)
 
     def __call__(self, event) -> None:
+        if self.closed:
+            return
+        try:
+            self._print(event)
+        except BrokenPipeError:
+            self.closed = True
+            # Later writes (and the interpreter's final flush) go nowhere instead of failing.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            if self.on_closed is not None:
+                self.on_closed()
+
+    def _print(self, event) -> None:
         if isinstance(event, Logs):
             for record in event.records:
                 self.line(record.source, record.text)
@@ -179,6 +208,8 @@ async def _host(args, deployment: spec.LocalDeployment, printer: Printer | None)
     engine.subscribe(Recorder(engine, claim))
     engine.subscribe(LaunchConfig(engine, Path.cwd()))
     stop = asyncio.Event()
+    if printer:
+        printer.on_closed = stop.set
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         loop.add_signal_handler(sig, stop.set)

@@ -84,8 +84,22 @@ class Engine:
         self.listeners.append(listener)
 
     def _emit(self, event: Event) -> None:
-        for listener in self.listeners:
-            listener(event)
+        # A subscriber that raises must not take the engine down with it: the exception would end
+        # whichever task emitted (the log pump, the server's events), and a server whose output
+        # nobody reads blocks on its next print(). It is reported once and gets no more events.
+        for listener in tuple(self.listeners):
+            try:
+                listener(event)
+            except Exception as ex:
+                self._drop_listener(listener, ex)
+
+    def _drop_listener(self, listener: Callable[[Event], None], ex: Exception) -> None:
+        if listener not in self.listeners:
+            return
+        self.listeners.remove(listener)
+        name = getattr(listener, "__qualname__", type(listener).__qualname__)
+        self._say(f"error: {name} failed ({type(ex).__name__}: {ex}) and gets no more events; "
+                  "the endpoint keeps serving")
 
     def _say(self, *lines: str) -> None:
         self._emit(Logs(tuple(LogRecord(DEVTUI, line) for line in lines)))

@@ -62,9 +62,14 @@ class LogFiles:
         for file in touched:
             file.flush()
 
-    def close(self) -> None:
+    def close(self, quiet: bool = False) -> None:
+        """Close every file; ``quiet``: a file that cannot flush (a full disk) is dropped silently."""
         for file in self.files.values():
-            file.close()
+            try:
+                file.close()
+            except OSError:
+                if not quiet:
+                    raise
         self.files.clear()
 
 

@@ -1,0 +1,176 @@
+"""Faults around the engine: a subscriber that raises, a full disk, a closed stdout (issue 13,
+item 7). The endpoint must keep serving, say once what went wrong, and leave nothing running.
+
+Real scoring servers as child processes; the full disk is /dev/full, which fails every write with
+ENOSPC, in place of the log files.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import httpx
+import pytest
+
+from conftest import ROOT, children_of, devtui_command
+from devtui import registry, spec
+from devtui.cli import Recorder
+from devtui.engine import Engine
+from devtui.events import DEVTUI, SOURCES, SUCCEEDED, Logs
+from waiting import free_port, wait_for
+
+# Prints 8 KiB per request: a few requests fill a pipe nobody reads (64 KiB on Linux).
+SCORE = '''
+def init():
+    print("init done")
+
+def run(raw):
+    print("x" * 8192)
+    return {"version": VERSION}
+
+VERSION = 1
+'''
+
+DEPLOYMENT = '''
+name: blue
+endpoint_name: faults
+code_configuration:
+  code: ./code
+  scoring_script: score.py
+environment:
+  image: python:3.11-slim
+request_settings:
+  request_timeout_ms: 3000
+'''
+
+
+@pytest.fixture
+def deployment(tmp_path) -> Path:
+    folder = tmp_path / "deployment"
+    (folder / "code").mkdir(parents=True)
+    (folder / "code" / "score.py").write_text(SCORE)
+    (folder / "deployment.yml").write_text(DEPLOYMENT)
+    return folder
+
+
+def save(path: Path, text: str) -> None:
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(text)
+    os.replace(temporary, path)
+
+
+def run(coroutine):
+    return asyncio.run(asyncio.wait_for(coroutine, 120))
+
+
+async def until(condition, timeout: float, message: str):
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        assert loop.time() < deadline, f"timed out waiting for {message}"
+        await asyncio.sleep(0.02)
+
+
+async def answers_all(uri: str, count: int) -> list[int]:
+    async with httpx.AsyncClient(timeout=10) as client:
+        return [(await client.post(uri, content="{}")).status_code for _ in range(count)]
+
+
+async def version(uri: str) -> int | None:
+    async with httpx.AsyncClient(timeout=10) as client:
+        answer = await client.post(uri, content="{}")
+        return answer.json().get("version") if answer.status_code == 200 else None
+
+
+def devtui_errors(events: list) -> list[str]:
+    return [r.text for e in events if isinstance(e, Logs) for r in e.records
+            if r.source == DEVTUI and r.text.startswith("error:")]
+
+
+def test_a_failing_subscriber_is_reported_once_and_the_engine_goes_on(deployment, tmp_path):
+    engine = Engine(spec.load(deployment), tmp_path / "work", port=0)
+    seen: list = []
+
+    def broken(event):
+        raise RuntimeError("this subscriber is broken")
+
+    engine.subscribe(broken)
+    engine.subscribe(seen.append)
+
+    async def scenario():
+        try:
+            assert await engine.start() == SUCCEEDED
+            assert await answers_all(engine.scoring_uri, 20) == [200] * 20
+            save(deployment / "code" / "score.py", SCORE.replace("VERSION = 1", "VERSION = 2"))
+            await until(lambda: engine.serving_revision == 2, 30, "the save to be applied")
+            assert await version(engine.scoring_uri) == 2
+        finally:
+            await engine.stop()
+
+    run(scenario())
+    errors = devtui_errors(seen)
+    assert len(errors) == 1, errors
+    assert "broken" in errors[0] and "RuntimeError" in errors[0]
+
+
+def test_a_full_disk_stops_the_log_files_with_one_error_and_serving_goes_on(deployment, tmp_path):
+    claim = registry.claim("faults")
+    engine = Engine(spec.load(deployment), claim.folder / "staging", port=0)
+    recorder = Recorder(engine, claim)
+    engine.subscribe(recorder)
+    seen: list = []
+    engine.subscribe(seen.append)
+    for source in SOURCES:
+        (claim.folder / "logs" / f"{source}.log").symlink_to("/dev/full")
+
+    async def scenario():
+        try:
+            assert await engine.start() == SUCCEEDED
+            # 40 x 8 KiB of print(): far more than a pipe holds if the log pump had died.
+            assert await answers_all(engine.scoring_uri, 40) == [200] * 40
+            save(deployment / "code" / "score.py", SCORE.replace("VERSION = 1", "VERSION = 2"))
+            await until(lambda: engine.serving_revision == 2, 30, "the save to be applied")
+            assert await version(engine.scoring_uri) == 2
+            assert engine.state == SUCCEEDED
+        finally:
+            await engine.stop()
+            claim.release()
+
+    run(scenario())
+    errors = devtui_errors(seen)
+    assert len(errors) == 1, errors
+    assert "No space left on device" in errors[0] and "log" in errors[0]
+
+
+def test_a_closed_stdout_ends_up_cleanly_and_leaves_nothing_running(deployment):
+    port = free_port()
+    process = subprocess.Popen([*devtui_command(), "up", str(deployment), "--port", str(port)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
+    try:
+        for _ in range(3):  # what `devtui up PATH | head -3` reads
+            assert process.stdout.readline()
+        process.stdout.close()
+        wait_for(lambda: process.poll() is not None, timeout=60, message="up to end after its reader went away")
+        stderr = process.stderr.read().decode()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, stderr
+    assert "Traceback" not in stderr and "BrokenPipeError" not in stderr, stderr
+    assert children_of(process.pid) == []
+
+    def port_closed():
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
+        except httpx.TransportError:
+            return True
+        return False
+
+    wait_for(port_closed, timeout=10, message="the scoring port to close")
+    listed = subprocess.run([*devtui_command(), "list", "-o", "json"], capture_output=True, text=True, cwd=ROOT)
+    assert json.loads(listed.stdout) == []
