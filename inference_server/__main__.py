@@ -66,18 +66,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 def options_from(args: argparse.Namespace) -> Options:
     """Resolve flags and environment the way azmlinfsrv does."""
     app_root = os.environ.setdefault("AML_APP_ROOT", os.getcwd())
-    if args.entry_script:
-        entry_script = os.path.realpath(args.entry_script)
-        os.environ["AZUREML_ENTRY_SCRIPT"] = entry_script
-    elif os.environ.get("AZUREML_ENTRY_SCRIPT"):
-        entry_script = os.path.join(app_root, os.environ["AZUREML_ENTRY_SCRIPT"])
-    else:
-        raise SystemExit("Either provide an entry_script using --entry_script or set AZUREML_ENTRY_SCRIPT.")
-    if args.model_dir:
-        os.environ["AZUREML_MODEL_DIR"] = os.path.realpath(args.model_dir)
-    elif "AZUREML_MODEL_DIR" not in os.environ:
-        print("The environment variable 'AZUREML_MODEL_DIR' has not been set.")
-        print("Use the --model_dir command line argument to set it.")
+    entry_script = _entry_script(args, app_root)
+    _set_model_dir(args)
     os.environ.setdefault("HTTP_X_MS_SERVER_VERSION", f"devtui-inference-server/{__version__}")
 
     timeout_ms, timeout_status, max_in_flight = args.request_timeout_ms, 408, None
@@ -98,6 +88,25 @@ def options_from(args: argparse.Namespace) -> Options:
         events_fd=args.events_fd, events_stdout=args.events_stdout, first_revision=args.first_revision,
         parent_pid=args.parent_pid, debug_host=args.debug_host if args.debug_port is not None else None,
         debug_port=args.debug_port or 0, debug_wait=args.debug_wait)
+
+
+def _entry_script(args: argparse.Namespace, app_root: str) -> str:
+    """The scoring script's absolute path; scripts see it as AZUREML_ENTRY_SCRIPT."""
+    if args.entry_script:
+        entry_script = os.path.realpath(args.entry_script)
+        os.environ["AZUREML_ENTRY_SCRIPT"] = entry_script
+        return entry_script
+    if os.environ.get("AZUREML_ENTRY_SCRIPT"):
+        return os.path.join(app_root, os.environ["AZUREML_ENTRY_SCRIPT"])
+    raise SystemExit("Either provide an entry_script using --entry_script or set AZUREML_ENTRY_SCRIPT.")
+
+
+def _set_model_dir(args: argparse.Namespace) -> None:
+    if args.model_dir:
+        os.environ["AZUREML_MODEL_DIR"] = os.path.realpath(args.model_dir)
+    elif "AZUREML_MODEL_DIR" not in os.environ:
+        print("The environment variable 'AZUREML_MODEL_DIR' has not been set.")
+        print("Use the --model_dir command line argument to set it.")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -145,6 +145,18 @@ def load_fresh_from(roots: list[str]) -> None:
 def load(path: str) -> UserScript:
     """Import the script at ``path`` and inspect its run(). Raises whatever the import raises,
     or ScriptError when the script's shape is wrong."""
+    module = _import_entry_module(path)
+    if not hasattr(module, "init"):
+        raise ScriptError(f"User script at {module.__file__} does not have a init() function defined.")
+    if not hasattr(module, "run"):
+        raise ScriptError(f"User script at {module.__file__} does not have a run() function defined.")
+    run = _find_run(module)
+    parameters, wants_headers = _run_parameters(run)
+    kind = _input_kind(run, parameters)
+    return UserScript(path, module, module.init, run, kind, parameters, wants_headers)
+
+
+def _import_entry_module(path: str) -> ModuleType:
     amlapi.install()
     amlapi.reset()
     spec = importlib.util.spec_from_file_location("entry_module", path, loader=_FreshLoader("entry_module", path))
@@ -153,22 +165,22 @@ def load(path: str) -> UserScript:
     module = importlib.util.module_from_spec(spec)
     sys.modules["entry_module"] = module
     spec.loader.exec_module(module)
+    return module
 
-    if not hasattr(module, "init"):
-        raise ScriptError(f"User script at {module.__file__} does not have a init() function defined.")
-    if not hasattr(module, "run"):
-        raise ScriptError(f"User script at {module.__file__} does not have a run() function defined.")
 
-    run = module.run
+def _find_run(module: ModuleType) -> Callable:
     # Some SDKs generate a driver module that forwards to the real script; calling the real run()
     # keeps inference-schema's keyword arguments intact, as the reference server does.
     driver = getattr(module, "driver_module", None)
     if isinstance(driver, ModuleType) and hasattr(driver, "run"):
-        run = driver.run
         logger.info(f"Found driver script at {module.__file__} and the score script at {driver.__file__}")
-    else:
-        logger.info(f"Found user script at {module.__file__}")
+        return driver.run
+    logger.info(f"Found user script at {module.__file__}")
+    return module.run
 
+
+def _run_parameters(run: Callable) -> tuple[list[inspect.Parameter], bool]:
+    """run()'s input parameters, and whether it also takes ``request_headers``."""
     parameters = list(inspect.signature(run).parameters.values())
     if any(p.kind not in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) for p in parameters):
         raise ScriptError("run() cannot accept positional-only arguments, *args, or **kwargs.")
@@ -178,21 +190,23 @@ def load(path: str) -> UserScript:
         if wants_headers:
             raise ScriptError('run() needs to accept an argument other than "request_headers".')
         raise ScriptError("run() needs to accept an argument for input data.")
+    return parameters, wants_headers
 
+
+def _input_kind(run: Callable, parameters: list[inspect.Parameter]) -> str:
+    """How run() takes its input, from its decorators."""
     schema = is_schema_decorated(run)
     if amlapi.raw_requested() and schema:
         raise ScriptError("run() cannot be decorated with both @rawhttp and @input_schema")
     if amlapi.raw_requested():
-        kind = RAW
         logger.info("run() is decorated with @rawhttp. Server will invoke it with the request object.")
-    elif schema:
-        kind = SCHEMA
+        return RAW
+    if schema:
         logger.info("run() is decorated with @input_schema. Server will invoke it with the following "
                     f"arguments: {', '.join(p.name for p in parameters)}.")
-    else:
-        kind = STRING
-        logger.info("run() is not decorated. Server will invoke it with the input in JSON string.")
-    return UserScript(path, module, module.init, run, kind, parameters, wants_headers)
+        return SCHEMA
+    logger.info("run() is not decorated. Server will invoke it with the input in JSON string.")
+    return STRING
 
 
 def is_schema_decorated(func: Callable) -> bool:

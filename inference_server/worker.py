@@ -1,8 +1,8 @@
 """One worker: load the script, run init(), then serve requests on the supervisor's socket.
 
-A worker reports to the supervisor over a pipe: ``ready`` once init() has returned (with the
-third-party modules it imported, so the supervisor can import them before the next fork) or
-``failed`` with the traceback. The old worker keeps serving until the new one is ready.
+A worker reports to the supervisor over a pipe (:data:`protocol.WorkerStatus`): ready once init()
+has returned, then the third-party modules it imported (so the supervisor can import them before
+the next fork), or failed with the traceback. The old worker keeps serving until the new one is ready.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ import sys
 import sysconfig
 import time
 from dataclasses import dataclass, field
+
+from . import protocol
 
 logger = logging.getLogger("azmlinfsrv")
 
@@ -128,7 +130,7 @@ def watch_debug_stops(report, roots: tuple[str, ...]) -> None:
                 break
         if where != last:
             last = where
-            report("debug_stop", where=where)
+            report(protocol.WorkerDebugStop, where=where)
 
 
 def configure_logging() -> None:
@@ -185,10 +187,10 @@ def serve(options: Options, sock: socket.socket, revision: int, status_fd: int) 
     started = time.perf_counter()
     loaded_by_parent = set(sys.modules)
 
-    def report(status: str, **fields) -> None:
-        message = {"status": status, "revision": revision, "pid": os.getpid(),
-                   "duration_ms": round((time.perf_counter() - started) * 1000, 3), **fields}
-        os.write(status_fd, (json.dumps(message) + "\n").encode())
+    def report(message: type[protocol.WorkerStatus], **fields) -> None:
+        os.write(status_fd, protocol.encode(message(
+            revision=revision, pid=os.getpid(), duration_ms=round((time.perf_counter() - started) * 1000, 3),
+            **fields)))
 
     script_dir = os.path.dirname(options.entry_script)
     for path in (options.app_root, script_dir):
@@ -200,7 +202,7 @@ def serve(options: Options, sock: socket.socket, revision: int, status_fd: int) 
     except BaseException:
         text = user_script.user_traceback()
         logger.error(text)
-        report("failed", stage="load", traceback=text)
+        report(protocol.WorkerFailed, stage=protocol.Stage.LOAD, traceback=text)
         return 3
 
     if options.debug_host and options.debug_wait:
@@ -217,7 +219,7 @@ def serve(options: Options, sock: socket.socket, revision: int, status_fd: int) 
         logger.error("User's init function failed")
         logger.error(f"Encountered Exception {text}")
         _log_model_tree(options.model_dir)
-        report("failed", stage="init", traceback=text)
+        report(protocol.WorkerFailed, stage=protocol.Stage.INIT, traceback=text)
         return 3
     logger.info("Users's init has completed successfully")
 
@@ -232,7 +234,7 @@ def serve(options: Options, sock: socket.socket, revision: int, status_fd: int) 
                             access_log=False, server_header=False, date_header=False,
                             timeout_graceful_shutdown=30)
     server = quick_exit_server()(config)
-    report("ready")
+    report(protocol.WorkerReady)
     logger.info(f"Worker with pid {os.getpid()} ready for serving traffic")
     if options.debug_host:
         import threading
@@ -243,7 +245,7 @@ def serve(options: Options, sock: socket.socket, revision: int, status_fd: int) 
         watcher.is_pydev_daemon_thread = True
         watcher.start()
     if options.warm_imports:
-        report("learned", modules=third_party_modules(loaded_by_parent))
+        report(protocol.WorkerLearned, modules=tuple(third_party_modules(loaded_by_parent)))
     server.run(sockets=[sock])
     return 0
 

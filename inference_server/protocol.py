@@ -1,0 +1,350 @@
+"""The messages the scoring server's processes send, and the one place that writes and reads them.
+
+Two streams, both JSON lines (one object per line):
+
+- **events, server -> devtui**: ``{"event": <kind>, <field>: <value>, ...}`` on the pipe devtui
+  passes as ``--events-fd``; in a container, where there is no pipe to pass, on stdout behind
+  :data:`EVENT_PREFIX` so devtui can take them out of the log.
+- **worker status, worker -> supervisor**: ``{"status": <kind>, ...}`` on each worker's pipe.
+
+A field with a default is optional on the wire: it is left out while it holds its default and read
+back as the default when absent, so every line carries the keys plain-dict readers already expect.
+Keys a reader does not know are ignored: a newer server may say more.
+
+Only the standard library is imported here: devtui imports this module too, and it runs in images.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import Enum, StrEnum
+from typing import Any, ClassVar
+
+EVENT_PREFIX = b"@@devtui-event "
+"""Marks an event line inside a container's log (``--events-stdout``)."""
+
+
+class EventKind(StrEnum):
+    BIND_FAILED = "bind_failed"
+    LISTENING = "listening"
+    DEBUGGER = "debugger"
+    STARTING = "starting"
+    READY = "ready"
+    FAILED = "failed"
+    CRASHED = "crashed"
+    STOPPED = "stopped"
+    EXITED = "exited"
+
+
+class Stage(StrEnum):
+    """Where a revision failed."""
+
+    LOAD = "load"  # importing score.py raised, or it lacks init()/run() or has a run() the server cannot call
+    INIT = "init"  # init() raised
+    START = "start"  # the worker exited before it said ready or failed (killed, os._exit in init())
+    READINESS = "readiness"  # a bring-your-own container's readiness route never answered 200 (devtui's)
+
+
+class DebuggerState(StrEnum):
+    LISTENING = "listening"  # debugpy waits for a client on host:port
+    ATTACHED = "attached"  # a client is connected
+    STOPPED = "stopped"  # a worker is held at a breakpoint; detail says where ("at score.py:12 in run()")
+    FAILED = "failed"  # debugpy could not listen; detail says why, and the server exits
+
+
+class StatusKind(StrEnum):
+    READY = "ready"
+    FAILED = "failed"
+    LEARNED = "learned"
+    DEBUG_STOP = "debug_stop"
+
+
+class _Message:
+    """What every message has: its kind, written under ``KEY``."""
+
+    KEY: ClassVar[str]
+    kind: ClassVar[StrEnum]
+
+
+# -- events, server -> devtui ---------------------------------------------------------------------
+
+class _Event(_Message):
+    KEY = "event"
+
+
+@dataclass(frozen=True, kw_only=True)
+class BindFailed(_Event):
+    """The port could not be bound; the server exits with code 2."""
+
+    kind = EventKind.BIND_FAILED
+    host: str
+    port: int
+    reason: str  # "is already in use", "cannot be bound: <strerror>"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Listening(_Event):
+    """The socket is bound; ``port`` is the real one when 0 was asked for."""
+
+    kind = EventKind.LISTENING
+    host: str
+    port: int
+    pid: int | None = None  # the supervisor's; None where devtui cannot see it (a container)
+    path: str = "/score"  # the scoring route; another only for a bring-your-own container
+
+
+@dataclass(frozen=True, kw_only=True)
+class Debugger(_Event):
+    """The debugpy listener in the supervisor changed state."""
+
+    kind = EventKind.DEBUGGER
+    state: DebuggerState
+    host: str
+    port: int
+    detail: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Starting(_Event):
+    """A worker for ``revision`` is starting: the first one, or one for a reload or a crash."""
+
+    kind = EventKind.STARTING
+    revision: int
+    pid: int | None = None
+    first: bool  # no revision has been ready before it
+
+
+@dataclass(frozen=True, kw_only=True)
+class Ready(_Event):
+    """``revision`` serves; the one before it drains and exits."""
+
+    kind = EventKind.READY
+    revision: int
+    pid: int | None = None
+    duration_ms: float
+    first: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class Failed(_Event):
+    """``revision`` could not start; ``serving_revision`` (None: none) keeps serving."""
+
+    kind = EventKind.FAILED
+    revision: int
+    stage: Stage
+    traceback: str
+    duration_ms: float
+    serving_revision: int | None
+    exit_code: int | None = None  # the worker's
+
+
+@dataclass(frozen=True, kw_only=True)
+class Crashed(_Event):
+    """The serving worker exited on its own; the supervisor starts ``revision`` again."""
+
+    kind = EventKind.CRASHED
+    revision: int
+    pid: int
+    exit_code: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class Stopped(_Event):
+    """The supervisor is about to exit with ``exit_code``."""
+
+    kind = EventKind.STOPPED
+    exit_code: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class Exited(_Event):
+    """The server's process (or container) ended. Never sent by the server: devtui's runtimes
+    make it when they see the process go, so the engine hears every end the same way."""
+
+    kind = EventKind.EXITED
+    exit_code: int | None  # None: not known (a container that could not be waited for)
+    expected: bool  # devtui was stopping it
+
+
+ServerEvent = BindFailed | Listening | Debugger | Starting | Ready | Failed | Crashed | Stopped | Exited
+
+
+# -- worker status, worker -> supervisor ----------------------------------------------------------
+
+@dataclass(frozen=True, kw_only=True)
+class _Status(_Message):
+    KEY = "status"
+    revision: int
+    pid: int
+    duration_ms: float  # since the worker started
+
+
+@dataclass(frozen=True, kw_only=True)
+class WorkerReady(_Status):
+    """init() returned; the worker is about to serve."""
+
+    kind = StatusKind.READY
+
+
+@dataclass(frozen=True, kw_only=True)
+class WorkerFailed(_Status):
+    """The script did not load or init() raised; the worker exits with code 3."""
+
+    kind = StatusKind.FAILED
+    stage: Stage
+    traceback: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class WorkerLearned(_Status):
+    """The third-party modules the worker imported, for the supervisor to import before the next fork."""
+
+    kind = StatusKind.LEARNED
+    modules: tuple[str, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class WorkerDebugStop(_Status):
+    """A debugger holds the worker at ``where`` ("score.py:12 in run()"), or let it go (None)."""
+
+    kind = StatusKind.DEBUG_STOP
+    where: str | None
+
+
+WorkerStatus = WorkerReady | WorkerFailed | WorkerLearned | WorkerDebugStop
+
+
+# -- writing and reading --------------------------------------------------------------------------
+
+def to_dict(message: ServerEvent | WorkerStatus) -> dict[str, Any]:
+    """The message as the plain dict it travels as: its kind first, then its fields in order."""
+    data: dict[str, Any] = {message.KEY: str(message.kind)}
+    for field in dataclasses.fields(message):
+        value = getattr(message, field.name)
+        if field.default is dataclasses.MISSING or value != field.default:
+            data[field.name] = _plain(value)
+    return data
+
+
+def encode(message: ServerEvent | WorkerStatus, *, prefix: bool = False) -> bytes:
+    """One JSON line (newline included); behind :data:`EVENT_PREFIX` with ``prefix``."""
+    line = (json.dumps(to_dict(message)) + "\n").encode()
+    return EVENT_PREFIX + line if prefix else line
+
+
+def is_event_line(line: bytes | str) -> bool:
+    """Whether a log line is an event rather than something the server logged."""
+    return line.startswith(EVENT_PREFIX if isinstance(line, bytes) else EVENT_PREFIX.decode())
+
+
+def decode(line: bytes | str) -> ServerEvent:
+    """The event on ``line``, a JSON line with or without :data:`EVENT_PREFIX`.
+
+    Raises ValueError saying what is wrong when the line is not an event."""
+    return _EVENTS.from_line(line)
+
+
+def from_dict(data: Mapping[str, Any]) -> ServerEvent:
+    """The event a plain dict describes (as :func:`to_dict` makes it). Raises ValueError."""
+    return _EVENTS.from_dict(data)
+
+
+def decode_status(line: bytes | str) -> WorkerStatus:
+    """The worker status message on ``line``. Raises ValueError."""
+    return _STATUS.from_line(line)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, tuple):
+        return list(value)
+    return value
+
+
+class _Codec:
+    """Reads one stream: the kind under ``key`` picks the class, each field is checked against
+    its annotation."""
+
+    def __init__(self, what: str, key: str, classes: tuple[type, ...]):
+        self.what = what
+        self.key = key
+        self.classes = {cls.kind.value: cls for cls in classes}
+        self.hints = {cls: typing.get_type_hints(cls) for cls in classes}
+
+    def from_line(self, line: bytes | str) -> Any:
+        text = line.decode("utf-8", "replace") if isinstance(line, bytes) else line
+        prefix = EVENT_PREFIX.decode()
+        body = text[len(prefix):] if text.startswith(prefix) else text
+        try:
+            data = json.loads(body)
+        except ValueError as ex:
+            raise ValueError(f"not a {self.what} line ({ex.args[0]}): {_excerpt(text)}") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"not a {self.what} line (a JSON {type(data).__name__}, not an object): "
+                             f"{_excerpt(text)}")
+        return self.from_dict(data)
+
+    def from_dict(self, data: Mapping[str, Any]) -> Any:
+        kind = data.get(self.key)
+        cls = self.classes.get(kind) if isinstance(kind, str) else None
+        if cls is None:
+            known = ", ".join(self.classes)
+            found = f"{self.key!r} is {kind!r}" if self.key in data else f"no {self.key!r} key"
+            raise ValueError(f"not a {self.what}: {found}; expected one of {known}")
+        values = {}
+        for field in dataclasses.fields(cls):
+            if field.name in data:
+                values[field.name] = self._check(kind, field.name, data[field.name], self.hints[cls][field.name])
+            elif field.default is dataclasses.MISSING:
+                raise ValueError(f"{self.what} {kind!r} lacks the field {field.name!r}")
+        return cls(**values)
+
+    def _check(self, kind: str, name: str, value: Any, hint: Any) -> Any:
+        arms = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+        for arm in arms:
+            ok, converted = _convert(value, arm)
+            if ok:
+                return converted
+        expected = " or ".join(_type_name(arm) for arm in arms)
+        raise ValueError(f"{self.what} {kind!r}: field {name!r} should be {expected}, not {value!r}")
+
+
+def _convert(value: Any, hint: Any) -> tuple[bool, Any]:
+    """Whether a JSON value fits ``hint``, and the value as the dataclass holds it."""
+    if hint is type(None):
+        return value is None, value
+    if isinstance(hint, type) and issubclass(hint, Enum):
+        known = isinstance(value, str) and value in hint._value2member_map_
+        return (True, hint(value)) if known else (False, value)
+    if typing.get_origin(hint) is tuple:  # tuple[str, ...]
+        item = typing.get_args(hint)[0]
+        return isinstance(value, list) and all(isinstance(v, item) for v in value), tuple(value or ())
+    if hint is float:
+        return isinstance(value, int | float) and not isinstance(value, bool), value
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool), value
+    return isinstance(value, hint), value
+
+
+def _type_name(hint: Any) -> str:
+    if isinstance(hint, type) and issubclass(hint, Enum):
+        return "one of " + ", ".join(repr(m.value) for m in hint)
+    if hint is type(None):
+        return "null"
+    return getattr(hint, "__name__", str(hint))
+
+
+def _excerpt(text: str, limit: int = 120) -> str:
+    text = text.rstrip("\n")
+    return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
+_EVENTS = _Codec("scoring-server event", "event",
+                 (BindFailed, Listening, Debugger, Starting, Ready, Failed, Crashed, Stopped, Exited))
+_STATUS = _Codec("worker status", "status", (WorkerReady, WorkerFailed, WorkerLearned, WorkerDebugStop))
