@@ -66,12 +66,12 @@ def _preflight(args) -> spec.LocalDeployment:
     except PortInUse as ex:
         raise CommandError(str(ex), BAD_INPUT) from None
     if args.runtime == "container":
-        from .runtimes import RuntimeError_
-        from .runtimes.container import connect
+        from .runtimes import RuntimeFailure
+        from .runtimes.docker_engine import connect
 
         try:
             connect()
-        except RuntimeError_ as ex:
+        except RuntimeFailure as ex:
             raise CommandError(str(ex), BAD_INPUT) from None
     return deployment
 
@@ -305,12 +305,12 @@ def cmd_tui(args) -> int:
 
 def _docker(timeout: float = 5):
     """A Docker client when an engine answers quickly, else None (the process runtime needs none)."""
-    from .runtimes import RuntimeError_
-    from .runtimes.container import connect
+    from .runtimes import RuntimeFailure
+    from .runtimes.docker_engine import connect
 
     try:
         return connect(timeout)
-    except RuntimeError_:
+    except RuntimeFailure:
         return None
 
 
@@ -319,7 +319,7 @@ def _records() -> list[dict]:
     records = registry.running()
     client = _docker()
     if client is not None:
-        from .runtimes.container import endpoints_from_labels
+        from .runtimes.docker_engine import endpoints_from_labels
 
         known = {r["name"] for r in records}
         records += [r for r in endpoints_from_labels(client) if r["name"] not in known]
@@ -410,7 +410,7 @@ def cmd_logs(args) -> int:
     if not path.exists() and not registry.is_alive(name):
         client = _docker()
         if client is not None:
-            from .runtimes.container import container_log
+            from .runtimes.docker_engine import container_log
 
             lines = container_log(client, name, args.container)
             if lines is not None:
@@ -437,7 +437,7 @@ def cmd_logs(args) -> int:
 def _containers_removed(name: str, purge: bool) -> list[str]:
     """Containers and volumes labelled for the endpoint, removed even when no registry record
     remains (a killed host); none when no Docker engine answers."""
-    from .runtimes.container import remove_endpoint
+    from .runtimes.docker_engine import remove_endpoint
 
     client = _docker()
     return remove_endpoint(client, name, volumes=True, images=purge) if client is not None else []

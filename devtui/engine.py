@@ -11,12 +11,15 @@ import asyncio
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from inference_server import protocol
 
 from . import runtimes, spec
 from .events import (CREATING, DELETING, DEVTUI, FAILED, SUCCEEDED, UPDATING, DebuggerChanged, Event, LogRecord,
-                     Logs, Progress, ReloadFinished, ReloadStarted, ServerStarted, StateChanged)
+                     Logs, ProvisioningState, Progress, ReloadFinished, ReloadReason, ReloadStarted, ServerStarted,
+                     StateChanged)
 from .watch import Action, Batch, batches
 
 
@@ -27,6 +30,16 @@ class DebugSettings:
     port: int = 5678
     wait: bool = False
     host: str = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class ReloadRequest:
+    """A reason to start a new revision, and since when it waits (the reload's duration counts
+    from the save, not from the worker's start)."""
+
+    reason: ReloadReason
+    files: tuple[str, ...] = ()
+    at: float = field(default_factory=time.perf_counter)
 
 
 class PortInUse(Exception):
@@ -70,8 +83,8 @@ class Engine:
         self.debugger: DebuggerChanged | None = None
         self.runtime = self._new_runtime()
         self._outcome: asyncio.Future | None = None
-        self._requests: list[tuple[float, str, tuple[str, ...]]] = []
-        self._started_at: dict[int, tuple[float, str, tuple[str, ...]]] = {}
+        self._requests: list[ReloadRequest] = []  # asked for, not yet answered by a starting worker
+        self._started_at: dict[int, ReloadRequest] = {}  # revision -> what it answers
         self._watcher: asyncio.Task | None = None
         self._watch_stop = asyncio.Event()
         self._lock = asyncio.Lock()
@@ -104,7 +117,7 @@ class Engine:
     def _say(self, *lines: str) -> None:
         self._emit(Logs(tuple(LogRecord(DEVTUI, line) for line in lines)))
 
-    def _set_state(self, state: str, detail: str = "") -> None:
+    def _set_state(self, state: ProvisioningState, detail: str = "") -> None:
         self.state = state
         self._emit(StateChanged(state, detail))
 
@@ -117,72 +130,91 @@ class Engine:
     def progress(self, step: str, done: float, total: float = 0.0) -> None:
         self._emit(Progress(step, done, total))
 
-    def server_event(self, event: dict) -> None:
-        kind = event["event"]
-        if kind == "listening":
-            self.port = event["port"]
-            self.scoring_uri = f"http://{_url_host(self.host)}:{self.port}{event.get('path', '/score')}"
-            described = self.runtime.describe()
-            self._emit(ServerStarted(self.scoring_uri, self.port, pid=described.get("pid"),
-                                     container_ids=tuple(described.get("container_ids", ()))))
-        elif kind == "starting":
-            self.revision = event["revision"]
-            requested = self._requests or [(time.perf_counter(), "start" if event["first"] else "manual", ())]
-            self._requests = []
-            reason = max(requested, key=lambda r: len(r[2]))[1] if requested else "manual"
-            files = tuple(dict.fromkeys(f for r in requested for f in r[2]))
-            self._started_at[event["revision"]] = (requested[0][0], reason, files)
-            if not event["first"] or self.serving_revision is not None:
-                self._emit(ReloadStarted(event["revision"], reason, files))
-        elif kind in ("ready", "failed"):
-            self._finish(event)
-        elif kind == "crashed":
-            self._say(f"The worker of revision {event['revision']} exited with code {event['exit_code']}; "
-                      "starting it again")
-            self._requests.append((time.perf_counter(), "crash", ()))
-            # Nothing serves until the new worker is ready (or fails, which makes it Failed).
-            self.serving_revision = None
-            self._set_state(UPDATING, f"the worker of revision {event['revision']} crashed; starting it again")
-        elif kind == "debugger":
-            if self.debug is not None and event["state"] != "failed":
-                # Keep the port chosen for --debug-port 0 across restarts, so VS Code's config holds.
-                self.debug = DebugSettings(event["port"], self.debug.wait, self.debug.host)
-            self.debugger = DebuggerChanged(event["state"], event.get("host", ""), event["port"],
-                                            event.get("detail", ""))
-            self._emit(self.debugger)
-            if event["state"] == "failed":
-                self._say(f"error: the debugger cannot listen on port {event['port']}: {event.get('detail', '')}")
-        elif kind == "bind_failed":
-            self._resolve(FAILED, f"port {event['port']} {event['reason']}")
-        elif kind == "exited":
-            if not event.get("expected") and not self.stopped:
-                self.serving_revision = None
-                self._resolve(FAILED, f"the scoring server exited with code {event['exit_code']}")
+    def server_event(self, event: protocol.ServerEvent) -> None:
+        self._server_handlers[type(event)](event)
 
-    def _finish(self, event: dict) -> None:
+    @property
+    def _server_handlers(self) -> dict[type, Callable]:
+        """One handler per kind of server event; tests check that it covers them all."""
+        return {
+            protocol.Listening: self._on_listening,
+            protocol.Starting: self._on_starting,
+            protocol.Ready: self._on_outcome,
+            protocol.Failed: self._on_outcome,
+            protocol.Crashed: self._on_crashed,
+            protocol.Debugger: self._on_debugger,
+            protocol.BindFailed: self._on_bind_failed,
+            protocol.Stopped: lambda event: None,  # Exited follows, with what devtui expected
+            protocol.Exited: self._on_exited,
+        }
+
+    def _on_listening(self, event: protocol.Listening) -> None:
+        self.port = event.port
+        self.scoring_uri = f"http://{_url_host(self.host)}:{self.port}{event.path}"
+        described = self.runtime.describe()
+        self._emit(ServerStarted(self.scoring_uri, self.port, pid=described.get("pid"),
+                                 container_ids=tuple(described.get("container_ids", ()))))
+
+    def _on_starting(self, event: protocol.Starting) -> None:
+        self.revision = event.revision
+        requested = self._requests or [ReloadRequest(ReloadReason.START if event.first else ReloadReason.MANUAL)]
+        self._requests = []
+        # Of the requests one worker answers, the one that named files says best why.
+        reason = max(requested, key=lambda r: len(r.files)).reason
+        files = tuple(dict.fromkeys(f for r in requested for f in r.files))
+        self._started_at[event.revision] = ReloadRequest(reason, files, requested[0].at)
+        if not event.first or self.serving_revision is not None:
+            self._emit(ReloadStarted(event.revision, reason, files))
+
+    def _on_crashed(self, event: protocol.Crashed) -> None:
+        self._say(f"The worker of revision {event.revision} exited with code {event.exit_code}; starting it again")
+        self._requests.append(ReloadRequest(ReloadReason.CRASH))
+        # Nothing serves until the new worker is ready (or fails, which makes it Failed).
+        self.serving_revision = None
+        self._set_state(UPDATING, f"the worker of revision {event.revision} crashed; starting it again")
+
+    def _on_debugger(self, event: protocol.Debugger) -> None:
+        failed = event.state == protocol.DebuggerState.FAILED
+        if self.debug is not None and not failed:
+            # Keep the port chosen for --debug-port 0 across restarts, so VS Code's config holds.
+            self.debug = DebugSettings(event.port, self.debug.wait, self.debug.host)
+        self.debugger = DebuggerChanged(str(event.state), event.host, event.port, event.detail)
+        self._emit(self.debugger)
+        if failed:
+            self._say(f"error: the debugger cannot listen on port {event.port}: {event.detail}")
+
+    def _on_bind_failed(self, event: protocol.BindFailed) -> None:
+        self._resolve(FAILED, f"port {event.port} {event.reason}")
+
+    def _on_exited(self, event: protocol.Exited) -> None:
+        if not event.expected and not self.stopped:
+            self.serving_revision = None
+            self._resolve(FAILED, f"the scoring server exited with code {event.exit_code}")
+
+    def _on_outcome(self, event: protocol.Ready | protocol.Failed) -> None:
         if self.stopped:
             return  # a worker cut short by stopping is not a failed revision
-        revision = event["revision"]
-        since, _, _ = self._started_at.pop(revision, (time.perf_counter(), "", ()))
-        ok = event["event"] == "ready"
+        revision = event.revision
+        since = self._started_at.pop(revision, ReloadRequest(ReloadReason.MANUAL)).at
+        ok = isinstance(event, protocol.Ready)
         if ok:
             self.serving_revision = revision
-        elif "serving_revision" in event:
-            self.serving_revision = event["serving_revision"]  # the supervisor knows best
-        first = event.get("first", False) if ok else self.serving_revision is None
+            first = event.first
+        else:
+            self.serving_revision = event.serving_revision  # the supervisor knows best
+            first = self.serving_revision is None
         finished = ReloadFinished(revision, ok, round((time.perf_counter() - since) * 1000, 1),
-                                  self.serving_revision, first, event.get("stage", ""),
-                                  event.get("traceback", ""))
+                                  self.serving_revision, first, "" if ok else str(event.stage),
+                                  "" if ok else event.traceback)
         self.last_reload = finished
         self._emit(finished)
         if ok:
             if self.state != SUCCEEDED:
                 self._resolve(SUCCEEDED, f"revision {revision} is serving at {self.scoring_uri}")
         elif self.serving_revision is None:
-            self._resolve(FAILED, f"revision {revision} failed in {event.get('stage', 'start')}(); "
-                                  "save a fix to try again")
+            self._resolve(FAILED, f"revision {revision} failed in {event.stage}(); save a fix to try again")
 
-    def _resolve(self, state: str, detail: str) -> None:
+    def _resolve(self, state: ProvisioningState, detail: str) -> None:
         if self.state != state:
             self._set_state(state, detail)
         if self._outcome is not None and not self._outcome.done():
@@ -213,11 +245,11 @@ class Engine:
 
     async def _boot(self, first_revision: int) -> str:
         self._outcome = asyncio.get_running_loop().create_future()
-        self._requests = [(time.perf_counter(), "start", ())]
+        self._requests = [ReloadRequest(ReloadReason.START)]
         try:
             await self.runtime.stage()
             await self.runtime.start(first_revision)
-        except runtimes.RuntimeError_ as ex:
+        except runtimes.RuntimeFailure as ex:
             self._say(f"error: {ex}")
             self._resolve(FAILED, str(ex))
         except Exception as ex:  # a bug, but the deployment must still say Failed, not hang
@@ -225,14 +257,14 @@ class Engine:
             self._resolve(FAILED, f"{type(ex).__name__}: {ex}")
         return await self._outcome
 
-    async def reload(self, reason: str = "manual", files: tuple[str, ...] = ()) -> None:
+    async def reload(self, reason: ReloadReason = ReloadReason.MANUAL, files: tuple[str, ...] = ()) -> None:
         """Swap workers (rung 1): the code changed, or the user asked."""
-        self._requests.append((time.perf_counter(), reason, files))
+        self._requests.append(ReloadRequest(ReloadReason(reason), files))
         await self.runtime.reload()
 
     async def restage(self, files: tuple[str, ...] = ()) -> None:
         """Stage the model again, then swap workers (rung 2)."""
-        self._requests.append((time.perf_counter(), "model", files))
+        self._requests.append(ReloadRequest(ReloadReason.MODEL, files))
         await self.runtime.stage()
         await self.runtime.reload()
 
@@ -256,7 +288,7 @@ class Engine:
                 self.deployment = deployment
                 self.serving_revision = None
                 self.runtime = self._new_runtime()
-            except runtimes.RuntimeError_ as ex:
+            except runtimes.RuntimeFailure as ex:
                 self._say(f"error: {ex}")
                 self._resolve(FAILED, str(ex))
                 return self.state
@@ -280,7 +312,7 @@ class Engine:
             self.serving_revision = None
             try:
                 self.runtime = self._new_runtime()
-            except runtimes.RuntimeError_ as ex:
+            except runtimes.RuntimeFailure as ex:
                 self._say(f"error: {ex}")
                 self.runtime_name = previous
                 self.runtime = self._new_runtime()
@@ -301,7 +333,7 @@ class Engine:
         await self._booted.wait()
         files = tuple(str(f) for f in batch.files)
         if batch.action == Action.SWAP:
-            await self.reload("code", files)
+            await self.reload(ReloadReason.CODE, files)
         elif batch.action == Action.RESTAGE:
             await self.restage(files)
         elif batch.action == Action.RESTART:
@@ -323,25 +355,6 @@ class Engine:
                     await self.apply(batch)
                 except Exception as ex:  # one bad change must not end the watching
                     self._say(f"error: applying {', '.join(p.name for p in batch.files)} failed: {ex}")
-
-    async def wait_for(self, predicate: Callable[[], bool], timeout: float) -> bool:
-        """Wait until ``predicate()`` holds (checked after every event) or the timeout passes."""
-        changed = asyncio.Event()
-        self.listeners.append(lambda _: changed.set())
-        deadline = time.monotonic() + timeout
-        try:
-            while not predicate():
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                changed.clear()
-                try:
-                    await asyncio.wait_for(changed.wait(), remaining)
-                except TimeoutError:
-                    return predicate()
-            return True
-        finally:
-            self.listeners.pop()
 
     async def stop(self) -> None:
         if self.stopped:

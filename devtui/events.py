@@ -8,9 +8,30 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from enum import StrEnum
 
-# provisioning_state values, as `az ml online-endpoint show` names them.
-CREATING, UPDATING, SUCCEEDED, FAILED, DELETING = "Creating", "Updating", "Succeeded", "Failed", "Deleting"
+
+class ProvisioningState(StrEnum):
+    """provisioning_state, as `az ml online-endpoint show` names it."""
+
+    CREATING = "Creating"
+    UPDATING = "Updating"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    DELETING = "Deleting"
+
+
+CREATING, UPDATING, SUCCEEDED, FAILED, DELETING = ProvisioningState
+
+
+class ReloadReason(StrEnum):
+    """Why a revision started."""
+
+    START = "start"  # the first revision of a (re)started server
+    MANUAL = "manual"  # the user asked (`r` in the app)
+    CODE = "code"  # the code folder changed (rung 1)
+    MODEL = "model"  # the model folder changed and was staged again (rung 2)
+    CRASH = "crash"  # the serving worker exited on its own
 
 STORAGE_INITIALIZER = "storage-initializer"
 INFERENCE_SERVER = "inference-server"
@@ -34,7 +55,7 @@ class Logs:
 
 @dataclass(frozen=True)
 class StateChanged:
-    state: str
+    state: ProvisioningState
     detail: str = ""
 
 
@@ -51,7 +72,7 @@ class ServerStarted:
 @dataclass(frozen=True)
 class ReloadStarted:
     revision: int
-    reason: str  # "code", "model", "restart", "manual", "crash"
+    reason: ReloadReason
     files: tuple[str, ...] = ()
 
 
@@ -62,7 +83,7 @@ class ReloadFinished:
     duration_ms: float  # from the change (or request) to ready or failed
     serving_revision: int | None
     first: bool = False
-    stage: str = ""  # on failure: "load", "init", "start"
+    stage: str = ""  # on failure, an inference_server.protocol.Stage: load, init, start or readiness
     traceback: str = ""
 
 
@@ -77,7 +98,8 @@ class Progress:
 
 @dataclass(frozen=True)
 class DebuggerChanged:
-    """The debugger: "listening" (on host:port), "attached", or "failed" (detail says why)."""
+    """The debugger (an inference_server.protocol.DebuggerState): listening on host:port,
+    attached, stopped (detail says where: "at score.py:12 in run()"), or failed (detail says why)."""
 
     state: str
     host: str

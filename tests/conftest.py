@@ -70,12 +70,12 @@ def pid_alive(pid: int) -> bool:
 def docker_client():
     """A Docker engine that answers. Without one the container tests are skipped, except in CI
     (CI set), where a missing engine is a failure: .ci/run starts one."""
-    from devtui.runtimes import RuntimeError_
-    from devtui.runtimes.container import connect
+    from devtui.runtimes import RuntimeFailure
+    from devtui.runtimes.docker_engine import connect
 
     try:
         return connect()
-    except RuntimeError_ as ex:
+    except RuntimeFailure as ex:
         if os.environ.get("CI"):
             pytest.fail(f"CI needs a Docker engine for the container tests: {ex}")
         pytest.skip(f"no Docker engine: {ex}")

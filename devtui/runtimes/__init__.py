@@ -1,32 +1,37 @@
 """Where the scoring server runs, behind one interface (:class:`~devtui.runtimes.base.Runtime`)."""
 
-from .base import Runtime, RuntimeError_, RuntimeSink
-
+from .base import STOP_GRACE_S, Runtime, RuntimeFailure, RuntimeSink
 
 NAMES = ("process", "container")
 
 
-def available() -> list[str]:
-    """The runtimes usable here now, the default first: containers need an engine that answers."""
-    from .container import connect
+def available(timeout: float = 5) -> list[str]:
+    """The runtimes usable here now, the default first: containers need an engine that answers.
+    Blocking (it asks the engine): call it from a thread in an event loop."""
+    from .docker_engine import connect
 
     try:
-        connect()
-    except RuntimeError_:
+        connect(timeout)
+    except RuntimeFailure:
         return ["process"]
     return list(NAMES)
 
 
-def create(name: str, *args, **kwargs) -> Runtime:
+def create(name: str, deployment, *args, **kwargs) -> Runtime:
+    """The runtime called ``name`` for ``deployment``; its constructor does no I/O."""
     if name == "process":
         from .process import ProcessRuntime
 
-        return ProcessRuntime(*args, **kwargs)
+        return ProcessRuntime(deployment, *args, **kwargs)
     if name == "container":
+        if deployment.environment.inference_config is not None:
+            from .own_container import OwnContainerRuntime
+
+            return OwnContainerRuntime(deployment, *args, **kwargs)
         from .container import ContainerRuntime
 
-        return ContainerRuntime(*args, **kwargs)
-    raise RuntimeError_(f"unknown runtime {name!r}: use one of {', '.join(NAMES)}")
+        return ContainerRuntime(deployment, *args, **kwargs)
+    raise RuntimeFailure(f"unknown runtime {name!r}: use one of {', '.join(NAMES)}")
 
 
-__all__ = ["NAMES", "Runtime", "RuntimeError_", "RuntimeSink", "available", "create"]
+__all__ = ["NAMES", "STOP_GRACE_S", "Runtime", "RuntimeFailure", "RuntimeSink", "available", "create"]

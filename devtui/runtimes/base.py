@@ -1,15 +1,21 @@
-"""The interface every runtime implements, and what it reports back to the engine."""
+"""The interface every runtime implements, what it reports back to the engine, and the one copy
+of the scoring server's contract that every runtime shares: its command line, its environment,
+how long it gets to stop, and how its output becomes lines."""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Protocol
 
+from ..lines import LineSplitter
 from ..spec import LocalDeployment
 
+# How long the scoring server gets to drain and exit before it is killed.
+STOP_GRACE_S = 10
 
-class RuntimeError_(Exception):
+
+class RuntimeFailure(Exception):
     """A runtime cannot do what was asked; the message is for the user."""
 
 
@@ -17,9 +23,9 @@ class RuntimeSink(Protocol):
     def log(self, source: str, lines: list[str]) -> None:
         """A batch of log lines from one source."""
 
-    def server_event(self, event: dict) -> None:
-        """The scoring server's own events (listening, starting, ready, failed, ...), and
-        ``{"event": "exited", "exit_code": n}`` when it ends."""
+    def server_event(self, event) -> None:
+        """The scoring server's own events (``inference_server.protocol``), and an ``Exited``
+        event when it ends."""
 
     def progress(self, step: str, done: float, total: float = 0.0) -> None:
         """A long step advanced."""
@@ -41,6 +47,46 @@ class Runtime(ABC):
     def code_path(self) -> str | None:
         """Where the code runs, as the debugger sees it (VS Code's pathMappings remoteRoot)."""
         return str(self.deployment.code_dir) if self.deployment.code_dir else None
+
+    # -- the scoring server's contract ----------------------------------------------------------
+
+    def server_environment(self, code_dir: PurePath | None, model_dir: PurePath) -> dict[str, str]:
+        """What the cloud sets for a scoring script, then the YAML's environment_variables."""
+        d = self.deployment
+        environment = {"AZUREML_MODEL_DIR": str(model_dir), "SERVICE_NAME": d.endpoint_name}
+        if code_dir is not None:
+            environment.update(AML_APP_ROOT=str(code_dir), AZUREML_ENTRY_SCRIPT=d.scoring_script or "")
+        environment.update(d.environment_variables)
+        return environment
+
+    def server_command(self, python: list[str], host: str, port: int, first_revision: int,
+                       events: list[str], debug_host: str | None = None,
+                       debug_port: int | None = None) -> list[str]:
+        """``python -m inference_server`` with the deployment's request_settings, how it reports
+        its events (``events``), and the debugger when one is asked for."""
+        settings = self.deployment.request_settings
+        if self.debug is not None:
+            # Frozen stdlib modules make debugpy miss breakpoints; it says so on every start.
+            python = [*python, "-X", "frozen_modules=off"]
+        command = [
+            *python, "-m", "inference_server", "--host", host, "--port", str(port),
+            "--request-timeout-ms", str(settings.request_timeout_ms),
+            "--max-concurrent-requests", str(settings.max_concurrent_requests_per_instance),
+            *events, "--first-revision", str(first_revision), "--stay-up-on-failure",
+        ]
+        if self.debug is not None:
+            command += ["--debug-host", debug_host or self.debug.host,
+                        "--debug-port", str(self.debug.port if debug_port is None else debug_port)]
+            if self.debug.wait:
+                command.append("--debug-wait")
+        return command
+
+    @staticmethod
+    def line_splitter() -> LineSplitter:
+        """How the server's output becomes log lines: capped in length, linear in time."""
+        return LineSplitter()
+
+    # -- the lifecycle ---------------------------------------------------------------------------
 
     @abstractmethod
     async def stage(self) -> None:

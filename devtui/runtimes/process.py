@@ -17,10 +17,10 @@ import sys
 import time
 from pathlib import Path
 
-from ..events import INFERENCE_SERVER, STORAGE_INITIALIZER
-from .base import Runtime
+from inference_server import protocol
 
-STOP_GRACE_S = 10
+from ..events import INFERENCE_SERVER, STORAGE_INITIALIZER
+from .base import STOP_GRACE_S, Runtime
 
 
 def _size(n: float) -> str:
@@ -112,41 +112,18 @@ class ProcessRuntime(Runtime):
     # -- inference-server --------------------------------------------------------------------------
 
     def _environment(self) -> dict[str, str]:
-        deployment = self.deployment
-        env = dict(os.environ)
-        env.update({
-            "PYTHONUNBUFFERED": "1",
-            "AML_APP_ROOT": str(deployment.code_dir),
-            "AZUREML_ENTRY_SCRIPT": deployment.scoring_script,
-            "AZUREML_MODEL_DIR": str(self.model_dir),
-            "SERVICE_NAME": deployment.endpoint_name,
-        })
-        env.update(deployment.environment_variables)
-        return env
+        return {**os.environ, "PYTHONUNBUFFERED": "1",
+                **self.server_environment(self.deployment.code_dir, self.model_dir)}
 
     async def start(self, first_revision: int) -> None:
-        deployment = self.deployment
-        settings = deployment.request_settings
         events_r, events_w = os.pipe()
-        python = [sys.executable]
-        if self.debug is not None:
-            # Frozen stdlib modules make debugpy miss breakpoints; it says so on every start.
-            python += ["-X", "frozen_modules=off"]
-        command = [
-            *python, "-m", "inference_server", "--host", self.host, "--port", str(self.port),
-            "--request-timeout-ms", str(settings.request_timeout_ms),
-            "--max-concurrent-requests", str(settings.max_concurrent_requests_per_instance),
-            "--events-fd", str(events_w), "--parent-pid", str(os.getpid()),
-            "--first-revision", str(first_revision), "--stay-up-on-failure",
-        ]
-        if self.debug is not None:
-            command += ["--debug-host", self.debug.host, "--debug-port", str(self.debug.port)]
-            if self.debug.wait:
-                command.append("--debug-wait")
+        command = self.server_command(
+            [sys.executable], self.host, self.port, first_revision,
+            events=["--events-fd", str(events_w), "--parent-pid", str(os.getpid())])
         self.stopping = False
         self.process = await asyncio.create_subprocess_exec(
             *command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            env=self._environment(), cwd=deployment.code_dir, pass_fds=(events_w,),
+            env=self._environment(), cwd=self.deployment.code_dir, pass_fds=(events_w,),
             # Its own process group: Ctrl-C reaches devtui, which stops the server in order.
             start_new_session=True)
         os.close(events_w)
@@ -154,31 +131,32 @@ class ProcessRuntime(Runtime):
                       asyncio.create_task(self._pump_events(events_r))]
 
     async def _pump_logs(self, stream: asyncio.StreamReader) -> None:
-        pending = b""
+        splitter = self.line_splitter()
         while chunk := await stream.read(65536):
-            pending += chunk
-            *lines, pending = pending.split(b"\n")
-            if lines:
-                self.sink.log(INFERENCE_SERVER, [line.decode("utf-8", "replace") for line in lines])
-        if pending:
-            self.sink.log(INFERENCE_SERVER, [pending.decode("utf-8", "replace")])
+            if lines := splitter.feed(chunk):
+                self.sink.log(INFERENCE_SERVER, lines)
+        if lines := splitter.flush():
+            self.sink.log(INFERENCE_SERVER, lines)
 
     async def _pump_events(self, fd: int) -> None:
-        import json
-
         loop = asyncio.get_running_loop()
         reader = asyncio.StreamReader()
         transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader),
                                                     os.fdopen(fd, "rb", buffering=0))
         try:
             while line := await reader.readline():
-                self.sink.server_event(json.loads(line))
+                try:
+                    event = protocol.decode(line)
+                except ValueError as ex:
+                    self.sink.log(INFERENCE_SERVER, [f"devtui: an unreadable server event: {ex}"])
+                    continue
+                self.sink.server_event(event)
         finally:
             transport.close()
         code = await self.process.wait()
         # Let the last log lines through before saying it ended.
         await asyncio.gather(*self.tasks[:1], return_exceptions=True)
-        self.sink.server_event({"event": "exited", "exit_code": code, "expected": self.stopping})
+        self.sink.server_event(protocol.Exited(exit_code=code, expected=self.stopping))
 
     async def reload(self) -> None:
         if self.process and self.process.returncode is None:

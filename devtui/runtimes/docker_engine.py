@@ -1,0 +1,144 @@
+"""The Docker engine as every container runtime reaches it: connecting (with a message that says
+how to get an engine), the labels that name what devtui created, and finding, reading and removing
+an endpoint's containers, volumes and networks by those labels from any shell."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import socket
+import threading
+
+from ..images import LABEL
+from .base import RuntimeFailure
+
+SERVER_PORT = 5001
+EVENT_PREFIX = "@@devtui-event "
+
+
+def connect(timeout: float = 120):
+    """A Docker client that answers, or a RuntimeFailure that says how to get one."""
+    import docker
+
+    try:
+        client = docker.from_env(timeout=timeout)
+        client.ping()
+    except Exception as ex:
+        raise RuntimeFailure(engine_missing_message(ex)) from None
+    return client
+
+
+def engine_missing_message(ex: Exception) -> str:
+    where = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    return (f"no Docker engine answers at {where} ({type(ex).__name__}). Start one (Docker Desktop, "
+            "`sudo systemctl start docker`, or scripts/docker-engine.sh on a bare Debian machine), point "
+            "DOCKER_HOST at a remote one, or use --runtime process.")
+
+
+def home_label() -> str:
+    """Which DEVTUI_HOME started a container: users (and tests) sharing an engine stay apart."""
+    from ..registry import home
+
+    return hashlib.sha256(str(home().resolve()).encode()).hexdigest()[:12]
+
+
+def labels(deployment, role: str) -> dict[str, str]:
+    """The labels of everything devtui creates for a deployment."""
+    return {LABEL: role, f"{LABEL}.endpoint": deployment.endpoint_name,
+            f"{LABEL}.deployment": deployment.deployment_name, f"{LABEL}.home": home_label()}
+
+
+def remove_endpoint(client, endpoint: str, volumes: bool = True, images: bool = False) -> list[str]:
+    """Remove every container (and volume, and image if asked) labelled for ``endpoint`` by
+    this DEVTUI_HOME; another home's endpoint of the same name is not touched."""
+    import docker.errors
+
+    removed = []
+    selector = {"label": [f"{LABEL}.endpoint={endpoint}", f"{LABEL}.home={home_label()}"]}
+    for container in client.containers.list(all=True, filters=selector):
+        container.remove(force=True)
+        removed.append(container.name)
+    for network in client.networks.list(filters=selector):
+        try:
+            network.remove()
+        except docker.errors.NotFound:
+            continue
+        removed.append(network.name)
+    if volumes:
+        for volume in client.volumes.list(filters=selector):
+            volume.remove(force=True)
+            removed.append(volume.name)
+    if images:
+        for image in client.images.list(filters={"label": f"{LABEL}.endpoint={endpoint}"}):
+            client.images.remove(image.id, force=True)
+            removed.append(image.short_id)
+    return removed
+
+
+def endpoints_from_labels(client) -> list[dict]:
+    """Endpoints of this DEVTUI_HOME known only by their labelled containers (the registry files
+    are gone, or the devtui that ran them was killed), in the shape of a registry record."""
+    found: dict[str, dict] = {}
+    for container in client.containers.list(all=True, filters={"label": f"{LABEL}.home={home_label()}"}):
+        labels = container.labels
+        endpoint = labels.get(f"{LABEL}.endpoint")
+        if not endpoint or labels.get(LABEL) not in ("inference-server", "storage-initializer"):
+            continue
+        record = found.setdefault(endpoint, {
+            "name": endpoint, "auth_mode": "key", "location": "local", "provisioning_state": "Failed",
+            "scoring_uri": None, "swagger_uri": None, "traffic": {labels.get(f"{LABEL}.deployment"): 100},
+            "tags": {}, "properties": {"devtui": "found by container labels; no devtui process watches it"},
+            "deployments": [{"name": labels.get(f"{LABEL}.deployment"), "runtime": "container",
+                             "provisioning_state": "Failed", "container_ids": []}]})
+        deployment = record["deployments"][0]
+        deployment["container_ids"].append(container.short_id)
+        if labels.get(LABEL) == "inference-server" and container.status == "running":
+            bindings = (container.attrs["NetworkSettings"]["Ports"] or {}).get(f"{SERVER_PORT}/tcp") or []
+            if bindings:
+                uri = f"http://127.0.0.1:{bindings[0]['HostPort']}/score"
+                record.update(scoring_uri=uri, swagger_uri=uri.rsplit("/", 1)[0] + "/swagger.json")
+            record["provisioning_state"] = deployment["provisioning_state"] = "Succeeded"
+    return list(found.values())
+
+
+def container_log(client, endpoint: str, role: str) -> list[str] | None:
+    """The log of the endpoint's container in ``role``, straight from the engine."""
+    containers = client.containers.list(all=True, filters={"label": [f"{LABEL}={role}",
+                                                                     f"{LABEL}.endpoint={endpoint}"]})
+    if not containers:
+        return None
+    lines = containers[0].logs().decode("utf-8", "replace").splitlines()
+    return [line for line in lines if not line.startswith(EVENT_PREFIX)]
+
+
+def published(container) -> dict[int, int]:
+    """Container port -> host port, for every published port."""
+    return {int(key.split("/")[0]): int(value[0]["HostPort"])
+            for key, value in (container.attrs["NetworkSettings"]["Ports"] or {}).items() if value}
+
+
+def in_daemon_thread(function, *args):
+    """Run blocking Docker work on a daemon thread. Unlike asyncio.to_thread, a Ctrl-C during an
+    image build need not wait for the build: devtui exits, and the engine cancels a build whose
+    client went away."""
+    loop = asyncio.get_running_loop()
+    future = loop.create_future()
+
+    def work():
+        try:
+            result = function(*args)
+        except BaseException as ex:
+            # Bound now: Python unbinds `ex` when the except block ends, before the loop runs this.
+            loop.call_soon_threadsafe(lambda error=ex: future.done() or future.set_exception(error))
+        else:
+            loop.call_soon_threadsafe(lambda: future.done() or future.set_result(result))
+
+    threading.Thread(target=work, daemon=True, name="docker").start()
+    return future
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

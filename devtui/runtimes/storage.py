@@ -1,0 +1,191 @@
+"""The storage-initializer: model and code copied into named volumes through the Docker API (no
+bind mounts, so a remote engine or the host's engine from a dev container works too), then a
+short-lived container that verifies every file against a manifest, removes files no longer in
+the source, logs what is there, and exits. Content already in a volume is not copied again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import tarfile
+from collections.abc import Callable
+from pathlib import Path, PurePosixPath
+
+from ..events import STORAGE_INITIALIZER
+from .base import RuntimeFailure
+
+MANIFEST = ".devtui-manifest.json"
+
+# Runs in the storage-initializer: checks every file against the manifest devtui copied with
+# it, removes files that are no longer in the source, and logs what is there.
+VERIFY = r"""
+import hashlib, json, os, sys
+failed = False
+for root in sys.argv[1:]:
+    manifest = json.load(open(os.path.join(root, ".devtui-manifest.json")))
+    expected = manifest["files"]
+    for folder, _, names in os.walk(root, topdown=False):
+        for name in names:
+            path = os.path.join(folder, name)
+            relative = os.path.relpath(path, root)
+            if relative != ".devtui-manifest.json" and relative not in expected:
+                os.remove(path)
+                print(f"removed {relative} (no longer in the source)")
+        if folder != root and not os.listdir(folder):
+            os.rmdir(folder)
+    total = 0
+    for relative, (size, digest) in sorted(expected.items()):
+        path = os.path.join(root, relative)
+        actual = hashlib.sha256(open(path, "rb").read()).hexdigest() if os.path.exists(path) else "missing"
+        total += size
+        mark = "ok" if actual == digest else f"MISMATCH (got {actual[:12]})"
+        failed |= actual != digest
+        print(f"{manifest['kind']}: {relative} ({size} bytes) sha256:{digest[:12]} {mark}")
+    print(f"{manifest['kind']}: {len(expected)} files, {total} bytes, digest sha256:{manifest['digest'][:16]} "
+          f"in {root}")
+print("storage-initializer: " + ("verification FAILED" if failed else "all files verified"))
+sys.exit(1 if failed else 0)
+"""
+
+
+def manifest(source: Path, kind: str, prefix: PurePosixPath) -> dict:
+    """Every file under ``source`` as it will be in the volume: path -> (size, sha256)."""
+    files = {}
+    paths = [source] if source.is_file() else sorted(p for p in source.rglob("*") if p.is_file()
+                                                    and "__pycache__" not in p.parts)
+    for path in paths:
+        relative = prefix / (path.name if source.is_file() else path.relative_to(source).as_posix())
+        files[str(relative)] = (path.stat().st_size, hashlib.sha256(path.read_bytes()).hexdigest())
+    digest = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
+    return {"kind": kind, "files": files, "digest": digest}
+
+
+def archive(source: Path, prefix: PurePosixPath, listing: dict) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        if source.is_file():
+            tar.add(source, arcname=next(iter(listing["files"])))
+        else:
+            for relative in listing["files"]:
+                tar.add(source / PurePosixPath(relative).relative_to(prefix), arcname=relative)
+        data = json.dumps(listing).encode()
+        info = tarfile.TarInfo(MANIFEST)
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def archive_empty(listing: dict) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        data = json.dumps(listing).encode()
+        info = tarfile.TarInfo(MANIFEST)
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+class Storage:
+    """An endpoint's model and code volumes, and the storage-initializer that fills them.
+
+    ``prefix`` names the volumes and the container; ``labels(role)`` labels them; ``log`` and
+    ``progress`` report under the storage-initializer's name."""
+
+    def __init__(self, client, deployment, prefix: str, labels: Callable[[str], dict], code_mount: PurePosixPath,
+                 models: PurePosixPath, log: Callable[[str, list[str]], None],
+                 progress: Callable[[str, float, float], None]):
+        self.client, self.deployment, self.prefix, self.labels = client, deployment, prefix, labels
+        self.code_mount, self.models = code_mount, models
+        self.log, self.progress = log, progress
+        self.container = None
+        self.code_files: set[str] | None = None  # what the last copy put in the code volume
+
+    def volume(self, role: str) -> str:
+        import docker.errors
+
+        name = f"{self.prefix}-{role}"
+        try:
+            self.client.volumes.get(name)
+        except docker.errors.NotFound:
+            self.client.volumes.create(name, labels=self.labels(f"{role}-volume"))
+        return name
+
+    def volumes(self, code_mode: str = "rw", model_mode: str = "ro") -> dict:
+        return {self.volume("model"): {"bind": str(self.models), "mode": model_mode},
+                self.volume("code"): {"bind": str(self.code_mount), "mode": code_mode}}
+
+    def initialize(self, image: str, remove: Callable[[str], None]) -> None:
+        """Copy what changed into the volumes, then run the verifier to the end."""
+        d = self.deployment
+        name = f"{self.prefix}-storage-initializer"
+        remove(name)
+        roots = [str(self.models)] + ([str(self.code_mount)] if d.code_dir else [])
+        # No network: it only reads what devtui copied in.
+        container = self.container = self.client.containers.create(
+            image, ["python", "-c", VERIFY, *roots], entrypoint=[], name=name,
+            labels=self.labels("storage-initializer"), volumes=self.volumes(code_mode="rw", model_mode="rw"),
+            network_mode="none")
+        for kind, source, target, prefix in self._copies():
+            self._copy(container, kind, source, target, prefix)
+        container.start()
+        result = container.wait()
+        self.log(STORAGE_INITIALIZER, container.logs().decode("utf-8", "replace").splitlines())
+        if result.get("StatusCode") != 0:
+            raise RuntimeFailure(f"the storage-initializer exited with code {result.get('StatusCode')}; "
+                                 "its log says why")
+
+    def _copies(self) -> list[tuple[str, Path | None, PurePosixPath, PurePosixPath]]:
+        d = self.deployment
+        if d.model:
+            # AZUREML_MODEL_DIR holds the model folder under its own name (or the single file).
+            prefix = PurePosixPath(d.model.name) / d.model.version
+            if d.model.path.is_dir():
+                prefix /= d.model.path.name
+            copies = [("model", d.model.path, self.models, prefix)]
+        else:
+            copies = [("model", None, self.models, PurePosixPath("."))]
+        if d.code_dir:
+            copies.append(("code", d.code_dir, self.code_mount, PurePosixPath(".")))
+        return copies
+
+    def _copy(self, container, kind: str, source: Path | None, target: PurePosixPath, prefix: PurePosixPath) -> None:
+        listing = manifest(source, kind, prefix) if source else {"kind": kind, "files": {}, "digest": "empty"}
+        if kind == "code":
+            self.code_files = set(listing["files"])
+        if self._present_digest(container, target) == listing["digest"]:
+            self.log(STORAGE_INITIALIZER, [f"{kind}: unchanged (digest sha256:{listing['digest'][:16]}), "
+                                           "not copied again"])
+            return
+        size = sum(s for s, _ in listing["files"].values())
+        self.log(STORAGE_INITIALIZER, [f"{kind}: copying {len(listing['files'])} files ({size} bytes) "
+                                       f"from {source} into volume {self.prefix}-{kind} at {target}"])
+        self.progress(f"Copying {kind}", 0, size or 1)
+        data = archive(source, prefix, listing) if source else archive_empty(listing)
+        container.put_archive(str(target), data)
+        self.progress(f"Copying {kind}", size or 1, size or 1)
+
+    @staticmethod
+    def _present_digest(container, target: PurePosixPath) -> str | None:
+        try:
+            stream, _ = container.get_archive(str(target / MANIFEST))
+            with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
+                member = tar.getmembers()[0]
+                return json.loads(tar.extractfile(member).read())["digest"]
+        except Exception:  # no manifest yet (a new volume), or an unreadable one: copy
+            return None
+
+    def sync_code(self, server) -> None:
+        """Copy the code folder into the running container, through the API; files deleted
+        since the last copy are deleted there too."""
+        code = self.deployment.code_dir
+        if not code:
+            return
+        listing = manifest(code, "code", PurePosixPath("."))
+        server.put_archive(str(self.code_mount), archive(code, PurePosixPath("."), listing))
+        previous = self.code_files if self.code_files is not None else set(listing["files"])
+        removed = sorted(previous - set(listing["files"]))
+        self.code_files = set(listing["files"])
+        if removed:
+            server.exec_run(["rm", "-f", *(str(self.code_mount / name) for name in removed)])
