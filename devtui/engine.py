@@ -64,8 +64,12 @@ def check_port(host: str, port: int, what: str = "port", flag: str = "--port") -
 class Engine:
     def __init__(self, deployment: spec.LocalDeployment, workdir: Path, *, runtime: str = "process",
                  host: str = "127.0.0.1", port: int | None = None, watch: bool = True,
-                 name: str | None = None, debug: DebugSettings | None = None):
+                 name: str | None = None, debug: DebugSettings | None = None,
+                 runtimes_from: Callable[..., runtimes.Runtime] = runtimes.create):
+        """``runtimes_from(name, deployment, workdir, sink, host=, port=, debug=)`` makes the
+        runtime (tests pass a fake one: the engine's boundary)."""
         self.deployment = deployment
+        self._runtimes_from = runtimes_from
         self.workdir = workdir
         self.runtime_name = runtime
         self.host = host
@@ -223,7 +227,7 @@ class Engine:
     # -- lifecycle -------------------------------------------------------------------------------
 
     def _new_runtime(self) -> runtimes.Runtime:
-        return runtimes.create(self.runtime_name, self.deployment, self.workdir, self, host=self.host,
+        return self._runtimes_from(self.runtime_name, self.deployment, self.workdir, self, host=self.host,
                                port=self.port, debug=self.debug)
 
     async def start(self) -> str:

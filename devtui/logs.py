@@ -30,10 +30,6 @@ class LogBuffer:
             self.by_source.setdefault(record.source, deque(maxlen=self.capacity)).append(record)
             self.all.append(record)
 
-    def tail(self, source: str | None = None, lines: int | None = None) -> list[LogRecord]:
-        records = list(self.all if source is None else self.by_source.get(source, ()))
-        return records if lines is None else records[-lines:]
-
     def clear(self) -> None:
         for records in self.by_source.values():
             records.clear()

@@ -10,7 +10,9 @@ import asyncio
 import json
 import signal
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from textual import on, work
@@ -27,22 +29,11 @@ from ..events import (SUCCEEDED, DebuggerChanged, Event, Logs, Progress, ReloadF
                       StateChanged)
 from .widgets import DeploymentPanel, InvokePanel, LogView, StatusBar, TracebackPanel
 
-# Command palette entries: (title, help, action). The same actions have keys in the footer.
-COMMANDS = [
-    ("Invoke endpoint", "Send the request in the Invoke editor", "invoke"),
-    ("Reload now", "Swap in a fresh worker with the current code", "reload"),
-    ("Restart deployment", "Load the YAML again and restart the scoring server", "restart"),
-    ("Focus logs", "Show the logs and put the focus on them", "focus_logs"),
-    ("Focus invoke", "Show the Invoke editor and put the focus on it", "focus_invoke"),
-    ("Toggle follow", "Follow new log lines, or stop following", "toggle_follow"),
-    ("Toggle timestamps", "Show or hide the time of each log line", "toggle_timestamps"),
-    ("Filter logs", "Narrow the log to lines matching text or /regex/", "filter_logs"),
-    ("Clear logs", "Empty the log view and its buffer", "clear_logs"),
-    ("Save logs", "Write the log lines in view to a file", "save_logs"),
-    ("Switch runtime", "Run the deployment on the next available runtime", "switch_runtime"),
-    ("Toggle debugger", "Start or stop the debugpy listener (VS Code attaches to it)", "toggle_debugger"),
-    ("Quit", "Stop the endpoint and leave", "quit"),
-]
+@dataclass(frozen=True)
+class Command(Binding):
+    """A key that is also a command palette entry: ``title`` there, ``tooltip`` its help."""
+
+    title: str = ""
 
 
 class EngineEvent(Message):
@@ -55,20 +46,30 @@ class DevtuiApp(App):
     CSS_PATH = "app.tcss"
     TITLE = "devtui"
     BINDINGS = [
-        Binding("ctrl+j", "invoke", "Invoke", priority=True),
-        Binding("r", "reload", "Reload"),
-        Binding("ctrl+r", "restart", "Restart", priority=True),
-        Binding("l", "focus_logs", "Logs"),
-        Binding("i", "focus_invoke", "Editor"),
-        Binding("f", "toggle_follow", "Follow"),
-        Binding("t", "toggle_timestamps", "Time"),
-        Binding("slash", "filter_logs", "Filter"),
-        Binding("c", "clear_logs", "Clear"),
-        Binding("s", "save_logs", "Save"),
-        Binding("x", "switch_runtime", "Runtime"),
-        Binding("d", "toggle_debugger", "Debug"),
-        Binding("q", "quit", "Quit"),
-        Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
+        Command("ctrl+j", "invoke", "Invoke", priority=True, id="invoke", title="Invoke endpoint",
+                tooltip="Send the request in the Invoke editor"),
+        Command("r", "reload", "Reload", id="reload", title="Reload now",
+                tooltip="Swap in a fresh worker with the current code"),
+        Command("ctrl+r", "restart", "Restart", priority=True, id="restart", title="Restart deployment",
+                tooltip="Load the YAML again and restart the scoring server"),
+        Command("l", "focus_logs", "Logs", id="focus-logs", title="Focus logs",
+                tooltip="Show the logs and put the focus on them"),
+        Command("i", "focus_invoke", "Editor", id="focus-invoke", title="Focus invoke",
+                tooltip="Show the Invoke editor and put the focus on it"),
+        Command("f", "toggle_follow", "Follow", id="follow", title="Toggle follow",
+                tooltip="Follow new log lines, or stop following"),
+        Command("t", "toggle_timestamps", "Time", id="timestamps", title="Toggle timestamps",
+                tooltip="Show or hide the time of each log line"),
+        Command("slash", "filter_logs", "Filter", id="filter", title="Filter logs",
+                tooltip="Narrow the log to lines matching text or /regex/"),
+        Command("c", "clear_logs", "Clear", id="clear", title="Clear logs", tooltip="Empty the log view and its buffer"),
+        Command("s", "save_logs", "Save", id="save", title="Save logs", tooltip="Write the log lines in view to a file"),
+        Command("x", "switch_runtime", "Runtime", id="runtime", title="Switch runtime",
+                tooltip="Run the deployment on the next available runtime"),
+        Command("d", "toggle_debugger", "Debug", id="debugger", title="Toggle debugger",
+                tooltip="Start or stop the debugpy listener (VS Code attaches to it)"),
+        Command("q", "quit", "Quit", id="quit", title="Quit", tooltip="Stop the endpoint and leave"),
+        Binding("ctrl+c", "quit", "Quit", show=False, priority=True, id="quit-ctrl-c"),
     ]
 
     def __init__(self, engine: Engine, request_text: str | None = None, log_capacity: int = 10_000,
@@ -135,37 +136,50 @@ class DevtuiApp(App):
 
     @on(EngineEvent)
     def _engine_event(self, message: EngineEvent) -> None:
-        event = message.event
-        status = self.status
-        if isinstance(event, Logs):
-            self.logs.add(event.records)
-        elif isinstance(event, StateChanged):
-            status.state = event.state
-            status.detail = event.detail
-            if event.state == SUCCEEDED:
-                status.revision = self.engine.serving_revision
-                if not self.request_text:
-                    self._prefill_from_swagger()
-        elif isinstance(event, ServerStarted):
-            status.scoring_uri = event.scoring_uri
-            self.invoke_panel.scoring_uri = event.scoring_uri
-        elif isinstance(event, DebuggerChanged):
-            status.debugger = (f"{event.state} {event.detail}" if event.state == "stopped"
-                               else f"{event.state} on 127.0.0.1:{event.port}")
-            if event.state == "listening" and not self._debug_announced:
-                self._debug_announced = True
-                self.notify(f"Debugger listening on 127.0.0.1:{event.port}: attach with "
-                            f"'devtui: attach to {self.engine.deployment.endpoint_name}' in .vscode/launch.json",
-                            title="Debugger", timeout=6)
-        elif isinstance(event, ReloadStarted):
-            status.detail = f"reloading revision {event.revision} ({event.reason})"
-        elif isinstance(event, ReloadFinished):
-            self._reload_finished(event)
-        elif isinstance(event, Progress):
-            bar = self.query_one("#progress", ProgressBar)
-            done = event.total and event.done >= event.total
-            bar.display = not done
-            bar.update(total=event.total or None, progress=event.done)
+        self.handlers[type(message.event)](message.event)
+
+    @property
+    def handlers(self) -> dict[type, Callable]:
+        """One handler per kind of engine event; a test checks that it covers them all."""
+        return {
+            Logs: lambda event: self.logs.add(event.records),
+            StateChanged: self._state_changed,
+            ServerStarted: self._server_started,
+            DebuggerChanged: self._debugger_changed,
+            ReloadStarted: self._reload_started,
+            ReloadFinished: self._reload_finished,
+            Progress: self._progress,
+        }
+
+    def _state_changed(self, event: StateChanged) -> None:
+        self.status.state = event.state
+        self.status.detail = event.detail
+        if event.state == SUCCEEDED:
+            self.status.revision = self.engine.serving_revision
+            if not self.request_text:
+                self._prefill_from_swagger()
+
+    def _server_started(self, event: ServerStarted) -> None:
+        self.status.scoring_uri = event.scoring_uri
+        self.invoke_panel.scoring_uri = event.scoring_uri
+
+    def _debugger_changed(self, event: DebuggerChanged) -> None:
+        self.status.debugger = (f"{event.state} {event.detail}" if event.state == "stopped"
+                                else f"{event.state} on 127.0.0.1:{event.port}")
+        if event.state == "listening" and not self._debug_announced:
+            self._debug_announced = True
+            self.notify(f"Debugger listening on 127.0.0.1:{event.port}: attach with "
+                        f"'devtui: attach to {self.engine.deployment.endpoint_name}' in .vscode/launch.json",
+                        title="Debugger", timeout=6)
+
+    def _reload_started(self, event: ReloadStarted) -> None:
+        self.status.detail = f"reloading revision {event.revision} ({event.reason})"
+
+    def _progress(self, event: Progress) -> None:
+        bar = self.query_one("#progress", ProgressBar)
+        done = event.total and event.done >= event.total
+        bar.display = not done
+        bar.update(total=event.total or None, progress=event.done)
 
     def _reload_finished(self, event: ReloadFinished) -> None:
         status = self.status
@@ -250,7 +264,7 @@ class DevtuiApp(App):
 
     @work(exclusive=True, group="engine-action")
     async def action_switch_runtime(self) -> None:
-        available = runtimes.available()
+        available = await asyncio.to_thread(runtimes.available)  # asks the Docker engine: not on the loop
         if len(available) < 2:
             self.notify(f"Only the {available[0]} runtime is available here.", severity="warning")
             return
@@ -286,6 +300,8 @@ class DevtuiApp(App):
         self.exit()
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
-        for title, help_text, action in COMMANDS:
-            yield SystemCommand(title, help_text, getattr(self, f"action_{action}"))
-        yield SystemCommand("Theme", "Change the current theme", self.action_change_theme)
+        """The palette: every key's command (from BINDINGS, the one list), then Textual's own."""
+        for binding in self.BINDINGS:
+            if isinstance(binding, Command):
+                yield SystemCommand(binding.title, binding.tooltip, partial(self.run_action, binding.action))
+        yield from super().get_system_commands(screen)

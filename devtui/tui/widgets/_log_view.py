@@ -16,7 +16,6 @@ from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
-from textual.message import Message
 from textual.reactive import reactive
 from textual.widgets import Button, Input, Select
 
@@ -41,11 +40,6 @@ def level_style(text: str) -> str:
 
 class LogView(Vertical):
     """Logs with a source selector, a filter box, follow and timestamps toggles."""
-
-    class Saved(Message):
-        def __init__(self, path: Path) -> None:
-            super().__init__()
-            self.path = path
 
     follow: reactive[bool] = reactive(True)
     timestamps: reactive[bool] = reactive(False)
@@ -202,5 +196,4 @@ class LogView(Vertical):
             for record in self.visible_records():
                 stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(record.time))
                 f.write(f"{stamp} {record.source:<19} {record.text}\n")
-        self.post_message(self.Saved(path))
         return path

@@ -1,0 +1,135 @@
+"""The engine's state machine with a fake runtime at its boundary: no scoring server is forked, so
+every path (first failure, failed reload, crash, unexpected exit, restart, stop) is fast and exact.
+The real runtimes are tested end to end in test_engine.py and test_container.py. Also: every
+event kind has exactly one handler, in the engine and in the app."""
+
+from __future__ import annotations
+
+import asyncio
+import typing
+
+import httpx
+import pytest
+
+from conftest import SAMPLES
+from devtui import spec
+from devtui.engine import Engine
+from devtui.events import (CREATING, DELETING, FAILED, SUCCEEDED, UPDATING, Event, ReloadFinished, ReloadReason,
+                           ReloadStarted, ServerStarted, StateChanged)
+from fake_runtime import ANSWER, FakeRuntime
+from inference_server import protocol
+
+
+@pytest.fixture
+def engine(tmp_path):
+    FakeRuntime.instances.clear()
+    engine = Engine(spec.load(SAMPLES / "sklearn-regression"), tmp_path / "work", watch=False,
+                    runtimes_from=FakeRuntime)
+    engine.events = []
+    engine.subscribe(engine.events.append)
+    return engine
+
+
+def run(coroutine):
+    return asyncio.run(asyncio.wait_for(coroutine, 30))
+
+
+def of(engine, kind) -> list:
+    return [e for e in engine.events if isinstance(e, kind)]
+
+
+def states(engine) -> list[str]:
+    return [e.state for e in of(engine, StateChanged)]
+
+
+def test_start_reaches_succeeded_and_serves(engine):
+    async def scenario():
+        assert await engine.start() == SUCCEEDED
+        async with httpx.AsyncClient() as client:
+            assert (await client.post(engine.scoring_uri, content="{}")).json() == ANSWER
+        await engine.stop()
+
+    run(scenario())
+    assert states(engine) == [CREATING, SUCCEEDED, DELETING]
+    assert FakeRuntime.instances[0].calls == ["stage", "start", "stop"]
+    started = of(engine, ServerStarted)
+    assert len(started) == 1 and started[0].scoring_uri == engine.scoring_uri
+    assert of(engine, ReloadStarted) == []  # the first revision is no reload
+    assert engine.serving_revision == 1
+
+
+def test_a_first_revision_that_fails_is_failed_until_a_good_reload(engine):
+    async def scenario():
+        engine.runtime.fail_next(protocol.Stage.INIT)
+        assert await engine.start() == FAILED
+        assert engine.serving_revision is None
+        await engine.reload(ReloadReason.CODE, ("score.py",))
+        assert engine.state == SUCCEEDED and engine.serving_revision == 2
+        await engine.stop()
+
+    run(scenario())
+    assert states(engine) == [CREATING, FAILED, SUCCEEDED, DELETING]
+    failed, ok = of(engine, ReloadFinished)
+    assert not failed.ok and failed.stage == "init" and "fake failure" in failed.traceback and failed.first
+    assert ok.ok and ok.revision == 2
+    assert of(engine, ReloadStarted)[0].reason == ReloadReason.CODE
+    assert of(engine, ReloadStarted)[0].files == ("score.py",)
+
+
+def test_a_failed_reload_keeps_the_serving_revision(engine):
+    async def scenario():
+        await engine.start()
+        engine.runtime.fail_next(protocol.Stage.LOAD)
+        await engine.reload()
+        assert engine.state == SUCCEEDED and engine.serving_revision == 1
+        await engine.stop()
+
+    run(scenario())
+    finished = of(engine, ReloadFinished)[-1]
+    assert not finished.ok and finished.revision == 2 and finished.serving_revision == 1 and finished.stage == "load"
+    assert FAILED not in states(engine)
+
+
+def test_a_crashed_worker_is_updating_then_succeeded(engine):
+    async def scenario():
+        await engine.start()
+        engine.runtime.crash()
+        await engine.stop()
+
+    run(scenario())
+    assert states(engine) == [CREATING, SUCCEEDED, UPDATING, SUCCEEDED, DELETING]
+    assert of(engine, ReloadStarted)[-1].reason == ReloadReason.CRASH
+
+
+def test_a_server_that_exits_unasked_is_failed(engine):
+    async def scenario():
+        await engine.start()
+        engine.runtime.die()
+        assert engine.state == FAILED and engine.serving_revision is None
+        await engine.stop()
+
+    run(scenario())
+    assert "exited with code -9" in of(engine, StateChanged)[-2].detail
+
+
+def test_restart_stops_the_runtime_and_boots_a_new_one_with_the_next_revision(engine):
+    async def scenario():
+        await engine.start()
+        assert await engine.restart("YAML change") == SUCCEEDED
+        await engine.stop()
+
+    run(scenario())
+    first, second = FakeRuntime.instances
+    assert first.calls == ["stage", "start", "stop"] and second.calls == ["stage", "start", "stop"]
+    assert engine.serving_revision == 2
+    assert states(engine) == [CREATING, SUCCEEDED, UPDATING, SUCCEEDED, DELETING]
+
+
+def test_every_server_event_kind_has_one_handler(engine):
+    assert set(engine._server_handlers) == set(typing.get_args(protocol.ServerEvent))
+
+
+def test_every_engine_event_kind_has_one_handler_in_the_app(engine):
+    from devtui.tui.app import DevtuiApp
+
+    assert set(DevtuiApp(engine).handlers) == set(typing.get_args(Event))
