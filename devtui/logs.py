@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 
 from .events import SOURCES, LogRecord
+from .registry import private_folder, private_opener
 
 
 class LogBuffer:
@@ -41,7 +42,7 @@ class LogFiles:
 
     def __init__(self, folder: Path):
         self.folder = folder
-        folder.mkdir(parents=True, exist_ok=True)
+        private_folder(folder)
         self.files = {}
 
     def path(self, source: str) -> Path:
@@ -52,7 +53,8 @@ class LogFiles:
         for record in records:
             file = self.files.get(record.source)
             if file is None:
-                file = self.files[record.source] = open(self.path(record.source), "a", encoding="utf-8")
+                file = self.files[record.source] = open(self.path(record.source), "a", encoding="utf-8",
+                                                                opener=private_opener)
             file.write(record.text + "\n")
             touched.add(file)
         for file in touched:

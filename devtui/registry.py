@@ -12,9 +12,18 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
+
+
+# Endpoint names as the cloud allows them (letters, digits, hyphens, from a letter): never a path.
+_NAME = re.compile(r"[A-Za-z][-A-Za-z0-9]{0,62}")
+
+
+class BadName(ValueError):
+    """An endpoint name that cannot be one (``../../x``): it would reach outside DEVTUI_HOME."""
 
 
 def home() -> Path:
@@ -22,7 +31,28 @@ def home() -> Path:
 
 
 def folder(name: str) -> Path:
+    if not _NAME.fullmatch(name):
+        raise BadName(f"{name!r} is not an endpoint name: use letters, digits and hyphens, starting with a letter")
     return home() / "endpoints" / name
+
+
+def private_folder(path: Path) -> Path:
+    """Make ``path`` (under DEVTUI_HOME) readable by this user only, as DEVTUI_HOME itself: the
+    logs and records may hold what a scoring script printed."""
+    root = home()
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(root, 0o700)
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for part in [path, *path.parents]:
+        if part == root or root not in part.parents:
+            break
+        os.chmod(part, 0o700)
+    return path
+
+
+def private_opener(path: str, flags: int) -> int:
+    """An ``opener`` for open(): a new file is created 600."""
+    return os.open(path, flags, 0o600)
 
 
 class AlreadyRunning(Exception):
@@ -48,7 +78,8 @@ class Claim:
         self.record.update(fields)
         path = self.folder / "endpoint.json"
         temporary = path.with_suffix(".tmp")
-        temporary.write_text(json.dumps(self.record, indent=2))
+        with open(temporary, "w", opener=private_opener) as f:
+            f.write(json.dumps(self.record, indent=2))
         os.replace(temporary, path)  # readers never see half a record
 
     def release(self, remove: bool = True) -> None:
@@ -58,8 +89,7 @@ class Claim:
 
 
 def claim(name: str) -> Claim:
-    path = folder(name)
-    path.mkdir(parents=True, exist_ok=True)
+    path = private_folder(folder(name))
     fd = os.open(path / "lock", os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -112,6 +142,8 @@ def running() -> list[dict]:
         return []
     records = []
     for entry in sorted(base.iterdir()):
+        if not _NAME.fullmatch(entry.name):
+            continue  # not ours
         record = read(entry.name)
         if record is not None:
             records.append(record)

@@ -66,11 +66,6 @@ class Limits:
         return (self.max_concurrent == 1 and self.max_in_flight is None
                 and (self.timeout_ms is None or self.timeout_status != 408))
 
-    @classmethod
-    def for_endpoint(cls, timeout_ms: int, max_concurrent: int) -> "Limits":
-        # The cloud queues up to 2 x max_concurrent per instance and refuses the rest with 429.
-        return cls(max_concurrent, 2 * max_concurrent, timeout_ms, 408)
-
 
 class _Timeout(Exception):
     pass

@@ -133,3 +133,20 @@ def test_every_engine_event_kind_has_one_handler_in_the_app(engine):
     from devtui.tui.app import DevtuiApp
 
     assert set(DevtuiApp(engine).handlers) == set(typing.get_args(Event))
+
+
+def test_describe_masks_credentials_in_values_as_well_as_names(tmp_path):
+    """What `show`, the app and the registry file print of environment variables."""
+    import shutil
+
+    folder = tmp_path / "d"
+    shutil.copytree(SAMPLES / "sklearn-regression", folder)
+    deployment = folder / "deployment.yml"
+    deployment.write_text(deployment.read_text().replace(
+        "  LOG_LEVEL: INFO", "  LOG_LEVEL: INFO\n  DATABASE_URL: postgres://user:pass@db/app\n"
+                            "  SOMETHING: AKIAIOSFODNN7EXAMPLE"))
+    engine = Engine(spec.load(folder), tmp_path / "work", watch=False, runtimes_from=FakeRuntime)
+    shown = engine.describe()["environment_variables"]
+    assert shown["DATABASE_URL"] == "postgres://user:********@db/app"
+    assert shown["SOMETHING"] == "********"
+    assert shown["LOG_LEVEL"] == "INFO"

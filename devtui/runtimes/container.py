@@ -15,17 +15,16 @@ deployment.
 from __future__ import annotations
 
 import asyncio
-import threading
-import time
 from pathlib import PurePosixPath
 
 from inference_server import protocol
 
 from ..events import DEVTUI, INFERENCE_SERVER
-from ..images import LABEL, ImageBuilder, ImageError
+from ..images import ImageBuilder, ImageError
 from . import docker_engine
 from .base import STOP_GRACE_S, Runtime, RuntimeFailure
-from .docker_engine import SERVER_PORT, home_label, in_daemon_thread, published, remove_endpoint
+from .docker_engine import SERVER_PORT, in_daemon_thread, published, remove_endpoint
+from .log_pump import LogPump
 from .storage import Storage
 
 APP = PurePosixPath("/var/azureml-app")
@@ -44,7 +43,7 @@ class ContainerRuntime(Runtime):
         self.server = None
         self.stopping = False
         self.loop: asyncio.AbstractEventLoop | None = None
-        self.pump: threading.Thread | None = None
+        self.pump: LogPump | None = None
         self.host_port: int | None = None
         self.restarting = False
         self.builder: ImageBuilder | None = None
@@ -75,23 +74,7 @@ class ContainerRuntime(Runtime):
         return self.server_environment(self.code_mount if self.deployment.code_dir else None, self.model_dir)
 
     def _network(self) -> str:
-        """A bridge network of the endpoint's own. On the engine's default bridge any other
-        container could reach the scoring port and the debugger (which runs code as root); a
-        network of its own, with inter-container traffic off, leaves only the host's published
-        127.0.0.1 ports."""
-        import docker.errors
-
-        name = f"{self.prefix}-net"
-        try:
-            network = self.client.networks.get(name)
-        except docker.errors.NotFound:
-            self.client.networks.create(name, driver="bridge", labels=self.labels("network"),
-                                        options={"com.docker.network.bridge.enable_icc": "false"})
-            return name
-        if network.attrs.get("Labels", {}).get(f"{LABEL}.home") not in (None, home_label()):
-            raise RuntimeFailure(f"a network named {name} belongs to an endpoint of the same name started with "
-                                 "another DEVTUI_HOME; run this one under another name with -n NAME")
-        return name
+        return docker_engine.endpoint_network(self.client, f"{self.prefix}-net", self.labels("network"))
 
     def _log(self, source: str, lines: list[str]) -> None:
         if self.loop is not None:
@@ -164,7 +147,7 @@ class ContainerRuntime(Runtime):
         self.server = self._run_server(first_revision)
         self.server.reload()
         self._started(first_revision)
-        self.pump = threading.Thread(target=self._pump, args=(self.server,), daemon=True)
+        self.pump = LogPump(self.server, self.line_splitter, self._lines, self._event, self)
         self.pump.start()
 
     def _run_server(self, first_revision: int):
@@ -193,27 +176,6 @@ class ContainerRuntime(Runtime):
         """The hook after the container runs: learn where it listens."""
         self.host_port = published(self.server).get(SERVER_PORT)
 
-    def _pump(self, container) -> None:
-        """Stream the server's log; take devtui's events out of it. A container restarted on
-        purpose (liveness, a bring-your-own reload) is followed again."""
-        since = None
-        while True:
-            splitter = self.line_splitter()
-            try:
-                for chunk in container.logs(stream=True, follow=True, since=since):
-                    self._lines(splitter.feed(chunk))
-                self._lines(splitter.flush())
-            except Exception:  # the engine closed the stream (a restart, a stop): see below
-                pass
-            since = int(time.time())
-            if self.stopping or not self._restarted(container):
-                break
-        try:
-            code = container.wait(timeout=30).get("StatusCode")
-        except Exception:
-            code = None
-        self._event(protocol.Exited(exit_code=code, expected=self.stopping))
-
     def _lines(self, lines: list[str]) -> None:
         texts = []
         for line in lines:
@@ -235,21 +197,6 @@ class ContainerRuntime(Runtime):
             event = protocol.Debugger(state=event.state, host="127.0.0.1", port=event.port, detail=event.detail)
         self._event(event)
 
-    def _restarted(self, container) -> bool:
-        """Whether the container is running again after a restart devtui asked for."""
-        deadline = time.monotonic() + STOP_GRACE_S + 20
-        while time.monotonic() < deadline and not self.stopping:
-            try:
-                container.reload()
-            except Exception:
-                return False
-            if container.status == "running" and not self.restarting:
-                return True
-            if container.status in ("exited", "dead") and not self.restarting:
-                return False
-            time.sleep(0.05)
-        return False
-
     # -- reload ------------------------------------------------------------------------------------
 
     async def reload(self) -> None:
@@ -265,17 +212,7 @@ class ContainerRuntime(Runtime):
     # -- stop ------------------------------------------------------------------------------------
 
     def _remove(self, name: str) -> None:
-        """Remove our container of that name; one of another DEVTUI_HOME is left alone."""
-        import docker.errors
-
-        try:
-            container = self.client.containers.get(name)
-        except docker.errors.NotFound:
-            return
-        if container.labels.get(f"{LABEL}.home") not in (None, home_label()):
-            raise RuntimeFailure(f"a container named {name} belongs to an endpoint of the same name started with "
-                                 "another DEVTUI_HOME; run this one under another name with -n NAME")
-        container.remove(force=True)
+        docker_engine.remove_container(self.client, name)
 
     async def stop(self) -> None:
         self.stopping = True

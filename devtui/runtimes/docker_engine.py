@@ -49,6 +49,46 @@ def labels(deployment, role: str) -> dict[str, str]:
             f"{LABEL}.deployment": deployment.deployment_name, f"{LABEL}.home": home_label()}
 
 
+def _not_ours(attrs_labels: dict | None) -> bool:
+    return (attrs_labels or {}).get(f"{LABEL}.home") not in (None, home_label())
+
+
+def _taken(kind: str, name: str) -> RuntimeFailure:
+    return RuntimeFailure(f"a {kind} named {name} belongs to an endpoint of the same name started with another "
+                          "DEVTUI_HOME; run this one under another name with -n NAME")
+
+
+def endpoint_network(client, name: str, labels: dict[str, str]) -> str:
+    """A bridge network of the endpoint's own, created if missing. On the engine's default bridge
+    any other container could reach the scoring port and the debugger (which runs code as root);
+    a network of its own, with inter-container traffic off, leaves only the host's published
+    127.0.0.1 ports."""
+    import docker.errors
+
+    try:
+        network = client.networks.get(name)
+    except docker.errors.NotFound:
+        client.networks.create(name, driver="bridge", labels=labels,
+                               options={"com.docker.network.bridge.enable_icc": "false"})
+        return name
+    if _not_ours(network.attrs.get("Labels")):
+        raise _taken("network", name)
+    return name
+
+
+def remove_container(client, name: str) -> None:
+    """Remove our container of that name; one of another DEVTUI_HOME is left alone."""
+    import docker.errors
+
+    try:
+        container = client.containers.get(name)
+    except docker.errors.NotFound:
+        return
+    if _not_ours(container.labels):
+        raise _taken("container", name)
+    container.remove(force=True)
+
+
 def remove_endpoint(client, endpoint: str, volumes: bool = True, images: bool = False) -> list[str]:
     """Remove every container (and volume, and image if asked) labelled for ``endpoint`` by
     this DEVTUI_HOME; another home's endpoint of the same name is not touched."""

@@ -35,35 +35,40 @@ def mirror(source: Path, target: Path) -> list[tuple[str, int, str]]:
     """Make ``target`` hold what ``source`` holds; unchanged files are left alone.
 
     Returns (relative path, size, how) for every file: how is linked, copied or unchanged."""
-    done = []
     if source.is_file():
         pairs = [(source, target)]
     else:
         pairs = [(p, target / p.relative_to(source)) for p in sorted(source.rglob("*")) if p.is_file()]
-        if target.is_dir():
-            wanted = {t for _, t in pairs}
-            for existing in sorted(target.rglob("*"), reverse=True):
-                if existing.is_file() and existing not in wanted:
-                    existing.unlink()
-                elif existing.is_dir() and not any(existing.iterdir()):
-                    existing.rmdir()
-    for src, dst in pairs:
-        stat = src.stat()
-        relative = src.name if source.is_file() else str(src.relative_to(source))
-        if dst.exists() and (dst.samefile(src) or (dst.stat().st_size == stat.st_size
-                                                  and dst.stat().st_mtime == stat.st_mtime)):
-            done.append((relative, stat.st_size, "unchanged"))
-            continue
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        dst.unlink(missing_ok=True)
-        try:
-            os.link(src, dst)
-            how = "linked"
-        except OSError:
-            shutil.copy2(src, dst)
-            how = "copied"
-        done.append((relative, stat.st_size, how))
-    return done
+        _remove_extra(target, {t for _, t in pairs})
+    return [(src.name if source.is_file() else str(src.relative_to(source)), src.stat().st_size, _place(src, dst))
+            for src, dst in pairs]
+
+
+def _remove_extra(target: Path, wanted: set[Path]) -> None:
+    """Files in ``target`` that the source no longer has, and folders left empty."""
+    if not target.is_dir():
+        return
+    for existing in sorted(target.rglob("*"), reverse=True):
+        if existing.is_file() and existing not in wanted:
+            existing.unlink()
+        elif existing.is_dir() and not any(existing.iterdir()):
+            existing.rmdir()
+
+
+def _place(src: Path, dst: Path) -> str:
+    """Put ``src`` at ``dst`` by a hard link where the file system allows, else a copy."""
+    stat = src.stat()
+    if dst.exists() and (dst.samefile(src) or (dst.stat().st_size == stat.st_size
+                                              and dst.stat().st_mtime == stat.st_mtime)):
+        return "unchanged"
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    dst.unlink(missing_ok=True)
+    try:
+        os.link(src, dst)
+        return "linked"
+    except OSError:
+        shutil.copy2(src, dst)
+        return "copied"
 
 
 class ProcessRuntime(Runtime):

@@ -7,7 +7,7 @@ from pathlib import Path
 from rich.table import Table
 from textual.widgets import Static
 
-from ...engine import mask
+from ...masking import mask
 from ...spec import LocalDeployment
 from ...watch import roots
 

@@ -1,0 +1,65 @@
+"""Secrets out of sight: what `show`, the app and the registry file print of environment variables.
+
+A value is masked when its variable's name looks secret (KEY, SECRET, TOKEN, PASSWORD, ...), and
+also when the value itself carries a credential under an innocuous name: the userinfo of a URL
+(``postgres://user:pass@host/db``), a signature or key in a URL's query (a SAS URL's ``sig=``),
+a connection string's ``AccountKey=``/``Password=``, or a string shaped like an access key.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
+
+MASK = "********"
+SECRET_WORDS = ("KEY", "SECRET", "TOKEN", "PASSWORD", "PASSWD", "PWD", "CONNECTION_STRING", "CREDENTIAL", "AUTH",
+                "SAS", "SIGNATURE", "PRIVATE")
+# Query parameters that carry a credential (lower case).
+SECRET_PARAMETERS = {"sig", "signature", "token", "access_token", "key", "api_key", "apikey", "code", "password",
+                     "secret", "client_secret", "x-amz-signature", "x-amz-credential", "x-amz-security-token"}
+# key=value pairs of connection strings (Azure storage, Service Bus, SQL Server, ...).
+_CONNECTION_PAIR = re.compile(r"(?i)\b(AccountKey|SharedAccessKey|SharedAccessSignature|Password|Pwd)=([^;]*)")
+# Strings shaped like access keys: AWS key ids, GitHub/Slack/OpenAI-style tokens, JWTs, long base64.
+_KEY_SHAPES = [
+    re.compile(r"^(AKIA|ASIA)[A-Z0-9]{16}$"),
+    re.compile(r"^(gh[pousr]_|github_pat_|xox[abpr]-|sk-|sk_live_|rk_live_)[A-Za-z0-9_\-]{16,}$"),
+    re.compile(r"^eyJ[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+$"),
+    re.compile(r"^[A-Za-z0-9+/]{40,}={0,2}$"),  # an Azure storage key is 88 base64 characters
+]
+
+
+def mask(name: str, value: str) -> str:
+    """``value`` as it may be shown for the variable ``name``."""
+    if any(word in name.upper() for word in SECRET_WORDS) or looks_like_a_key(value):
+        return MASK
+    return _mask_connection_string(_mask_url(value))
+
+
+def looks_like_a_key(value: str) -> bool:
+    value = value.strip()
+    return any(shape.match(value) for shape in _KEY_SHAPES)
+
+
+def _mask_url(value: str) -> str:
+    if "://" not in value:
+        return value
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return value
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, hostport = netloc.rpartition("@")
+        user = userinfo.split(":", 1)[0]
+        netloc = f"{user}:{MASK}@{hostport}" if ":" in userinfo else f"{MASK}@{hostport}"
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        if any(key.lower() in SECRET_PARAMETERS for key, _ in pairs):
+            query = "&".join(f"{key}={MASK}" if key.lower() in SECRET_PARAMETERS else f"{key}={val}"
+                             for key, val in pairs)
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def _mask_connection_string(value: str) -> str:
+    return _CONNECTION_PAIR.sub(lambda match: f"{match.group(1)}={MASK}", value)
