@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,6 +18,11 @@ from .events import CREATING, DELETING, FAILED, UPDATING, DebuggerChanged, Event
 from .masking import mask
 from .server_events import DebugSettings, ReloadRequest, ServerEvents
 from .watch import Action, Batch, batches
+
+# Waits before restarting a server that died unasked, one more step for each death in a row.
+RESTART_BACKOFF_S = (0.5, 1, 2, 5, 10, 30)
+# A server that served this long before dying starts the back-off again.
+BACKOFF_RESET_S = 60
 
 
 class PortInUse(Exception):
@@ -69,6 +75,9 @@ class Engine(ServerEvents):
         self._watcher: asyncio.Task | None = None
         self._watch_stop = asyncio.Event()
         self._lock = asyncio.Lock()
+        self.served = False
+        self._recovery: asyncio.Task | None = None
+        self._deaths: list[float] = []  # when the server died unasked, in a row
         self._booted = asyncio.Event()
         self.stopped = False
 
@@ -139,6 +148,7 @@ class Engine(ServerEvents):
                 await self.runtime.stop()
                 self.deployment = deployment
                 self.serving_revision = None
+                self.served = False
                 self.runtime = self._new_runtime()
             except runtimes.RuntimeFailure as ex:
                 self._say(f"error: {ex}")
@@ -152,6 +162,22 @@ class Engine(ServerEvents):
                 self._watch_stop.set()
             return state
 
+    def _server_died(self, exit_code: int | None) -> None:
+        # A server that never served (a taken port, a debugger that cannot listen) would only
+        # fail the same way again: it waits for a save or a restart instead.
+        if self.served and (self._recovery is None or self._recovery.done()):
+            self._recovery = asyncio.get_running_loop().create_task(self._recover(exit_code))
+
+    async def _recover(self, exit_code: int | None) -> None:
+        now = time.monotonic()
+        self._deaths = [t for t in self._deaths if now - t < BACKOFF_RESET_S] + [now]
+        delay = RESTART_BACKOFF_S[min(len(self._deaths), len(RESTART_BACKOFF_S)) - 1]
+        self._say(f"The scoring server exited with code {exit_code}; restarting it in {delay:g} s "
+                  f"(restart {len(self._deaths)} in a row)")
+        await asyncio.sleep(delay)  # the back-off itself
+        if not self.stopped:
+            await self.restart(f"a restart after the server exited with code {exit_code}", reload_yaml=False)
+
     async def switch_runtime(self, name: str) -> str:
         """Run the same deployment on another runtime: stop this one, start that one."""
         async with self._lock:
@@ -162,6 +188,7 @@ class Engine(ServerEvents):
             previous = self.runtime_name
             self.runtime_name = name
             self.serving_revision = None
+            self.served = False
             try:
                 self.runtime = self._new_runtime()
             except runtimes.RuntimeFailure as ex:
@@ -214,9 +241,10 @@ class Engine(ServerEvents):
         self.stopped = True
         self._set_state(DELETING, "stopping")
         self._watch_stop.set()
-        if self._watcher is not None:
-            self._watcher.cancel()
-            await asyncio.gather(self._watcher, return_exceptions=True)
+        for task in (self._watcher, self._recovery):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         # A restart or runtime switch under way finishes first (it sees `stopped` and boots
         # nothing new), so the runtime stopped below is the last one.
         async with self._lock:

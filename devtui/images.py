@@ -140,6 +140,7 @@ class ImageBuilder:
         self.progress = progress
         self.pip: subprocess.Popen | None = None
         self.cancelled = False
+        self.building = False  # an engine-side build runs: it ends when devtui's connection does
 
     def cancel(self) -> None:
         """Stop downloading; a build in progress ends with devtui (the engine cancels it)."""
@@ -306,6 +307,7 @@ class ImageBuilder:
     def _stream_build(self, start, what: str) -> None:
         """Run a build and stream its output into the log, with progress by step."""
         last: list[str] = []
+        self.building = True
         try:
             for chunk in start():
                 if "error" in chunk:
@@ -324,3 +326,5 @@ class ImageBuilder:
             raise
         except Exception as ex:
             raise ImageError(f"building {what} failed: {ex}") from None
+        finally:
+            self.building = False

@@ -53,6 +53,7 @@ class ServerEvents:
     host: str
     port: int
     stopped: bool
+    served: bool  # a revision of this runtime's server has been ready
     _outcome: asyncio.Future | None
     _requests: list[ReloadRequest]
     _started_at: dict[int, ReloadRequest]
@@ -156,6 +157,10 @@ class ServerEvents:
         if not event.expected and not self.stopped:
             self.serving_revision = None
             self._resolve(FAILED, f"the scoring server exited with code {event.exit_code}")
+            self._server_died(event.exit_code)
+
+    def _server_died(self, exit_code: int | None) -> None:
+        """The server ended unasked (killed, out of memory): the engine restarts it."""
 
     def _on_outcome(self, event: protocol.Ready | protocol.Failed) -> None:
         if self.stopped:
@@ -165,6 +170,7 @@ class ServerEvents:
         ok = isinstance(event, protocol.Ready)
         if ok:
             self.serving_revision = revision
+            self.served = True
             first = event.first
         else:
             self.serving_revision = event.serving_revision  # the supervisor knows best

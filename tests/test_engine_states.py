@@ -14,7 +14,7 @@ import pytest
 from conftest import SAMPLES
 from devtui import spec
 from devtui.engine import Engine
-from devtui.events import (CREATING, DELETING, FAILED, SUCCEEDED, UPDATING, Event, ReloadFinished, ReloadReason,
+from devtui.events import (CREATING, DELETING, FAILED, SUCCEEDED, UPDATING, Event, Logs, ReloadFinished, ReloadReason,
                            ReloadStarted, ServerStarted, StateChanged)
 from fake_runtime import ANSWER, FakeRuntime
 from inference_server import protocol
@@ -150,3 +150,33 @@ def test_describe_masks_credentials_in_values_as_well_as_names(tmp_path):
     assert shown["DATABASE_URL"] == "postgres://user:********@db/app"
     assert shown["SOMETHING"] == "********"
     assert shown["LOG_LEVEL"] == "INFO"
+
+
+def test_a_server_that_died_after_serving_is_restarted_and_each_restart_reported(engine):
+    async def scenario():
+        await engine.start()
+        engine.runtime.die()
+        assert engine.state == FAILED
+        deadline = asyncio.get_running_loop().time() + 10
+        while not (len(FakeRuntime.instances) == 2 and engine.state == SUCCEEDED):
+            assert asyncio.get_running_loop().time() < deadline, "no restart"
+            await asyncio.sleep(0.02)
+        assert engine.serving_revision == 2
+        await engine.stop()
+
+    run(scenario())
+    assert states(engine) == [CREATING, SUCCEEDED, FAILED, UPDATING, SUCCEEDED, DELETING]
+    said = [r.text for e in engine.events if isinstance(e, Logs) for r in e.records]
+    assert any("restarting it in" in line and "restart 1 in a row" in line for line in said), said
+
+
+def test_a_server_that_never_served_is_not_restarted(engine):
+    async def scenario():
+        engine.runtime.fail_next(protocol.Stage.INIT)
+        await engine.start()
+        engine.runtime.die()
+        assert engine._recovery is None
+        await engine.stop()
+
+    run(scenario())
+    assert len(FakeRuntime.instances) == 1

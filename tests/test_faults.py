@@ -174,3 +174,31 @@ def test_a_closed_stdout_ends_up_cleanly_and_leaves_nothing_running(deployment):
     wait_for(port_closed, timeout=10, message="the scoring port to close")
     listed = subprocess.run([*devtui_command(), "list", "-o", "json"], capture_output=True, text=True, cwd=ROOT)
     assert json.loads(listed.stdout) == []
+
+
+def test_a_killed_server_is_restarted_with_a_new_pid(deployment, tmp_path):
+    """Issue 13, item 9: after the supervisor is SIGKILLed the endpoint serves again, and what
+    `show` lists is the new process."""
+    import signal
+
+    engine = Engine(spec.load(deployment), tmp_path / "work", port=0)
+    seen: list = []
+    engine.subscribe(seen.append)
+
+    async def scenario():
+        try:
+            assert await engine.start() == SUCCEEDED
+            first = engine.describe()["pid"]
+            os.kill(first, signal.SIGKILL)
+            await until(lambda: engine.state != SUCCEEDED, 10, "the death to be seen")
+            await until(lambda: engine.state == SUCCEEDED and engine.describe()["pid"] != first, 30,
+                        "the server to be restarted")
+            assert await answers_all(engine.scoring_uri, 3) == [200] * 3
+            save(deployment / "code" / "score.py", SCORE.replace("VERSION = 1", "VERSION = 2"))
+            await until(lambda: engine.serving_revision == 3, 30, "a save after the restart to be applied")
+        finally:
+            await engine.stop()
+
+    run(scenario())
+    said = [r.text for e in seen if isinstance(e, Logs) for r in e.records]
+    assert any("exited with code -9; restarting it" in line for line in said), said

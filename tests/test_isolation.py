@@ -178,3 +178,57 @@ def test_other_containers_cannot_reach_the_scoring_or_debug_port(sample, endpoin
                                           labels={"devtui.test": RUN})
     results = json.loads(output.decode().strip().splitlines()[-1])
     assert "connected" not in results.values(), results
+
+
+# -- items 9 and 11: a killed container comes back; down during a recreate leaves nothing ----------
+
+
+def show(name: str) -> dict:
+    result = subprocess.run([*devtui_command(), "show", "-n", name], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_a_killed_container_is_restarted_and_a_save_then_applies(sample, endpoint, docker_client):
+    name = endpoint("kill")
+    folder = sample("sklearn-regression")
+    shown = up_detached(folder, name)
+    first = shown["deployments"][0]["container_ids"]
+    server = next(c for c in labelled(docker_client, name)[0] if c.labels.get("devtui") == "inference-server")
+    server.kill()
+
+    def serving_again():
+        record = show(name)
+        deployment = record["deployments"][0]
+        return (record["provisioning_state"] == "Succeeded" and deployment["container_ids"] != first
+                and deployment["revision"] == 2)
+
+    wait_for(serving_again, timeout=120, message="the killed container to be replaced")
+    score = folder / "onlinescoring" / "score.py"
+    score.write_text(score.read_text().replace("def run(raw_data):", "def run(raw_data):\n    return 'edited'"))
+    wait_for(lambda: httpx.post(show(name)["scoring_uri"], content="{}", timeout=10).text == '"edited"',
+             timeout=60, message="the save after the restart to be applied")
+    log = subprocess.run([*devtui_command(), "logs", "-n", name, "--container", "devtui"], capture_output=True,
+                         text=True, cwd=ROOT).stdout
+    assert "409" not in log and "Conflict" not in log, log
+
+
+def test_down_during_a_recreate_leaves_no_volume(sample, endpoint, docker_client):
+    """A YAML change recreates the containers (rung 3); `down` at that moment used to leave an
+    unlabelled volume behind (the engine makes one for a mount whose volume was just removed)."""
+    for attempt in range(3):
+        name = endpoint(f"recreate{attempt}")
+        folder = sample("sklearn-regression") if attempt == 0 else folder
+        up_detached(folder, name)
+        deployment = folder / "deployment.yml"
+        text = re.sub(r"\n  RECREATE: .*", "", deployment.read_text())
+        deployment.write_text(text.replace("  LOG_LEVEL: INFO", f"  LOG_LEVEL: INFO\n  RECREATE: '{attempt}'"))
+        wait_for(lambda: show(name)["provisioning_state"] == "Updating", timeout=30, interval=0.005,
+                 message="the recreate to begin")
+        down = subprocess.run([*devtui_command(), "down", "-n", name], capture_output=True, text=True, cwd=ROOT,
+                              timeout=120)
+        assert down.returncode == 0, down.stderr
+        prefix = f"devtui-{name}-"
+        left = [v.name for v in docker_client.volumes.list() if v.name.startswith(prefix)]
+        left += [c.name for c in docker_client.containers.list(all=True) if c.name.startswith(prefix)]
+        assert left == [], left

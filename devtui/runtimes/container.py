@@ -47,6 +47,7 @@ class ContainerRuntime(Runtime):
         self.host_port: int | None = None
         self.restarting = False
         self.builder: ImageBuilder | None = None
+        self.work: asyncio.Future | None = None  # the Docker work on a thread now
 
     # -- names -----------------------------------------------------------------------------------
 
@@ -93,7 +94,7 @@ class ContainerRuntime(Runtime):
     async def stage(self) -> None:
         self.loop = asyncio.get_running_loop()
         try:
-            await in_daemon_thread(self._stage)
+            await self._in_thread(self._stage)
         except ImageError as ex:
             raise RuntimeFailure(str(ex)) from None
         except RuntimeFailure:
@@ -133,7 +134,7 @@ class ContainerRuntime(Runtime):
     async def start(self, first_revision: int) -> None:
         self.loop = asyncio.get_running_loop()
         try:
-            await in_daemon_thread(self._start, first_revision)
+            await self._in_thread(self._start, first_revision)
         except RuntimeFailure:
             raise
         except Exception as ex:
@@ -214,8 +215,19 @@ class ContainerRuntime(Runtime):
     def _remove(self, name: str) -> None:
         docker_engine.remove_container(self.client, name)
 
+    def _in_thread(self, function, *args) -> asyncio.Future:
+        """Blocking Docker work on a thread; stop() waits for it, so a stop during a recreate
+        cannot race the volumes and containers it is creating (the engine would make an
+        unlabelled volume for a mount whose volume was just removed)."""
+        self.work = asyncio.shield(in_daemon_thread(function, *args))
+        return self.work
+
     async def stop(self) -> None:
         self.stopping = True
+        if self.builder is not None:
+            self.builder.cancel()  # a build ends at once; the steps after it see `stopping`
+        if self.work is not None and not (self.builder is not None and self.builder.building):
+            await asyncio.gather(self.work, return_exceptions=True)
         await asyncio.to_thread(self._stop)
         if self.pump is not None:
             await asyncio.to_thread(self.pump.join, 15)
