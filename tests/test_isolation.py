@@ -216,9 +216,9 @@ def test_a_killed_container_is_restarted_and_a_save_then_applies(sample, endpoin
 def test_down_during_a_recreate_leaves_no_volume(sample, endpoint, docker_client):
     """A YAML change recreates the containers (rung 3); `down` at that moment used to leave an
     unlabelled volume behind (the engine makes one for a mount whose volume was just removed)."""
+    folder = sample("sklearn-regression")
     for attempt in range(3):
         name = endpoint(f"recreate{attempt}")
-        folder = sample("sklearn-regression") if attempt == 0 else folder
         up_detached(folder, name)
         deployment = folder / "deployment.yml"
         text = re.sub(r"\n  RECREATE: .*", "", deployment.read_text())
