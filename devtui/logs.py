@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 
 from .events import SOURCES, LogRecord
+from .lines import LINE_LIMIT, LineSplitter
 from .registry import private_folder, private_opener
 
 
@@ -37,24 +38,37 @@ class LogBuffer:
         self.all.clear()
 
 
-class LogFiles:
-    """One append-only file per source, written as the records arrive."""
+# Each source's log file is rotated at this size, keeping one older file (``NAME.log.1``):
+# an endpoint's logs take at most 2 x ROTATE_BYTES x 3 sources on disk.
+ROTATE_BYTES = 10 * 1024 * 1024
 
-    def __init__(self, folder: Path):
+
+class LogFiles:
+    """One append-only file per source, written as the records arrive, rotated at ROTATE_BYTES."""
+
+    def __init__(self, folder: Path, rotate_bytes: int = ROTATE_BYTES):
         self.folder = folder
+        self.rotate_bytes = rotate_bytes
         private_folder(folder)
         self.files = {}
 
     def path(self, source: str) -> Path:
         return self.folder / f"{source}.log"
 
+    def _file(self, source: str):
+        file = self.files.get(source)
+        if file is not None and file.tell() >= self.rotate_bytes:
+            file.close()
+            os.replace(self.path(source), self.path(source).with_suffix(".log.1"))
+            file = None
+        if file is None:
+            file = self.files[source] = open(self.path(source), "a", encoding="utf-8", opener=private_opener)
+        return file
+
     def write(self, records: Iterable[LogRecord]) -> None:
         touched = set()
         for record in records:
-            file = self.files.get(record.source)
-            if file is None:
-                file = self.files[record.source] = open(self.path(record.source), "a", encoding="utf-8",
-                                                                opener=private_opener)
+            file = self._file(record.source)
             file.write(record.text + "\n")
             touched.add(file)
         for file in touched:
@@ -72,43 +86,45 @@ class LogFiles:
 
 
 def tail(path: Path, lines: int | None = None) -> list[str]:
-    """The last ``lines`` lines of a log file (all of them when None)."""
+    """The last ``lines`` lines of a log file (all of them when None). Reads from the end, and
+    never more than ``lines`` lines of the longest length a log line can have."""
     if not path.exists():
         return []
     if lines is None:
         return path.read_text(encoding="utf-8", errors="replace").splitlines()
-    # Read backwards in blocks so a large log costs only what is shown.
+    if not lines:
+        return []
+    budget = (lines + 1) * (LINE_LIMIT + 64)
     with open(path, "rb") as f:
         f.seek(0, os.SEEK_END)
         position = f.tell()
         data = b""
-        while position > 0 and data.count(b"\n") <= lines:
+        while position > 0 and data.count(b"\n") <= lines and len(data) < budget:
             step = min(65536, position)
             position -= step
             f.seek(position)
             data = f.read(step) + data
-    return data.decode("utf-8", errors="replace").splitlines()[-lines:] if lines else []
+    text = data[-budget:].decode("utf-8", errors="replace")
+    return [line[:LINE_LIMIT] for line in text.splitlines()[-lines:]]
 
 
 async def follow(path: Path, still_running, poll: float = 0.2) -> AsyncIterator[str]:
-    """New lines appended to ``path`` from its current end, until ``still_running()`` is false."""
+    """New lines appended to ``path`` from its current end, until ``still_running()`` is false.
+    A rotated or recreated file is followed from its start."""
     position = path.stat().st_size if path.exists() else 0
-    pending = b""
+    splitter = LineSplitter()
     while True:
-        if path.exists():
-            size = path.stat().st_size
-            if size < position:
-                position = 0  # the file was recreated
-            if size > position:
-                with open(path, "rb") as f:
-                    f.seek(position)
-                    chunk = f.read(size - position)
-                position = size
-                pending += chunk
-                *complete, pending = pending.split(b"\n")
-                for line in complete:
-                    yield line.decode("utf-8", errors="replace")
-                continue
+        size = path.stat().st_size if path.exists() else 0
+        if size < position:
+            position = 0  # rotated or recreated
+        if size > position:
+            with open(path, "rb") as f:
+                f.seek(position)
+                chunk = f.read(min(size - position, 1 << 20))
+            position += len(chunk)
+            for line in splitter.feed(chunk):
+                yield line
+            continue
         if not still_running():
             return
-        await asyncio.sleep(poll)
+        await asyncio.sleep(poll)  # a file has no change notification here that works everywhere
