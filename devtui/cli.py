@@ -25,6 +25,7 @@ from .engine import DebugSettings, Engine, PortInUse, check_port
 from .events import (DEVTUI, FAILED, INFERENCE_SERVER, SOURCES, STORAGE_INITIALIZER, SUCCEEDED, DebuggerChanged,
                      LogRecord, Logs, ReloadFinished, ReloadStarted, ServerStarted, StateChanged)
 from .logs import LogFiles, follow, tail
+from .record import EndpointRecord, swagger_uri
 from .runtimes import NAMES
 
 BAD_INPUT = 2
@@ -52,8 +53,8 @@ def _load(args) -> spec.LocalDeployment:
 def _preflight(args) -> spec.LocalDeployment:
     deployment = _load(args)
     if registry.is_alive(deployment.endpoint_name):
-        record = registry.read(deployment.endpoint_name) or {}
-        existing = (record.get("deployments") or [{}])[0].get("name", "a deployment")
+        record = registry.read(deployment.endpoint_name)
+        existing = (record.deployment.name if record else None) or "a deployment"
         raise CommandError(
             f"endpoint {deployment.endpoint_name!r} already has a deployment ({existing!r}) running; a local endpoint "
             f"has exactly one. Stop it with `devtui down -n {deployment.endpoint_name}`, or run this one under "
@@ -110,8 +111,7 @@ class Recorder:
             self._write([LogRecord(DEVTUI, f"provisioning_state: {event.state}{detail}")])
         if isinstance(event, (StateChanged, ServerStarted, ReloadFinished, DebuggerChanged)):
             uri = self.engine.scoring_uri
-            self.claim.update(provisioning_state=self.engine.state, scoring_uri=uri,
-                              swagger_uri=uri and uri.rsplit("/", 1)[0] + "/swagger.json",
+            self.claim.update(provisioning_state=self.engine.state, scoring_uri=uri, swagger_uri=swagger_uri(uri),
                               deployments=[self.engine.describe()])
 
 
@@ -252,9 +252,9 @@ def _detach(args, deployment: spec.LocalDeployment) -> int:
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
         record = registry.read(name) if registry.is_alive(name) else None
-        state = record and record.get("provisioning_state")
+        state = record and record.provisioning_state
         if state == SUCCEEDED:
-            print(json.dumps(_show_json(record), indent=2))
+            print(json.dumps(record.shown(), indent=2))
             return 0
         if state == FAILED:
             error(f"deployment {deployment.deployment_name} of endpoint {name} failed; it keeps running in the "
@@ -314,21 +314,21 @@ def _docker(timeout: float = 5):
         return None
 
 
-def _records() -> list[dict]:
+def _records() -> list[EndpointRecord]:
     """Running endpoints: the registry's, plus any found only by container labels."""
     records = registry.running()
     client = _docker()
     if client is not None:
         from .runtimes.container import endpoints_from_labels
 
-        known = {r["name"] for r in records}
-        records += [r for r in endpoints_from_labels(client) if r["name"] not in known]
+        known = {r.name for r in records}
+        records += [r for r in endpoints_from_labels(client) if r.name not in known]
     return records
 
 
-def _pick(name: str | None) -> dict:
+def _pick(name: str | None) -> EndpointRecord:
     if name:
-        record = registry.read(name) or next((r for r in _records() if r["name"] == name), None)
+        record = registry.read(name) or next((r for r in _records() if r.name == name), None)
         if record is None:
             raise CommandError(f"no local endpoint named {name!r} is running; `devtui list` shows those that are")
         return record
@@ -336,32 +336,26 @@ def _pick(name: str | None) -> dict:
     if not records:
         raise CommandError("no local endpoint is running; start one with `devtui up PATH`")
     if len(records) > 1:
-        names = ", ".join(r["name"] for r in records)
+        names = ", ".join(r.name for r in records)
         raise CommandError(f"{len(records)} endpoints are running ({names}); choose one with -n NAME")
     return records[0]
 
 
-def _show_json(record: dict) -> dict:
-    keys = ("name", "auth_mode", "location", "provisioning_state", "scoring_uri", "swagger_uri", "traffic",
-            "tags", "properties", "deployments")
-    return {key: record.get(key) for key in keys}
-
-
 def cmd_show(args) -> int:
-    print(json.dumps(_show_json(_pick(args.name)), indent=2))
+    print(json.dumps(_pick(args.name).shown(), indent=2))
     return 0
 
 
 def cmd_list(args) -> int:
     records = _records()
     if args.output == "json":
-        print(json.dumps([_show_json(r) for r in records], indent=2))
+        print(json.dumps([r.shown() for r in records], indent=2))
         return 0
     rows = [("NAME", "DEPLOYMENT", "STATE", "RUNTIME", "REVISION", "SCORING URI")]
     for r in records:
-        d = (r.get("deployments") or [{}])[0]
-        rows.append((r["name"], d.get("name", ""), r.get("provisioning_state", ""), d.get("runtime", ""),
-                     str(d.get("revision") or "-"), r.get("scoring_uri") or "-"))
+        d = r.deployment
+        rows.append((r.name, d.name or "", r.provisioning_state or "", d.runtime or "", str(d.revision or "-"),
+                     r.scoring_uri or "-"))
     if len(rows) == 1:
         print("No local endpoints are running. Start one with `devtui up PATH`.")
         return 0
@@ -378,24 +372,23 @@ def cmd_invoke(args) -> int:
     import httpx
 
     record = _pick(args.name)
-    deployment = (record.get("deployments") or [{}])[0]
-    if args.deployment_name and args.deployment_name != deployment.get("name"):
-        raise CommandError(f"endpoint {record['name']!r} has no deployment {args.deployment_name!r}; "
-                           f"its deployment is {deployment.get('name')!r}", BAD_INPUT)
-    if not record.get("scoring_uri"):
-        raise CommandError(f"endpoint {record['name']!r} is {record.get('provisioning_state')}: it has no scoring "
-                           "URI yet")
+    deployment = record.deployment
+    if args.deployment_name and args.deployment_name != deployment.name:
+        raise CommandError(f"endpoint {record.name!r} has no deployment {args.deployment_name!r}; "
+                           f"its deployment is {deployment.name!r}", BAD_INPUT)
+    if not record.scoring_uri:
+        raise CommandError(f"endpoint {record.name!r} is {record.provisioning_state}: it has no scoring URI yet")
     path = Path(args.request_file)
     try:
         body = path.read_bytes()
     except OSError as ex:
         raise CommandError(f"{path}: cannot read the request file: {ex.strerror}", BAD_INPUT) from None
-    timeout = (deployment.get("request_settings") or {}).get("request_timeout_ms", 5000) / 1000 + 10
+    timeout_ms = deployment.request_settings.request_timeout_ms if deployment.request_settings else 5000
     try:
-        answer = httpx.post(record["scoring_uri"], content=body, timeout=timeout,
+        answer = httpx.post(record.scoring_uri, content=body, timeout=timeout_ms / 1000 + 10,
                             headers={"content-type": "application/json"})
     except httpx.HTTPError as ex:
-        raise CommandError(f"could not reach {record['scoring_uri']}: {ex}") from None
+        raise CommandError(f"could not reach {record.scoring_uri}: {ex}") from None
     if answer.is_success:
         print(answer.text)
         return 0
@@ -405,7 +398,7 @@ def cmd_invoke(args) -> int:
 
 
 def cmd_logs(args) -> int:
-    name = args.name or _pick(None)["name"]
+    name = args.name or _pick(None).name
     path = registry.folder(name) / "logs" / f"{args.container}.log"
     if not path.exists() and not registry.is_alive(name):
         client = _docker()
@@ -451,7 +444,7 @@ def _down(name: str, timeout: float = 20, purge: bool = False) -> None:
             print(f"Deleted local endpoint {name} (removed {', '.join(removed)}).")
             return
         raise CommandError(f"no local endpoint named {name!r} is running")
-    pid = record.get("host_pid")
+    pid = record.host_pid
     if pid:
         try:
             os.kill(pid, signal.SIGTERM)
@@ -462,10 +455,10 @@ def _down(name: str, timeout: float = 20, purge: bool = False) -> None:
         time.sleep(0.05)
     if registry.is_alive(name):
         # The host did not stop in time: end it and its server the hard way.
-        for deployment in record.get("deployments") or []:
-            if deployment.get("pid"):
+        for deployment in record.deployments:
+            if deployment.pid:
                 try:
-                    os.killpg(deployment["pid"], signal.SIGKILL)
+                    os.killpg(deployment.pid, signal.SIGKILL)
                 except (ProcessLookupError, PermissionError):
                     pass
         if pid:
@@ -473,7 +466,7 @@ def _down(name: str, timeout: float = 20, purge: bool = False) -> None:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-    runtimes_used = {d.get("runtime") for d in record.get("deployments") or []}
+    runtimes_used = {d.runtime for d in record.deployments}
     if "container" in runtimes_used or purge:
         _containers_removed(name, purge)
     print(f"Deleted local endpoint {name}.")
@@ -482,9 +475,9 @@ def _down(name: str, timeout: float = 20, purge: bool = False) -> None:
 def cmd_down(args) -> int:
     if args.all:
         for record in _records():
-            _down(record["name"], purge=args.purge)
+            _down(record.name, purge=args.purge)
         return 0
-    _down(args.name or _pick(None)["name"], purge=args.purge)
+    _down(args.name or _pick(None).name, purge=args.purge)
     return 0
 
 

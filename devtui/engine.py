@@ -363,28 +363,30 @@ class Engine:
         self.runtime.kill()
 
     def describe(self) -> dict:
-        """The deployment as `devtui show` lists it."""
+        """The deployment as `devtui show` lists it (a ``record.DeploymentRecord``)."""
+        from .record import DebuggerRecord, DeploymentRecord, RequestSettingsRecord
+
         d = self.deployment
-        return {
-            "name": d.deployment_name,
-            "provisioning_state": self.state,
-            "runtime": self.runtime_name,
-            "revision": self.serving_revision,
-            "latest_revision": self.revision,
-            "instance_type": d.instance_type,
-            "instance_count": d.instance_count,
-            "model": str(d.model.path) if d.model else None,
-            "code": str(d.code_dir) if d.code_dir else None,
-            "scoring_script": d.scoring_script,
-            "environment_variables": {k: mask(k, v) for k, v in d.environment_variables.items()},
-            "request_settings": {
-                "request_timeout_ms": d.request_settings.request_timeout_ms,
-                "max_concurrent_requests_per_instance": d.request_settings.max_concurrent_requests_per_instance,
-            },
-            "debugger": ({"state": self.debugger.state, "host": self.debugger.host, "port": self.debugger.port,
-                          "detail": self.debugger.detail} if self.debugger else None),
+        return DeploymentRecord(
+            name=d.deployment_name,
+            provisioning_state=self.state,
+            runtime=self.runtime_name,
+            revision=self.serving_revision,
+            latest_revision=self.revision,
+            instance_type=d.instance_type,
+            instance_count=d.instance_count,
+            model=str(d.model.path) if d.model else None,
+            code=str(d.code_dir) if d.code_dir else None,
+            scoring_script=d.scoring_script,
+            environment_variables={k: mask(k, v) for k, v in d.environment_variables.items()},
+            request_settings=RequestSettingsRecord(
+                request_timeout_ms=d.request_settings.request_timeout_ms,
+                max_concurrent_requests_per_instance=d.request_settings.max_concurrent_requests_per_instance,
+            ),
+            debugger=(DebuggerRecord(state=self.debugger.state, host=self.debugger.host, port=self.debugger.port,
+                                     detail=self.debugger.detail) if self.debugger else None),
             **self.runtime.describe(),
-        }
+        )
 
 
 SECRET_WORDS = ("KEY", "SECRET", "TOKEN", "PASSWORD", "CONNECTION_STRING")
