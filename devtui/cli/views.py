@@ -1,5 +1,9 @@
 """What the hosted engine's events become outside it: lines on stdout (``Printer``), the registry
-record and the log files (``Recorder``), VS Code's attach configuration (``LaunchConfig``)."""
+record and the log files (``Recorder``), VS Code's attach configuration (``LaunchConfig``).
+
+``Printer`` and ``Recorder`` have one handler per event class, in a table keyed by the class;
+``tests/test_views.py`` checks that each table names every class of ``events.Event``.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +11,21 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, ClassVar
 
 from .. import registry
 from ..debug import LaunchJsonError, attach_configuration, merge_launch_json
 from ..engine import Engine
-from ..events import (DEVTUI, SOURCES, DebuggerChanged, LogRecord, Logs, ReloadFinished, ReloadStarted,
+from ..events import (DEVTUI, SOURCES, DebuggerChanged, LogRecord, Logs, Progress, ReloadFinished, ReloadStarted,
                       ServerStarted, StateChanged)
 from ..logs import LogFiles
 from ..record import swagger_uri
+
+Handlers = dict[type, Callable[[Any, Any], None]]
+
+
+def _detail(text: str) -> str:
+    return f" ({text})" if text else ""
 
 
 class Printer:
@@ -34,7 +45,10 @@ class Printer:
         if self.closed:
             return
         try:
-            self._print(event)
+            handler = self.handlers.get(type(event))
+            if handler is not None:
+                handler(self, event)
+            sys.stdout.flush()
         except BrokenPipeError:
             self.closed = True
             # Later writes (and the interpreter's final flush) go nowhere instead of failing.
@@ -42,27 +56,38 @@ class Printer:
             if self.on_closed is not None:
                 self.on_closed()
 
-    def _print(self, event) -> None:
-        if isinstance(event, Logs):
-            for record in event.records:
-                self.line(record.source, record.text)
-        elif isinstance(event, StateChanged):
-            self.line(DEVTUI, f"provisioning_state: {event.state}" + (f" ({event.detail})" if event.detail else ""))
-        elif isinstance(event, DebuggerChanged):
-            self.line(DEVTUI, f"debugger {event.state} on {event.host}:{event.port}"
-                              + (f" ({event.detail})" if event.detail else ""))
-        elif isinstance(event, ReloadStarted):
-            files = f": {', '.join(Path(f).name for f in event.files)}" if event.files else ""
-            self.line(DEVTUI, f"reloading revision {event.revision} ({event.reason}{files})")
-        elif isinstance(event, ReloadFinished) and not (event.first and event.ok):
-            if event.ok:
-                self.line(DEVTUI, f"revision {event.revision} is serving ({event.duration_ms:.0f} ms)")
-            else:
-                serving = (f"revision {event.serving_revision} keeps serving" if event.serving_revision
-                           else "nothing is serving")
-                self.line(DEVTUI, f"revision {event.revision} failed in {event.stage} ({event.duration_ms:.0f} ms); "
-                                  f"{serving}. The traceback is above; save a fix to try again.")
-        sys.stdout.flush()
+    def _logs(self, event: Logs) -> None:
+        for record in event.records:
+            self.line(record.source, record.text)
+
+    def _state(self, event: StateChanged) -> None:
+        self.line(DEVTUI, f"provisioning_state: {event.state}{_detail(event.detail)}")
+
+    def _debugger(self, event: DebuggerChanged) -> None:
+        self.line(DEVTUI, f"debugger {event.state} on {event.host}:{event.port}{_detail(event.detail)}")
+
+    def _reload_started(self, event: ReloadStarted) -> None:
+        files = f": {', '.join(Path(f).name for f in event.files)}" if event.files else ""
+        self.line(DEVTUI, f"reloading revision {event.revision} ({event.reason}{files})")
+
+    def _reload_finished(self, event: ReloadFinished) -> None:
+        if event.first and event.ok:
+            return  # the state change says it: Succeeded
+        if event.ok:
+            self.line(DEVTUI, f"revision {event.revision} is serving ({event.duration_ms:.0f} ms)")
+            return
+        serving = (f"revision {event.serving_revision} keeps serving" if event.serving_revision
+                   else "nothing is serving")
+        self.line(DEVTUI, f"revision {event.revision} failed in {event.stage} ({event.duration_ms:.0f} ms); "
+                          f"{serving}. The traceback is above; save a fix to try again.")
+
+    def _quiet(self, event) -> None:
+        """Shown by the lines around it (ServerStarted: the server's own log) or not at all."""
+
+    handlers: ClassVar[Handlers] = {
+        Logs: _logs, StateChanged: _state, DebuggerChanged: _debugger, ReloadStarted: _reload_started,
+        ReloadFinished: _reload_finished, ServerStarted: _quiet, Progress: _quiet,
+    }
 
 
 class Recorder:
@@ -78,6 +103,11 @@ class Recorder:
                      deployment_file=str(d.deployment_file), logs=str(self.files.folder),
                      deployments=[engine.describe()])
 
+    def __call__(self, event) -> None:
+        handler = self.handlers.get(type(event))
+        if handler is not None:
+            handler(self, event)
+
     def _write(self, records) -> None:
         if self.files is None:
             return
@@ -90,17 +120,27 @@ class Recorder:
             self.engine.log(DEVTUI, [f"error: writing the log files in {files.folder} failed ({ex.strerror}); "
                                      "they stop here, the endpoint keeps serving and the app still shows its logs"])
 
-    def __call__(self, event) -> None:
-        if isinstance(event, Logs):
-            self._write(event.records)
-        if isinstance(event, StateChanged):
-            # The devtui log says why the state changed, for `devtui logs --container devtui`.
-            detail = f" ({event.detail})" if event.detail else ""
-            self._write([LogRecord(DEVTUI, f"provisioning_state: {event.state}{detail}")])
-        if isinstance(event, (StateChanged, ServerStarted, ReloadFinished, DebuggerChanged)):
-            uri = self.engine.scoring_uri
-            self.claim.update(provisioning_state=self.engine.state, scoring_uri=uri, swagger_uri=swagger_uri(uri),
-                              deployments=[self.engine.describe()])
+    def _logs(self, event: Logs) -> None:
+        self._write(event.records)
+
+    def _state(self, event: StateChanged) -> None:
+        # The devtui log says why the state changed, for `devtui logs --container devtui`.
+        self._write([LogRecord(DEVTUI, f"provisioning_state: {event.state}{_detail(event.detail)}")])
+        self._update(event)
+
+    def _update(self, event) -> None:
+        """The record follows what `show` prints: state, scoring URI, the deployment."""
+        uri = self.engine.scoring_uri
+        self.claim.update(provisioning_state=self.engine.state, scoring_uri=uri, swagger_uri=swagger_uri(uri),
+                          deployments=[self.engine.describe()])
+
+    def _ignore(self, event) -> None:
+        """Nothing recorded changes (the next state change or reload records the outcome)."""
+
+    handlers: ClassVar[Handlers] = {
+        Logs: _logs, StateChanged: _state, ServerStarted: _update, ReloadFinished: _update, DebuggerChanged: _update,
+        ReloadStarted: _ignore, Progress: _ignore,
+    }
 
 
 class LaunchConfig:
