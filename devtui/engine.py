@@ -17,6 +17,7 @@ from pathlib import Path
 from . import runtimes, spec
 from .events import (CREATING, DELETING, DEVTUI, FAILED, SUCCEEDED, UPDATING, DebuggerChanged, Event, LogRecord,
                      Logs, Progress, ReloadFinished, ReloadStarted, ServerStarted, StateChanged)
+from .record import DebuggerRecord, DeploymentRecord, RequestSettingsRecord
 from .watch import Action, Batch, batches
 
 
@@ -362,10 +363,8 @@ class Engine:
         """Last resort when the event loop is gone: end the runtime's processes at once."""
         self.runtime.kill()
 
-    def describe(self) -> dict:
-        """The deployment as `devtui show` lists it (a ``record.DeploymentRecord``)."""
-        from .record import DebuggerRecord, DeploymentRecord, RequestSettingsRecord
-
+    def describe(self) -> DeploymentRecord:
+        """The deployment as `devtui show` lists it."""
         d = self.deployment
         return DeploymentRecord(
             name=d.deployment_name,

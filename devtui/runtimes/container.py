@@ -22,6 +22,7 @@ from pathlib import Path, PurePosixPath
 
 from ..events import DEVTUI, INFERENCE_SERVER, STORAGE_INITIALIZER
 from ..images import LABEL, ImageBuilder, ImageError
+from ..record import DeploymentRecord, EndpointRecord, swagger_uri
 from .base import Runtime, RuntimeError_
 
 APP = PurePosixPath("/var/azureml-app")
@@ -647,11 +648,9 @@ def home_label() -> str:
     return hashlib.sha256(str(home().resolve()).encode()).hexdigest()[:12]
 
 
-def endpoints_from_labels(client) -> list[dict]:
+def endpoints_from_labels(client) -> list[EndpointRecord]:
     """Endpoints of this DEVTUI_HOME known only by their labelled containers (the registry files
     are gone, or the devtui that ran them was killed), as registry records."""
-    from ..record import DeploymentRecord, EndpointRecord, swagger_uri
-
     found: dict[str, EndpointRecord] = {}
     for container in client.containers.list(all=True, filters={"label": f"{LABEL}.home={home_label()}"}):
         labels = container.labels
