@@ -16,6 +16,7 @@ from pathlib import Path
 from . import runtimes, spec
 from .events import CREATING, DELETING, FAILED, UPDATING, DebuggerChanged, Event, ReloadFinished, ReloadReason
 from .masking import mask
+from .record import DebuggerRecord, DeploymentRecord, RequestSettingsRecord
 from .server_events import DebugSettings, ReloadRequest, ServerEvents
 from .watch import Action, Batch, batches
 
@@ -255,26 +256,26 @@ class Engine(ServerEvents):
         """Last resort when the event loop is gone: end the runtime's processes at once."""
         self.runtime.kill()
 
-    def describe(self) -> dict:
+    def describe(self) -> DeploymentRecord:
         """The deployment as `devtui show` lists it."""
         d = self.deployment
-        return {
-            "name": d.deployment_name,
-            "provisioning_state": self.state,
-            "runtime": self.runtime_name,
-            "revision": self.serving_revision,
-            "latest_revision": self.revision,
-            "instance_type": d.instance_type,
-            "instance_count": d.instance_count,
-            "model": str(d.model.path) if d.model else None,
-            "code": str(d.code_dir) if d.code_dir else None,
-            "scoring_script": d.scoring_script,
-            "environment_variables": {k: mask(k, v) for k, v in d.environment_variables.items()},
-            "request_settings": {
-                "request_timeout_ms": d.request_settings.request_timeout_ms,
-                "max_concurrent_requests_per_instance": d.request_settings.max_concurrent_requests_per_instance,
-            },
-            "debugger": ({"state": self.debugger.state, "host": self.debugger.host, "port": self.debugger.port,
-                          "detail": self.debugger.detail} if self.debugger else None),
+        return DeploymentRecord(
+            name=d.deployment_name,
+            provisioning_state=self.state,
+            runtime=self.runtime_name,
+            revision=self.serving_revision,
+            latest_revision=self.revision,
+            instance_type=d.instance_type,
+            instance_count=d.instance_count,
+            model=str(d.model.path) if d.model else None,
+            code=str(d.code_dir) if d.code_dir else None,
+            scoring_script=d.scoring_script,
+            environment_variables={k: mask(k, v) for k, v in d.environment_variables.items()},
+            request_settings=RequestSettingsRecord(
+                request_timeout_ms=d.request_settings.request_timeout_ms,
+                max_concurrent_requests_per_instance=d.request_settings.max_concurrent_requests_per_instance,
+            ),
+            debugger=(DebuggerRecord(state=self.debugger.state, host=self.debugger.host, port=self.debugger.port,
+                                     detail=self.debugger.detail) if self.debugger else None),
             **self.runtime.describe(),
-        }
+        )

@@ -1,10 +1,11 @@
 """Running endpoints, recorded under ``DEVTUI_HOME`` so that ``show``, ``invoke``, ``logs`` and
 ``down`` find them from any shell.
 
-Each endpoint has a folder ``$DEVTUI_HOME/endpoints/<name>/`` with ``endpoint.json`` (what
-``show`` prints) and its log files. The process hosting the engine holds an exclusive lock on
-``lock`` for as long as it runs: a held lock means the endpoint is alive, so a record left
-by a killed process is recognised as stale and a second ``up`` of the same name is refused.
+Each endpoint has a folder ``$DEVTUI_HOME/endpoints/<name>/`` with ``endpoint.json`` (an
+``EndpointRecord``: what ``show`` prints) and its log files. The process hosting the engine holds
+an exclusive lock on ``lock`` for as long as it runs: a held lock means the endpoint is alive, so
+a record left by a killed process is recognised as stale and a second ``up`` of the same name is
+refused.
 """
 
 from __future__ import annotations
@@ -14,8 +15,12 @@ import json
 import os
 import re
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+
+from pydantic import ValidationError
+
+from .record import EndpointRecord
 
 
 # Endpoint names as the cloud allows them (letters, digits, hyphens, from a letter): never a path.
@@ -56,10 +61,10 @@ def private_opener(path: str, flags: int) -> int:
 
 
 class AlreadyRunning(Exception):
-    def __init__(self, name: str, record: dict | None):
+    def __init__(self, name: str, record: EndpointRecord | None):
         super().__init__(name)
         self.name = name
-        self.record = record or {}
+        self.record = record
 
 
 @dataclass
@@ -68,18 +73,20 @@ class Claim:
 
     name: str
     lock_fd: int
-    record: dict = field(default_factory=dict)
+    record: EndpointRecord
 
     @property
     def folder(self) -> Path:
         return folder(self.name)
 
     def update(self, **fields) -> None:
-        self.record.update(fields)
+        """Set fields of the record (each checked against ``EndpointRecord``) and write it."""
+        for key, value in fields.items():
+            setattr(self.record, key, value)
         path = self.folder / "endpoint.json"
         temporary = path.with_suffix(".tmp")
         with open(temporary, "w", opener=private_opener) as f:
-            f.write(json.dumps(self.record, indent=2))
+            f.write(json.dumps(self.record.dump(), indent=2))
         os.replace(temporary, path)  # readers never see half a record
 
     def release(self, remove: bool = True) -> None:
@@ -103,7 +110,7 @@ def claim(name: str) -> Claim:
             shutil.rmtree(target, ignore_errors=True)
         else:
             target.unlink(missing_ok=True)
-    return Claim(name, fd, {"host_pid": os.getpid()})
+    return Claim(name, fd, EndpointRecord(name=name, host_pid=os.getpid()))
 
 
 def is_alive(name: str) -> bool:
@@ -122,21 +129,21 @@ def is_alive(name: str) -> bool:
         os.close(fd)
 
 
-def _read_record(name: str) -> dict | None:
+def _read_record(name: str) -> EndpointRecord | None:
     try:
-        return json.loads((folder(name) / "endpoint.json").read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
+        return EndpointRecord.model_validate(json.loads((folder(name) / "endpoint.json").read_text()))
+    except (FileNotFoundError, json.JSONDecodeError, ValidationError):
         return None
 
 
-def read(name: str) -> dict | None:
+def read(name: str) -> EndpointRecord | None:
     """The record of a running endpoint, or None when it is not running."""
     if not is_alive(name):
         return None
     return _read_record(name)
 
 
-def running() -> list[dict]:
+def running() -> list[EndpointRecord]:
     base = home() / "endpoints"
     if not base.is_dir():
         return []

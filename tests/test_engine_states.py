@@ -146,7 +146,7 @@ def test_describe_masks_credentials_in_values_as_well_as_names(tmp_path):
         "  LOG_LEVEL: INFO", "  LOG_LEVEL: INFO\n  DATABASE_URL: postgres://user:pass@db/app\n"
                             "  SOMETHING: AKIAIOSFODNN7EXAMPLE"))
     engine = Engine(spec.load(folder), tmp_path / "work", watch=False, runtimes_from=FakeRuntime)
-    shown = engine.describe()["environment_variables"]
+    shown = engine.describe().environment_variables
     assert shown["DATABASE_URL"] == "postgres://user:********@db/app"
     assert shown["SOMETHING"] == "********"
     assert shown["LOG_LEVEL"] == "INFO"

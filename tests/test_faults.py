@@ -188,10 +188,10 @@ def test_a_killed_server_is_restarted_with_a_new_pid(deployment, tmp_path):
     async def scenario():
         try:
             assert await engine.start() == SUCCEEDED
-            first = engine.describe()["pid"]
+            first = engine.describe().pid
             os.kill(first, signal.SIGKILL)
             await until(lambda: engine.state != SUCCEEDED, 10, "the death to be seen")
-            await until(lambda: engine.state == SUCCEEDED and engine.describe()["pid"] != first, 30,
+            await until(lambda: engine.state == SUCCEEDED and engine.describe().pid != first, 30,
                         "the server to be restarted")
             assert await answers_all(engine.scoring_uri, 3) == [200] * 3
             save(deployment / "code" / "score.py", SCORE.replace("VERSION = 1", "VERSION = 2"))

@@ -11,6 +11,7 @@ import socket
 import threading
 
 from ..images import LABEL
+from ..record import DeploymentRecord, EndpointRecord, swagger_uri
 from .base import RuntimeFailure
 
 SERVER_PORT = 5001
@@ -116,29 +117,31 @@ def remove_endpoint(client, endpoint: str, volumes: bool = True, images: bool = 
     return removed
 
 
-def endpoints_from_labels(client) -> list[dict]:
+def endpoints_from_labels(client) -> list[EndpointRecord]:
     """Endpoints of this DEVTUI_HOME known only by their labelled containers (the registry files
-    are gone, or the devtui that ran them was killed), in the shape of a registry record."""
-    found: dict[str, dict] = {}
+    are gone, or the devtui that ran them was killed), as registry records."""
+    found: dict[str, EndpointRecord] = {}
     for container in client.containers.list(all=True, filters={"label": f"{LABEL}.home={home_label()}"}):
         labels = container.labels
         endpoint = labels.get(f"{LABEL}.endpoint")
         if not endpoint or labels.get(LABEL) not in ("inference-server", "storage-initializer"):
             continue
-        record = found.setdefault(endpoint, {
-            "name": endpoint, "auth_mode": "key", "location": "local", "provisioning_state": "Failed",
-            "scoring_uri": None, "swagger_uri": None, "traffic": {labels.get(f"{LABEL}.deployment"): 100},
-            "tags": {}, "properties": {"devtui": "found by container labels; no devtui process watches it"},
-            "deployments": [{"name": labels.get(f"{LABEL}.deployment"), "runtime": "container",
-                             "provisioning_state": "Failed", "container_ids": []}]})
-        deployment = record["deployments"][0]
-        deployment["container_ids"].append(container.short_id)
+        record = found.get(endpoint)
+        if record is None:
+            record = found[endpoint] = EndpointRecord(
+                name=endpoint, auth_mode="key", location="local", provisioning_state="Failed",
+                scoring_uri=None, swagger_uri=None, traffic={labels.get(f"{LABEL}.deployment"): 100},
+                tags={}, properties={"devtui": "found by container labels; no devtui process watches it"},
+                deployments=[DeploymentRecord(name=labels.get(f"{LABEL}.deployment"), runtime="container",
+                                              provisioning_state="Failed", container_ids=[])])
+        deployment = record.deployment
+        deployment.container_ids.append(container.short_id)
         if labels.get(LABEL) == "inference-server" and container.status == "running":
             bindings = (container.attrs["NetworkSettings"]["Ports"] or {}).get(f"{SERVER_PORT}/tcp") or []
             if bindings:
-                uri = f"http://127.0.0.1:{bindings[0]['HostPort']}/score"
-                record.update(scoring_uri=uri, swagger_uri=uri.rsplit("/", 1)[0] + "/swagger.json")
-            record["provisioning_state"] = deployment["provisioning_state"] = "Succeeded"
+                record.scoring_uri = f"http://127.0.0.1:{bindings[0]['HostPort']}/score"
+                record.swagger_uri = swagger_uri(record.scoring_uri)
+            record.provisioning_state = deployment.provisioning_state = "Succeeded"
     return list(found.values())
 
 

@@ -1,0 +1,231 @@
+"""The commands that act on a running endpoint, from any shell: ``show``, ``list``, ``invoke``,
+``logs``, ``down``; and ``validate``, which checks a deployment without running it. They find
+endpoints in the registry, and by container labels when a Docker engine answers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from .. import registry
+from ..logs import follow, tail
+from ..record import EndpointRecord
+from .errors import BAD_INPUT, CommandError
+from .up import load
+
+# -- finding endpoints ---------------------------------------------------------------------------
+
+
+def _docker(timeout: float = 5):
+    """A Docker client when an engine answers quickly, else None (the process runtime needs none)."""
+    from ..runtimes import RuntimeFailure
+    from ..runtimes.docker_engine import connect
+
+    try:
+        return connect(timeout)
+    except RuntimeFailure:
+        return None
+
+
+def _records() -> list[EndpointRecord]:
+    """Running endpoints: the registry's, plus any found only by container labels."""
+    records = registry.running()
+    client = _docker()
+    if client is not None:
+        from ..runtimes.docker_engine import endpoints_from_labels
+
+        known = {r.name for r in records}
+        records += [r for r in endpoints_from_labels(client) if r.name not in known]
+    return records
+
+
+def _pick(name: str | None) -> EndpointRecord:
+    if name:
+        record = registry.read(name) or next((r for r in _records() if r.name == name), None)
+        if record is None:
+            raise CommandError(f"no local endpoint named {name!r} is running; `devtui list` shows those that are")
+        return record
+    records = _records()
+    if not records:
+        raise CommandError("no local endpoint is running; start one with `devtui up PATH`")
+    if len(records) > 1:
+        names = ", ".join(r.name for r in records)
+        raise CommandError(f"{len(records)} endpoints are running ({names}); choose one with -n NAME")
+    return records[0]
+
+
+# -- show / list ---------------------------------------------------------------------------------
+
+
+def cmd_show(args) -> int:
+    print(json.dumps(_pick(args.name).shown(), indent=2))
+    return 0
+
+
+def _row(r: EndpointRecord) -> tuple[str, ...]:
+    d = r.deployment
+    return (r.name, d.name or "", r.provisioning_state or "", d.runtime or "", str(d.revision or "-"),
+            r.scoring_uri or "-")
+
+
+def cmd_list(args) -> int:
+    records = _records()
+    if args.output == "json":
+        print(json.dumps([r.shown() for r in records], indent=2))
+        return 0
+    if not records:
+        print("No local endpoints are running. Start one with `devtui up PATH`.")
+        return 0
+    rows = [("NAME", "DEPLOYMENT", "STATE", "RUNTIME", "REVISION", "SCORING URI"), *map(_row, records)]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+    return 0
+
+
+# -- invoke / logs -------------------------------------------------------------------------------
+
+
+def cmd_invoke(args) -> int:
+    import httpx
+
+    record = _pick(args.name)
+    deployment = record.deployment
+    if args.deployment_name and args.deployment_name != deployment.name:
+        raise CommandError(f"endpoint {record.name!r} has no deployment {args.deployment_name!r}; "
+                           f"its deployment is {deployment.name!r}", BAD_INPUT)
+    if not record.scoring_uri:
+        raise CommandError(f"endpoint {record.name!r} is {record.provisioning_state}: it has no scoring URI yet")
+    path = Path(args.request_file)
+    try:
+        body = path.read_bytes()
+    except OSError as ex:
+        raise CommandError(f"{path}: cannot read the request file: {ex.strerror}", BAD_INPUT) from None
+    timeout_ms = deployment.request_settings.request_timeout_ms if deployment.request_settings else 5000
+    try:
+        answer = httpx.post(record.scoring_uri, content=body, timeout=timeout_ms / 1000 + 10,
+                            headers={"content-type": "application/json"})
+    except httpx.HTTPError as ex:
+        raise CommandError(f"could not reach {record.scoring_uri}: {ex}") from None
+    if answer.is_success:
+        print(answer.text)
+        return 0
+    print(f"{answer.status_code} {answer.reason_phrase}", file=sys.stderr)
+    print(answer.text)
+    return 1
+
+
+def cmd_logs(args) -> int:
+    name = args.name or _pick(None).name
+    path = registry.folder(name) / "logs" / f"{args.container}.log"
+    if not path.exists() and not registry.is_alive(name):
+        return _container_logs(name, args)
+    for line in tail(path, args.lines):
+        print(line)
+    if args.follow:
+        sys.stdout.flush()
+
+        async def stream():
+            async for line in follow(path, lambda: registry.is_alive(name)):
+                print(line, flush=True)
+
+        try:
+            asyncio.run(stream())
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+def _container_logs(name: str, args) -> int:
+    """The log of an endpoint that left no files here, from its labelled container."""
+    client = _docker()
+    if client is not None:
+        from ..runtimes.docker_engine import container_log
+
+        lines = container_log(client, name, args.container)
+        if lines is not None:
+            for line in lines if args.lines is None else lines[-args.lines:] if args.lines else []:
+                print(line)
+            return 0
+    raise CommandError(f"no logs for endpoint {name!r}: it is not running and has not run here")
+
+
+# -- down ----------------------------------------------------------------------------------------
+
+
+def _containers_removed(name: str, purge: bool) -> list[str]:
+    """Containers and volumes labelled for the endpoint, removed even when no registry record
+    remains (a killed host); none when no Docker engine answers."""
+    from ..runtimes.docker_engine import remove_endpoint
+
+    client = _docker()
+    return remove_endpoint(client, name, volumes=True, images=purge) if client is not None else []
+
+
+def _signal(pid: int | None, sig: int, group: bool = False) -> None:
+    """Signal the process ``pid`` (or its group) if it is still there."""
+    if not pid:
+        return
+    try:
+        (os.killpg if group else os.kill)(pid, sig)
+    except ProcessLookupError:
+        pass
+    except PermissionError:
+        if not group:  # a server's group id may since belong to someone else's processes
+            raise
+
+
+def _down(name: str, timeout: float = 20, purge: bool = False) -> None:
+    record = registry.read(name)
+    if record is None:
+        removed = _containers_removed(name, purge)
+        if removed:
+            print(f"Deleted local endpoint {name} (removed {', '.join(removed)}).")
+            return
+        raise CommandError(f"no local endpoint named {name!r} is running")
+    _signal(record.host_pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while registry.is_alive(name) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if registry.is_alive(name):
+        # The host did not stop in time: end it and its server the hard way.
+        for deployment in record.deployments:
+            _signal(deployment.pid, signal.SIGKILL, group=True)
+        _signal(record.host_pid, signal.SIGKILL)
+    if "container" in {d.runtime for d in record.deployments} or purge:
+        _containers_removed(name, purge)
+    print(f"Deleted local endpoint {name}.")
+
+
+def cmd_down(args) -> int:
+    if args.all:
+        for record in _records():
+            _down(record.name, purge=args.purge)
+        return 0
+    _down(args.name or _pick(None).name, purge=args.purge)
+    return 0
+
+
+# -- validate ------------------------------------------------------------------------------------
+
+
+def cmd_validate(args) -> int:
+    d = load(args)
+    print(f"{d.deployment_file}: deployment {d.deployment_name!r} of endpoint {d.endpoint_name!r} is valid")
+    if d.model:
+        print(f"  model:           {d.model.path} (as {d.model.name}:{d.model.version})")
+    if d.code_dir:
+        print(f"  code:            {d.code_dir}, scoring script {d.scoring_script}")
+    env = d.environment
+    print(f"  environment:     {env.image or ''}{' + ' + str(env.conda_file) if env.conda_file else ''}"
+          f"{' build ' + str(env.build_path) if env.build_path else ''}")
+    settings = d.request_settings
+    print(f"  request timeout: {settings.request_timeout_ms} ms, "
+          f"max concurrent: {settings.max_concurrent_requests_per_instance}")
+    print(f"  instances:       {d.instance_count} x {d.instance_type or '-'} (shown, not used locally)")
+    return 0

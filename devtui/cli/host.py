@@ -1,0 +1,64 @@
+"""One engine hosted in this process, the same way for ``up``, for ``up --detach``'s background
+child (``up --serve``) and for the terminal app: claim the endpoint's name, build the engine, keep
+the registry record, the log files and VS Code's launch.json in step with it, and release the
+name however it ends. What runs meanwhile is the caller's: ``serve`` for ``up`` (until a signal,
+``devtui down`` or stdout's reader going away), the Textual app for ``devtui [PATH]``."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Callable
+from pathlib import Path
+
+from .. import registry, spec
+from ..engine import DebugSettings, Engine
+from .errors import already_running
+from .views import LaunchConfig, Printer, Recorder
+
+
+def debug_settings(args) -> DebugSettings | None:
+    """What --debug, --debug-port and --debug-wait ask for; None when none of them is given."""
+    if not (args.debug or args.debug_port is not None or args.debug_wait):
+        return None
+    return DebugSettings(5678 if args.debug_port is None else args.debug_port, args.debug_wait)
+
+
+def host(args, deployment: spec.LocalDeployment, run: Callable[[Engine], None],
+         view: Callable[[object], None] | None = None) -> int:
+    """Run ``deployment`` in this process: ``run(engine)`` returns when the host should end.
+    ``view`` (the Printer of ``up``) sees each event before the record and the log files do."""
+    try:
+        claim = registry.claim(deployment.endpoint_name)
+    except registry.AlreadyRunning as ex:
+        raise already_running(ex.name, ex.record) from None
+    try:
+        engine = Engine(deployment, claim.folder / "staging", runtime=args.runtime, port=args.port, name=args.name,
+                        debug=debug_settings(args))
+        if view is not None:
+            engine.subscribe(view)
+        engine.subscribe(Recorder(engine, claim))
+        engine.subscribe(LaunchConfig(engine, Path.cwd()))
+        run(engine)
+    finally:
+        claim.release()
+    return 0
+
+
+async def serve(engine: Engine, printer: Printer | None) -> None:
+    """Start the engine and keep it until Ctrl-C, SIGTERM, SIGHUP (`devtui down` sends SIGTERM)
+    or, with a printer, until stdout's reader goes away; then stop it."""
+    stop = asyncio.Event()
+    if printer:
+        printer.on_closed = stop.set
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        loop.add_signal_handler(sig, stop.set)
+    starting = asyncio.create_task(engine.start())
+    try:
+        await stop.wait()
+    finally:
+        if not starting.done():
+            starting.cancel()
+            await asyncio.gather(starting, return_exceptions=True)
+        await engine.stop()

@@ -1,0 +1,121 @@
+"""The commands that run an engine: ``up`` (in the foreground, or ``--detach``ed into a background
+child that runs ``up --serve``) and ``devtui [PATH]``, the terminal app. Each checks what it can
+before anything starts (the YAML, the name, the ports, the Docker engine), then hands over to the
+host."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import time
+
+from .. import __version__, registry, spec
+from ..engine import PortInUse, check_port
+from ..events import DEVTUI, FAILED, INFERENCE_SERVER, STORAGE_INITIALIZER, SUCCEEDED
+from ..logs import tail
+from .errors import BAD_INPUT, CommandError, already_running, error
+from .host import debug_settings, host, serve
+from .views import Printer
+
+
+def load(args) -> spec.LocalDeployment:
+    return spec.load(args.path, args.endpoint_file, args.name)
+
+
+def preflight(args) -> spec.LocalDeployment:
+    deployment = load(args)
+    if registry.is_alive(deployment.endpoint_name):
+        raise already_running(deployment.endpoint_name, registry.read(deployment.endpoint_name))
+    try:
+        check_port("127.0.0.1", args.port or 0)
+        debug = debug_settings(args)
+        if debug is not None:
+            check_port(debug.host, debug.port, "debug port", "--debug-port")
+    except PortInUse as ex:
+        raise CommandError(str(ex), BAD_INPUT) from None
+    if args.runtime == "container":
+        from ..runtimes import RuntimeFailure
+        from ..runtimes.docker_engine import connect
+
+        try:
+            connect()
+        except RuntimeFailure as ex:
+            raise CommandError(str(ex), BAD_INPUT) from None
+    return deployment
+
+
+def cmd_up(args) -> int:
+    deployment = preflight(args)
+    if args.detach:
+        return _detach(args, deployment)
+    printer = None if args.serve else Printer()
+    if printer:
+        printer.line(DEVTUI, f"devtui {__version__}: endpoint {deployment.endpoint_name}, deployment "
+                             f"{deployment.deployment_name}, {args.runtime} runtime; Ctrl-C stops everything")
+    return host(args, deployment, lambda engine: asyncio.run(serve(engine, printer)), view=printer)
+
+
+def _serve_command(args) -> list[str]:
+    """The background child's command line: this `up` with --serve in place of --detach."""
+    command = [sys.executable, "-m", "devtui", "up", str(args.path), "--runtime", args.runtime, "--serve"]
+    for flag, value in (("--endpoint-file", args.endpoint_file), ("-n", args.name), ("--port", args.port),
+                        ("--debug-port", args.debug_port)):
+        if value is not None:
+            command += [flag, str(value)]
+    command += [flag for flag, on in (("--debug", args.debug), ("--debug-wait", args.debug_wait)) if on]
+    return command
+
+
+def _detach(args, deployment: spec.LocalDeployment) -> int:
+    name = deployment.endpoint_name
+    folder = registry.folder(name)
+    registry.private_folder(folder)
+    with open(folder / "host.log", "ab", opener=registry.private_opener) as out:
+        child = subprocess.Popen(_serve_command(args), stdin=subprocess.DEVNULL, stdout=out,
+                                 stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        record = registry.read(name) if registry.is_alive(name) else None
+        state = record and record.provisioning_state
+        if state == SUCCEEDED:
+            print(json.dumps(record.shown(), indent=2))
+            return 0
+        if state == FAILED:
+            _report_failure(deployment)
+            return 1
+        if child.poll() is not None:
+            lines = tail(folder / "host.log", 20)
+            raise CommandError(f"the background devtui exited with code {child.returncode}:\n" + "\n".join(lines))
+        time.sleep(0.05)
+    raise CommandError(f"endpoint {name} did not finish starting within 10 minutes; see `devtui logs -n {name}`")
+
+
+def _report_failure(deployment: spec.LocalDeployment) -> None:
+    name = deployment.endpoint_name
+    error(f"deployment {deployment.deployment_name} of endpoint {name} failed; it keeps running in the "
+          f"background and retries on the next save (`devtui down -n {name}` stops it). Last log lines:")
+    for source, count in ((DEVTUI, 10), (STORAGE_INITIALIZER, 10), (INFERENCE_SERVER, 30)):
+        lines = tail(registry.folder(name) / "logs" / f"{source}.log", count)
+        if lines:
+            print(f"{source}:", file=sys.stderr)
+            for line in lines:
+                print(f"  {line}", file=sys.stderr)
+
+
+def cmd_tui(args) -> int:
+    """`devtui [PATH]`: the same host as `up`, rendered by the Textual app."""
+    from ..tui.app import DevtuiApp
+
+    deployment = preflight(args)
+
+    def run_app(engine) -> None:
+        sample = deployment.deployment_file.parent / "sample-request.json"
+        request = sample.read_text() if sample.is_file() else None
+        try:
+            DevtuiApp(engine, request_text=request, log_capacity=args.log_lines).run()
+        finally:
+            engine.kill()  # only does something if the app ended without stopping the engine
+
+    return host(args, deployment, run_app)

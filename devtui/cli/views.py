@@ -1,0 +1,168 @@
+"""What the hosted engine's events become outside it: lines on stdout (``Printer``), the registry
+record and the log files (``Recorder``), VS Code's attach configuration (``LaunchConfig``).
+
+``Printer`` and ``Recorder`` have one handler per event class, in a table keyed by the class;
+``tests/test_views.py`` checks that each table names every class of ``events.Event``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ClassVar
+
+from .. import registry
+from ..debug import LaunchJsonError, attach_configuration, merge_launch_json
+from ..engine import Engine
+from ..events import (DEVTUI, SOURCES, DebuggerChanged, LogRecord, Logs, Progress, ReloadFinished, ReloadStarted,
+                      ServerStarted, StateChanged)
+from ..logs import LogFiles
+from ..record import swagger_uri
+
+Handlers = dict[type, Callable[[Any, Any], None]]
+
+
+def _detail(text: str) -> str:
+    return f" ({text})" if text else ""
+
+
+class Printer:
+    """The foreground view of ``up``: every log line prefixed with its source. When the reader
+    goes away (`devtui up PATH | head -3`), ``on_closed`` is called once: the host stops."""
+
+    width = max(map(len, SOURCES))
+
+    def __init__(self, on_closed: Callable[[], None] | None = None):
+        self.on_closed = on_closed
+        self.closed = False
+
+    def line(self, source: str, text: str) -> None:
+        print(f"{source:<{self.width}} | {text}", flush=False)
+
+    def __call__(self, event) -> None:
+        if self.closed:
+            return
+        try:
+            handler = self.handlers.get(type(event))
+            if handler is not None:
+                handler(self, event)
+            sys.stdout.flush()
+        except BrokenPipeError:
+            self.closed = True
+            # Later writes (and the interpreter's final flush) go nowhere instead of failing.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            if self.on_closed is not None:
+                self.on_closed()
+
+    def _logs(self, event: Logs) -> None:
+        for record in event.records:
+            self.line(record.source, record.text)
+
+    def _state(self, event: StateChanged) -> None:
+        self.line(DEVTUI, f"provisioning_state: {event.state}{_detail(event.detail)}")
+
+    def _debugger(self, event: DebuggerChanged) -> None:
+        self.line(DEVTUI, f"debugger {event.state} on {event.host}:{event.port}{_detail(event.detail)}")
+
+    def _reload_started(self, event: ReloadStarted) -> None:
+        files = f": {', '.join(Path(f).name for f in event.files)}" if event.files else ""
+        self.line(DEVTUI, f"reloading revision {event.revision} ({event.reason}{files})")
+
+    def _reload_finished(self, event: ReloadFinished) -> None:
+        if event.first and event.ok:
+            return  # the state change says it: Succeeded
+        if event.ok:
+            self.line(DEVTUI, f"revision {event.revision} is serving ({event.duration_ms:.0f} ms)")
+            return
+        serving = (f"revision {event.serving_revision} keeps serving" if event.serving_revision
+                   else "nothing is serving")
+        self.line(DEVTUI, f"revision {event.revision} failed in {event.stage} ({event.duration_ms:.0f} ms); "
+                          f"{serving}. The traceback is above; save a fix to try again.")
+
+    def _quiet(self, event) -> None:
+        """Shown by the lines around it (ServerStarted: the server's own log) or not at all."""
+
+    handlers: ClassVar[Handlers] = {
+        Logs: _logs, StateChanged: _state, DebuggerChanged: _debugger, ReloadStarted: _reload_started,
+        ReloadFinished: _reload_finished, ServerStarted: _quiet, Progress: _quiet,
+    }
+
+
+class Recorder:
+    """Keeps the registry record and the log files in step with the engine's events."""
+
+    def __init__(self, engine: Engine, claim: registry.Claim):
+        self.engine, self.claim = engine, claim
+        self.files: LogFiles | None = LogFiles(claim.folder / "logs")
+        d = engine.deployment
+        claim.update(name=d.endpoint_name, auth_mode=d.auth_mode, location="local",
+                     provisioning_state=engine.state, scoring_uri=None, swagger_uri=None,
+                     traffic={d.deployment_name: 100}, tags=d.endpoint_tags, properties={},
+                     deployment_file=str(d.deployment_file), logs=str(self.files.folder),
+                     deployments=[engine.describe()])
+
+    def __call__(self, event) -> None:
+        handler = self.handlers.get(type(event))
+        if handler is not None:
+            handler(self, event)
+
+    def _write(self, records) -> None:
+        if self.files is None:
+            return
+        try:
+            self.files.write(records)
+        except OSError as ex:
+            # A full disk (or a vanished folder) ends the log files, not the endpoint: say so once.
+            files, self.files = self.files, None
+            files.close(quiet=True)
+            self.engine.log(DEVTUI, [f"error: writing the log files in {files.folder} failed ({ex.strerror}); "
+                                     "they stop here, the endpoint keeps serving and the app still shows its logs"])
+
+    def _logs(self, event: Logs) -> None:
+        self._write(event.records)
+
+    def _state(self, event: StateChanged) -> None:
+        # The devtui log says why the state changed, for `devtui logs --container devtui`.
+        self._write([LogRecord(DEVTUI, f"provisioning_state: {event.state}{_detail(event.detail)}")])
+        self._update(event)
+
+    def _update(self, event) -> None:
+        """The record follows what `show` prints: state, scoring URI, the deployment."""
+        uri = self.engine.scoring_uri
+        self.claim.update(provisioning_state=self.engine.state, scoring_uri=uri, swagger_uri=swagger_uri(uri),
+                          deployments=[self.engine.describe()])
+
+    def _ignore(self, event) -> None:
+        """Nothing recorded changes (the next state change or reload records the outcome)."""
+
+    handlers: ClassVar[Handlers] = {
+        Logs: _logs, StateChanged: _state, ServerStarted: _update, ReloadFinished: _update, DebuggerChanged: _update,
+        ReloadStarted: _ignore, Progress: _ignore,
+    }
+
+
+class LaunchConfig:
+    """Writes (or updates) the VS Code attach configuration once the debugger listens."""
+
+    def __init__(self, engine: Engine, folder: Path):
+        self.engine, self.folder, self.written = engine, folder, None
+
+    def __call__(self, event) -> None:
+        if not isinstance(event, DebuggerChanged) or event.state != "listening":
+            return
+        runtime = self.engine.runtime
+        d = self.engine.deployment
+        configuration = attach_configuration(d.endpoint_name, "127.0.0.1", event.port,
+                                             str(d.code_dir) if d.code_dir else None, runtime.code_path)
+        if configuration == self.written:
+            return
+        try:
+            path = merge_launch_json(self.folder, configuration)
+        except (LaunchJsonError, OSError) as ex:
+            self.engine.log(DEVTUI, [f"warning: {ex}"])
+            return
+        self.written = configuration
+        self.engine.log(DEVTUI, [f"debugger listening on 127.0.0.1:{event.port}; attach with the configuration "
+                                 f"{configuration['name']!r} in {path} (F5 in VS Code)"])

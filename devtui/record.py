@@ -1,0 +1,96 @@
+"""The stored shape of a running local endpoint: what ``endpoint.json`` holds and ``show`` prints.
+
+One model, written by the host (``cli.views.Recorder`` through ``registry.Claim``), rebuilt from
+container labels when the registry files are gone (``runtimes.container.endpoints_from_labels``),
+and read by every command. A record keeps exactly the keys it was given: ``dump`` leaves out what
+was never set, so a process deployment has a ``pid`` and no ``container_ids``, and the JSON matches
+``az ml online-endpoint show --local`` key for key. Missing keys read as their defaults and unknown
+keys are kept, so a record written by an older or newer devtui still reads.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+# What `show` prints, in this order; the rest of a record is devtui's own.
+SHOWN = ("name", "auth_mode", "location", "provisioning_state", "scoring_uri", "swagger_uri", "traffic", "tags",
+         "properties", "deployments")
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="allow", validate_assignment=True)
+
+    def dump(self) -> dict[str, Any]:
+        """The keys this record was given (or read with), as JSON values."""
+        return self.model_dump(mode="json", exclude_unset=True)
+
+
+class RequestSettingsRecord(_Record):
+    request_timeout_ms: int = 5000  # the cloud's default
+    max_concurrent_requests_per_instance: int | None = None
+
+
+class DebuggerRecord(_Record):
+    """The last ``DebuggerChanged``: "listening", "attached" or "failed" (detail says why)."""
+
+    state: str = ""
+    host: str = ""
+    port: int = 0
+    detail: str = ""
+
+
+class DeploymentRecord(_Record):
+    """The endpoint's one deployment, as ``Engine.describe`` reports it."""
+
+    name: str | None = None
+    provisioning_state: str | None = None
+    runtime: str | None = None
+    revision: int | None = None  # the revision serving, None while none is
+    latest_revision: int | None = None
+    instance_type: str | None = None
+    instance_count: int | None = None
+    model: str | None = None
+    code: str | None = None
+    scoring_script: str | None = None
+    environment_variables: dict[str, str] = {}  # secret-looking values already masked
+    request_settings: RequestSettingsRecord | None = None
+    debugger: DebuggerRecord | None = None
+    # What the runtime adds: the process runtime its server's pid, the container runtime its containers.
+    pid: int | None = None
+    container_ids: list[str] = []
+    image: str | None = None
+
+
+class EndpointRecord(_Record):
+    name: str
+    auth_mode: str = "key"
+    location: str = "local"
+    provisioning_state: str | None = None
+    scoring_uri: str | None = None
+    swagger_uri: str | None = None
+    traffic: dict[str, int] = {}
+    tags: dict[str, Any] = {}
+    properties: dict[str, Any] = {}
+    deployments: list[DeploymentRecord] = []
+    # devtui's own: the process hosting the engine, the YAML it runs, the folder of its log files.
+    host_pid: int | None = None
+    deployment_file: str | None = None
+    logs: str | None = None
+
+    @property
+    def deployment(self) -> DeploymentRecord:
+        """The one deployment a local endpoint has (an empty record while none is known)."""
+        return self.deployments[0] if self.deployments else DeploymentRecord()
+
+    def shown(self) -> dict[str, Any]:
+        """What ``show`` and ``list -o json`` print: the keys of ``az ml online-endpoint show``."""
+        values = self.model_dump(mode="json", include=set(SHOWN) - {"deployments"})
+        return {**{key: values[key] for key in SHOWN if key != "deployments"},
+                "deployments": [deployment.dump() for deployment in self.deployments]}
+
+
+def swagger_uri(scoring_uri: str | None) -> str | None:
+    """The swagger document next to the scoring route, as azmlinfsrv serves it."""
+    return scoring_uri and scoring_uri.rsplit("/", 1)[0] + "/swagger.json"
