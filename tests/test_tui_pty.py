@@ -18,8 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import children_of, pid_alive
-from waiting import wait_for
+from helpers import children_of, pid_alive, wait_for
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
 

@@ -16,15 +16,14 @@ from types import SimpleNamespace
 import pytest
 from textual.widgets import TabbedContent
 
-from conftest import SAMPLES
 from devtui.tui.widgets._log_lines import LogLines
 from devtui import spec
 from devtui.engine import Engine
 from devtui.events import (CREATING, INFERENCE_SERVER, STORAGE_INITIALIZER, SUCCEEDED, LogRecord, Logs,
                            Progress, ReloadFinished, ReloadStarted, ServerStarted, StateChanged)
-from devtui.tui import app as app_module
 from devtui.tui.app import DevtuiApp, EngineEvent
 from devtui.tui.widgets import Exchange, InvokePanel, _invoke_panel, _status_bar
+from helpers import SAMPLES, QuietApp
 
 SIZE = (120, 36)
 FOLDER = Path("/tmp/devtui-snapshot-sample")
@@ -36,15 +35,6 @@ TRACEBACK = f'''Traceback (most recent call last):
     def init(:
              ^
 SyntaxError: invalid syntax'''
-
-
-class QuietApp(DevtuiApp):
-    """The app without a deployment: the test posts the engine's events."""
-
-    CSS_PATH = Path(app_module.__file__).with_name("app.tcss")  # relative paths follow the subclass
-
-    def deploy(self) -> None:
-        pass
 
 
 @pytest.fixture(autouse=True)
