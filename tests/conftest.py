@@ -1,5 +1,5 @@
-"""Shared fixtures: an isolated DEVTUI_HOME per test, copies of the samples to edit, and the
-Docker engine."""
+"""Shared fixtures: an isolated DEVTUI_HOME per test, copies of the samples to edit, this run's
+prefix for names, and the Docker engine."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 # The helpers are in helpers.py; these names stay importable from here for modules written against it.
-from helpers import ROOT, SAMPLES, children_of, devtui_command, pid_alive  # noqa: E402,F401
+from helpers import ROOT, SAMPLES, children_of, devtui_command, new_run_id, pid_alive  # noqa: E402,F401
 
 
 @pytest.fixture(autouse=True)
@@ -33,6 +33,14 @@ def sample(tmp_path):
         return target
 
     return copy
+
+
+@pytest.fixture(scope="session")
+def run_id() -> str:
+    """This run's prefix for the names of what tests create where other runs can see it (a shared
+    Docker engine): endpoints, and so their containers, volumes and images. Two runs started
+    together on one machine never share it."""
+    return new_run_id()
 
 
 @pytest.fixture(scope="session")

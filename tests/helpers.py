@@ -1,5 +1,6 @@
 """What the test modules share, in one place: polling with a deadline, the `devtui` CLI as a
-subprocess, editor-style saves, process checks, and the app without a deployment. Fixtures live in conftest.py; a test module imports this, never another
+subprocess, editor-style saves, process checks, names unique to this test run, and the app
+without a deployment. Fixtures live in conftest.py; a test module imports this, never another
 test module.
 """
 
@@ -9,6 +10,7 @@ import asyncio
 import json
 import os
 import re
+import secrets
 import socket
 import subprocess
 import sys
@@ -137,6 +139,28 @@ def pid_alive(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+# -- names unique to the run ----------------------------------------------------------------------
+
+# Azure's rule for endpoint names (devtui/spec checks the same): 3-32 letters, digits and hyphens,
+# starting with a letter and not ending with a hyphen. Lowercase, since Docker names and image
+# tags built from it must be.
+_ENDPOINT_NAME = re.compile(r"^[a-z](?:[-a-z0-9]*[a-z0-9])?$")
+
+
+def new_run_id() -> str:
+    """Short, lowercase, starts with a letter: this process's id and a random part, so two runs
+    started together on one machine (or one engine) never share it."""
+    return f"t{os.getpid():x}{secrets.token_hex(2)}"
+
+
+def unique_name(run_id: str, name: str) -> str:
+    """``name`` under this run's prefix, as an endpoint name (and so container, volume and image
+    names derived from it) no other run uses."""
+    unique = f"{run_id}-{name}"
+    assert 3 <= len(unique) <= 32 and _ENDPOINT_NAME.match(unique), f"{unique!r} is not a valid endpoint name"
+    return unique
 
 
 # -- the app --------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ import pytest
 
 from dap import DebugClient, local_variables, stopped_frame
 from devtui.debug import strip_jsonc
-from helpers import devtui, devtui_command, free_port, save, show, wait_for
+from helpers import devtui, devtui_command, free_port, save, show, unique_name, wait_for
 
 BREAK_AT = "    predictions = model.predict(data)\n"
 
@@ -153,11 +153,14 @@ def test_a_second_devtui_on_the_same_debug_port_is_refused(workspace, sample):
     assert "Traceback" not in other.stderr
 
 
-def test_container_runtime_breakpoints_with_the_in_container_path(workspace, docker_client):
+def test_container_runtime_breakpoints_with_the_in_container_path(workspace, docker_client, run_id):
     cwd, folder = workspace
+    # Containers are named after the endpoint, on an engine other runs share: a name of this run's.
+    name = unique_name(run_id, "debug")
     port = free_port()
-    devtui("up", str(folder), "--runtime", "container", "--debug", "--debug-port", str(port), "--detach", cwd=cwd)
-    server = docker_client.containers.get("devtui-my-endpoint-blue-inference-server")
+    devtui("up", str(folder), "--runtime", "container", "-n", name, "--debug", "--debug-port", str(port), "--detach",
+           cwd=cwd)
+    server = docker_client.containers.get(f"devtui-{name}-blue-inference-server")
     bindings = server.attrs["NetworkSettings"]["Ports"][f"{port}/tcp"]
     assert bindings == [{"HostIp": "127.0.0.1", "HostPort": str(port)}]
-    hit_breakpoint_twice_across_a_reload(cwd, folder, "my-endpoint", "/var/azureml-app/onlinescoring")
+    hit_breakpoint_twice_across_a_reload(cwd, folder, name, "/var/azureml-app/onlinescoring")
