@@ -15,7 +15,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -94,12 +94,13 @@ def devtui_command() -> list[str]:
 
 
 def devtui(*args: str, check: int | None = 0, timeout: float = 300, cwd: Path | str = ROOT,
-           env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    """The CLI as a user runs it, in ``cwd`` with ``env`` added to this environment: the exit code
-    is checked (unless ``check`` is None), and devtui's own traceback never reaches the terminal
-    (the user's script's may)."""
-    result = subprocess.run([*devtui_command(), *args], capture_output=True, text=True, timeout=timeout, cwd=cwd,
-                            env={**os.environ, **(env or {})})
+           env: dict[str, str] | None = None, inside: Sequence[str] = ()) -> subprocess.CompletedProcess:
+    """The CLI as a user runs it, in ``cwd`` with ``env`` added to this environment (and under
+    ``inside``, a command such as nsenter that runs the rest): the exit code is checked (unless
+    ``check`` is None), and devtui's own traceback never reaches the terminal (the user's script's
+    may)."""
+    result = subprocess.run([*inside, *devtui_command(), *args], capture_output=True, text=True, timeout=timeout,
+                            cwd=cwd, env={**os.environ, **(env or {})})
     if check is not None:
         assert result.returncode == check, (f"devtui {' '.join(args)}: exit {result.returncode}\n"
                                             f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}")

@@ -5,7 +5,8 @@ Every test uses its own endpoint name, under this run's prefix (the ``run_id`` f
 sharing the engine never meet; the ``endpoint`` fixture runs `devtui down` afterwards and proves
 that no container or volume labelled with that endpoint is left, then removes the images built
 from the test's own Dockerfiles (tagged with that name). devtui's environment images stay: they
-are shared by content hash and cached between runs.
+are shared by content hash and cached between runs. The test that restarts an engine starts one
+of its own (private_engine.py).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import pytest
 
 from helpers import (ROOT, SAMPLES, SKLEARN_PREDICTIONS, Timeout, devtui, devtui_command, free_port, pid_alive, save,
                      show, unique_name, wait_for)
+from private_engine import PrivateEngine, missing_prerequisite
 
 EXPECTED = SKLEARN_PREDICTIONS  # what the process runtime answers for the sklearn sample's request
 REQUEST = SAMPLES / "sklearn-regression" / "sample-request.json"
@@ -40,8 +42,8 @@ def labelled(client, name: str) -> tuple[list, list]:
     return client.containers.list(all=True, filters=selector), client.volumes.list(filters=selector)
 
 
-def logs(name: str, container: str = "inference-server") -> str:
-    return devtui("logs", "-n", name, "--container", container).stdout
+def logs(name: str, container: str = "inference-server", **options) -> str:
+    return devtui("logs", "-n", name, "--container", container, **options).stdout
 
 
 def set_deployment(folder: Path, old: str, new: str) -> None:
@@ -88,8 +90,8 @@ def endpoint(docker_client, run_id):
     assert not problems, "; ".join(problems)
 
 
-def up_detached(folder: Path, name: str, *extra: str, check: int = 0) -> subprocess.CompletedProcess:
-    return devtui("up", str(folder), "--runtime", "container", "--detach", "-n", name, *extra, check=check)
+def up_detached(folder: Path, name: str, *extra: str, check: int = 0, **options) -> subprocess.CompletedProcess:
+    return devtui("up", str(folder), "--runtime", "container", "--detach", "-n", name, *extra, check=check, **options)
 
 
 # -- 1. the sklearn sample ------------------------------------------------------------------------
@@ -569,30 +571,46 @@ def test_liveness_failures_restart_a_custom_container(sample, endpoint, docker_c
 # -- 8. the engine itself restarted under a running endpoint --------------------------------------
 
 
-def _dockerd_pid() -> int | None:
-    found = subprocess.run(["pgrep", "-x", "dockerd"], capture_output=True, text=True).stdout.split()
-    return int(found[0]) if found else None
-
-
-def test_engine_restarted_under_a_running_endpoint(sample, endpoint, docker_client):
-    if os.geteuid() != 0 or _dockerd_pid() is None or not (ROOT / "scripts" / "docker-engine.sh").exists():
-        pytest.skip("needs a dockerd this test may restart (root, started by scripts/docker-engine.sh)")
-    name = endpoint("ct-engine-restart")
-    folder = sample("sklearn-regression")
-    up_detached(folder, name)
+@pytest.fixture
+def private_engine(run_id):
+    """A Docker engine of the test's own (private_engine.py), which the test may stop and restart.
+    Afterwards it is gone, with all it held."""
+    why = missing_prerequisite()
+    if why:
+        pytest.skip(why)
+    engine = PrivateEngine(run_id)
     try:
-        os.kill(_dockerd_pid(), signal.SIGTERM)
-        wait_for(lambda: _dockerd_pid() is None, timeout=60, message="dockerd to stop")
-        wait_for(lambda: show(name)["provisioning_state"] == "Failed", timeout=60)
-        assert "provisioning_state: Failed (the scoring server exited" in logs(name, "devtui")
+        engine.start()
+        yield engine
     finally:
-        subprocess.run(["bash", str(ROOT / "scripts" / "docker-engine.sh")], check=True, capture_output=True,
-                       timeout=180)
-        wait_for(docker_client.ping, timeout=60)
-    # down still cleans up everything once the engine is back.
-    devtui("down", "-n", name)
-    containers, volumes = labelled(docker_client, name)
-    assert containers == [] and volumes == []
+        engine.close()
+
+
+def test_engine_restarted_under_a_running_endpoint(sample, endpoint, docker_client, private_engine, run_id):
+    folder = sample("sklearn-regression")
+    # Nothing in the new engine's network namespace reaches the package index: the environment
+    # image comes from the machine's engine, where an endpoint of this run builds or finds it.
+    warmup = endpoint("ct-engine-warmup")
+    image = json.loads(up_detached(folder, warmup).stdout)["deployments"][0]["image"]
+    devtui("down", "-n", warmup)
+    private_engine.load(docker_client, "python:3.11-slim", image)
+
+    name = unique_name(run_id, "ct-engine-restart")
+    on_it = private_engine.cli
+    client = private_engine.client()
+    try:
+        up_detached(folder, name, **on_it)
+        private_engine.stop()
+        wait_for(lambda: show(name, **on_it)["provisioning_state"] == "Failed", timeout=60)
+        assert "provisioning_state: Failed (the scoring server exited" in logs(name, "devtui", **on_it)
+        private_engine.start()
+        # down still cleans up everything once the engine is back.
+        devtui("down", "-n", name, **on_it)
+        containers, volumes = labelled(client, name)
+        assert containers == [] and volumes == []
+    finally:
+        devtui("down", "-n", name, check=None, **on_it)
+        client.close()
 
 
 def test_ctrl_c_during_an_image_build_leaves_nothing_running(sample, endpoint, docker_client):
