@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import re
 import secrets
 import socket
@@ -71,6 +72,21 @@ def run_async(coroutine, timeout: float = 120):
 
 
 def free_port() -> int:
+    """A port free now on 127.0.0.1, from below the kernel's ephemeral range: ports the kernel
+    and Docker hand out on their own (connections, `-p 127.0.0.1::PORT`, other test runs' servers
+    on port 0) come from that range, so none of them takes this one before the test uses it."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    candidates = random.sample(range(10000, low), min(200, low - 10000)) if low > 10200 else []
+    for port in candidates:
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
