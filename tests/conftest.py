@@ -1,4 +1,5 @@
-"""Shared fixtures: an isolated DEVTUI_HOME per test, and copies of the samples to edit."""
+"""Shared fixtures: an isolated DEVTUI_HOME per test, copies of the samples to edit, this run's
+prefix for names, and the Docker engine."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-SAMPLES = ROOT / "samples"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+# The helpers are in helpers.py; these names stay importable from here for modules written against it.
+from helpers import ROOT, SAMPLES, children_of, devtui_command, new_run_id, pid_alive  # noqa: E402,F401
 
 
 @pytest.fixture(autouse=True)
@@ -33,37 +35,12 @@ def sample(tmp_path):
     return copy
 
 
-def devtui_command() -> list[str]:
-    return [sys.executable, "-m", "devtui"]
-
-
-def children_of(pid: int) -> list[int]:
-    """Every live descendant of ``pid`` (via /proc), to prove nothing is left running."""
-    parents: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if fields[0] != "Z":
-            parents.setdefault(int(fields[1]), []).append(int(entry))
-    found, stack = [], [pid]
-    while stack:
-        for child in parents.get(stack.pop(), []):
-            found.append(child)
-            stack.append(child)
-    return found
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
+@pytest.fixture(scope="session")
+def run_id() -> str:
+    """This run's prefix for the names of what tests create where other runs can see it (a shared
+    Docker engine): endpoints, and so their containers, volumes and images. Two runs started
+    together on one machine never share it."""
+    return new_run_id()
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx
 
-from waiting import Timeout, free_port, wait_for
+from helpers import Timeout, free_port, wait_for
 
 START_TIMEOUT = 30
 STOP_TIMEOUT = 10

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import signal
 import socket
 import subprocess
@@ -12,17 +11,7 @@ import threading
 import httpx
 import pytest
 
-from conftest import ROOT, children_of, devtui_command, pid_alive
-from waiting import wait_for
-
-
-def devtui(*args: str, check: int | None = 0, timeout: float = 120) -> subprocess.CompletedProcess:
-    result = subprocess.run([*devtui_command(), *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT)
-    if check is not None:
-        assert result.returncode == check, f"exit {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
-    # The user's own script's traceback may appear; devtui's never does.
-    assert not re.search(r'File "[^"]*/(devtui|inference_server)/', result.stderr), result.stderr
-    return result
+from helpers import ROOT, children_of, devtui, devtui_command, pid_alive, wait_for
 
 
 @pytest.fixture

@@ -1,9 +1,12 @@
 """The container runtime against a real Docker engine: `devtui up --runtime container` as a user
 runs it (a real CLI process, real containers, volumes and images), no mocks.
 
-Every test uses its own endpoint name; the ``endpoint`` fixture runs `devtui down` afterwards and
-proves that no container or volume labelled with that endpoint is left. Images stay (they are
-shared by content hash and cached between runs), except the test's own no-Python image.
+Every test uses its own endpoint name, under this run's prefix (the ``run_id`` fixture), so runs
+sharing the engine never meet; the ``endpoint`` fixture runs `devtui down` afterwards and proves
+that no container or volume labelled with that endpoint is left, then removes the images built
+from the test's own Dockerfiles (tagged with that name). devtui's environment images stay: they
+are shared by content hash and cached between runs. The test that restarts an engine starts one
+of its own (private_engine.py).
 """
 
 from __future__ import annotations
@@ -24,33 +27,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import ROOT, SAMPLES, devtui_command, pid_alive
-from waiting import Timeout, free_port, wait_for
+from helpers import (ROOT, SAMPLES, SKLEARN_PREDICTIONS, Timeout, devtui, devtui_command, free_port, pid_alive, save,
+                     show, unique_name, wait_for)
+from private_engine import PrivateEngine, missing_prerequisite
 
-EXPECTED = [199.85, 74.01]  # what the process runtime answers for the sklearn sample's request
+EXPECTED = SKLEARN_PREDICTIONS  # what the process runtime answers for the sklearn sample's request
 REQUEST = SAMPLES / "sklearn-regression" / "sample-request.json"
 LABEL = "devtui.endpoint"
 NO_ENGINE = "unix:///tmp/nonexistent.sock"
-
-
-def devtui(*args: str, check: int | None = 0, timeout: float = 300,
-           env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    """The CLI as a subprocess (the pattern of test_cli.py): exit code checked, and devtui's own
-    traceback never reaches the terminal."""
-    result = subprocess.run([*devtui_command(), *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT,
-                            env={**os.environ, **(env or {})})
-    if check is not None:
-        assert result.returncode == check, (f"devtui {' '.join(args)}: exit {result.returncode}\n"
-                                            f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}")
-    assert not re.search(r'File "[^"]*/(devtui|inference_server)/', result.stderr), result.stderr
-    return result
-
-
-def save(path: Path, text: str) -> None:
-    """Save the way editors do: write a temporary file beside it, then rename it over."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(text)
-    os.replace(temporary, path)
 
 
 def labelled(client, name: str) -> tuple[list, list]:
@@ -58,12 +42,8 @@ def labelled(client, name: str) -> tuple[list, list]:
     return client.containers.list(all=True, filters=selector), client.volumes.list(filters=selector)
 
 
-def show(name: str) -> dict:
-    return json.loads(devtui("show", "-n", name).stdout)
-
-
-def logs(name: str, container: str = "inference-server") -> str:
-    return devtui("logs", "-n", name, "--container", container).stdout
+def logs(name: str, container: str = "inference-server", **options) -> str:
+    return devtui("logs", "-n", name, "--container", container, **options).stdout
 
 
 def set_deployment(folder: Path, old: str, new: str) -> None:
@@ -73,34 +53,45 @@ def set_deployment(folder: Path, old: str, new: str) -> None:
     save(deployment, text.replace(old, new))
 
 
+def user_images(client, name: str) -> list:
+    """The images devtui built from endpoint ``name``'s own Dockerfile (devtui-user-NAME-DEPLOYMENT)."""
+    return client.images.list(filters={"reference": f"devtui-user-{name}-*"})
+
+
 @pytest.fixture
-def endpoint(docker_client):
-    """endpoint("ct-x") reserves an endpoint name for the test. Afterwards: `devtui down`, then
-    nothing labelled with that endpoint may remain (leftovers are removed, then reported)."""
+def endpoint(docker_client, run_id):
+    """endpoint("ct-x") reserves an endpoint name for the test, under this run's prefix: no other
+    run, and no earlier one, has used it. Afterwards: `devtui down`, then nothing labelled with
+    that endpoint may remain, no container, volume or network (leftovers are removed, then
+    reported), and the images built from its Dockerfile are untagged."""
     names: list[str] = []
 
     def reserve(name: str) -> str:
-        # A leftover from an interrupted earlier run would mislead the test.
-        containers, volumes = labelled(docker_client, name)
-        for item in [*containers, *volumes]:
-            item.remove(force=True)
-        names.append(name)
-        return name
+        names.append(unique_name(run_id, name))
+        return names[-1]
 
     yield reserve
     problems = []
     for name in names:
         devtui("down", "-n", name, check=None)
         containers, volumes = labelled(docker_client, name)
-        if containers or volumes:
-            problems.append(f"{name}: left {[c.name for c in containers]} {[v.name for v in volumes]}")
+        networks = docker_client.networks.list(filters={"label": f"{LABEL}={name}"})
+        if containers or volumes or networks:
+            problems.append(f"{name}: left {[c.name for c in containers]} {[v.name for v in volumes]} "
+                            f"{[n.name for n in networks]}")
             for item in [*containers, *volumes]:
                 item.remove(force=True)
+            for network in networks:
+                network.remove()
+        for image in user_images(docker_client, name):
+            for tag in image.tags:
+                if tag.startswith(f"devtui-user-{name}-"):
+                    docker_client.images.remove(tag)  # the tag only: an image another tag names stays
     assert not problems, "; ".join(problems)
 
 
-def up_detached(folder: Path, name: str, *extra: str, check: int = 0) -> subprocess.CompletedProcess:
-    return devtui("up", str(folder), "--runtime", "container", "--detach", "-n", name, *extra, check=check)
+def up_detached(folder: Path, name: str, *extra: str, check: int = 0, **options) -> subprocess.CompletedProcess:
+    return devtui("up", str(folder), "--runtime", "container", "--detach", "-n", name, *extra, check=check, **options)
 
 
 # -- 1. the sklearn sample ------------------------------------------------------------------------
@@ -399,12 +390,11 @@ def test_dockerfile_that_builds_serves(sample, endpoint, docker_client, tmp_path
             process.wait()
 
 
-NO_PYTHON_IMAGE = "devtui-test-no-python:ct"
-
-
 @pytest.fixture
-def image_without_python(docker_client):
-    """A tiny image FROM scratch holding one static file: no shell, no Python."""
+def image_without_python(docker_client, run_id):
+    """A tiny image FROM scratch holding one static file: no shell, no Python. Its tag is this
+    run's, and so is its label, which the containers made from it carry too."""
+    tag = f"devtui-test-no-python:{run_id}"
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
         for filename, text in (("Dockerfile", "FROM scratch\nCOPY hello.txt /hello.txt\n"), ("hello.txt", "hi\n")):
@@ -412,12 +402,13 @@ def image_without_python(docker_client):
             info.size = len(text)
             tar.addfile(info, io.BytesIO(text.encode()))
     buffer.seek(0)
-    image, _ = docker_client.images.build(fileobj=buffer, custom_context=True, tag=NO_PYTHON_IMAGE, rm=True,
-                                          forcerm=True, labels={"devtui.test": "no-python"})
-    yield NO_PYTHON_IMAGE
-    for container in docker_client.containers.list(all=True, filters={"ancestor": image.id}):
+    label = f"devtui.test={tag}"
+    image, _ = docker_client.images.build(fileobj=buffer, custom_context=True, tag=tag, rm=True, forcerm=True,
+                                          labels={"devtui.test": tag})
+    yield tag
+    for container in docker_client.containers.list(all=True, filters={"ancestor": image.id, "label": label}):
         container.remove(force=True)
-    docker_client.images.remove(image.id, force=True)
+    docker_client.images.remove(tag)
 
 
 def test_image_without_python(sample, endpoint, docker_client, image_without_python):
@@ -580,30 +571,46 @@ def test_liveness_failures_restart_a_custom_container(sample, endpoint, docker_c
 # -- 8. the engine itself restarted under a running endpoint --------------------------------------
 
 
-def _dockerd_pid() -> int | None:
-    found = subprocess.run(["pgrep", "-x", "dockerd"], capture_output=True, text=True).stdout.split()
-    return int(found[0]) if found else None
-
-
-def test_engine_restarted_under_a_running_endpoint(sample, endpoint, docker_client):
-    if os.geteuid() != 0 or _dockerd_pid() is None or not (ROOT / "scripts" / "docker-engine.sh").exists():
-        pytest.skip("needs a dockerd this test may restart (root, started by scripts/docker-engine.sh)")
-    name = endpoint("ct-engine-restart")
-    folder = sample("sklearn-regression")
-    up_detached(folder, name)
+@pytest.fixture
+def private_engine(run_id):
+    """A Docker engine of the test's own (private_engine.py), which the test may stop and restart.
+    Afterwards it is gone, with all it held."""
+    why = missing_prerequisite()
+    if why:
+        pytest.skip(why)
+    engine = PrivateEngine(run_id)
     try:
-        os.kill(_dockerd_pid(), signal.SIGTERM)
-        wait_for(lambda: _dockerd_pid() is None, timeout=60, message="dockerd to stop")
-        wait_for(lambda: show(name)["provisioning_state"] == "Failed", timeout=60)
-        assert "provisioning_state: Failed (the scoring server exited" in logs(name, "devtui")
+        engine.start()
+        yield engine
     finally:
-        subprocess.run(["bash", str(ROOT / "scripts" / "docker-engine.sh")], check=True, capture_output=True,
-                       timeout=180)
-        wait_for(docker_client.ping, timeout=60)
-    # down still cleans up everything once the engine is back.
-    devtui("down", "-n", name)
-    containers, volumes = labelled(docker_client, name)
-    assert containers == [] and volumes == []
+        engine.close()
+
+
+def test_engine_restarted_under_a_running_endpoint(sample, endpoint, docker_client, private_engine, run_id):
+    folder = sample("sklearn-regression")
+    # Nothing in the new engine's network namespace reaches the package index: the environment
+    # image comes from the machine's engine, where an endpoint of this run builds or finds it.
+    warmup = endpoint("ct-engine-warmup")
+    image = json.loads(up_detached(folder, warmup).stdout)["deployments"][0]["image"]
+    devtui("down", "-n", warmup)
+    private_engine.load(docker_client, "python:3.11-slim", image)
+
+    name = unique_name(run_id, "ct-engine-restart")
+    on_it = private_engine.cli
+    client = private_engine.client()
+    try:
+        up_detached(folder, name, **on_it)
+        private_engine.stop()
+        wait_for(lambda: show(name, **on_it)["provisioning_state"] == "Failed", timeout=60)
+        assert "provisioning_state: Failed (the scoring server exited" in logs(name, "devtui", **on_it)
+        private_engine.start()
+        # down still cleans up everything once the engine is back.
+        devtui("down", "-n", name, **on_it)
+        containers, volumes = labelled(client, name)
+        assert containers == [] and volumes == []
+    finally:
+        devtui("down", "-n", name, check=None, **on_it)
+        client.close()
 
 
 def test_ctrl_c_during_an_image_build_leaves_nothing_running(sample, endpoint, docker_client):

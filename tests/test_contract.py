@@ -29,7 +29,7 @@ from contract_servers import (
     start_ours,
     start_pair,
 )
-from waiting import free_port, wait_for
+from helpers import free_port, wait_for
 
 SCRIPTS = Path(__file__).resolve().parent / "contract_scripts"
 MODEL = SCRIPTS / "model"

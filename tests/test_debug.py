@@ -14,21 +14,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import devtui_command
 from dap import DebugClient, local_variables, stopped_frame
 from devtui.debug import strip_jsonc
-from test_engine import save
-from waiting import free_port, wait_for
+from helpers import devtui, devtui_command, free_port, save, show, unique_name, wait_for
 
 BREAK_AT = "    predictions = model.predict(data)\n"
-
-
-def devtui(cwd: Path, *args: str, check: int | None = 0, env: dict | None = None) -> subprocess.CompletedProcess:
-    result = subprocess.run([*devtui_command(), *args], capture_output=True, text=True, cwd=cwd, timeout=600,
-                            env=env)
-    if check is not None:
-        assert result.returncode == check, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
-    return result
 
 
 def launch_configuration(folder: Path, endpoint: str) -> dict:
@@ -52,17 +42,13 @@ def post_in_background(url: str, body: bytes) -> tuple[threading.Thread, dict]:
     return thread, result
 
 
-def shown(cwd: Path, name: str) -> dict:
-    return json.loads(devtui(cwd, "show", "-n", name).stdout)
-
-
 def hit_breakpoint_twice_across_a_reload(cwd: Path, folder: Path, name: str, remote_root: str) -> None:
     score = folder / "onlinescoring" / "score.py"
     configuration = launch_configuration(cwd, name)
     assert configuration["type"] == "debugpy" and configuration["request"] == "attach"
     assert configuration["connect"]["host"] == "127.0.0.1"
     assert configuration["pathMappings"] == [{"localRoot": str(folder / "onlinescoring"), "remoteRoot": remote_root}]
-    record = shown(cwd, name)
+    record = show(name, cwd=cwd)
     url = record["scoring_uri"]
     body = (folder / "sample-request.json").read_bytes()
     line = breakpoint_line(score)
@@ -71,7 +57,7 @@ def hit_breakpoint_twice_across_a_reload(cwd: Path, folder: Path, name: str, rem
     try:
         client.set_breakpoints(str(score), [line])
         child = client.next_child()
-        wait_for(lambda: shown(cwd, name)["deployments"][0]["debugger"]["state"] == "attached", timeout=30)
+        wait_for(lambda: show(name, cwd=cwd)["deployments"][0]["debugger"]["state"] == "attached", timeout=30)
 
         thread, result = post_in_background(url, body)
         thread_id, frame = stopped_frame(child)
@@ -79,20 +65,20 @@ def hit_breakpoint_twice_across_a_reload(cwd: Path, folder: Path, name: str, rem
         variables = local_variables(child, frame["id"])
         assert "raw_data" in variables and variables["data"].startswith("array(")
         # The current stop is reported, as the app's header and `show` display it.
-        debugger = wait_for(lambda: (d := shown(cwd, name)["deployments"][0]["debugger"])["state"] == "stopped" and d,
+        debugger = wait_for(lambda: (d := show(name, cwd=cwd)["deployments"][0]["debugger"])["state"] == "stopped" and d,
                             timeout=30)
         assert debugger["detail"] == f"at score.py:{line} in run()"
         child.request("continue", {"threadId": thread_id})
         thread.join(60)
         assert result["answer"].status_code == 200 and len(result["answer"].json()) == 2
-        wait_for(lambda: shown(cwd, name)["deployments"][0]["debugger"]["state"] == "attached", timeout=30)
+        wait_for(lambda: show(name, cwd=cwd)["deployments"][0]["debugger"]["state"] == "attached", timeout=30)
 
         # A hot reload: the new worker joins the same session; no re-attach.
         revision = record["deployments"][0]["revision"]
         changed = re.sub(r"digits = int\(.*\)", "digits = 1", score.read_text())
         assert changed != score.read_text()
         save(score, changed)
-        wait_for(lambda: shown(cwd, name)["deployments"][0]["revision"] > revision, timeout=60)
+        wait_for(lambda: show(name, cwd=cwd)["deployments"][0]["revision"] > revision, timeout=60)
         child = client.next_child()
         thread, result = post_in_background(url, body)
         thread_id, frame = stopped_frame(child)
@@ -116,22 +102,22 @@ def workspace(tmp_path, sample):
         '{\n  // mine\n  "version": "0.2.0",\n  "configurations": [\n'
         '    {"name": "Python: file", "type": "debugpy", "request": "launch", "program": "${file}"}\n  ]\n}\n')
     yield cwd, folder
-    devtui(cwd, "down", "--all", check=None)
+    devtui("down", "--all", check=None, cwd=cwd)
 
 
 def test_process_runtime_breakpoints_survive_reloads(workspace):
     cwd, folder = workspace
     port = free_port()
-    devtui(cwd, "up", str(folder), "--debug", "--debug-port", str(port), "--detach")
+    devtui("up", str(folder), "--debug", "--debug-port", str(port), "--detach", cwd=cwd)
     text = (cwd / ".vscode" / "launch.json").read_text()
     assert "// mine" in text and '"Python: file"' in text
     assert launch_configuration(cwd, "my-endpoint")["connect"]["port"] == port
-    assert shown(cwd, "my-endpoint")["deployments"][0]["debugger"]["port"] == port
+    assert show("my-endpoint", cwd=cwd)["deployments"][0]["debugger"]["port"] == port
     hit_breakpoint_twice_across_a_reload(cwd, folder, "my-endpoint", str(folder / "onlinescoring"))
 
     # Starting again does not add a second configuration.
-    devtui(cwd, "down", "--all")
-    devtui(cwd, "up", str(folder), "--debug", "--debug-port", str(port), "--detach")
+    devtui("down", "--all", cwd=cwd)
+    devtui("up", str(folder), "--debug", "--debug-port", str(port), "--detach", cwd=cwd)
     names = [c["name"] for c in json.loads(strip_jsonc((cwd / ".vscode" / "launch.json").read_text()))["configurations"]]
     assert names == ["Python: file", "devtui: attach to my-endpoint"]
 
@@ -146,10 +132,10 @@ def test_debug_wait_holds_init_until_a_client_attaches(workspace):
     client = None
     try:
         wait_for(lambda: any("Waiting for a debugger to attach" in line for line in lines), timeout=60)
-        assert shown(cwd, "my-endpoint")["provisioning_state"] == "Creating"
+        assert show("my-endpoint", cwd=cwd)["provisioning_state"] == "Creating"
         assert not any("Invoking user's init function" in line for line in lines)
         client = DebugClient(launch_configuration(cwd, "my-endpoint"))
-        wait_for(lambda: shown(cwd, "my-endpoint")["provisioning_state"] == "Succeeded", timeout=60)
+        wait_for(lambda: show("my-endpoint", cwd=cwd)["provisioning_state"] == "Succeeded", timeout=60)
         assert any("Invoking user's init function" in line for line in lines)
     finally:
         if client:
@@ -161,17 +147,20 @@ def test_debug_wait_holds_init_until_a_client_attaches(workspace):
 def test_a_second_devtui_on_the_same_debug_port_is_refused(workspace, sample):
     cwd, folder = workspace
     port = free_port()
-    devtui(cwd, "up", str(folder), "--debug-port", str(port), "--detach")
-    other = devtui(cwd, "up", str(sample("inference-schema")), "--debug-port", str(port), "--detach", check=2)
+    devtui("up", str(folder), "--debug-port", str(port), "--detach", cwd=cwd)
+    other = devtui("up", str(sample("inference-schema")), "--debug-port", str(port), "--detach", check=2, cwd=cwd)
     assert f"debug port {port}" in other.stderr and "already in use" in other.stderr
     assert "Traceback" not in other.stderr
 
 
-def test_container_runtime_breakpoints_with_the_in_container_path(workspace, docker_client):
+def test_container_runtime_breakpoints_with_the_in_container_path(workspace, docker_client, run_id):
     cwd, folder = workspace
+    # Containers are named after the endpoint, on an engine other runs share: a name of this run's.
+    name = unique_name(run_id, "debug")
     port = free_port()
-    devtui(cwd, "up", str(folder), "--runtime", "container", "--debug", "--debug-port", str(port), "--detach")
-    server = docker_client.containers.get("devtui-my-endpoint-blue-inference-server")
+    devtui("up", str(folder), "--runtime", "container", "-n", name, "--debug", "--debug-port", str(port), "--detach",
+           cwd=cwd)
+    server = docker_client.containers.get(f"devtui-{name}-blue-inference-server")
     bindings = server.attrs["NetworkSettings"]["Ports"][f"{port}/tcp"]
     assert bindings == [{"HostIp": "127.0.0.1", "HostPort": str(port)}]
-    hit_breakpoint_twice_across_a_reload(cwd, folder, "my-endpoint", "/var/azureml-app/onlinescoring")
+    hit_breakpoint_twice_across_a_reload(cwd, folder, name, "/var/azureml-app/onlinescoring")

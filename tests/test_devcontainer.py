@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
 from devtui.debug import strip_jsonc
+from helpers import ROOT, SKLEARN_PREDICTIONS, devtui, unique_name
 
 CLI_PACKAGE = "@devcontainers/cli@0.89.0"
 
@@ -69,7 +69,10 @@ def _source_digest() -> str:
 @pytest.fixture(scope="session")
 def devtui_image(docker_client, tmp_path_factory) -> str:
     """python:3.11-slim with this checkout of devtui installed, as the dev container has it.
-    Containers here cannot reach the package index, so the wheels come from the host."""
+    Containers here cannot reach the package index, so the wheels come from the host. The tag is
+    a digest of what went in, and no test removes it: runs of the same sources share it as a
+    cache, like devtui's environment images (two runs building it at once only move the tag
+    between two equal images)."""
     tag = f"devtui-devcontainer-test:{_source_digest()}"
     try:
         docker_client.images.get(tag)
@@ -103,28 +106,30 @@ def devtui_image(docker_client, tmp_path_factory) -> str:
     return tag
 
 
-def test_devtui_inside_a_container_deploys_through_the_host_socket(docker_client, devtui_image, tmp_path):
+def test_devtui_inside_a_container_deploys_through_the_host_socket(docker_client, devtui_image, tmp_path, run_id):
     # The environment image is built (or found) first from the host: inside, devtui finds it by
     # its hash and builds nothing, since containers here cannot download wheels.
-    home = tmp_path / "home"
-    subprocess.run([sys.executable, "-m", "devtui", "up", str(ROOT / "samples" / "sklearn-regression"), "--runtime",
-                    "container", "-n", "devcontainer-warmup", "--detach"], check=True, capture_output=True,
-                   timeout=900, env={**__import__("os").environ, "DEVTUI_HOME": str(home)})
-    subprocess.run([sys.executable, "-m", "devtui", "down", "-n", "devcontainer-warmup"], check=True,
-                   capture_output=True, timeout=120, env={**__import__("os").environ, "DEVTUI_HOME": str(home)})
+    home = {"DEVTUI_HOME": str(tmp_path / "home")}
+    warmup = unique_name(run_id, "dc-warmup")
+    devtui("up", str(ROOT / "samples" / "sklearn-regression"), "--runtime", "container", "-n", warmup, "--detach",
+           timeout=900, env=home)
+    devtui("down", "-n", warmup, timeout=120, env=home)
 
-    script = ("set -e; devtui up samples/sklearn-regression --runtime container -n devcontainer-ep --detach "
-              ">/tmp/up.json; devtui invoke -n devcontainer-ep --request-file samples/sklearn-regression/"
-              "sample-request.json; devtui down -n devcontainer-ep")
+    # Every devtui inside such a container has the same DEVTUI_HOME, and the engine is the host's:
+    # an endpoint name of this run's keeps runs started together apart.
+    name = unique_name(run_id, "dc-ep")
+    script = (f"set -e; devtui up samples/sklearn-regression --runtime container -n {name} --detach "
+              f">/tmp/up.json; devtui invoke -n {name} --request-file samples/sklearn-regression/"
+              f"sample-request.json; devtui down -n {name}")
     try:
         output = docker_client.containers.run(
             devtui_image, ["sh", "-c", script], remove=True, network_mode="host",
             volumes={"/var/run/docker.sock": {"bind": "/var/run/docker.sock", "mode": "rw"}},
-            environment={"DEVTUI_HOME": "/tmp/devtui-home"}, labels={"devtui": "test"})
+            environment={"DEVTUI_HOME": "/tmp/devtui-home"}, labels={"devtui": "test", "devtui.test": run_id})
     except Exception as ex:  # show the container's own output on failure
         raise AssertionError(f"devtui inside the container failed: {getattr(ex, 'stderr', ex)}") from None
-    assert "[199.85, 74.01]" in output.decode()
-    left = docker_client.containers.list(all=True, filters={"label": "devtui.endpoint=devcontainer-ep"})
+    assert str(SKLEARN_PREDICTIONS) in output.decode()
+    left = docker_client.containers.list(all=True, filters={"label": f"devtui.endpoint={name}"})
     assert left == []
 
 

@@ -13,20 +13,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import children_of
 from devtui import spec
 from devtui.engine import Engine
 from devtui.events import FAILED, SUCCEEDED, Logs, ReloadFinished, ReloadStarted
-from waiting import async_wait_for, wait_for
-
-REQUEST = '{"data": [[0.03, 0.05, 0.06, 0.02, -0.04, -0.03, -0.04, -0.00, 0.02, -0.02]]}'
-
-
-def save(path: Path, text: str) -> None:
-    """Save the way editors do: write a temporary file beside it, then rename it over."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(text)
-    os.replace(temporary, path)
+from helpers import ONE_ROW_REQUEST, async_wait_for, children_of, run_async, save, wait_for
 
 
 class Run:
@@ -44,7 +34,7 @@ class Run:
     def log_text(self, source: str | None = None) -> str:
         return "\n".join(r.text for e in self.of(Logs) for r in e.records if source in (None, r.source))
 
-    async def post(self, body: str = REQUEST) -> httpx.Response:
+    async def post(self, body: str = ONE_ROW_REQUEST) -> httpx.Response:
         async with httpx.AsyncClient() as client:
             return await client.post(self.engine.scoring_uri, content=body, timeout=10)
 
@@ -66,10 +56,6 @@ class Run:
                 return last
             await asyncio.sleep(0.02)
         raise AssertionError(f"no matching answer within {timeout}s; last: {last and last.text}\n{self.log_text()}")
-
-
-def run(coroutine):
-    return asyncio.run(asyncio.wait_for(coroutine, 120))
 
 
 SCORE = '''
@@ -104,7 +90,7 @@ def test_start_invoke_and_stop_leaves_nothing(sample, tmp_path):
         assert r.engine.runtime.process.returncode is not None
         assert children_of(os.getpid()) == [] or server not in children_of(os.getpid())
 
-    run(scenario())
+    run_async(scenario())
     assert children_of(os.getpid()) == []
 
 
@@ -140,7 +126,7 @@ def test_code_save_swaps_workers_and_a_broken_save_keeps_the_old_revision(sample
         assert r.engine.serving_revision == 5
         await r.engine.stop()
 
-    run(scenario())
+    run_async(scenario())
 
 
 def test_model_change_restages_then_swaps(sample, tmp_path):
@@ -161,7 +147,7 @@ def test_model_change_restages_then_swaps(sample, tmp_path):
         await async_wait_for(lambda: [e for e in r.of(ReloadFinished) if e.ok and not e.first])
         await r.engine.stop()
 
-    run(scenario())
+    run_async(scenario())
 
 
 def test_yaml_change_restarts_and_a_broken_yaml_is_not_applied(sample, tmp_path):
@@ -185,7 +171,7 @@ def test_yaml_change_restarts_and_a_broken_yaml_is_not_applied(sample, tmp_path)
         assert (await r.post()).json()["env"] == "hello"
         await r.engine.stop()
 
-    run(scenario())
+    run_async(scenario())
 
 
 def test_init_failure_on_first_start_is_failed_then_recovers_on_save(sample, tmp_path):
@@ -203,7 +189,7 @@ def test_init_failure_on_first_start_is_failed_then_recovers_on_save(sample, tmp
         assert (await r.post()).json()["marker"] == "good"
         await r.engine.stop()
 
-    run(scenario())
+    run_async(scenario())
 
 
 @pytest.mark.parametrize("body, expected", [("def init(:\n", "SyntaxError"),
@@ -219,7 +205,7 @@ def test_script_that_cannot_load_is_failed_with_traceback(sample, tmp_path, body
         assert expected in log and 'score.py", line 1' in log
         await r.engine.stop()
 
-    run(scenario())
+    run_async(scenario())
 
 
 def test_request_settings_are_emulated(sample, tmp_path):
@@ -244,7 +230,7 @@ def test_request_settings_are_emulated(sample, tmp_path):
         assert all(a.json().get("message") for a in answers if a.status_code == 429)
         await r.engine.stop()
 
-    run(scenario())
+    run_async(scenario())
 
 
 def test_a_crash_with_a_broken_script_on_disk_is_failed_not_succeeded(sample, tmp_path):
@@ -270,7 +256,7 @@ def test_a_crash_with_a_broken_script_on_disk_is_failed_not_succeeded(sample, tm
         assert (await r.post("{}")).json() == {"marker": "ok"}
         await r.engine.stop()
 
-    run(scenario())
+    run_async(scenario())
 
 
 def test_stop_during_a_restart_leaves_nothing_running(sample, tmp_path):
@@ -286,5 +272,5 @@ def test_stop_during_a_restart_leaves_nothing_running(sample, tmp_path):
         assert r.engine.state == "Deleting"
         assert not [e for e in r.of(ReloadFinished) if not e.ok]
 
-    run(scenario())
+    run_async(scenario())
     wait_for(lambda: children_of(os.getpid()) == [], timeout=15, message="every server process to end")

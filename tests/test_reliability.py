@@ -13,8 +13,7 @@ import httpx
 from devtui import spec
 from devtui.engine import Engine
 from devtui.events import SUCCEEDED, ReloadFinished
-from test_engine import REQUEST, save
-from waiting import async_wait_for
+from helpers import ONE_ROW_REQUEST, async_wait_for, run_async, save
 
 GOOD = '''
 import os
@@ -55,7 +54,7 @@ def test_100_reloads_alternating_good_and_broken_under_continuous_load(sample, t
             async with httpx.AsyncClient(timeout=10, limits=limits) as http:
                 while not stop.is_set():
                     try:
-                        answer = await http.post(engine.scoring_uri, content=REQUEST)
+                        answer = await http.post(engine.scoring_uri, content=ONE_ROW_REQUEST)
                     except httpx.HTTPError as ex:
                         failures.append(f"{type(ex).__name__}: {ex}")
                         continue
@@ -97,4 +96,4 @@ def test_100_reloads_alternating_good_and_broken_under_continuous_load(sample, t
         assert len(failed) == SAVES // 2
         assert answered > SAVES
 
-    asyncio.run(asyncio.wait_for(scenario(), 240))
+    run_async(scenario(), timeout=240)

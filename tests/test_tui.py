@@ -7,48 +7,30 @@ wait polls the app (``pilot.pause()`` in a loop) until a condition holds or a de
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import re
 import socket
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 from textual.command import CommandList, CommandPalette
 from textual.pilot import Pilot
 from textual.widgets import Button, Input, Static, TabbedContent, TextArea
 
-from conftest import children_of, pid_alive
 from devtui.tui.widgets._log_lines import LogLines
 from devtui import runtimes, spec
 from devtui.engine import DebugSettings, Engine
 from devtui.events import (DEVTUI, FAILED, INFERENCE_SERVER, STORAGE_INITIALIZER, SUCCEEDED, LogRecord, Logs,
                            ServerStarted)
-from devtui.tui import app as app_module
 from devtui.tui.app import DevtuiApp, EngineEvent
-from test_engine import save
-from waiting import free_port, wait_for
+from helpers import QuietApp, children_of, free_port, pid_alive, run_async, save, wait_for
 
 PALETTE_TITLES = ["Invoke endpoint", "Reload now", "Restart deployment", "Focus logs", "Toggle follow",
                   "Filter logs", "Clear logs", "Save logs", "Switch runtime", "Quit"]
 # The sample model's prediction for the first row of sample-request.json.
 FIRST_PREDICTION = "199.85"
-
-
-class QuietApp(DevtuiApp):
-    """The app without a deployment: no server starts, the test feeds the events."""
-
-    CSS_PATH = Path(app_module.__file__).with_name("app.tcss")  # relative paths follow the subclass
-
-    def deploy(self) -> None:
-        pass
-
-
-def run(coroutine):
-    return asyncio.run(asyncio.wait_for(coroutine, 120))
 
 
 @pytest.fixture(autouse=True)
@@ -166,7 +148,7 @@ def test_deploys_to_succeeded_and_ctrl_j_invokes(make_app):
             assert app.query_one("#tabs", TabbedContent).active == "invoke-tab"
             assert str(app.query_one("#response-status", Static).content).startswith("200")
 
-    run(scenario())
+    run_async(scenario())
 
 
 def test_invalid_json_is_flagged_and_not_sent(make_app):
@@ -197,7 +179,7 @@ def test_invalid_json_is_flagged_and_not_sent(make_app):
             await invoked(pilot, 1)
             assert app.invoke_panel.history[0].status == 200
 
-    run(scenario())
+    run_async(scenario())
 
 
 # -- the command palette ----------------------------------------------------------------------------
@@ -225,7 +207,7 @@ def test_palette_has_the_entries_and_invoke_endpoint_runs(make_app):
             assert app.invoke_panel.history[0].status == 200
             assert FIRST_PREDICTION in app.invoke_panel.history[0].answer
 
-    run(scenario())
+    run_async(scenario())
 
 
 # -- the keys that talk to the engine ---------------------------------------------------------------
@@ -247,7 +229,7 @@ def test_r_reloads_a_new_revision_in_the_same_server(make_app):
             await invoked(pilot, 1)
             assert app.invoke_panel.history[0].status == 200
 
-    run(scenario())
+    run_async(scenario())
 
 
 def test_ctrl_r_restarts_the_server_with_a_new_revision(make_app):
@@ -266,7 +248,7 @@ def test_ctrl_r_restarts_the_server_with_a_new_revision(make_app):
             await invoked(pilot, 1)
             assert app.invoke_panel.history[0].status == 200
 
-    run(scenario())
+    run_async(scenario())
 
 
 def test_r_just_after_the_server_listens_does_not_kill_it(make_app):
@@ -283,7 +265,7 @@ def test_r_just_after_the_server_listens_does_not_kill_it(make_app):
             await invoked(pilot, 1)
             assert app.invoke_panel.history[0].status == 200
 
-    run(scenario())
+    run_async(scenario())
 
 
 def test_q_quits_and_the_server_is_gone(make_app):
@@ -298,7 +280,7 @@ def test_q_quits_and_the_server_is_gone(make_app):
             await until(pilot, lambda: app.return_code is not None, message="the app to exit")
         return server
 
-    server = run(scenario())
+    server = run_async(scenario())
     assert app.engine.stopped
     assert not pid_alive(server)
 
@@ -321,7 +303,7 @@ def test_q_typed_in_the_filter_does_not_quit_but_ctrl_c_does(make_app):
             await until(pilot, lambda: app.return_code is not None, message="the app to exit")
         return server
 
-    server = run(scenario())
+    server = run_async(scenario())
     assert app.engine.stopped
     assert not pid_alive(server)
 
@@ -342,7 +324,7 @@ def test_saving_score_py_serves_a_new_revision(make_app):
             await invoked(pilot, 1)
             assert app.invoke_panel.history[0].answer.startswith('["edited"')
 
-    run(scenario())
+    run_async(scenario())
 
 
 def test_a_broken_save_shows_the_traceback_until_a_fix(make_app):
@@ -374,7 +356,7 @@ def test_a_broken_save_shows_the_traceback_until_a_fix(make_app):
             await invoked(pilot, 2)
             assert app.invoke_panel.history[1].answer.startswith('["fixed"')
 
-    run(scenario())
+    run_async(scenario())
 
 
 # -- the keys of the log view (no server needed) -------------------------------------------------------
@@ -400,7 +382,7 @@ def test_l_and_i_switch_tabs_and_focus(make_app):
             assert tabs.active == "invoke-tab"
             assert app.focused is app.invoke_panel.editor
 
-    run(scenario())
+    run_async(scenario())
 
 
 def test_f_toggles_follow_and_new_lines_button_resumes(make_app):
@@ -435,7 +417,7 @@ def test_f_toggles_follow_and_new_lines_button_resumes(make_app):
             await pilot.press("f")
             assert logs.follow
 
-    run(scenario())
+    run_async(scenario())
 
 
 def test_t_toggles_timestamps(make_app):
@@ -455,7 +437,7 @@ def test_t_toggles_timestamps(make_app):
             assert not app.logs.timestamps
             await until(pilot, lambda: lines.lines and lines.lines[0].text.startswith(INFERENCE_SERVER))
 
-    run(scenario())
+    run_async(scenario())
 
 
 def test_slash_focuses_the_filter_and_typing_narrows(make_app):
@@ -494,7 +476,7 @@ def test_slash_focuses_the_filter_and_typing_narrows(make_app):
             filter_input.value = ""
             await until(pilot, lambda: not filter_input.has_class("invalid") and len(logs.visible_records()) == 4)
 
-    run(scenario())
+    run_async(scenario())
 
 
 def test_c_clears_the_logs(make_app):
@@ -510,7 +492,7 @@ def test_c_clears_the_logs(make_app):
             assert app.logs.visible_records() == []
             await shown(pilot, 0)
 
-    run(scenario())
+    run_async(scenario())
 
 
 def test_s_saves_the_visible_lines(make_app):
@@ -532,7 +514,7 @@ def test_s_saves_the_visible_lines(make_app):
             assert [line.split(INFERENCE_SERVER)[1].strip() for line in lines] == [f"keep {n}" for n in range(5)]
             assert any("Saved 5 lines" in message for _, message in notes)
 
-    run(scenario())
+    run_async(scenario())
 
 
 def test_x_warns_when_only_the_process_runtime_is_available(make_app, monkeypatch):
@@ -547,7 +529,7 @@ def test_x_warns_when_only_the_process_runtime_is_available(make_app, monkeypatc
             assert notes == [("warning", "Only the process runtime is available here.")]
             assert app.engine.runtime_name == "process"
 
-    run(scenario())
+    run_async(scenario())
 
 
 def test_x_switches_to_the_next_runtime_when_there_is_one(make_app, monkeypatch):
@@ -571,7 +553,7 @@ def test_x_switches_to_the_next_runtime_when_there_is_one(make_app, monkeypatch)
             assert ("information", "Switching to the container runtime...") in notes
             assert "[container]" in status_text(app)
 
-    run(scenario())
+    run_async(scenario())
 
 
 def test_d_starts_and_stops_the_debugger(make_app, monkeypatch):
@@ -595,4 +577,4 @@ def test_d_starts_and_stops_the_debugger(make_app, monkeypatch):
             with pytest.raises(OSError):
                 socket.create_connection(("127.0.0.1", port), timeout=2).close()
 
-    run(scenario())
+    run_async(scenario())

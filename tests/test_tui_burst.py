@@ -7,29 +7,19 @@ Promptness is asserted as a count of ``pilot.pause()`` calls, not as wall time.
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 
 from devtui.tui.widgets._log_lines import LogLines
 from devtui import spec
 from devtui.engine import Engine
 from devtui.events import DEVTUI, INFERENCE_SERVER, STORAGE_INITIALIZER, LogRecord, Logs
-from devtui.tui import app as app_module
-from devtui.tui.app import DevtuiApp, EngineEvent
+from devtui.tui.app import EngineEvent
+from helpers import QuietApp
 
 CAPACITY = 2_000
 BATCHES = 50
 BATCH = 1_000
 SOURCES = (INFERENCE_SERVER, INFERENCE_SERVER, INFERENCE_SERVER, STORAGE_INITIALIZER, DEVTUI)
-
-
-class QuietApp(DevtuiApp):
-    """The app without a deployment: the test posts the engine's events."""
-
-    CSS_PATH = Path(app_module.__file__).with_name("app.tcss")  # relative paths follow the subclass
-
-    def deploy(self) -> None:
-        pass
 
 
 def batch(number: int) -> Logs:

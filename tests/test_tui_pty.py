@@ -18,8 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import children_of, pid_alive
-from waiting import wait_for
+from helpers import children_of, pid_alive, wait_for
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
 
@@ -59,7 +58,10 @@ class Tmux:
         # env -i: the test process may carry COLUMNS/LINES, which would override the pane's size.
         line = shlex.join(["exec", "env", "-i", *(f"{k}={v}" for k, v in env.items()), "/bin/sh", str(wrapper),
                            *command])
-        self("new-session", "-d", "-s", self.session, "-x", str(width), "-y", str(height), line)
+        # Started in the test's own folder: whatever the app writes into its working folder (saved
+        # logs, .vscode/launch.json) stays out of the checkout.
+        self("new-session", "-d", "-s", self.session, "-c", str(self.config.parent), "-x", str(width), "-y",
+             str(height), line)
         self.socket_path = Path(self.pane("#{socket_path}"))
 
     def screen(self) -> str:

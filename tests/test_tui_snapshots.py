@@ -8,6 +8,7 @@ and look at the SVGs under tests/__snapshots__/ before committing them.
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from pathlib import Path
@@ -16,15 +17,14 @@ from types import SimpleNamespace
 import pytest
 from textual.widgets import TabbedContent
 
-from conftest import SAMPLES
 from devtui.tui.widgets._log_lines import LogLines
 from devtui import spec
 from devtui.engine import Engine
 from devtui.events import (CREATING, INFERENCE_SERVER, STORAGE_INITIALIZER, SUCCEEDED, LogRecord, Logs,
                            Progress, ReloadFinished, ReloadStarted, ServerStarted, StateChanged)
-from devtui.tui import app as app_module
 from devtui.tui.app import DevtuiApp, EngineEvent
 from devtui.tui.widgets import Exchange, InvokePanel, _invoke_panel, _status_bar
+from helpers import SAMPLES, QuietApp
 
 SIZE = (120, 36)
 FOLDER = Path("/tmp/devtui-snapshot-sample")
@@ -38,15 +38,6 @@ TRACEBACK = f'''Traceback (most recent call last):
 SyntaxError: invalid syntax'''
 
 
-class QuietApp(DevtuiApp):
-    """The app without a deployment: the test posts the engine's events."""
-
-    CSS_PATH = Path(app_module.__file__).with_name("app.tcss")  # relative paths follow the subclass
-
-    def deploy(self) -> None:
-        pass
-
-
 @pytest.fixture(autouse=True)
 def frozen_clock(monkeypatch):
     """The widgets that print clock times see 12:34:56."""
@@ -56,12 +47,26 @@ def frozen_clock(monkeypatch):
     monkeypatch.setattr(_invoke_panel, "time", clock)
 
 
+def mirror(source: Path, target: Path) -> None:
+    """Make ``target`` hold ``source``'s files, never deleting it: a run started together with
+    this one may be reading them. A file that differs is replaced whole (copied beside it, then
+    renamed over), so a reader sees the old file or the new one, never half of one."""
+    for path in sorted(source.rglob("*")):
+        if not path.is_file() or "__pycache__" in path.parts:
+            continue
+        copy = target / path.relative_to(source)
+        if copy.is_file() and copy.read_bytes() == path.read_bytes():
+            continue
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        temporary = copy.with_name(f".{copy.name}.{os.getpid()}.tmp")
+        shutil.copy2(path, temporary)
+        os.replace(temporary, copy)
+
+
 @pytest.fixture
 def app(tmp_path) -> QuietApp:
-    # The same path every run, so the deployment panel shows the same paths; the copy is
-    # rewritten in place (never deleted) so a concurrent run still finds it.
-    shutil.copytree(SAMPLES / "sklearn-regression", FOLDER, dirs_exist_ok=True,
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    # The same path every run, so the deployment panel shows the same paths.
+    mirror(SAMPLES / "sklearn-regression", FOLDER)
     engine = Engine(spec.load(FOLDER), tmp_path / "work", port=5001, watch=False)
     return QuietApp(engine, request_text=(FOLDER / "sample-request.json").read_text(), log_capacity=500,
                     save_folder=tmp_path)
