@@ -10,7 +10,7 @@ import yaml
 
 from .paths import _absolute, _display
 from .problems import Problem, SpecError
-from .yaml_lines import _read_yaml
+from .yaml_lines import _read_text, _read_yaml
 
 _Kind = Literal["deployment", "endpoint", "other", "unreadable"]
 
@@ -110,9 +110,12 @@ def _only_endpoint(folder: Path, endpoints: list[Path]) -> Path | None:
 
 
 def _classify(file: Path) -> _Kind:
+    text = _read_text(file, [])  # a file too large to be a spec is "unreadable", and not parsed
+    if text is None:
+        return "unreadable"
     try:
-        data = yaml.safe_load(file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        data = yaml.safe_load(text)
+    except yaml.YAMLError:
         return "unreadable"
     if not isinstance(data, dict):
         return "other"

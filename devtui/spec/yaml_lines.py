@@ -3,6 +3,7 @@ problem can point at `file:line`; unreadable files and syntax errors become `Pro
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -10,6 +11,10 @@ import yaml
 
 from .messages import _describe
 from .problems import Problem
+
+# A deployment or endpoint YAML is a few KB. Past this, reading is refused before parsing: a 50 MB
+# file took PyYAML minutes and a gigabyte.
+_MAX_BYTES = 1024 * 1024
 
 _EMPTY_MESSAGE = (
     "the file is empty (or holds only comments). A deployment YAML needs at least name, endpoint_name, "
@@ -60,14 +65,33 @@ def _read_yaml(file: Path, problems: list[Problem]) -> _Document | None:
 
 
 def _read_text(file: Path, problems: list[Problem]) -> str | None:
+    """FILE's text, or None (with a problem) when it cannot be read, is not UTF-8 or is larger
+    than any spec file should be."""
     try:
-        return file.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        problems.append(Problem(file, None, None, "is not UTF-8 text. Save it as UTF-8 YAML."))
-        return None
+        with open(file, "rb") as stream:
+            # Read one byte past the limit rather than trusting the size `stat` gives: a pipe or a
+            # device says 0 and never ends.
+            data = stream.read(_MAX_BYTES + 1)
+            if len(data) > _MAX_BYTES:
+                size = max(os.fstat(stream.fileno()).st_size, len(data))
+                problems.append(Problem(file, None, None, _too_large_message(size)))
+                return None
     except OSError as error:
         problems.append(Problem(file, None, None, f"cannot be read ({error.strerror}). Check the path and its permissions."))
         return None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        problems.append(Problem(file, None, None, "is not UTF-8 text. Save it as UTF-8 YAML."))
+        return None
+
+
+def _too_large_message(size: int) -> str:
+    shown = f"{size / 1024 / 1024:.1f} MiB" if size >= 1024 * 1024 else f"{size} bytes"
+    return (
+        f"is {shown}, larger than the {_MAX_BYTES // 1024 // 1024} MiB devtui reads; a deployment or endpoint "
+        "YAML is a few KB. Check that this is the right file, and keep data out of it."
+    )
 
 
 def _parse(file: Path, text: str, problems: list[Problem]) -> tuple[Any, dict[tuple[Any, ...], int]] | None:
