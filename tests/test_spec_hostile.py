@@ -68,3 +68,87 @@ def test_an_oversized_yaml_alone_in_the_folder_says_why(project: Path) -> None:
     with pytest.raises(SpecError) as caught:
         find_files(project)
     assert any("2.0 MiB" in str(p) and p.file.name == "deployment.yml" for p in caught.value.problems), caught.value
+
+
+# --------------------------------------------------------------------------- YAML that expands
+
+BILLION_LAUGHS = "\n".join([
+    'lol0: &lol0 "lol"',
+    *(f"lol{i}: &lol{i} [{', '.join([f'*lol{i - 1}'] * 10)}]" for i in range(1, 10)),
+]) + "\n"
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("where", ["top level", "unknown key", "tags", "environment_variables"])
+def test_a_billion_laughs_is_refused_at_once(project: Path, where: str) -> None:
+    # validate ran 120 s at 8.8 GB on this before it was killed: the line indexer expanded every alias.
+    bomb = {
+        "top level": GOOD + BILLION_LAUGHS,
+        "unknown key": GOOD + "x-anchors:\n" + "".join(f"  {line}\n" for line in BILLION_LAUGHS.splitlines()),
+        "tags": GOOD + BILLION_LAUGHS + "tags: {a: *lol9}\n",
+        "environment_variables": GOOD + BILLION_LAUGHS + "environment_variables: *lol9\n",
+    }[where]
+    deployment = write(project, "deployment.yml", bomb)
+
+    started = time.perf_counter()
+    problems = problems_of(deployment)
+    assert time.perf_counter() - started < 1
+
+    assert len(problems) == 1, problems
+    assert problems[0].file == deployment and problems[0].line is not None, problems
+    text = str(problems[0])
+    assert "alias" in text and "10,000" in text, text
+
+
+@pytest.mark.timeout(10)
+def test_a_billion_laughs_in_a_folder_is_refused_at_once(project: Path) -> None:
+    write(project, "deployment.yml", GOOD + BILLION_LAUGHS)
+    started = time.perf_counter()
+    problems = problems_of(project)
+    assert time.perf_counter() - started < 1
+    assert any("alias" in str(p) and p.line for p in problems), problems
+
+
+def test_a_few_aliases_are_fine(project: Path) -> None:
+    deployment = write(project, "deployment.yml", GOOD + (
+        "tags: &shared {team: ml, cost-center: '42'}\n"
+        "environment_variables: *shared\n"
+        "liveness_probe: &probe {period: 5}\n"
+        "readiness_probe: *probe\n"
+    ))
+    loaded = load(deployment)
+    assert loaded.environment_variables == {"team": "ml", "cost-center": "42"} == loaded.tags
+    assert loaded.readiness_probe.period == 5
+
+
+@pytest.mark.timeout(10)
+def test_too_many_values_are_refused_while_parsing(project: Path) -> None:
+    # Under the size limit, but PyYAML would need 10+ s to compose 450,000 values.
+    deployment = write(project, "deployment.yml", GOOD + "tags: [" + "1," * 450_000 + "]\n")
+    assert deployment.stat().st_size < MIB
+    started = time.perf_counter()
+    problems = problems_of(deployment)
+    assert time.perf_counter() - started < 2
+    assert len(problems) == 1 and "10,000" in str(problems[0]), problems
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("depth", [100, 5000])
+def test_deep_nesting_is_one_problem_not_a_recursion_error(project: Path, depth: int) -> None:
+    deployment = write(project, "deployment.yml", GOOD + "tags: " + "[" * depth + "]" * depth + "\n")
+    problems = problems_of(deployment)
+    assert len(problems) == 1 and "deep" in str(problems[0]), problems
+    assert problems[0].line == GOOD.count("\n") + 1
+
+
+@pytest.mark.timeout(10)
+def test_nesting_deep_through_aliases_is_refused(project: Path) -> None:
+    chain = "a0: &a0 x\n" + "".join(f"a{i}: &a{i} [*a{i - 1}]\n" for i in range(1, 3000))
+    problems = problems_of(write(project, "deployment.yml", GOOD + chain))
+    assert len(problems) == 1 and "deep" in str(problems[0]), problems
+
+
+def test_a_recursive_alias_is_refused(project: Path) -> None:
+    problems = problems_of(write(project, "deployment.yml", GOOD + "tags: &loop {self: *loop}\n"))
+    assert len(problems) == 1, problems
+    assert "contains itself" in str(problems[0]), problems

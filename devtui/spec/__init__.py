@@ -12,7 +12,8 @@ Nothing here starts processes, touches Docker or writes files.
 Modules, in the order a load goes through them:
 
 - `files`: which files to read (`find_files`).
-- `yaml_lines`: YAML parsed with the line of every key.
+- `yaml_lines`: YAML parsed with the line of every key, within the limits of `yaml_limits`
+  (size, values once aliases are expanded, depth), so hostile input costs milliseconds.
 - `models`: the pydantic models of the YAML.
 - `resolver`, `local_files`, `environment` (on `checker`): from validated sections to a
   `LocalDeployment`, checked against the file system.

@@ -6,11 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-import yaml
 
 from .paths import _absolute, _display
 from .problems import Problem, SpecError
-from .yaml_lines import _read_text, _read_yaml
+from .yaml_lines import _parse, _read_text, _read_yaml
 
 _Kind = Literal["deployment", "endpoint", "other", "unreadable"]
 
@@ -110,13 +109,12 @@ def _only_endpoint(folder: Path, endpoints: list[Path]) -> Path | None:
 
 
 def _classify(file: Path) -> _Kind:
-    text = _read_text(file, [])  # a file too large to be a spec is "unreadable", and not parsed
-    if text is None:
+    # Read and parsed within the limits of a spec file: a file over them is "unreadable".
+    text = _read_text(file, [])
+    parsed = _parse(file, text, []) if text is not None else None
+    if parsed is None:
         return "unreadable"
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError:
-        return "unreadable"
+    data = parsed[0]
     if not isinstance(data, dict):
         return "other"
     schema = data.get("$schema")

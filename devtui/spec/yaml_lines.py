@@ -11,10 +11,7 @@ import yaml
 
 from .messages import _describe
 from .problems import Problem
-
-# A deployment or endpoint YAML is a few KB. Past this, reading is refused before parsing: a 50 MB
-# file took PyYAML minutes and a gigabyte.
-_MAX_BYTES = 1024 * 1024
+from .yaml_limits import MAX_BYTES, BoundedLoader, Refused, check_expansion, too_large_message
 
 _EMPTY_MESSAGE = (
     "the file is empty (or holds only comments). A deployment YAML needs at least name, endpoint_name, "
@@ -50,7 +47,7 @@ def _read_yaml(file: Path, problems: list[Problem]) -> _Document | None:
     if parsed is None:
         return None
     data, lines = parsed
-    if data is None:
+    if not lines:
         problems.append(Problem(file, 1, None, _EMPTY_MESSAGE))
         return None
     if not isinstance(data, dict):
@@ -71,10 +68,10 @@ def _read_text(file: Path, problems: list[Problem]) -> str | None:
         with open(file, "rb") as stream:
             # Read one byte past the limit rather than trusting the size `stat` gives: a pipe or a
             # device says 0 and never ends.
-            data = stream.read(_MAX_BYTES + 1)
-            if len(data) > _MAX_BYTES:
+            data = stream.read(MAX_BYTES + 1)
+            if len(data) > MAX_BYTES:
                 size = max(os.fstat(stream.fileno()).st_size, len(data))
-                problems.append(Problem(file, None, None, _too_large_message(size)))
+                problems.append(Problem(file, None, None, too_large_message(size)))
                 return None
     except OSError as error:
         problems.append(Problem(file, None, None, f"cannot be read ({error.strerror}). Check the path and its permissions."))
@@ -86,28 +83,24 @@ def _read_text(file: Path, problems: list[Problem]) -> str | None:
         return None
 
 
-def _too_large_message(size: int) -> str:
-    shown = f"{size / 1024 / 1024:.1f} MiB" if size >= 1024 * 1024 else f"{size} bytes"
-    return (
-        f"is {shown}, larger than the {_MAX_BYTES // 1024 // 1024} MiB devtui reads; a deployment or endpoint "
-        "YAML is a few KB. Check that this is the right file, and keep data out of it."
-    )
-
-
 def _parse(file: Path, text: str, problems: list[Problem]) -> tuple[Any, dict[tuple[Any, ...], int]] | None:
-    """TEXT's data and the line of every key path in it; None (with a problem) when it is empty
-    or not valid YAML."""
-    loader = yaml.SafeLoader(text)
+    """TEXT's data and the line of every key path in it (no lines at all for an empty document);
+    None, with a problem, when it is not valid YAML or is over the limits of `yaml_limits`."""
+    loader = BoundedLoader(text)
     try:
         # Composing first keeps the node tree, whose marks give every key its line; the same
         # nodes are then constructed into plain Python data for pydantic.
         node = loader.get_single_node()
         if node is None:
-            problems.append(Problem(file, 1, None, _EMPTY_MESSAGE))
-            return None
+            return None, {}
+        # Before anything walks the tree with its aliases expanded.
+        check_expansion(node)
         data = loader.construct_document(node)
         lines: dict[tuple[Any, ...], int] = {(): node.start_mark.line + 1}
-        _index_lines(loader, node, (), lines, set())
+        _index_lines(loader, node, (), lines)
+    except Refused as refused:
+        problems.append(Problem(file, refused.line, None, refused.message))
+        return None
     except yaml.MarkedYAMLError as error:
         problems.append(_syntax_problem(file, error))
         return None
@@ -142,11 +135,9 @@ def _syntax_problem(file: Path, error: yaml.MarkedYAMLError) -> Problem:
 
 
 def _index_lines(loader: yaml.SafeLoader, node: yaml.Node, path: tuple[Any, ...],
-                 lines: dict[tuple[Any, ...], int], active: set[int]) -> None:
-    # `active` guards against recursive anchors (&a ... *a inside itself).
-    if id(node) in active:
-        return
-    active.add(id(node))
+                 lines: dict[tuple[Any, ...], int]) -> None:
+    # The tree may share nodes through aliases but has no cycles and a bounded expanded size:
+    # `check_expansion` saw to that.
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
             if not isinstance(key_node, yaml.ScalarNode):
@@ -155,10 +146,8 @@ def _index_lines(loader: yaml.SafeLoader, node: yaml.Node, path: tuple[Any, ...]
             # paths match pydantic's `loc`. A duplicate key overwrites: PyYAML keeps the last one.
             key = loader.construct_object(key_node)
             lines[path + (key,)] = key_node.start_mark.line + 1
-            _index_lines(loader, value_node, path + (key,), lines, active)
+            _index_lines(loader, value_node, path + (key,), lines)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
             lines[path + (index,)] = item.start_mark.line + 1
-            _index_lines(loader, item, path + (index,), lines, active)
-    active.discard(id(node))
-
+            _index_lines(loader, item, path + (index,), lines)
