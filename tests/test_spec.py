@@ -662,3 +662,51 @@ def test_a_key_that_is_not_a_name_is_one_problem_and_the_rest_still_loads(projec
     assert len(problems) == 1, "\n".join(map(str, problems))
     assert problems[0].field == "null" and "a key must be a name" in problems[0].message
     assert problems[0].line == len(GOOD.splitlines()) + 1
+
+
+# --------------------------------------------------------------------------- keys the cloud reads otherwise
+
+
+def test_a_duplicate_key_is_an_error_naming_both_lines(project: Path) -> None:
+    # PyYAML keeps the last one silently, so the file "works" here and means something else to a reader.
+    deployment = write(project, "deployment.yml", GOOD + "name: green\n")
+    problem = only(problems_of(deployment), "name")
+    assert_reported(problem, "deployment.yml", 12, "name", "duplicate", "line 2")
+
+
+def test_a_duplicate_nested_key_is_an_error(project: Path) -> None:
+    deployment = write(project, "deployment.yml", GOOD + (
+        "request_settings:\n"
+        "  request_timeout_ms: 3000\n"
+        "  max_concurrent_requests_per_instance: 2\n"
+        "  request_timeout_ms: 90000\n"
+    ))
+    problem = only(problems_of(deployment), "request_settings.request_timeout_ms")
+    assert_reported(problem, "deployment.yml", 15, "request_settings.request_timeout_ms", "duplicate", "line 13")
+
+
+def test_a_duplicate_key_in_the_endpoint_file_is_an_error(project: Path) -> None:
+    write(project, "deployment.yml", GOOD)
+    endpoint = write(project, "endpoint.yml", "name: my-endpoint\nauth_mode: key\nauth_mode: aml_token\n")
+    problem = only(problems_of(project / "deployment.yml", endpoint), "auth_mode")
+    assert_reported(problem, "endpoint.yml", 3, "auth_mode", "duplicate", "line 2")
+
+
+def test_a_duplicate_inside_an_anchor_is_reported_once(project: Path) -> None:
+    deployment = write(project, "deployment.yml", GOOD + (
+        "tags: &shared {team: ml, team: ai}\n"
+        "environment_variables: *shared\n"
+    ))
+    problem = only(problems_of(deployment), "tags.team")
+    assert_reported(problem, "deployment.yml", 12, "tags.team", "duplicate")
+
+
+def test_a_merge_key_overridden_is_not_a_duplicate(project: Path) -> None:
+    deployment = write(project, "deployment.yml", GOOD + (
+        "liveness_probe: &probe {period: 5, timeout: 3}\n"
+        "readiness_probe:\n"
+        "  <<: *probe\n"
+        "  period: 7\n"
+    ))
+    loaded = load(deployment)
+    assert loaded.readiness_probe.period == 7 and loaded.readiness_probe.timeout == 3

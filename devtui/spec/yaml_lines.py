@@ -9,7 +9,7 @@ from typing import Any, Iterable
 
 import yaml
 
-from .messages import _describe
+from .messages import _describe, _dotted
 from .problems import Problem
 from .yaml_limits import MAX_BYTES, BoundedLoader, Refused, check_expansion, too_large_message
 
@@ -95,6 +95,8 @@ def _parse(file: Path, text: str, problems: list[Problem]) -> tuple[Any, dict[tu
             return None, {}
         # Before anything walks the tree with its aliases expanded.
         check_expansion(node)
+        # Before constructing, which folds merge keys (`<<: *base`) into the mappings.
+        problems.extend(_duplicate_keys(file, loader, node))
         data = loader.construct_document(node)
         lines: dict[tuple[Any, ...], int] = {(): node.start_mark.line + 1}
         _index_lines(loader, node, (), lines)
@@ -151,3 +153,39 @@ def _index_lines(loader: yaml.SafeLoader, node: yaml.Node, path: tuple[Any, ...]
         for index, item in enumerate(node.value):
             lines[path + (index,)] = item.start_mark.line + 1
             _index_lines(loader, item, path + (index,), lines)
+
+
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+def _duplicate_keys(file: Path, loader: yaml.SafeLoader, root: yaml.Node) -> list[Problem]:
+    """A problem for each key given twice in one mapping. PyYAML keeps the last one silently,
+    so a file that "works" means something else to whoever reads it. Each mapping is checked
+    once, however many aliases point at it; a merge key (`<<: *base`) overridden is not a
+    duplicate, it is what merging is for."""
+    problems: list[Problem] = []
+    visited: set[int] = set()
+
+    def visit(node: yaml.Node, path: tuple[Any, ...]) -> None:
+        if id(node) in visited:
+            return
+        visited.add(id(node))
+        if isinstance(node, yaml.SequenceNode):
+            for index, item in enumerate(node.value):
+                visit(item, path + (index,))
+        elif isinstance(node, yaml.MappingNode):
+            first_lines: dict[Any, int] = {}
+            for key_node, value_node in node.value:
+                if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == _MERGE_TAG:
+                    continue
+                key, line = loader.construct_object(key_node), key_node.start_mark.line + 1
+                if key in first_lines:
+                    problems.append(Problem(file, line, _dotted(path + (key,)), (
+                        f"duplicate key: `{key}` is also on line {first_lines[key]}. YAML keeps only the last "
+                        f"one, so line {first_lines[key]} is ignored; remove one of them."
+                    )))
+                first_lines.setdefault(key, line)
+                visit(value_node, path + (key,))
+
+    visit(root, ())
+    return problems
