@@ -502,6 +502,8 @@ def cmd_validate(args) -> int:
     print(f"  request timeout: {settings.request_timeout_ms} ms, "
           f"max concurrent: {settings.max_concurrent_requests_per_instance}")
     print(f"  instances:       {d.instance_count} x {d.instance_type or '-'} (shown, not used locally)")
+    for warning in d.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     return 0
 
 

@@ -17,6 +17,7 @@ Modules, in the order a load goes through them:
 - `models`: the pydantic models of the YAML.
 - `resolver`, `local_files`, `environment` (on `checker`): from validated sections to a
   `LocalDeployment`, checked against the file system.
+- `unknown_keys`: warnings for keys neither devtui nor the cloud knows (`LocalDeployment.warnings`).
 - `loader`: `load`, which runs all of the above.
 - `deployment`, `problems`: the result types and the error types.
 - `messages`, `names`, `paths`: wording, Azure's naming rule, how paths are resolved and shown.

@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-
 from .paths import _absolute, _display
 from .problems import Problem, SpecError
 from .yaml_lines import _parse, _read_text, _read_yaml
