@@ -63,9 +63,7 @@ class _Resolver(_Checker):
         endpoint, endpoint_bad = (None, set())
         if self.endpoint_doc is not None:
             endpoint, endpoint_bad = _validate(_EndpointYaml, self.endpoint_doc, self.problems)
-        self.warnings = _by_line(_unknown_keys(spec, self.doc, "a deployment"))
-        if endpoint is not None and self.endpoint_doc is not None:
-            self.warnings += _by_line(_unknown_keys(endpoint, self.endpoint_doc, "an endpoint"))
+        self.warnings = self._unknown_keys(spec, endpoint)
 
         local_files = _LocalFilesResolver(self.doc, self.problems, self.bad)
         deployment_name = self._deployment_name(spec)
@@ -97,6 +95,12 @@ class _Resolver(_Checker):
             endpoint_tags=dict(endpoint.tags or {}) if endpoint is not None else {},
             warnings=tuple(self.warnings),
         )
+
+    def _unknown_keys(self, spec: _DeploymentYaml, endpoint: _EndpointYaml | None) -> list[Problem]:
+        warnings = _by_line(_unknown_keys(spec, self.doc, "a deployment"))
+        if endpoint is not None and self.endpoint_doc is not None:
+            warnings += _by_line(_unknown_keys(endpoint, self.endpoint_doc, "an endpoint"))
+        return warnings
 
     # -- names
 
