@@ -24,11 +24,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 import inference_server
 
-from .spec import LocalDeployment
+from .spec import LocalDeployment, SpecError, load_conda
 
 # Bump when the Dockerfile template changes, so old images are not reused.
 TEMPLATE_VERSION = "1"
@@ -82,9 +80,11 @@ def conda_requirement(spec: str) -> str | None:
 
 def read_conda(path: Path) -> CondaEnvironment:
     try:
-        document = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as ex:
-        raise ImageError(f"{path}: cannot read the conda file: {ex}") from None
+        # Checked for its shape: a string where the dependencies list belongs would otherwise be
+        # read one character at a time, and pip asked for packages named `n`, `u`, `m`, ...
+        document = load_conda(path)
+    except SpecError as ex:
+        raise ImageError(f"the conda file cannot be used:\n{ex}") from None
     environment = CondaEnvironment(path)
     for item in document.get("dependencies") or []:
         if isinstance(item, dict):

@@ -9,9 +9,18 @@ from pathlib import Path
 import pytest
 
 from devtui.spec import Problem, SpecError, find_files, load
-from test_spec import GOOD, project, write  # noqa: F401  (project is a fixture)
+from test_spec import GOOD, write
 
 MIB = 1024 * 1024
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """The local files GOOD points at: model, code, conda file."""
+    write(tmp_path, "model/weights.pkl", "weights")
+    write(tmp_path, "src/score.py", "def init():\n    pass\n\ndef run(raw):\n    return raw\n")
+    write(tmp_path, "conda.yml", "name: env\ndependencies: [python=3.11]\n")
+    return tmp_path
 
 
 def problems_of(*args, **kwargs) -> list[Problem]:
@@ -152,3 +161,75 @@ def test_a_recursive_alias_is_refused(project: Path) -> None:
     problems = problems_of(write(project, "deployment.yml", GOOD + "tags: &loop {self: *loop}\n"))
     assert len(problems) == 1, problems
     assert "contains itself" in str(problems[0]), problems
+
+
+# --------------------------------------------------------------------------- the conda file's shape
+
+
+def conda_problems(project: Path, conda: str) -> list[Problem]:
+    write(project, "conda.yml", conda)
+    return problems_of(write(project, "deployment.yml", GOOD))
+
+
+def test_string_dependencies_are_refused_not_read_letter_by_letter(project: Path) -> None:
+    # pip was asked for the packages j, u, s, t, ...: a typo-squatting hazard.
+    (problem,) = conda_problems(project, 'name: env\ndependencies: "just-a-string"\n')
+    assert str(problem).startswith(f"{project / 'conda.yml'}:2: dependencies: "), problem
+    assert "list" in problem.message and "'just-a-string'" in problem.message, problem
+
+
+@pytest.mark.parametrize("conda, where, words", [
+    ("dependencies:\n  - numpy\n  - pip: requests\n", (3, "dependencies.1.pip"), ("list", "'requests'")),
+    ("dependencies:\n  - numpy\n  - 3\n", (3, "dependencies.1"), ("number 3",)),
+    ("dependencies:\n  - [numpy, scipy]\n", (2, "dependencies.0"), ("a list",)),
+    ("dependencies:\n  - pip: [requests, 2]\n", (2, "dependencies.0.pip.1"), ("number 2",)),
+    ("dependencies:\n  - pip: [requests]\n    conda: [numpy]\n", (3, "dependencies.0.conda"), ("pip",)),
+    ("channels: conda-forge\ndependencies: [numpy]\n", (1, "channels"), ("list", "'conda-forge'")),
+    ("name: [a, b]\ndependencies: [numpy]\n", (1, "name"), ("text",)),
+    ("dependencies: [numpy]\ndependencies: [scipy]\n", (2, "dependencies"), ("duplicate",)),
+])
+def test_conda_file_shape_problems_have_file_line_and_field(project: Path, conda: str, where: tuple, words: tuple) -> None:
+    (problem,) = conda_problems(project, conda)
+    assert (problem.file.name, problem.line, problem.field) == ("conda.yml", *where), problem
+    for word in words:
+        assert word in problem.message, problem
+
+
+def test_a_conda_file_that_is_not_a_mapping(project: Path) -> None:
+    (problem,) = conda_problems(project, "- numpy\n- scipy\n")
+    assert (problem.file.name, problem.line, problem.field) == ("conda.yml", 1, None), problem
+    assert "dependencies" in problem.message
+
+
+def test_a_conda_file_with_a_syntax_error(project: Path) -> None:
+    (problem,) = conda_problems(project, "dependencies:\n  - numpy\n - scipy\n")
+    assert problem.file.name == "conda.yml" and problem.line == 3 and "syntax" in problem.message, problem
+
+
+@pytest.mark.timeout(10)
+def test_a_conda_file_alias_bomb_is_refused_at_once(project: Path) -> None:
+    started = time.perf_counter()
+    (problem,) = conda_problems(project, BILLION_LAUGHS + "dependencies: *lol9\n")
+    assert time.perf_counter() - started < 1
+    assert problem.file.name == "conda.yml" and "alias" in problem.message, problem
+
+
+def test_a_good_conda_file_with_pip_loads(project: Path) -> None:
+    write(project, "conda.yml", (
+        "name: env\nchannels: [conda-forge]\n"
+        "dependencies:\n  - python=3.11\n  - numpy=1.26\n  - pip\n  - pip:\n    - requests==2.32.3\n"
+    ))
+    assert load(write(project, "deployment.yml", GOOD)).environment.conda_file == project / "conda.yml"
+
+
+def test_read_conda_refuses_string_dependencies_without_docker(tmp_path: Path) -> None:
+    from devtui.images import ImageError, read_conda
+
+    conda = write(tmp_path, "conda.yml", "dependencies:\n  - pip: requests\n")
+    with pytest.raises(ImageError) as caught:
+        read_conda(conda)
+    assert f"{conda}:2: dependencies.0.pip: " in str(caught.value), caught.value
+
+    good = write(tmp_path, "good.yml", "dependencies:\n  - python=3.11\n  - numpy=1.26\n  - pip: [requests]\n")
+    environment = read_conda(good)
+    assert environment.python == "3.11" and environment.requirements == ["numpy==1.26.*", "requests"]
