@@ -108,6 +108,14 @@ def read_conda(path: Path) -> CondaEnvironment:
     return environment
 
 
+def user_image_tag(deployment: LocalDeployment) -> str:
+    """The tag of the image built from the deployment's own Dockerfile. Endpoint and deployment
+    names may have capitals (the cloud accepts `Rel-ICU`: its names are case-insensitive), an
+    image repository may not, so the names are lowercased; letters, digits and hyphens are all
+    the cloud allows, and all valid in a repository name."""
+    return f"devtui-user-{deployment.endpoint_name}-{deployment.deployment_name}:latest".lower()
+
+
 def _server_digest() -> str:
     folder = Path(inference_server.__file__).parent
     digest = hashlib.sha256()
@@ -167,8 +175,7 @@ class ImageBuilder:
 
     def _build_user_image(self) -> str:
         environment = self.deployment.environment
-        d = self.deployment
-        tag = f"devtui-user-{d.endpoint_name}-{d.deployment_name}:latest"
+        tag = user_image_tag(self.deployment)
         self.log(f"Building {environment.dockerfile} (context {environment.build_path})")
         self._stream_build(lambda: self.client.api.build(
             path=str(environment.build_path), dockerfile=environment.dockerfile_path or "Dockerfile", tag=tag,

@@ -3,6 +3,7 @@ without limit, conda files of the wrong shape. Each is refused with one clear Pr
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -233,3 +234,28 @@ def test_read_conda_refuses_string_dependencies_without_docker(tmp_path: Path) -
     good = write(tmp_path, "good.yml", "dependencies:\n  - python=3.11\n  - numpy=1.26\n  - pip: [requests]\n")
     environment = read_conda(good)
     assert environment.python == "3.11" and environment.requirements == ["numpy==1.26.*", "requests"]
+
+
+# --------------------------------------------------------------------------- names the cloud accepts
+
+# Docker's reference grammar for a repository path component and a tag.
+DOCKER_REPOSITORY = re.compile(r"^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*$")
+DOCKER_TAG = re.compile(r"^[\w][\w.-]{0,127}$")
+
+
+def test_an_uppercase_endpoint_name_builds_an_image_with_a_valid_tag(project: Path) -> None:
+    # The cloud accepts `Rel-ICU` (names are letters, digits and hyphens, and case-insensitive), so
+    # it must run here too; Docker refused `devtui-user-Rel-ICU-blue:latest`.
+    from devtui.images import user_image_tag
+
+    write(project, "docker/Dockerfile", "FROM python:3.11-slim\n")
+    deployment = write(project, "deployment.yml", GOOD.replace("endpoint_name: my-endpoint", "endpoint_name: Rel-ICU")
+                       .replace("name: blue", "name: Blue-2").replace(
+                           "  image: python:3.11-slim\n  conda_file: ./conda.yml\n", "  build: {path: ./docker}\n"))
+    loaded = load(deployment)
+    assert (loaded.endpoint_name, loaded.deployment_name) == ("Rel-ICU", "Blue-2")
+
+    tag = user_image_tag(loaded)
+    repository, _, version = tag.partition(":")
+    assert DOCKER_REPOSITORY.match(repository) and DOCKER_TAG.match(version), tag
+    assert tag == "devtui-user-rel-icu-blue-2:latest"
