@@ -259,3 +259,16 @@ def test_an_uppercase_endpoint_name_builds_an_image_with_a_valid_tag(project: Pa
     repository, _, version = tag.partition(":")
     assert DOCKER_REPOSITORY.match(repository) and DOCKER_TAG.match(version), tag
     assert tag == "devtui-user-rel-icu-blue-2:latest"
+
+
+@pytest.mark.parametrize("device", ["/dev/null", "/dev/zero"])
+def test_a_device_is_neither_a_deployment_nor_a_folder(device: str) -> None:
+    with pytest.raises(SpecError) as caught:
+        find_files(Path(device))
+    (problem,) = caught.value.problems
+    assert "not a file or a folder" in str(problem), problem
+
+    with pytest.raises(SpecError) as caught:
+        find_files(Path(__file__), Path(device))
+    (problem,) = caught.value.problems
+    assert "is not a file; pass the endpoint YAML" in str(problem), problem

@@ -42,6 +42,10 @@ def find_files(path: Path, endpoint_file: Path | None = None) -> tuple[Path, Pat
                 "(the one with model, code_configuration and environment), or the folder holding both."
             ))])
         return _absolute(path), endpoint_file
+    if not path.is_dir():  # a device or a pipe: reading it may never end
+        raise SpecError([Problem(path, None, None, (
+            "is not a file or a folder. Pass a deployment YAML or the folder that holds it."
+        ))])
     return _search_folder(path, endpoint_file)
 
 
@@ -52,7 +56,8 @@ def _checked_endpoint_file(endpoint_file: Path) -> Path:
             f"endpoint file {_absolute(endpoint_file)} not found. Check the path."
         ))])
     if not endpoint_file.is_file():
-        raise SpecError([Problem(endpoint_file, None, None, "is a folder; pass the endpoint YAML file itself.")])
+        what = "a folder" if endpoint_file.is_dir() else "not a file"
+        raise SpecError([Problem(endpoint_file, None, None, f"is {what}; pass the endpoint YAML file itself.")])
     return _absolute(endpoint_file)
 
 
