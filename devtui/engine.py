@@ -140,8 +140,11 @@ class Engine(ServerEvents):
                               if reload_yaml else self.deployment)
             except spec.SpecError as ex:
                 self._say("The changed YAML has problems; it is not applied and the running revision "
-                          "keeps serving:", *(f"  {p}" for p in ex.problems))
+                          "keeps serving:", *(f"  {p}" for p in ex.problems),
+                          *(f"  warning: {w}" for w in ex.warnings))
                 return self.state
+            if reload_yaml and deployment.warnings:
+                self._say(*(f"warning: {w}" for w in deployment.warnings))
             if self.stopped:
                 return self.state
             self._set_state(UPDATING, f"applying {reason}")

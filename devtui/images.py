@@ -24,11 +24,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 import inference_server
 
-from .spec import LocalDeployment
+from .spec import LocalDeployment, SpecError, load_conda
 
 # Bump when the Dockerfile template changes, so old images are not reused.
 TEMPLATE_VERSION = "1"
@@ -82,9 +80,11 @@ def conda_requirement(spec: str) -> str | None:
 
 def read_conda(path: Path) -> CondaEnvironment:
     try:
-        document = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as ex:
-        raise ImageError(f"{path}: cannot read the conda file: {ex}") from None
+        # Checked for its shape: a string where the dependencies list belongs would otherwise be
+        # read one character at a time, and pip asked for packages named `n`, `u`, `m`, ...
+        document = load_conda(path)
+    except SpecError as ex:
+        raise ImageError(f"the conda file cannot be used:\n{ex}") from None
     environment = CondaEnvironment(path)
     for item in document.get("dependencies") or []:
         if isinstance(item, dict):
@@ -106,6 +106,14 @@ def read_conda(path: Path) -> CondaEnvironment:
         (environment.replaced if name in REPLACED else kept).append(requirement)
     environment.requirements = kept
     return environment
+
+
+def user_image_tag(deployment: LocalDeployment) -> str:
+    """The tag of the image built from the deployment's own Dockerfile. Endpoint and deployment
+    names may have capitals (the cloud accepts `Rel-ICU`: its names are case-insensitive), an
+    image repository may not, so the names are lowercased; letters, digits and hyphens are all
+    the cloud allows, and all valid in a repository name."""
+    return f"devtui-user-{deployment.endpoint_name}-{deployment.deployment_name}:latest".lower()
 
 
 def _server_digest() -> str:
@@ -168,8 +176,7 @@ class ImageBuilder:
 
     def _build_user_image(self) -> str:
         environment = self.deployment.environment
-        d = self.deployment
-        tag = f"devtui-user-{d.endpoint_name}-{d.deployment_name}:latest"
+        tag = user_image_tag(self.deployment)
         self.log(f"Building {environment.dockerfile} (context {environment.build_path})")
         self._stream_build(lambda: self.client.api.build(
             path=str(environment.build_path), dockerfile=environment.dockerfile_path or "Dockerfile", tag=tag,

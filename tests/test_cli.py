@@ -39,6 +39,17 @@ def test_validate_a_good_deployment():
     assert "deployment 'blue' of endpoint 'my-endpoint' is valid" in result.stdout
 
 
+def test_validate_prints_warnings_and_still_exits_0(sample):
+    folder = sample("sklearn-regression")
+    deployment = folder / "deployment.yml"
+    deployment.write_text(deployment.read_text() + "enviroment_variables: {LOG_LEVEL: debug}\n")
+    result = devtui("validate", str(folder))
+    assert "is valid" in result.stdout
+    line = len(deployment.read_text().splitlines())
+    assert f"warning: {deployment}:{line}: enviroment_variables: " in result.stderr, result.stderr
+    assert "did you mean environment_variables?" in result.stderr, result.stderr
+
+
 BAD = {
     "yaml syntax": ("name: blue\n  endpoint_name: my-endpoint\n", "deployment.yml:2:", ""),
     "empty file": ("# nothing here\n", ":1", "empty"),

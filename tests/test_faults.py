@@ -21,7 +21,7 @@ from devtui import registry, spec
 from devtui.cli import Recorder
 from devtui.engine import Engine
 from devtui.events import DEVTUI, SOURCES, SUCCEEDED, Logs
-from waiting import free_port, wait_for
+from helpers import free_port, wait_for
 
 # Prints 8 KiB per request: a few requests fill a pipe nobody reads (64 KiB on Linux).
 SCORE = '''

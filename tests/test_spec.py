@@ -20,12 +20,7 @@ from devtui.spec import (
     load,
 )
 
-
-def write(folder: Path, name: str, text: str) -> Path:
-    path = folder / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
-    return path
+from spec_data import GOOD, write
 
 
 @pytest.fixture
@@ -35,21 +30,6 @@ def project(tmp_path: Path) -> Path:
     write(tmp_path, "src/score.py", "def init():\n    pass\n\ndef run(raw):\n    return raw\n")
     write(tmp_path, "conda.yml", "name: env\ndependencies: [python=3.11]\n")
     return tmp_path
-
-
-GOOD = textwrap.dedent("""
-    $schema: https://azuremlschemas.azureedge.net/latest/managedOnlineDeployment.schema.json
-    name: blue
-    endpoint_name: my-endpoint
-    model:
-      path: ./model
-    code_configuration:
-      code: ./src
-      scoring_script: score.py
-    environment:
-      image: python:3.11-slim
-      conda_file: ./conda.yml
-""").lstrip("\n")
 
 
 def problems_of(*args, **kwargs) -> list[Problem]:
@@ -662,3 +642,146 @@ def test_a_key_that_is_not_a_name_is_one_problem_and_the_rest_still_loads(projec
     assert len(problems) == 1, "\n".join(map(str, problems))
     assert problems[0].field == "null" and "a key must be a name" in problems[0].message
     assert problems[0].line == len(GOOD.splitlines()) + 1
+
+
+# --------------------------------------------------------------------------- keys the cloud reads otherwise
+
+
+def test_a_duplicate_key_is_an_error_naming_both_lines(project: Path) -> None:
+    # PyYAML keeps the last one silently, so the file "works" here and means something else to a reader.
+    deployment = write(project, "deployment.yml", GOOD + "name: green\n")
+    problem = only(problems_of(deployment), "name")
+    assert_reported(problem, "deployment.yml", 12, "name", "duplicate", "line 2")
+
+
+def test_a_duplicate_nested_key_is_an_error(project: Path) -> None:
+    deployment = write(project, "deployment.yml", GOOD + (
+        "request_settings:\n"
+        "  request_timeout_ms: 3000\n"
+        "  max_concurrent_requests_per_instance: 2\n"
+        "  request_timeout_ms: 90000\n"
+    ))
+    problem = only(problems_of(deployment), "request_settings.request_timeout_ms")
+    assert_reported(problem, "deployment.yml", 15, "request_settings.request_timeout_ms", "duplicate", "line 13")
+
+
+def test_a_duplicate_key_in_the_endpoint_file_is_an_error(project: Path) -> None:
+    write(project, "deployment.yml", GOOD)
+    endpoint = write(project, "endpoint.yml", "name: my-endpoint\nauth_mode: key\nauth_mode: aml_token\n")
+    problem = only(problems_of(project / "deployment.yml", endpoint), "auth_mode")
+    assert_reported(problem, "endpoint.yml", 3, "auth_mode", "duplicate", "line 2")
+
+
+def test_a_duplicate_inside_an_anchor_is_reported_once(project: Path) -> None:
+    deployment = write(project, "deployment.yml", GOOD + (
+        "tags: &shared {team: ml, team: ai}\n"
+        "environment_variables: *shared\n"
+    ))
+    problem = only(problems_of(deployment), "tags.team")
+    assert_reported(problem, "deployment.yml", 12, "tags.team", "duplicate")
+
+
+def test_a_merge_key_overridden_is_not_a_duplicate(project: Path) -> None:
+    deployment = write(project, "deployment.yml", GOOD + (
+        "liveness_probe: &probe {period: 5, timeout: 3}\n"
+        "readiness_probe:\n"
+        "  <<: *probe\n"
+        "  period: 7\n"
+    ))
+    loaded = load(deployment)
+    assert loaded.readiness_probe.period == 7 and loaded.readiness_probe.timeout == 3
+
+
+def test_a_misspelled_key_is_a_warning_with_the_closest_name(project: Path) -> None:
+    deployment = write(project, "deployment.yml", GOOD + (
+        "enviroment_variables: {LOG_LEVEL: debug}\n"
+        "request_settings:\n"
+        "  request_timout_ms: 90000\n"
+    ))
+    loaded = load(deployment)
+    assert loaded.environment_variables == {} and loaded.request_settings.request_timeout_ms == 5000
+    first, second = loaded.warnings
+    assert_reported(first, "deployment.yml", 12, "enviroment_variables", "did you mean environment_variables?")
+    assert_reported(second, "deployment.yml", 14, "request_settings.request_timout_ms",
+                    "not a key of request_settings", "did you mean request_timeout_ms?")
+
+
+def test_an_unknown_key_without_a_close_name_is_a_warning_too(project: Path) -> None:
+    loaded = load(write(project, "deployment.yml", GOOD + "flavour: vanilla\n"))
+    (warning,) = loaded.warnings
+    assert_reported(warning, "deployment.yml", 12, "flavour", "not a key of a deployment", "ignores it")
+    assert "did you mean" not in str(warning)
+
+
+def test_an_unknown_key_in_the_endpoint_file_is_a_warning(project: Path) -> None:
+    write(project, "deployment.yml", GOOD)
+    endpoint = write(project, "endpoint.yml", "name: my-endpoint\nauth_mod: key\n")
+    (warning,) = load(project / "deployment.yml", endpoint).warnings
+    assert_reported(warning, "endpoint.yml", 2, "auth_mod", "not a key of an endpoint", "did you mean auth_mode?")
+
+
+def test_a_misspelled_section_is_suggested_next_to_the_error_it_causes(project: Path) -> None:
+    deployment = write(project, "deployment.yml", GOOD.replace("code_configuration:", "code_configuraton:"))
+    with pytest.raises(SpecError) as caught:
+        load(deployment)
+    only(caught.value.problems, "code_configuration")
+    (warning,) = caught.value.warnings
+    assert_reported(warning, "deployment.yml", 6, "code_configuraton", "did you mean code_configuration?")
+
+
+def test_keys_the_cloud_accepts_are_not_warned_about(project: Path) -> None:
+    deployment = write(project, "deployment.yml", textwrap.dedent("""
+        $schema: https://azuremlschemas.azureedge.net/latest/managedOnlineDeployment.schema.json
+        name: blue
+        endpoint_name: my-endpoint
+        description: the blue one
+        type: managed
+        tags: {team: ml}
+        properties: {owner: me}
+        model:
+          name: regression
+          version: 3
+          type: custom_model
+          description: a model
+          tags: {stage: dev}
+          properties: {accuracy: "0.9"}
+          path: ./model
+        code_configuration: {code: ./src, scoring_script: score.py}
+        environment:
+          name: my-env
+          version: 1
+          description: an environment
+          os_type: linux
+          image: python:3.11-slim
+          conda_file: ./conda.yml
+        instance_type: Standard_DS3_v2
+        instance_count: 2
+        app_insights_enabled: true
+        egress_public_network_access: disabled
+        private_network_connection: false
+        model_mount_path: /var/models
+        scale_settings: {type: default}
+        data_collector:
+          collections: {model_inputs: {enabled: "true"}}
+        request_settings: {request_timeout_ms: 3000, max_queue_wait_ms: 500}
+        liveness_probe: {period: 5}
+    """).lstrip("\n"))
+    endpoint = write(project, "endpoint.yml", textwrap.dedent("""
+        $schema: https://azuremlschemas.azureedge.net/latest/managedOnlineEndpoint.schema.json
+        name: my-endpoint
+        description: an endpoint
+        auth_mode: key
+        tags: {team: ml}
+        properties: {owner: me}
+        traffic: {blue: 100}
+        mirror_traffic: {}
+        identity: {type: system_assigned}
+        public_network_access: enabled
+        kind: managed
+    """).lstrip("\n"))
+    assert load(deployment, endpoint).warnings == ()
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (Path(__file__).parent.parent / "samples").iterdir() if p.is_dir()))
+def test_the_samples_load_without_warnings(name: str) -> None:
+    assert load(Path(__file__).parent.parent / "samples" / name).warnings == ()

@@ -19,7 +19,7 @@ import time
 import traceback
 
 from .. import registry, spec
-from .errors import BAD_INPUT, CommandError, error
+from .errors import BAD_INPUT, CommandError, error, warn
 from .parser import parse
 from .views import LaunchConfig, Printer, Recorder
 
@@ -64,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     except spec.SpecError as ex:
         for problem in ex.problems:
             error(str(problem))
+        warn(ex.warnings)  # a misspelled section is often why another one is "missing"
         return BAD_INPUT
     except CommandError as ex:
         error(str(ex))

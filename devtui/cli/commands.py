@@ -15,7 +15,7 @@ from pathlib import Path
 from .. import registry
 from ..logs import follow, tail
 from ..record import EndpointRecord
-from .errors import BAD_INPUT, CommandError
+from .errors import BAD_INPUT, CommandError, warn
 from .up import load
 
 # -- finding endpoints ---------------------------------------------------------------------------
@@ -228,4 +228,5 @@ def cmd_validate(args) -> int:
     print(f"  request timeout: {settings.request_timeout_ms} ms, "
           f"max concurrent: {settings.max_concurrent_requests_per_instance}")
     print(f"  instances:       {d.instance_count} x {d.instance_type or '-'} (shown, not used locally)")
+    warn(d.warnings)
     return 0

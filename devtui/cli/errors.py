@@ -21,6 +21,12 @@ def error(message: str) -> None:
     print(f"error: {message}", file=sys.stderr, flush=True)
 
 
+def warn(warnings) -> None:
+    """The YAML's warnings (a misspelled key): said, and nothing stops."""
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr, flush=True)
+
+
 def already_running(name: str, record: EndpointRecord | None) -> CommandError:
     """The one answer to a second engine for a running endpoint, whichever check caught it."""
     existing = record.deployment.name if record is not None else None

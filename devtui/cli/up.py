@@ -15,7 +15,7 @@ from .. import __version__, registry, spec
 from ..engine import PortInUse, check_port
 from ..events import DEVTUI, FAILED, INFERENCE_SERVER, STORAGE_INITIALIZER, SUCCEEDED
 from ..logs import tail
-from .errors import BAD_INPUT, CommandError, already_running, error
+from .errors import BAD_INPUT, CommandError, already_running, error, warn
 from .host import debug_settings, host, serve
 from .views import Printer
 
@@ -26,6 +26,7 @@ def load(args) -> spec.LocalDeployment:
 
 def preflight(args) -> spec.LocalDeployment:
     deployment = load(args)
+    warn(deployment.warnings)
     if registry.is_alive(deployment.endpoint_name):
         raise already_running(deployment.endpoint_name, registry.read(deployment.endpoint_name))
     try:

@@ -12,15 +12,18 @@ Nothing here starts processes, touches Docker or writes files.
 Modules, in the order a load goes through them:
 
 - `files`: which files to read (`find_files`).
-- `yaml_lines`: YAML parsed with the line of every key.
+- `yaml_lines`: YAML parsed with the line of every key, within the limits of `yaml_limits`
+  (size, values once aliases are expanded, depth), so hostile input costs milliseconds.
 - `models`: the pydantic models of the YAML.
-- `resolver`, `local_files`, `environment` (on `checker`): from validated sections to a
+- `resolver`, `local_files`, `environment` (with `conda`, on `checker`): from validated sections to a
   `LocalDeployment`, checked against the file system.
+- `unknown_keys`: warnings for keys neither devtui nor the cloud knows (`LocalDeployment.warnings`).
 - `loader`: `load`, which runs all of the above.
 - `deployment`, `problems`: the result types and the error types.
 - `messages`, `names`, `paths`: wording, Azure's naming rule, how paths are resolved and shown.
 """
 
+from .conda import load_conda
 from .deployment import EnvironmentSpec, InferenceConfig, LocalDeployment, ModelSpec, Probe, RequestSettings, Route
 from .files import find_files
 from .loader import load
@@ -38,4 +41,5 @@ __all__ = [
     "SpecError",
     "find_files",
     "load",
+    "load_conda",
 ]

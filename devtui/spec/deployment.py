@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .paths import _absolute
+from .problems import Problem
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,9 @@ class LocalDeployment:
     instance_count: int
     tags: dict[str, str]  # the deployment's tags
     endpoint_tags: dict[str, str] = field(default_factory=dict)  # the endpoint file's tags
+    # What loads but deserves a look (a key nobody knows, most likely misspelled). Not part of
+    # what runs, so two deployments differing only in their warnings are equal.
+    warnings: tuple[Problem, ...] = field(default=(), compare=False)
 
     @property
     def scoring_script_path(self) -> Path | None:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from .checker import _Checker
+from .conda import _check_conda
 from .deployment import EnvironmentSpec, InferenceConfig, Route
 from .messages import _EXAMPLES, _describe
 from .models import _BuildYaml, _EnvironmentYaml, _InferenceConfigYaml
@@ -101,6 +102,9 @@ class _EnvironmentResolver(_Checker):
                 f"{path} {state} (conda_file {raw!r} is relative to {self.doc.folder}). "
                 "Fix the path, or remove conda_file to use the image as it is."
             ))
+            return None
+        # Its content too, with its own file:line: an image build would be the first to read it.
+        if _check_conda(path, self.problems) is None:
             return None
         return path
 

@@ -6,11 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-import yaml
-
 from .paths import _absolute, _display
 from .problems import Problem, SpecError
-from .yaml_lines import _read_yaml
+from .yaml_lines import _parse, _read_text, _read_yaml
 
 _Kind = Literal["deployment", "endpoint", "other", "unreadable"]
 
@@ -44,6 +42,10 @@ def find_files(path: Path, endpoint_file: Path | None = None) -> tuple[Path, Pat
                 "(the one with model, code_configuration and environment), or the folder holding both."
             ))])
         return _absolute(path), endpoint_file
+    if not path.is_dir():  # a device or a pipe: reading it may never end
+        raise SpecError([Problem(path, None, None, (
+            "is not a file or a folder. Pass a deployment YAML or the folder that holds it."
+        ))])
     return _search_folder(path, endpoint_file)
 
 
@@ -54,7 +56,8 @@ def _checked_endpoint_file(endpoint_file: Path) -> Path:
             f"endpoint file {_absolute(endpoint_file)} not found. Check the path."
         ))])
     if not endpoint_file.is_file():
-        raise SpecError([Problem(endpoint_file, None, None, "is a folder; pass the endpoint YAML file itself.")])
+        what = "a folder" if endpoint_file.is_dir() else "not a file"
+        raise SpecError([Problem(endpoint_file, None, None, f"is {what}; pass the endpoint YAML file itself.")])
     return _absolute(endpoint_file)
 
 
@@ -110,10 +113,12 @@ def _only_endpoint(folder: Path, endpoints: list[Path]) -> Path | None:
 
 
 def _classify(file: Path) -> _Kind:
-    try:
-        data = yaml.safe_load(file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+    # Read and parsed within the limits of a spec file: a file over them is "unreadable".
+    text = _read_text(file, [])
+    parsed = _parse(file, text, []) if text is not None else None
+    if parsed is None:
         return "unreadable"
+    data = parsed[0]
     if not isinstance(data, dict):
         return "other"
     schema = data.get("$schema")

@@ -21,8 +21,9 @@ def load(path: Path | str, endpoint_file: Path | str | None = None, name: str | 
     endpoint_doc = _read_yaml(endpoint_path, problems) if endpoint_path is not None else None
     if deployment_doc is None:
         raise SpecError(problems)
-    result = _Resolver(deployment_doc, endpoint_doc, name, problems).resolve()
+    resolver = _Resolver(deployment_doc, endpoint_doc, name, problems)
+    result = resolver.resolve()
     if problems or result is None:
         order = {deployment_file: 0, endpoint_path: 1}
-        raise SpecError(sorted(problems, key=lambda p: (order.get(p.file, 2), p.line or 0)))
+        raise SpecError(sorted(problems, key=lambda p: (order.get(p.file, 2), p.line or 0)), resolver.warnings)
     return result

@@ -1,9 +1,11 @@
 """The pydantic models of the deployment and endpoint YAML: which keys each section has, their
-types and bounds. Unknown keys are kept, since a file written for the cloud must load here."""
+types and bounds, and which other keys the cloud's schema accepts there. Unknown keys are kept,
+since a file written for the cloud must load here; the ones the cloud does not know either are
+warned about (`unknown_keys`)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
@@ -39,6 +41,9 @@ _STRING_FORM = "<string form>"
 class _Section(BaseModel):
     # A YAML that deploys to the cloud must run locally unchanged, so unknown keys are kept.
     model_config = ConfigDict(extra="allow", populate_by_name=False)
+    # Keys the cloud's schema (azure-ai-ml's marshmallow schemas, which reject any other) accepts
+    # in this section and devtui does not use: accepted without a warning.
+    cloud_keys: ClassVar[frozenset[str]] = frozenset()
 
 
 class _StringOrMapping(_Section):
@@ -53,6 +58,10 @@ class _StringOrMapping(_Section):
 
 
 class _ModelYaml(_StringOrMapping):
+    cloud_keys = frozenset({
+        "id", "type", "description", "tags", "properties", "flavors", "stage", "datastore", "utc_time_created",
+        "job_name", "latest_version", "creation_context",
+    })
     path: str | None = None
     name: str | None = None
     version: _SingleValue | None = None
@@ -80,6 +89,10 @@ class _InferenceConfigYaml(_Section):
 
 
 class _EnvironmentYaml(_StringOrMapping):
+    cloud_keys = frozenset({
+        "name", "version", "id", "description", "tags", "properties", "os_type", "datastore", "latest_version",
+        "creation_context", "auto_delete_setting",
+    })
     image: str | None = None
     # A path, or (cloud-only) an inline conda mapping: checked by hand below.
     conda_file: Any = None
@@ -103,6 +116,12 @@ class _ProbeYaml(_Section):
 
 
 class _DeploymentYaml(_Section):
+    cloud_keys = frozenset({
+        "$schema", "id", "type", "description", "properties", "app_insights_enabled", "scale_settings",
+        "egress_public_network_access", "private_network_connection", "data_collector", "model_mount_path",
+        "provisioning_state", "creation_context",
+        "resources",  # a Kubernetes online deployment's
+    })
     # Required keys are Optional here and checked by hand: their absence depends on the
     # endpoint file and on -n, and should not hide the other sections' problems.
     name: str | None = None
@@ -120,6 +139,11 @@ class _DeploymentYaml(_Section):
 
 
 class _EndpointYaml(_Section):
+    cloud_keys = frozenset({
+        "$schema", "id", "description", "properties", "traffic", "mirror_traffic", "identity",
+        "public_network_access", "kind", "location", "provisioning_state", "scoring_uri", "openapi_uri",
+        "compute",  # a Kubernetes online endpoint's
+    })
     name: str | None = None
     auth_mode: str | None = None
     tags: dict[str, _SingleValue] | None = None

@@ -29,10 +29,12 @@ class Problem:
 
 
 class SpecError(Exception):
-    """Every problem found in the spec files, one `Problem` each."""
+    """Every problem found in the spec files, one `Problem` each, and the warnings found with
+    them (a misspelled key is often why a section is "missing")."""
 
-    def __init__(self, problems: Iterable[Problem]):
+    def __init__(self, problems: Iterable[Problem], warnings: Iterable[Problem] = ()):
         self.problems: list[Problem] = list(problems)
+        self.warnings: list[Problem] = list(warnings)
         super().__init__(str(self))
 
     def __str__(self) -> str:

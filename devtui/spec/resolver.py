@@ -17,6 +17,7 @@ from .models import _DeploymentYaml, _EndpointYaml, _ProbeYaml, _RequestSettings
 from .names import _name_problem
 from .paths import _display
 from .problems import Problem
+from .unknown_keys import _unknown_keys
 from .yaml_lines import _Document
 
 
@@ -55,12 +56,14 @@ class _Resolver(_Checker):
         super().__init__(deployment_doc, problems, set())
         self.endpoint_doc = endpoint_doc
         self.name_override = name_override
+        self.warnings: list[Problem] = []
 
     def resolve(self) -> LocalDeployment | None:
         spec, self.bad = _validate(_DeploymentYaml, self.doc, self.problems)
         endpoint, endpoint_bad = (None, set())
         if self.endpoint_doc is not None:
             endpoint, endpoint_bad = _validate(_EndpointYaml, self.endpoint_doc, self.problems)
+        self.warnings = self._unknown_keys(spec, endpoint)
 
         local_files = _LocalFilesResolver(self.doc, self.problems, self.bad)
         deployment_name = self._deployment_name(spec)
@@ -90,7 +93,14 @@ class _Resolver(_Checker):
             instance_count=spec.instance_count if spec.instance_count is not None else 1,
             tags=dict(spec.tags or {}),
             endpoint_tags=dict(endpoint.tags or {}) if endpoint is not None else {},
+            warnings=tuple(self.warnings),
         )
+
+    def _unknown_keys(self, spec: _DeploymentYaml, endpoint: _EndpointYaml | None) -> list[Problem]:
+        warnings = _by_line(_unknown_keys(spec, self.doc, "a deployment"))
+        if endpoint is not None and self.endpoint_doc is not None:
+            warnings += _by_line(_unknown_keys(endpoint, self.endpoint_doc, "an endpoint"))
+        return warnings
 
     # -- names
 
@@ -150,6 +160,10 @@ class _Resolver(_Checker):
                 continue
             result[key] = value
         return result
+
+
+def _by_line(problems: list[Problem]) -> list[Problem]:
+    return sorted(problems, key=lambda problem: problem.line or 0)
 
 
 def _probe(probe: _ProbeYaml | None) -> Probe:

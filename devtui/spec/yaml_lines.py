@@ -3,13 +3,15 @@ problem can point at `file:line`; unreadable files and syntax errors become `Pro
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Iterable
 
 import yaml
 
-from .messages import _describe
+from .messages import _describe, _dotted
 from .problems import Problem
+from .yaml_limits import MAX_BYTES, BoundedLoader, Refused, check_expansion, too_large_message
 
 _EMPTY_MESSAGE = (
     "the file is empty (or holds only comments). A deployment YAML needs at least name, endpoint_name, "
@@ -45,7 +47,7 @@ def _read_yaml(file: Path, problems: list[Problem]) -> _Document | None:
     if parsed is None:
         return None
     data, lines = parsed
-    if data is None:
+    if not lines:
         problems.append(Problem(file, 1, None, _EMPTY_MESSAGE))
         return None
     if not isinstance(data, dict):
@@ -60,30 +62,47 @@ def _read_yaml(file: Path, problems: list[Problem]) -> _Document | None:
 
 
 def _read_text(file: Path, problems: list[Problem]) -> str | None:
+    """FILE's text, or None (with a problem) when it cannot be read, is not UTF-8 or is larger
+    than any spec file should be."""
     try:
-        return file.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        problems.append(Problem(file, None, None, "is not UTF-8 text. Save it as UTF-8 YAML."))
-        return None
+        with open(file, "rb") as stream:
+            # Read one byte past the limit rather than trusting the size `stat` gives: a pipe or a
+            # device says 0 and never ends.
+            data = stream.read(MAX_BYTES + 1)
+            if len(data) > MAX_BYTES:
+                size = max(os.fstat(stream.fileno()).st_size, len(data))
+                problems.append(Problem(file, None, None, too_large_message(size)))
+                return None
     except OSError as error:
         problems.append(Problem(file, None, None, f"cannot be read ({error.strerror}). Check the path and its permissions."))
+        return None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        problems.append(Problem(file, None, None, "is not UTF-8 text. Save it as UTF-8 YAML."))
         return None
 
 
 def _parse(file: Path, text: str, problems: list[Problem]) -> tuple[Any, dict[tuple[Any, ...], int]] | None:
-    """TEXT's data and the line of every key path in it; None (with a problem) when it is empty
-    or not valid YAML."""
-    loader = yaml.SafeLoader(text)
+    """TEXT's data and the line of every key path in it (no lines at all for an empty document);
+    None, with a problem, when it is not valid YAML or is over the limits of `yaml_limits`."""
+    loader = BoundedLoader(text)
     try:
         # Composing first keeps the node tree, whose marks give every key its line; the same
         # nodes are then constructed into plain Python data for pydantic.
         node = loader.get_single_node()
         if node is None:
-            problems.append(Problem(file, 1, None, _EMPTY_MESSAGE))
-            return None
+            return None, {}
+        # Before anything walks the tree with its aliases expanded.
+        check_expansion(node)
+        # Before constructing, which folds merge keys (`<<: *base`) into the mappings.
+        problems.extend(_duplicate_keys(file, loader, node))
         data = loader.construct_document(node)
         lines: dict[tuple[Any, ...], int] = {(): node.start_mark.line + 1}
-        _index_lines(loader, node, (), lines, set())
+        _index_lines(loader, node, (), lines)
+    except Refused as refused:
+        problems.append(Problem(file, refused.line, None, refused.message))
+        return None
     except yaml.MarkedYAMLError as error:
         problems.append(_syntax_problem(file, error))
         return None
@@ -118,11 +137,9 @@ def _syntax_problem(file: Path, error: yaml.MarkedYAMLError) -> Problem:
 
 
 def _index_lines(loader: yaml.SafeLoader, node: yaml.Node, path: tuple[Any, ...],
-                 lines: dict[tuple[Any, ...], int], active: set[int]) -> None:
-    # `active` guards against recursive anchors (&a ... *a inside itself).
-    if id(node) in active:
-        return
-    active.add(id(node))
+                 lines: dict[tuple[Any, ...], int]) -> None:
+    # The tree may share nodes through aliases but has no cycles and a bounded expanded size:
+    # `check_expansion` saw to that.
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
             if not isinstance(key_node, yaml.ScalarNode):
@@ -131,10 +148,44 @@ def _index_lines(loader: yaml.SafeLoader, node: yaml.Node, path: tuple[Any, ...]
             # paths match pydantic's `loc`. A duplicate key overwrites: PyYAML keeps the last one.
             key = loader.construct_object(key_node)
             lines[path + (key,)] = key_node.start_mark.line + 1
-            _index_lines(loader, value_node, path + (key,), lines, active)
+            _index_lines(loader, value_node, path + (key,), lines)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
             lines[path + (index,)] = item.start_mark.line + 1
-            _index_lines(loader, item, path + (index,), lines, active)
-    active.discard(id(node))
+            _index_lines(loader, item, path + (index,), lines)
 
+
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+def _duplicate_keys(file: Path, loader: yaml.SafeLoader, root: yaml.Node) -> list[Problem]:
+    """A problem for each key given twice in one mapping. PyYAML keeps the last one silently,
+    so a file that "works" means something else to whoever reads it. Each mapping is checked
+    once, however many aliases point at it; a merge key (`<<: *base`) overridden is not a
+    duplicate, it is what merging is for."""
+    problems: list[Problem] = []
+    visited: set[int] = set()
+
+    def visit(node: yaml.Node, path: tuple[Any, ...]) -> None:
+        if id(node) in visited:
+            return
+        visited.add(id(node))
+        if isinstance(node, yaml.SequenceNode):
+            for index, item in enumerate(node.value):
+                visit(item, path + (index,))
+        elif isinstance(node, yaml.MappingNode):
+            first_lines: dict[Any, int] = {}
+            for key_node, value_node in node.value:
+                if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == _MERGE_TAG:
+                    continue
+                key, line = loader.construct_object(key_node), key_node.start_mark.line + 1
+                if key in first_lines:
+                    problems.append(Problem(file, line, _dotted(path + (key,)), (
+                        f"duplicate key: `{key}` is also on line {first_lines[key]}. YAML keeps only the last "
+                        f"one, so line {first_lines[key]} is ignored; remove one of them."
+                    )))
+                first_lines.setdefault(key, line)
+                visit(value_node, path + (key,))
+
+    visit(root, ())
+    return problems
