@@ -11,6 +11,7 @@ refused.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 import re
@@ -33,6 +34,12 @@ class BadName(ValueError):
 
 def home() -> Path:
     return Path(os.environ.get("DEVTUI_HOME") or "~/.devtui").expanduser()
+
+
+def home_label() -> str:
+    """Which DEVTUI_HOME this is, in a label (containers) or a process's environment: users (and
+    tests) sharing an engine or a machine stay apart."""
+    return hashlib.sha256(str(home().resolve()).encode()).hexdigest()[:12]
 
 
 def folder(name: str) -> Path:

@@ -202,3 +202,64 @@ def test_a_killed_server_is_restarted_with_a_new_pid(deployment, tmp_path):
     run(scenario())
     said = [r.text for e in seen if isinstance(e, Logs) for r in e.records]
     assert any("exited with code -9; restarting it" in line for line in said), said
+
+
+FORKING_SCORE = '''
+import os, time
+
+def init():
+    pass
+
+def run(raw):
+    if os.fork() == 0:  # a child that outlives everything and keeps the inherited socket
+        time.sleep(300)
+        os._exit(0)
+    return {"forked": True}
+'''
+
+
+def test_processes_forked_by_run_are_ended_by_up_and_down_after_a_sigkill(deployment):
+    """Issue 13, item 10: after SIGKILL of the host, a process run() forked kept the port; list
+    showed nothing, down said "no local endpoint" and up --port was refused."""
+    import signal
+
+    (deployment / "code" / "score.py").write_text(FORKING_SCORE)
+    port = free_port()
+
+    def up_and_kill() -> None:
+        host = subprocess.Popen([*devtui_command(), "up", str(deployment), "--port", str(port)],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+        try:
+            seen: list[str] = []
+
+            def succeeded() -> bool:
+                seen.append(host.stdout.readline())
+                assert seen[-1] or host.poll() is None, "".join(seen)
+                return "provisioning_state: Succeeded" in seen[-1]
+
+            wait_for(succeeded, timeout=60, message="Succeeded")
+            assert httpx.post(f"http://127.0.0.1:{port}/score", content="{}", timeout=10).json() == {"forked": True}
+            host.send_signal(signal.SIGKILL)
+            host.wait()
+        finally:
+            if host.poll() is None:
+                host.kill()
+                host.wait()
+
+    def port_free() -> bool:
+        import socket
+
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                return False
+        return True
+
+    up_and_kill()
+    assert not port_free()  # the orphan holds it
+    up_and_kill()  # up on the same port ends the orphans first, then serves
+    down = subprocess.run([*devtui_command(), "down", "-n", "faults"], capture_output=True, text=True, cwd=ROOT)
+    assert down.returncode == 0, down.stderr
+    assert "orphaned process" in down.stdout
+    wait_for(port_free, timeout=10, message="the port to be free")

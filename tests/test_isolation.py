@@ -67,8 +67,9 @@ def endpoint(docker_client):
 
 
 def up_detached(folder, name: str, *extra: str) -> dict:
+    # From the sample's folder: --debug writes .vscode/launch.json where devtui runs.
     result = subprocess.run([*devtui_command(), "up", str(folder), "--runtime", "container", "--detach", "-n", name,
-                             *extra], capture_output=True, text=True, timeout=300, cwd=ROOT)
+                             *extra], capture_output=True, text=True, timeout=300, cwd=folder)
     assert result.returncode == 0, result.stdout + result.stderr
     assert not DEVTUI_TRACEBACK.search(result.stderr), result.stderr
     return json.loads(result.stdout)

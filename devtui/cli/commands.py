@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from .. import registry
+from .. import orphans, registry
 from ..logs import follow, tail
 from ..record import EndpointRecord
 from .errors import BAD_INPUT, CommandError, warn
@@ -184,6 +184,8 @@ def _down(name: str, timeout: float = 20, purge: bool = False) -> None:
     record = registry.read(name)
     if record is None:
         removed = _containers_removed(name, purge)
+        # Processes a killed devtui left behind (a run() that forked) may still hold the port.
+        removed += [f"orphaned process {pid}" for pid in orphans.end(name)]
         if removed:
             print(f"Deleted local endpoint {name} (removed {', '.join(removed)}).")
             return

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 
-from .. import __version__, registry, spec
+from .. import __version__, orphans, registry, spec
 from ..engine import PortInUse, check_port
 from ..events import DEVTUI, FAILED, INFERENCE_SERVER, STORAGE_INITIALIZER, SUCCEEDED
 from ..logs import tail
@@ -29,6 +29,10 @@ def preflight(args) -> spec.LocalDeployment:
     warn(deployment.warnings)
     if registry.is_alive(deployment.endpoint_name):
         raise already_running(deployment.endpoint_name, registry.read(deployment.endpoint_name))
+    ended = orphans.end(deployment.endpoint_name)
+    if ended:
+        print(f"Ended {len(ended)} process(es) left by a devtui that was killed ({', '.join(map(str, ended))}); "
+              "they still served this endpoint", file=sys.stderr)
     try:
         check_port("127.0.0.1", args.port or 0)
         debug = debug_settings(args)

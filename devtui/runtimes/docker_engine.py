@@ -5,12 +5,12 @@ an endpoint's containers, volumes and networks by those labels from any shell.""
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
 import socket
 import threading
 
 from ..images import LABEL
+from ..registry import home_label
 from ..record import DeploymentRecord, EndpointRecord, swagger_uri
 from .base import RuntimeFailure
 
@@ -35,13 +35,6 @@ def engine_missing_message(ex: Exception) -> str:
     return (f"no Docker engine answers at {where} ({type(ex).__name__}). Start one (Docker Desktop, "
             "`sudo systemctl start docker`, or scripts/docker-engine.sh on a bare Debian machine), point "
             "DOCKER_HOST at a remote one, or use --runtime process.")
-
-
-def home_label() -> str:
-    """Which DEVTUI_HOME started a container: users (and tests) sharing an engine stay apart."""
-    from ..registry import home
-
-    return hashlib.sha256(str(home().resolve()).encode()).hexdigest()[:12]
 
 
 def labels(deployment, role: str) -> dict[str, str]:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from inference_server import protocol
 
+from .. import orphans
 from ..events import INFERENCE_SERVER, STORAGE_INITIALIZER
 from .base import STOP_GRACE_S, Runtime
 
@@ -117,7 +118,7 @@ class ProcessRuntime(Runtime):
     # -- inference-server --------------------------------------------------------------------------
 
     def _environment(self) -> dict[str, str]:
-        return {**os.environ, "PYTHONUNBUFFERED": "1",
+        return {**os.environ, "PYTHONUNBUFFERED": "1", **orphans.mark(self.deployment.endpoint_name),
                 **self.server_environment(self.deployment.code_dir, self.model_dir)}
 
     async def start(self, first_revision: int) -> None:
