@@ -112,8 +112,11 @@ def user_image_tag(deployment: LocalDeployment) -> str:
     """The tag of the image built from the deployment's own Dockerfile. Endpoint and deployment
     names may have capitals (the cloud accepts `Rel-ICU`: its names are case-insensitive), an
     image repository may not, so the names are lowercased; letters, digits and hyphens are all
-    the cloud allows, and all valid in a repository name."""
-    return f"devtui-user-{deployment.endpoint_name}-{deployment.deployment_name}:latest".lower()
+    the cloud allows, and all valid in a repository name. The tag is the DEVTUI_HOME's label, so
+    two homes with an endpoint of the same name do not overwrite each other's image."""
+    from .registry import home_label
+
+    return f"devtui-user-{deployment.endpoint_name}-{deployment.deployment_name}:{home_label()}".lower()
 
 
 def _server_digest() -> str:
@@ -219,8 +222,10 @@ class ImageBuilder:
     # -- the image -------------------------------------------------------------------------------
 
     def _labels(self) -> dict[str, str]:
+        from .registry import home_label
+
         return {LABEL: "image", f"{LABEL}.endpoint": self.deployment.endpoint_name,
-                f"{LABEL}.deployment": self.deployment.deployment_name}
+                f"{LABEL}.deployment": self.deployment.deployment_name, f"{LABEL}.home": home_label()}
 
     def ensure(self) -> str:
         """The tag of an image with the environment and the scoring server, built if needed."""

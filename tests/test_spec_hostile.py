@@ -258,7 +258,9 @@ def test_an_uppercase_endpoint_name_builds_an_image_with_a_valid_tag(project: Pa
     tag = user_image_tag(loaded)
     repository, _, version = tag.partition(":")
     assert DOCKER_REPOSITORY.match(repository) and DOCKER_TAG.match(version), tag
-    assert tag == "devtui-user-rel-icu-blue-2:latest"
+    from devtui.registry import home_label
+
+    assert tag == f"devtui-user-rel-icu-blue-2:{home_label()}"
 
 
 @pytest.mark.parametrize("device", ["/dev/null", "/dev/zero"])

@@ -104,9 +104,13 @@ def remove_endpoint(client, endpoint: str, volumes: bool = True, images: bool = 
             volume.remove(force=True)
             removed.append(volume.name)
     if images:
-        for image in client.images.list(filters={"label": f"{LABEL}.endpoint={endpoint}"}):
-            client.images.remove(image.id, force=True)
-            removed.append(image.short_id)
+        # Only the images built from the endpoint's own Dockerfile: devtui-env images are shared,
+        # by content, with every endpoint (and every home) that has the same environment.
+        for image in client.images.list(filters={"label": [f"{LABEL}.endpoint={endpoint}",
+                                                           f"{LABEL}.home={home_label()}"]}):
+            if any(tag.startswith("devtui-user-") for tag in image.tags):
+                client.images.remove(image.id, force=True)
+                removed.append(image.short_id)
     return removed
 
 
@@ -140,8 +144,8 @@ def endpoints_from_labels(client) -> list[EndpointRecord]:
 
 def container_log(client, endpoint: str, role: str) -> list[str] | None:
     """The log of the endpoint's container in ``role``, straight from the engine."""
-    containers = client.containers.list(all=True, filters={"label": [f"{LABEL}={role}",
-                                                                     f"{LABEL}.endpoint={endpoint}"]})
+    containers = client.containers.list(all=True, filters={"label": [
+        f"{LABEL}={role}", f"{LABEL}.endpoint={endpoint}", f"{LABEL}.home={home_label()}"]})
     if not containers:
         return None
     lines = containers[0].logs().decode("utf-8", "replace").splitlines()

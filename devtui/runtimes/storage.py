@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
 from ..events import STORAGE_INITIALIZER
+from ..images import LABEL
 from .base import RuntimeFailure
 
 MANIFEST = ".devtui-manifest.json"
@@ -107,9 +108,14 @@ class Storage:
 
         name = f"{self.prefix}-{role}"
         try:
-            self.client.volumes.get(name)
+            volume = self.client.volumes.get(name)
         except docker.errors.NotFound:
             self.client.volumes.create(name, labels=self.labels(f"{role}-volume"))
+            return name
+        home = self.labels(role)[f"{LABEL}.home"]
+        if (volume.attrs.get("Labels") or {}).get(f"{LABEL}.home") not in (None, home):
+            raise RuntimeFailure(f"a volume named {name} belongs to an endpoint of the same name started with "
+                                 "another DEVTUI_HOME; run this one under another name with -n NAME")
         return name
 
     def volumes(self, code_mode: str = "rw", model_mode: str = "ro") -> dict:
