@@ -233,3 +233,27 @@ def test_down_during_a_recreate_leaves_no_volume(sample, endpoint, docker_client
         left = [v.name for v in docker_client.volumes.list() if v.name.startswith(prefix)]
         left += [c.name for c in docker_client.containers.list(all=True) if c.name.startswith(prefix)]
         assert left == [], left
+
+
+def test_a_save_in_a_large_code_folder_copies_only_what_changed(sample, endpoint, docker_client):
+    """Issue 13, item 16: with thousands of files in the code folder, each save copied all of them
+    and the storage-initializer logged a line per file."""
+    name = endpoint("large")
+    folder = sample("sklearn-regression")
+    extra = folder / "onlinescoring" / "data"
+    extra.mkdir()
+    for i in range(2000):
+        (extra / f"f{i:04d}.txt").write_text(f"file {i}\n")
+    shown = up_detached(folder, name)
+    initializer_log = subprocess.run([*devtui_command(), "logs", "-n", name, "--container", "storage-initializer"],
+                                     capture_output=True, text=True, cwd=ROOT).stdout
+    assert len(initializer_log.splitlines()) < 200, len(initializer_log.splitlines())
+    assert "more files, all verified" in initializer_log
+
+    score = folder / "onlinescoring" / "score.py"
+    score.write_text(score.read_text().replace("def run(raw_data):", "def run(raw_data):\n    return 'large'"))
+    wait_for(lambda: httpx.post(shown["scoring_uri"], content="{}", timeout=10).text == '"large"', timeout=60,
+             message="the save to be applied")
+    devtui_log = subprocess.run([*devtui_command(), "logs", "-n", name, "--container", "devtui"],
+                                capture_output=True, text=True, cwd=ROOT).stdout
+    assert "code: copied 1 changed file" in devtui_log and "2001 files in all" in devtui_log, devtui_log

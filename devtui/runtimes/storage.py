@@ -13,7 +13,7 @@ import tarfile
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
-from ..events import STORAGE_INITIALIZER
+from ..events import DEVTUI, STORAGE_INITIALIZER
 from ..images import LABEL
 from .base import RuntimeFailure
 
@@ -24,6 +24,7 @@ MANIFEST = ".devtui-manifest.json"
 VERIFY = r"""
 import hashlib, json, os, sys
 failed = False
+SHOWN = 50  # files listed one by one; a large folder is summarised
 for root in sys.argv[1:]:
     manifest = json.load(open(os.path.join(root, ".devtui-manifest.json")))
     expected = manifest["files"]
@@ -36,14 +37,18 @@ for root in sys.argv[1:]:
                 print(f"removed {relative} (no longer in the source)")
         if folder != root and not os.listdir(folder):
             os.rmdir(folder)
-    total = 0
+    total = shown = 0
     for relative, (size, digest) in sorted(expected.items()):
         path = os.path.join(root, relative)
         actual = hashlib.sha256(open(path, "rb").read()).hexdigest() if os.path.exists(path) else "missing"
         total += size
         mark = "ok" if actual == digest else f"MISMATCH (got {actual[:12]})"
         failed |= actual != digest
-        print(f"{manifest['kind']}: {relative} ({size} bytes) sha256:{digest[:12]} {mark}")
+        shown += 1
+        if shown <= SHOWN or actual != digest:
+            print(f"{manifest['kind']}: {relative} ({size} bytes) sha256:{digest[:12]} {mark}")
+    if shown > SHOWN:
+        print(f"{manifest['kind']}: ... and {shown - SHOWN} more files, all verified")
     print(f"{manifest['kind']}: {len(expected)} files, {total} bytes, digest sha256:{manifest['digest'][:16]} "
           f"in {root}")
 print("storage-initializer: " + ("verification FAILED" if failed else "all files verified"))
@@ -51,26 +56,40 @@ sys.exit(1 if failed else 0)
 """
 
 
-def manifest(source: Path, kind: str, prefix: PurePosixPath) -> dict:
-    """Every file under ``source`` as it will be in the volume: path -> (size, sha256)."""
+def manifest(source: Path, kind: str, prefix: PurePosixPath, digests: dict | None = None) -> dict:
+    """Every file under ``source`` as it will be in the volume: path -> (size, sha256).
+    ``digests`` (path -> (size, mtime_ns, sha256)) spares reading files that did not change."""
     files = {}
     paths = [source] if source.is_file() else sorted(p for p in source.rglob("*") if p.is_file()
                                                     and "__pycache__" not in p.parts)
     for path in paths:
         relative = prefix / (path.name if source.is_file() else path.relative_to(source).as_posix())
-        files[str(relative)] = (path.stat().st_size, hashlib.sha256(path.read_bytes()).hexdigest())
+        files[str(relative)] = (path.stat().st_size, _digest(path, digests))
     digest = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
     return {"kind": kind, "files": files, "digest": digest}
 
 
-def archive(source: Path, prefix: PurePosixPath, listing: dict) -> bytes:
+def _digest(path: Path, digests: dict | None) -> str:
+    stat = path.stat()
+    known = digests.get(path) if digests is not None else None
+    if known is not None and known[:2] == (stat.st_size, stat.st_mtime_ns):
+        return known[2]
+    value = hashlib.sha256(path.read_bytes()).hexdigest()
+    if digests is not None:
+        digests[path] = (stat.st_size, stat.st_mtime_ns, value)
+    return value
+
+
+def archive(source: Path, prefix: PurePosixPath, listing: dict, only: set[str] | None = None) -> bytes:
+    """A tar of the listed files (or ``only`` those) and the manifest."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
         if source.is_file():
             tar.add(source, arcname=next(iter(listing["files"])))
         else:
             for relative in listing["files"]:
-                tar.add(source / PurePosixPath(relative).relative_to(prefix), arcname=relative)
+                if only is None or relative in only:
+                    tar.add(source / PurePosixPath(relative).relative_to(prefix), arcname=relative)
         data = json.dumps(listing).encode()
         info = tarfile.TarInfo(MANIFEST)
         info.size = len(data)
@@ -101,7 +120,8 @@ class Storage:
         self.code_mount, self.models = code_mount, models
         self.log, self.progress = log, progress
         self.container = None
-        self.code_files: set[str] | None = None  # what the last copy put in the code volume
+        self.code_listing: dict | None = None  # what the last copy put in the code volume
+        self.digests: dict = {}  # path -> (size, mtime_ns, sha256): a save re-reads only what changed
 
     def volume(self, role: str) -> str:
         import docker.errors
@@ -157,9 +177,10 @@ class Storage:
         return copies
 
     def _copy(self, container, kind: str, source: Path | None, target: PurePosixPath, prefix: PurePosixPath) -> None:
-        listing = manifest(source, kind, prefix) if source else {"kind": kind, "files": {}, "digest": "empty"}
+        listing = (manifest(source, kind, prefix, self.digests) if source
+                   else {"kind": kind, "files": {}, "digest": "empty"})
         if kind == "code":
-            self.code_files = set(listing["files"])
+            self.code_listing = listing
         if self._present_digest(container, target) == listing["digest"]:
             self.log(STORAGE_INITIALIZER, [f"{kind}: unchanged (digest sha256:{listing['digest'][:16]}), "
                                            "not copied again"])
@@ -183,15 +204,21 @@ class Storage:
             return None
 
     def sync_code(self, server) -> None:
-        """Copy the code folder into the running container, through the API; files deleted
-        since the last copy are deleted there too."""
+        """Copy what changed in the code folder into the running container, through the API;
+        files deleted since the last copy are deleted there too. Says what in one line."""
         code = self.deployment.code_dir
         if not code:
             return
-        listing = manifest(code, "code", PurePosixPath("."))
-        server.put_archive(str(self.code_mount), archive(code, PurePosixPath("."), listing))
-        previous = self.code_files if self.code_files is not None else set(listing["files"])
-        removed = sorted(previous - set(listing["files"]))
-        self.code_files = set(listing["files"])
+        listing = manifest(code, "code", PurePosixPath("."), self.digests)
+        previous = self.code_listing["files"] if self.code_listing is not None else {}
+        changed = {name for name, entry in listing["files"].items() if previous.get(name) != entry}
+        removed = sorted(set(previous) - set(listing["files"]))
+        self.code_listing = listing
+        if changed or removed:  # the archive carries the manifest, which a restart compares
+            server.put_archive(str(self.code_mount), archive(code, PurePosixPath("."), listing, only=changed))
         if removed:
             server.exec_run(["rm", "-f", *(str(self.code_mount / name) for name in removed)])
+        size = sum(listing["files"][name][0] for name in changed)
+        self.log(DEVTUI, [f"code: copied {len(changed)} changed file{'s' if len(changed) != 1 else ''} "
+                          f"({size} bytes) into the container, removed {len(removed)}; "
+                          f"{len(listing['files'])} files in all"])
