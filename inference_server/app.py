@@ -13,14 +13,11 @@ import ctypes
 import io
 import json
 import logging
-import os
-import random
 import signal
 import sys
 import threading
 import time
 import traceback
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -33,13 +30,13 @@ from werkzeug import exceptions as wz_exceptions
 from werkzeug.datastructures import EnvironHeaders
 from werkzeug.wrappers import Response as WerkzeugResponse
 
-from . import __version__, amlapi
+from . import amlapi
+from .ids import id_headers, server_version
 from .swagger import Swagger, SwaggerError
 from .user_script import InputError, MethodNotAllowed, UserScript, user_traceback
 
 logger = logging.getLogger("azmlinfsrv")
 
-HEADER_LIMIT = 100
 RUN_FAILED = "An unexpected error occurred in scoring script. Check the logs for more info."
 INTERNAL_ERROR = "An unexpected internal error occurred. Check the logs for more info."
 JSON = b"application/json"
@@ -141,42 +138,14 @@ class ScoringApp:
         # Threads beyond max_concurrent only matter after timeouts, when an abandoned run() may
         # still hold one.
         self.pool = ThreadPoolExecutor(max_workers=limits.max_concurrent + 16, thread_name_prefix="run")
-        self.server_version = os.environ.get("HTTP_X_MS_SERVER_VERSION", f"devtui-inference-server/{__version__}")
+        self.server_version = server_version()
 
     # -- headers -------------------------------------------------------------------------------
 
     def _ids(self, request: Request) -> tuple[list, Response | None]:
         """The id headers to answer with, or the 431 answer for an id over the limit."""
-        headers = request.headers
-        out = [(b"x-ms-server-version", self.server_version.encode())] if self.server_version else []
-        trace = headers.get("traceid")
-        if trace is not None:
-            out.append((b"traceid", trace.encode("latin-1")))
-        request_id = headers.get("x-request-id")
-        if request_id is None:
-            # Not uuid4(): it asks the OS for randomness on every request; an id needs no crypto.
-            request_id = str(uuid.UUID(int=random.getrandbits(128), version=4))
-        if len(request_id) > HEADER_LIMIT:
-            return out, _json_response(431, {"message": f"x-request-id must not exceed {HEADER_LIMIT} characters"}, out)
-        if request_id:
-            out.append((b"x-request-id", request_id.encode("latin-1")))
-        legacy = headers.get("x-ms-request-id", "")
-        client = headers.get("x-ms-client-request-id", "")
-        if legacy:
-            logger.warning("x-ms-request-id header has been deprecated and will be removed from future versions "
-                           "of the server. Please use x-ms-client-request-id.")
-            client = client or legacy
-        else:
-            legacy = client or request_id
-        if len(legacy) > HEADER_LIMIT or len(client) > HEADER_LIMIT:
-            return out, _json_response(
-                431, {"message": f"x-ms-request-id and x-ms-client-request-id must not exceed {HEADER_LIMIT} characters"},
-                out)
-        if legacy:
-            out.append((b"x-ms-request-id", legacy.encode("latin-1")))
-        if client:
-            out.append((b"x-ms-client-request-id", client.encode("latin-1")))
-        return out, None
+        out, refused = id_headers(request.headers, self.server_version)
+        return out, (_json_response(431, {"message": refused}, out) if refused else None)
 
     # -- routes --------------------------------------------------------------------------------
 

@@ -1,10 +1,12 @@
 """The supervisor: owns the listening socket, stays warm, and swaps workers on reload.
 
-It never serves a request itself. On start and on every SIGHUP it forks a worker from itself:
+It never runs the user's script itself. On start and on every SIGHUP it forks a worker from itself:
 because it has already imported the server and the heavy libraries the previous worker used,
 the new worker only imports the user's script and runs init(). When the new worker reports
 ready, the old one gets SIGTERM and drains its in-flight requests; if the new one fails, the
-old one keeps serving. The socket is shared, so no connection is refused during a swap.
+old one keeps serving. The socket is shared, so no connection is refused during a swap. While
+no worker serves at all, the supervisor answers each connection with a 503 that says why
+(unavailable.py), rather than leave it waiting in the listen queue.
 
 Progress goes out as events for devtui (see protocol.py) and as log lines on stdout.
 The supervisor runs no threads and no event loop, so forking it is safe.
@@ -29,6 +31,7 @@ from dataclasses import asdict, dataclass
 
 from . import protocol
 from .debugger import DebugListener
+from .unavailable import Unavailable
 from .worker import Options, configure_logging
 
 logger = logging.getLogger("azmlinfsrv.supervisor")
@@ -63,6 +66,21 @@ def bind(host: str, port: int) -> socket.socket:
     sock.bind((host, port))
     sock.listen(2048)
     sock.set_inheritable(True)
+    return sock
+
+
+def listen(host: str, port: int, emit: Callable[[protocol.ServerEvent], None]) -> socket.socket | None:
+    """The listening socket, or None (and said so) when the port cannot be bound."""
+    try:
+        sock = bind(host, port)
+    except OSError as ex:
+        reason = "is already in use" if ex.errno == errno.EADDRINUSE else f"cannot be bound: {ex.strerror}"
+        logger.error(f"Port {port} on {host} {reason}.")
+        emit(protocol.BindFailed(host=host, port=port, reason=reason))
+        return None
+    port = sock.getsockname()[1]
+    logger.info(f"Listening on http://{host}:{port}")
+    emit(protocol.Listening(host=host, port=port, pid=os.getpid()))
     return sock
 
 
@@ -126,11 +144,13 @@ class Supervisor:
         self.preloader = Preloader(options.warm_imports)
         self.selector = selectors.DefaultSelector()
         self.sock: socket.socket | None = None
+        self.unavailable = Unavailable(self.selector)
         self.wake_fds: tuple[int, ...] = ()  # the signal wake-up pipe: read end, write end
         self.debugger = DebugListener(options.debug_host, options.debug_port, self.emit) if options.debug_host else None
 
     def emit(self, event: protocol.ServerEvent) -> None:
         """Tell devtui, on the events fd or, in a container, in the log."""
+        self.unavailable.observe(event)
         if self.options.events_fd is not None:
             try:
                 os.write(self.options.events_fd, protocol.encode(event))
@@ -154,8 +174,10 @@ class Supervisor:
             die_with_parent()
             if os.getppid() != self.options.parent_pid:
                 return 1
-        if not self._listen():
+        self.sock = listen(self.options.host, self.options.port, self.emit)
+        if self.sock is None:
             return 2
+        self.unavailable.listen(self.sock)
         self.preloader.import_server()
         if self.debugger is not None and not self.debugger.listen():
             return 2
@@ -177,20 +199,6 @@ class Supervisor:
         self.emit(protocol.Stopped(exit_code=self.exit_code))
         return self.exit_code
 
-    def _listen(self) -> bool:
-        host, port = self.options.host, self.options.port
-        try:
-            self.sock = bind(host, port)
-        except OSError as ex:
-            reason = "is already in use" if ex.errno == errno.EADDRINUSE else f"cannot be bound: {ex.strerror}"
-            logger.error(f"Port {port} on {host} {reason}.")
-            self.emit(protocol.BindFailed(host=host, port=port, reason=reason))
-            return False
-        port = self.sock.getsockname()[1]
-        logger.info(f"Listening on http://{host}:{port}")
-        self.emit(protocol.Listening(host=host, port=port, pid=os.getpid()))
-        return True
-
     def _wake_on_signals(self) -> None:
         """Signals (a reload, a stop, a child that exited) end the wait in the selector."""
         wake_r, wake_w = os.pipe()
@@ -202,15 +210,22 @@ class Supervisor:
         self.selector.register(wake_r, selectors.EVENT_READ, None)
 
     def _wait(self) -> None:
-        """Wait for a signal, a worker's status or a due restart, and read what came."""
+        """Wait for a signal, a worker's status, a connection while nothing serves or a due
+        restart, and handle what came: statuses first, so a worker that is ready gets the
+        connections still waiting in the listen queue."""
         timeout = 0.25 if self.debugger is not None else 1.0
         if self.restart_at is not None:
             timeout = max(0.0, min(timeout, self.restart_at - time.monotonic()))
-        for key, _ in self.selector.select(timeout=timeout):
+        self.unavailable.update(self.stopping)
+        events = self.selector.select(timeout=timeout)
+        for key, _ in events:
             if key.data is None:
                 _drain(key.fd)
-            else:
+            elif isinstance(key.data, Worker):
                 self._read_status(key.data)
+        self.unavailable.update(self.stopping)
+        for handle in [key.data for key, _ in events if callable(key.data)]:
+            handle()
 
     def _start_worker_if_due(self) -> None:
         if self.restart_at is not None and time.monotonic() >= self.restart_at:
@@ -244,7 +259,7 @@ class Supervisor:
             pid = os.fork()
             if pid == 0:
                 os.close(status_r)
-                inherited = (*self.wake_fds, *(w.status_fd for w in self._workers()))
+                inherited = (*self.wake_fds, *(w.status_fd for w in self._workers()), *self.unavailable.fds())
                 if self.options.events_fd is not None:
                     inherited += (self.options.events_fd,)
                 _become_worker(self.options, self.sock, self.revision, status_w, self.selector, inherited)

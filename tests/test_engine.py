@@ -48,6 +48,8 @@ class Run:
                 last = await self.post()
             except httpx.TransportError:  # a restart (rung 3) has a moment with no server
                 return False
+            if last.status_code == 503:  # and a moment where it says that nothing serves
+                return False
             return predicate(last)
 
         deadline = asyncio.get_running_loop().time() + timeout

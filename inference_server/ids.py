@@ -1,0 +1,56 @@
+"""The id headers on every answer: ``x-request-id``, ``x-ms-request-id``, ``x-ms-client-request-id``,
+``traceid`` and ``x-ms-server-version``, as the reference server sets them.
+
+One function for the routes (app.py) and for the supervisor's own answers while nothing serves
+(unavailable.py); it imports nothing heavy, so the supervisor can use it before any worker runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import uuid
+from collections.abc import Mapping
+
+from . import __version__
+
+logger = logging.getLogger("azmlinfsrv")
+
+HEADER_LIMIT = 100
+
+
+def server_version() -> str:
+    return os.environ.get("HTTP_X_MS_SERVER_VERSION", f"devtui-inference-server/{__version__}")
+
+
+def id_headers(headers: Mapping[str, str], version: str) -> tuple[list[tuple[bytes, bytes]], str | None]:
+    """The id headers to answer a request with (``headers``: its headers, by lower-case name),
+    and the message of the 431 to answer instead when an id is over the limit (else None)."""
+    out = [(b"x-ms-server-version", version.encode())] if version else []
+    trace = headers.get("traceid")
+    if trace is not None:
+        out.append((b"traceid", trace.encode("latin-1")))
+    request_id = headers.get("x-request-id")
+    if request_id is None:
+        # Not uuid4(): it asks the OS for randomness on every request; an id needs no crypto.
+        request_id = str(uuid.UUID(int=random.getrandbits(128), version=4))
+    if len(request_id) > HEADER_LIMIT:
+        return out, f"x-request-id must not exceed {HEADER_LIMIT} characters"
+    if request_id:
+        out.append((b"x-request-id", request_id.encode("latin-1")))
+    legacy = headers.get("x-ms-request-id", "")
+    client = headers.get("x-ms-client-request-id", "")
+    if legacy:
+        logger.warning("x-ms-request-id header has been deprecated and will be removed from future versions "
+                       "of the server. Please use x-ms-client-request-id.")
+        client = client or legacy
+    else:
+        legacy = client or request_id
+    if len(legacy) > HEADER_LIMIT or len(client) > HEADER_LIMIT:
+        return out, f"x-ms-request-id and x-ms-client-request-id must not exceed {HEADER_LIMIT} characters"
+    if legacy:
+        out.append((b"x-ms-request-id", legacy.encode("latin-1")))
+    if client:
+        out.append((b"x-ms-client-request-id", client.encode("latin-1")))
+    return out, None
