@@ -263,3 +263,42 @@ def test_processes_forked_by_run_are_ended_by_up_and_down_after_a_sigkill(deploy
     assert down.returncode == 0, down.stderr
     assert "orphaned process" in down.stdout
     wait_for(port_free, timeout=10, message="the port to be free")
+
+
+WAITING_SCORE = '''
+import os, time
+
+def init():
+    release = os.path.join(os.path.dirname(__file__), "release")
+    deadline = time.monotonic() + 60
+    print("init: waiting for the model")
+    while not os.path.exists(release) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+def run(raw):
+    return {"ok": True}
+'''
+
+
+def test_up_detach_tells_its_progress_while_a_slow_init_runs(deployment):
+    """Issue 13, item 19: `up --detach` printed nothing for the whole of a slow init()."""
+    (deployment / "code" / "score.py").write_text(WAITING_SCORE)
+    up = subprocess.Popen([*devtui_command(), "up", str(deployment), "--detach"], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    said: list[str] = []
+    try:
+        def progress_during_init() -> bool:
+            said.append(up.stderr.readline())
+            assert said[-1] or up.poll() is None, "".join(said)
+            return "init() runs" in said[-1] and " s)" in said[-1]
+
+        wait_for(progress_during_init, timeout=60, message="progress while init() runs")
+        (deployment / "code" / "release").write_text("go")
+        out, _ = up.communicate(timeout=60)
+    finally:
+        if up.poll() is None:
+            up.kill()
+            up.wait()
+        subprocess.run([*devtui_command(), "down", "-n", "faults"], capture_output=True, cwd=ROOT)
+    assert up.returncode == 0, "".join(said)
+    assert json.loads(out)["provisioning_state"] == "Succeeded"

@@ -10,6 +10,7 @@ import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from .. import __version__, orphans, registry, spec
 from ..engine import PortInUse, check_port
@@ -80,10 +81,15 @@ def _detach(args, deployment: spec.LocalDeployment) -> int:
     with open(folder / "host.log", "ab", opener=registry.private_opener) as out:
         child = subprocess.Popen(_serve_command(args), stdin=subprocess.DEVNULL, stdout=out,
                                  stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.monotonic() + 600
+    started = time.monotonic()
+    deadline = started + 600
+    progress = Progress(folder / "logs", started)
     while time.monotonic() < deadline:
         record = registry.read(name) if registry.is_alive(name) else None
         state = record and record.provisioning_state
+        progress.tell(state)
+        if state in (SUCCEEDED, FAILED):
+            progress.done()
         if state == SUCCEEDED:
             print(json.dumps(record.shown(), indent=2))
             return 0
@@ -95,6 +101,48 @@ def _detach(args, deployment: spec.LocalDeployment) -> int:
             raise CommandError(f"the background devtui exited with code {child.returncode}:\n" + "\n".join(lines))
         time.sleep(0.05)
     raise CommandError(f"endpoint {name} did not finish starting within 10 minutes; see `devtui logs -n {name}`")
+
+
+class Progress:
+    """What a detached `up` is doing while it waits, on stderr: the phase, the time so far and the
+    last log line, when the phase changes and every PERIOD_S seconds (a slow init() says it is
+    still running); on a terminal, one line rewritten in place."""
+
+    PERIOD_S = 5
+
+    def __init__(self, logs: Path, started: float):
+        self.logs, self.started = logs, started
+        self.phase: str | None = None
+        self.said_at = 0.0
+        self.terminal = sys.stderr.isatty()
+
+    def tell(self, state: str | None) -> None:
+        now = time.monotonic()
+        phase = self._phase(state)
+        if phase == self.phase and now - self.said_at < self.PERIOD_S:
+            return
+        self.phase, self.said_at = phase, now
+        last = next((line for source in (INFERENCE_SERVER, STORAGE_INITIALIZER, DEVTUI)
+                     for line in tail(self.logs / f"{source}.log", 1)), "")
+        text = f"{phase} ({now - self.started:.0f} s){': ' + last.strip()[:120] if last.strip() else ''}"
+        if self.terminal:
+            print(f"\r\033[K{text}", end="", file=sys.stderr, flush=True)
+        else:
+            print(text, file=sys.stderr, flush=True)
+
+    def done(self) -> None:
+        if self.terminal and self.phase is not None:
+            print(file=sys.stderr)
+
+    def _phase(self, state: str | None) -> str:
+        if state is None:
+            return "starting devtui"
+        files = {source: (self.logs / f"{source}.log").exists() for source in (STORAGE_INITIALIZER, INFERENCE_SERVER)}
+        if files[INFERENCE_SERVER]:
+            return f"{state}: the scoring server is starting (init() runs)"
+        if files[STORAGE_INITIALIZER]:
+            return f"{state}: staging the model and code"
+        return f"{state}: preparing the environment"
 
 
 def _report_failure(deployment: spec.LocalDeployment) -> None:
