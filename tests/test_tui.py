@@ -25,6 +25,7 @@ from devtui.engine import DebugSettings, Engine
 from devtui.events import (DEVTUI, FAILED, INFERENCE_SERVER, STORAGE_INITIALIZER, SUCCEEDED, LogRecord, Logs,
                            ServerStarted)
 from devtui.tui.app import DevtuiApp, EngineEvent
+from fake_runtime import FakeRuntime
 from helpers import QuietApp, children_of, free_port, pid_alive, run_async, save, wait_for
 
 PALETTE_TITLES = ["Invoke endpoint", "Reload now", "Restart deployment", "Focus logs", "Toggle follow",
@@ -43,9 +44,12 @@ def nothing_left_running():
 def make_app(sample, tmp_path) -> Callable[..., DevtuiApp]:
     """An app on a fresh copy of samples/sklearn-regression, saving logs into tmp_path/saved."""
 
-    def make(app_class: type[DevtuiApp] = DevtuiApp, log_capacity: int = 1000) -> DevtuiApp:
+    def make(app_class: type[DevtuiApp] = DevtuiApp, log_capacity: int = 1000, fake: bool = False) -> DevtuiApp:
+        """``fake``: the engine runs a fake runtime (tests/fake_runtime.py), for keys that need an
+        answering endpoint but not a real scoring server."""
         folder = sample("sklearn-regression")
-        engine = Engine(spec.load(folder), tmp_path / "work", port=0)
+        engine = Engine(spec.load(folder), tmp_path / "work", port=0,
+                        **({"runtimes_from": FakeRuntime} if fake else {}))
         saved = tmp_path / "saved"
         saved.mkdir()
         return app_class(engine, request_text=(folder / "sample-request.json").read_text(),
@@ -152,7 +156,7 @@ def test_deploys_to_succeeded_and_ctrl_j_invokes(make_app):
 
 
 def test_invalid_json_is_flagged_and_not_sent(make_app):
-    app = make_app()
+    app = make_app(fake=True)
 
     async def scenario():
         async with running(app) as pilot:
@@ -186,7 +190,7 @@ def test_invalid_json_is_flagged_and_not_sent(make_app):
 
 
 def test_palette_has_the_entries_and_invoke_endpoint_runs(make_app):
-    app = make_app()
+    app = make_app(fake=True)
 
     async def scenario():
         async with running(app) as pilot:
