@@ -56,3 +56,9 @@ def docker_client():
         if os.environ.get("CI"):
             pytest.fail(f"CI needs a Docker engine for the container tests: {ex}")
         pytest.skip(f"no Docker engine: {ex}")
+
+
+@pytest.fixture
+def anyio_backend():
+    """`async def` tests (marked anyio) run on asyncio, as devtui does."""
+    return "asyncio"

@@ -18,6 +18,8 @@ from devtui.engine import Engine
 from devtui.events import FAILED, SUCCEEDED, Logs, ReloadFinished, ReloadStarted
 from helpers import ONE_ROW_REQUEST, async_wait_for, children_of, run_async, save, wait_for
 
+pytestmark = pytest.mark.anyio  # async def tests run on asyncio (conftest's anyio_backend)
+
 
 class Run:
     """An engine plus everything it emitted."""
@@ -96,169 +98,148 @@ def test_start_invoke_and_stop_leaves_nothing(sample, tmp_path):
     assert children_of(os.getpid()) == []
 
 
-def test_code_save_swaps_workers_and_a_broken_save_keeps_the_old_revision(sample, tmp_path):
+async def test_code_save_swaps_workers_and_a_broken_save_keeps_the_old_revision(sample, tmp_path):
     folder = sample("sklearn-regression")
     score = folder / "onlinescoring" / "score.py"
     save(score, script("one"))
 
-    async def scenario():
-        r = Run(folder, tmp_path)
-        assert await r.engine.start() == SUCCEEDED
-        assert (await r.post()).json()["marker"] == "one"
+    r = Run(folder, tmp_path)
+    assert await r.engine.start() == SUCCEEDED
+    assert (await r.post()).json()["marker"] == "one"
 
-        save(score, script("two"))
-        await r.answers(lambda a: a.json()["marker"] == "two")
-        finished = await async_wait_for(lambda: [e for e in r.of(ReloadFinished) if e.revision == 2])
-        assert finished[0].ok and finished[0].duration_ms > 0
-        assert [e.reason for e in r.of(ReloadStarted)] == ["code"]
+    save(score, script("two"))
+    await r.answers(lambda a: a.json()["marker"] == "two")
+    finished = await async_wait_for(lambda: [e for e in r.of(ReloadFinished) if e.revision == 2])
+    assert finished[0].ok and finished[0].duration_ms > 0
+    assert [e.reason for e in r.of(ReloadStarted)] == ["code"]
 
-        save(score, "def init(:\n")  # a syntax error
-        failed = await async_wait_for(lambda: [e for e in r.of(ReloadFinished) if not e.ok])
-        assert failed[0].serving_revision == 2 and "SyntaxError" in failed[0].traceback
-        assert (await r.post()).json()["marker"] == "two"
-        assert r.engine.state == SUCCEEDED
+    save(score, "def init(:\n")  # a syntax error
+    failed = await async_wait_for(lambda: [e for e in r.of(ReloadFinished) if not e.ok])
+    assert failed[0].serving_revision == 2 and "SyntaxError" in failed[0].traceback
+    assert (await r.post()).json()["marker"] == "two"
+    assert r.engine.state == SUCCEEDED
 
-        save(score, script("three").replace("def init():", "def init():\n    raise RuntimeError('no model')"))
-        failed = await async_wait_for(lambda: [e for e in r.of(ReloadFinished) if not e.ok][1:])
-        assert failed[0].stage == "init" and "RuntimeError: no model" in failed[0].traceback
-        assert (await r.post()).json()["marker"] == "two"
+    save(score, script("three").replace("def init():", "def init():\n    raise RuntimeError('no model')"))
+    failed = await async_wait_for(lambda: [e for e in r.of(ReloadFinished) if not e.ok][1:])
+    assert failed[0].stage == "init" and "RuntimeError: no model" in failed[0].traceback
+    assert (await r.post()).json()["marker"] == "two"
 
-        save(score, script("four"))
-        await r.answers(lambda a: a.json()["marker"] == "four")
-        assert r.engine.serving_revision == 5
-        await r.engine.stop()
-
-    run_async(scenario())
+    save(score, script("four"))
+    await r.answers(lambda a: a.json()["marker"] == "four")
+    assert r.engine.serving_revision == 5
+    await r.engine.stop()
 
 
-def test_model_change_restages_then_swaps(sample, tmp_path):
+async def test_model_change_restages_then_swaps(sample, tmp_path):
     folder = sample("sklearn-regression")
     save(folder / "onlinescoring" / "score.py", script("m"))
     model = folder / "model" / "sklearn_regression_model.pkl"
 
-    async def scenario():
-        r = Run(folder, tmp_path)
-        assert await r.engine.start() == SUCCEEDED
-        before = (await r.post()).json()["model_bytes"]
-        save(model, "x" * (before + 100))
-        answer = await r.answers(lambda a: a.json()["model_bytes"] == before + 100)
-        assert answer.status_code == 200
-        # The answer may change as soon as the model is staged again; the swap follows.
-        started = await async_wait_for(lambda: r.of(ReloadStarted))
-        assert [e.reason for e in started] == ["model"]
-        await async_wait_for(lambda: [e for e in r.of(ReloadFinished) if e.ok and not e.first])
-        await r.engine.stop()
-
-    run_async(scenario())
+    r = Run(folder, tmp_path)
+    assert await r.engine.start() == SUCCEEDED
+    before = (await r.post()).json()["model_bytes"]
+    save(model, "x" * (before + 100))
+    answer = await r.answers(lambda a: a.json()["model_bytes"] == before + 100)
+    assert answer.status_code == 200
+    # The answer may change as soon as the model is staged again; the swap follows.
+    started = await async_wait_for(lambda: r.of(ReloadStarted))
+    assert [e.reason for e in started] == ["model"]
+    await async_wait_for(lambda: [e for e in r.of(ReloadFinished) if e.ok and not e.first])
+    await r.engine.stop()
 
 
-def test_yaml_change_restarts_and_a_broken_yaml_is_not_applied(sample, tmp_path):
+async def test_yaml_change_restarts_and_a_broken_yaml_is_not_applied(sample, tmp_path):
     folder = sample("sklearn-regression")
     save(folder / "onlinescoring" / "score.py", script("y"))
     deployment = folder / "deployment.yml"
     original = deployment.read_text()
 
-    async def scenario():
-        r = Run(folder, tmp_path)
-        assert await r.engine.start() == SUCCEEDED
-        assert (await r.post()).json()["env"] is None
+    r = Run(folder, tmp_path)
+    assert await r.engine.start() == SUCCEEDED
+    assert (await r.post()).json()["env"] is None
 
-        save(deployment, original.replace("environment_variables:", "environment_variables:\n  MARKER_ENV: hello"))
-        await r.answers(lambda a: a.json()["env"] == "hello")
-        assert r.engine.state == SUCCEEDED
+    save(deployment, original.replace("environment_variables:", "environment_variables:\n  MARKER_ENV: hello"))
+    await r.answers(lambda a: a.json()["env"] == "hello")
+    assert r.engine.state == SUCCEEDED
 
-        save(deployment, original.replace("instance_count: 1", "instance_count: many"))
-        await async_wait_for(lambda: "is not applied" in r.log_text("devtui"))
-        assert "instance_count" in r.log_text("devtui")
-        assert (await r.post()).json()["env"] == "hello"
-        await r.engine.stop()
-
-    run_async(scenario())
+    save(deployment, original.replace("instance_count: 1", "instance_count: many"))
+    await async_wait_for(lambda: "is not applied" in r.log_text("devtui"))
+    assert "instance_count" in r.log_text("devtui")
+    assert (await r.post()).json()["env"] == "hello"
+    await r.engine.stop()
 
 
-def test_init_failure_on_first_start_is_failed_then_recovers_on_save(sample, tmp_path):
+async def test_init_failure_on_first_start_is_failed_then_recovers_on_save(sample, tmp_path):
     folder = sample("sklearn-regression")
     score = folder / "onlinescoring" / "score.py"
     save(score, script("bad").replace("def init():", "def init():\n    raise ValueError('broken init')"))
 
-    async def scenario():
-        r = Run(folder, tmp_path)
-        assert await r.engine.start() == FAILED
-        assert "ValueError: broken init" in r.log_text("inference-server")
-        assert "Model Directory Contents:" in r.log_text("inference-server")
-        save(score, script("good"))
-        await async_wait_for(lambda: r.engine.state == SUCCEEDED, timeout=30)
-        assert (await r.post()).json()["marker"] == "good"
-        await r.engine.stop()
-
-    run_async(scenario())
+    r = Run(folder, tmp_path)
+    assert await r.engine.start() == FAILED
+    assert "ValueError: broken init" in r.log_text("inference-server")
+    assert "Model Directory Contents:" in r.log_text("inference-server")
+    save(score, script("good"))
+    await async_wait_for(lambda: r.engine.state == SUCCEEDED, timeout=30)
+    assert (await r.post()).json()["marker"] == "good"
+    await r.engine.stop()
 
 
 @pytest.mark.parametrize("body, expected", [("def init(:\n", "SyntaxError"),
                                             ("raise ImportError('missing dependency')\n", "Traceback")])
-def test_script_that_cannot_load_is_failed_with_traceback(sample, tmp_path, body, expected):
+async def test_script_that_cannot_load_is_failed_with_traceback(sample, tmp_path, body, expected):
     folder = sample("sklearn-regression")
     save(folder / "onlinescoring" / "score.py", body)
 
-    async def scenario():
-        r = Run(folder, tmp_path, watch=False)
-        assert await r.engine.start() == FAILED
-        log = r.log_text("inference-server")
-        assert expected in log and 'score.py", line 1' in log
-        await r.engine.stop()
-
-    run_async(scenario())
+    r = Run(folder, tmp_path, watch=False)
+    assert await r.engine.start() == FAILED
+    log = r.log_text("inference-server")
+    assert expected in log and 'score.py", line 1' in log
+    await r.engine.stop()
 
 
-def test_request_settings_are_emulated(sample, tmp_path):
+async def test_request_settings_are_emulated(sample, tmp_path):
     folder = sample("sklearn-regression")
     save(folder / "onlinescoring" / "score.py",
          "import time\ndef init():\n    pass\ndef run(raw):\n    time.sleep(float(raw))\n    return 'done'\n")
     deployment = folder / "deployment.yml"
     deployment.write_text(deployment.read_text().replace("request_timeout_ms: 5000", "request_timeout_ms: 300"))
 
-    async def scenario():
-        r = Run(folder, tmp_path, watch=False)
-        assert await r.engine.start() == SUCCEEDED
-        slow = await r.post("1.0")
-        assert slow.status_code == 408 and "request_timeout_ms" in slow.json()["message"]
-        # The worker stays usable: the next request is answered.
-        fast = await r.post("0")
-        assert fast.status_code == 200 and fast.json() == "done"
-        # max_concurrent_requests_per_instance: 1 -> at most 2 in flight; the rest get 429.
-        answers = await asyncio.gather(*(r.post("0.2") for _ in range(6)))
-        codes = sorted(a.status_code for a in answers)
-        assert 429 in codes and 200 in codes
-        assert all(a.json().get("message") for a in answers if a.status_code == 429)
-        await r.engine.stop()
-
-    run_async(scenario())
+    r = Run(folder, tmp_path, watch=False)
+    assert await r.engine.start() == SUCCEEDED
+    slow = await r.post("1.0")
+    assert slow.status_code == 408 and "request_timeout_ms" in slow.json()["message"]
+    # The worker stays usable: the next request is answered.
+    fast = await r.post("0")
+    assert fast.status_code == 200 and fast.json() == "done"
+    # max_concurrent_requests_per_instance: 1 -> at most 2 in flight; the rest get 429.
+    answers = await asyncio.gather(*(r.post("0.2") for _ in range(6)))
+    codes = sorted(a.status_code for a in answers)
+    assert 429 in codes and 200 in codes
+    assert all(a.json().get("message") for a in answers if a.status_code == 429)
+    await r.engine.stop()
 
 
-def test_a_crash_with_a_broken_script_on_disk_is_failed_not_succeeded(sample, tmp_path):
+async def test_a_crash_with_a_broken_script_on_disk_is_failed_not_succeeded(sample, tmp_path):
     folder = sample("sklearn-regression")
     score = folder / "onlinescoring" / "score.py"
     crashing = ("import os\ndef init():\n    pass\ndef run(raw):\n"
                 "    if 'crash' in raw:\n        os._exit(1)\n    return {'marker': 'ok'}\n")
     save(score, crashing)
 
-    async def scenario():
-        r = Run(folder, tmp_path)
-        assert await r.engine.start() == SUCCEEDED
-        save(score, crashing + "def broken(:\n")
-        await async_wait_for(lambda: [e for e in r.of(ReloadFinished) if not e.ok])
-        assert (await r.post("{}")).json() == {"marker": "ok"}  # the old revision still serves
-        with pytest.raises(httpx.HTTPError):
-            await r.post("crash")
-        # The worker died and its restart loads the broken script: nothing serves.
-        await async_wait_for(lambda: r.engine.state == FAILED, timeout=30)
-        assert r.engine.serving_revision is None
-        save(score, crashing)  # a good save recovers it
-        await async_wait_for(lambda: r.engine.state == SUCCEEDED, timeout=30)
-        assert (await r.post("{}")).json() == {"marker": "ok"}
-        await r.engine.stop()
-
-    run_async(scenario())
+    r = Run(folder, tmp_path)
+    assert await r.engine.start() == SUCCEEDED
+    save(score, crashing + "def broken(:\n")
+    await async_wait_for(lambda: [e for e in r.of(ReloadFinished) if not e.ok])
+    assert (await r.post("{}")).json() == {"marker": "ok"}  # the old revision still serves
+    with pytest.raises(httpx.HTTPError):
+        await r.post("crash")
+    # The worker died and its restart loads the broken script: nothing serves.
+    await async_wait_for(lambda: r.engine.state == FAILED, timeout=30)
+    assert r.engine.serving_revision is None
+    save(score, crashing)  # a good save recovers it
+    await async_wait_for(lambda: r.engine.state == SUCCEEDED, timeout=30)
+    assert (await r.post("{}")).json() == {"marker": "ok"}
+    await r.engine.stop()
 
 
 def test_stop_during_a_restart_leaves_nothing_running(sample, tmp_path):

@@ -19,6 +19,8 @@ from devtui.events import (CREATING, DELETING, FAILED, SUCCEEDED, UPDATING, Even
 from fake_runtime import ANSWER, FakeRuntime
 from inference_server import protocol
 
+pytestmark = pytest.mark.anyio  # async def tests on anyio's pytest plugin (asyncio backend: conftest)
+
 
 @pytest.fixture
 def engine(tmp_path):
@@ -30,10 +32,6 @@ def engine(tmp_path):
     return engine
 
 
-def run(coroutine):
-    return asyncio.run(asyncio.wait_for(coroutine, 30))
-
-
 def of(engine, kind) -> list:
     return [e for e in engine.events if isinstance(e, kind)]
 
@@ -42,14 +40,11 @@ def states(engine) -> list[str]:
     return [e.state for e in of(engine, StateChanged)]
 
 
-def test_start_reaches_succeeded_and_serves(engine):
-    async def scenario():
-        assert await engine.start() == SUCCEEDED
-        async with httpx.AsyncClient() as client:
-            assert (await client.post(engine.scoring_uri, content="{}")).json() == ANSWER
-        await engine.stop()
-
-    run(scenario())
+async def test_start_reaches_succeeded_and_serves(engine):
+    assert await engine.start() == SUCCEEDED
+    async with httpx.AsyncClient() as client:
+        assert (await client.post(engine.scoring_uri, content="{}")).json() == ANSWER
+    await engine.stop()
     assert states(engine) == [CREATING, SUCCEEDED, DELETING]
     assert FakeRuntime.instances[0].calls == ["stage", "start", "stop"]
     started = of(engine, ServerStarted)
@@ -58,16 +53,13 @@ def test_start_reaches_succeeded_and_serves(engine):
     assert engine.serving_revision == 1
 
 
-def test_a_first_revision_that_fails_is_failed_until_a_good_reload(engine):
-    async def scenario():
-        engine.runtime.fail_next(protocol.Stage.INIT)
-        assert await engine.start() == FAILED
-        assert engine.serving_revision is None
-        await engine.reload(ReloadReason.CODE, ("score.py",))
-        assert engine.state == SUCCEEDED and engine.serving_revision == 2
-        await engine.stop()
-
-    run(scenario())
+async def test_a_first_revision_that_fails_is_failed_until_a_good_reload(engine):
+    engine.runtime.fail_next(protocol.Stage.INIT)
+    assert await engine.start() == FAILED
+    assert engine.serving_revision is None
+    await engine.reload(ReloadReason.CODE, ("score.py",))
+    assert engine.state == SUCCEEDED and engine.serving_revision == 2
+    await engine.stop()
     assert states(engine) == [CREATING, FAILED, SUCCEEDED, DELETING]
     failed, ok = of(engine, ReloadFinished)
     assert not failed.ok and failed.stage == "init" and "fake failure" in failed.traceback and failed.first
@@ -76,49 +68,37 @@ def test_a_first_revision_that_fails_is_failed_until_a_good_reload(engine):
     assert of(engine, ReloadStarted)[0].files == ("score.py",)
 
 
-def test_a_failed_reload_keeps_the_serving_revision(engine):
-    async def scenario():
-        await engine.start()
-        engine.runtime.fail_next(protocol.Stage.LOAD)
-        await engine.reload()
-        assert engine.state == SUCCEEDED and engine.serving_revision == 1
-        await engine.stop()
-
-    run(scenario())
+async def test_a_failed_reload_keeps_the_serving_revision(engine):
+    await engine.start()
+    engine.runtime.fail_next(protocol.Stage.LOAD)
+    await engine.reload()
+    assert engine.state == SUCCEEDED and engine.serving_revision == 1
+    await engine.stop()
     finished = of(engine, ReloadFinished)[-1]
     assert not finished.ok and finished.revision == 2 and finished.serving_revision == 1 and finished.stage == "load"
     assert FAILED not in states(engine)
 
 
-def test_a_crashed_worker_is_updating_then_succeeded(engine):
-    async def scenario():
-        await engine.start()
-        engine.runtime.crash()
-        await engine.stop()
-
-    run(scenario())
+async def test_a_crashed_worker_is_updating_then_succeeded(engine):
+    await engine.start()
+    engine.runtime.crash()
+    await engine.stop()
     assert states(engine) == [CREATING, SUCCEEDED, UPDATING, SUCCEEDED, DELETING]
     assert of(engine, ReloadStarted)[-1].reason == ReloadReason.CRASH
 
 
-def test_a_server_that_exits_unasked_is_failed(engine):
-    async def scenario():
-        await engine.start()
-        engine.runtime.die()
-        assert engine.state == FAILED and engine.serving_revision is None
-        await engine.stop()
-
-    run(scenario())
+async def test_a_server_that_exits_unasked_is_failed(engine):
+    await engine.start()
+    engine.runtime.die()
+    assert engine.state == FAILED and engine.serving_revision is None
+    await engine.stop()
     assert "exited with code -9" in of(engine, StateChanged)[-2].detail
 
 
-def test_restart_stops_the_runtime_and_boots_a_new_one_with_the_next_revision(engine):
-    async def scenario():
-        await engine.start()
-        assert await engine.restart("YAML change") == SUCCEEDED
-        await engine.stop()
-
-    run(scenario())
+async def test_restart_stops_the_runtime_and_boots_a_new_one_with_the_next_revision(engine):
+    await engine.start()
+    assert await engine.restart("YAML change") == SUCCEEDED
+    await engine.stop()
     first, second = FakeRuntime.instances
     assert first.calls == ["stage", "start", "stop"] and second.calls == ["stage", "start", "stop"]
     assert engine.serving_revision == 2
@@ -152,31 +132,25 @@ def test_describe_masks_credentials_in_values_as_well_as_names(tmp_path):
     assert shown["LOG_LEVEL"] == "INFO"
 
 
-def test_a_server_that_died_after_serving_is_restarted_and_each_restart_reported(engine):
-    async def scenario():
-        await engine.start()
-        engine.runtime.die()
-        assert engine.state == FAILED
-        deadline = asyncio.get_running_loop().time() + 10
-        while not (len(FakeRuntime.instances) == 2 and engine.state == SUCCEEDED):
-            assert asyncio.get_running_loop().time() < deadline, "no restart"
-            await asyncio.sleep(0.02)
-        assert engine.serving_revision == 2
-        await engine.stop()
-
-    run(scenario())
+async def test_a_server_that_died_after_serving_is_restarted_and_each_restart_reported(engine):
+    await engine.start()
+    engine.runtime.die()
+    assert engine.state == FAILED
+    deadline = asyncio.get_running_loop().time() + 10
+    while not (len(FakeRuntime.instances) == 2 and engine.state == SUCCEEDED):
+        assert asyncio.get_running_loop().time() < deadline, "no restart"
+        await asyncio.sleep(0.02)
+    assert engine.serving_revision == 2
+    await engine.stop()
     assert states(engine) == [CREATING, SUCCEEDED, FAILED, UPDATING, SUCCEEDED, DELETING]
     said = [r.text for e in engine.events if isinstance(e, Logs) for r in e.records]
     assert any("restarting it in" in line and "restart 1 in a row" in line for line in said), said
 
 
-def test_a_server_that_never_served_is_not_restarted(engine):
-    async def scenario():
-        engine.runtime.fail_next(protocol.Stage.INIT)
-        await engine.start()
-        engine.runtime.die()
-        assert engine._recovery is None
-        await engine.stop()
-
-    run(scenario())
+async def test_a_server_that_never_served_is_not_restarted(engine):
+    engine.runtime.fail_next(protocol.Stage.INIT)
+    await engine.start()
+    engine.runtime.die()
+    assert engine._recovery is None
+    await engine.stop()
     assert len(FakeRuntime.instances) == 1
