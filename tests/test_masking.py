@@ -56,3 +56,15 @@ def test_an_endpoint_name_is_never_a_path():
         registry.folder("../../x")
     with pytest.raises(registry.BadName):
         registry.folder("a/b")
+
+
+@pytest.mark.parametrize("verb", [["logs"], ["show"], ["down"]])
+def test_a_path_as_an_endpoint_name_is_refused_by_every_command(verb, devtui_home):
+    from helpers import devtui
+
+    outside = devtui_home.parent / "x"
+    (outside / "logs").mkdir(parents=True, exist_ok=True)
+    (outside / "logs" / "inference-server.log").write_text("a secret line outside DEVTUI_HOME\n")
+    result = devtui(*verb, "-n", "../../x", check=2)
+    assert "is not an endpoint name" in result.stderr
+    assert "secret" not in result.stdout
