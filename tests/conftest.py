@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+import spec_data
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 # The helpers are in helpers.py; these names stay importable from here for modules written against it.
@@ -62,3 +64,12 @@ def docker_client():
 def anyio_backend():
     """`async def` tests (marked anyio) run on asyncio, as devtui does."""
     return "asyncio"
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A folder with the local files spec_data.GOOD points at: model, code, conda file."""
+    spec_data.write(tmp_path, "model/weights.pkl", "weights")
+    spec_data.write(tmp_path, "src/score.py", "def init():\n    pass\n\ndef run(raw):\n    return raw\n")
+    spec_data.write(tmp_path, "conda.yml", "name: env\ndependencies: [python=3.11]\n")
+    return tmp_path

@@ -202,3 +202,19 @@ def __getattr__(name: str):
     QuietApp.__qualname__ = "QuietApp"
     globals()["QuietApp"] = QuietApp
     return QuietApp
+
+
+def read_until(process: subprocess.Popen, text: str, timeout: float = 240, seen: list[str] | None = None) -> list[str]:
+    """Read ``process``'s stdout (text mode) line by line until a line holds ``text``; the lines
+    read, or a failure naming them when the deadline passes or the process ends first."""
+    lines = [] if seen is None else seen
+
+    def found() -> bool:
+        line = process.stdout.readline()
+        lines.append(line)
+        assert line or process.poll() is None, "".join(lines)
+        return text in line
+
+    wait_for(found, timeout=timeout, message=repr(text))
+    return lines
+

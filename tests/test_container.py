@@ -27,7 +27,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from helpers import (ROOT, SAMPLES, SKLEARN_PREDICTIONS, Timeout, devtui, devtui_command, free_port, pid_alive, save,
+from helpers import (ROOT, SAMPLES, SKLEARN_PREDICTIONS, Timeout, devtui, devtui_command, free_port, pid_alive, read_until, save,
                      show, unique_name, wait_for)
 from private_engine import PrivateEngine, missing_prerequisite
 
@@ -503,13 +503,7 @@ def test_ctrl_c_on_foreground_up_leaves_nothing(sample, endpoint, docker_client)
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
     lines: list[str] = []
     try:
-        def succeeded():
-            line = process.stdout.readline()
-            lines.append(line)
-            assert line or process.poll() is None, "".join(lines)
-            return "provisioning_state: Succeeded" in line
-
-        wait_for(succeeded, timeout=240)
+        read_until(process, "provisioning_state: Succeeded", seen=lines)
         containers, volumes = labelled(docker_client, name)
         assert len(containers) == 2 and len(volumes) >= 2
         assert score(name) == EXPECTED

@@ -27,7 +27,7 @@ from devtui import spec
 from devtui.engine import Engine
 from devtui.events import SUCCEEDED
 from devtui.tui.app import DevtuiApp
-from helpers import wait_for
+from helpers import read_until, wait_for
 
 RUN = f"iso{os.getpid() % 100000:x}{secrets.token_hex(2)}"
 DEVTUI_TRACEBACK = re.compile(r'File "[^"]*/(devtui|inference_server)/|Traceback \(most recent call last\)')
@@ -85,13 +85,7 @@ def test_foreground_up_in_containers_prints_no_traceback(sample, endpoint, docke
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
     lines: list[str] = []
     try:
-        def succeeded():
-            line = process.stdout.readline()
-            lines.append(line)
-            assert line or process.poll() is None, "".join(lines)
-            return "provisioning_state: Succeeded" in line
-
-        wait_for(succeeded, timeout=240)
+        read_until(process, "provisioning_state: Succeeded", seen=lines)
         shown = json.loads(subprocess.run([*devtui_command(), "show", "-n", name], capture_output=True, text=True,
                                           cwd=ROOT, check=True).stdout)
         answer = httpx.post(shown["scoring_uri"], content=(folder / "sample-request.json").read_bytes(), timeout=10)

@@ -23,15 +23,6 @@ from devtui.spec import (
 from spec_data import GOOD, write
 
 
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    """A folder with the local files a deployment points at: model, code, conda file."""
-    write(tmp_path, "model/weights.pkl", "weights")
-    write(tmp_path, "src/score.py", "def init():\n    pass\n\ndef run(raw):\n    return raw\n")
-    write(tmp_path, "conda.yml", "name: env\ndependencies: [python=3.11]\n")
-    return tmp_path
-
-
 def problems_of(*args, **kwargs) -> list[Problem]:
     with pytest.raises(SpecError) as caught:
         load(*args, **kwargs)
