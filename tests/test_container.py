@@ -516,6 +516,8 @@ def test_ctrl_c_on_foreground_up_leaves_nothing(sample, endpoint, docker_client)
     output = "".join(lines) + rest
     assert process.returncode == 0, output
     assert "Stopped; nothing is left running." in output
+    # The engine once passed the runtime's `image` into ServerStarted: a traceback in a callback.
+    assert "Traceback (most recent call last)" not in output, output
     assert any(line.startswith("storage-initializer | ") for line in output.splitlines())
     assert labelled(docker_client, name) == ([], []), output
     assert devtui("list", "-o", "json").stdout.strip() == "[]"
