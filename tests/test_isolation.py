@@ -16,7 +16,6 @@ import json
 import os
 import re
 import secrets
-import signal
 import subprocess
 
 import httpx
@@ -27,7 +26,7 @@ from devtui import spec
 from devtui.engine import Engine
 from devtui.events import SUCCEEDED
 from devtui.tui.app import DevtuiApp
-from helpers import read_until, wait_for
+from helpers import wait_for
 
 RUN = f"iso{os.getpid() % 100000:x}{secrets.token_hex(2)}"
 DEVTUI_TRACEBACK = re.compile(r'File "[^"]*/(devtui|inference_server)/|Traceback \(most recent call last\)')
