@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass
 
 from . import protocol
 from .debugger import DebugListener
+from .patch_requests import Patches
 from .unavailable import Unavailable
 from .worker import Options, configure_logging
 
@@ -49,6 +50,7 @@ class Worker:
     ready_at: float = 0.0
     buffer: bytes = b""
     failure: protocol.WorkerFailed | None = None
+    why: str = ""  # why a new worker rather than a patch (Ready's detail)
 
 
 def die_with_parent(sig: int = signal.SIGTERM) -> None:
@@ -137,6 +139,8 @@ class Supervisor:
         self.pending: Worker | None = None
         self.retiring: list[Worker] = []
         self.reload_requested = False
+        self.swap_requested: str | None = None  # the next reload is a new worker, for this reason
+        self.patches = Patches(self.emit)
         self.stopping = False
         self.exit_code = 0
         self.crashes = 0  # in a row; a worker that stays up resets it
@@ -149,18 +153,8 @@ class Supervisor:
         self.debugger = DebugListener(options.debug_host, options.debug_port, self.emit) if options.debug_host else None
 
     def emit(self, event: protocol.ServerEvent) -> None:
-        """Tell devtui, on the events fd or, in a container, in the log."""
         self.unavailable.observe(event)
-        if self.options.events_fd is not None:
-            try:
-                os.write(self.options.events_fd, protocol.encode(event))
-            except OSError:
-                pass  # devtui went away; the parent-death signal ends us soon
-        elif self.options.events_stdout:
-            # In a container there is no pipe to pass: events travel in the log, marked so that
-            # devtui can take them out of it. One write of one line, so they never interleave.
-            sys.stdout.flush()
-            os.write(sys.stdout.fileno(), protocol.encode(event, prefix=True))
+        write_event(self.options, event)
 
     # -- main loop ---------------------------------------------------------------------------
 
@@ -168,6 +162,7 @@ class Supervisor:
         # Handlers first: a reload or stop asked for while the server is still starting must
         # not kill it (their default action) but take effect once it can.
         signal.signal(signal.SIGHUP, self._on_reload)
+        signal.signal(signal.SIGUSR2, self._on_swap)
         signal.signal(signal.SIGTERM, self._on_stop)
         signal.signal(signal.SIGINT, self._on_stop)
         if self.options.parent_pid:
@@ -230,13 +225,27 @@ class Supervisor:
     def _start_worker_if_due(self) -> None:
         if self.restart_at is not None and time.monotonic() >= self.restart_at:
             self.restart_at = None
-            self.reload_requested = True
-        if self.reload_requested and self.pending is None and not self.stopping:
+            self._on_swap(why="the serving worker crashed")
+        if self.reload_requested and self.pending is None and self.patches.in_flight is None and not self.stopping:
             self.reload_requested = False
-            self._start_worker()
+            why, self.swap_requested = self.swap_requested, None
+            if why is None and self.options.reload_mode == "patch" and self.current and self.current.ready:
+                self.revision += 1
+                self.patches.ask(self.current, self.revision)
+            else:
+                self._start_worker(why=why or "a new worker was asked for")
 
     def _on_reload(self, *_):
         self.reload_requested = True
+
+    def _on_swap(self, *_, why: str = "a new worker was asked for"):
+        self.reload_requested = True
+        self.swap_requested = why
+
+    def _on_patched(self, worker: Worker, message: protocol.WorkerPatched) -> None:
+        patch = self.patches.in_flight
+        if patch is not None and worker is self.current and (why := self.patches.answered(worker, message)):
+            self._start_worker(why=why, revision=patch.revision)
 
     def _on_stop(self, *_):
         if not self.stopping:
@@ -249,33 +258,22 @@ class Supervisor:
 
     # -- workers -----------------------------------------------------------------------------
 
-    def _start_worker(self) -> None:
-        self.revision += 1
-        status_r, status_w = os.pipe()
-        sys.stdout.flush()
-        sys.stderr.flush()
+    def _start_worker(self, why: str = "", revision: int | None = None) -> None:
+        """A worker for the next revision, or for ``revision`` (announced: a patch needed a swap)."""
+        announced = revision is not None
+        self.revision = revision if announced else self.revision + 1
         started = time.perf_counter()
-        if self.options.fork:
-            pid = os.fork()
-            if pid == 0:
-                os.close(status_r)
-                inherited = (*self.wake_fds, *(w.status_fd for w in self._workers()), *self.unavailable.fds())
-                if self.options.events_fd is not None:
-                    inherited += (self.options.events_fd,)
-                _become_worker(self.options, self.sock, self.revision, status_w, self.selector, inherited)
-        else:
-            pid = subprocess.Popen(
-                [sys.executable, "-m", "inference_server.worker", json.dumps(asdict(self.options)),
-                 str(self.sock.fileno()), str(self.revision), str(status_w)],
-                pass_fds=(self.sock.fileno(), status_w)).pid
-        os.close(status_w)
-        os.set_blocking(status_r, False)
-        worker = Worker(self.revision, pid, status_r, started)
+        inherited = (*self.wake_fds, *(w.status_fd for w in self._workers()), *self.unavailable.fds())
+        if self.options.events_fd is not None:
+            inherited += (self.options.events_fd,)
+        pid, status_r = spawn(self.options, self.sock, self.revision, self.selector, inherited)
+        worker = Worker(self.revision, pid, status_r, started, why=why)
         self.selector.register(status_r, selectors.EVENT_READ, worker)
         self.pending = worker
         first = self.current is None
-        logger.info(f"Starting worker {pid} for revision {self.revision}")
-        self.emit(protocol.Starting(revision=self.revision, pid=pid, first=first))
+        logger.info(f"Starting worker {pid} for revision {self.revision}" + (f" ({why})" if why and not first else ""))
+        if not announced:
+            self.emit(protocol.Starting(revision=self.revision, pid=pid, first=first))
 
     def _read_status(self, worker: Worker) -> None:
         try:
@@ -297,6 +295,8 @@ class Supervisor:
                 worker.failure = message
             elif isinstance(message, protocol.WorkerDebugStop) and self.debugger is not None:
                 self.debugger.worker_stopped(message.where)
+            elif isinstance(message, protocol.WorkerPatched):
+                self._on_patched(worker, message)
 
     def _close_status(self, worker: Worker) -> None:
         self.selector.unregister(worker.status_fd)
@@ -314,7 +314,8 @@ class Supervisor:
             _kill(previous.pid, signal.SIGTERM)
         logger.info(f"Revision {worker.revision} ready in {message.duration_ms:.1f} ms (worker {worker.pid})")
         self.emit(protocol.Ready(revision=worker.revision, pid=worker.pid, duration_ms=message.duration_ms,
-                                 first=previous is None))
+                                 first=previous is None, rung=protocol.Rung.START if previous is None
+                                 else protocol.Rung.SWAP, detail=worker.why if previous is not None else ""))
         if self.stopping:
             _kill(worker.pid, signal.SIGTERM)
 
@@ -345,6 +346,8 @@ class Supervisor:
                 self._revision_failed(worker, code)
         elif worker is self.current:
             self.current = None
+            if self.patches.in_flight is not None:  # it died answering a patch: the restart loads the save
+                self.revision = self.patches.cancel() - 1
             if not self.stopping:
                 self._restart_crashed(worker, code)
 
@@ -376,6 +379,42 @@ class Supervisor:
         self.restart_at = time.monotonic() + (delay if self.crashes > 1 else 0)
 
 
+def write_event(options: Options, event: protocol.ServerEvent) -> None:
+    """Tell devtui, on the events fd or, in a container, in the log."""
+    if options.events_fd is not None:
+        try:
+            os.write(options.events_fd, protocol.encode(event))
+        except OSError:
+            pass  # devtui went away; the parent-death signal ends us soon
+    elif options.events_stdout:
+        # In a container there is no pipe to pass: events travel in the log, marked so that
+        # devtui can take them out of it. One write of one line, so they never interleave.
+        sys.stdout.flush()
+        os.write(sys.stdout.fileno(), protocol.encode(event, prefix=True))
+
+
+def spawn(options: Options, sock: socket.socket, revision: int, selector: selectors.BaseSelector,
+          inherited_fds: tuple[int, ...]) -> tuple[int, int]:
+    """A worker for ``revision``, forked from this warm process (or spawned fresh without fork):
+    its pid, and the read end of its status pipe."""
+    status_r, status_w = os.pipe()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if options.fork:
+        pid = os.fork()
+        if pid == 0:
+            os.close(status_r)
+            _become_worker(options, sock, revision, status_w, selector, inherited_fds)
+    else:
+        pid = subprocess.Popen(
+            [sys.executable, "-m", "inference_server.worker", json.dumps(asdict(options)),
+             str(sock.fileno()), str(revision), str(status_w)],
+            pass_fds=(sock.fileno(), status_w)).pid
+    os.close(status_w)
+    os.set_blocking(status_r, False)
+    return pid, status_r
+
+
 def _become_worker(options: Options, sock: socket.socket, revision: int, status_w: int,
                    selector: selectors.BaseSelector, inherited_fds: tuple[int, ...]) -> None:
     """In the forked child: drop the supervisor's state (its selector and the fds it inherited
@@ -390,6 +429,7 @@ def _become_worker(options: Options, sock: socket.socket, revision: int, status_
         # A hang-up sent to the whole group (a closed terminal, `timeout`) is the supervisor's
         # business: it reloads or stops; a worker must not die of it.
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        signal.signal(signal.SIGUSR2, signal.SIG_IGN)  # the supervisor's (swap), as SIGHUP
         selector.close()
         for fd in inherited_fds:
             if fd >= 0:

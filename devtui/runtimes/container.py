@@ -22,7 +22,7 @@ from inference_server import protocol
 from ..events import DEVTUI, INFERENCE_SERVER
 from ..images import ImageBuilder, ImageError
 from . import docker_engine
-from .base import STOP_GRACE_S, Runtime, RuntimeFailure
+from .base import RELOAD_SIGNAL, STOP_GRACE_S, SWAP_SIGNAL, Runtime, RuntimeFailure
 from .docker_engine import SERVER_PORT, in_daemon_thread, published, remove_endpoint
 from .log_pump import LogPump
 from .storage import Storage
@@ -200,15 +200,16 @@ class ContainerRuntime(Runtime):
 
     # -- reload ------------------------------------------------------------------------------------
 
-    async def reload(self) -> None:
-        await asyncio.to_thread(self._sync_and_signal)
+    async def reload(self, swap: bool = False) -> None:
+        await asyncio.to_thread(self._sync_and_signal, swap)
 
-    def _sync_and_signal(self) -> None:
-        """Copy the code folder into the running container, then swap workers."""
+    def _sync_and_signal(self, swap: bool) -> None:
+        """Copy the code folder into the running container, then reload: the server patches
+        the saved code into its worker there, or swaps workers."""
         if self.server is None or not self.deployment.code_dir:
             return
         self.storage.sync_code(self.server)
-        self.server.kill(signal="SIGHUP")
+        self.server.kill(signal=SWAP_SIGNAL if swap else RELOAD_SIGNAL)
 
     # -- stop ------------------------------------------------------------------------------------
 

@@ -21,7 +21,7 @@ from inference_server import protocol
 
 from .. import orphans
 from ..events import INFERENCE_SERVER, STORAGE_INITIALIZER
-from .base import STOP_GRACE_S, Runtime
+from .base import RELOAD_SIGNAL, STOP_GRACE_S, SWAP_SIGNAL, Runtime
 
 
 def _size(n: float) -> str:
@@ -164,9 +164,9 @@ class ProcessRuntime(Runtime):
         await asyncio.gather(*self.tasks[:1], return_exceptions=True)
         self.sink.server_event(protocol.Exited(exit_code=code, expected=self.stopping))
 
-    async def reload(self) -> None:
+    async def reload(self, swap: bool = False) -> None:
         if self.process and self.process.returncode is None:
-            self.process.send_signal(signal.SIGHUP)
+            self.process.send_signal(signal.Signals[SWAP_SIGNAL if swap else RELOAD_SIGNAL])
 
     async def stop(self) -> None:
         process = self.process
