@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import importlib
 import json
 import logging
 import os
@@ -26,12 +25,13 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 from . import protocol
 from .debugger import DebugListener
 from .patch_requests import Patches
+from .warming import Preloader
 from .unavailable import Unavailable
 from .worker import Options, configure_logging
 
@@ -86,49 +86,6 @@ def listen(host: str, port: int, emit: Callable[[protocol.ServerEvent], None]) -
     return sock
 
 
-class Preloader:
-    """What the supervisor imports so that the workers it forks find it loaded: the server's
-    own libraries once, and after each worker the third-party libraries that worker imported."""
-
-    def __init__(self, enabled: bool):
-        self.enabled = enabled  # for the learned libraries; the server's are always imported
-        self.learned: set[str] = set()
-        self.imported: set[str] = set()
-
-    @staticmethod
-    def import_server() -> None:
-        """Import everything a worker needs to serve, once, here in the parent."""
-        import uvicorn
-
-        from . import app  # noqa: F401  (FastAPI, Starlette, werkzeug)
-
-        async def nothing(scope, receive, send):
-            pass
-
-        config = uvicorn.Config(nothing, loop="uvloop", http="httptools", lifespan="off", log_config=None)
-        config.load()
-
-    def learn(self, modules: Iterable[str], interrupted: Callable[[], bool]) -> None:
-        """Import the libraries the last worker imported, so the next one finds them loaded.
-
-        Runs while idle, right after a worker reports them; a reload requested meanwhile goes
-        first (the new worker imports what is not here yet itself)."""
-        self.learned.update(modules)
-        if not self.enabled:
-            return
-        for name in sorted(self.learned - self.imported):
-            if interrupted():
-                return
-            self.imported.add(name)
-            started = time.perf_counter()
-            try:
-                importlib.import_module(name)
-            except BaseException as ex:  # a library that cannot load here is simply left to the worker
-                logger.debug(f"Not preloading {name}: {ex!r}")
-                continue
-            logger.debug(f"Preloaded {name} in {(time.perf_counter() - started) * 1000:.1f} ms")
-
-
 class Supervisor:
     """The process devtui starts; see the module's docstring for what it does."""
 
@@ -145,7 +102,7 @@ class Supervisor:
         self.exit_code = 0
         self.crashes = 0  # in a row; a worker that stays up resets it
         self.restart_at: float | None = None
-        self.preloader = Preloader(options.warm_imports)
+        self.preloader = Preloader(options.warm_imports, options.warm_file)
         self.selector = selectors.DefaultSelector()
         self.sock: socket.socket | None = None
         self.unavailable = Unavailable(self.selector)
@@ -181,6 +138,7 @@ class Supervisor:
             return self.exit_code
         # A reload asked for while starting is already covered by the first worker.
         self.reload_requested = False
+        self.preloader.before_first_worker(self.options.entry_script, (self.options.app_root,))
         self._start_worker()
         while True:
             self._wait()
@@ -190,6 +148,7 @@ class Supervisor:
             if self.stopping and not self._workers():
                 break
             self._start_worker_if_due()
+            self.preloader.step(lambda: self.reload_requested, most=1)  # a swap due goes first
         logger.info("Supervisor stopped")
         self.emit(protocol.Stopped(exit_code=self.exit_code))
         return self.exit_code
@@ -208,7 +167,7 @@ class Supervisor:
         """Wait for a signal, a worker's status, a connection while nothing serves or a due
         restart, and handle what came: statuses first, so a worker that is ready gets the
         connections still waiting in the listen queue."""
-        timeout = 0.25 if self.debugger is not None else 1.0
+        timeout = 0.0 if self.preloader.pending else 0.25 if self.debugger is not None else 1.0
         if self.restart_at is not None:
             timeout = max(0.0, min(timeout, self.restart_at - time.monotonic()))
         self.unavailable.update(self.stopping)
@@ -290,7 +249,7 @@ class Supervisor:
             if isinstance(message, protocol.WorkerReady):
                 self._on_ready(worker, message)
             elif isinstance(message, protocol.WorkerLearned):
-                self.preloader.learn(message.modules, interrupted=lambda: self.reload_requested)
+                self.preloader.learn(message.modules)
             elif isinstance(message, protocol.WorkerFailed):
                 worker.failure = message
             elif isinstance(message, protocol.WorkerDebugStop) and self.debugger is not None:

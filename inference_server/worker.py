@@ -42,6 +42,7 @@ class Options:
     stay_up_on_failure: bool = False
     fork: bool = True
     warm_imports: bool = True
+    warm_file: str | None = None  # where the learned imports are kept for the next start
     events_fd: int | None = None
     events_stdout: bool = False
     first_revision: int = 1
@@ -276,7 +277,17 @@ def serve(options: Options, sock: socket.socket, revision: int, status_fd: int) 
         logger.info(f"Scoring timeout is set to {options.timeout_ms}")
     else:
         limits = Limits(options.max_concurrent)
-    app = create_app(script, swagger, limits, options.cors_origins)
+    def learned() -> None:
+        # Lazily importing libraries load most on the first run(): the parent learns those too.
+        if options.warm_imports:
+            report(protocol.WorkerLearned, modules=tuple(third_party_modules(loaded_by_parent)))
+
+    debugging = None
+    if options.debug_host:
+        import debugpy
+
+        debugging = debugpy.is_client_connected
+    app = create_app(script, swagger, limits, options.cors_origins, after_first_run=learned, debugging=debugging)
     config = uvicorn.Config(app, loop="uvloop", http=draining_protocol(), lifespan="off", log_config=None,
                             access_log=False, server_header=False, date_header=False,
                             timeout_graceful_shutdown=30)

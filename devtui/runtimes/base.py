@@ -63,10 +63,10 @@ class Runtime(ABC):
         return environment
 
     def server_command(self, python: list[str], host: str, port: int, first_revision: int,
-                       events: list[str], debug_host: str | None = None,
+                       extra: list[str], debug_host: str | None = None,
                        debug_port: int | None = None) -> list[str]:
-        """``python -m inference_server`` with the deployment's request_settings, how it reports
-        its events (``events``), and the debugger when one is asked for."""
+        """``python -m inference_server`` with the deployment's request_settings, the runtime's
+        ``extra`` options (how the server reports its events, ...), and the debugger if asked."""
         settings = self.deployment.request_settings
         if self.debug is not None:
             # Frozen stdlib modules make debugpy miss breakpoints; it says so on every start.
@@ -75,7 +75,7 @@ class Runtime(ABC):
             *python, "-m", "inference_server", "--host", host, "--port", str(port),
             "--request-timeout-ms", str(settings.request_timeout_ms),
             "--max-concurrent-requests", str(settings.max_concurrent_requests_per_instance),
-            *events, "--first-revision", str(first_revision), "--stay-up-on-failure", "--reload", self.reload_mode,
+            *extra, "--first-revision", str(first_revision), "--stay-up-on-failure", "--reload", self.reload_mode,
         ]
         if self.debug is not None:
             command += ["--debug-host", debug_host or self.debug.host,

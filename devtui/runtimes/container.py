@@ -153,7 +153,7 @@ class ContainerRuntime(Runtime):
 
     def _run_server(self, first_revision: int):
         """Run the inference-server container; devtui's server reports its own events."""
-        command = self.server_command(["python"], "0.0.0.0", SERVER_PORT, first_revision, events=["--events-stdout"],
+        command = self.server_command(["python"], "0.0.0.0", SERVER_PORT, first_revision, extra=["--events-stdout"],
                                       debug_host="0.0.0.0", debug_port=self._debug_port())
         ports = {f"{SERVER_PORT}/tcp": ("127.0.0.1", self.port or None)}
         if self.debug is not None:

@@ -125,7 +125,9 @@ class ProcessRuntime(Runtime):
         events_r, events_w = os.pipe()
         command = self.server_command(
             [sys.executable], self.host, self.port, first_revision,
-            events=["--events-fd", str(events_w), "--parent-pid", str(os.getpid())])
+            extra=["--events-fd", str(events_w), "--parent-pid", str(os.getpid()),
+                   # What this deployment's workers imported, for a warm parent from the next start on.
+                   "--warm-file", str(self.workdir / "warm-imports.json")])
         self.stopping = False
         self.process = await asyncio.create_subprocess_exec(
             *command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
