@@ -28,12 +28,33 @@ class Patches:
     def __init__(self, emit: Callable[[protocol.ServerEvent], None]):
         self.emit = emit
         self.in_flight: PatchInFlight | None = None
+        # (pid, when, which SIGHUP) of a request sent from the signal handler, not yet booked
+        self.early: tuple[int, float, int] | None = None
+
+    def early_for(self, worker) -> int | None:
+        """The SIGHUP count of an early request to ``worker`` not yet booked, else None."""
+        return self.early[2] if self.early is not None and self.early[0] == worker.pid else None
+
+    def signal_early(self, worker, reloads: int) -> None:
+        """From the supervisor's SIGHUP handler, which runs even while the parent is busy importing
+        (warming): ask the serving worker at once; ``ask`` then books it without asking twice.
+        It only reads the supervisor's state and sends a signal, so it is safe there."""
+        if worker is not None and worker.ready and self.in_flight is None and self.early is None:
+            self.early = (worker.pid, time.perf_counter(), reloads)
+            self._signal(worker.pid)
 
     def ask(self, worker, revision: int) -> None:
-        self.in_flight = PatchInFlight(revision, time.perf_counter())
+        early, self.early = self.early, None
+        asked_at = early[1] if early is not None and early[0] == worker.pid else None
+        self.in_flight = PatchInFlight(revision, asked_at or time.perf_counter())
         self.emit(protocol.Starting(revision=revision, pid=worker.pid, first=False))
+        if asked_at is None:
+            self._signal(worker.pid)
+
+    @staticmethod
+    def _signal(pid: int) -> None:
         try:
-            os.kill(worker.pid, signal.SIGUSR1)
+            os.kill(pid, signal.SIGUSR1)
         except ProcessLookupError:
             pass  # it just died: the crash restart loads the save
 

@@ -86,6 +86,29 @@ def listen(host: str, port: int, emit: Callable[[protocol.ServerEvent], None]) -
     return sock
 
 
+class Backoff:
+    """When to start a crashed serving worker again: at once the first time, then waiting longer
+    after each crash in a row, so a worker that keeps dying does not spin."""
+
+    def __init__(self):
+        self.crashes = 0  # in a row; a worker that stayed up a good while resets it
+        self.restart_at: float | None = None
+
+    def crashed(self, ready_at: float) -> tuple[int, float]:
+        if time.monotonic() - ready_at > 30:
+            self.crashes = 0  # it had been serving a good while: this is a new crash, not a loop
+        self.crashes += 1
+        delay = min(0.1 * 2 ** (self.crashes - 1), 10.0) if self.crashes > 1 else 0.0
+        self.restart_at = time.monotonic() + delay
+        return self.crashes, delay
+
+    def due(self) -> bool:
+        if self.restart_at is None or time.monotonic() < self.restart_at:
+            return False
+        self.restart_at = None
+        return True
+
+
 class Supervisor:
     """The process devtui starts; see the module's docstring for what it does."""
 
@@ -95,13 +118,12 @@ class Supervisor:
         self.current: Worker | None = None
         self.pending: Worker | None = None
         self.retiring: list[Worker] = []
-        self.reload_requested = False
+        self.reload_requested, self.reloads = False, 0  # a reload is due; SIGHUPs so far
         self.swap_requested: str | None = None  # the next reload is a new worker, for this reason
         self.patches = Patches(self.emit)
         self.stopping = False
         self.exit_code = 0
-        self.crashes = 0  # in a row; a worker that stays up resets it
-        self.restart_at: float | None = None
+        self.backoff = Backoff()  # restarting a serving worker that crashed
         self.preloader = Preloader(options.warm_imports, options.warm_file)
         self.selector = selectors.DefaultSelector()
         self.sock: socket.socket | None = None
@@ -112,8 +134,6 @@ class Supervisor:
     def emit(self, event: protocol.ServerEvent) -> None:
         self.unavailable.observe(event)
         write_event(self.options, event)
-
-    # -- main loop ---------------------------------------------------------------------------
 
     def run(self) -> int:
         # Handlers first: a reload or stop asked for while the server is still starting must
@@ -168,8 +188,8 @@ class Supervisor:
         restart, and handle what came: statuses first, so a worker that is ready gets the
         connections still waiting in the listen queue."""
         timeout = 0.0 if self.preloader.pending else 0.25 if self.debugger is not None else 1.0
-        if self.restart_at is not None:
-            timeout = max(0.0, min(timeout, self.restart_at - time.monotonic()))
+        if self.backoff.restart_at is not None:
+            timeout = max(0.0, min(timeout, self.backoff.restart_at - time.monotonic()))
         self.unavailable.update(self.stopping)
         events = self.selector.select(timeout=timeout)
         for key, _ in events:
@@ -182,8 +202,7 @@ class Supervisor:
             handle()
 
     def _start_worker_if_due(self) -> None:
-        if self.restart_at is not None and time.monotonic() >= self.restart_at:
-            self.restart_at = None
+        if self.backoff.due():
             self._on_swap(why="the serving worker crashed")
         if self.reload_requested and self.pending is None and self.patches.in_flight is None and not self.stopping:
             self.reload_requested = False
@@ -195,13 +214,21 @@ class Supervisor:
                 self._start_worker(why=why or "a new worker was asked for")
 
     def _on_reload(self, *_):
-        self.reload_requested = True
+        self.reload_requested, self.reloads = True, self.reloads + 1
+        if self.swap_requested is None and self.pending is None and self.options.reload_mode == "patch":
+            self.patches.signal_early(self.current, self.reloads)  # now, not after a warming import
 
     def _on_swap(self, *_, why: str = "a new worker was asked for"):
         self.reload_requested = True
         self.swap_requested = why
 
     def _on_patched(self, worker: Worker, message: protocol.WorkerPatched) -> None:
+        # The answer to an early request not booked yet: book it now, unless a swap came since.
+        if (self.patches.in_flight is None and (sighup := self.patches.early_for(worker)) is not None
+                and self.pending is None and self.swap_requested is None):
+            self.reload_requested = self.reload_requested and sighup != self.reloads
+            self.revision += 1
+            self.patches.ask(worker, self.revision)
         patch = self.patches.in_flight
         if patch is not None and worker is self.current and (why := self.patches.answered(worker, message)):
             self._start_worker(why=why, revision=patch.revision)
@@ -326,16 +353,11 @@ class Supervisor:
             self.stopping = True
 
     def _restart_crashed(self, worker: Worker, code: int) -> None:
-        """The serving worker died under us (a crash in run(), an OOM kill): start it again,
-        waiting longer after each crash in a row so a worker that keeps dying does not spin."""
-        if time.monotonic() - worker.ready_at > 30:
-            self.crashes = 0  # it had been serving a good while: this is a new crash, not a loop
-        self.crashes += 1
-        delay = min(0.1 * 2 ** (self.crashes - 1), 10.0)
+        """The serving worker died under us (a crash in run(), an OOM kill): start it again."""
+        crashes, delay = self.backoff.crashed(worker.ready_at)
         logger.error(f"Worker {worker.pid} of revision {worker.revision} exited with code {code}; restarting it"
-                     + (f" in {delay:.1f} s ({self.crashes} crashes in a row)" if self.crashes > 1 else ""))
+                     + (f" in {delay:.1f} s ({crashes} crashes in a row)" if crashes > 1 else ""))
         self.emit(protocol.Crashed(revision=worker.revision, pid=worker.pid, exit_code=code))
-        self.restart_at = time.monotonic() + (delay if self.crashes > 1 else 0)
 
 
 def write_event(options: Options, event: protocol.ServerEvent) -> None:
