@@ -63,13 +63,17 @@ def _place(src: Path, dst: Path) -> str:
                                               and dst.stat().st_mtime == stat.st_mtime)):
         return "unchanged"
     dst.parent.mkdir(parents=True, exist_ok=True)
-    dst.unlink(missing_ok=True)
+    # Beside it, then renamed over it: the serving revision never finds the file missing.
+    temporary = dst.with_name(f".{dst.name}.devtui-staging")
+    temporary.unlink(missing_ok=True)
     try:
-        os.link(src, dst)
-        return "linked"
+        os.link(src, temporary)
+        how = "linked"
     except OSError:
-        shutil.copy2(src, dst)
-        return "copied"
+        shutil.copy2(src, temporary)
+        how = "copied"
+    os.replace(temporary, dst)
+    return how
 
 
 class ProcessRuntime(Runtime):
