@@ -12,6 +12,7 @@ model = None
 def init():
     global model
     model = joblib.load(os.path.join(os.environ["AZUREML_MODEL_DIR"], "model", "forest.joblib"))
+    model.n_jobs = 1  # two rows a request: a thread pool per predict() would cost more than the trees
 
 
 def run(raw_data):
