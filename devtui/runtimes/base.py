@@ -13,8 +13,6 @@ from ..spec import LocalDeployment
 
 # How long the scoring server gets to drain and exit before it is killed.
 STOP_GRACE_S = 10
-# How long the log pumps let a server's output gather before they read it again (a batch a read).
-LOG_BATCH_S = 0.02
 # What the server takes as a reload: SIGHUP patches where it can (else swaps), SIGUSR2 swaps.
 RELOAD_SIGNAL, SWAP_SIGNAL = "SIGHUP", "SIGUSR2"
 

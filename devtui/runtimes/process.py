@@ -21,7 +21,7 @@ from inference_server import protocol
 
 from .. import orphans
 from ..events import INFERENCE_SERVER, STORAGE_INITIALIZER
-from .base import LOG_BATCH_S, RELOAD_SIGNAL, STOP_GRACE_S, SWAP_SIGNAL, Runtime
+from .base import RELOAD_SIGNAL, STOP_GRACE_S, SWAP_SIGNAL, Runtime
 
 
 def _size(n: float) -> str:
@@ -147,11 +147,6 @@ class ProcessRuntime(Runtime):
         while chunk := await stream.read(65536):
             if lines := splitter.feed(chunk):
                 self.sink.log(INFERENCE_SERVER, lines)
-            if len(chunk) < 65536:
-                # A server under load logs a line per request: reading each as it comes cost devtui
-                # a wake-up, an event and a file write per request, and the CPU the server needed.
-                # Lines that arrive within LOG_BATCH_S travel as one batch.
-                await asyncio.sleep(LOG_BATCH_S)
         if lines := splitter.flush():
             self.sink.log(INFERENCE_SERVER, lines)
 
