@@ -105,16 +105,22 @@ class Deployment:
     """`devtui up --detach` of a deployment of ``script`` (request_settings on: 408 and 429 are
     emulated, as a user runs it), stopped by `devtui down`."""
 
-    def __init__(self, script: Path, work: Path):
+    def __init__(self, script: Path, work: Path, connections: int):
         self.env = {**os.environ, "DEVTUI_HOME": str(work / "devtui-up-home")}
+        folder = work / f"deployment-{script.parent.name}"
+        # As many run() calls at once as the load has connections: the cloud would answer 429 past
+        # 2 x max_concurrent_requests_per_instance, and this measures speed, not refusals.
+        settings = f"request_settings:\n  max_concurrent_requests_per_instance: {connections}\n"
         if script.parent.parent == SKLEARN_SAMPLE:
-            folder = SKLEARN_SAMPLE
+            shutil.copytree(SKLEARN_SAMPLE, folder, dirs_exist_ok=True)
+            text = (folder / "deployment.yml").read_text()
+            (folder / "deployment.yml").write_text(re.sub(r"request_settings:\n(  .*\n)+", settings, text))
         else:
-            folder = work / f"deployment-{script.parent.name}"
             folder.mkdir(exist_ok=True)
             (folder / "deployment.yml").write_text(
                 f"name: blue\nendpoint_name: bench-{script.parent.name}\ncode_configuration:\n"
-                f"  code: {script.parent}\n  scoring_script: {script.name}\nenvironment:\n  image: python:3.11-slim\n")
+                f"  code: {script.parent}\n  scoring_script: {script.name}\nenvironment:\n  image: python:3.11-slim\n"
+                + settings)
         up = subprocess.run([str(VENV_BIN / "devtui"), "up", str(folder), "--detach", "--port", str(free_port()),
                              "-n", f"bench-{script.parent.name}"], env=self.env, capture_output=True, text=True,
                             timeout=300)
@@ -128,9 +134,10 @@ class Deployment:
                        timeout=120)
 
 
-def start_server(kind: str, script: Path, model_dir: Path, env_extra: dict, work: Path) -> tuple[Server, str]:
+def start_server(kind: str, script: Path, model_dir: Path, env_extra: dict, work: Path,
+                 connections: int) -> tuple[Server, str]:
     if kind == "devtui up":
-        deployment = Deployment(script, work)
+        deployment = Deployment(script, work, connections)
         return deployment, deployment.url
     port = free_port()
     env = {**os.environ, "AML_APP_ROOT": str(script.parent), **env_extra}
@@ -210,7 +217,7 @@ def main() -> int:
             for round_ in range(args.rounds):
                 order = SERVERS if round_ % 2 == 0 else SERVERS[::-1]
                 for kind in order:
-                    server, url = start_server(kind, script, model_dir, env_extra, work)
+                    server, url = start_server(kind, script, model_dir, env_extra, work, args.connections)
                     try:
                         answers[kind] = check_answer(url, body)
                         if args.warmup:
