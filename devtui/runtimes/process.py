@@ -20,6 +20,7 @@ from pathlib import Path
 from inference_server import protocol
 
 from .. import orphans
+from ..ignore import kept_files
 from ..events import INFERENCE_SERVER, STORAGE_INITIALIZER
 from .base import STOP_GRACE_S, Runtime
 
@@ -33,13 +34,14 @@ def _size(n: float) -> str:
 
 
 def mirror(source: Path, target: Path) -> list[tuple[str, int, str]]:
-    """Make ``target`` hold what ``source`` holds; unchanged files are left alone.
+    """Make ``target`` hold what ``source`` holds, less what its ignore file leaves out (as the
+    cloud's upload would); unchanged files are left alone.
 
     Returns (relative path, size, how) for every file: how is linked, copied or unchanged."""
     if source.is_file():
         pairs = [(source, target)]
     else:
-        pairs = [(p, target / p.relative_to(source)) for p in sorted(source.rglob("*")) if p.is_file()]
+        pairs = [(p, target / p.relative_to(source)) for p in kept_files(source)]
         _remove_extra(target, {t for _, t in pairs})
     return [(src.name if source.is_file() else str(src.relative_to(source)), src.stat().st_size, _place(src, dst))
             for src, dst in pairs]
