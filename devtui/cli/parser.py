@@ -53,6 +53,9 @@ def _serving_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--runtime", choices=list(NAMES), default="process",
                    help="where the scoring server runs: a child process (default) or containers on a Docker engine")
     p.add_argument("--port", type=_port, help="port to listen on (default or 0: a free one)")
+    p.add_argument("--context", metavar="NAME",
+                   help="the Docker context whose engine runs the containers (default: DOCKER_HOST, DOCKER_CONTEXT, "
+                        "or the Docker CLI's current context)")
 
 
 def _debug_options(p: argparse.ArgumentParser) -> None:

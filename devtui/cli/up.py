@@ -42,14 +42,19 @@ def preflight(args) -> spec.LocalDeployment:
     except PortInUse as ex:
         raise CommandError(str(ex), BAD_INPUT) from None
     if args.runtime == "container":
-        from ..runtimes import RuntimeFailure
-        from ..runtimes.docker_engine import connect
-
-        try:
-            connect()
-        except RuntimeFailure as ex:
-            raise CommandError(str(ex), BAD_INPUT) from None
+        _check_engine(args, deployment)
     return deployment
+
+
+def _check_engine(args, deployment: spec.LocalDeployment) -> None:
+    """The engine answers (the one --context names, else the environment's)."""
+    from ..runtimes import RuntimeFailure
+    from ..runtimes.docker_engine import connect
+
+    try:
+        connect(context=args.context)
+    except RuntimeFailure as ex:
+        raise CommandError(str(ex), BAD_INPUT) from None
 
 
 def cmd_up(args) -> int:
@@ -67,7 +72,7 @@ def _serve_command(args) -> list[str]:
     """The background child's command line: this `up` with --serve in place of --detach."""
     command = [sys.executable, "-m", "devtui", "up", str(args.path), "--runtime", args.runtime, "--serve"]
     for flag, value in (("--endpoint-file", args.endpoint_file), ("-n", args.name), ("--port", args.port),
-                        ("--debug-port", args.debug_port)):
+                        ("--debug-port", args.debug_port), ("--context", args.context)):
         if value is not None:
             command += [flag, str(value)]
     command += [flag for flag, on in (("--debug", args.debug), ("--debug-wait", args.debug_wait)) if on]

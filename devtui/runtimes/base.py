@@ -5,6 +5,7 @@ how long it gets to stop, and how its output becomes lines."""
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from pathlib import Path, PurePath
 from typing import Protocol
 
@@ -17,6 +18,15 @@ STOP_GRACE_S = 10
 
 class RuntimeFailure(Exception):
     """A runtime cannot do what was asked; the message is for the user."""
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    """What the command line says about where containers run: the Docker context (None: the one
+    DOCKER_HOST, DOCKER_CONTEXT or the Docker CLI's config chooses). The process runtime runs on
+    this machine and uses none."""
+
+    context: str | None = None
 
 
 class RuntimeSink(Protocol):
@@ -35,8 +45,9 @@ class Runtime(ABC):
     name: str
 
     def __init__(self, deployment: LocalDeployment, workdir: Path, sink: RuntimeSink,
-                 host: str = "127.0.0.1", port: int = 0, debug=None):
+                 host: str = "127.0.0.1", port: int = 0, debug=None, options: RuntimeOptions | None = None):
         self.deployment = deployment
+        self.options = options or RuntimeOptions()
         self.debug = debug  # engine.DebugSettings or None
         self.workdir = workdir
         self.sink = sink

@@ -1,6 +1,6 @@
 """The container runtime: a storage-initializer and an inference-server container on a Docker
-engine, reached through the Docker SDK (``DOCKER_HOST``, the current context, or the default
-socket).
+engine, reached through the Docker SDK: the engine ``--context`` names, else ``DOCKER_HOST``,
+``DOCKER_CONTEXT``, the Docker CLI's current context or the default socket (``docker_context.py``);
 
 Nothing is bind-mounted: model and code are copied into named volumes through the API
 (``storage.py``), so it works with a local engine, a remote one, or the host's engine from inside a
@@ -23,6 +23,7 @@ from ..events import DEVTUI, INFERENCE_SERVER
 from ..images import ImageBuilder, ImageError
 from . import docker_engine
 from .base import STOP_GRACE_S, Runtime, RuntimeFailure
+from .docker_context import EngineAddress, resolve
 from .docker_engine import SERVER_PORT, in_daemon_thread, published, remove_endpoint
 from .log_pump import LogPump
 from .storage import Storage
@@ -48,6 +49,8 @@ class ContainerRuntime(Runtime):
         self.restarting = False
         self.builder: ImageBuilder | None = None
         self.work: asyncio.Future | None = None  # the Docker work on a thread now
+        self.address: EngineAddress | None = None  # which engine, once connected
+        self.engine: str | None = None  # that engine, for a person
 
     # -- names -----------------------------------------------------------------------------------
 
@@ -104,7 +107,10 @@ class ContainerRuntime(Runtime):
 
     def _connect(self) -> None:
         if self.client is None:
-            self.client = docker_engine.connect()
+            self.address = resolve(self.options.context)
+            self.client = docker_engine.connect(address=self.address)
+            self.engine = f"{self.address.describe()} ({docker_engine.product(self.client)})"
+            self._log(DEVTUI, [f"Docker engine: {self.engine}"])
             self.storage = Storage(self.client, self.deployment, self.prefix, self.labels, self.code_mount, MODELS,
                                    self._log, self._progress)
 
@@ -258,4 +264,7 @@ class ContainerRuntime(Runtime):
     def describe(self) -> dict:
         initializer = self.storage.container if self.storage else None
         ids = tuple(c.short_id for c in (self.server, initializer) if c is not None)
-        return {"container_ids": ids, "image": self.image}
+        engine = {}
+        if self.address is not None:
+            engine = {"engine": self.engine, "docker_host": self.address.host, "docker_context": self.address.context}
+        return {"container_ids": ids, "image": self.image, **engine}

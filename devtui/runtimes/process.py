@@ -20,8 +20,8 @@ from pathlib import Path
 from inference_server import protocol
 
 from .. import orphans
+from ..events import DEVTUI, INFERENCE_SERVER, STORAGE_INITIALIZER
 from ..ignore import kept_files
-from ..events import INFERENCE_SERVER, STORAGE_INITIALIZER
 from .base import STOP_GRACE_S, Runtime
 
 
@@ -93,7 +93,17 @@ class ProcessRuntime(Runtime):
     # -- storage-initializer ---------------------------------------------------------------------
 
     async def stage(self) -> None:
+        self._notes()
         await asyncio.to_thread(self._stage)
+
+    def _notes(self) -> None:
+        """--context is about containers: say so once, rather than ignore it silently."""
+        notes = []
+        if self.options.context:
+            notes.append(f"--context {self.options.context} is for containers: the process runtime uses no "
+                         "Docker engine")
+        if notes:
+            self.sink.log(DEVTUI, notes)
 
     def _stage(self) -> None:
         log = lambda *lines: self.sink.log(STORAGE_INITIALIZER, list(lines))  # noqa: E731
