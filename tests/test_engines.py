@@ -1,8 +1,10 @@
 """Any engine, any GPU (issue 12): which Docker engine devtui talks to (``--context``, DOCKER_HOST,
-DOCKER_CONTEXT, the Docker CLI's current context), and how ``show`` names it.
+DOCKER_CONTEXT, the Docker CLI's current context), how ``show`` names it, and ``--gpus``.
 
 The context test runs two engines: the machine's, and one of the test's own (private_engine.py);
 a context that points at the private one runs the deployment there and nothing on the machine's.
+The GPU tests run on the machine's engine, which has no GPU runtime: ``--gpus`` must fail plainly
+and leave nothing behind. Podman is in test_podman.py.
 """
 
 from __future__ import annotations
@@ -15,9 +17,13 @@ from pathlib import Path
 import pytest
 
 from devtui import spec
-from devtui.runtimes import RuntimeFailure
+from devtui.engine import Engine
+from devtui.events import FAILED, Logs
+from devtui.runtimes import RuntimeFailure, RuntimeOptions, create
 from devtui.runtimes.docker_context import DEFAULT_HOST, read_context, resolve
-from helpers import devtui, show, unique_name
+from devtui.runtimes.gpus import NO_GPU_RUNTIME, GpuRequest, suggestion
+from devtui.runtimes.process import ProcessRuntime
+from helpers import ROOT, devtui, run_async, show, unique_name
 from private_engine import PrivateEngine, missing_prerequisite
 
 LABEL = "devtui.endpoint"
@@ -154,3 +160,85 @@ def test_a_context_runs_the_deployment_on_its_engine(sample, docker_client, priv
     finally:
         devtui("down", "-n", name, check=None, env=env, inside=inside)
         client.close()
+
+
+# -- GPUs -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text, count, ids", [("all", -1, ()), ("2", 2, ()), ("device=0", None, ("0",)),
+                                              ('"device=0,2"', None, ("0", "2")),
+                                              ("device=GPU-3a2b", None, ("GPU-3a2b",))])
+def test_gpus_read_as_docker_run_reads_them(text, count, ids):
+    request = GpuRequest.parse(text)
+    assert (request.count, request.device_ids) == (count, ids)
+    assert GpuRequest.parse(str(request)) == request
+    [device_request] = request.device_requests()
+    assert device_request["Capabilities"] == [["gpu"]]
+    assert device_request["Count"] == (count or 0) and device_request["DeviceIDs"] == list(ids)
+
+
+def test_a_bad_gpus_value_says_what_it_takes(sample):
+    result = devtui("up", str(sample("sklearn-regression")), "--gpus", "some", check=2)
+    assert "--gpus takes all, a number of GPUs (2), or device=ID" in result.stderr
+
+
+def test_a_gpu_instance_type_suggests_gpus():
+    for instance_type in ("Standard_NC6s_v3", "Standard_ND96asr_v4", "Standard_NV36ads_A10_v5", "standard_nc24ads_a100_v4"):
+        assert "--gpus all" in suggestion(instance_type), instance_type
+    for instance_type in ("Standard_DS3_v2", "Standard_F4s_v2", None):
+        assert suggestion(instance_type) is None
+
+
+def test_up_with_gpus_on_an_engine_without_a_gpu_runtime_fails_plainly_and_leaves_nothing(
+        sample, docker_client, run_id):
+    folder = sample("sklearn-regression")
+    name = unique_name(run_id, "gpu-none")
+    try:
+        result = devtui("up", str(folder), "--runtime", "container", "--gpus", "all", "--detach", "-n", name, check=2)
+        assert NO_GPU_RUNTIME in result.stderr
+        assert labelled(docker_client, name) == []
+        assert "no local endpoint" in devtui("show", "-n", name, check=1).stderr
+    finally:
+        devtui("down", "-n", name, check=None)
+
+
+def test_the_container_runtime_checks_gpus_before_it_creates_anything(sample, docker_client, run_id, tmp_path):
+    """The app and an engine that had no image for up's check: the runtime checks after its image
+    build, before any volume or container, and the deployment fails with the same words."""
+    folder = sample("sklearn-regression")
+    deployment = spec.load(folder, name=unique_name(run_id, "gpu-rt"))
+    engine = Engine(deployment, tmp_path / "work", runtime="container", watch=False,
+                    runtimes_from=lambda *a, **k: create(*a, options=RuntimeOptions(gpus=GpuRequest(count=-1)), **k))
+    logs: list[str] = []
+    engine.subscribe(lambda e: logs.extend(r.text for r in e.records) if isinstance(e, Logs) else None)
+
+    async def scenario():
+        try:
+            state = await engine.start()
+            left = labelled(docker_client, deployment.endpoint_name)
+        finally:
+            await engine.stop()
+        return state, left
+
+    state, left = run_async(scenario(), timeout=300)
+    assert state == FAILED and left == []
+    assert any(NO_GPU_RUNTIME in line for line in logs), logs
+    described = engine.describe()
+    assert described.gpus == "all"
+    assert "(Docker Engine " in described.engine and described.docker_host  # the engine, named for `show`
+
+
+def test_the_process_runtime_notes_that_it_uses_the_hosts_gpus(sample, tmp_path):
+    class Sink:
+        lines: list[str] = []
+
+        def log(self, source, lines):
+            self.lines += lines
+
+    sink = Sink()
+    runtime = ProcessRuntime(spec.load(sample("sklearn-regression")), tmp_path, sink,
+                             options=RuntimeOptions(gpus=GpuRequest(count=-1), context="remote"))
+    runtime._notes()
+    assert any("--gpus all is for containers" in line and "uses its GPUs directly" in line for line in sink.lines)
+    assert any("--context remote is for containers" in line for line in sink.lines)
+

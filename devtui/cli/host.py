@@ -26,8 +26,8 @@ def debug_settings(args) -> DebugSettings | None:
 
 
 def runtimes_from(args):
-    """runtimes.create with what --context says, for every runtime the engine makes."""
-    return functools.partial(runtimes.create, options=runtimes.RuntimeOptions(context=args.context))
+    """runtimes.create with what --context and --gpus say, for every runtime the engine makes."""
+    return functools.partial(runtimes.create, options=runtimes.RuntimeOptions(context=args.context, gpus=args.gpus))
 
 
 def host(args, deployment: spec.LocalDeployment, run: Callable[[Engine], None],

@@ -20,7 +20,7 @@ def available(timeout: float = 5, context: str | None = None) -> list[str]:
 
 def create(name: str, deployment, *args, **kwargs) -> Runtime:
     """The runtime called ``name`` for ``deployment``; its constructor does no I/O. ``options``
-    (a RuntimeOptions, keyword) says which Docker engine."""
+    (a RuntimeOptions, keyword) says which Docker engine and which GPUs."""
     if name == "process":
         from .process import ProcessRuntime
 

@@ -23,10 +23,12 @@ class RuntimeFailure(Exception):
 @dataclass(frozen=True)
 class RuntimeOptions:
     """What the command line says about where containers run: the Docker context (None: the one
-    DOCKER_HOST, DOCKER_CONTEXT or the Docker CLI's config chooses). The process runtime runs on
-    this machine and uses none."""
+    DOCKER_HOST, DOCKER_CONTEXT or the Docker CLI's config chooses) and the GPUs to give the
+    inference-server (a ``gpus.GpuRequest``). The process runtime runs on this machine and uses
+    neither."""
 
     context: str | None = None
+    gpus: object | None = None
 
 
 class RuntimeSink(Protocol):

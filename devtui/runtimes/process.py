@@ -97,8 +97,11 @@ class ProcessRuntime(Runtime):
         await asyncio.to_thread(self._stage)
 
     def _notes(self) -> None:
-        """--context is about containers: say so once, rather than ignore it silently."""
+        """--gpus and --context are about containers: say so once, rather than ignore them silently."""
         notes = []
+        if self.options.gpus is not None:
+            notes.append(f"--gpus {self.options.gpus} is for containers: the process runtime runs on this machine "
+                         "and uses its GPUs directly (CUDA_VISIBLE_DEVICES chooses among them)")
         if self.options.context:
             notes.append(f"--context {self.options.context} is for containers: the process runtime uses no "
                          "Docker engine")
