@@ -250,7 +250,8 @@ def test_hot_reload_ladder_in_containers(sample, endpoint, docker_client):
     assert first["model_size"] == (folder / "model" / "sklearn_regression_model.pkl").stat().st_size
     ids = show(name)["deployments"][0]["container_ids"]
 
-    # Rung 1: a save in the code folder reaches the running container; a new worker answers.
+    # Rung 1: a save in the code folder reaches the running container; VERSION is module-level, so a
+    # new worker answers.
     save(script, SCORE.format(version="v2"))
     answers(name, lambda a: a["version"] == "v2")
     revision = wait_for(lambda: show(name)["deployments"][0]["revision"], message="a serving revision")
@@ -268,6 +269,11 @@ def test_hot_reload_ladder_in_containers(sample, endpoint, docker_client):
 
     save(script, SCORE.format(version="v4"))
     answers(name, lambda a: a["version"] == "v4")
+
+    # Rung 0: only run() changed: patched into the running worker inside the container, init() not run.
+    save(script, SCORE.format(version="v4").replace('"greeting":', '"patched": True, "greeting":'))
+    answers(name, lambda a: a.get("patched") is True)
+    assert show(name)["deployments"][0]["last_reload"]["how"] == "patched run() in place (model kept)"
     copies = logs(name, "storage-initializer").count("model: copying")
     assert copies == 1
 

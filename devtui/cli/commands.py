@@ -94,6 +94,50 @@ def cmd_list(args) -> int:
     return 0
 
 
+# -- reload --------------------------------------------------------------------------------------
+
+
+def cmd_reload(args) -> int:
+    """Ask the devtui that runs the endpoint for a worker swap (or a full restart), and wait for
+    the outcome of the revision it starts."""
+    from ..engine import RESTART_REQUEST, SWAP_REQUEST
+
+    record = _pick(args.name)
+    if not record.host_pid or not registry.is_alive(record.name):
+        raise CommandError(f"endpoint {record.name!r} has no devtui running it (found by its containers only); "
+                           f"start it again with `devtui up`, or remove it with `devtui down -n {record.name}`")
+    before = record.deployment.latest_revision or 0
+    os.kill(record.host_pid, RESTART_REQUEST if args.full else SWAP_REQUEST)
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        outcome = _reload_outcome(record.name, before, args.full)
+        if outcome is not None:
+            print(outcome)
+            return 0
+        time.sleep(0.05)  # polling the registry record, with a deadline
+    raise CommandError(f"no new revision of {record.name!r} within 10 minutes; see `devtui logs -n {record.name}`")
+
+
+def _reload_outcome(name: str, before: int, full: bool) -> str | None:
+    """What the reload came to, once the record shows a revision after ``before``; None until then."""
+    current = registry.read(name)
+    if current is None:
+        raise CommandError(f"endpoint {name!r} stopped")
+    revision, last = current.deployment.latest_revision or 0, current.deployment.last_reload
+    if revision <= before or current.provisioning_state == "Updating":
+        return None
+    if current.provisioning_state == "Failed":
+        raise CommandError(f"revision {revision} failed; `devtui logs -n {name}` has the traceback")
+    if full:
+        return f"restarted: revision {revision} is serving" if current.provisioning_state == "Succeeded" else None
+    if last is None or last.revision <= before:
+        return None
+    if not last.ok:
+        raise CommandError(f"revision {last.revision} {last.how}; `devtui logs -n {name}` has the traceback, and "
+                           "the revision before it keeps serving")
+    return f"revision {last.revision} is serving: {last.how} in {last.duration_ms:.0f} ms"
+
+
 # -- invoke / logs -------------------------------------------------------------------------------
 
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .. import registry, runtimes, spec
-from ..engine import DebugSettings, Engine
+from ..engine import DebugSettings, Engine, accept_reload_requests
 from .errors import already_running
 from .views import LaunchConfig, Printer, Recorder
 
@@ -40,7 +40,7 @@ def host(args, deployment: spec.LocalDeployment, run: Callable[[Engine], None],
         raise already_running(ex.name, ex.record) from None
     try:
         engine = Engine(deployment, claim.folder / "staging", runtime=args.runtime, port=args.port, name=args.name,
-                        debug=debug_settings(args), runtimes_from=runtimes_from(args))
+                        debug=debug_settings(args), reload_mode=args.reload, runtimes_from=runtimes_from(args))
         if view is not None:
             engine.subscribe(view)
         engine.subscribe(Recorder(engine, claim))
@@ -60,6 +60,7 @@ async def serve(engine: Engine, printer: Printer | None) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         loop.add_signal_handler(sig, stop.set)
+    accept_reload_requests(engine)
     starting = asyncio.create_task(engine.start())
     try:
         await stop.wait()

@@ -76,7 +76,8 @@ def cmd_up(args) -> int:
 
 def _serve_command(args) -> list[str]:
     """The background child's command line: this `up` with --serve in place of --detach."""
-    command = [sys.executable, "-m", "devtui", "up", str(args.path), "--runtime", args.runtime, "--serve"]
+    command = [sys.executable, "-m", "devtui", "up", str(args.path), "--runtime", args.runtime, "--serve",
+               "--reload", args.reload]
     for flag, value in (("--endpoint-file", args.endpoint_file), ("-n", args.name), ("--port", args.port),
                         ("--debug-port", args.debug_port), ("--context", args.context), ("--gpus", args.gpus)):
         if value is not None:

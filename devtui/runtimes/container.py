@@ -23,7 +23,7 @@ from inference_server import protocol
 from ..events import DEVTUI, INFERENCE_SERVER
 from ..images import ImageBuilder, ImageError
 from . import docker_engine, gpus
-from .base import STOP_GRACE_S, Runtime, RuntimeFailure
+from .base import RELOAD_SIGNAL, STOP_GRACE_S, SWAP_SIGNAL, Runtime, RuntimeFailure
 from .docker_context import EngineAddress, resolve
 from .docker_engine import SERVER_PORT, in_daemon_thread, published, remove_endpoint
 from .log_pump import LogPump
@@ -168,7 +168,7 @@ class ContainerRuntime(Runtime):
 
     def _run_server(self, first_revision: int):
         """Run the inference-server container; devtui's server reports its own events."""
-        command = self.server_command(["python"], "0.0.0.0", SERVER_PORT, first_revision, events=["--events-stdout"],
+        command = self.server_command(["python"], "0.0.0.0", SERVER_PORT, first_revision, extra=["--events-stdout"],
                                       debug_host="0.0.0.0", debug_port=self._debug_port())
         ports = {f"{SERVER_PORT}/tcp": ("127.0.0.1", self.port or None)}
         if self.debug is not None:
@@ -216,15 +216,16 @@ class ContainerRuntime(Runtime):
 
     # -- reload ------------------------------------------------------------------------------------
 
-    async def reload(self) -> None:
-        await asyncio.to_thread(self._sync_and_signal)
+    async def reload(self, swap: bool = False) -> None:
+        await asyncio.to_thread(self._sync_and_signal, swap)
 
-    def _sync_and_signal(self) -> None:
-        """Copy the code folder into the running container, then swap workers."""
+    def _sync_and_signal(self, swap: bool) -> None:
+        """Copy the code folder into the running container, then reload: the server patches
+        the saved code into its worker there, or swaps workers."""
         if self.server is None or not self.deployment.code_dir:
             return
         self.storage.sync_code(self.server)
-        self.server.kill(signal="SIGHUP")
+        self.server.kill(signal=SWAP_SIGNAL if swap else RELOAD_SIGNAL)
 
     # -- stop ------------------------------------------------------------------------------------
 

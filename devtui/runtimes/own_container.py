@@ -122,7 +122,7 @@ class OwnContainerRuntime(ContainerRuntime):
         self.published = published(container)
         return True
 
-    async def reload(self) -> None:
+    async def reload(self, swap: bool = False) -> None:
         # No worker swap without devtui's server: copy the change and restart the container.
         await asyncio.to_thread(self._sync_and_restart)
 

@@ -22,7 +22,7 @@ from inference_server import protocol
 from .. import orphans
 from ..events import DEVTUI, INFERENCE_SERVER, STORAGE_INITIALIZER
 from ..ignore import kept_files
-from .base import STOP_GRACE_S, Runtime
+from .base import RELOAD_SIGNAL, STOP_GRACE_S, SWAP_SIGNAL, Runtime
 
 
 def _size(n: float) -> str:
@@ -65,13 +65,17 @@ def _place(src: Path, dst: Path) -> str:
                                               and dst.stat().st_mtime == stat.st_mtime)):
         return "unchanged"
     dst.parent.mkdir(parents=True, exist_ok=True)
-    dst.unlink(missing_ok=True)
+    # Beside it, then renamed over it: the serving revision never finds the file missing.
+    temporary = dst.with_name(f".{dst.name}.devtui-staging")
+    temporary.unlink(missing_ok=True)
     try:
-        os.link(src, dst)
-        return "linked"
+        os.link(src, temporary)
+        how = "linked"
     except OSError:
-        shutil.copy2(src, dst)
-        return "copied"
+        shutil.copy2(src, temporary)
+        how = "copied"
+    os.replace(temporary, dst)
+    return how
 
 
 class ProcessRuntime(Runtime):
@@ -140,7 +144,9 @@ class ProcessRuntime(Runtime):
         events_r, events_w = os.pipe()
         command = self.server_command(
             [sys.executable], self.host, self.port, first_revision,
-            events=["--events-fd", str(events_w), "--parent-pid", str(os.getpid())])
+            extra=["--events-fd", str(events_w), "--parent-pid", str(os.getpid()),
+                   # What this deployment's workers imported, for a warm parent from the next start on.
+                   "--warm-file", str(self.workdir / "warm-imports.json")])
         self.stopping = False
         self.process = await asyncio.create_subprocess_exec(
             *command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -179,9 +185,9 @@ class ProcessRuntime(Runtime):
         await asyncio.gather(*self.tasks[:1], return_exceptions=True)
         self.sink.server_event(protocol.Exited(exit_code=code, expected=self.stopping))
 
-    async def reload(self) -> None:
+    async def reload(self, swap: bool = False) -> None:
         if self.process and self.process.returncode is None:
-            self.process.send_signal(signal.SIGHUP)
+            self.process.send_signal(signal.Signals[SWAP_SIGNAL if swap else RELOAD_SIGNAL])
 
     async def stop(self) -> None:
         process = self.process

@@ -22,7 +22,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Input, ProgressBar, TabbedContent, TabPane
 
 from .. import runtimes
-from ..engine import DebugSettings, Engine, PortInUse
+from ..engine import DebugSettings, Engine, PortInUse, accept_reload_requests
 from ..events import (SUCCEEDED, DebuggerChanged, Event, Logs, Progress, ReloadFinished, ReloadStarted, ServerStarted,
                       StateChanged)
 from .commands import BINDINGS, Command
@@ -88,6 +88,7 @@ class DevtuiApp(App):
         try:
             # `devtui down` from another shell sends SIGTERM: leave as cleanly as on `q`.
             asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, self._terminate)
+            accept_reload_requests(self.engine)  # `devtui reload [--full]` from another shell
         except (NotImplementedError, RuntimeError):
             pass
         self.deploy()
@@ -157,7 +158,7 @@ class DevtuiApp(App):
             panel.clear_failure()
             status.detail = f"revision {event.revision} is serving"
             if not event.first:
-                self.notify(f"Revision {event.revision} is serving ({event.duration_ms:.0f} ms)",
+                self.notify(f"Revision {event.revision} is serving: {event.how} in {event.duration_ms:.0f} ms",
                             title="Reloaded", timeout=3)
         else:
             panel.show_failure(event.revision, event.stage or "start", event.traceback, event.serving_revision)
@@ -196,7 +197,7 @@ class DevtuiApp(App):
     @work(group="engine-action")
     async def action_reload(self) -> None:
         self.notify("Reloading...", timeout=2)
-        await self.engine.reload("manual")
+        await self.engine.reload("manual", swap=True)
 
     @work(exclusive=True, group="engine-action")
     async def action_restart(self) -> None:
