@@ -79,6 +79,12 @@ class DeploymentRecord(_Record):
     pid: int | None = None
     container_ids: list[str] = []
     image: str | None = None
+    # The container runtime's engine, for a person ("context NAME at unix:///..., (Docker Engine 27.3.1)")
+    # and for `down` to find it again; the GPUs asked for (--gpus).
+    engine: str | None = None
+    docker_host: str | None = None
+    docker_context: str | None = None
+    gpus: str | None = None
 
 
 class EndpointRecord(_Record):

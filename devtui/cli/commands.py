@@ -14,19 +14,25 @@ from pathlib import Path
 
 from .. import orphans, registry
 from ..logs import follow, tail
-from ..record import EndpointRecord
+from ..record import DeploymentRecord, EndpointRecord
 from .errors import BAD_INPUT, CommandError, warn
 from .up import load
 
 # -- finding endpoints ---------------------------------------------------------------------------
 
 
-def _docker(timeout: float = 5):
-    """A Docker client when an engine answers quickly, else None (the process runtime needs none)."""
+def _docker(timeout: float = 5, deployment: DeploymentRecord | None = None):
+    """A Docker client when an engine answers quickly, else None (the process runtime needs none):
+    the engine a deployment's record names (it may have run with --context), else the environment's."""
     from ..runtimes import RuntimeFailure
+    from ..runtimes.docker_context import EngineAddress
     from ..runtimes.docker_engine import connect
 
     try:
+        if deployment is not None and deployment.docker_context:
+            return connect(timeout, context=deployment.docker_context)
+        if deployment is not None and deployment.docker_host:
+            return connect(timeout, address=EngineAddress(deployment.docker_host, "record"))
         return connect(timeout)
     except RuntimeFailure:
         return None
@@ -202,12 +208,12 @@ def _container_logs(name: str, args) -> int:
 # -- down ----------------------------------------------------------------------------------------
 
 
-def _containers_removed(name: str, purge: bool) -> list[str]:
+def _containers_removed(name: str, purge: bool, deployment: DeploymentRecord | None = None) -> list[str]:
     """Containers and volumes labelled for the endpoint, removed even when no registry record
     remains (a killed host); none when no Docker engine answers."""
     from ..runtimes.docker_engine import remove_endpoint
 
-    client = _docker()
+    client = _docker(deployment=deployment)
     return remove_endpoint(client, name, volumes=True, images=purge) if client is not None else []
 
 
@@ -244,7 +250,7 @@ def _down(name: str, timeout: float = 20, purge: bool = False) -> None:
             _signal(deployment.pid, signal.SIGKILL, group=True)
         _signal(record.host_pid, signal.SIGKILL)
     if "container" in {d.runtime for d in record.deployments} or purge:
-        _containers_removed(name, purge)
+        _containers_removed(name, purge, record.deployment)
     print(f"Deleted local endpoint {name}.")
 
 

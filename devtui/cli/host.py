@@ -7,11 +7,12 @@ name however it ends. What runs meanwhile is the caller's: ``serve`` for ``up`` 
 from __future__ import annotations
 
 import asyncio
+import functools
 import signal
 from collections.abc import Callable
 from pathlib import Path
 
-from .. import registry, spec
+from .. import registry, runtimes, spec
 from ..engine import DebugSettings, Engine, accept_reload_requests
 from .errors import already_running
 from .views import LaunchConfig, Printer, Recorder
@@ -24,6 +25,11 @@ def debug_settings(args) -> DebugSettings | None:
     return DebugSettings(5678 if args.debug_port is None else args.debug_port, args.debug_wait)
 
 
+def runtimes_from(args):
+    """runtimes.create with what --context and --gpus say, for every runtime the engine makes."""
+    return functools.partial(runtimes.create, options=runtimes.RuntimeOptions(context=args.context, gpus=args.gpus))
+
+
 def host(args, deployment: spec.LocalDeployment, run: Callable[[Engine], None],
          view: Callable[[object], None] | None = None) -> int:
     """Run ``deployment`` in this process: ``run(engine)`` returns when the host should end.
@@ -34,7 +40,7 @@ def host(args, deployment: spec.LocalDeployment, run: Callable[[Engine], None],
         raise already_running(ex.name, ex.record) from None
     try:
         engine = Engine(deployment, claim.folder / "staging", runtime=args.runtime, port=args.port, name=args.name,
-                        debug=debug_settings(args), reload_mode=args.reload)
+                        debug=debug_settings(args), reload_mode=args.reload, runtimes_from=runtimes_from(args))
         if view is not None:
             engine.subscribe(view)
         engine.subscribe(Recorder(engine, claim))

@@ -10,6 +10,7 @@ from pathlib import Path
 from .. import __version__
 from ..events import DEVTUI, INFERENCE_SERVER, STORAGE_INITIALIZER
 from ..runtimes import NAMES
+from ..runtimes.gpus import GpuRequest
 from .commands import cmd_down, cmd_invoke, cmd_list, cmd_logs, cmd_reload, cmd_show, cmd_validate
 from .up import cmd_tui, cmd_up
 
@@ -30,6 +31,13 @@ def _whole_number(low: int, high: int | None = None, what: str = "value"):
         return value
 
     return parse
+
+
+def _gpus(text: str) -> GpuRequest:
+    try:
+        return GpuRequest.parse(text)
+    except ValueError as ex:
+        raise argparse.ArgumentTypeError(str(ex)) from None
 
 
 _port = _whole_number(0, 65535, "port")  # 0 picks a free one
@@ -53,6 +61,12 @@ def _serving_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--runtime", choices=list(NAMES), default="process",
                    help="where the scoring server runs: a child process (default) or containers on a Docker engine")
     p.add_argument("--port", type=_port, help="port to listen on (default or 0: a free one)")
+    p.add_argument("--context", metavar="NAME",
+                   help="the Docker context whose engine runs the containers (default: DOCKER_HOST, DOCKER_CONTEXT, "
+                        "or the Docker CLI's current context)")
+    p.add_argument("--gpus", type=_gpus, metavar="all|N|device=ID",
+                   help="give the inference-server container GPUs, as `docker run --gpus` (needs the NVIDIA "
+                        "Container Toolkit on the engine's machine)")
     p.add_argument("--reload", choices=["patch", "swap"], default="patch",
                    help="what a save of the code does: patch the changed functions into the running worker, so "
                         "init() does not run again and the model stays loaded, falling back to a worker swap when "

@@ -5,6 +5,7 @@ how long it gets to stop, and how its output becomes lines."""
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from pathlib import Path, PurePath
 from typing import Protocol
 
@@ -19,6 +20,17 @@ RELOAD_SIGNAL, SWAP_SIGNAL = "SIGHUP", "SIGUSR2"
 
 class RuntimeFailure(Exception):
     """A runtime cannot do what was asked; the message is for the user."""
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    """What the command line says about where containers run: the Docker context (None: the one
+    DOCKER_HOST, DOCKER_CONTEXT or the Docker CLI's config chooses) and the GPUs to give the
+    inference-server (a ``gpus.GpuRequest``). The process runtime runs on this machine and uses
+    neither."""
+
+    context: str | None = None
+    gpus: object | None = None
 
 
 class RuntimeSink(Protocol):
@@ -37,9 +49,11 @@ class Runtime(ABC):
     name: str
 
     def __init__(self, deployment: LocalDeployment, workdir: Path, sink: RuntimeSink,
-                 host: str = "127.0.0.1", port: int = 0, debug=None, reload_mode: str = "patch"):
+                 host: str = "127.0.0.1", port: int = 0, debug=None, reload_mode: str = "patch",
+                 options: RuntimeOptions | None = None):
         self.deployment = deployment
         self.reload_mode = reload_mode  # patch (rung 0 where it applies) or swap
+        self.options = options or RuntimeOptions()
         self.debug = debug  # engine.DebugSettings or None
         self.workdir = workdir
         self.sink = sink

@@ -20,7 +20,8 @@ from pathlib import Path
 from inference_server import protocol
 
 from .. import orphans
-from ..events import INFERENCE_SERVER, STORAGE_INITIALIZER
+from ..events import DEVTUI, INFERENCE_SERVER, STORAGE_INITIALIZER
+from ..ignore import kept_files
 from .base import RELOAD_SIGNAL, STOP_GRACE_S, SWAP_SIGNAL, Runtime
 
 
@@ -33,13 +34,14 @@ def _size(n: float) -> str:
 
 
 def mirror(source: Path, target: Path) -> list[tuple[str, int, str]]:
-    """Make ``target`` hold what ``source`` holds; unchanged files are left alone.
+    """Make ``target`` hold what ``source`` holds, less what its ignore file leaves out (as the
+    cloud's upload would); unchanged files are left alone.
 
     Returns (relative path, size, how) for every file: how is linked, copied or unchanged."""
     if source.is_file():
         pairs = [(source, target)]
     else:
-        pairs = [(p, target / p.relative_to(source)) for p in sorted(source.rglob("*")) if p.is_file()]
+        pairs = [(p, target / p.relative_to(source)) for p in kept_files(source)]
         _remove_extra(target, {t for _, t in pairs})
     return [(src.name if source.is_file() else str(src.relative_to(source)), src.stat().st_size, _place(src, dst))
             for src, dst in pairs]
@@ -95,7 +97,20 @@ class ProcessRuntime(Runtime):
     # -- storage-initializer ---------------------------------------------------------------------
 
     async def stage(self) -> None:
+        self._notes()
         await asyncio.to_thread(self._stage)
+
+    def _notes(self) -> None:
+        """--gpus and --context are about containers: say so once, rather than ignore them silently."""
+        notes = []
+        if self.options.gpus is not None:
+            notes.append(f"--gpus {self.options.gpus} is for containers: the process runtime runs on this machine "
+                         "and uses its GPUs directly (CUDA_VISIBLE_DEVICES chooses among them)")
+        if self.options.context:
+            notes.append(f"--context {self.options.context} is for containers: the process runtime uses no "
+                         "Docker engine")
+        if notes:
+            self.sink.log(DEVTUI, notes)
 
     def _stage(self) -> None:
         log = lambda *lines: self.sink.log(STORAGE_INITIALIZER, list(lines))  # noqa: E731
