@@ -158,7 +158,8 @@ class Supervisor:
             return self.exit_code
         # A reload asked for while starting is already covered by the first worker.
         self.reload_requested = False
-        self.preloader.before_first_worker(self.options.entry_script, (self.options.app_root,))
+        if not self.options.debug_wait:  # imports here made the first worker's wait_for_client() return at once
+            self.preloader.before_first_worker(self.options.entry_script, (self.options.app_root,))
         self._start_worker()
         while True:
             self._wait()

@@ -73,19 +73,34 @@ def hit_breakpoint_twice_across_a_reload(cwd: Path, folder: Path, name: str, rem
         assert result["answer"].status_code == 200 and len(result["answer"].json()) == 2
         wait_for(lambda: show(name, cwd=cwd)["deployments"][0]["debugger"]["state"] == "attached", timeout=30)
 
-        # A hot reload: the new worker joins the same session; no re-attach.
+        # A save that changes run() only is patched into the same worker (rung 0): the same child
+        # session, and the breakpoint hits in the new code.
         revision = record["deployments"][0]["revision"]
         changed = re.sub(r"digits = int\(.*\)", "digits = 1", score.read_text())
         assert changed != score.read_text()
         save(score, changed)
-        wait_for(lambda: show(name, cwd=cwd)["deployments"][0]["revision"] > revision, timeout=60)
-        child = client.next_child()
+        deployment = wait_for(lambda: (d := show(name, cwd=cwd)["deployments"][0])["revision"] > revision and d,
+                              timeout=60)
+        assert deployment["last_reload"]["how"] == "patched run() in place (model kept)"
         thread, result = post_in_background(url, body)
         thread_id, frame = stopped_frame(child)
         assert Path(frame["source"]["path"]) == score and frame["line"] == line
         child.request("continue", {"threadId": thread_id})
         thread.join(60)
-        assert result["answer"].json() == [199.8, 74.0]  # the new revision rounds to one digit
+        assert result["answer"].json() == [199.8, 74.0]  # the new code rounds to one digit
+
+        # A save that changes init(): a new worker joins the same session; no re-attach.
+        revision = deployment["revision"]
+        save(score, score.read_text().replace("def init():", "def init():\n    logger.info('init, edited')"))
+        client.set_breakpoints(str(score), [line + 1])  # the editor moves the breakpoint with the line
+        wait_for(lambda: show(name, cwd=cwd)["deployments"][0]["revision"] > revision, timeout=60)
+        child = client.next_child()
+        thread, result = post_in_background(url, body)
+        thread_id, frame = stopped_frame(child)
+        assert Path(frame["source"]["path"]) == score and frame["line"] == line + 1
+        child.request("continue", {"threadId": thread_id})
+        thread.join(60)
+        assert result["answer"].json() == [199.8, 74.0]
     finally:
         client.close()
 
@@ -133,7 +148,7 @@ def test_debug_wait_holds_init_until_a_client_attaches(workspace):
     try:
         wait_for(lambda: any("Waiting for a debugger to attach" in line for line in lines), timeout=60)
         assert show("my-endpoint", cwd=cwd)["provisioning_state"] == "Creating"
-        assert not any("Invoking user's init function" in line for line in lines)
+        assert not any("Invoking user's init function" in line for line in lines), "".join(lines)
         client = DebugClient(launch_configuration(cwd, "my-endpoint"))
         wait_for(lambda: show("my-endpoint", cwd=cwd)["provisioning_state"] == "Succeeded", timeout=60)
         assert any("Invoking user's init function" in line for line in lines)
