@@ -756,13 +756,18 @@ async def test_all_sources_shows_a_short_tag_and_one_timestamp(make_app):
     text = "2023-11-14 22:13:20,400 I [4243] azmlinfsrv - Users's init has completed successfully"
 
     async with running(app, size=NARROW) as pilot:
-        app.logs.add([LogRecord(INFERENCE_SERVER, text, 1_700_000_000.0), LogRecord(DEVTUI, "hello", 1_700_000_000.0)])
-        lines = await shown(pilot, 2)
+        error = "2023-11-14 22:13:21,000 E [4243] azmlinfsrv - User's init function failed"
+        app.logs.add([LogRecord(INFERENCE_SERVER, text, 1_700_000_000.0), LogRecord(DEVTUI, "hello", 1_700_000_000.0),
+                      LogRecord(INFERENCE_SERVER, error, 1_700_000_000.0)])
+        lines = await shown(pilot, 3)
         stamp = time.strftime("%H:%M:%S", time.localtime(1_700_000_000.0)) + ".000"
         assert lines.lines[0].text == f"{stamp} server  I [4243] azmlinfsrv - Users's init has completed successfully"
         assert lines.lines[1].text == f"{stamp} devtui  hello"
         tag = next(segment for segment in lines.lines[0] if segment.text.startswith("server"))
         assert tag.style.color is not None and tag.style.bold
+        # An error stays red without the server's time in front of its level letter.
+        message = next(segment for segment in lines.lines[2] if "init function failed" in segment.text)
+        assert message.style.color.name == "red"
         await pilot.press("t")  # without the app's time, the server's own is shown again
         await until(pilot, lambda: lines.lines[0].text == f"server  {text}")
 
@@ -832,10 +837,10 @@ async def test_question_mark_lists_every_binding(make_app):
     async with running(app) as pilot:
         await pilot.press("question_mark")
         await until(pilot, lambda: isinstance(app.screen, HelpScreen), message="the help screen")
-        table = app.screen.query_one("#help-keys").query_one(Static).content
         console = Console(width=200, record=True, file=io.StringIO())
-        console.print(table)
-        text = console.export_text()  # all of it, also what is scrolled out of view
+        for part in app.screen.query_one("#help-keys").query(Static):  # all of it, also what is scrolled away
+            console.print(part.content)
+        text = console.export_text()
         for where, bindings in commands.SCOPES:
             assert where.capitalize() in text
             for binding in bindings:

@@ -3,8 +3,9 @@ the command palette (``commands.py``), with Textual's own keys after them."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from rich.table import Table
-from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
@@ -16,31 +17,35 @@ from ..commands import SCOPES
 # Keys that Textual's widgets and the app give without a line in commands.py.
 TEXTUAL_KEYS = [
     ("ctrl+p", "Command palette: every command above by name, and Textual's own (Keys, Screenshot, Theme)"),
-    ("tab / shift+tab", "Move the focus to the next / previous field"),
-    ("up / down, pgup / pgdn, home / end", "Scroll the log (scrolling up stops following; the end resumes it)"),
+    ("tab", "Move the focus to the next field (shift+tab: the previous one)"),
+    ("up, down", "Scroll the log a line (up stops following)"),
+    ("pgup, pgdn", "Scroll the log a page (pgup stops following)"),
+    ("home, end", "To the first line; to the last, which follows again"),
 ]
 
 
 def key_name(binding: Binding) -> str:
-    return binding.key_display or {"slash": "/", "question_mark": "?"}.get(binding.key, binding.key)
+    return binding.key_display or binding.key
+
+
+def _table(rows: Iterable[tuple[str, str]]) -> Table:
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold", no_wrap=True, min_width=10)
+    table.add_column()
+    for key, what in rows:
+        table.add_row(key, what)
+    return table
 
 
 class HelpScreen(ModalScreen[None]):
     BINDINGS = [Binding("escape,question_mark,q", "dismiss", "Close", id="help-close")]
 
     def compose(self) -> ComposeResult:
-        table = Table.grid(padding=(0, 2))
-        table.add_column(style="bold", no_wrap=True)
-        table.add_column()
-        for where, bindings in SCOPES:
-            table.add_row(Text(where.capitalize(), style="bold underline"), "")
-            for binding in bindings:
-                table.add_row(key_name(binding), binding.tooltip or binding.description)
-            table.add_row("", "")
-        table.add_row(Text("Textual's own", style="bold underline"), "")
-        for key, what in TEXTUAL_KEYS:
-            table.add_row(key, what)
         with Vertical(id="help-box"):
             yield Label("Keys (esc closes)", classes="section-title")
             with VerticalScroll(id="help-keys"):
-                yield Static(table)
+                for where, bindings in SCOPES:
+                    yield Label(where.capitalize(), classes="help-scope")
+                    yield Static(_table((key_name(b), b.tooltip or b.description) for b in bindings))
+                yield Label("Textual's own", classes="help-scope")
+                yield Static(_table(TEXTUAL_KEYS))

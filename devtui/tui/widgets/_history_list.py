@@ -36,6 +36,11 @@ class HistoryList(ListView):
 
     def add(self, exchange: Exchange) -> None:
         self.insert(0, [HistoryItem(exchange)])
+        self.call_after_refresh(self._highlight_newest)
+
+    def _highlight_newest(self) -> None:
+        # The index may already be 0 (it was the newest before): reset it so the highlight moves.
+        self.index = None
         self.index = 0
 
     def action_edit(self) -> None:

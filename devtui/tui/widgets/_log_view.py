@@ -136,8 +136,8 @@ class LogView(Vertical):
         if self.source == ALL:
             tag, colour = SOURCE_TAG.get(record.source, (record.source[:TAG_WIDTH - 1], ""))
             text.append(f"{tag:<{TAG_WIDTH - 1}} ", style=f"bold {colour}".strip())
-        shown = self.text_of(record)
-        text.append(shown, style=level_style(shown))
+        # The level is read from the whole line: it follows the server's time, which may be left out.
+        text.append(self.text_of(record), style=level_style(record.text))
         if record is self.marked:
             text.stylize("reverse")
         return text

@@ -55,14 +55,14 @@ class StatusBar(Horizontal):
         text.append(f"● {self.state}", style=STATE_STYLE.get(self.state, ""))
         text.append(f"  revision {self.revision if self.revision is not None else '-'}\n")
         text.append(self.scoring_uri or "no scoring URI yet", style="underline" if self.scoring_uri else "dim")
-        stopped = self.debugger.startswith("stopped")
-        text.append("   debugger: ")
-        text.append(self.debugger, style="bold yellow" if stopped else "")
-        text.append(f"\nlast reload: {self.reload_text}")
-        if stopped:
-            text.append("\nstopped on a breakpoint: requests wait until you continue in VS Code", style="bold yellow")
-        elif self.detail:
-            text.append(f"\n{self.detail}", style="dim")
+        if self.debugger.startswith("stopped"):
+            # The state that explains a request that hangs: it takes the place of everything below.
+            text.append(f"\ndebugger {self.debugger}: requests wait until you continue in VS Code",
+                        style="bold yellow")
+        else:
+            text.append(f"   debugger: {self.debugger}\nlast reload: {self.reload_text}")
+            if self.detail:
+                text.append(f"\n{self.detail}", style="dim")
         self.query_one("#status-text", Static).update(text)
 
     def watch_state(self) -> None:
