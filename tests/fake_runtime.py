@@ -58,7 +58,8 @@ class FakeRuntime(Runtime):
 
     async def stage(self) -> None:
         self.calls.append("stage")
-        self.sink.log(STORAGE_INITIALIZER, [f"fake: staged {self.deployment.model.name if self.deployment.model else '-'}"])
+        model = self.deployment.model.name if self.deployment.model else "-"
+        self.sink.log(STORAGE_INITIALIZER, [f"fake: staged {model}"])
 
     async def start(self, first_revision: int) -> None:
         self.calls.append("start")

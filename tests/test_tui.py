@@ -29,7 +29,7 @@ import pytest
 from rich.console import Console
 from textual.command import CommandList, CommandPalette
 from textual.pilot import Pilot
-from textual.widgets import Button, Input, ListView, Select, Static, TabbedContent, TextArea
+from textual.widgets import Button, Input, Select, Static, TabbedContent, TextArea
 from textual.widgets._footer import FooterKey
 
 from devtui import runtimes, spec
@@ -39,7 +39,7 @@ from devtui.events import (DEVTUI, FAILED, INFERENCE_SERVER, STORAGE_INITIALIZER
 from devtui.tui import commands
 from devtui.tui.app import DevtuiApp, EngineEvent
 from devtui.tui.screens import HelpScreen
-from devtui.tui.widgets import DeploymentPanel, FailurePanel, HistoryList, LogLines, LogView
+from devtui.tui.widgets import DeploymentPanel, FailurePanel, HistoryList, LogLines
 from fake_runtime import ANSWER, EXEC_MS, RUN_FAILED, FakeRuntime
 from helpers import QuietApp, children_of, free_port, pid_alive, run_async, save, wait_for
 from inference_server import protocol
@@ -676,6 +676,7 @@ async def test_invoke_while_failed_answers_at_once_with_why(make_app):
         assert exchange.status == 503 and "revision 1 failed in init" in exchange.message
         shown_status = response_status(app)
         assert shown_status.startswith("503 Service Unavailable") and "nothing is serving" in shown_status
+        assert not app.query_one("#goto-traceback", Button).display  # nothing ran: no traceback to show
 
 
 async def test_a_request_the_app_gives_up_on_holds_no_slot(make_app):

@@ -2,15 +2,14 @@
 
 :class:`Sender` keeps one HTTP client for the whole session, so a request's latency is the
 endpoint's round trip, not the cost of a new client (its TLS context alone takes tens of
-milliseconds) or of a new connection; the app resets its pool whenever the server behind the
-scoring URI changes. A request the app gives up on is cancelled, which closes its connection, so it
-holds no slot of the endpoint's concurrency after that.
+milliseconds) or of a new connection, nor the app's own drawing; the app resets its pool whenever
+the server behind the scoring URI changes. A request the app gives up on (its timeout) has its
+connection closed, so it holds no slot of the endpoint's concurrency after that.
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib
 import json
 import shlex
 import time
@@ -160,7 +159,9 @@ class Exchange:
 
     @property
     def run_failed(self) -> bool:
-        return self.header("x-ms-run-function-failed") == "True" or (self.status or 0) >= 500
+        """run() raised (or its answer could not be sent): the log has a traceback. Not a 503:
+        then nothing ran."""
+        return self.header("x-ms-run-function-failed") == "True" or self.status == 500
 
     @property
     def phrase(self) -> str:
@@ -183,25 +184,29 @@ class Exchange:
 
 @dataclass
 class Sender:
-    """One HTTP client for every request; :meth:`reset` starts a new pool for the next ones."""
+    """One HTTP client for every request; :meth:`reset` starts a new pool for the next ones.
 
-    client: httpx.AsyncClient | None = None
-    _retired: list[httpx.AsyncClient] = field(default_factory=list)
+    Each request runs in a thread of its own and is timed there, so the figure is the round trip
+    and not also the time the app's event loop spends drawing the screen while the answer waits.
+    """
+
+    client: httpx.Client | None = None
+    _retired: list[httpx.Client] = field(default_factory=list)
     _busy: dict[int, int] = field(default_factory=dict)
     _tls: object = None
 
     async def prepare(self) -> None:
         """What the first request would otherwise pay inside its timing, done once, off the event
-        loop: the CA bundle (tens of milliseconds) and the modules httpx imports on first use."""
+        loop: the CA bundle takes tens of milliseconds to load."""
         if self._tls is None:
-            self._tls = await asyncio.to_thread(_prepare)
+            self._tls = await asyncio.to_thread(httpx.create_ssl_context)
 
-    async def _current(self) -> httpx.AsyncClient:
+    async def _current(self) -> httpx.Client:
         if self.client is None:
             await self.prepare()
             # trust_env off: a proxy from the environment must never sit between the app and a
             # local endpoint.
-            self.client = httpx.AsyncClient(verify=self._tls, trust_env=False)
+            self.client = httpx.Client(verify=self._tls, trust_env=False)
         return self.client
 
     def reset(self) -> None:
@@ -210,63 +215,58 @@ class Sender:
         if self.client is not None:
             self._retired.append(self.client)
             self.client = None
-        self._close_idle()
-
-    def _close_idle(self) -> None:
         for client in list(self._retired):
             if not self._busy.get(id(client)):
                 self._retired.remove(client)
-                asyncio.get_running_loop().create_task(client.aclose())
+                client.close()
 
-    async def aclose(self) -> None:
+    def close(self) -> None:
         self.reset()
         for client in self._retired:
-            await client.aclose()
+            client.close()
         self._retired.clear()
 
     async def send(self, scoring_uri: str, request: Request, timeout_s: float, not_serving: str = "") -> Exchange:
         client = await self._current()
-        http_request = await asyncio.to_thread(self._build, client, scoring_uri, request, timeout_s)
-        sent = time.time()
         self._busy[id(client)] = self._busy.get(id(client), 0) + 1
-        started = time.perf_counter()
         try:
-            answer = await client.send(http_request)
-        except httpx.HTTPError as ex:
-            return Exchange(request, None, (time.perf_counter() - started) * 1000, "", (), time.time(), sent,
-                            _why(ex, timeout_s, not_serving), scoring_uri)
+            return await asyncio.to_thread(_exchange, client, scoring_uri, request, timeout_s, not_serving)
         finally:
             self._busy[id(client)] -= 1
-            self._close_idle()
-        latency_ms = (time.perf_counter() - started) * 1000
-        return Exchange(request, answer.status_code, latency_ms, answer.text, tuple(answer.headers.items()),
-                        time.time(), sent, "", scoring_uri)
-
-    @staticmethod
-    def _build(client: httpx.AsyncClient, scoring_uri: str, request: Request, timeout_s: float) -> httpx.Request:
-        """The httpx request, built before the clock starts (a file is read here, off the loop)."""
-        options: dict = {"headers": request.header_map(),
-                         "timeout": httpx.Timeout(timeout_s, connect=min(timeout_s, 5.0))}
-        if request.sends_body:
-            if request.kind == BodyKind.FILE and request.file is not None:
-                options["files"] = {UPLOAD_FIELD: (request.file.name, request.file.read_bytes())}
-            else:
-                options["content"] = request.body.encode()
-        return client.build_request(request.method, request.url(scoring_uri), **options)
+            if client is not self.client:
+                self.reset()
 
     async def get_json(self, url: str) -> object:
         client = await self._current()
-        return (await client.get(url, timeout=5)).json()
+        return await asyncio.to_thread(lambda: client.get(url, timeout=5).json())
 
 
-def _prepare() -> object:
-    for module in _FIRST_USE_IMPORTS:
-        importlib.import_module(module)
-    return httpx.create_ssl_context()
+def _exchange(client: httpx.Client, scoring_uri: str, request: Request, timeout_s: float,
+              not_serving: str) -> Exchange:
+    """Send and time one request (in a worker thread); a timeout gives it up and closes its
+    connection."""
+    http_request = _build(client, scoring_uri, request, timeout_s)
+    sent = time.time()
+    started = time.perf_counter()
+    try:
+        answer = client.send(http_request)
+    except httpx.HTTPError as ex:
+        return Exchange(request, None, (time.perf_counter() - started) * 1000, "", (), time.time(), sent,
+                        _why(ex, timeout_s, not_serving), scoring_uri)
+    latency_ms = (time.perf_counter() - started) * 1000
+    return Exchange(request, answer.status_code, latency_ms, answer.text, tuple(answer.headers.items()),
+                    time.time(), sent, "", scoring_uri)
 
 
-# httpcore picks its network backend on the first connection; importing it then costs ~40 ms.
-_FIRST_USE_IMPORTS = ("httpcore._backends.anyio", "anyio._backends._asyncio")
+def _build(client: httpx.Client, scoring_uri: str, request: Request, timeout_s: float) -> httpx.Request:
+    """The httpx request, built before the clock starts (a file is read here)."""
+    options: dict = {"headers": request.header_map(), "timeout": httpx.Timeout(timeout_s, connect=min(timeout_s, 5.0))}
+    if request.sends_body:
+        if request.kind == BodyKind.FILE and request.file is not None:
+            options["files"] = {UPLOAD_FIELD: (request.file.name, request.file.read_bytes())}
+        else:
+            options["content"] = request.body.encode()
+    return client.build_request(request.method, request.url(scoring_uri), **options)
 
 
 def _why(ex: httpx.HTTPError, timeout_s: float, not_serving: str) -> str:

@@ -99,8 +99,8 @@ class InvokePanel(Vertical):
     async def _prepare(self) -> None:
         await self.sender.prepare()
 
-    async def on_unmount(self) -> None:
-        await self.sender.aclose()
+    def on_unmount(self) -> None:
+        self.sender.close()
 
     # -- the request ---------------------------------------------------------------------------
 
