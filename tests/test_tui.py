@@ -38,10 +38,11 @@ from devtui.events import (DEVTUI, FAILED, INFERENCE_SERVER, STORAGE_INITIALIZER
                            ReloadFinished, ServerStarted)
 from devtui.tui import commands
 from devtui.tui.app import DevtuiApp, EngineEvent
+from devtui.tui.commands import key_name
 from devtui.tui.screens import HelpScreen
 from devtui.tui.widgets import DeploymentPanel, FailurePanel, HistoryList, LogLines
 from fake_runtime import ANSWER, EXEC_MS, RUN_FAILED, FakeRuntime
-from helpers import QuietApp, children_of, free_port, pid_alive, run_async, save, wait_for
+from helpers import ROOT, QuietApp, children_of, devtui, free_port, pid_alive, run_async, save, wait_for
 from inference_server import protocol
 
 pytestmark = pytest.mark.anyio  # async def tests run on asyncio (conftest's anyio_backend)
@@ -864,6 +865,14 @@ async def test_a_log_command_from_the_palette_works_from_the_invoke_tab(make_app
         await pilot.press("enter")
         await until(pilot, lambda: app.logs.wrap, message="wrap on")
         assert app.query_one("#tabs", TabbedContent).active == "logs-tab"
+
+
+def test_the_readme_lists_every_key():
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## The terminal app"):readme.index("## Commands")]
+    for _, bindings in commands.SCOPES:
+        for binding in bindings:
+            assert f"`{key_name(binding)}`" in section, f"{key_name(binding)} ({binding.description})"
 
 
 # -- 6. the failure panel's headline ----------------------------------------------------------------

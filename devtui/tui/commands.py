@@ -39,7 +39,8 @@ BINDINGS = [
     Command("question_mark", "help", "Help", key_display="?", id="help", title="Help",
             tooltip="Every key of the app, where it works and what it does"),
     Command("q", "quit", "Quit", id="quit", title="Quit", tooltip="Stop the endpoint and leave"),
-    Binding("escape", "focus_logs", "Log", show=False, id="escape", tooltip="Back to the log, from anywhere"),
+    Binding("escape", "focus_logs", "Log", show=False, key_display="esc", id="escape",
+            tooltip="Back to the log, from anywhere"),
     Binding("ctrl+c", "quit", "Quit", priority=True, id="quit-ctrl-c",
             tooltip="Quit, even while typing"),
 ]
@@ -58,14 +59,14 @@ LOG_BINDINGS = [
 ]
 
 FILTER_BINDINGS = [
-    Binding("escape", "app.focus_logs", "Back to log", id="filter-escape",
+    Binding("escape", "app.focus_logs", "Back to log", key_display="esc", id="filter-escape",
             tooltip="Back to the log; the filter stays"),
     Binding("enter", "app.focus_logs", "Done", show=False, id="filter-enter",
             tooltip="Back to the log; the filter stays"),
 ]
 
 EDITOR_BINDINGS = [
-    Binding("escape", "app.focus_logs", "Back to log", id="editor-escape",
+    Binding("escape", "app.focus_logs", "Back to log", key_display="esc", id="editor-escape",
             tooltip="Back to the log (tab moves to the next field; ctrl+j sends)"),
 ]
 
@@ -92,3 +93,8 @@ SCOPES = [
     ("in the request editor", EDITOR_BINDINGS),
     ("in the history", HISTORY_BINDINGS),
 ]
+
+
+def key_name(binding: Binding) -> str:
+    """The key as the footer, the help and the README write it."""
+    return binding.key_display or binding.key

@@ -12,7 +12,7 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Label, Static
 
-from ..commands import SCOPES
+from ..commands import SCOPES, key_name
 
 # Keys that Textual's widgets and the app give without a line in commands.py.
 TEXTUAL_KEYS = [
@@ -22,10 +22,6 @@ TEXTUAL_KEYS = [
     ("pgup, pgdn", "Scroll the log a page (pgup stops following)"),
     ("home, end", "To the first line; to the last, which follows again"),
 ]
-
-
-def key_name(binding: Binding) -> str:
-    return binding.key_display or binding.key
 
 
 def _table(rows: Iterable[tuple[str, str]]) -> Table:
