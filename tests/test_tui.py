@@ -931,6 +931,15 @@ async def test_a_bad_yaml_shows_in_the_failure_panel_and_a_good_one_refreshes_th
         assert app.invoke_panel.timeout_s == 17
 
 
+def test_starting_on_a_yaml_syntax_error_reports_only_that_error(sample):
+    folder = sample("sklearn-regression")
+    deployment = folder / "deployment.yml"
+    deployment.write_text(deployment.read_text() + "request_settings: [\n")
+    stderr = devtui(str(folder), check=2).stderr  # the app's own command line: it never opens
+    assert stderr.startswith(f"error: {deployment}:") and "YAML syntax error" in stderr, stderr
+    assert "no deployment YAML" not in stderr and len(stderr.strip().splitlines()) == 1, stderr
+
+
 # -- 8. history ---------------------------------------------------------------------------------------
 
 
