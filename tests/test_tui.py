@@ -808,8 +808,9 @@ async def test_the_footer_keeps_quit_and_help_at_any_width_and_shows_the_focused
         await pilot.press("i")  # typed into the filter
         await pilot.press("escape")
         await until(pilot, lambda: "q Quit" in footer())
-        keys = {key.key for key in app.query(FooterKey)}
-        assert "escape" not in keys  # the log itself needs no esc
+        assert "escape" not in {key.key for key in app.query(FooterKey)}  # the log itself needs no esc
+        app.query_one("#log-source", Select).focus()  # any other field shows it
+        await until(pilot, lambda: "esc Log" in footer(), message="the esc hint")
 
 
 # -- 5. focus never traps -----------------------------------------------------------------------------

@@ -225,6 +225,13 @@ class DevtuiApp(App):
         self.query_one("#tabs", TabbedContent).active = "logs-tab"
         self.logs.lines.focus()
 
+    def action_back_to_log(self) -> None:
+        self.action_focus_logs()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # esc (and its hint in the footer) wherever the focus is, except on the log itself.
+        return action != "back_to_log" or getattr(self.focused, "id", None) != "log-lines"
+
     def action_focus_invoke(self) -> None:
         self.query_one("#tabs", TabbedContent).active = "invoke-tab"
         self.invoke_panel.editor.focus()

@@ -20,6 +20,8 @@ class Command(Binding):
 
 
 BINDINGS = [
+    # First: the footer lists keys in this order, and esc must fit at any width.
+    Binding("escape", "back_to_log", "Log", key_display="esc", id="escape", tooltip="Back to the log, from anywhere"),
     Command("ctrl+j", "invoke", "Invoke", priority=True, id="invoke", title="Invoke endpoint",
             tooltip="Send the request of the Invoke tab (from anywhere)"),
     Command("r", "reload", "Reload", id="reload", title="Reload now",
@@ -39,8 +41,6 @@ BINDINGS = [
     Command("question_mark", "help", "Help", key_display="?", id="help", title="Help",
             tooltip="Every key of the app, where it works and what it does"),
     Command("q", "quit", "Quit", id="quit", title="Quit", tooltip="Stop the endpoint and leave"),
-    Binding("escape", "focus_logs", "Log", show=False, key_display="esc", id="escape",
-            tooltip="Back to the log, from anywhere"),
     Binding("ctrl+c", "quit", "Quit", priority=True, id="quit-ctrl-c",
             tooltip="Quit, even while typing"),
 ]
