@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import signal
 from collections.abc import Callable, Iterable
-from functools import partial
 from pathlib import Path
 
 from textual import on, work
@@ -24,7 +23,7 @@ from .. import runtimes
 from ..engine import DebugSettings, Engine, PortInUse
 from ..events import (FAILED, SUCCEEDED, DebuggerChanged, Event, Logs, Progress, ReloadFinished, ReloadStarted,
                       ServerStarted, StateChanged)
-from .commands import BINDINGS, INVOKE_BINDINGS, LOG_BINDINGS, Command
+from .commands import BINDINGS, palette_commands
 from .screens import HelpScreen
 from .widgets import AppFooter, DeploymentPanel, FailurePanel, InvokePanel, LogView, ProgressLine, StatusBar
 
@@ -285,16 +284,5 @@ class DevtuiApp(App):
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         """The palette: every key's command (from the binding lists), then Textual's own."""
-        for tab, bindings in ((None, BINDINGS), ("logs-tab", LOG_BINDINGS), ("invoke-tab", INVOKE_BINDINGS)):
-            for binding in bindings:
-                if isinstance(binding, Command):
-                    yield SystemCommand(binding.title, binding.tooltip, partial(self._command, tab, binding.action))
+        yield from palette_commands(self)
         yield from super().get_system_commands(screen)
-
-    async def _command(self, tab: str | None, action: str) -> None:
-        """Run a palette command; a widget's is run on that widget, with its tab shown."""
-        if tab is None:
-            await self.run_action(action)
-            return
-        self.query_one("#tabs", TabbedContent).active = tab
-        await self.run_action(action, self.logs if tab == "logs-tab" else self.invoke_panel)

@@ -7,9 +7,13 @@ the widget that holds them and show in the footer while it (or something inside 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 
+from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.widgets import TabbedContent
 
 
 @dataclass(frozen=True)
@@ -98,3 +102,20 @@ SCOPES = [
 def key_name(binding: Binding) -> str:
     """The key as the footer, the help and the README write it."""
     return binding.key_display or binding.key
+
+
+# The palette runs a widget's command on that widget, with its tab shown: (tab, widget, list).
+PALETTE = [(None, None, BINDINGS), ("logs-tab", "#logs", LOG_BINDINGS), ("invoke-tab", "#invoke", INVOKE_BINDINGS)]
+
+
+def palette_commands(app: App) -> Iterator[SystemCommand]:
+    for tab, selector, bindings in PALETTE:
+        for binding in bindings:
+            if isinstance(binding, Command):
+                yield SystemCommand(binding.title, binding.tooltip, partial(_run, app, tab, selector, binding.action))
+
+
+async def _run(app: App, tab: str | None, selector: str | None, action: str) -> None:
+    if tab is not None:
+        app.query_one("#tabs", TabbedContent).active = tab
+    await app.run_action(action, app.query_one(selector) if selector else app)
