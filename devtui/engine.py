@@ -8,6 +8,7 @@ the registry records them. Reloads follow the update ladder of ``devtui.watch``.
 from __future__ import annotations
 
 import asyncio
+import signal
 import socket
 import time
 from collections.abc import Callable
@@ -16,7 +17,7 @@ from pathlib import Path
 from . import runtimes, spec
 from .events import CREATING, DELETING, FAILED, UPDATING, DebuggerChanged, Event, ReloadFinished, ReloadReason
 from .masking import mask
-from .record import DebuggerRecord, DeploymentRecord, RequestSettingsRecord
+from .record import DebuggerRecord, DeploymentRecord, ReloadRecord, RequestSettingsRecord
 from .server_events import DebugSettings, ReloadRequest, ServerEvents
 from .watch import Action, Batch, batches
 
@@ -49,11 +50,12 @@ class Engine(ServerEvents):
     def __init__(self, deployment: spec.LocalDeployment, workdir: Path, *, runtime: str = "process",
                  host: str = "127.0.0.1", port: int | None = None, watch: bool = True,
                  name: str | None = None, debug: DebugSettings | None = None,
-                 runtimes_from: Callable[..., runtimes.Runtime] = runtimes.create):
+                 runtimes_from: Callable[..., runtimes.Runtime] = runtimes.create, reload_mode: str = "patch"):
         """``runtimes_from(name, deployment, workdir, sink, host=, port=, debug=)`` makes the
         runtime (tests pass a fake one: the engine's boundary)."""
         self.deployment = deployment
         self._runtimes_from = runtimes_from
+        self.reload_mode = reload_mode
         self.workdir = workdir
         self.runtime_name = runtime
         self.host = host
@@ -87,7 +89,7 @@ class Engine(ServerEvents):
 
     def _new_runtime(self) -> runtimes.Runtime:
         return self._runtimes_from(self.runtime_name, self.deployment, self.workdir, self, host=self.host,
-                               port=self.port, debug=self.debug)
+                               port=self.port, debug=self.debug, reload_mode=self.reload_mode)
 
     async def start(self) -> str:
         """Stage and start; returns Succeeded or Failed once the first revision has an outcome.
@@ -120,16 +122,18 @@ class Engine(ServerEvents):
             self._resolve(FAILED, f"{type(ex).__name__}: {ex}")
         return await self._outcome
 
-    async def reload(self, reason: ReloadReason = ReloadReason.MANUAL, files: tuple[str, ...] = ()) -> None:
-        """Swap workers (rung 1): the code changed, or the user asked."""
+    async def reload(self, reason: ReloadReason = ReloadReason.MANUAL, files: tuple[str, ...] = (),
+                     swap: bool = False) -> None:
+        """The code changed (rung 0 where the server can patch it in place, else rung 1), or the
+        user asked; ``swap``: a new worker whatever changed."""
         self._requests.append(ReloadRequest(ReloadReason(reason), files))
-        await self.runtime.reload()
+        await self.runtime.reload(swap=swap)
 
     async def restage(self, files: tuple[str, ...] = ()) -> None:
         """Stage the model again, then swap workers (rung 2)."""
         self._requests.append(ReloadRequest(ReloadReason.MODEL, files))
         await self.runtime.stage()
-        await self.runtime.reload()
+        await self.runtime.reload(swap=True)
 
     async def restart(self, reason: str = "restart", reload_yaml: bool = True) -> str:
         """Load the YAML again and restart the server with it (rung 3). A YAML with problems is
@@ -284,5 +288,17 @@ class Engine(ServerEvents):
             ),
             debugger=(DebuggerRecord(state=self.debugger.state, host=self.debugger.host, port=self.debugger.port,
                                      detail=self.debugger.detail) if self.debugger else None),
+            last_reload=ReloadRecord.of(self.last_reload),
             **self.runtime.describe(),
         )
+
+
+# `devtui reload` asks the process hosting the engine by signal: a worker swap, or a full restart.
+SWAP_REQUEST, RESTART_REQUEST = signal.SIGUSR1, signal.SIGUSR2
+
+
+def accept_reload_requests(engine: Engine) -> None:
+    """Take `devtui reload [--full]` from another shell (call it in the host's running loop)."""
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(SWAP_REQUEST, lambda: loop.create_task(engine.reload(ReloadReason.MANUAL, swap=True)))
+    loop.add_signal_handler(RESTART_REQUEST, lambda: loop.create_task(engine.restart("a restart requested")))

@@ -85,6 +85,17 @@ class ReloadFinished:
     first: bool = False
     stage: str = ""  # on failure, an inference_server.protocol.Stage: load, init, start or readiness
     traceback: str = ""
+    rung: str = ""  # on success, an inference_server.protocol.Rung: start, patch or swap
+    detail: str = ""  # patch: what was patched ("run()"); swap: why not a patch ("init() changed")
+
+    @property
+    def how(self) -> str:
+        """The rung in words, for the log, the app and `show`."""
+        if self.rung == "patch":
+            return f"patched {self.detail} in place (model kept)"
+        if self.rung == "swap":
+            return f"worker swap ({self.detail})" if self.detail else "worker swap"
+        return self.rung
 
 
 @dataclass(frozen=True)

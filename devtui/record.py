@@ -41,6 +41,23 @@ class DebuggerRecord(_Record):
     detail: str = ""
 
 
+class ReloadRecord(_Record):
+    """The last reload: which rung of the update ladder applied, and how long it took."""
+
+    revision: int
+    ok: bool
+    how: str  # "patched run() in place (model kept)", "worker swap (init() changed)", "failed in init"
+    duration_ms: float
+
+    @classmethod
+    def of(cls, last) -> ReloadRecord | None:
+        """From the engine's last ReloadFinished; None before the first reload."""
+        if last is None or last.first:
+            return None
+        return cls(revision=last.revision, ok=last.ok, duration_ms=last.duration_ms,
+                   how=last.how if last.ok else f"failed in {last.stage}")
+
+
 class DeploymentRecord(_Record):
     """The endpoint's one deployment, as ``Engine.describe`` reports it."""
 
@@ -57,10 +74,17 @@ class DeploymentRecord(_Record):
     environment_variables: dict[str, str] = {}  # secret-looking values already masked
     request_settings: RequestSettingsRecord | None = None
     debugger: DebuggerRecord | None = None
+    last_reload: ReloadRecord | None = None
     # What the runtime adds: the process runtime its server's pid, the container runtime its containers.
     pid: int | None = None
     container_ids: list[str] = []
     image: str | None = None
+    # The container runtime's engine, for a person ("context NAME at unix:///..., (Docker Engine 27.3.1)")
+    # and for `down` to find it again; the GPUs asked for (--gpus).
+    engine: str | None = None
+    docker_host: str | None = None
+    docker_context: str | None = None
+    gpus: str | None = None
 
 
 class EndpointRecord(_Record):

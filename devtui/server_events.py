@@ -177,7 +177,8 @@ class ServerEvents:
             first = self.serving_revision is None
         finished = ReloadFinished(revision, ok, round((time.perf_counter() - since) * 1000, 1),
                                   self.serving_revision, first, "" if ok else str(event.stage),
-                                  "" if ok else event.traceback)
+                                  "" if ok else event.traceback, str(event.rung) if ok else "",
+                                  event.detail if ok else "")
         self.last_reload = finished
         self._emit(finished)
         if ok:

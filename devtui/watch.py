@@ -2,7 +2,8 @@
 
 A save in the code folder is a worker swap; in the model folder, a re-stage and a swap; in a
 YAML file, a restart; in the conda file or Dockerfile, a rebuild (container runtime). A batch
-of changes takes the largest step any of its files needs.
+of changes takes the largest step any of its files needs. Files that the code or model folder's
+ignore rules leave out (``devtui.ignore``) trigger nothing: the cloud would not have them.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import watchfiles
 
+from .ignore import IgnoreRules
 from .spec import LocalDeployment
 
 # watchfiles yields a batch once no change has come for this long. Editors save by writing a
@@ -42,17 +44,22 @@ def _inside(path: Path, folder: Path | None) -> bool:
     return folder is not None and (path == folder or folder in path.parents)
 
 
-def classify(deployment: LocalDeployment, path: Path) -> Action | None:
+def classify(deployment: LocalDeployment, path: Path, rules: dict[Path, IgnoreRules] | None = None) -> Action | None:
+    """The action a change of ``path`` needs; None for a file that is not part of the deployment,
+    or one the folder's ignore rules leave out (``rules``: folder -> its rules, read once per batch)."""
     path = path.resolve()
     if path in {deployment.deployment_file, deployment.endpoint_file}:
         return Action.RESTART
     environment = deployment.environment
     if path == environment.conda_file or _inside(path, environment.build_path):
         return Action.REBUILD
-    if deployment.model and _inside(path, deployment.model.path):
-        return Action.RESTAGE
-    if _inside(path, deployment.code_dir):
-        return Action.SWAP
+    rules = {} if rules is None else rules
+    for folder, action in ((deployment.model.path if deployment.model else None, Action.RESTAGE),
+                           (deployment.code_dir, Action.SWAP)):
+        if _inside(path, folder):
+            if folder not in rules:
+                rules[folder] = IgnoreRules(folder)
+            return None if rules[folder].ignored(path) else action
     return None
 
 
@@ -98,8 +105,9 @@ async def batches(deployment: LocalDeployment, stop: asyncio.Event) -> AsyncIter
             while not queue.empty():  # both watchers may have seen the same save
                 changes |= queue.get_nowait()
             actions = {}
+            rules: dict[Path, IgnoreRules] = {}  # read once per batch: a save of .amlignore applies at once
             for _, name in changes:
-                action = classify(deployment, Path(name))
+                action = classify(deployment, Path(name), rules)
                 if action is not None:
                     actions[Path(name)] = action
             if actions:

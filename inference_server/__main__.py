@@ -58,6 +58,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
                         help="Keep running when the first init() fails and retry on the next reload (SIGHUP).")
     parser.add_argument("--no-fork", action="store_true",
                         help="Spawn fresh worker processes instead of forking them from the warm parent.")
+    parser.add_argument("--reload", choices=["patch", "swap"], default="patch",
+                        help="What a reload (SIGHUP) does: patch the changed functions into the running worker "
+                             "when init() and the script's shape did not change, else swap (default: patch); "
+                             "swap: always a new worker. SIGUSR2 always swaps.")
+    parser.add_argument("--warm-file", help="A JSON file that keeps the libraries workers imported, so the next "
+                        "start imports them in the warm parent before the first worker (devtui passes one).")
     parser.add_argument("--no-warm-imports", action="store_true",
                         help="Do not import the previous worker's libraries into the parent before a reload.")
     return parser.parse_args(argv)
@@ -87,7 +93,8 @@ def options_from(args: argparse.Namespace) -> Options:
         warm_imports=not args.no_warm_imports and os.environ.get("DEVTUI_WARM_IMPORTS", "1") != "0",
         events_fd=args.events_fd, events_stdout=args.events_stdout, first_revision=args.first_revision,
         parent_pid=args.parent_pid, debug_host=args.debug_host if args.debug_port is not None else None,
-        debug_port=args.debug_port or 0, debug_wait=args.debug_wait)
+        debug_port=args.debug_port or 0, debug_wait=args.debug_wait, reload_mode=args.reload,
+        warm_file=args.warm_file)
 
 
 def _entry_script(args: argparse.Namespace, app_root: str) -> str:

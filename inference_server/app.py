@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -139,6 +140,8 @@ class ScoringApp:
         # still hold one.
         self.pool = ThreadPoolExecutor(max_workers=limits.max_concurrent + 16, thread_name_prefix="run")
         self.server_version = server_version()
+        self.after_first_run: Callable[[], None] | None = None
+        self.debugging: Callable[[], bool] | None = None  # whether a debugger is attached to this worker
 
     # -- headers -------------------------------------------------------------------------------
 
@@ -194,6 +197,9 @@ class ScoringApp:
         finally:
             self.in_flight -= 1
         self._access_log(request, response, started)
+        if self.after_first_run is not None:
+            hook, self.after_first_run = self.after_first_run, None
+            hook()
         return response
 
     async def _score(self, request: Request, ids: list) -> Response:
@@ -243,7 +249,7 @@ class ScoringApp:
             self.slots = asyncio.Semaphore(self.limits.max_concurrent)
         call = _RunCall(self.script, arguments, headers)
         loop = asyncio.get_running_loop()
-        timeout_ms = self.limits.timeout_ms
+        timeout_ms = self._timeout_ms()
         try:
             async with asyncio.timeout(timeout_ms / 1000 if timeout_ms else None):
                 async with self.slots:
@@ -254,8 +260,17 @@ class ScoringApp:
             call.abandon()
             raise _Timeout() from None
 
-    def _run_inline(self, arguments: dict, headers: dict) -> tuple[Any, float]:
+    def _timeout_ms(self) -> int | None:
+        """The request's timeout; none while a debugger is attached, so that a stop at a
+        breakpoint is not answered 408 behind the user's back (said in the log)."""
         timeout_ms = self.limits.timeout_ms
+        if timeout_ms and self.debugging is not None and self.debugging():
+            logger.info(f"A debugger is attached: the request timeout ({timeout_ms} ms) is suspended for this request")
+            return None
+        return timeout_ms
+
+    def _run_inline(self, arguments: dict, headers: dict) -> tuple[Any, float]:
+        timeout_ms = self._timeout_ms()
         if timeout_ms:
             # As the reference server does: a signal interrupts even a sleeping run().
             previous = signal.signal(signal.SIGALRM, _on_alarm)
@@ -334,8 +349,14 @@ def wsgi_environ(scope: dict, body: bytes, headers_only: bool = False) -> dict:
     return environ
 
 
-def create_app(script: UserScript, swagger: Swagger, limits: Limits, cors_origins: list[str] | None = None) -> FastAPI:
+def create_app(script: UserScript, swagger: Swagger, limits: Limits, cors_origins: list[str] | None = None,
+               after_first_run: Callable[[], None] | None = None,
+               debugging: Callable[[], bool] | None = None) -> FastAPI:
+    """``after_first_run`` is called once, after the first run() call has been answered;
+    ``debugging`` says whether a debugger is attached (the request timeout waits then)."""
     scoring = ScoringApp(script, swagger, limits)
+    scoring.after_first_run = after_first_run
+    scoring.debugging = debugging
     app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
     # Starlette-level routes: the handlers read the request themselves, so FastAPI's dependency
     # resolution stays off the request path.

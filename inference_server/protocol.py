@@ -62,6 +62,21 @@ class StatusKind(StrEnum):
     FAILED = "failed"
     LEARNED = "learned"
     DEBUG_STOP = "debug_stop"
+    PATCHED = "patched"
+
+
+class Rung(StrEnum):
+    """How a revision came to serve: the update ladder's step."""
+
+    START = "start"  # the first worker of a server
+    PATCH = "patch"  # the running worker got the new code in place; init() did not run again
+    SWAP = "swap"  # a new worker imported the script and ran init(); the old one drained
+
+
+class PatchResult(StrEnum):
+    PATCHED = "patched"
+    SWAP = "swap"  # the change cannot be applied in place: detail says why
+    FAILED = "failed"  # the new source does not compile (or a new default raised): the old code serves
 
 
 class _Message:
@@ -128,6 +143,8 @@ class Ready(_Event):
     pid: int | None = None
     duration_ms: float
     first: bool
+    rung: Rung = Rung.SWAP
+    detail: str = ""  # patch: what was patched ("run(), helper()"); swap: why not a patch
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -216,7 +233,17 @@ class WorkerDebugStop(_Status):
     where: str | None
 
 
-WorkerStatus = WorkerReady | WorkerFailed | WorkerLearned | WorkerDebugStop
+@dataclass(frozen=True, kw_only=True)
+class WorkerPatched(_Status):
+    """The answer to a patch request (SIGUSR1): patched in place, a swap is needed, or failed."""
+
+    kind = StatusKind.PATCHED
+    result: PatchResult
+    detail: str = ""
+    traceback: str = ""
+
+
+WorkerStatus = WorkerReady | WorkerFailed | WorkerLearned | WorkerDebugStop | WorkerPatched
 
 
 # -- writing and reading --------------------------------------------------------------------------
@@ -347,4 +374,5 @@ def _excerpt(text: str, limit: int = 120) -> str:
 
 _EVENTS = _Codec("scoring-server event", "event",
                  (BindFailed, Listening, Debugger, Starting, Ready, Failed, Crashed, Stopped, Exited))
-_STATUS = _Codec("worker status", "status", (WorkerReady, WorkerFailed, WorkerLearned, WorkerDebugStop))
+_STATUS = _Codec("worker status", "status", (WorkerReady, WorkerFailed, WorkerLearned, WorkerDebugStop,
+                                             WorkerPatched))

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import importlib
 import json
 import logging
 import os
@@ -26,11 +25,13 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 from . import protocol
 from .debugger import DebugListener
+from .patch_requests import Patches
+from .warming import Preloader
 from .unavailable import Unavailable
 from .worker import Options, configure_logging
 
@@ -49,6 +50,7 @@ class Worker:
     ready_at: float = 0.0
     buffer: bytes = b""
     failure: protocol.WorkerFailed | None = None
+    why: str = ""  # why a new worker rather than a patch (Ready's detail)
 
 
 def die_with_parent(sig: int = signal.SIGTERM) -> None:
@@ -84,47 +86,27 @@ def listen(host: str, port: int, emit: Callable[[protocol.ServerEvent], None]) -
     return sock
 
 
-class Preloader:
-    """What the supervisor imports so that the workers it forks find it loaded: the server's
-    own libraries once, and after each worker the third-party libraries that worker imported."""
+class Backoff:
+    """When to start a crashed serving worker again: at once the first time, then waiting longer
+    after each crash in a row, so a worker that keeps dying does not spin."""
 
-    def __init__(self, enabled: bool):
-        self.enabled = enabled  # for the learned libraries; the server's are always imported
-        self.learned: set[str] = set()
-        self.imported: set[str] = set()
+    def __init__(self):
+        self.crashes = 0  # in a row; a worker that stayed up a good while resets it
+        self.restart_at: float | None = None
 
-    @staticmethod
-    def import_server() -> None:
-        """Import everything a worker needs to serve, once, here in the parent."""
-        import uvicorn
+    def crashed(self, ready_at: float) -> tuple[int, float]:
+        if time.monotonic() - ready_at > 30:
+            self.crashes = 0  # it had been serving a good while: this is a new crash, not a loop
+        self.crashes += 1
+        delay = min(0.1 * 2 ** (self.crashes - 1), 10.0) if self.crashes > 1 else 0.0
+        self.restart_at = time.monotonic() + delay
+        return self.crashes, delay
 
-        from . import app  # noqa: F401  (FastAPI, Starlette, werkzeug)
-
-        async def nothing(scope, receive, send):
-            pass
-
-        config = uvicorn.Config(nothing, loop="uvloop", http="httptools", lifespan="off", log_config=None)
-        config.load()
-
-    def learn(self, modules: Iterable[str], interrupted: Callable[[], bool]) -> None:
-        """Import the libraries the last worker imported, so the next one finds them loaded.
-
-        Runs while idle, right after a worker reports them; a reload requested meanwhile goes
-        first (the new worker imports what is not here yet itself)."""
-        self.learned.update(modules)
-        if not self.enabled:
-            return
-        for name in sorted(self.learned - self.imported):
-            if interrupted():
-                return
-            self.imported.add(name)
-            started = time.perf_counter()
-            try:
-                importlib.import_module(name)
-            except BaseException as ex:  # a library that cannot load here is simply left to the worker
-                logger.debug(f"Not preloading {name}: {ex!r}")
-                continue
-            logger.debug(f"Preloaded {name} in {(time.perf_counter() - started) * 1000:.1f} ms")
+    def due(self) -> bool:
+        if self.restart_at is None or time.monotonic() < self.restart_at:
+            return False
+        self.restart_at = None
+        return True
 
 
 class Supervisor:
@@ -136,12 +118,13 @@ class Supervisor:
         self.current: Worker | None = None
         self.pending: Worker | None = None
         self.retiring: list[Worker] = []
-        self.reload_requested = False
+        self.reload_requested, self.reloads = False, 0  # a reload is due; SIGHUPs so far
+        self.swap_requested: str | None = None  # the next reload is a new worker, for this reason
+        self.patches = Patches(self.emit)
         self.stopping = False
         self.exit_code = 0
-        self.crashes = 0  # in a row; a worker that stays up resets it
-        self.restart_at: float | None = None
-        self.preloader = Preloader(options.warm_imports)
+        self.backoff = Backoff()  # restarting a serving worker that crashed
+        self.preloader = Preloader(options.warm_imports, options.warm_file)
         self.selector = selectors.DefaultSelector()
         self.sock: socket.socket | None = None
         self.unavailable = Unavailable(self.selector)
@@ -149,25 +132,14 @@ class Supervisor:
         self.debugger = DebugListener(options.debug_host, options.debug_port, self.emit) if options.debug_host else None
 
     def emit(self, event: protocol.ServerEvent) -> None:
-        """Tell devtui, on the events fd or, in a container, in the log."""
         self.unavailable.observe(event)
-        if self.options.events_fd is not None:
-            try:
-                os.write(self.options.events_fd, protocol.encode(event))
-            except OSError:
-                pass  # devtui went away; the parent-death signal ends us soon
-        elif self.options.events_stdout:
-            # In a container there is no pipe to pass: events travel in the log, marked so that
-            # devtui can take them out of it. One write of one line, so they never interleave.
-            sys.stdout.flush()
-            os.write(sys.stdout.fileno(), protocol.encode(event, prefix=True))
-
-    # -- main loop ---------------------------------------------------------------------------
+        write_event(self.options, event)
 
     def run(self) -> int:
         # Handlers first: a reload or stop asked for while the server is still starting must
         # not kill it (their default action) but take effect once it can.
         signal.signal(signal.SIGHUP, self._on_reload)
+        signal.signal(signal.SIGUSR2, self._on_swap)
         signal.signal(signal.SIGTERM, self._on_stop)
         signal.signal(signal.SIGINT, self._on_stop)
         if self.options.parent_pid:
@@ -186,6 +158,7 @@ class Supervisor:
             return self.exit_code
         # A reload asked for while starting is already covered by the first worker.
         self.reload_requested = False
+        self.preloader.before_first_worker(self.options.entry_script, (self.options.app_root,))
         self._start_worker()
         while True:
             self._wait()
@@ -195,6 +168,7 @@ class Supervisor:
             if self.stopping and not self._workers():
                 break
             self._start_worker_if_due()
+            self.preloader.step(lambda: self.reload_requested, most=1)  # a swap due goes first
         logger.info("Supervisor stopped")
         self.emit(protocol.Stopped(exit_code=self.exit_code))
         return self.exit_code
@@ -213,9 +187,9 @@ class Supervisor:
         """Wait for a signal, a worker's status, a connection while nothing serves or a due
         restart, and handle what came: statuses first, so a worker that is ready gets the
         connections still waiting in the listen queue."""
-        timeout = 0.25 if self.debugger is not None else 1.0
-        if self.restart_at is not None:
-            timeout = max(0.0, min(timeout, self.restart_at - time.monotonic()))
+        timeout = 0.0 if self.preloader.pending else 0.25 if self.debugger is not None else 1.0
+        if self.backoff.restart_at is not None:
+            timeout = max(0.0, min(timeout, self.backoff.restart_at - time.monotonic()))
         self.unavailable.update(self.stopping)
         events = self.selector.select(timeout=timeout)
         for key, _ in events:
@@ -228,15 +202,36 @@ class Supervisor:
             handle()
 
     def _start_worker_if_due(self) -> None:
-        if self.restart_at is not None and time.monotonic() >= self.restart_at:
-            self.restart_at = None
-            self.reload_requested = True
-        if self.reload_requested and self.pending is None and not self.stopping:
+        if self.backoff.due():
+            self._on_swap(why="the serving worker crashed")
+        if self.reload_requested and self.pending is None and self.patches.in_flight is None and not self.stopping:
             self.reload_requested = False
-            self._start_worker()
+            why, self.swap_requested = self.swap_requested, None
+            if why is None and self.options.reload_mode == "patch" and self.current and self.current.ready:
+                self.revision += 1
+                self.patches.ask(self.current, self.revision)
+            else:
+                self._start_worker(why=why or "a new worker was asked for")
 
     def _on_reload(self, *_):
+        self.reload_requested, self.reloads = True, self.reloads + 1
+        if self.swap_requested is None and self.pending is None and self.options.reload_mode == "patch":
+            self.patches.signal_early(self.current, self.reloads)  # now, not after a warming import
+
+    def _on_swap(self, *_, why: str = "a new worker was asked for"):
         self.reload_requested = True
+        self.swap_requested = why
+
+    def _on_patched(self, worker: Worker, message: protocol.WorkerPatched) -> None:
+        # The answer to an early request not booked yet: book it now, unless a swap came since.
+        if (self.patches.in_flight is None and (sighup := self.patches.early_for(worker)) is not None
+                and self.pending is None and self.swap_requested is None):
+            self.reload_requested = self.reload_requested and sighup != self.reloads
+            self.revision += 1
+            self.patches.ask(worker, self.revision)
+        patch = self.patches.in_flight
+        if patch is not None and worker is self.current and (why := self.patches.answered(worker, message)):
+            self._start_worker(why=why, revision=patch.revision)
 
     def _on_stop(self, *_):
         if not self.stopping:
@@ -249,33 +244,22 @@ class Supervisor:
 
     # -- workers -----------------------------------------------------------------------------
 
-    def _start_worker(self) -> None:
-        self.revision += 1
-        status_r, status_w = os.pipe()
-        sys.stdout.flush()
-        sys.stderr.flush()
+    def _start_worker(self, why: str = "", revision: int | None = None) -> None:
+        """A worker for the next revision, or for ``revision`` (announced: a patch needed a swap)."""
+        announced = revision is not None
+        self.revision = revision if announced else self.revision + 1
         started = time.perf_counter()
-        if self.options.fork:
-            pid = os.fork()
-            if pid == 0:
-                os.close(status_r)
-                inherited = (*self.wake_fds, *(w.status_fd for w in self._workers()), *self.unavailable.fds())
-                if self.options.events_fd is not None:
-                    inherited += (self.options.events_fd,)
-                _become_worker(self.options, self.sock, self.revision, status_w, self.selector, inherited)
-        else:
-            pid = subprocess.Popen(
-                [sys.executable, "-m", "inference_server.worker", json.dumps(asdict(self.options)),
-                 str(self.sock.fileno()), str(self.revision), str(status_w)],
-                pass_fds=(self.sock.fileno(), status_w)).pid
-        os.close(status_w)
-        os.set_blocking(status_r, False)
-        worker = Worker(self.revision, pid, status_r, started)
+        inherited = (*self.wake_fds, *(w.status_fd for w in self._workers()), *self.unavailable.fds())
+        if self.options.events_fd is not None:
+            inherited += (self.options.events_fd,)
+        pid, status_r = spawn(self.options, self.sock, self.revision, self.selector, inherited)
+        worker = Worker(self.revision, pid, status_r, started, why=why)
         self.selector.register(status_r, selectors.EVENT_READ, worker)
         self.pending = worker
         first = self.current is None
-        logger.info(f"Starting worker {pid} for revision {self.revision}")
-        self.emit(protocol.Starting(revision=self.revision, pid=pid, first=first))
+        logger.info(f"Starting worker {pid} for revision {self.revision}" + (f" ({why})" if why and not first else ""))
+        if not announced:
+            self.emit(protocol.Starting(revision=self.revision, pid=pid, first=first))
 
     def _read_status(self, worker: Worker) -> None:
         try:
@@ -292,11 +276,13 @@ class Supervisor:
             if isinstance(message, protocol.WorkerReady):
                 self._on_ready(worker, message)
             elif isinstance(message, protocol.WorkerLearned):
-                self.preloader.learn(message.modules, interrupted=lambda: self.reload_requested)
+                self.preloader.learn(message.modules)
             elif isinstance(message, protocol.WorkerFailed):
                 worker.failure = message
             elif isinstance(message, protocol.WorkerDebugStop) and self.debugger is not None:
                 self.debugger.worker_stopped(message.where)
+            elif isinstance(message, protocol.WorkerPatched):
+                self._on_patched(worker, message)
 
     def _close_status(self, worker: Worker) -> None:
         self.selector.unregister(worker.status_fd)
@@ -314,7 +300,8 @@ class Supervisor:
             _kill(previous.pid, signal.SIGTERM)
         logger.info(f"Revision {worker.revision} ready in {message.duration_ms:.1f} ms (worker {worker.pid})")
         self.emit(protocol.Ready(revision=worker.revision, pid=worker.pid, duration_ms=message.duration_ms,
-                                 first=previous is None))
+                                 first=previous is None, rung=protocol.Rung.START if previous is None
+                                 else protocol.Rung.SWAP, detail=worker.why if previous is not None else ""))
         if self.stopping:
             _kill(worker.pid, signal.SIGTERM)
 
@@ -345,6 +332,8 @@ class Supervisor:
                 self._revision_failed(worker, code)
         elif worker is self.current:
             self.current = None
+            if self.patches.in_flight is not None:  # it died answering a patch: the restart loads the save
+                self.revision = self.patches.cancel() - 1
             if not self.stopping:
                 self._restart_crashed(worker, code)
 
@@ -364,16 +353,47 @@ class Supervisor:
             self.stopping = True
 
     def _restart_crashed(self, worker: Worker, code: int) -> None:
-        """The serving worker died under us (a crash in run(), an OOM kill): start it again,
-        waiting longer after each crash in a row so a worker that keeps dying does not spin."""
-        if time.monotonic() - worker.ready_at > 30:
-            self.crashes = 0  # it had been serving a good while: this is a new crash, not a loop
-        self.crashes += 1
-        delay = min(0.1 * 2 ** (self.crashes - 1), 10.0)
+        """The serving worker died under us (a crash in run(), an OOM kill): start it again."""
+        crashes, delay = self.backoff.crashed(worker.ready_at)
         logger.error(f"Worker {worker.pid} of revision {worker.revision} exited with code {code}; restarting it"
-                     + (f" in {delay:.1f} s ({self.crashes} crashes in a row)" if self.crashes > 1 else ""))
+                     + (f" in {delay:.1f} s ({crashes} crashes in a row)" if crashes > 1 else ""))
         self.emit(protocol.Crashed(revision=worker.revision, pid=worker.pid, exit_code=code))
-        self.restart_at = time.monotonic() + (delay if self.crashes > 1 else 0)
+
+
+def write_event(options: Options, event: protocol.ServerEvent) -> None:
+    """Tell devtui, on the events fd or, in a container, in the log."""
+    if options.events_fd is not None:
+        try:
+            os.write(options.events_fd, protocol.encode(event))
+        except OSError:
+            pass  # devtui went away; the parent-death signal ends us soon
+    elif options.events_stdout:
+        # In a container there is no pipe to pass: events travel in the log, marked so that
+        # devtui can take them out of it. One write of one line, so they never interleave.
+        sys.stdout.flush()
+        os.write(sys.stdout.fileno(), protocol.encode(event, prefix=True))
+
+
+def spawn(options: Options, sock: socket.socket, revision: int, selector: selectors.BaseSelector,
+          inherited_fds: tuple[int, ...]) -> tuple[int, int]:
+    """A worker for ``revision``, forked from this warm process (or spawned fresh without fork):
+    its pid, and the read end of its status pipe."""
+    status_r, status_w = os.pipe()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if options.fork:
+        pid = os.fork()
+        if pid == 0:
+            os.close(status_r)
+            _become_worker(options, sock, revision, status_w, selector, inherited_fds)
+    else:
+        pid = subprocess.Popen(
+            [sys.executable, "-m", "inference_server.worker", json.dumps(asdict(options)),
+             str(sock.fileno()), str(revision), str(status_w)],
+            pass_fds=(sock.fileno(), status_w)).pid
+    os.close(status_w)
+    os.set_blocking(status_r, False)
+    return pid, status_r
 
 
 def _become_worker(options: Options, sock: socket.socket, revision: int, status_w: int,
@@ -390,6 +410,7 @@ def _become_worker(options: Options, sock: socket.socket, revision: int, status_
         # A hang-up sent to the whole group (a closed terminal, `timeout`) is the supervisor's
         # business: it reloads or stops; a worker must not die of it.
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        signal.signal(signal.SIGUSR2, signal.SIG_IGN)  # the supervisor's (swap), as SIGHUP
         selector.close()
         for fd in inherited_fds:
             if fd >= 0:

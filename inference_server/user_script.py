@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-from . import amlapi
+from . import amlapi, patching
 
 logger = logging.getLogger("azmlinfsrv.user_script")
 
@@ -116,7 +116,9 @@ class _FreshLoader(importlib.machinery.SourceFileLoader):
 
     def get_code(self, fullname):
         path = self.get_filename(fullname)
-        return self.source_to_code(self.get_data(path), path)
+        source = self.get_data(path)
+        patching.current.loaded(fullname, path, source)  # what a later save is compared with
+        return self.source_to_code(source, path)
 
 
 class _FreshFinder:

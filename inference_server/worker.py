@@ -42,6 +42,7 @@ class Options:
     stay_up_on_failure: bool = False
     fork: bool = True
     warm_imports: bool = True
+    warm_file: str | None = None  # where the learned imports are kept for the next start
     events_fd: int | None = None
     events_stdout: bool = False
     first_revision: int = 1
@@ -49,6 +50,7 @@ class Options:
     debug_host: str | None = None  # set: a debugpy listener in the supervisor; workers attach as children
     debug_port: int = 5678
     debug_wait: bool = False
+    reload_mode: str = "patch"  # patch: a reload tries rung 0 first; swap: always a new worker
 
 
 def draining_protocol():
@@ -86,8 +88,12 @@ def quick_exit_server():
     import uvicorn
 
     class QuickExitServer(uvicorn.Server):
+        on_loop = None  # called with the running loop once it runs
+
         async def serve(self, sockets=None) -> None:
             self.loop = asyncio.get_running_loop()
+            if self.on_loop is not None:
+                self.on_loop(self.loop)
             await super().serve(sockets)
 
         def handle_exit(self, sig, frame) -> None:
@@ -105,6 +111,48 @@ def quick_exit_server():
                 connection.shutdown()
 
     return QuickExitServer
+
+
+class PatchRequests:
+    """SIGUSR1 from the supervisor: apply the saved code to this worker in place (rung 0) and
+    answer with a WorkerPatched status. The patch runs on the event loop, between requests; a
+    request that arrives before the loop runs waits for it."""
+
+    def __init__(self, report):
+        self.report = report
+        self.loop = None
+        self.waiting = False
+
+    def listen(self):
+        import signal
+
+        signal.signal(signal.SIGUSR1, self._requested)
+        return self._attach
+
+    def _attach(self, loop) -> None:
+        self.loop = loop
+        if self.waiting:
+            self.waiting = False
+            loop.call_soon(self._patch)
+
+    def _requested(self, *_) -> None:
+        if self.loop is None:
+            self.waiting = True
+        else:
+            self.loop.call_soon_threadsafe(self._patch)
+
+    def _patch(self) -> None:
+        from . import patching
+
+        outcome = patching.current.apply()
+        if outcome.kind == "patched":
+            logger.info(f"Patched {outcome.detail} in place in {outcome.duration_ms:.1f} ms; init() did not run again")
+        elif outcome.kind == "failed":
+            logger.error(f"The saved code cannot be applied; the running code keeps serving:\n{outcome.traceback}")
+        else:
+            logger.info(f"Not a patch ({outcome.detail}): a new worker takes over")
+        self.report(protocol.WorkerPatched, result=protocol.PatchResult(outcome.kind), detail=outcome.detail,
+                    traceback=outcome.traceback)
 
 
 def watch_debug_stops(report, roots: tuple[str, ...]) -> None:
@@ -229,11 +277,23 @@ def serve(options: Options, sock: socket.socket, revision: int, status_fd: int) 
         logger.info(f"Scoring timeout is set to {options.timeout_ms}")
     else:
         limits = Limits(options.max_concurrent)
-    app = create_app(script, swagger, limits, options.cors_origins)
+    def learned() -> None:
+        # Lazily importing libraries load most on the first run(): the parent learns those too.
+        if options.warm_imports:
+            report(protocol.WorkerLearned, modules=tuple(third_party_modules(loaded_by_parent)))
+
+    debugging = None
+    if options.debug_host:
+        import debugpy
+
+        debugging = debugpy.is_client_connected
+    app = create_app(script, swagger, limits, options.cors_origins, after_first_run=learned, debugging=debugging)
     config = uvicorn.Config(app, loop="uvloop", http=draining_protocol(), lifespan="off", log_config=None,
                             access_log=False, server_header=False, date_header=False,
                             timeout_graceful_shutdown=30)
     server = quick_exit_server()(config)
+    # Before ready is reported: from then on the supervisor may ask for a patch (SIGUSR1).
+    server.on_loop = PatchRequests(report).listen()
     report(protocol.WorkerReady)
     logger.info(f"Worker with pid {os.getpid()} ready for serving traffic")
     if options.debug_host:

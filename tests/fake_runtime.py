@@ -34,8 +34,9 @@ class FakeRuntime(Runtime):
     name = "fake"
     instances: list[FakeRuntime] = []  # every runtime the engine made, in order
 
-    def __init__(self, runtime_name: str, deployment, workdir, sink, host="127.0.0.1", port=0, debug=None):
-        super().__init__(deployment, workdir, sink, host=host, port=port, debug=debug)
+    def __init__(self, runtime_name: str, deployment, workdir, sink, host="127.0.0.1", port=0, debug=None,
+                 reload_mode="patch"):
+        super().__init__(deployment, workdir, sink, host=host, port=port, debug=debug, reload_mode=reload_mode)
         self.runtime_name = runtime_name
         self.calls: list[str] = []
         self.failures: list[protocol.Stage] = []
@@ -69,8 +70,8 @@ class FakeRuntime(Runtime):
         self.revision = first_revision - 1
         self._next_revision(first=True)
 
-    async def reload(self) -> None:
-        self.calls.append("reload")
+    async def reload(self, swap: bool = False) -> None:
+        self.calls.append("swap" if swap else "reload")
         self._next_revision(first=False)
 
     def _next_revision(self, first: bool) -> None:

@@ -50,7 +50,8 @@ class PrivateEngine:
         self.socket = self.folder / "docker.sock"
         self.host = f"unix://{self.socket}"
         self.log_path = self.folder / "dockerd.log"
-        self.namespace = self.folder.name
+        # containerd refuses a namespace with "_" (mkdtemp's random part may have one).
+        self.namespace = self.folder.name.replace("_", "x")
         self.netns = Path("/run/netns") / self.namespace
         self.enter = ["nsenter", f"--net={self.netns}"]
         self.process: subprocess.Popen | None = None

@@ -250,7 +250,8 @@ def test_hot_reload_ladder_in_containers(sample, endpoint, docker_client):
     assert first["model_size"] == (folder / "model" / "sklearn_regression_model.pkl").stat().st_size
     ids = show(name)["deployments"][0]["container_ids"]
 
-    # Rung 1: a save in the code folder reaches the running container; a new worker answers.
+    # Rung 1: a save in the code folder reaches the running container; VERSION is module-level, so a
+    # new worker answers.
     save(script, SCORE.format(version="v2"))
     answers(name, lambda a: a["version"] == "v2")
     revision = wait_for(lambda: show(name)["deployments"][0]["revision"], message="a serving revision")
@@ -268,6 +269,11 @@ def test_hot_reload_ladder_in_containers(sample, endpoint, docker_client):
 
     save(script, SCORE.format(version="v4"))
     answers(name, lambda a: a["version"] == "v4")
+
+    # Rung 0: only run() changed: patched into the running worker inside the container, init() not run.
+    save(script, SCORE.format(version="v4").replace('"greeting":', '"patched": True, "greeting":'))
+    answers(name, lambda a: a.get("patched") is True)
+    assert show(name)["deployments"][0]["last_reload"]["how"] == "patched run() in place (model kept)"
     copies = logs(name, "storage-initializer").count("model: copying")
     assert copies == 1
 
@@ -666,3 +672,27 @@ def test_another_devtui_home_cannot_touch_an_endpoint_of_the_same_name(sample, e
     devtui("down", "-n", name, env=other, check=None)
     assert score(name) == EXPECTED
     assert show(name)["provisioning_state"] == "Succeeded"
+
+
+def test_files_the_ignore_file_leaves_out_never_reach_the_container(sample, endpoint, docker_client):
+    """.amlignore (and the default litter) as the cloud's upload applies it: not copied by the
+    storage-initializer, not pushed by a save's sync (test_ignore.py: nor does it start a swap)."""
+    name = endpoint("ct-ignore")
+    folder = sample("sklearn-regression")
+    code = folder / "onlinescoring"
+    (code / ".amlignore").write_text("secrets/\n*.log\n")
+    (code / "secrets").mkdir()
+    (code / "secrets" / "token.txt").write_text("not for the cloud\n")
+    (code / "debug.log").write_text("local noise\n")
+    (code / "score.py~").write_text("an editor's backup\n")
+    script = ("import os\ndef init():\n    pass\ndef run(raw):\n    root = os.environ['AML_APP_ROOT']\n"
+              "    return {'files': sorted(os.path.relpath(os.path.join(d, f), root) for d, _, fs in os.walk(root) "
+              "for f in fs if not f.startswith('.devtui')), 'v': V}\n")
+    save(code / "score.py", script.replace("V}", "1}"))
+    up_detached(folder, name)
+    assert score(name) == {"files": [".amlignore", "score.py"], "v": 1}
+    assert "token.txt" not in logs(name, "storage-initializer")
+    (code / "secrets" / "later.txt").write_text("saved while it runs\n")
+    (code / "more.log").write_text("saved while it runs\n")
+    save(code / "score.py", script.replace("V}", "2}"))
+    assert answers(name, lambda a: a.get("v") == 2) == {"files": [".amlignore", "score.py"], "v": 2}

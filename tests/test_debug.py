@@ -164,3 +164,32 @@ def test_container_runtime_breakpoints_with_the_in_container_path(workspace, doc
     bindings = server.attrs["NetworkSettings"]["Ports"][f"{port}/tcp"]
     assert bindings == [{"HostIp": "127.0.0.1", "HostPort": str(port)}]
     hit_breakpoint_twice_across_a_reload(cwd, folder, name, "/var/azureml-app/onlinescoring")
+
+
+def test_a_stop_at_a_breakpoint_longer_than_the_request_timeout_is_not_a_408(workspace):
+    """Issue 9: with the default request_settings every inspected request became a 408."""
+    import time
+
+    cwd, folder = workspace
+    deployment = folder / "deployment.yml"
+    deployment.write_text(deployment.read_text().replace("request_timeout_ms: 5000", "request_timeout_ms: 1000"))
+    devtui("up", str(folder), "--debug", "--debug-port", str(free_port()), "--detach", cwd=cwd)
+    score = folder / "onlinescoring" / "score.py"
+    client = DebugClient(launch_configuration(cwd, "my-endpoint"))
+    try:
+        client.set_breakpoints(str(score), [breakpoint_line(score)])
+        child = client.next_child()
+        wait_for(lambda: show("my-endpoint", cwd=cwd)["deployments"][0]["debugger"]["state"] == "attached", timeout=30)
+        thread, result = post_in_background(show("my-endpoint", cwd=cwd)["scoring_uri"],
+                                            (folder / "sample-request.json").read_bytes())
+        thread_id, _ = stopped_frame(child)
+        stopped_at = time.monotonic()
+        # The user inspects for longer than request_timeout_ms (the duration under test, not a wait for a state).
+        wait_for(lambda: time.monotonic() - stopped_at > 1.5, timeout=5)
+        child.request("continue", {"threadId": thread_id})
+        thread.join(60)
+        assert result["answer"].status_code == 200, result["answer"].text
+    finally:
+        client.close()
+    log = devtui("logs", "-n", "my-endpoint", cwd=cwd).stdout
+    assert "the request timeout (1000 ms) is suspended" in log, log

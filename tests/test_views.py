@@ -30,7 +30,8 @@ def test_the_printer_prints_one_line_per_fact(capsys):
         ReloadStarted(2, "code", ("/x/score.py", "/x/util.py")),
         ReloadStarted(3, "manual"),
         ReloadFinished(1, True, 120.4, 1, first=True),
-        ReloadFinished(2, True, 35.6, 2),
+        ReloadFinished(2, True, 35.6, 2, rung="swap", detail="init() changed"),
+        ReloadFinished(5, True, 3.2, 5, rung="patch", detail="run()"),
         ReloadFinished(3, False, 10, 2, stage="init"),
         ReloadFinished(4, False, 10, None, stage="load"),
     ):
@@ -45,7 +46,8 @@ def test_the_printer_prints_one_line_per_fact(capsys):
         f"devtui{pad} | debugger failed on 127.0.0.1:5678 (port taken)",
         f"devtui{pad} | reloading revision 2 (code: score.py, util.py)",
         f"devtui{pad} | reloading revision 3 (manual)",
-        f"devtui{pad} | revision 2 is serving (36 ms)",
+        f"devtui{pad} | revision 2 is serving: worker swap (init() changed) in 36 ms",
+        f"devtui{pad} | revision 5 is serving: patched run() in place (model kept) in 3 ms",
         f"devtui{pad} | revision 3 failed in init (10 ms); revision 2 keeps serving. The traceback is above; "
         "save a fix to try again.",
         f"devtui{pad} | revision 4 failed in load (10 ms); nothing is serving. The traceback is above; "

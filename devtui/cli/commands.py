@@ -14,19 +14,25 @@ from pathlib import Path
 
 from .. import orphans, registry
 from ..logs import follow, tail
-from ..record import EndpointRecord
+from ..record import DeploymentRecord, EndpointRecord
 from .errors import BAD_INPUT, CommandError, warn
 from .up import load
 
 # -- finding endpoints ---------------------------------------------------------------------------
 
 
-def _docker(timeout: float = 5):
-    """A Docker client when an engine answers quickly, else None (the process runtime needs none)."""
+def _docker(timeout: float = 5, deployment: DeploymentRecord | None = None):
+    """A Docker client when an engine answers quickly, else None (the process runtime needs none):
+    the engine a deployment's record names (it may have run with --context), else the environment's."""
     from ..runtimes import RuntimeFailure
+    from ..runtimes.docker_context import EngineAddress
     from ..runtimes.docker_engine import connect
 
     try:
+        if deployment is not None and deployment.docker_context:
+            return connect(timeout, context=deployment.docker_context)
+        if deployment is not None and deployment.docker_host:
+            return connect(timeout, address=EngineAddress(deployment.docker_host, "record"))
         return connect(timeout)
     except RuntimeFailure:
         return None
@@ -86,6 +92,50 @@ def cmd_list(args) -> int:
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
     return 0
+
+
+# -- reload --------------------------------------------------------------------------------------
+
+
+def cmd_reload(args) -> int:
+    """Ask the devtui that runs the endpoint for a worker swap (or a full restart), and wait for
+    the outcome of the revision it starts."""
+    from ..engine import RESTART_REQUEST, SWAP_REQUEST
+
+    record = _pick(args.name)
+    if not record.host_pid or not registry.is_alive(record.name):
+        raise CommandError(f"endpoint {record.name!r} has no devtui running it (found by its containers only); "
+                           f"start it again with `devtui up`, or remove it with `devtui down -n {record.name}`")
+    before = record.deployment.latest_revision or 0
+    os.kill(record.host_pid, RESTART_REQUEST if args.full else SWAP_REQUEST)
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        outcome = _reload_outcome(record.name, before, args.full)
+        if outcome is not None:
+            print(outcome)
+            return 0
+        time.sleep(0.05)  # polling the registry record, with a deadline
+    raise CommandError(f"no new revision of {record.name!r} within 10 minutes; see `devtui logs -n {record.name}`")
+
+
+def _reload_outcome(name: str, before: int, full: bool) -> str | None:
+    """What the reload came to, once the record shows a revision after ``before``; None until then."""
+    current = registry.read(name)
+    if current is None:
+        raise CommandError(f"endpoint {name!r} stopped")
+    revision, last = current.deployment.latest_revision or 0, current.deployment.last_reload
+    if revision <= before or current.provisioning_state == "Updating":
+        return None
+    if current.provisioning_state == "Failed":
+        raise CommandError(f"revision {revision} failed; `devtui logs -n {name}` has the traceback")
+    if full:
+        return f"restarted: revision {revision} is serving" if current.provisioning_state == "Succeeded" else None
+    if last is None or last.revision <= before:
+        return None
+    if not last.ok:
+        raise CommandError(f"revision {last.revision} {last.how}; `devtui logs -n {name}` has the traceback, and "
+                           "the revision before it keeps serving")
+    return f"revision {last.revision} is serving: {last.how} in {last.duration_ms:.0f} ms"
 
 
 # -- invoke / logs -------------------------------------------------------------------------------
@@ -158,12 +208,12 @@ def _container_logs(name: str, args) -> int:
 # -- down ----------------------------------------------------------------------------------------
 
 
-def _containers_removed(name: str, purge: bool) -> list[str]:
+def _containers_removed(name: str, purge: bool, deployment: DeploymentRecord | None = None) -> list[str]:
     """Containers and volumes labelled for the endpoint, removed even when no registry record
     remains (a killed host); none when no Docker engine answers."""
     from ..runtimes.docker_engine import remove_endpoint
 
-    client = _docker()
+    client = _docker(deployment=deployment)
     return remove_endpoint(client, name, volumes=True, images=purge) if client is not None else []
 
 
@@ -200,7 +250,7 @@ def _down(name: str, timeout: float = 20, purge: bool = False) -> None:
             _signal(deployment.pid, signal.SIGKILL, group=True)
         _signal(record.host_pid, signal.SIGKILL)
     if "container" in {d.runtime for d in record.deployments} or purge:
-        _containers_removed(name, purge)
+        _containers_removed(name, purge, record.deployment)
     print(f"Deleted local endpoint {name}.")
 
 

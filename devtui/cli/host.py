@@ -7,12 +7,13 @@ name however it ends. What runs meanwhile is the caller's: ``serve`` for ``up`` 
 from __future__ import annotations
 
 import asyncio
+import functools
 import signal
 from collections.abc import Callable
 from pathlib import Path
 
-from .. import registry, spec
-from ..engine import DebugSettings, Engine
+from .. import registry, runtimes, spec
+from ..engine import DebugSettings, Engine, accept_reload_requests
 from .errors import already_running
 from .views import LaunchConfig, Printer, Recorder
 
@@ -22,6 +23,11 @@ def debug_settings(args) -> DebugSettings | None:
     if not (args.debug or args.debug_port is not None or args.debug_wait):
         return None
     return DebugSettings(5678 if args.debug_port is None else args.debug_port, args.debug_wait)
+
+
+def runtimes_from(args):
+    """runtimes.create with what --context and --gpus say, for every runtime the engine makes."""
+    return functools.partial(runtimes.create, options=runtimes.RuntimeOptions(context=args.context, gpus=args.gpus))
 
 
 def host(args, deployment: spec.LocalDeployment, run: Callable[[Engine], None],
@@ -34,7 +40,7 @@ def host(args, deployment: spec.LocalDeployment, run: Callable[[Engine], None],
         raise already_running(ex.name, ex.record) from None
     try:
         engine = Engine(deployment, claim.folder / "staging", runtime=args.runtime, port=args.port, name=args.name,
-                        debug=debug_settings(args))
+                        debug=debug_settings(args), reload_mode=args.reload, runtimes_from=runtimes_from(args))
         if view is not None:
             engine.subscribe(view)
         engine.subscribe(Recorder(engine, claim))
@@ -54,6 +60,7 @@ async def serve(engine: Engine, printer: Printer | None) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         loop.add_signal_handler(sig, stop.set)
+    accept_reload_requests(engine)
     starting = asyncio.create_task(engine.start())
     try:
         await stop.wait()

@@ -10,10 +10,11 @@ from pathlib import Path
 from .. import __version__
 from ..events import DEVTUI, INFERENCE_SERVER, STORAGE_INITIALIZER
 from ..runtimes import NAMES
-from .commands import cmd_down, cmd_invoke, cmd_list, cmd_logs, cmd_show, cmd_validate
+from ..runtimes.gpus import GpuRequest
+from .commands import cmd_down, cmd_invoke, cmd_list, cmd_logs, cmd_reload, cmd_show, cmd_validate
 from .up import cmd_tui, cmd_up
 
-VERBS = ("up", "show", "list", "invoke", "logs", "down", "validate")
+VERBS = ("up", "show", "list", "invoke", "logs", "reload", "down", "validate")
 
 
 def _whole_number(low: int, high: int | None = None, what: str = "value"):
@@ -30,6 +31,13 @@ def _whole_number(low: int, high: int | None = None, what: str = "value"):
         return value
 
     return parse
+
+
+def _gpus(text: str) -> GpuRequest:
+    try:
+        return GpuRequest.parse(text)
+    except ValueError as ex:
+        raise argparse.ArgumentTypeError(str(ex)) from None
 
 
 _port = _whole_number(0, 65535, "port")  # 0 picks a free one
@@ -53,6 +61,16 @@ def _serving_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--runtime", choices=list(NAMES), default="process",
                    help="where the scoring server runs: a child process (default) or containers on a Docker engine")
     p.add_argument("--port", type=_port, help="port to listen on (default or 0: a free one)")
+    p.add_argument("--context", metavar="NAME",
+                   help="the Docker context whose engine runs the containers (default: DOCKER_HOST, DOCKER_CONTEXT, "
+                        "or the Docker CLI's current context)")
+    p.add_argument("--gpus", type=_gpus, metavar="all|N|device=ID",
+                   help="give the inference-server container GPUs, as `docker run --gpus` (needs the NVIDIA "
+                        "Container Toolkit on the engine's machine)")
+    p.add_argument("--reload", choices=["patch", "swap"], default="patch",
+                   help="what a save of the code does: patch the changed functions into the running worker, so "
+                        "init() does not run again and the model stays loaded, falling back to a worker swap when "
+                        "init(), a decorator or module-level code changed (patch, the default); or always swap")
 
 
 def _debug_options(p: argparse.ArgumentParser) -> None:
@@ -95,6 +113,10 @@ def verb_parser() -> argparse.ArgumentParser:
     p.add_argument("--container", choices=[INFERENCE_SERVER, STORAGE_INITIALIZER, DEVTUI], default=INFERENCE_SERVER)
     p.add_argument("--lines", type=_count, help="only the last N lines")
     p.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
+    p = verb("reload", "start a new worker with the current code (init() runs again); --full: restart the "
+                       "scoring server with the YAML as it is now", cmd_reload)
+    p.add_argument("-n", "--name")
+    p.add_argument("--full", action="store_true", help="restart the server (rung 3) instead of swapping workers")
     p = verb("down", "stop and delete a local endpoint", cmd_down)
     group = p.add_mutually_exclusive_group()
     group.add_argument("-n", "--name")

@@ -42,14 +42,25 @@ def preflight(args) -> spec.LocalDeployment:
     except PortInUse as ex:
         raise CommandError(str(ex), BAD_INPUT) from None
     if args.runtime == "container":
-        from ..runtimes import RuntimeFailure
-        from ..runtimes.docker_engine import connect
-
-        try:
-            connect()
-        except RuntimeFailure as ex:
-            raise CommandError(str(ex), BAD_INPUT) from None
+        _check_engine(args, deployment)
     return deployment
+
+
+def _check_engine(args, deployment: spec.LocalDeployment) -> None:
+    """The engine answers (the one --context names, else the environment's), and gives GPUs if
+    --gpus asks: checked with an image it already has, so nothing is built or left behind."""
+    from ..runtimes import RuntimeFailure
+    from ..runtimes import gpus
+    from ..runtimes.docker_engine import connect, labels
+
+    try:
+        client = connect(context=args.context)
+        if args.gpus is not None:
+            image = gpus.probe_image(client, deployment)
+            if image is not None:  # an engine with no image at all: the runtime checks after its build
+                gpus.check(client, args.gpus, image, labels(deployment, "gpu-probe"))
+    except RuntimeFailure as ex:
+        raise CommandError(str(ex), BAD_INPUT) from None
 
 
 def cmd_up(args) -> int:
@@ -65,9 +76,10 @@ def cmd_up(args) -> int:
 
 def _serve_command(args) -> list[str]:
     """The background child's command line: this `up` with --serve in place of --detach."""
-    command = [sys.executable, "-m", "devtui", "up", str(args.path), "--runtime", args.runtime, "--serve"]
+    command = [sys.executable, "-m", "devtui", "up", str(args.path), "--runtime", args.runtime, "--serve",
+               "--reload", args.reload]
     for flag, value in (("--endpoint-file", args.endpoint_file), ("-n", args.name), ("--port", args.port),
-                        ("--debug-port", args.debug_port)):
+                        ("--debug-port", args.debug_port), ("--context", args.context), ("--gpus", args.gpus)):
         if value is not None:
             command += [flag, str(value)]
     command += [flag for flag, on in (("--debug", args.debug), ("--debug-wait", args.debug_wait)) if on]

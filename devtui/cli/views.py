@@ -74,7 +74,7 @@ class Printer:
         if event.first and event.ok:
             return  # the state change says it: Succeeded
         if event.ok:
-            self.line(DEVTUI, f"revision {event.revision} is serving ({event.duration_ms:.0f} ms)")
+            self.line(DEVTUI, f"revision {event.revision} is serving: {event.how} in {event.duration_ms:.0f} ms")
             return
         serving = (f"revision {event.serving_revision} keeps serving" if event.serving_revision
                    else "nothing is serving")

@@ -1,24 +1,26 @@
 """Where the scoring server runs, behind one interface (:class:`~devtui.runtimes.base.Runtime`)."""
 
-from .base import STOP_GRACE_S, Runtime, RuntimeFailure, RuntimeSink
+from .base import STOP_GRACE_S, Runtime, RuntimeFailure, RuntimeOptions, RuntimeSink
 
 NAMES = ("process", "container")
 
 
-def available(timeout: float = 5) -> list[str]:
-    """The runtimes usable here now, the default first: containers need an engine that answers.
-    Blocking (it asks the engine): call it from a thread in an event loop."""
+def available(timeout: float = 5, context: str | None = None) -> list[str]:
+    """The runtimes usable here now, the default first: containers need an engine that answers
+    (the one ``context`` names, else the environment's). Blocking (it asks the engine): call it
+    from a thread in an event loop."""
     from .docker_engine import connect
 
     try:
-        connect(timeout)
+        connect(timeout, context)
     except RuntimeFailure:
         return ["process"]
     return list(NAMES)
 
 
 def create(name: str, deployment, *args, **kwargs) -> Runtime:
-    """The runtime called ``name`` for ``deployment``; its constructor does no I/O."""
+    """The runtime called ``name`` for ``deployment``; its constructor does no I/O. ``options``
+    (a RuntimeOptions, keyword) says which Docker engine and which GPUs."""
     if name == "process":
         from .process import ProcessRuntime
 
@@ -34,4 +36,4 @@ def create(name: str, deployment, *args, **kwargs) -> Runtime:
     raise RuntimeFailure(f"unknown runtime {name!r}: use one of {', '.join(NAMES)}")
 
 
-__all__ = ["NAMES", "STOP_GRACE_S", "Runtime", "RuntimeFailure", "RuntimeSink", "available", "create"]
+__all__ = ["NAMES", "STOP_GRACE_S", "Runtime", "RuntimeFailure", "RuntimeOptions", "RuntimeSink", "available", "create"]

@@ -5,6 +5,7 @@ how long it gets to stop, and how its output becomes lines."""
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from pathlib import Path, PurePath
 from typing import Protocol
 
@@ -13,10 +14,23 @@ from ..spec import LocalDeployment
 
 # How long the scoring server gets to drain and exit before it is killed.
 STOP_GRACE_S = 10
+# What the server takes as a reload: SIGHUP patches where it can (else swaps), SIGUSR2 swaps.
+RELOAD_SIGNAL, SWAP_SIGNAL = "SIGHUP", "SIGUSR2"
 
 
 class RuntimeFailure(Exception):
     """A runtime cannot do what was asked; the message is for the user."""
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    """What the command line says about where containers run: the Docker context (None: the one
+    DOCKER_HOST, DOCKER_CONTEXT or the Docker CLI's config chooses) and the GPUs to give the
+    inference-server (a ``gpus.GpuRequest``). The process runtime runs on this machine and uses
+    neither."""
+
+    context: str | None = None
+    gpus: object | None = None
 
 
 class RuntimeSink(Protocol):
@@ -35,8 +49,11 @@ class Runtime(ABC):
     name: str
 
     def __init__(self, deployment: LocalDeployment, workdir: Path, sink: RuntimeSink,
-                 host: str = "127.0.0.1", port: int = 0, debug=None):
+                 host: str = "127.0.0.1", port: int = 0, debug=None, reload_mode: str = "patch",
+                 options: RuntimeOptions | None = None):
         self.deployment = deployment
+        self.reload_mode = reload_mode  # patch (rung 0 where it applies) or swap
+        self.options = options or RuntimeOptions()
         self.debug = debug  # engine.DebugSettings or None
         self.workdir = workdir
         self.sink = sink
@@ -60,10 +77,10 @@ class Runtime(ABC):
         return environment
 
     def server_command(self, python: list[str], host: str, port: int, first_revision: int,
-                       events: list[str], debug_host: str | None = None,
+                       extra: list[str], debug_host: str | None = None,
                        debug_port: int | None = None) -> list[str]:
-        """``python -m inference_server`` with the deployment's request_settings, how it reports
-        its events (``events``), and the debugger when one is asked for."""
+        """``python -m inference_server`` with the deployment's request_settings, the runtime's
+        ``extra`` options (how the server reports its events, ...), and the debugger if asked."""
         settings = self.deployment.request_settings
         if self.debug is not None:
             # Frozen stdlib modules make debugpy miss breakpoints; it says so on every start.
@@ -72,7 +89,7 @@ class Runtime(ABC):
             *python, "-m", "inference_server", "--host", host, "--port", str(port),
             "--request-timeout-ms", str(settings.request_timeout_ms),
             "--max-concurrent-requests", str(settings.max_concurrent_requests_per_instance),
-            *events, "--first-revision", str(first_revision), "--stay-up-on-failure",
+            *extra, "--first-revision", str(first_revision), "--stay-up-on-failure", "--reload", self.reload_mode,
         ]
         if self.debug is not None:
             command += ["--debug-host", debug_host or self.debug.host,
@@ -97,8 +114,9 @@ class Runtime(ABC):
         """Start the scoring server; readiness arrives as server events."""
 
     @abstractmethod
-    async def reload(self) -> None:
-        """Swap workers: the code or the staged model changed."""
+    async def reload(self, swap: bool = False) -> None:
+        """Apply a change of the code or the staged model: patched into the running worker where
+        the server can (rung 0, per ``reload_mode``), else a worker swap; ``swap``: always a swap."""
 
     @abstractmethod
     async def stop(self) -> None:

@@ -1,6 +1,7 @@
 """The container runtime: a storage-initializer and an inference-server container on a Docker
-engine, reached through the Docker SDK (``DOCKER_HOST``, the current context, or the default
-socket).
+engine, reached through the Docker SDK: the engine ``--context`` names, else ``DOCKER_HOST``,
+``DOCKER_CONTEXT``, the Docker CLI's current context or the default socket (``docker_context.py``);
+with ``--gpus``, the inference-server gets GPUs by a device request (``gpus.py``).
 
 Nothing is bind-mounted: model and code are copied into named volumes through the API
 (``storage.py``), so it works with a local engine, a remote one, or the host's engine from inside a
@@ -21,8 +22,9 @@ from inference_server import protocol
 
 from ..events import DEVTUI, INFERENCE_SERVER
 from ..images import ImageBuilder, ImageError
-from . import docker_engine
-from .base import STOP_GRACE_S, Runtime, RuntimeFailure
+from . import docker_engine, gpus
+from .base import RELOAD_SIGNAL, STOP_GRACE_S, SWAP_SIGNAL, Runtime, RuntimeFailure
+from .docker_context import EngineAddress, resolve
 from .docker_engine import SERVER_PORT, in_daemon_thread, published, remove_endpoint
 from .log_pump import LogPump
 from .storage import Storage
@@ -48,6 +50,8 @@ class ContainerRuntime(Runtime):
         self.restarting = False
         self.builder: ImageBuilder | None = None
         self.work: asyncio.Future | None = None  # the Docker work on a thread now
+        self.address: EngineAddress | None = None  # which engine, once connected
+        self.engine: str | None = None  # that engine, for a person
 
     # -- names -----------------------------------------------------------------------------------
 
@@ -104,7 +108,10 @@ class ContainerRuntime(Runtime):
 
     def _connect(self) -> None:
         if self.client is None:
-            self.client = docker_engine.connect()
+            self.address = resolve(self.options.context)
+            self.client = docker_engine.connect(address=self.address)
+            self.engine = f"{self.address.describe()} ({docker_engine.product(self.client)})"
+            self._log(DEVTUI, [f"Docker engine: {self.engine}"])
             self.storage = Storage(self.client, self.deployment, self.prefix, self.labels, self.code_mount, MODELS,
                                    self._log, self._progress)
 
@@ -118,7 +125,15 @@ class ContainerRuntime(Runtime):
         self.image = self._image(self.builder)
         if self.stopping:
             return
+        self._check_gpus()
         self.storage.initialize(self.initializer_image, self._remove)
+
+    def _check_gpus(self) -> None:
+        """Before any volume or container of the deployment exists (gpus.prepare)."""
+        lines = gpus.prepare(self.client, self.options.gpus, self.deployment.instance_type, self.image,
+                             self.labels("gpu-probe"))
+        if lines:
+            self._log(DEVTUI, lines)
 
     def _image(self, builder: ImageBuilder) -> str:
         """The environment's image with devtui's scoring server added."""
@@ -153,7 +168,7 @@ class ContainerRuntime(Runtime):
 
     def _run_server(self, first_revision: int):
         """Run the inference-server container; devtui's server reports its own events."""
-        command = self.server_command(["python"], "0.0.0.0", SERVER_PORT, first_revision, events=["--events-stdout"],
+        command = self.server_command(["python"], "0.0.0.0", SERVER_PORT, first_revision, extra=["--events-stdout"],
                                       debug_host="0.0.0.0", debug_port=self._debug_port())
         ports = {f"{SERVER_PORT}/tcp": ("127.0.0.1", self.port or None)}
         if self.debug is not None:
@@ -163,7 +178,8 @@ class ContainerRuntime(Runtime):
         return self.client.containers.run(
             self.image, command, entrypoint=[], detach=True, name=f"{self.prefix}-inference-server",
             labels=self.labels("inference-server"), environment=self._environment(),
-            working_dir=str(self.code_mount), volumes=self.storage.volumes(), ports=ports, network=self._network())
+            working_dir=str(self.code_mount), volumes=self.storage.volumes(), ports=ports, network=self._network(),
+            **gpus.container_options(self.options.gpus))
 
     def _debug_port(self) -> int | None:
         if self.debug is None:
@@ -200,15 +216,16 @@ class ContainerRuntime(Runtime):
 
     # -- reload ------------------------------------------------------------------------------------
 
-    async def reload(self) -> None:
-        await asyncio.to_thread(self._sync_and_signal)
+    async def reload(self, swap: bool = False) -> None:
+        await asyncio.to_thread(self._sync_and_signal, swap)
 
-    def _sync_and_signal(self) -> None:
-        """Copy the code folder into the running container, then swap workers."""
+    def _sync_and_signal(self, swap: bool) -> None:
+        """Copy the code folder into the running container, then reload: the server patches
+        the saved code into its worker there, or swaps workers."""
         if self.server is None or not self.deployment.code_dir:
             return
         self.storage.sync_code(self.server)
-        self.server.kill(signal="SIGHUP")
+        self.server.kill(signal=SWAP_SIGNAL if swap else RELOAD_SIGNAL)
 
     # -- stop ------------------------------------------------------------------------------------
 
@@ -258,4 +275,8 @@ class ContainerRuntime(Runtime):
     def describe(self) -> dict:
         initializer = self.storage.container if self.storage else None
         ids = tuple(c.short_id for c in (self.server, initializer) if c is not None)
-        return {"container_ids": ids, "image": self.image}
+        engine = {}
+        if self.address is not None:
+            engine = {"engine": self.engine, "docker_host": self.address.host, "docker_context": self.address.context}
+        gpus_asked = {"gpus": str(self.options.gpus)} if self.options.gpus is not None else {}
+        return {"container_ids": ids, "image": self.image, **engine, **gpus_asked}

@@ -13,28 +13,48 @@ from ..images import LABEL
 from ..registry import home_label
 from ..record import DeploymentRecord, EndpointRecord, swagger_uri
 from .base import RuntimeFailure
+from .docker_context import DEFAULT_HOST, EngineAddress, resolve
 
 SERVER_PORT = 5001
 EVENT_PREFIX = "@@devtui-event "
 
 
-def connect(timeout: float = 120):
-    """A Docker client that answers, or a RuntimeFailure that says how to get one."""
+def connect(timeout: float = 120, context: str | None = None, address: EngineAddress | None = None):
+    """A Docker client that answers, or a RuntimeFailure that says how to get one. The engine is
+    ``address``, else the one ``context`` names, else the one the environment and the Docker CLI's
+    config choose (docker_context.resolve)."""
     import docker
 
+    address = address or resolve(context)
     try:
-        client = docker.from_env(timeout=timeout)
+        client = docker.DockerClient(timeout=timeout, **address.client_kwargs())
         client.ping()
     except Exception as ex:
-        raise RuntimeFailure(engine_missing_message(ex)) from None
+        raise RuntimeFailure(engine_missing_message(ex, address)) from None
     return client
 
 
-def engine_missing_message(ex: Exception) -> str:
-    where = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+def engine_missing_message(ex: Exception, address: EngineAddress | None = None) -> str:
+    where = (address or EngineAddress(os.environ.get("DOCKER_HOST") or DEFAULT_HOST, "default")).describe()
     return (f"no Docker engine answers at {where} ({type(ex).__name__}). Start one (Docker Desktop, "
             "`sudo systemctl start docker`, or scripts/docker-engine.sh on a bare Debian machine), point "
-            "DOCKER_HOST at a remote one, or use --runtime process.")
+            "DOCKER_HOST at a remote one or choose a context with --context NAME, or use --runtime process.")
+
+
+def product(client) -> str:
+    """What answers, for a person: "Docker Engine 27.3.1", "Podman Engine 4.3.1"."""
+    try:
+        version = client.version()
+    except Exception:
+        return "an engine that does not say its version"
+    component = next(iter(version.get("Components") or []), None) or {}
+    name = component.get("Name") or "Engine"
+    name = "Docker Engine" if name == "Engine" else name  # Docker says "Engine"; Podman "Podman Engine"
+    return f"{name} {component.get('Version') or version.get('Version', '?')}"
+
+
+def is_podman(client) -> bool:
+    return product(client).lower().startswith("podman")
 
 
 def labels(deployment, role: str) -> dict[str, str]:

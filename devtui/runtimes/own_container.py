@@ -16,6 +16,7 @@ from inference_server import protocol
 
 from ..events import DEVTUI
 from ..images import ImageBuilder
+from . import gpus
 from .base import STOP_GRACE_S
 from .container import ContainerRuntime
 from .docker_engine import SERVER_PORT, free_port, published
@@ -50,7 +51,8 @@ class OwnContainerRuntime(ContainerRuntime):
         self.revision = first_revision
         return self.client.containers.run(
             self.image, detach=True, name=f"{self.prefix}-inference-server", labels=self.labels("inference-server"),
-            environment=self._environment(), volumes=self.storage.volumes(), ports=ports, network=self._network())
+            environment=self._environment(), volumes=self.storage.volumes(), ports=ports, network=self._network(),
+            **gpus.container_options(self.options.gpus))
 
     def _started(self, revision: int) -> None:
         """No server of devtui's reports: say what it would have, then probe."""
@@ -120,7 +122,7 @@ class OwnContainerRuntime(ContainerRuntime):
         self.published = published(container)
         return True
 
-    async def reload(self) -> None:
+    async def reload(self, swap: bool = False) -> None:
         # No worker swap without devtui's server: copy the change and restart the container.
         await asyncio.to_thread(self._sync_and_restart)
 

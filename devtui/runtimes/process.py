@@ -20,8 +20,9 @@ from pathlib import Path
 from inference_server import protocol
 
 from .. import orphans
-from ..events import INFERENCE_SERVER, STORAGE_INITIALIZER
-from .base import STOP_GRACE_S, Runtime
+from ..events import DEVTUI, INFERENCE_SERVER, STORAGE_INITIALIZER
+from ..ignore import kept_files
+from .base import RELOAD_SIGNAL, STOP_GRACE_S, SWAP_SIGNAL, Runtime
 
 
 def _size(n: float) -> str:
@@ -33,13 +34,14 @@ def _size(n: float) -> str:
 
 
 def mirror(source: Path, target: Path) -> list[tuple[str, int, str]]:
-    """Make ``target`` hold what ``source`` holds; unchanged files are left alone.
+    """Make ``target`` hold what ``source`` holds, less what its ignore file leaves out (as the
+    cloud's upload would); unchanged files are left alone.
 
     Returns (relative path, size, how) for every file: how is linked, copied or unchanged."""
     if source.is_file():
         pairs = [(source, target)]
     else:
-        pairs = [(p, target / p.relative_to(source)) for p in sorted(source.rglob("*")) if p.is_file()]
+        pairs = [(p, target / p.relative_to(source)) for p in kept_files(source)]
         _remove_extra(target, {t for _, t in pairs})
     return [(src.name if source.is_file() else str(src.relative_to(source)), src.stat().st_size, _place(src, dst))
             for src, dst in pairs]
@@ -63,13 +65,17 @@ def _place(src: Path, dst: Path) -> str:
                                               and dst.stat().st_mtime == stat.st_mtime)):
         return "unchanged"
     dst.parent.mkdir(parents=True, exist_ok=True)
-    dst.unlink(missing_ok=True)
+    # Beside it, then renamed over it: the serving revision never finds the file missing.
+    temporary = dst.with_name(f".{dst.name}.devtui-staging")
+    temporary.unlink(missing_ok=True)
     try:
-        os.link(src, dst)
-        return "linked"
+        os.link(src, temporary)
+        how = "linked"
     except OSError:
-        shutil.copy2(src, dst)
-        return "copied"
+        shutil.copy2(src, temporary)
+        how = "copied"
+    os.replace(temporary, dst)
+    return how
 
 
 class ProcessRuntime(Runtime):
@@ -91,7 +97,20 @@ class ProcessRuntime(Runtime):
     # -- storage-initializer ---------------------------------------------------------------------
 
     async def stage(self) -> None:
+        self._notes()
         await asyncio.to_thread(self._stage)
+
+    def _notes(self) -> None:
+        """--gpus and --context are about containers: say so once, rather than ignore them silently."""
+        notes = []
+        if self.options.gpus is not None:
+            notes.append(f"--gpus {self.options.gpus} is for containers: the process runtime runs on this machine "
+                         "and uses its GPUs directly (CUDA_VISIBLE_DEVICES chooses among them)")
+        if self.options.context:
+            notes.append(f"--context {self.options.context} is for containers: the process runtime uses no "
+                         "Docker engine")
+        if notes:
+            self.sink.log(DEVTUI, notes)
 
     def _stage(self) -> None:
         log = lambda *lines: self.sink.log(STORAGE_INITIALIZER, list(lines))  # noqa: E731
@@ -125,7 +144,9 @@ class ProcessRuntime(Runtime):
         events_r, events_w = os.pipe()
         command = self.server_command(
             [sys.executable], self.host, self.port, first_revision,
-            events=["--events-fd", str(events_w), "--parent-pid", str(os.getpid())])
+            extra=["--events-fd", str(events_w), "--parent-pid", str(os.getpid()),
+                   # What this deployment's workers imported, for a warm parent from the next start on.
+                   "--warm-file", str(self.workdir / "warm-imports.json")])
         self.stopping = False
         self.process = await asyncio.create_subprocess_exec(
             *command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -164,9 +185,9 @@ class ProcessRuntime(Runtime):
         await asyncio.gather(*self.tasks[:1], return_exceptions=True)
         self.sink.server_event(protocol.Exited(exit_code=code, expected=self.stopping))
 
-    async def reload(self) -> None:
+    async def reload(self, swap: bool = False) -> None:
         if self.process and self.process.returncode is None:
-            self.process.send_signal(signal.SIGHUP)
+            self.process.send_signal(signal.Signals[SWAP_SIGNAL if swap else RELOAD_SIGNAL])
 
     async def stop(self) -> None:
         process = self.process

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
 from ..events import DEVTUI, STORAGE_INITIALIZER
+from ..ignore import kept_files
 from ..images import LABEL
 from .base import RuntimeFailure
 
@@ -57,12 +58,11 @@ sys.exit(1 if failed else 0)
 
 
 def manifest(source: Path, kind: str, prefix: PurePosixPath, digests: dict | None = None) -> dict:
-    """Every file under ``source`` as it will be in the volume: path -> (size, sha256).
+    """Every file under ``source`` that the cloud would upload, as it will be in the volume:
+    path -> (size, sha256).
     ``digests`` (path -> (size, mtime_ns, sha256)) spares reading files that did not change."""
     files = {}
-    paths = [source] if source.is_file() else sorted(p for p in source.rglob("*") if p.is_file()
-                                                    and "__pycache__" not in p.parts)
-    for path in paths:
+    for path in kept_files(source):  # what the cloud would upload: .amlignore / .gitignore apply
         relative = prefix / (path.name if source.is_file() else path.relative_to(source).as_posix())
         files[str(relative)] = (path.stat().st_size, _digest(path, digests))
     digest = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()

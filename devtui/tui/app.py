@@ -20,7 +20,7 @@ from textual.screen import Screen
 from textual.widgets import TabbedContent, TabPane
 
 from .. import runtimes
-from ..engine import DebugSettings, Engine, PortInUse
+from ..engine import DebugSettings, Engine, PortInUse, accept_reload_requests
 from ..events import (FAILED, SUCCEEDED, DebuggerChanged, Event, Logs, Progress, ReloadFinished, ReloadStarted,
                       ServerStarted, StateChanged)
 from .commands import BINDINGS, palette_commands
@@ -107,6 +107,7 @@ class DevtuiApp(App):
         try:
             # `devtui down` from another shell sends SIGTERM: leave as cleanly as on `q`.
             asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, self._terminate)
+            accept_reload_requests(self.engine)  # `devtui reload [--full]` from another shell
         except (NotImplementedError, RuntimeError):
             pass
         self.deploy()
@@ -180,10 +181,11 @@ class DevtuiApp(App):
         status.record_reload(event.revision, event.ok, event.duration_ms)
         if event.ok:
             self.failure.clear_reload()
-            self.invoke_panel.reset_connections()  # the old worker's connections end with it
+            if event.rung != "patch":  # a new worker: the old one's connections end with it
+                self.invoke_panel.reset_connections()
             status.detail = f"revision {event.revision} is serving"
             if not event.first:
-                self.notify(f"Revision {event.revision} is serving ({event.duration_ms:.0f} ms)",
+                self.notify(f"Revision {event.revision} is serving: {event.how} in {event.duration_ms:.0f} ms",
                             title="Reloaded", timeout=3)
         else:
             # The panel says it all, headline first: no notification to cover it.
@@ -213,7 +215,7 @@ class DevtuiApp(App):
     @work(group="engine-action")
     async def action_reload(self) -> None:
         self.notify("Reloading...", timeout=2)
-        await self.engine.reload("manual")
+        await self.engine.reload("manual", swap=True)
 
     @work(exclusive=True, group="engine-action")
     async def action_restart(self) -> None:

@@ -1,0 +1,73 @@
+"""Which files of a folder the cloud would upload: the rules of the folder's ``.amlignore`` (else its
+``.gitignore``), as Azure ML applies them when it uploads code or a model, plus the litter editors
+and tools leave (``__pycache__``, ``*.pyc``, ``.ipynb_checkpoints``, swap and backup files, and the
+``4913`` file Vim writes to test a folder). The watcher, the storage-initializer's copy and the sync
+into a running container all ask here, so a file is either part of the deployment everywhere or
+nowhere.
+
+Like the cloud, only the ignore file at the root of the folder counts, with gitignore's syntax
+(pathspec's ``GitIgnoreSpec``); its rules come after the defaults, so ``!*.pyc`` brings those back.
+The rules are read again on every question that starts a walk, so editing ``.amlignore`` takes
+effect on the next save.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pathspec
+
+IGNORE_FILES = (".amlignore", ".gitignore")  # the first one present wins, as in the cloud
+DEFAULTS = ("__pycache__/", "*.pyc", ".ipynb_checkpoints/", "*.swp", "4913", "*~")
+
+
+class IgnoreRules:
+    """The rules of one folder: ``ignored(path)`` for a path under it, ``files()`` for what is kept."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.source = next((root / name for name in IGNORE_FILES if (root / name).is_file()), None)
+        lines = list(DEFAULTS)
+        if self.source is not None:
+            try:
+                lines += self.source.read_text(encoding="utf-8", errors="replace").splitlines()
+            except OSError:
+                pass  # unreadable now (being saved): the defaults still apply; the next save reads it
+        self.spec = pathspec.GitIgnoreSpec.from_lines(lines)
+
+    def ignored(self, path: Path) -> bool:
+        """Whether ``path`` (under the root, absolute or relative to it) is left out: it matches,
+        or a folder above it does. A path that no longer exists may have been a folder."""
+        try:
+            relative = path.relative_to(self.root) if path.is_absolute() else path
+        except ValueError:
+            return False  # not under this folder: not ours to say
+        parts = relative.parts
+        if not parts:
+            return False
+        for depth in range(1, len(parts)):
+            if self.spec.match_file("/".join(parts[:depth]) + "/"):
+                return True
+        whole = "/".join(parts)
+        if self.spec.match_file(whole):
+            return True
+        full = self.root / relative
+        return (full.is_dir() or not full.exists()) and self.spec.match_file(whole + "/")
+
+    def files(self) -> list[Path]:
+        """Every file under the root that is kept, sorted; ignored folders are not walked."""
+        found = []
+        for folder, dirs, names in os.walk(self.root):
+            base = Path(folder).relative_to(self.root)
+            dirs[:] = sorted(d for d in dirs if not self.spec.match_file((base / d).as_posix() + "/"))
+            for name in names:
+                path = Path(folder) / name
+                if path.is_file() and not self.spec.match_file((base / name).as_posix()):
+                    found.append(path)
+        return sorted(found)
+
+
+def kept_files(source: Path) -> list[Path]:
+    """The files the cloud would upload from ``source``: a single file is itself."""
+    return [source] if source.is_file() else IgnoreRules(source).files()

@@ -1,0 +1,141 @@
+"""The warm parent: what the supervisor imports so that the workers it forks find it loaded.
+
+- The server's own libraries, once, at start.
+- Before the first worker: the third-party modules the scoring script imports at its top (read
+  from its syntax tree, never by running it), and those a previous run of the same deployment
+  learned (``--warm-file``), so a deployment started again is warm from its first save.
+- After a worker's ``init()`` and after its first ``run()``: whatever third-party modules it
+  imported (lazily importing libraries, transformers or torch submodules, load most there).
+
+Warming goes on between the supervisor's other work, a module at a time; a swap that is due goes
+first and warming resumes after it. Importing never initialises CUDA or any other runtime that
+a fork would break: importing torch does not touch the GPU; only the workers call into it.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import importlib.util
+import json
+import logging
+import os
+import sys
+import sysconfig
+import time
+from collections.abc import Callable, Iterable
+
+logger = logging.getLogger("azmlinfsrv.supervisor")
+
+
+class Preloader:
+    def __init__(self, enabled: bool, warm_file: str | None = None):
+        self.enabled = enabled  # for the user's libraries; the server's are always imported
+        self.warm_file = warm_file
+        self.learned: set[str] = set()
+        self.imported: set[str] = set()
+        self.pending: list[str] = []
+        self.warmed = 0.0  # ms spent importing
+
+    @staticmethod
+    def import_server() -> None:
+        """Import everything a worker needs to serve, once, here in the parent."""
+        import uvicorn
+
+        from . import app  # noqa: F401  (FastAPI, Starlette, werkzeug)
+
+        async def nothing(scope, receive, send):
+            pass
+
+        config = uvicorn.Config(nothing, loop="uvloop", http="httptools", lifespan="off", log_config=None)
+        config.load()
+
+    def before_first_worker(self, entry_script: str, user_roots: Iterable[str]) -> None:
+        """The script's own third-party imports and what the last run learned, imported now."""
+        if not self.enabled:
+            return
+        names = static_imports(entry_script, user_roots) + sorted(self._remembered())
+        self.learn(names)
+        started = time.perf_counter()
+        self.step(lambda: False)
+        if self.imported:
+            logger.info(f"Warm before the first worker: {len(self.imported)} modules in "
+                        f"{(time.perf_counter() - started) * 1000:.0f} ms")
+
+    def learn(self, modules: Iterable[str]) -> None:
+        """Queue what a worker imported; ``step`` imports it."""
+        new = [name for name in modules if name not in self.learned]
+        self.learned.update(new)
+        if self.enabled:
+            self.pending.extend(name for name in new if name not in self.imported)
+        if new and self.warm_file:
+            self._remember()
+
+    def step(self, interrupted: Callable[[], bool], most: int | None = None) -> None:
+        """Import queued modules (``most`` of them) until done or until ``interrupted()``."""
+        done = 0
+        while self.pending and not interrupted() and (most is None or done < most):
+            done += 1
+            name = self.pending.pop(0)
+            if name in self.imported or name in sys.modules:
+                self.imported.add(name)
+                continue
+            self.imported.add(name)
+            started = time.perf_counter()
+            try:
+                importlib.import_module(name)
+            except BaseException as ex:  # a library that cannot load here is simply left to the worker
+                logger.debug(f"Not preloading {name}: {ex!r}")
+                continue
+            self.warmed += (time.perf_counter() - started) * 1000
+
+    def _remembered(self) -> set[str]:
+        try:
+            with open(self.warm_file, encoding="utf-8") as f:
+                names = json.load(f)
+        except (OSError, ValueError, TypeError):
+            return set()
+        return {n for n in names if isinstance(n, str)} if isinstance(names, list) else set()
+
+    def _remember(self) -> None:
+        """Keep what was learned for the next start of this deployment."""
+        temporary = f"{self.warm_file}.tmp"
+        try:
+            with open(temporary, "w", encoding="utf-8") as f:
+                json.dump(sorted(self.learned | self._remembered()), f)
+            os.replace(temporary, self.warm_file)
+        except OSError as ex:
+            logger.debug(f"Cannot keep the warm imports in {self.warm_file}: {ex}")
+
+
+def static_imports(entry_script: str, user_roots: Iterable[str]) -> list[str]:
+    """The modules ``entry_script`` imports at its top level that are installed libraries (not
+    the user's own modules, not relative imports), read from its syntax tree."""
+    try:
+        with open(entry_script, encoding="utf-8") as f:
+            tree = ast.parse(f.read(), entry_script)
+    except (OSError, SyntaxError, ValueError):
+        return []  # the worker will say what is wrong
+    names = []
+    for statement in tree.body:
+        if isinstance(statement, ast.Import):
+            names += [alias.name for alias in statement.names]
+        elif isinstance(statement, ast.ImportFrom) and statement.module and not statement.level:
+            names.append(statement.module)
+    roots = tuple(os.path.join(os.path.abspath(r), "") for r in user_roots)
+    return [name for name in dict.fromkeys(names) if _installed(name, roots)]
+
+
+def _installed(name: str, user_roots: tuple[str, ...]) -> bool:
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        return False
+    origin = spec.origin if spec else None
+    return bool(origin) and not origin.startswith(user_roots) and origin.startswith(_library_roots())
+
+
+def _library_roots() -> tuple[str, ...]:
+    paths = sysconfig.get_paths()
+    roots = {paths[key] for key in ("purelib", "platlib")}
+    return tuple(os.path.join(r, "") for r in roots | {os.path.realpath(r) for r in roots})

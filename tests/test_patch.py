@@ -1,0 +1,276 @@
+"""Rung 0, patch in place: a save that changes only code init() did not produce is applied to the
+running worker, and init()'s state (a loaded model) survives. Real scoring servers as child
+processes (the process runtime); saves as editors make them.
+
+The decision itself is also tested on its own (inference_server.patching), on real modules.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import textwrap
+from pathlib import Path
+
+import httpx
+import pytest
+
+from devtui import spec
+from devtui.engine import Engine
+from devtui.events import SUCCEEDED, ReloadFinished
+from helpers import save
+
+pytestmark = pytest.mark.anyio
+
+SCORE = '''
+import os
+import helper
+
+STATE = {}
+
+def init():
+    STATE["model"] = os.urandom(8).hex()  # what a minute-long model load leaves behind
+    STATE["inits"] = STATE.get("inits", 0) + 1
+
+def run(raw):
+    return {"model": STATE["model"], "version": 1, "helper": helper.answer()}
+'''
+
+HELPER = '''
+def answer():
+    return "helper 1"
+'''
+
+DEPLOYMENT = '''
+name: blue
+endpoint_name: patching
+code_configuration:
+  code: ./code
+  scoring_script: score.py
+environment:
+  image: python:3.11-slim
+request_settings:
+  max_concurrent_requests_per_instance: 4
+'''
+
+
+@pytest.fixture
+def deployment(tmp_path) -> Path:
+    folder = tmp_path / "deployment"
+    (folder / "code").mkdir(parents=True)
+    (folder / "code" / "score.py").write_text(SCORE)
+    (folder / "code" / "helper.py").write_text(HELPER)
+    (folder / "deployment.yml").write_text(DEPLOYMENT)
+    return folder
+
+
+class Running:
+    def __init__(self, folder: Path, tmp: Path, **kwargs):
+        self.folder = folder
+        self.engine = Engine(spec.load(folder), tmp / "work", port=0, **kwargs)
+        self.finished: list[ReloadFinished] = []
+        self.engine.subscribe(lambda e: isinstance(e, ReloadFinished) and self.finished.append(e))
+
+    async def answer(self) -> dict:
+        async with httpx.AsyncClient(timeout=10) as client:
+            response = await client.post(self.engine.scoring_uri, content="{}")
+            assert response.status_code == 200, response.text
+            return response.json()
+
+    async def save(self, name: str, old: str, new: str) -> ReloadFinished:
+        """Edit ``name`` as an editor saves, and wait for the revision it makes to finish."""
+        path = self.folder / "code" / name
+        text = path.read_text()
+        assert old in text, text
+        count = len(self.finished)
+        save(path, text.replace(old, new))
+        await until(lambda: len(self.finished) > count, 30, f"the save of {name} to be applied")
+        return self.finished[-1]
+
+
+async def until(condition, timeout: float, message: str) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        assert loop.time() < deadline, f"timed out waiting for {message}"
+        await asyncio.sleep(0.01)
+
+
+async def test_init_state_survives_twenty_patches_and_a_helper_change_applies(deployment, tmp_path):
+    running = Running(deployment, tmp_path)
+    try:
+        assert await running.engine.start() == SUCCEEDED
+        model = (await running.answer())["model"]
+        for version in range(1, 21):
+            finished = await running.save("score.py", f'"version": {version}', f'"version": {version + 1}')
+            assert finished.ok and finished.rung == "patch" and finished.detail == "run()", finished
+            answer = await running.answer()
+            assert answer["version"] == version + 1 and answer["model"] == model
+        finished = await running.save("helper.py", '"helper 1"', '"helper 2"')
+        assert finished.rung == "patch" and finished.detail == "answer()"
+        answer = await running.answer()
+        assert answer["helper"] == "helper 2" and answer["model"] == model
+        assert running.engine.describe().last_reload.how == "patched answer() in place (model kept)"
+    finally:
+        await running.engine.stop()
+
+
+@pytest.mark.parametrize("old, new, why", [
+    ('STATE["inits"] = STATE.get("inits", 0) + 1', 'STATE["inits"] = 1', "init() changed"),
+    ("def run(raw):", "def run(raw, request_headers=None):", "the signature of run() changed"),
+    ("STATE = {}", "STATE = {'x': 1}", "module-level statements or imports of entry_module changed"),
+    ("def run(raw):", "import functools\n\n@functools.lru_cache\ndef run(raw):",
+     "module-level statements or imports of entry_module changed"),
+])
+async def test_what_init_or_the_server_depends_on_swaps_workers(deployment, tmp_path, old, new, why):
+    running = Running(deployment, tmp_path)
+    try:
+        assert await running.engine.start() == SUCCEEDED
+        model = (await running.answer())["model"]
+        finished = await running.save("score.py", old, new)
+        assert finished.ok and finished.rung == "swap" and finished.detail == why, finished
+        assert (await running.answer())["model"] != model  # init() ran again
+    finally:
+        await running.engine.stop()
+
+
+async def test_a_changed_decorator_swaps(deployment, tmp_path):
+    (deployment / "code" / "score.py").write_text(SCORE.replace("def run(raw):", "@staticmethod\ndef _unused():\n"
+                                                                "    pass\n\ndef run(raw):"))
+    running = Running(deployment, tmp_path)
+    try:
+        assert await running.engine.start() == SUCCEEDED
+        finished = await running.save("score.py", "@staticmethod", "@classmethod")
+        assert finished.rung == "swap" and finished.detail == "the decorators of _unused changed", finished
+    finally:
+        await running.engine.stop()
+
+
+async def test_a_syntax_error_keeps_the_last_good_code_serving(deployment, tmp_path):
+    running = Running(deployment, tmp_path)
+    try:
+        assert await running.engine.start() == SUCCEEDED
+        model = (await running.answer())["model"]
+        finished = await running.save("score.py", '"version": 1,', '"version": 2 +,')  # a syntax error
+        assert not finished.ok and finished.stage == "load" and "SyntaxError" in finished.traceback, finished
+        assert finished.serving_revision == 1 and running.engine.state == SUCCEEDED
+        assert await running.answer() == {"model": model, "version": 1, "helper": "helper 1"}
+        finished = await running.save("score.py", '"version": 2 +,', '"version": 3,')
+        assert finished.ok and finished.rung == "patch"
+        assert (await running.answer())["version"] == 3
+    finally:
+        await running.engine.stop()
+
+
+async def test_r_in_the_app_and_reload_swap_even_when_a_patch_would_do(deployment, tmp_path):
+    running = Running(deployment, tmp_path)
+    try:
+        assert await running.engine.start() == SUCCEEDED
+        model = (await running.answer())["model"]
+        count = len(running.finished)
+        await running.engine.reload("manual", swap=True)
+        await until(lambda: len(running.finished) > count, 30, "the swap")
+        assert running.finished[-1].rung == "swap"
+        assert (await running.answer())["model"] != model
+    finally:
+        await running.engine.stop()
+
+
+async def test_reload_swap_mode_never_patches(deployment, tmp_path):
+    running = Running(deployment, tmp_path, reload_mode="swap")
+    try:
+        assert await running.engine.start() == SUCCEEDED
+        finished = await running.save("score.py", '"version": 1', '"version": 2')
+        assert finished.ok and finished.rung == "swap"
+    finally:
+        await running.engine.stop()
+
+
+async def test_patches_under_continuous_load_drop_no_request(deployment, tmp_path):
+    running = Running(deployment, tmp_path)
+    failures: list[str] = []
+    answered = 0
+    stop = asyncio.Event()
+
+    async def client() -> None:
+        nonlocal answered
+        async with httpx.AsyncClient(timeout=10) as http:
+            while not stop.is_set():
+                try:
+                    response = await http.post(running.engine.scoring_uri, content="{}")
+                except httpx.HTTPError as ex:
+                    failures.append(repr(ex))
+                    continue
+                if response.status_code != 200:
+                    failures.append(f"{response.status_code} {response.text}")
+                answered += 1
+
+    try:
+        assert await running.engine.start() == SUCCEEDED
+        clients = [asyncio.create_task(client()) for _ in range(4)]
+        for version in range(1, 11):
+            finished = await running.save("score.py", f'"version": {version}', f'"version": {version + 1}')
+            assert finished.rung == "patch"
+        stop.set()
+        await asyncio.gather(*clients)
+    finally:
+        await running.engine.stop()
+    assert failures == [] and answered > 0
+
+
+# -- the decision, on real modules -------------------------------------------------------------------
+
+
+def test_methods_nested_names_and_new_functions_patch(tmp_path):
+    """A method (with super()), a function added by the save, and a default argument."""
+    import importlib
+    import sys
+
+    from inference_server import patching, user_script
+
+    source = textwrap.dedent('''
+        class Base:
+            def name(self):
+                return "base"
+
+        class Model(Base):
+            def name(self):
+                return "model 1 " + super().name()
+
+        def scale(x, by=2):
+            return x * by
+    ''')
+    path = tmp_path / "patchme_mod.py"
+    path.write_text(source)
+    sys.path.insert(0, str(tmp_path))
+    try:
+        user_script.load_fresh_from([str(tmp_path)])
+        module = importlib.import_module("patchme_mod")
+        instance = module.Model()
+        path.write_text(source.replace('"model 1 "', '"model 2 "').replace("by=2", "by=3")
+                        + "\n\ndef added():\n    return scale(1)\n")
+        outcome = patching.current.apply()
+        assert outcome.kind == "patched", outcome
+        assert instance.name() == "model 2 base"  # an instance made before the patch
+        assert module.scale(2) == 6 and module.added() == 3
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("patchme_mod", None)
+        patching.current.sources.pop(str(path), None)
+
+
+def test_devtui_reload_swaps_and_reload_full_restarts(deployment):
+    from helpers import devtui, show, wait_for
+
+    devtui("up", str(deployment), "--detach")
+    try:
+        save(deployment / "code" / "score.py",
+             (deployment / "code" / "score.py").read_text().replace('"version": 1', '"version": 2'))
+        wait_for(lambda: (show("patching")["deployments"][0].get("last_reload") or {}).get("revision") == 2,
+                 timeout=30, message="the save to be patched in")
+        assert show("patching")["deployments"][0]["last_reload"]["how"] == "patched run() in place (model kept)"
+        swapped = devtui("reload", "-n", "patching")
+        assert swapped.stdout.startswith("revision 3 is serving: worker swap"), swapped.stdout
+        restarted = devtui("reload", "-n", "patching", "--full")
+        assert restarted.stdout.startswith("restarted: revision 4 is serving"), restarted.stdout
+    finally:
+        devtui("down", "-n", "patching", check=None)

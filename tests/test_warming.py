@@ -1,0 +1,69 @@
+"""The warm parent before the first save (issue 9, part 2): the supervisor imports the script's
+own third-party imports before the first worker, learns what workers import in init() and their
+first run(), and keeps that per deployment so the next start is warm from its first save."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import shutil
+
+import httpx
+import pytest
+
+from devtui import spec
+from devtui.engine import Engine
+from devtui.events import INFERENCE_SERVER, SUCCEEDED, Logs
+from helpers import SAMPLES
+from inference_server.warming import static_imports
+
+pytestmark = pytest.mark.anyio
+
+
+def test_the_scripts_own_library_imports_are_read_from_its_syntax_tree(tmp_path):
+    (tmp_path / "helper.py").write_text("X = 1\n")
+    script = tmp_path / "score.py"
+    script.write_text("import os, json\nimport numpy as np\nfrom sklearn.linear_model import Ridge\n"
+                      "import helper\nfrom . import sibling\nimport not_installed_anywhere\n"
+                      "def init():\n    import joblib\n")
+    # Installed libraries only: not the user's modules, the standard library, relative or missing
+    # imports, nor what init() imports (the workers report that).
+    assert static_imports(str(script), [str(tmp_path)]) == ["numpy", "sklearn.linear_model"]
+
+
+async def test_a_second_start_of_a_deployment_is_warm_before_its_first_worker(tmp_path):
+    folder = tmp_path / "sklearn"
+    shutil.copytree(SAMPLES / "sklearn-regression", folder)
+    request = (folder / "sample-request.json").read_bytes()
+    warm_file = tmp_path / "work" / "warm-imports.json"
+
+    async def start_and_score() -> list[str]:
+        engine = Engine(spec.load(folder), tmp_path / "work", port=0, watch=False)
+        lines: list[str] = []
+        engine.subscribe(lambda e: isinstance(e, Logs) and lines.extend(
+            r.text for r in e.records if r.source == INFERENCE_SERVER))
+        try:
+            assert await engine.start() == SUCCEEDED
+            async with httpx.AsyncClient(timeout=10) as client:
+                assert (await client.post(engine.scoring_uri, content=request)).status_code == 200
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 30
+            while not (warm_file.exists() and any("sklearn" in n for n in json.loads(warm_file.read_text()))):
+                assert loop.time() < deadline, "the warm file to hold what the worker imported"
+                await asyncio.sleep(0.02)
+        finally:
+            await engine.stop()
+        return lines
+
+    def warmed(lines: list[str]) -> int:
+        found = [re.search(r"Warm before the first worker: (\d+) modules", line) for line in lines]
+        return next((int(m.group(1)) for m in found if m), 0)
+
+    first = await start_and_score()
+    learned = json.loads(warm_file.read_text())
+    assert "joblib" in learned and any(name.startswith("sklearn.") for name in learned)
+    second = await start_and_score()
+    # The first start imports what score.py imports at its top (joblib, numpy); the second also
+    # what init() and run() imported last time (scikit-learn's modules, to unpickle the model).
+    assert 0 < warmed(first) < warmed(second), (first, second)
