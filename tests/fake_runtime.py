@@ -72,9 +72,10 @@ class FakeRuntime(Runtime):
 
     async def reload(self, swap: bool = False) -> None:
         self.calls.append("swap" if swap else "reload")
-        self._next_revision(first=False)
+        # Like the server: a code change is patched into the running worker where it may be.
+        self._next_revision(first=False, patch=not swap and self.reload_mode == "patch")
 
-    def _next_revision(self, first: bool) -> None:
+    def _next_revision(self, first: bool, patch: bool = False) -> None:
         self.revision += 1
         serving = None if first else self.serving
         self.sink.server_event(protocol.Starting(revision=self.revision, first=first))
@@ -90,7 +91,9 @@ class FakeRuntime(Runtime):
                                                    serving_revision=serving))
         else:
             self.serving = self.revision
-            self.sink.server_event(protocol.Ready(revision=self.revision, duration_ms=1.0, first=first))
+            rung = protocol.Rung.START if first else protocol.Rung.PATCH if patch else protocol.Rung.SWAP
+            self.sink.server_event(protocol.Ready(revision=self.revision, duration_ms=1.0, first=first, rung=rung,
+                                                  detail="run()" if patch else ""))
 
     def crash(self) -> None:
         """The serving worker exits on its own; the supervisor starts it again."""

@@ -35,7 +35,7 @@ from textual.widgets._footer import FooterKey
 from devtui import runtimes, spec
 from devtui.engine import DebugSettings, Engine
 from devtui.events import (DEVTUI, FAILED, INFERENCE_SERVER, STORAGE_INITIALIZER, SUCCEEDED, LogRecord, Logs,
-                           ReloadFinished, ServerStarted)
+                           ReloadFinished, ReloadReason, ServerStarted)
 from devtui.tui import commands
 from devtui.tui.app import DevtuiApp, EngineEvent
 from devtui.tui.commands import key_name
@@ -717,6 +717,11 @@ async def test_requests_share_one_connection_and_show_the_servers_own_time(make_
 
         await pilot.press("r")  # a new worker: its connections are new ones
         await until(pilot, lambda: app.status.revision == 2, message="revision 2")
+        await send(pilot)
+        assert runtime.connections == 2
+        await app.engine.reload(ReloadReason.CODE)  # patched in place: the same worker, the same connection
+        await until(pilot, lambda: app.status.revision == 3, message="revision 3")
+        assert app.engine.last_reload.rung == "patch"
         await send(pilot)
         assert runtime.connections == 2
 
