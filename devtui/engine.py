@@ -69,6 +69,7 @@ class Engine(ServerEvents):
         self.serving_revision: int | None = None
         self.scoring_uri: str | None = None
         self.last_reload: ReloadFinished | None = None
+        self.spec_error: spec.SpecError | None = None  # the changed YAML's problems, until a good one
         self.debug = debug
         self.debugger: DebuggerChanged | None = None
         self.runtime = self._new_runtime()
@@ -143,10 +144,13 @@ class Engine(ServerEvents):
                 deployment = (await asyncio.to_thread(spec.load, deployment_file, endpoint_file, name)
                               if reload_yaml else self.deployment)
             except spec.SpecError as ex:
+                self.spec_error = ex
                 self._say("The changed YAML has problems; it is not applied and the running revision "
                           "keeps serving:", *(f"  {p}" for p in ex.problems),
                           *(f"  warning: {w}" for w in ex.warnings))
                 return self.state
+            if reload_yaml:
+                self.spec_error = None
             if reload_yaml and deployment.warnings:
                 self._say(*(f"warning: {w}" for w in deployment.warnings))
             if self.stopped:

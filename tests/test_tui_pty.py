@@ -18,12 +18,21 @@ from pathlib import Path
 
 import pytest
 
-from helpers import children_of, pid_alive, wait_for
+from helpers import children_of, pid_alive, save, wait_for
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
 
 # The sample model's prediction for the first row of sample-request.json.
 FIRST_PREDICTION = "199.85"
+
+
+def terminal_env(devtui_home) -> dict[str, str]:
+    """The pane's whole environment (env -i), with the PYTHONPATH this test run imports devtui from."""
+    env = {"DEVTUI_HOME": str(devtui_home), "TERM": "xterm-256color", "PATH": os.environ["PATH"],
+           "HOME": os.environ.get("HOME", str(devtui_home)), "LANG": "C.UTF-8"}
+    if "PYTHONPATH" in os.environ:
+        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
+    return env
 
 
 def devtui_script() -> list[str]:
@@ -104,8 +113,7 @@ def processes_mentioning(text: str, but: set[int]) -> list[str]:
 
 def test_devtui_in_a_terminal_deploys_invokes_and_quits_clean(sample, tmux, devtui_home):
     folder = sample("sklearn-regression")
-    env = {"DEVTUI_HOME": str(devtui_home), "TERM": "xterm-256color", "PATH": os.environ["PATH"],
-           "HOME": os.environ.get("HOME", str(devtui_home)), "LANG": "C.UTF-8"}
+    env = terminal_env(devtui_home)
     tmux.start([*devtui_script(), str(folder)], env)
     try:
         wait_for(lambda: "Succeeded" in tmux.screen() and "revision 1" in tmux.screen(), timeout=40,
@@ -116,7 +124,7 @@ def test_devtui_in_a_terminal_deploys_invokes_and_quits_clean(sample, tmux, devt
 
         tmux.keys("C-j")
         wait_for(lambda: FIRST_PREDICTION in tmux.screen(), timeout=20, message="the answer on screen")
-        assert re.search(r"\b200 +[\d.]+ ms", tmux.screen()), "the status and latency of the answer"
+        assert re.search(r"\b200 OK +[\d.]+ ms round trip", tmux.screen()), "the status and latency of the answer"
 
         # The tmux server keeps the command line it was started with, the devtui command's included.
         tmux_server = int(tmux.pane("#{pid}"))
@@ -137,3 +145,76 @@ def test_devtui_in_a_terminal_deploys_invokes_and_quits_clean(sample, tmux, devt
     wait_for(lambda: processes_mentioning(str(folder), but={os.getpid(), tmux_server}) == [], timeout=10,
              message=f"no process left that mentions {folder}")
     assert children_of(os.getpid()) == []  # tmux runs as a daemon: nothing of this test is our child
+
+
+def test_devtui_in_a_small_terminal_as_a_daily_tool(sample, tmux, devtui_home):
+    """At 100x30: Esc leaves the filter; warm requests show the endpoint's latency; the log keeps
+    following through a failed reload; invoke while Failed answers at once with why."""
+    folder = sample("sklearn-regression")
+    score = folder / "onlinescoring" / "score.py"
+    good = score.read_text()
+    env = terminal_env(devtui_home)
+    tmux.start([*devtui_script(), str(folder)], env, width=100, height=30)
+    try:
+        wait_for(lambda: "Succeeded" in tmux.screen() and "revision 1" in tmux.screen(), timeout=40,
+                 message="Succeeded on screen")
+        assert "q Quit" in tmux.screen().splitlines()[-1]
+
+        # Esc out of the filter: a q typed there is text; after Esc, f reaches the log.
+        tmux.keys("/")
+        wait_for(lambda: "esc Back to log" in tmux.screen(), timeout=10, message="the focus in the filter")
+        tmux.keys("q")
+        wait_for(lambda: re.search(r"▼ +q", tmux.screen()), timeout=10, message="q in the filter")
+        tmux.keys("Escape")
+        wait_for(lambda: "esc Back to log" not in tmux.screen(), timeout=10, message="the focus back on the log")
+        assert re.search(r"▼ +q", tmux.screen()), "the filter stays"
+        tmux.keys("f")
+        wait_for(lambda: "Paused" in tmux.screen(), timeout=10, message="f handled by the log")
+        tmux.keys("f", "/")
+        wait_for(lambda: "Following" in tmux.screen() and "esc Back to log" in tmux.screen(), timeout=10)
+        tmux.keys("BSpace", "Enter")
+        wait_for(lambda: not re.search(r"▼ +q", tmux.screen()) and "esc Back to log" not in tmux.screen(),
+                 timeout=10, message="the filter empty, the focus on the log")
+
+        # Warm requests: the round trip is the endpoint's (run() takes about a millisecond).
+        for count in range(1, 6):  # the history shows five at this height
+            tmux.keys("C-j")
+            wait_for(lambda: len(re.findall(r"POST 200 ", tmux.screen())) >= count, timeout=20,
+                     message=f"answer {count} in the history")
+        shown = re.search(r"200 OK +([\d.]+) ms round trip · run\(\) ([\d.]+) ms", tmux.screen())
+        assert shown, tmux.screen()
+        latencies = [float(ms) for ms in re.findall(r"POST 200 +([\d.]+) ms", tmux.screen())]
+        assert len(latencies) == 5 and min(latencies) < 15, latencies
+
+        # A failed reload: the panel opens and the log still shows its newest line.
+        tmux.keys("Escape")
+        wait_for(lambda: "f Follow" in tmux.screen(), timeout=10, message="the log shown")
+        save(score, "def init(:\n")
+
+        def failure_shown() -> str:
+            screen = tmux.screen()
+            return screen if "Revision 2 failed (load)" in screen and "invalid syntax  at score.py:1" in screen else ""
+
+        screen = wait_for(failure_shown, timeout=30, message="the failure in the log and in the panel")
+        assert "SyntaxError: invalid syntax  at score.py:1" in screen and "Following" in screen
+        panel_top = next(n for n, row in enumerate(screen.splitlines()) if "SyntaxError: invalid syntax  at" in row)
+        failure_row = next(n for n, row in enumerate(screen.splitlines()) if "Revision 2 failed (load)" in row)
+        assert failure_row < panel_top - 1  # in the log, above the panel
+
+        # Failed (nothing serves): invoke answers at once, with why.
+        tmux.keys("C-r")
+        wait_for(lambda: "Failed" in tmux.screen(), timeout=40, message="Failed on screen")
+        tmux.keys("C-j")
+        wait_for(lambda: "503 Service Unavailable" in tmux.screen(), timeout=5, message="the 503 at once")
+        assert "nothing is serving" in tmux.screen()
+
+        save(score, good)
+        wait_for(lambda: "Succeeded" in tmux.screen(), timeout=40, message="Succeeded again")
+        tmux.keys("Escape")  # alone: a terminal reads Escape and a key at once as alt+key
+        wait_for(lambda: "f Follow" in tmux.screen(), timeout=10, message="the log's keys in the footer")
+        tmux.keys("q")
+        status = wait_for(lambda: tmux.status.read_text().strip(), timeout=30, message="devtui to exit")
+        assert status == "0"
+    except BaseException:
+        print(tmux.screen())
+        raise

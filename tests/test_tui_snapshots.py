@@ -1,4 +1,6 @@
-"""Snapshots of the main screen in each state, at a fixed size, with pytest-textual-snapshot.
+"""Snapshots of the app in each state (starting, serving, failed reload, Failed deploy, debugger
+stopped, container build in progress, an answer, YAML problems, the help), each at 100x30 and
+at 160x45, with pytest-textual-snapshot.
 
 No server runs: the app's engine never starts and the test posts the events a real deployment
 would, with fixed values (port, times, durations), from a copy of the sample at a fixed path, so
@@ -17,16 +19,20 @@ from types import SimpleNamespace
 import pytest
 from textual.widgets import TabbedContent
 
-from devtui.tui.widgets._log_lines import LogLines
+from devtui.tui.widgets import LogLines
 from devtui import spec
 from devtui.engine import Engine
-from devtui.events import (CREATING, INFERENCE_SERVER, STORAGE_INITIALIZER, SUCCEEDED, LogRecord, Logs,
-                           Progress, ReloadFinished, ReloadStarted, ServerStarted, StateChanged)
+from devtui.events import (CREATING, DEVTUI, FAILED, INFERENCE_SERVER, STORAGE_INITIALIZER, SUCCEEDED,
+                           DebuggerChanged, LogRecord, Logs, Progress, ReloadFinished, ReloadStarted, ServerStarted,
+                           StateChanged)
 from devtui.tui.app import DevtuiApp, EngineEvent
-from devtui.tui.widgets import Exchange, InvokePanel, _invoke_panel, _status_bar
+from devtui.tui.exchange import BodyKind, Exchange, Request
+from devtui.tui.screens import HelpScreen
+from devtui.tui.widgets import _history_list, _log_view, _status_bar
+from fake_runtime import FakeRuntime
 from helpers import SAMPLES, QuietApp
 
-SIZE = (120, 36)
+SIZES = [pytest.param((100, 30), id="100x30"), pytest.param((160, 45), id="160x45")]
 FOLDER = Path("/tmp/devtui-snapshot-sample")
 URI = "http://127.0.0.1:5001/score"
 AT = 1_700_000_000.0
@@ -43,8 +49,8 @@ def frozen_clock(monkeypatch):
     """The widgets that print clock times see 12:34:56."""
     clock = SimpleNamespace(strftime=lambda fmt, t=None: "12:34:56", localtime=time.localtime,
                             time=lambda: AT, perf_counter=time.perf_counter)
-    monkeypatch.setattr(_status_bar, "time", clock)
-    monkeypatch.setattr(_invoke_panel, "time", clock)
+    for module in (_status_bar, _log_view, _history_list):
+        monkeypatch.setattr(module, "time", clock)
 
 
 def mirror(source: Path, target: Path) -> None:
@@ -70,6 +76,15 @@ def app(tmp_path) -> QuietApp:
     engine = Engine(spec.load(FOLDER), tmp_path / "work", port=5001, watch=False)
     return QuietApp(engine, request_text=(FOLDER / "sample-request.json").read_text(), log_capacity=500,
                     save_folder=tmp_path)
+
+
+@pytest.fixture
+def container_app(tmp_path) -> QuietApp:
+    """The same on the container runtime (a fake one: nothing runs)."""
+    mirror(SAMPLES / "sklearn-regression", FOLDER)
+    engine = Engine(spec.load(FOLDER), tmp_path / "work", runtime="container", port=5001, watch=False,
+                    runtimes_from=FakeRuntime)
+    return QuietApp(engine, request_text="{}", log_capacity=500, save_folder=tmp_path)
 
 
 def post(app: DevtuiApp, *events) -> None:
@@ -116,45 +131,162 @@ async def settle(pilot, condition) -> None:
     raise AssertionError(f"the app did not reach the state to draw: {condition}")
 
 
-def test_starting(app, snap_compare):
+def server(*lines: str, level: str = "I", pid: int = 4242) -> Logs:
+    return logs(INFERENCE_SERVER, *(f"2023-11-14 22:13:20,000 {level} [{pid}] azmlinfsrv - {line}" for line in lines))
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_starting(app, snap_compare, size):
     async def run_before(pilot):
         starting(app)
         await settle(pilot, lambda: app.query_one("#progress").display and len(app.logs.buffer.all) == 1)
 
-    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+    assert snap_compare(app, terminal_size=size, run_before=run_before)
 
 
-def test_ready(app, snap_compare):
+@pytest.mark.parametrize("size", SIZES)
+def test_serving(app, snap_compare, size):
     async def run_before(pilot):
         ready(app)
         await settle(pilot, lambda: app.status.state == SUCCEEDED)
 
-    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+    assert snap_compare(app, terminal_size=size, run_before=run_before)
 
 
-def test_reload_failed(app, snap_compare):
+@pytest.mark.parametrize("size", SIZES)
+def test_reload_failed(app, snap_compare, size):
+    """The panel leads with the exception and where; the log, still following, shows its end."""
+
     async def run_before(pilot):
         ready(app)
         post(app,
              ReloadStarted(2, "code", (str(SCORE),)),
-             logs(INFERENCE_SERVER, *("2023-11-14 22:13:30,000 E [4250] azmlinfsrv - " + line
-                                      for line in TRACEBACK.splitlines())),
+             server(*TRACEBACK.splitlines(), level="E", pid=4250),
+             server("Revision 2 failed (load); revision 1 keeps serving", level="E"),
              ReloadFinished(2, False, 35.0, 1, first=False, stage="load", traceback=TRACEBACK))
-        await settle(pilot, lambda: app.query_one("#traceback").display)
+        await settle(pilot, lambda: app.failure.display)
 
-    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+    assert snap_compare(app, terminal_size=size, run_before=run_before)
 
 
-def test_invoke_answered(app, snap_compare):
+INIT_TRACEBACK = f'''Traceback (most recent call last):
+  File "{SCORE}", line 23, in init
+    model = joblib.load(model_path)
+  File "/usr/lib/python3/site-packages/joblib/numpy_pickle.py", line 650, in load
+    with open(filename, "rb") as f:
+FileNotFoundError: [Errno 2] No such file or directory: '/tmp/work/azureml-models/blue-model/1/model/sklearn_model.pkl'
+'''.rstrip()
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_failed_deploy(app, snap_compare, size):
+    """The first revision fails in init(): Failed, nothing serves, the model folder's tree in the log."""
+
+    async def run_before(pilot):
+        starting(app)
+        app.engine.state = FAILED
+        app.engine.scoring_uri = URI
+        post(app,
+             Progress("Staging model", 633, 633),
+             ServerStarted(URI, 5001, pid=4242),
+             server("User's init function failed", level="E", pid=4243),
+             server(*("Encountered Exception " + INIT_TRACEBACK).splitlines(), level="E", pid=4243),
+             server("Model folder tree:", "  1/", "      model/", "          sklearn_regression_model.pkl", level="E",
+                    pid=4243),
+             server("Revision 1 failed (init); nothing is serving", level="E"),
+             ReloadFinished(1, False, 812.0, None, first=True, stage="init", traceback=INIT_TRACEBACK),
+             StateChanged(FAILED, "revision 1 failed in init(); save a fix to try again"))
+        await settle(pilot, lambda: app.status.state == FAILED and app.failure.display)
+
+    assert snap_compare(app, terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_debugger_stopped(app, snap_compare, size):
+    async def run_before(pilot):
+        ready(app)
+        post(app,
+             DebuggerChanged("attached", "127.0.0.1", 5678),
+             server("Debugger attached from 127.0.0.1"),
+             DebuggerChanged("stopped", "127.0.0.1", 5678, "at score.py:30 in run()"))
+        await settle(pilot, lambda: app.status.debugger.startswith("stopped"))
+
+    assert snap_compare(app, terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_container_build(container_app, snap_compare, size):
+    app = container_app
+
+    async def run_before(pilot):
+        post(app,
+             StateChanged(CREATING, "deployment blue of endpoint my-endpoint"),
+             logs(DEVTUI, "Building image devtui-env:3f2a9c1d from environment/conda.yaml"),
+             logs(DEVTUI, "  Step 1/9 : FROM python:3.11-slim", "  Step 2/9 : COPY conda.yaml /tmp/",
+                  "  Step 3/9 : RUN pip install -r /tmp/requirements.txt", "  Step 4/9 : RUN conda env create"),
+             Progress("Building image devtui-env:3f2a9c1d", 4, 9))
+        await settle(pilot, lambda: app.query_one("#progress").display and len(app.logs.buffer.all) == 5)
+
+    assert snap_compare(app, terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_invoke_answered(app, snap_compare, size):
+    """The latest answer with the round trip beside run()'s own time; the history newest first,
+    failures coloured."""
+
     async def run_before(pilot):
         ready(app)
         await settle(pilot, lambda: app.status.state == SUCCEEDED)
-        exchange = Exchange(app.invoke_panel.editor.text, 200, 12.3, "[199.85, 74.01]",
-                            (("content-type", "application/json"), ("x-ms-run-fn-exec-ms", "1.2")), AT)
-        # What ctrl+j leaves on screen: the Invoke tab, the answer, the latency in the status.
+        body = app.invoke_panel.editor.text
+        ids = (("x-request-id", "5f0c6d1e-8d2b-4f53-9a51-0c1e2d3f4a5b"),
+               ("x-ms-request-id", "5f0c6d1e-8d2b-4f53-9a51-0c1e2d3f4a5b"), ("x-ms-run-function-failed", "False"),
+               ("x-ms-server-version", "azmlinfsrv/1.5.1"))
+        exchanges = [
+            Exchange(Request(body=body), 503, 0.9, '{"message": "revision 1 is starting (init() is running); '
+                     'nothing is serving yet"}', (("content-type", "application/json"),) + ids, AT),
+            Exchange(Request(body='{"fail": true}'), 500, 3.1, '{"message": "An unexpected error occurred in '
+                     'scoring script. Check the logs for more info."}',
+                     (("content-type", "application/json"), ("x-ms-run-fn-exec-ms", "1.9")) + ids, AT),
+            Exchange(Request("GET", "greeting=hi", kind=BodyKind.JSON), 200, 1.3,
+                     '{"method": "GET", "args": {"greeting": "hi"}}', (("content-type", "application/json"),) + ids,
+                     AT),
+            Exchange(Request(body=body), 200, 1.4, "[199.85, 74.01]",
+                     (("content-type", "application/json"), ("content-length", "15"), ("x-ms-run-fn-exec-ms", "1.0"))
+                     + ids, AT),
+        ]
         app.query_one("#tabs", TabbedContent).active = "invoke-tab"
-        app.invoke_panel.show(exchange)
-        app.invoke_panel.post_message(InvokePanel.Answered(exchange))
-        await settle(pilot, lambda: len(app.status.latencies) == 1)
+        for exchange in exchanges:
+            app.invoke_panel.record(exchange)
+        await settle(pilot, lambda: len(app.status.latencies) == 4)
 
-    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+    assert snap_compare(app, terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_yaml_problem(app, snap_compare, size):
+    async def run_before(pilot):
+        ready(app)
+        yaml = FOLDER / "deployment.yml"
+        app.engine.spec_error = spec.SpecError([spec.Problem(
+            yaml, 23, "request_settings.request_timeout_ms", "expected a whole number of milliseconds, got 'soon'")])
+        post(app, logs(DEVTUI, "The changed YAML has problems; it is not applied and the running revision keeps "
+                               "serving:", f"  {yaml}:23: request_settings.request_timeout_ms: expected a whole "
+                               "number of milliseconds, got 'soon'"))
+        await settle(pilot, lambda: app.failure.display)
+
+    assert snap_compare(app, terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_help(app, snap_compare, size):
+    async def run_before(pilot):
+        ready(app)
+        await settle(pilot, lambda: app.status.state == SUCCEEDED)
+        await pilot.press("question_mark")
+        for _ in range(100):
+            if isinstance(app.screen, HelpScreen):
+                break
+            await pilot.pause()
+
+    assert snap_compare(app, terminal_size=size, run_before=run_before)

@@ -82,16 +82,19 @@ def _by_kind(candidates: list[Path], skip: Path | None) -> dict[_Kind, list[Path
 
 def _only_deployment(folder: Path, candidates: list[Path], deployments: list[Path], unreadable: list[Path]) -> Path:
     if not deployments:
-        message = f"no deployment YAML in {_display(folder)}"
-        if candidates:
-            message += f" (looked at {', '.join(p.name for p in candidates)})"
-        problems = [Problem(folder, None, None, message + (
-            ". A deployment YAML has endpoint_name, model, code_configuration and environment; "
-            "pass its path, or a folder holding one."
-        ))]
-        # A file that does not parse may well be the deployment: show why, with its line.
+        # A file that does not parse is most likely the deployment: its error, with its line, is
+        # the real one, and "no deployment YAML" before it would only mislead.
+        problems: list[Problem] = []
         for broken in unreadable:
             _read_yaml(broken, problems)
+        if not problems:
+            message = f"no deployment YAML in {_display(folder)}"
+            if candidates:
+                message += f" (looked at {', '.join(p.name for p in candidates)})"
+            problems = [Problem(folder, None, None, message + (
+                ". A deployment YAML has endpoint_name, model, code_configuration and environment; "
+                "pass its path, or a folder holding one."
+            ))]
         raise SpecError(problems)
     if len(deployments) > 1:
         names = ", ".join(p.name for p in deployments)

@@ -1,17 +1,15 @@
 """The devtui terminal app: the engine's events rendered, the engine's methods on keys.
 
 It never talks to processes or Docker itself: every action calls the engine, and everything
-shown comes from an engine event. Long work (deploy, restart) runs in Textual workers.
+shown comes from an engine event (or what the engine holds when one arrives). Long work (deploy,
+restart) runs in Textual workers. The widgets own their keys and behaviour; the app wires them.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
-import time
 from collections.abc import Callable, Iterable
-from functools import partial
 from pathlib import Path
 
 from textual import on, work
@@ -19,14 +17,19 @@ from textual.app import App, ComposeResult, SystemCommand
 from textual.containers import Horizontal
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Footer, Input, ProgressBar, TabbedContent, TabPane
+from textual.widgets import TabbedContent, TabPane
 
 from .. import runtimes
 from ..engine import DebugSettings, Engine, PortInUse, accept_reload_requests
-from ..events import (SUCCEEDED, DebuggerChanged, Event, Logs, Progress, ReloadFinished, ReloadStarted, ServerStarted,
-                      StateChanged)
-from .commands import BINDINGS, Command
-from .widgets import DeploymentPanel, InvokePanel, LogView, StatusBar, TracebackPanel
+from ..events import (FAILED, SUCCEEDED, DebuggerChanged, Event, Logs, Progress, ReloadFinished, ReloadStarted,
+                      ServerStarted, StateChanged)
+from .commands import BINDINGS, palette_commands
+from .screens import HelpScreen
+from .widgets import AppFooter, DeploymentPanel, FailurePanel, InvokePanel, LogView, ProgressLine, StatusBar
+
+# Below this many columns the deployment panel starts folded away (`b` brings it back).
+NARROW = 120
+
 
 class EngineEvent(Message):
     def __init__(self, event: Event) -> None:
@@ -34,10 +37,24 @@ class EngineEvent(Message):
         self.event = event
 
 
+def nothing_serves(engine: Engine) -> str:
+    """Why no revision answers requests now, or "" when one does."""
+    if engine.serving_revision is not None:
+        return ""
+    last = engine.last_reload
+    if last is not None and not last.ok and last.serving_revision is None:
+        return f"revision {last.revision} failed in {last.stage or 'start'}(); nothing is serving"
+    if engine.state == FAILED:
+        return "the deployment is Failed; nothing is serving"
+    return "no revision is serving yet"
+
+
 class DevtuiApp(App):
     CSS_PATH = "app.tcss"
     TITLE = "devtui"
     BINDINGS = BINDINGS
+    AUTO_FOCUS = "#log-lines"
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (NARROW, "-wide")]
 
     def __init__(self, engine: Engine, request_text: str | None = None, log_capacity: int = 10_000,
                  save_folder: Path | None = None) -> None:
@@ -48,6 +65,7 @@ class DevtuiApp(App):
         self.save_folder = save_folder or Path.cwd()
         self.stopping = False
         self._debug_announced = False
+        self._deployment_shown = None
         engine.subscribe(lambda event: self.post_message(EngineEvent(event)))
 
     # -- layout -----------------------------------------------------------------------------------
@@ -55,16 +73,16 @@ class DevtuiApp(App):
     def compose(self) -> ComposeResult:
         d = self.engine.deployment
         yield StatusBar(d.endpoint_name, d.deployment_name, self.engine.runtime_name, id="status")
-        yield ProgressBar(id="progress", show_eta=False)
+        yield ProgressLine(id="progress")
         with Horizontal(id="main"):
             yield DeploymentPanel(id="deployment")
             with TabbedContent(id="tabs", initial="logs-tab"):
                 with TabPane("Logs", id="logs-tab"):
-                    yield LogView(self.log_capacity, id="logs")
+                    yield LogView(self.log_capacity, self.save_folder, d.endpoint_name, id="logs")
                 with TabPane("Invoke", id="invoke-tab"):
-                    yield InvokePanel(self.request_text or "{}", id="invoke")
-        yield TracebackPanel(id="traceback")
-        yield Footer()
+                    yield InvokePanel(self.request_text or "{}", d.deployment_file.parent, id="invoke")
+        yield FailurePanel(id="failure")
+        yield AppFooter()
 
     @property
     def logs(self) -> LogView:
@@ -78,11 +96,12 @@ class DevtuiApp(App):
     def status(self) -> StatusBar:
         return self.query_one("#status", StatusBar)
 
+    @property
+    def failure(self) -> FailurePanel:
+        return self.query_one("#failure", FailurePanel)
+
     def on_mount(self) -> None:
-        self.query_one("#deployment", DeploymentPanel).show(self.engine.deployment)
-        self.query_one("#progress").display = False
-        self.query_one("#traceback").display = False
-        self.invoke_panel.timeout_s = self.engine.deployment.request_settings.request_timeout_ms / 1000 + 10
+        self._sync()
         if self.engine.debug is not None:
             self.status.debugger = f"starting on 127.0.0.1:{self.engine.debug.port}"
         try:
@@ -105,6 +124,7 @@ class DevtuiApp(App):
     @on(EngineEvent)
     def _engine_event(self, message: EngineEvent) -> None:
         self.handlers[type(message.event)](message.event)
+        self._sync()
 
     @property
     def handlers(self) -> dict[type, Callable]:
@@ -116,8 +136,19 @@ class DevtuiApp(App):
             DebuggerChanged: self._debugger_changed,
             ReloadStarted: self._reload_started,
             ReloadFinished: self._reload_finished,
-            Progress: self._progress,
+            Progress: lambda event: self.query_one("#progress", ProgressLine).update(event),
         }
+
+    def _sync(self) -> None:
+        """What every event may have changed in the engine: the deployment (a restart loads the
+        YAML again), the YAML's problems, and whether anything serves."""
+        deployment = self.engine.deployment
+        if deployment is not self._deployment_shown:
+            self._deployment_shown = deployment
+            self.query_one("#deployment", DeploymentPanel).show(deployment)
+            self.invoke_panel.timeout_s = deployment.request_settings.request_timeout_ms / 1000 + 10
+        self.failure.show_yaml(self.engine.spec_error, self.engine.serving_revision)
+        self.invoke_panel.not_serving = nothing_serves(self.engine)
 
     def _state_changed(self, event: StateChanged) -> None:
         self.status.state = event.state
@@ -125,11 +156,12 @@ class DevtuiApp(App):
         if event.state == SUCCEEDED:
             self.status.revision = self.engine.serving_revision
             if not self.request_text:
-                self._prefill_from_swagger()
+                self.invoke_panel.prefill_from_swagger()
 
     def _server_started(self, event: ServerStarted) -> None:
         self.status.scoring_uri = event.scoring_uri
         self.invoke_panel.scoring_uri = event.scoring_uri
+        self.invoke_panel.reset_connections()
 
     def _debugger_changed(self, event: DebuggerChanged) -> None:
         self.status.debugger = (f"{event.state} {event.detail}" if event.state == "stopped"
@@ -143,50 +175,36 @@ class DevtuiApp(App):
     def _reload_started(self, event: ReloadStarted) -> None:
         self.status.detail = f"reloading revision {event.revision} ({event.reason})"
 
-    def _progress(self, event: Progress) -> None:
-        bar = self.query_one("#progress", ProgressBar)
-        done = event.total and event.done >= event.total
-        bar.display = not done
-        bar.update(total=event.total or None, progress=event.done)
-
     def _reload_finished(self, event: ReloadFinished) -> None:
         status = self.status
         status.revision = event.serving_revision
         status.record_reload(event.revision, event.ok, event.duration_ms)
-        panel = self.query_one("#traceback", TracebackPanel)
         if event.ok:
-            panel.clear_failure()
+            self.failure.clear_reload()
+            if event.rung != "patch":  # a new worker: the old one's connections end with it
+                self.invoke_panel.reset_connections()
             status.detail = f"revision {event.revision} is serving"
             if not event.first:
                 self.notify(f"Revision {event.revision} is serving: {event.how} in {event.duration_ms:.0f} ms",
                             title="Reloaded", timeout=3)
         else:
-            panel.show_failure(event.revision, event.stage or "start", event.traceback, event.serving_revision)
+            # The panel says it all, headline first: no notification to cover it.
+            self.failure.show_reload(event, self.engine.deployment.code_dir)
             status.detail = (f"revision {event.revision} failed; revision {event.serving_revision} is still serving"
                              if event.serving_revision else f"revision {event.revision} failed; nothing is serving")
-            self.notify(f"Revision {event.revision} failed in {event.stage or 'start'}", severity="error",
-                        title="Reload failed", timeout=5)
 
     @on(InvokePanel.Answered)
     def _answered(self, message: InvokePanel.Answered) -> None:
-        self.status.record_latency(message.exchange.latency_ms)
+        if message.exchange.status is not None:
+            self.status.record_latency(message.exchange.latency_ms, message.exchange.exec_ms)
 
-    @work(group="swagger")
-    async def _prefill_from_swagger(self) -> None:
-        """No sample-request.json: take the example from the swagger document, if it has one."""
-        import httpx
-
-        uri = self.engine.scoring_uri
-        if not uri:
-            return
-        try:
-            async with httpx.AsyncClient(timeout=5) as client:
-                document = (await client.get(uri.rsplit("/", 1)[0] + "/swagger.json")).json()
-            example = document["definitions"]["ServiceInput"]["example"]
-        except (httpx.HTTPError, ValueError, KeyError, TypeError):
-            return
-        if example and self.invoke_panel.editor.text.strip() in ("", "{}"):
-            self.invoke_panel.set_request(json.dumps(example, indent=2))
+    @on(InvokePanel.TracebackWanted)
+    def _traceback_wanted(self, message: InvokePanel.TracebackWanted) -> None:
+        exchange = message.exchange
+        self.action_focus_logs()
+        if not self.logs.reveal(exchange.request_id, exchange.sent, exchange.at):
+            self.notify(f"The log has no traceback of request {exchange.request_id or '(no x-request-id)'} "
+                        "(yet, or no longer)", severity="warning")
 
     # -- actions ----------------------------------------------------------------------------------
 
@@ -208,27 +226,26 @@ class DevtuiApp(App):
         self.query_one("#tabs", TabbedContent).active = "logs-tab"
         self.logs.lines.focus()
 
+    def action_back_to_log(self) -> None:
+        self.action_focus_logs()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # esc (and its hint in the footer) wherever the focus is, except on the log itself.
+        return action != "back_to_log" or getattr(self.focused, "id", None) != "log-lines"
+
     def action_focus_invoke(self) -> None:
         self.query_one("#tabs", TabbedContent).active = "invoke-tab"
         self.invoke_panel.editor.focus()
 
-    def action_toggle_follow(self) -> None:
-        self.logs.follow = not self.logs.follow
+    def action_toggle_side_panel(self) -> None:
+        panel = self.query_one("#deployment", DeploymentPanel)
+        shown = panel.display  # as the width's breakpoint or an earlier toggle left it
+        panel.set_class(shown, "-hidden")
+        panel.set_class(not shown, "-shown")
 
-    def action_toggle_timestamps(self) -> None:
-        self.logs.timestamps = not self.logs.timestamps
-
-    def action_filter_logs(self) -> None:
-        self.query_one("#tabs", TabbedContent).active = "logs-tab"
-        self.query_one("#log-filter", Input).focus()
-
-    def action_clear_logs(self) -> None:
-        self.logs.clear()
-
-    def action_save_logs(self) -> None:
-        name = f"devtui-{self.engine.deployment.endpoint_name}-{time.strftime('%Y%m%d-%H%M%S')}.log"
-        path = self.logs.save(self.save_folder / name)
-        self.notify(f"Saved {len(self.logs.visible_records())} lines to {path}", title="Logs saved")
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
 
     @work(exclusive=True, group="engine-action")
     async def action_switch_runtime(self) -> None:
@@ -268,8 +285,6 @@ class DevtuiApp(App):
         self.exit()
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
-        """The palette: every key's command (from BINDINGS, the one list), then Textual's own."""
-        for binding in self.BINDINGS:
-            if isinstance(binding, Command):
-                yield SystemCommand(binding.title, binding.tooltip, partial(self.run_action, binding.action))
+        """The palette: every key's command (from the binding lists), then Textual's own."""
+        yield from palette_commands(self)
         yield from super().get_system_commands(screen)

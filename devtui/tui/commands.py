@@ -1,11 +1,19 @@
-"""The app's keys, each one also a command palette entry: one list, so the footer, the palette and
-the help never disagree."""
+"""The app's keys, each one also a command palette entry and a line of the help screen: one list
+per place a key works, so the footer, the palette and the help never disagree.
+
+The app's own keys work everywhere (unless a text field takes the letter); the others belong to
+the widget that holds them and show in the footer while it (or something inside it) has focus.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 
+from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.widgets import TabbedContent
 
 
 @dataclass(frozen=True)
@@ -16,28 +24,98 @@ class Command(Binding):
 
 
 BINDINGS = [
+    # First: the footer lists keys in this order, and esc must fit at any width.
+    Binding("escape", "back_to_log", "Log", key_display="esc", id="escape", tooltip="Back to the log, from anywhere"),
     Command("ctrl+j", "invoke", "Invoke", priority=True, id="invoke", title="Invoke endpoint",
-            tooltip="Send the request in the Invoke editor"),
+            tooltip="Send the request of the Invoke tab (from anywhere)"),
     Command("r", "reload", "Reload", id="reload", title="Reload now",
             tooltip="Swap in a fresh worker with the current code"),
     Command("ctrl+r", "restart", "Restart", priority=True, id="restart", title="Restart deployment",
             tooltip="Load the YAML again and restart the scoring server"),
     Command("l", "focus_logs", "Logs", id="focus-logs", title="Focus logs",
             tooltip="Show the logs and put the focus on them"),
-    Command("i", "focus_invoke", "Editor", id="focus-invoke", title="Focus invoke",
-            tooltip="Show the Invoke editor and put the focus on it"),
-    Command("f", "toggle_follow", "Follow", id="follow", title="Toggle follow",
-            tooltip="Follow new log lines, or stop following"),
-    Command("t", "toggle_timestamps", "Time", id="timestamps", title="Toggle timestamps",
-            tooltip="Show or hide the time of each log line"),
-    Command("slash", "filter_logs", "Filter", id="filter", title="Filter logs",
-            tooltip="Narrow the log to lines matching text or /regex/"),
-    Command("c", "clear_logs", "Clear", id="clear", title="Clear logs", tooltip="Empty the log view and its buffer"),
-    Command("s", "save_logs", "Save", id="save", title="Save logs", tooltip="Write the log lines in view to a file"),
-    Command("x", "switch_runtime", "Runtime", id="runtime", title="Switch runtime",
+    Command("i", "focus_invoke", "Invoke tab", id="focus-invoke", title="Focus invoke",
+            tooltip="Show the Invoke tab and put the focus in its request editor"),
+    Command("b", "toggle_side_panel", "Panel", id="side-panel", title="Toggle deployment panel",
+            tooltip="Show or hide the deployment panel (hidden at first below 120 columns)"),
+    Command("x", "switch_runtime", "Runtime", show=False, id="runtime", title="Switch runtime",
             tooltip="Run the deployment on the next available runtime"),
     Command("d", "toggle_debugger", "Debug", id="debugger", title="Toggle debugger",
             tooltip="Start or stop the debugpy listener (VS Code attaches to it)"),
+    Command("question_mark", "help", "Help", key_display="?", id="help", title="Help",
+            tooltip="Every key of the app, where it works and what it does"),
     Command("q", "quit", "Quit", id="quit", title="Quit", tooltip="Stop the endpoint and leave"),
-    Binding("ctrl+c", "quit", "Quit", show=False, priority=True, id="quit-ctrl-c"),
+    Binding("ctrl+c", "quit", "Quit", priority=True, id="quit-ctrl-c",
+            tooltip="Quit, even while typing"),
 ]
+
+LOG_BINDINGS = [
+    Command("f", "toggle_follow", "Follow", id="follow", title="Toggle follow",
+            tooltip="Follow new log lines, or stop following (scrolling up stops it too)"),
+    Command("slash", "filter", "Filter", key_display="/", id="filter", title="Filter logs",
+            tooltip="Narrow the log to lines matching text or /regex/"),
+    Command("w", "toggle_wrap", "Wrap", id="wrap", title="Toggle wrap",
+            tooltip="Fold long lines at the width of the view, or scroll them sideways"),
+    Command("t", "toggle_timestamps", "Time", id="timestamps", title="Toggle timestamps",
+            tooltip="Show or hide the time of each log line (the server's own is left out while shown)"),
+    Command("c", "clear", "Clear", id="clear", title="Clear logs", tooltip="Empty the log view and its buffer"),
+    Command("s", "save", "Save", id="save", title="Save logs", tooltip="Write the log lines in view to a file"),
+]
+
+FILTER_BINDINGS = [
+    Binding("escape", "app.focus_logs", "Back to log", key_display="esc", id="filter-escape",
+            tooltip="Back to the log; the filter stays"),
+    Binding("enter", "app.focus_logs", "Done", show=False, id="filter-enter",
+            tooltip="Back to the log; the filter stays"),
+]
+
+EDITOR_BINDINGS = [
+    Binding("escape", "app.focus_logs", "Back to log", key_display="esc", id="editor-escape",
+            tooltip="Back to the log (tab moves to the next field; ctrl+j sends)"),
+]
+
+INVOKE_BINDINGS = [
+    Command("y", "copy_curl", "Copy curl", id="copy-curl", title="Copy as curl",
+            tooltip="Put the Invoke request on the clipboard as a curl command"),
+    Command("g", "goto_traceback", "Traceback", id="goto-traceback", title="Show the answer's traceback",
+            tooltip="Find the traceback of the answer on screen in the log (by its x-request-id)"),
+]
+
+HISTORY_BINDINGS = [
+    Binding("enter", "select_cursor", "Open", id="history-open",
+            tooltip="Show that answer again (status, headers, body) without sending anything"),
+    Binding("e", "edit", "Edit request", id="history-edit",
+            tooltip="Put that request back in the Invoke fields (ctrl+j sends it)"),
+]
+
+# Where each list works, as the help screen names it (the app's list works everywhere).
+SCOPES = [
+    ("everywhere", BINDINGS),
+    ("in the log", LOG_BINDINGS),
+    ("in the filter box", FILTER_BINDINGS),
+    ("in the Invoke tab (not while typing)", INVOKE_BINDINGS),
+    ("in the request editor", EDITOR_BINDINGS),
+    ("in the history", HISTORY_BINDINGS),
+]
+
+
+def key_name(binding: Binding) -> str:
+    """The key as the footer, the help and the README write it."""
+    return binding.key_display or binding.key
+
+
+# The palette runs a widget's command on that widget, with its tab shown: (tab, widget, list).
+PALETTE = [(None, None, BINDINGS), ("logs-tab", "#logs", LOG_BINDINGS), ("invoke-tab", "#invoke", INVOKE_BINDINGS)]
+
+
+def palette_commands(app: App) -> Iterator[SystemCommand]:
+    for tab, selector, bindings in PALETTE:
+        for binding in bindings:
+            if isinstance(binding, Command):
+                yield SystemCommand(binding.title, binding.tooltip, partial(_run, app, tab, selector, binding.action))
+
+
+async def _run(app: App, tab: str | None, selector: str | None, action: str) -> None:
+    if tab is not None:
+        app.query_one("#tabs", TabbedContent).active = tab
+    await app.run_action(action, app.query_one(selector) if selector else app)

@@ -1,9 +1,17 @@
 """The TUI's widgets, one per module."""
 
+from ._answer_view import AnswerView
+from ._app_footer import AppFooter
 from ._deployment_panel import DeploymentPanel
-from ._invoke_panel import Exchange, InvokePanel, json_problem
+from ._failure_panel import FailurePanel
+from ._history_list import HistoryList
+from ._invoke_panel import InvokePanel
+from ._log_filter import LogFilter
+from ._log_lines import LogLines
 from ._log_view import LogView
+from ._progress_line import ProgressLine
+from ._request_editor import RequestEditor
 from ._status_bar import StatusBar
-from ._traceback_panel import TracebackPanel
 
-__all__ = ["DeploymentPanel", "Exchange", "InvokePanel", "LogView", "StatusBar", "TracebackPanel", "json_problem"]
+__all__ = ["AnswerView", "AppFooter", "DeploymentPanel", "FailurePanel", "HistoryList", "InvokePanel", "LogFilter",
+           "LogLines", "LogView", "ProgressLine", "RequestEditor", "StatusBar"]

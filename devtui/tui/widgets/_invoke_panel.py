@@ -1,160 +1,239 @@
-"""Invoke: a JSON editor, the answer with status, latency and headers, and a history to re-send.
+"""Invoke: a request (method, query, headers, a JSON or text body or a file upload), the answer,
+and a history of this session's requests to open again.
 
-The editor flags invalid JSON as you type; sending is refused until it parses. Requests run in
-a Textual worker, so the app stays responsive while ``run()`` works.
+The editor flags invalid JSON as you type; sending is refused until the request can be sent.
+Requests run in Textual workers through one shared client (``exchange.Sender``), so the app stays
+responsive while ``run()`` works and the latency shown is the endpoint's.
 """
 
 from __future__ import annotations
 
-import json
-import time
-from dataclasses import dataclass
+from pathlib import Path
 
-import httpx
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
-from textual.widgets import Button, Label, ListItem, ListView, Static, TextArea
+from textual.widgets import Button, ContentSwitcher, Input, Label, ListView, Select, TabbedContent, TabPane, TextArea
 
+from ..commands import INVOKE_BINDINGS
+from ..exchange import METHODS, BodyKind, Exchange, Request, Sender, parse_headers
+from ._answer_view import AnswerView
+from ._history_list import HistoryItem, HistoryList
+from ._request_editor import RequestEditor
 
-@dataclass(frozen=True)
-class Exchange:
-    body: str
-    status: int | None
-    latency_ms: float
-    answer: str
-    headers: tuple[tuple[str, str], ...]
-    at: float
-
-
-def json_problem(text: str) -> str:
-    """Why ``text`` is not JSON, or "" when it is."""
-    try:
-        json.loads(text)
-    except json.JSONDecodeError as ex:
-        return f"invalid JSON at line {ex.lineno}, column {ex.colno}: {ex.msg}"
-    return ""
-
-
-def pretty(text: str) -> str:
-    try:
-        return json.dumps(json.loads(text), indent=2)
-    except (ValueError, TypeError):
-        return text
+# While nothing serves, the server answers 503 at once; a server that does not (a custom
+# container) gets this long before the app says why nothing answered.
+NOT_SERVING_TIMEOUT_S = 3.0
 
 
 class InvokePanel(Vertical):
+    BINDINGS = INVOKE_BINDINGS
+
     class Answered(Message):
         def __init__(self, exchange: Exchange) -> None:
             super().__init__()
             self.exchange = exchange
 
-    def __init__(self, request_text: str = "{}", **kwargs) -> None:
+    class TracebackWanted(Message):
+        """Show the log lines of this failed request."""
+
+        def __init__(self, exchange: Exchange) -> None:
+            super().__init__()
+            self.exchange = exchange
+
+    def __init__(self, request_text: str = "{}", base_folder: Path | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
         self.request_text = request_text
+        self.base_folder = base_folder or Path.cwd()
         self.scoring_uri: str | None = None
-        self.history: list[Exchange] = []
+        self.history: list[Exchange] = []  # oldest first; the list on screen shows newest first
+        self.shown: Exchange | None = None
         self.timeout_s = 30.0
+        self.not_serving = ""  # why nothing serves, from the engine; "" while a revision serves
+        self.sender = Sender()
+        self.last_curl = ""
 
     def compose(self) -> ComposeResult:
+        with Horizontal(id="request-line"):
+            yield Select([(method, method) for method in METHODS], value="POST", allow_blank=False, id="method",
+                         compact=True)
+            yield Input(placeholder="query: name=value&...", id="query", compact=True)
+            yield Select([("JSON body", BodyKind.JSON), ("text body", BodyKind.TEXT),
+                          ("file upload", BodyKind.FILE)], value=BodyKind.JSON, allow_blank=False, id="body-kind",
+                         compact=True)
+            yield Button("Send ^j", id="send", variant="success", compact=True)
+            yield Button("curl (y)", id="copy-curl", compact=True)
         with Horizontal(id="invoke-body"):
             with Vertical(id="invoke-request"):
-                yield Label("Request (ctrl+j sends)", classes="section-title")
-                yield TextArea(self.request_text, language="json", id="request-editor", tab_behavior="indent")
-                with Horizontal(id="invoke-actions"):
-                    yield Button("Send", id="send", variant="success")
-                    yield Label("", id="request-problem")
-            with Vertical(id="invoke-response"):
-                yield Label("Answer", classes="section-title")
-                yield Static("Nothing sent yet.", id="response-status")
-                yield TextArea("", language="json", read_only=True, id="response-body")
-                yield Static("", id="response-headers")
-        yield Label("History (enter re-sends)", classes="section-title")
-        yield ListView(id="history")
+                with TabbedContent(id="request-tabs"):
+                    with TabPane("Body", id="request-body-tab"):
+                        with ContentSwitcher(initial="request-editor", id="body-switcher"):
+                            yield RequestEditor(self.request_text, id="request-editor")
+                            with Vertical(id="request-file-box"):
+                                yield Input(placeholder="file to upload (relative to the deployment folder)",
+                                            id="request-file")
+                                yield Label("sent as multipart/form-data in the field 'file'", classes="hint")
+                    with TabPane("Headers", id="request-headers-tab"):
+                        yield TextArea("", id="request-headers", tab_behavior="focus",
+                                       placeholder="Name: value, one a line")
+                yield Label("", id="request-problem")
+            yield AnswerView(id="answer")
+        yield Label("History, newest first (enter opens, e edits)", classes="section-title")
+        yield HistoryList(id="history")
 
     @property
-    def editor(self) -> TextArea:
-        return self.query_one("#request-editor", TextArea)
+    def editor(self) -> RequestEditor:
+        return self.query_one("#request-editor", RequestEditor)
+
+    @property
+    def answer(self) -> AnswerView:
+        return self.query_one("#answer", AnswerView)
 
     def on_mount(self) -> None:
-        self._check(self.editor.text)
+        self._check()
+        self._prepare()
+
+    @work(group="invoke-prepare")
+    async def _prepare(self) -> None:
+        await self.sender.prepare()
+
+    def on_unmount(self) -> None:
+        self.sender.close()
+
+    # -- the request ---------------------------------------------------------------------------
+
+    def request(self) -> tuple[Request, str]:
+        """The request as the fields say, and why it cannot be sent ("" when it can)."""
+        headers, problem = parse_headers(self.query_one("#request-headers", TextArea).text)
+        kind = BodyKind(self.query_one("#body-kind", Select).value)
+        file_text = self.query_one("#request-file", Input).value.strip()
+        file = (self.base_folder / Path(file_text).expanduser()) if file_text else None
+        request = Request(str(self.query_one("#method", Select).value), self.query_one("#query", Input).value,
+                          headers, kind, self.editor.text, file)
+        return request, problem or request.problem()
 
     def set_request(self, text: str) -> None:
         self.editor.load_text(text)
-        self._check(text)
+        self._check()
 
-    @on(TextArea.Changed, "#request-editor")
-    def _changed(self, event: TextArea.Changed) -> None:
-        self._check(event.text_area.text)
+    def load(self, request: Request) -> None:
+        """Put ``request`` in the fields, as it was sent."""
+        self.query_one("#method", Select).value = request.method
+        self.query_one("#query", Input).value = request.query
+        self.query_one("#body-kind", Select).value = request.kind
+        self.query_one("#request-file", Input).value = str(request.file or "")
+        self.query_one("#request-headers", TextArea).load_text(
+            "\n".join(f"{name}: {value}" for name, value in request.headers))
+        self.set_request(request.body)
 
-    def _check(self, text: str) -> str:
-        problem = json_problem(text)
-        self.editor.set_class(bool(problem), "invalid")
-        label = self.query_one("#request-problem", Label)
-        label.update(Text(problem, style="bold red") if problem else Text("valid JSON", style="green"))
+    @on(TextArea.Changed)
+    @on(Input.Changed, "#query, #request-file")
+    @on(Select.Changed, "#method")
+    def _changed(self) -> None:
+        self._check()
+
+    @on(Select.Changed, "#body-kind")
+    def _kind_changed(self, event: Select.Changed) -> None:
+        kind = BodyKind(event.value)
+        self.query_one("#body-switcher", ContentSwitcher).current = (
+            "request-file-box" if kind == BodyKind.FILE else "request-editor")
+        self.editor.language = "json" if kind == BodyKind.JSON else None
+        self._check()
+
+    def _check(self) -> str:
+        request, problem = self.request()
+        self.editor.set_class(bool(problem) and request.kind == BodyKind.JSON and request.sends_body, "invalid")
+        if problem:
+            shown = Text(problem, style="bold red")
+        elif not request.sends_body:
+            shown = Text("GET: the query is the input; no body is sent", style="green")
+        else:
+            shown = Text({BodyKind.JSON: "valid JSON", BodyKind.TEXT: "text body",
+                          BodyKind.FILE: "file ready"}[request.kind], style="green")
+        self.query_one("#request-problem", Label).update(shown)
         return problem
+
+    # -- sending -------------------------------------------------------------------------------
 
     @on(Button.Pressed, "#send")
     def _send_pressed(self) -> None:
         self.send()
 
-    def send(self, body: str | None = None) -> bool:
-        """Send the editor's request (or ``body``); False when it cannot be sent."""
-        body = self.editor.text if body is None else body
-        problem = json_problem(body)
+    def send(self) -> bool:
+        """Send the request the fields hold; False when it cannot be sent."""
+        request, problem = self.request()
         if problem:
-            self._check(body)
+            self._check()
             self.notify(f"Not sent: {problem}", severity="error")
             return False
         if not self.scoring_uri:
             self.notify("Not sent: the endpoint has no scoring URI yet", severity="warning")
             return False
-        self.query_one("#response-status", Static).update(Text("Sending...", style="yellow"))
-        self._post(self.scoring_uri, body)
+        self.answer.sending(f" ({self.not_serving})" if self.not_serving else "")
+        self._post(self.scoring_uri, request)
         return True
 
     @work(exclusive=False, group="invoke")
-    async def _post(self, uri: str, body: str) -> None:
-        started = time.perf_counter()
-        try:
-            async with httpx.AsyncClient(timeout=self.timeout_s) as client:
-                answer = await client.post(uri, content=body.encode(), headers={"content-type": "application/json"})
-        except httpx.HTTPError as ex:
-            exchange = Exchange(body, None, (time.perf_counter() - started) * 1000, f"{type(ex).__name__}: {ex}",
-                                (), time.time())
-        else:
-            exchange = Exchange(body, answer.status_code, (time.perf_counter() - started) * 1000, answer.text,
-                                tuple(answer.headers.items()), time.time())
-        self.show(exchange)
+    async def _post(self, uri: str, request: Request) -> None:
+        timeout = min(self.timeout_s, NOT_SERVING_TIMEOUT_S) if self.not_serving else self.timeout_s
+        self.record(await self.sender.send(uri, request, timeout, self.not_serving))
+
+    def record(self, exchange: Exchange) -> None:
+        """An answer (or why there is none): on screen, in the history, and to the app."""
+        self.history.append(exchange)
+        self.query_one("#history", HistoryList).add(exchange)
+        self.open(exchange)
         self.post_message(self.Answered(exchange))
 
-    def show(self, exchange: Exchange) -> None:
-        status = Text()
-        if exchange.status is None:
-            status.append("no answer", style="bold red")
-        else:
-            style = "bold green" if exchange.status < 400 else "bold red"
-            status.append(f"{exchange.status}", style=style)
-        status.append(f"  {exchange.latency_ms:.1f} ms")
-        self.query_one("#response-status", Static).update(status)
-        self.query_one("#response-body", TextArea).load_text(pretty(exchange.answer))
-        headers = Text()
-        for name, value in exchange.headers:
-            headers.append(f"{name}: ", style="bold")
-            headers.append(f"{value}\n")
-        self.query_one("#response-headers", Static).update(headers)
-        self.history.append(exchange)
-        clock = time.strftime("%H:%M:%S", time.localtime(exchange.at))
-        preview = " ".join(exchange.body.split())[:60]
-        label = f"{clock}  {exchange.status or '---'}  {exchange.latency_ms:7.1f} ms  {preview}"
-        self.query_one("#history", ListView).append(ListItem(Label(label)))
+    def open(self, exchange: Exchange) -> None:
+        self.shown = exchange
+        self.answer.show(exchange)
+
+    def reset_connections(self) -> None:
+        """The server behind the scoring URI changed: the next request opens a new connection."""
+        self.sender.reset()
 
     @on(ListView.Selected, "#history")
-    def _resend(self, event: ListView.Selected) -> None:
-        index = event.list_view.index
-        if index is not None and index < len(self.history):
-            body = self.history[index].body
-            self.set_request(body)
-            self.send(body)
+    def _opened(self, event: ListView.Selected) -> None:
+        if isinstance(event.item, HistoryItem):
+            self.open(event.item.exchange)
+
+    @on(HistoryList.Edit)
+    def _edit(self, event: HistoryList.Edit) -> None:
+        self.load(event.exchange.request)
+        self.editor.focus()
+
+    @work(group="swagger")
+    async def prefill_from_swagger(self) -> None:
+        """No sample-request.json: take the example from the swagger document, if it has one."""
+        import json
+
+        import httpx
+
+        if not self.scoring_uri:
+            return
+        try:
+            document = await self.sender.get_json(self.scoring_uri.rsplit("/", 1)[0] + "/swagger.json")
+            example = document["definitions"]["ServiceInput"]["example"]
+        except (httpx.HTTPError, ValueError, KeyError, TypeError):
+            return
+        if example and self.editor.text.strip() in ("", "{}"):
+            self.set_request(json.dumps(example, indent=2))
+
+    # -- keys ----------------------------------------------------------------------------------
+
+    @on(Button.Pressed, "#copy-curl")
+    def action_copy_curl(self) -> None:
+        request, _ = self.request()
+        self.last_curl = request.curl(self.scoring_uri or "http://127.0.0.1:5001/score")
+        self.app.copy_to_clipboard(self.last_curl)
+        self.notify(self.last_curl, title="Copied as curl", timeout=6)
+
+    @on(Button.Pressed, "#goto-traceback")
+    def action_goto_traceback(self) -> None:
+        if self.shown is None or self.shown.status is None or not self.shown.run_failed:
+            self.notify("The answer on screen has no traceback: it did not fail in the server.", severity="warning")
+            return
+        self.post_message(self.TracebackWanted(self.shown))

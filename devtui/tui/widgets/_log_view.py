@@ -1,4 +1,5 @@
-"""The logs of every source, live: one source or all with a source column, a filter, follow.
+"""The logs of every source, live: one source or all with a coloured source tag, a filter,
+follow, wrap and timestamps, and the keys for them (they work while the log has focus).
 
 Records arrive in batches from the engine and are kept in a bounded :class:`LogBuffer`. The
 view is updated on a timer, at most every ``FLUSH_S``, and draws only the lines on screen, so
@@ -12,6 +13,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
@@ -21,13 +23,23 @@ from textual.widgets import Button, Input, Select
 
 from ...events import DEVTUI, INFERENCE_SERVER, STORAGE_INITIALIZER, LogRecord
 from ...logs import LogBuffer
+from ..commands import LOG_BINDINGS
+from ._log_filter import LogFilter
 from ._log_lines import LogLines
 
 FLUSH_S = 0.05
 ALL = "all"
-SOURCE_STYLE = {INFERENCE_SERVER: "cyan", STORAGE_INITIALIZER: "magenta", DEVTUI: "green"}
+# In "All sources", each line starts with a short tag in its source's colour.
+SOURCE_TAG = {INFERENCE_SERVER: ("server", "cyan"), STORAGE_INITIALIZER: ("storage", "magenta"),
+              DEVTUI: ("devtui", "green")}
+TAG_WIDTH = 8
+STAMP_WIDTH = 13
 # The reference server's format puts the level letter after the time: "... 12:00:00,123 E [42] ..."
 _LEVEL = re.compile(r"\s([EWC])\s\[\d+\]|\b(ERROR|CRITICAL|WARNING|Traceback|Error:)")
+# The server's own time at the start of its lines, left out while the app shows its own.
+_SERVER_STAMP = re.compile(r"^\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(?:[,.]\d+)? ")
+# What the server logs when run() raises or the request fails.
+_FAILURE = re.compile(r"Encountered Exception|Traceback \(most recent call last\)")
 
 
 def level_style(text: str) -> str:
@@ -39,13 +51,17 @@ def level_style(text: str) -> str:
 
 
 class LogView(Vertical):
-    """Logs with a source selector, a filter box, follow and timestamps toggles."""
+    """Logs with a source selector, a filter box, follow, wrap and timestamps toggles."""
+
+    BINDINGS = LOG_BINDINGS
 
     follow: reactive[bool] = reactive(True)
-    timestamps: reactive[bool] = reactive(False)
+    timestamps: reactive[bool] = reactive(True)
+    wrap: reactive[bool] = reactive(False)
     source: reactive[str] = reactive(ALL)
 
-    def __init__(self, capacity: int = 10_000, **kwargs) -> None:
+    def __init__(self, capacity: int = 10_000, save_folder: Path | None = None, name_for_files: str = "devtui",
+                 **kwargs) -> None:
         super().__init__(**kwargs)
         self.buffer = LogBuffer(capacity)
         self.pending: list[LogRecord] = []
@@ -53,19 +69,23 @@ class LogView(Vertical):
         self.pattern: re.Pattern | None = None
         self.filter_text = ""
         self.filter_error = ""
+        self.save_folder = save_folder or Path.cwd()
+        self.name_for_files = name_for_files
+        self.marked: LogRecord | None = None  # the line a jump landed on, highlighted
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="log-toolbar"):
             yield Select([("All sources", ALL), (INFERENCE_SERVER, INFERENCE_SERVER),
                           (STORAGE_INITIALIZER, STORAGE_INITIALIZER), (DEVTUI, DEVTUI)],
-                         value=ALL, allow_blank=False, id="log-source")
-            yield Input(placeholder="Filter: text, or /regex/", id="log-filter")
-            yield Button("Following", id="log-follow", variant="primary")
-            yield Button("", id="log-new-lines", variant="warning")
-        yield LogLines(self.render_record, self.buffer.capacity, id="log-lines")
+                         value=ALL, allow_blank=False, id="log-source", compact=True)
+            yield LogFilter(placeholder="/ filter: text, or /regex/", id="log-filter", compact=True)
+            yield Button("Following", id="log-follow", variant="primary", compact=True)
+            yield Button("", id="log-new-lines", variant="warning", compact=True)
+        yield LogLines(self.render_record, self.measure, self.buffer.capacity, id="log-lines")
 
     def on_mount(self) -> None:
         self.query_one("#log-new-lines").display = False
+        self.lines.follow(self.follow)
         self.set_interval(FLUSH_S, self.flush)
 
     @property
@@ -94,14 +114,19 @@ class LogView(Vertical):
             marker = self.query_one("#log-new-lines", Button)
             marker.label = f"+{self.unseen} new lines"
             marker.display = True
-        self._write(visible)
+        self.lines.extend(visible[-self.buffer.capacity:])
 
-    def _write(self, records: list[LogRecord]) -> None:
-        """Hand the records to the view, which renders only what is on screen."""
-        lines = self.lines
-        lines.auto_scroll = self.follow
-        prefix = (13 if self.timestamps else 0) + (20 if self.source == ALL else 0)
-        lines.extend(records[-self.buffer.capacity:], prefix)
+    # -- one line -----------------------------------------------------------------------------
+
+    def text_of(self, record: LogRecord) -> str:
+        """The record's text as shown: without the server's time while the app shows its own."""
+        if self.timestamps and record.source == INFERENCE_SERVER:
+            return _SERVER_STAMP.sub("", record.text, count=1)
+        return record.text
+
+    def measure(self, record: LogRecord) -> int:
+        prefix = (STAMP_WIDTH if self.timestamps else 0) + (TAG_WIDTH if self.source == ALL else 0)
+        return prefix + cell_len(self.text_of(record))
 
     def render_record(self, record: LogRecord) -> Text:
         text = Text(no_wrap=True)
@@ -109,8 +134,12 @@ class LogView(Vertical):
             stamp = time.strftime("%H:%M:%S", time.localtime(record.time)) + f".{int(record.time * 1000) % 1000:03d}"
             text.append(stamp + " ", style="dim")
         if self.source == ALL:
-            text.append(f"{record.source:<19} ", style=SOURCE_STYLE.get(record.source, ""))
-        text.append(record.text, style=level_style(record.text))
+            tag, colour = SOURCE_TAG.get(record.source, (record.source[:TAG_WIDTH - 1], ""))
+            text.append(f"{tag:<{TAG_WIDTH - 1}} ", style=f"bold {colour}".strip())
+        # The level is read from the whole line: it follows the server's time, which may be left out.
+        text.append(self.text_of(record), style=level_style(record.text))
+        if record is self.marked:
+            text.stylize("reverse")
         return text
 
     def matches(self, record: LogRecord) -> bool:
@@ -129,7 +158,7 @@ class LogView(Vertical):
         """Draw the view again from the buffer (filter, source or timestamps changed)."""
         self.pending.clear()
         self.lines.clear()
-        self._write(self.visible_records())
+        self.lines.extend(self.visible_records())
 
     def set_filter(self, value: str) -> None:
         self.filter_error = ""
@@ -163,17 +192,28 @@ class LogView(Vertical):
         if self.is_mounted:
             self.refilter()
 
+    def watch_wrap(self, wrap: bool) -> None:
+        if self.is_mounted:
+            self.lines.set_wrap(wrap)
+
     def watch_follow(self, follow: bool) -> None:
-        if not self.is_mounted:
-            return
+        if self.is_mounted:
+            self.lines.follow(follow)
+            self._show_follow(follow)
+
+    def _show_follow(self, follow: bool) -> None:
         button = self.query_one("#log-follow", Button)
         button.label = "Following" if follow else "Paused"
         button.variant = "primary" if follow else "default"
         if follow:
             self.unseen = 0
             self.query_one("#log-new-lines").display = False
-            self.lines.auto_scroll = True
-            self.lines.scroll_end(animate=False)
+
+    @on(LogLines.Followed)
+    def _followed(self, event: LogLines.Followed) -> None:
+        """The reader scrolled away from the end (or back to it): the view stays anchored."""
+        self.set_reactive(LogView.follow, event.following)
+        self._show_follow(event.following)
 
     @on(Button.Pressed, "#log-follow")
     def _toggle_follow(self) -> None:
@@ -183,12 +223,54 @@ class LogView(Vertical):
     def _resume(self) -> None:
         self.follow = True
 
-    def clear(self) -> None:
+    def reveal(self, request_id: str, since: float, until: float) -> bool:
+        """Show the line that starts the failure of request ``request_id`` (sent at ``since``,
+        answered at ``until``): one that names its id, else the first failure the server logged
+        while it was in flight. False when the log has none."""
+        found = _failure_of(self.buffer.all, request_id, since, until)
+        if found is None:
+            return False
+        if found not in self.visible_records():
+            self.query_one("#log-source", Select).value = ALL
+            self.query_one("#log-filter", Input).value = ""
+            self.set_filter("")
+        self.marked = found
+        self.follow = False
+        self.refilter()
+        index = next(n for n, record in enumerate(self.lines.records) if record is found)
+        self.lines.scroll_to(y=self.lines.row_of(index), animate=False, immediate=True)
+        return True
+
+    # -- keys ---------------------------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # In the filter box "/" is text: not a key to show in the footer.
+        return not (action == "filter" and self.query_one("#log-filter", Input).has_focus)
+
+    def action_toggle_follow(self) -> None:
+        self.follow = not self.follow
+
+    def action_toggle_wrap(self) -> None:
+        self.wrap = not self.wrap
+
+    def action_toggle_timestamps(self) -> None:
+        self.timestamps = not self.timestamps
+
+    def action_filter(self) -> None:
+        self.query_one("#log-filter", Input).focus()
+
+    def action_clear(self) -> None:
         self.buffer.clear()
         self.pending.clear()
         self.lines.clear()
         self.unseen = 0
+        self.marked = None
         self.query_one("#log-new-lines").display = False
+
+    def action_save(self) -> None:
+        name = f"devtui-{self.name_for_files}-{time.strftime('%Y%m%d-%H%M%S')}.log"
+        path = self.save(self.save_folder / name)
+        self.notify(f"Saved {len(self.visible_records())} lines to {path}", title="Logs saved")
 
     def save(self, path: Path) -> Path:
         """Write what the view shows (all of the buffer that matches) to ``path``."""
@@ -197,3 +279,17 @@ class LogView(Vertical):
                 stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(record.time))
                 f.write(f"{stamp} {record.source:<19} {record.text}\n")
         return path
+
+
+def _failure_of(records: Iterable[LogRecord], request_id: str, since: float, until: float) -> LogRecord | None:
+    # The server's lines reach the log through a pipe, so a failure may be stamped a little after
+    # the answer arrived; the window allows for it.
+    first = None
+    for record in records:
+        if record.source != INFERENCE_SERVER:
+            continue
+        if request_id and request_id in record.text:
+            return record
+        if first is None and since - 0.05 <= record.time <= until + 2 and _FAILURE.search(record.text):
+            first = record
+    return first

@@ -1,5 +1,6 @@
 """The status at a glance: who, where, which state and revision, the last reload, the debugger,
-and sparklines of the latest request latencies and reload durations."""
+and sparklines of the latest request latencies (the round trip, with the server's own time in
+run() beside it) and reload durations."""
 
 from __future__ import annotations
 
@@ -36,13 +37,13 @@ class StatusBar(Horizontal):
     def compose(self) -> ComposeResult:
         yield Static(id="status-text")
         with Vertical(id="status-charts"):
-            yield Label("latency", classes="chart-label")
+            yield Label("latency", classes="chart-label", id="latency-label")
             yield Sparkline(list(self.latencies), id="latency-chart")
-            yield Label("reloads", classes="chart-label")
+            yield Label("reloads", classes="chart-label", id="reload-label")
             yield Sparkline(list(self.reloads), id="reload-chart")
 
     def on_mount(self) -> None:
-        self.refresh_text()
+        self.call_after_refresh(self.refresh_text)  # is_mounted is set once on_mount has run
 
     def refresh_text(self) -> None:
         if not self.is_mounted:
@@ -54,9 +55,14 @@ class StatusBar(Horizontal):
         text.append(f"● {self.state}", style=STATE_STYLE.get(self.state, ""))
         text.append(f"  revision {self.revision if self.revision is not None else '-'}\n")
         text.append(self.scoring_uri or "no scoring URI yet", style="underline" if self.scoring_uri else "dim")
-        text.append(f"\nlast reload: {self.reload_text}   debugger: {self.debugger}")
-        if self.detail:
-            text.append(f"\n{self.detail}", style="dim")
+        if self.debugger.startswith("stopped"):
+            # The state that explains a request that hangs: it takes the place of everything below.
+            text.append(f"\ndebugger {self.debugger}: requests wait until you continue in VS Code",
+                        style="bold yellow")
+        else:
+            text.append(f"   debugger: {self.debugger}\nlast reload: {self.reload_text}")
+            if self.detail:
+                text.append(f"\n{self.detail}", style="dim")
         self.query_one("#status-text", Static).update(text)
 
     def watch_state(self) -> None:
@@ -85,7 +91,11 @@ class StatusBar(Horizontal):
         if ok:
             self.reloads.append(duration_ms)
             self.query_one("#reload-chart", Sparkline).data = list(self.reloads)
+            self.query_one("#reload-label", Label).update(f"reloads: last {duration_ms:.0f} ms")
 
-    def record_latency(self, ms: float) -> None:
+    def record_latency(self, ms: float, exec_ms: float | None = None) -> None:
+        """A round trip in ms, and the server's time in run() when it said."""
         self.latencies.append(ms)
         self.query_one("#latency-chart", Sparkline).data = list(self.latencies)
+        run = f" (run() {exec_ms:.1f})" if exec_ms is not None else ""
+        self.query_one("#latency-label", Label).update(f"latency: last {ms:.1f} ms{run}")
