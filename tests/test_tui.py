@@ -555,7 +555,7 @@ async def test_s_saves_the_visible_lines(make_app):
 
 
 async def test_x_warns_when_only_the_process_runtime_is_available(make_app, monkeypatch):
-    monkeypatch.setattr(runtimes, "available", lambda: ["process"])  # no container engine answers
+    monkeypatch.setattr(runtimes, "available", lambda **_: ["process"])  # no container engine answers
     app = make_app(QuietApp)
 
     async with running(app) as pilot:
@@ -568,7 +568,7 @@ async def test_x_warns_when_only_the_process_runtime_is_available(make_app, monk
 
 async def test_x_switches_to_the_next_runtime_when_there_is_one(make_app, monkeypatch):
     # The switch itself is the engine's (tested there); here: x asks for it and the status follows.
-    monkeypatch.setattr(runtimes, "available", lambda: ["process", "container"])
+    monkeypatch.setattr(runtimes, "available", lambda **_: ["process", "container"])
     app = make_app(QuietApp)
     asked = []
 

@@ -159,6 +159,7 @@ class DevtuiApp(App):
                 self.invoke_panel.prefill_from_swagger()
 
     def _server_started(self, event: ServerStarted) -> None:
+        self.status.engine = self.engine.describe().engine or ""  # which Docker engine, by now connected
         self.status.scoring_uri = event.scoring_uri
         self.invoke_panel.scoring_uri = event.scoring_uri
         self.invoke_panel.reset_connections()
@@ -249,7 +250,8 @@ class DevtuiApp(App):
 
     @work(exclusive=True, group="engine-action")
     async def action_switch_runtime(self) -> None:
-        available = await asyncio.to_thread(runtimes.available)  # asks the Docker engine: not on the loop
+        # It asks the Docker engine (the one --context names): not on the event loop.
+        available = await asyncio.to_thread(runtimes.available, context=self.engine.runtime.options.context)
         if len(available) < 2:
             self.notify(f"Only the {available[0]} runtime is available here.", severity="warning")
             return

@@ -31,6 +31,7 @@ class StatusBar(Horizontal):
     def __init__(self, endpoint: str, deployment: str, runtime: str, **kwargs) -> None:
         super().__init__(**kwargs)
         self.endpoint, self.deployment, self.runtime = endpoint, deployment, runtime
+        self.engine = ""  # the Docker engine in use (container runtime), once connected
         self.latencies: deque[float] = deque(maxlen=HISTORY)
         self.reloads: deque[float] = deque(maxlen=HISTORY)
 
@@ -51,7 +52,7 @@ class StatusBar(Horizontal):
         text = Text()
         text.append(f"{self.endpoint}", style="bold")
         text.append(f" / {self.deployment}  ", style="bold")
-        text.append(f"[{self.runtime}]  ", style="dim")
+        text.append(f"[{self.runtime}{' on ' + self.engine if self.engine else ''}]  ", style="dim")
         text.append(f"● {self.state}", style=STATE_STYLE.get(self.state, ""))
         text.append(f"  revision {self.revision if self.revision is not None else '-'}\n")
         text.append(self.scoring_uri or "no scoring URI yet", style="underline" if self.scoring_uri else "dim")
