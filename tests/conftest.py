@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 import spec_data
+from private_engine import PrivateEngine, missing_prerequisite
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -73,3 +74,18 @@ def project(tmp_path: Path) -> Path:
     spec_data.write(tmp_path, "src/score.py", "def init():\n    pass\n\ndef run(raw):\n    return raw\n")
     spec_data.write(tmp_path, "conda.yml", "name: env\ndependencies: [python=3.11]\n")
     return tmp_path
+
+
+@pytest.fixture
+def private_engine(run_id):
+    """A Docker engine of the test's own (private_engine.py), which the test may stop and restart.
+    Afterwards it is gone, with all it held."""
+    why = missing_prerequisite()
+    if why:
+        pytest.skip(why)
+    engine = PrivateEngine(run_id)
+    try:
+        engine.start()
+        yield engine
+    finally:
+        engine.close()

@@ -218,3 +218,11 @@ def read_until(process: subprocess.Popen, text: str, timeout: float = 240, seen:
     wait_for(found, timeout=timeout, message=repr(text))
     return lines
 
+
+def write_deployment(folder: Path, deployment_yaml: str, **code: str) -> Path:
+    """A deployment in ``folder``: deployment.yml, and each ``code`` file (name=text) in ./code."""
+    (folder / "code").mkdir(parents=True)
+    for name, text in code.items():
+        (folder / "code" / f"{name}.py").write_text(text)
+    (folder / "deployment.yml").write_text(deployment_yaml)
+    return folder

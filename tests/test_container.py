@@ -29,7 +29,6 @@ import pytest
 
 from helpers import (ROOT, SAMPLES, SKLEARN_PREDICTIONS, Timeout, devtui, devtui_command, free_port, pid_alive, read_until, save,
                      show, unique_name, wait_for)
-from private_engine import PrivateEngine, missing_prerequisite
 
 EXPECTED = SKLEARN_PREDICTIONS  # what the process runtime answers for the sklearn sample's request
 REQUEST = SAMPLES / "sklearn-regression" / "sample-request.json"
@@ -571,21 +570,6 @@ def test_liveness_failures_restart_a_custom_container(sample, endpoint, docker_c
 
 
 # -- 8. the engine itself restarted under a running endpoint --------------------------------------
-
-
-@pytest.fixture
-def private_engine(run_id):
-    """A Docker engine of the test's own (private_engine.py), which the test may stop and restart.
-    Afterwards it is gone, with all it held."""
-    why = missing_prerequisite()
-    if why:
-        pytest.skip(why)
-    engine = PrivateEngine(run_id)
-    try:
-        engine.start()
-        yield engine
-    finally:
-        engine.close()
 
 
 def test_engine_restarted_under_a_running_endpoint(sample, endpoint, docker_client, private_engine, run_id):

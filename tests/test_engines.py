@@ -24,7 +24,6 @@ from devtui.runtimes.docker_context import DEFAULT_HOST, read_context, resolve
 from devtui.runtimes.gpus import NO_GPU_RUNTIME, GpuRequest, suggestion
 from devtui.runtimes.process import ProcessRuntime
 from helpers import ROOT, devtui, run_async, show, unique_name
-from private_engine import PrivateEngine, missing_prerequisite
 
 LABEL = "devtui.endpoint"
 
@@ -107,19 +106,6 @@ def test_up_and_the_app_refuse_an_unknown_context_before_anything_starts(sample,
     result = devtui("up", str(folder), "--runtime", "container", "--detach", check=2,
                     env={**env, "DOCKER_CONTEXT": "gone"})
     assert "no Docker context named 'gone' (from DOCKER_CONTEXT)" in result.stderr
-
-
-@pytest.fixture
-def private_engine(run_id):
-    why = missing_prerequisite()
-    if why:
-        pytest.skip(why)
-    engine = PrivateEngine(run_id)
-    try:
-        engine.start()
-        yield engine
-    finally:
-        engine.close()
 
 
 def environment_image(client, folder: Path, tmp_path: Path) -> str:

@@ -21,7 +21,7 @@ from devtui import registry, spec
 from devtui.cli import Recorder
 from devtui.engine import Engine
 from devtui.events import DEVTUI, SOURCES, SUCCEEDED, Logs
-from helpers import free_port, wait_for
+from helpers import free_port, wait_for, write_deployment
 
 # Prints 8 KiB per request: a few requests fill a pipe nobody reads (64 KiB on Linux).
 SCORE = '''
@@ -50,11 +50,7 @@ request_settings:
 
 @pytest.fixture
 def deployment(tmp_path) -> Path:
-    folder = tmp_path / "deployment"
-    (folder / "code").mkdir(parents=True)
-    (folder / "code" / "score.py").write_text(SCORE)
-    (folder / "deployment.yml").write_text(DEPLOYMENT)
-    return folder
+    return write_deployment(tmp_path / "deployment", DEPLOYMENT, score=SCORE)
 
 
 def save(path: Path, text: str) -> None:

@@ -17,7 +17,7 @@ import pytest
 from devtui import spec
 from devtui.engine import Engine
 from devtui.events import SUCCEEDED, ReloadFinished
-from helpers import save
+from helpers import save, write_deployment
 
 pytestmark = pytest.mark.anyio
 
@@ -55,12 +55,7 @@ request_settings:
 
 @pytest.fixture
 def deployment(tmp_path) -> Path:
-    folder = tmp_path / "deployment"
-    (folder / "code").mkdir(parents=True)
-    (folder / "code" / "score.py").write_text(SCORE)
-    (folder / "code" / "helper.py").write_text(HELPER)
-    (folder / "deployment.yml").write_text(DEPLOYMENT)
-    return folder
+    return write_deployment(tmp_path / "deployment", DEPLOYMENT, score=SCORE, helper=HELPER)
 
 
 class Running:
