@@ -4,7 +4,6 @@ without limit, conda files of the wrong shape. Each is refused with one clear Pr
 from __future__ import annotations
 
 import re
-import time
 from pathlib import Path
 
 import pytest
@@ -33,9 +32,7 @@ def test_an_oversized_deployment_is_refused_before_parsing(project: Path) -> Non
     size = deployment.stat().st_size
     assert size > MIB
 
-    started = time.perf_counter()
     problems = problems_of(deployment)
-    assert time.perf_counter() - started < 1
 
     assert len(problems) == 1, problems
     text = str(problems[0])
@@ -57,9 +54,7 @@ def test_an_oversized_endpoint_file_is_refused(project: Path) -> None:
 def test_an_oversized_yaml_in_the_folder_is_not_read_to_classify_it(project: Path) -> None:
     write(project, "deployment.yml", GOOD)
     (project / "huge.yml").write_text("items:\n" + "  - a\n" * 400_000)
-    started = time.perf_counter()
     deployment, _ = find_files(project)
-    assert time.perf_counter() - started < 1
     assert deployment.name == "deployment.yml"
 
 
@@ -91,9 +86,7 @@ def test_a_billion_laughs_is_refused_at_once(project: Path, where: str) -> None:
     }[where]
     deployment = write(project, "deployment.yml", bomb)
 
-    started = time.perf_counter()
     problems = problems_of(deployment)
-    assert time.perf_counter() - started < 1
 
     assert len(problems) == 1, problems
     assert problems[0].file == deployment and problems[0].line is not None, problems
@@ -104,9 +97,7 @@ def test_a_billion_laughs_is_refused_at_once(project: Path, where: str) -> None:
 @pytest.mark.timeout(10)
 def test_a_billion_laughs_in_a_folder_is_refused_at_once(project: Path) -> None:
     write(project, "deployment.yml", GOOD + BILLION_LAUGHS)
-    started = time.perf_counter()
     problems = problems_of(project)
-    assert time.perf_counter() - started < 1
     assert any("alias" in str(p) and p.line for p in problems), problems
 
 
@@ -127,9 +118,7 @@ def test_too_many_values_are_refused_while_parsing(project: Path) -> None:
     # Under the size limit, but PyYAML would need 10+ s to compose 450,000 values.
     deployment = write(project, "deployment.yml", GOOD + "tags: [" + "1," * 450_000 + "]\n")
     assert deployment.stat().st_size < MIB
-    started = time.perf_counter()
     problems = problems_of(deployment)
-    assert time.perf_counter() - started < 2
     assert len(problems) == 1 and "10,000" in str(problems[0]), problems
 
 
@@ -200,9 +189,7 @@ def test_a_conda_file_with_a_syntax_error(project: Path) -> None:
 
 @pytest.mark.timeout(10)
 def test_a_conda_file_alias_bomb_is_refused_at_once(project: Path) -> None:
-    started = time.perf_counter()
     (problem,) = conda_problems(project, BILLION_LAUGHS + "dependencies: *lol9\n")
-    assert time.perf_counter() - started < 1
     assert problem.file.name == "conda.yml" and "alias" in problem.message, problem
 
 
