@@ -92,7 +92,7 @@ class ReloadFinished:
     def how(self) -> str:
         """The rung in words, for the log, the app and `show`."""
         if self.rung == "patch":
-            return f"patched {self.detail} in place (model kept)"
+            return f"patched {self.detail} in place (model kept)" if self.detail else "nothing to apply (no code changed)"
         if self.rung == "swap":
             return f"worker swap ({self.detail})" if self.detail else "worker swap"
         return self.rung

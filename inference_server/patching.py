@@ -15,6 +15,7 @@ Only the standard library is used: ``ast`` and ``compile`` make the code objects
 from __future__ import annotations
 
 import ast
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -60,6 +61,8 @@ class Patcher:
     def __init__(self) -> None:
         self.sources: dict[str, str] = {}  # file -> the source its module now runs
         self.modules: dict[str, str] = {}  # file -> module name
+        self.roots: tuple[str, ...] = ()  # the code folders, where data files may change too
+        self.since = time.time()  # when this worker loaded the code (then: when it last applied a save)
 
     def loaded(self, name: str, path: str, source: bytes | str) -> None:
         """A user module was compiled from ``source`` (the loader calls this)."""
@@ -75,8 +78,9 @@ class Patcher:
         except SyntaxError as ex:
             return Outcome("failed", f"{ex.msg} ({ex.filename}, line {ex.lineno})", _format(ex))
         if not patch.replaced and not patch.added:
-            # No Python the worker runs changed: a data file beside it (read in init()) may have.
-            return Outcome("swap", "no loaded Python source changed")
+            if self._data_changed():  # a file beside the code (read in init()) changed
+                return Outcome("swap", "a file other than the loaded Python source changed")
+            return Outcome("patched", "", duration_ms=_since(started))  # nothing to apply: a repeated reload
         try:
             _apply(patch, new_sources)
         except NeedsSwap as ex:
@@ -84,7 +88,24 @@ class Patcher:
         except Exception as ex:  # a default value or a new function's decorator raised
             return Outcome("failed", f"{type(ex).__name__}: {ex}", _format(ex))
         self.sources.update(new_sources)
+        self.since = time.time()
         return Outcome("patched", ", ".join(patch.names), duration_ms=_since(started))
+
+    def _data_changed(self) -> bool:
+        """Whether a file in the code folders other than a loaded module changed since ``since``."""
+        for root in self.roots:
+            for folder, folders, names in os.walk(root):
+                folders[:] = [f for f in folders if f != "__pycache__" and not f.startswith(".")]
+                for name in names:
+                    path = os.path.join(folder, name)
+                    if path in self.sources or name.startswith("."):
+                        continue
+                    try:
+                        if os.stat(path).st_mtime >= self.since - 1:
+                            return True
+                    except OSError:
+                        return True  # removed meanwhile: a change
+        return False
 
     def _decide(self) -> tuple[Patch, dict[str, str]]:
         patch, new_sources = Patch(), {}

@@ -16,6 +16,7 @@ import logging
 import os
 import sys
 import sysconfig
+import time
 import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -139,6 +140,8 @@ class _FreshFinder:
 def load_fresh_from(roots: list[str]) -> None:
     """From now on, import modules under ``roots`` from their source (see :class:`_FreshLoader`)."""
     sys.dont_write_bytecode = True
+    patching.current.roots = tuple(os.path.abspath(r) for r in roots)
+    patching.current.since = time.time()
     position = next((i for i, finder in enumerate(sys.meta_path) if finder is importlib.machinery.PathFinder),
                     len(sys.meta_path))
     sys.meta_path.insert(position, _FreshFinder(roots))

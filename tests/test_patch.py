@@ -269,3 +269,23 @@ def test_devtui_reload_swaps_and_reload_full_restarts(deployment):
         assert restarted.stdout.startswith("restarted: revision 4 is serving"), restarted.stdout
     finally:
         devtui("down", "-n", "patching", check=None)
+
+
+async def test_a_reload_with_nothing_changed_keeps_the_worker_and_a_data_file_change_swaps(deployment, tmp_path):
+    """A repeated reload (two watcher batches for one save) must not reload the model; a file
+    beside the code that init() may read does."""
+    running = Running(deployment, tmp_path)
+    try:
+        assert await running.engine.start() == SUCCEEDED
+        model = (await running.answer())["model"]
+        count = len(running.finished)
+        await running.engine.reload("manual")  # a reload that is not forced, with nothing changed
+        await until(lambda: len(running.finished) > count, 30, "the reload's outcome")
+        assert running.finished[-1].how == "nothing to apply (no code changed)"
+        assert (await running.answer())["model"] == model
+        (deployment / "code" / "labels.json").write_text('{"a": 1}')
+        await until(lambda: running.finished[-1].rung == "swap", 30, "a swap for the data file")
+        assert "a file other than the loaded Python source changed" in running.finished[-1].detail
+        assert (await running.answer())["model"] != model
+    finally:
+        await running.engine.stop()
