@@ -256,8 +256,8 @@ def test_methods_nested_names_and_new_functions_patch(tmp_path):
 def test_devtui_reload_swaps_and_reload_full_restarts(deployment):
     from helpers import devtui, show, wait_for
 
-    devtui("up", str(deployment), "--detach")
     try:
+        devtui("up", str(deployment), "--detach")  # inside: a Failed up keeps running in the background
         save(deployment / "code" / "score.py",
              (deployment / "code" / "score.py").read_text().replace('"version": 1', '"version": 2'))
         wait_for(lambda: (show("patching")["deployments"][0].get("last_reload") or {}).get("revision") == 2,
