@@ -15,6 +15,7 @@ from pathlib import Path
 from textual import on, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.containers import Horizontal
+from textual.css.query import NoMatches
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import TabbedContent, TabPane
@@ -123,8 +124,11 @@ class DevtuiApp(App):
 
     @on(EngineEvent)
     def _engine_event(self, message: EngineEvent) -> None:
-        self.handlers[type(message.event)](message.event)
-        self._sync()
+        try:
+            self.handlers[type(message.event)](message.event)
+            self._sync()
+        except NoMatches:  # the app is closing and its widgets are gone; the engine still reports
+            pass
 
     @property
     def handlers(self) -> dict[type, Callable]:
