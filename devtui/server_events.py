@@ -12,6 +12,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from inference_server import protocol
 
@@ -100,7 +101,7 @@ class ServerEvents:
     def server_event(self, event: protocol.ServerEvent) -> None:
         self._server_handlers[type(event)](event)
 
-    @property
+    @cached_property
     def _server_handlers(self) -> dict[type, Callable]:
         """One handler per kind of server event; tests check that it covers them all."""
         return {

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import signal
 from collections.abc import Callable, Iterable
+from functools import cached_property
 from pathlib import Path
 
 from textual import on, work
@@ -130,9 +131,9 @@ class DevtuiApp(App):
         except NoMatches:  # the app is closing and its widgets are gone; the engine still reports
             pass
 
-    @property
+    @cached_property
     def handlers(self) -> dict[type, Callable]:
-        """One handler per kind of engine event; a test checks that it covers them all."""
+        """One handler per kind of engine event, built once; a test checks that it covers them all."""
         return {
             Logs: lambda event: self.logs.add(event.records),
             StateChanged: self._state_changed,
