@@ -12,11 +12,11 @@ $(PY):
 
 # Installed (editable) with everything the samples import; redone when pyproject.toml changes.
 $(VENV)/.installed: pyproject.toml | $(PY)
-	$(PY) -m pip install -q -e '.[samples]'
+	$(PY) -m pip install -q -e '.[samples,flow]'
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml | $(PY)
-	$(PY) -m pip install -q -e '.[samples,test]'
+	$(PY) -m pip install -q -e '.[samples,flow,test]'
 	touch $@ $(VENV)/.installed
 
 install: $(VENV)/.installed

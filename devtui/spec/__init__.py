@@ -24,13 +24,18 @@ Modules, in the order a load goes through them:
 """
 
 from .conda import load_conda
-from .deployment import EnvironmentSpec, InferenceConfig, LocalDeployment, ModelSpec, Probe, RequestSettings, Route
+from .deployment import (PROMPTFLOW_RUNTIME_IMAGE, EnvironmentSpec, FlowInput, FlowNode, FlowSpec, InferenceConfig,
+                         LocalDeployment, ModelSpec, Probe, RequestSettings, Route)
 from .files import find_files
 from .loader import load
 from .problems import Problem, SpecError
 
 __all__ = [
+    "PROMPTFLOW_RUNTIME_IMAGE",
     "EnvironmentSpec",
+    "FlowInput",
+    "FlowNode",
+    "FlowSpec",
     "InferenceConfig",
     "LocalDeployment",
     "ModelSpec",

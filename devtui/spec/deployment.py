@@ -61,6 +61,55 @@ class EnvironmentSpec:
         return _absolute(self.build_path / self.dockerfile_path)
 
 
+# The prompt flow runtime image the Azure ML docs name for flow deployments (or one built FROM it):
+# a deployment in it, whose model is a flow folder, is served by prompt flow's own serving app.
+PROMPTFLOW_RUNTIME_IMAGE = "mcr.microsoft.com/azureml/promptflow/promptflow-runtime"
+
+
+@dataclass(frozen=True)
+class FlowInput:
+    name: str
+    type: str  # as the flow file says: string, int, double, bool, list, object, chat_history
+    default: object = None  # None: required (unless the type is chat_history)
+    is_chat_input: bool = False
+    is_chat_history: bool = False
+
+
+@dataclass(frozen=True)
+class FlowNode:
+    name: str
+    kind: str  # a DAG node's type (python, llm, prompt, ...); "flex" for a flex entry; "prompty"
+    source: Path | None  # absolute: the node's source file, where it has one
+
+
+@dataclass(frozen=True)
+class FlowSpec:
+    """A prompt flow deployment: ``model.path`` is the flow folder. Read without prompt flow."""
+
+    folder: Path  # absolute: the flow folder (the deployment's model.path)
+    flow_file: str  # relative to folder: flow.dag.yaml, flow.flex.yaml or NAME.prompty
+    kind: str  # "dag", "flex" or "prompty"
+    inputs: tuple[FlowInput, ...] = ()
+    outputs: tuple[str, ...] = ()
+    nodes: tuple[FlowNode, ...] = ()
+    chat_output: str | None = None
+    sample: dict | None = None  # samples.json, else the inputs' defaults
+    requirements: Path | None = None  # absolute: the flow's requirements.txt
+    runtime_image: bool = True  # the image is prompt flow's runtime image: devtui serves the flow
+
+    @property
+    def chat_input(self) -> str | None:
+        return next((i.name for i in self.inputs if i.is_chat_input), None)
+
+    @property
+    def chat_history(self) -> str | None:
+        return next((i.name for i in self.inputs if i.is_chat_history), None)
+
+    @property
+    def is_chat(self) -> bool:
+        return self.chat_input is not None and self.chat_history is not None
+
+
 @dataclass(frozen=True)
 class LocalDeployment:
     endpoint_name: str
@@ -80,6 +129,7 @@ class LocalDeployment:
     instance_count: int
     tags: dict[str, str]  # the deployment's tags
     endpoint_tags: dict[str, str] = field(default_factory=dict)  # the endpoint file's tags
+    flow: FlowSpec | None = None  # set when the model is a prompt flow folder (no code_configuration)
     # What loads but deserves a look (a key nobody knows, most likely misspelled). Not part of
     # what runs, so two deployments differing only in their warnings are equal.
     warnings: tuple[Problem, ...] = field(default=(), compare=False)
