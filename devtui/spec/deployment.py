@@ -64,6 +64,11 @@ class EnvironmentSpec:
 # The prompt flow runtime image the Azure ML docs name for flow deployments (or one built FROM it):
 # a deployment in it, whose model is a flow folder, is served by prompt flow's own serving app.
 PROMPTFLOW_RUNTIME_IMAGE = "mcr.microsoft.com/azureml/promptflow/promptflow-runtime"
+# Where a flow deployment answers when its YAML gives no inference_config: the routes the docs give
+# every flow deployment on the runtime image.
+DEFAULT_FLOW_ROUTES = InferenceConfig(
+    liveness_route=Route(8080, "/health"), readiness_route=Route(8080, "/health"), scoring_route=Route(8080, "/score"),
+)
 
 
 @dataclass(frozen=True)
@@ -96,6 +101,10 @@ class FlowSpec:
     sample: dict | None = None  # samples.json, else the inputs' defaults
     requirements: Path | None = None  # absolute: the flow's requirements.txt
     runtime_image: bool = True  # the image is prompt flow's runtime image: devtui serves the flow
+    # The routes the flow answers at: the YAML's inference_config, else DEFAULT_FLOW_ROUTES. With the
+    # runtime image this is the only place they are: `EnvironmentSpec.inference_config` stays None,
+    # since it marks a bring-your-own container; a custom image (runtime_image False) has them in both.
+    inference_config: InferenceConfig = DEFAULT_FLOW_ROUTES
 
     @property
     def chat_input(self) -> str | None:
