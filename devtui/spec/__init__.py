@@ -17,6 +17,10 @@ Modules, in the order a load goes through them:
 - `models`: the pydantic models of the YAML.
 - `resolver`, `local_files`, `environment` (with `conda`, on `checker`): from validated sections to a
   `LocalDeployment`, checked against the file system.
+- `flow`: whether the deployment is a prompt flow deployment (no code_configuration, the model a flow
+  folder) and what its YAML must then say; `flow_read` and `flow_check` read the flow's own file
+  (flow.dag.yaml, flow.flex.yaml or a .prompty) into a `FlowSpec`, with file:line problems, and
+  without importing prompt flow.
 - `unknown_keys`: warnings for keys neither devtui nor the cloud knows (`LocalDeployment.warnings`).
 - `loader`: `load`, which runs all of the above.
 - `deployment`, `problems`: the result types and the error types.
@@ -24,13 +28,15 @@ Modules, in the order a load goes through them:
 """
 
 from .conda import load_conda
-from .deployment import (PROMPTFLOW_RUNTIME_IMAGE, EnvironmentSpec, FlowInput, FlowNode, FlowSpec, InferenceConfig,
-                         LocalDeployment, ModelSpec, Probe, RequestSettings, Route)
+from .deployment import (DEFAULT_FLOW_ROUTES, PROMPTFLOW_RUNTIME_IMAGE, EnvironmentSpec, FlowInput, FlowNode, FlowSpec,
+                         InferenceConfig, LocalDeployment, ModelSpec, Probe, RequestSettings, Route)
 from .files import find_files
+from .flow import is_runtime_image, promptflow_core_installed
 from .loader import load
 from .problems import Problem, SpecError
 
 __all__ = [
+    "DEFAULT_FLOW_ROUTES",
     "PROMPTFLOW_RUNTIME_IMAGE",
     "EnvironmentSpec",
     "FlowInput",
@@ -45,6 +51,8 @@ __all__ = [
     "Route",
     "SpecError",
     "find_files",
+    "is_runtime_image",
     "load",
     "load_conda",
+    "promptflow_core_installed",
 ]

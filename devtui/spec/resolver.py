@@ -4,13 +4,16 @@ their resolvers. Every problem is collected; nothing is raised here."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
 from .checker import _Checker
-from .deployment import LocalDeployment, Probe, RequestSettings
+from .deployment import EnvironmentSpec, FlowSpec, LocalDeployment, ModelSpec, Probe, RequestSettings
 from .environment import _EnvironmentResolver
+from .flow import _FlowResolver
 from .local_files import _LocalFilesResolver
 from .messages import _describe, _problem_from_error
 from .models import _DeploymentYaml, _EndpointYaml, _ProbeYaml, _RequestSettingsYaml, _Section
@@ -70,7 +73,7 @@ class _Resolver(_Checker):
         endpoint_name = self._endpoint_name(spec, endpoint, endpoint_bad)
         model = local_files.model(spec.model, deployment_name)
         environment = _EnvironmentResolver(self.doc, self.problems, self.bad).environment(spec.environment)
-        code_dir, scoring_script = local_files.code(spec.code_configuration, spec.environment, spec.model)
+        code_dir, scoring_script, flow, environment = self._code_or_flow(spec, local_files, model, environment)
         environment_variables = self._environment_variables(spec.environment_variables)
 
         if self.problems or deployment_name is None or endpoint_name is None or environment is None:
@@ -93,8 +96,23 @@ class _Resolver(_Checker):
             instance_count=spec.instance_count if spec.instance_count is not None else 1,
             tags=dict(spec.tags or {}),
             endpoint_tags=dict(endpoint.tags or {}) if endpoint is not None else {},
+            flow=flow,
             warnings=tuple(self.warnings),
         )
+
+    def _code_or_flow(self, spec: _DeploymentYaml, local_files: _LocalFilesResolver, model: ModelSpec | None,
+                      environment: EnvironmentSpec | None) -> tuple[Path | None, str | None, FlowSpec | None,
+                                                                    EnvironmentSpec | None]:
+        """(code folder, scoring script, flow, environment): a scoring script, or a prompt flow
+        in the model folder."""
+        is_flow, flow = _FlowResolver(self.doc, self.problems, self.bad).flow(spec, model, environment)
+        if not is_flow:  # a flow deployment has no code_configuration
+            return *local_files.code(spec.code_configuration, spec.environment, spec.model), None, environment
+        if flow is not None and flow.runtime_image and environment is not None:
+            # devtui serves it: the routes live in the FlowSpec; an inference_config on the
+            # environment would mark a bring-your-own container.
+            environment = replace(environment, inference_config=None)
+        return None, None, flow, environment
 
     def _unknown_keys(self, spec: _DeploymentYaml, endpoint: _EndpointYaml | None) -> list[Problem]:
         warnings = _by_line(_unknown_keys(spec, self.doc, "a deployment"))
