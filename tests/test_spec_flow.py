@@ -288,6 +288,13 @@ def test_code_configuration_makes_it_an_ordinary_deployment(tmp_path: Path) -> N
     assert result.flow is None and result.scoring_script == "score.py"
 
 
+def test_a_model_folder_without_flow_file_on_another_image_needs_code_configuration(tmp_path: Path) -> None:
+    write(tmp_path, "model/weights.pkl", "weights")
+    problem = only(problems_of(deployment(tmp_path, model="./model", image="python:3.11-slim")), "code_configuration")
+    assert_reported(problem, "deployment.yml", 1, "code_configuration", "missing", "scoring_script: score.py",
+                    "flow.dag.yaml", ".prompty", PROMPTFLOW_RUNTIME_IMAGE)
+
+
 # --------------------------------------------------------------------------- bad input: the flow folder
 
 

@@ -7,7 +7,8 @@ import os
 from pathlib import Path
 
 from .checker import _Checker
-from .deployment import ModelSpec
+from .deployment import PROMPTFLOW_RUNTIME_IMAGE, ModelSpec
+from .flow import FLOW_FILE_NAMES
 from .models import _CodeConfigurationYaml, _EnvironmentYaml, _ModelYaml
 from .names import _is_registered
 from .paths import _absolute, _posix_relative
@@ -76,8 +77,9 @@ class _LocalFilesResolver(_Checker):
         if not (unknown or byoc) and "code_configuration" not in self.bad:
             message = (
                 "missing: a local deployment needs a scoring script. Add "
-                "`code_configuration: {code: ./src, scoring_script: score.py}`, or use a bring-your-own "
-                "container with `environment.inference_config`."
+                "`code_configuration: {code: ./src, scoring_script: score.py}`, use a bring-your-own "
+                "container with `environment.inference_config`, or serve a prompt flow: point model.path at a "
+                f"folder holding {FLOW_FILE_NAMES}, with `image: {PROMPTFLOW_RUNTIME_IMAGE}:latest`."
             )
             if model is not None and getattr(model, "type", None) == "mlflow_model":
                 message += " (No-code MLflow deployments only run in the cloud.)"
