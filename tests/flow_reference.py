@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -28,6 +29,30 @@ _SCRUBBED = ("AZUREML_MODEL_DIR", "PRT_CONFIG_OVERRIDE", "BUILD_INFO")
 
 ENGINES = ("flask", "fastapi")
 START_TIMEOUT = 60  # importing prompt flow takes 1-1.5 s warm; a cold start on a busy machine, far more
+
+SAMPLES = Path(__file__).resolve().parent.parent / "samples"
+FLOW_SAMPLES = ("flow-basic", "flow-chat", "flow-flex")
+
+# What each sample answers, on prompt flow's app (either engine), for its sample-request.json with
+# the deployment's environment_variables: the answers devtui must give too.
+FLOW_BASIC_ANSWER = {"result": "hello flow hello flow hello flow", "words": 6}
+FLOW_CHAT_ANSWER = {"answer": 'Question 2: "And how does it stream?". Before that you asked "What is devtui?".'}
+FLOW_FLEX_ANSWER = {"message": "Bonjour, Ada!", "length": 13}
+
+
+def copy_sample(name: str, into: Path) -> Path:
+    """A copy of samples/<name> under ``into`` (prompt flow writes into the flow it serves): its folder."""
+    target = into / name
+    shutil.copytree(SAMPLES / name, target, ignore=shutil.ignore_patterns("__pycache__", ".promptflow"))
+    return target
+
+
+def deployment_env(sample: Path) -> dict[str, str]:
+    """The ``environment_variables`` of a sample's deployment.yml, as the app's environment gets them."""
+    import yaml
+
+    document = yaml.safe_load((sample / "deployment.yml").read_text(encoding="utf-8"))
+    return {key: str(value) for key, value in (document.get("environment_variables") or {}).items()}
 
 
 def start_flow_reference(flow: Path, workdir: Path, *, engine: str = "flask", env: dict[str, str] | None = None,
