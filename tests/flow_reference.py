@@ -99,6 +99,12 @@ def load_connections(path: Path | None) -> list:
         return []
     from promptflow.core._connection import CustomConnection, _Connection
 
+    # promptflow-core 1.18.5's FlowInvoker calls item.to_execution_connection_dict() on what a
+    # connection_provider callable returns, a method only the devkit's connection entities have
+    # (core's is _to_execution_connection_dict): without this, any connection fails the app's start.
+    if not hasattr(_Connection, "to_execution_connection_dict"):
+        _Connection.to_execution_connection_dict = _Connection._to_execution_connection_dict
+
     connections = []
     for data in json.loads(path.read_text(encoding="utf-8")):
         if "value" in data:  # the executor's shape

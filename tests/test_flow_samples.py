@@ -291,3 +291,57 @@ def test_stop_ends_the_app_and_what_it_started(tmp_path):
     assert server.process.returncode is not None
     wait_for(lambda: not any(pid_alive(pid) for pid in started), timeout=10,
              message=f"{started} to end after stop()")
+
+
+# -- connections, through the harness -------------------------------------------------------------
+
+CONNECTION_FLOW = {
+    "flow.dag.yaml": """\
+inputs:
+  text:
+    type: string
+outputs:
+  out:
+    type: string
+    reference: ${peek.output}
+nodes:
+- name: peek
+  type: python
+  source:
+    type: code
+    path: peek.py
+  inputs:
+    text: ${inputs.text}
+    conn: my_conn
+""",
+    "peek.py": """\
+from promptflow.connections import CustomConnection
+from promptflow.core import tool
+
+
+@tool
+def peek(text: str, conn: CustomConnection) -> str:
+    return f"{text} via {conn.configs['base']}, key of {len(conn.secrets['key'])}"
+""",
+}
+MY_CONN = {"name": "my_conn", "type": "custom", "configs": {"base": "http://x"}, "secrets": {"key": "s3cret"}}
+
+
+@pytest.mark.parametrize("connections, env, answer", [
+    ([MY_CONN], {}, "hi via http://x, key of 6"),
+    # {CONNECTION}_{KEY} overrides a key, as the docs say a deployment's variables can.
+    ([MY_CONN], {"MY_CONN_BASE": "http://override"}, "hi via http://override, key of 6"),
+    (None, {}, "Get connection 'my_conn' for node 'peek' error: Connection 'my_conn' not found"),
+])
+def test_a_flow_gets_its_connections_from_the_caller(tmp_path, connections, env, answer):
+    flow = tmp_path / "flow"
+    flow.mkdir()
+    for name, text in CONNECTION_FLOW.items():
+        (flow / name).write_text(text)
+    if connections is None:  # no connection: the app does not start, and says which node needs which
+        with pytest.raises(ServerExited) as failure:
+            start_flow_reference(flow, tmp_path, env=env)
+        assert answer in str(failure.value)
+        return
+    with start_flow_reference(flow, tmp_path, env=env, connections=connections) as server:
+        assert httpx.post(server.url + "/score", json={"text": "hi"}).json() == {"out": answer}
