@@ -1,8 +1,8 @@
 """Scoring-server processes for the side-by-side contract tests.
 
-Starts a server (ours, ``python -m inference_server``, or the reference ``azmlinfsrv``) with a given
-command, environment and working folder, waits for ``GET /`` to answer 200 by polling with a
-deadline, captures its output to a file, and stops it (terminate, wait, kill) so nothing is left
+Starts a server (ours, ``python -m inference_server``, or the reference ``azmlinfsrv``; flow_reference.py
+starts prompt flow's with it too) with a given command, environment and working folder, waits for
+``GET /`` (or another readiness path) to answer 200 by polling with a deadline, captures its output to a file, and stops it (terminate, wait, kill) so nothing is left
 running.
 """
 
@@ -56,25 +56,34 @@ class ServerProcess:
     log_path: Path
     process: subprocess.Popen
     log_file: object = field(repr=False)
+    ready_path: str = "/"
+
+    def __enter__(self) -> "ServerProcess":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def output(self) -> str:
-        self.log_file.flush()
+        if not self.log_file.closed:  # still running; after stop() the log is complete
+            self.log_file.flush()
         return self.log_path.read_text(encoding="utf-8", errors="replace")
 
     def wait_ready(self, timeout: float = START_TIMEOUT) -> None:
-        """Poll ``GET /`` until it answers 200; fail at once if the process exits first."""
+        """Poll ``GET <ready_path>`` until it answers 200; fail at once if the process exits first."""
 
         def ready():
             if self.process.poll() is not None:
                 return "exited"
-            return "ready" if httpx.get(self.url + "/", timeout=2).status_code == 200 else None
+            return "ready" if httpx.get(self.url + self.ready_path, timeout=2).status_code == 200 else None
 
         try:
-            state = wait_for(ready, timeout=timeout, interval=0.05, message=f"{self.name} to answer GET /")
+            state = wait_for(ready, timeout=timeout, interval=0.05,
+                             message=f"{self.name} to answer GET {self.ready_path}")
         except Timeout as ex:
             raise Timeout(f"{ex}\n--- {self.name} output ---\n{self.output()}") from None
         if state == "exited":
@@ -101,14 +110,15 @@ class ServerProcess:
 
 
 def start_server(name: str, command: list[str], env: dict[str, str], cwd: Path | str, port: int,
-                 log_path: Path, wait: bool = True) -> ServerProcess:
+                 log_path: Path, wait: bool = True, ready_path: str = "/",
+                 timeout: float = START_TIMEOUT) -> ServerProcess:
     log_file = open(log_path, "wb")
     process = subprocess.Popen(command, env=env, cwd=str(cwd), stdin=subprocess.DEVNULL, stdout=log_file,
                                stderr=subprocess.STDOUT, start_new_session=True)
-    server = ServerProcess(name, command, port, log_path, process, log_file)
+    server = ServerProcess(name, command, port, log_path, process, log_file, ready_path)
     if wait:
         try:
-            server.wait_ready()
+            server.wait_ready(timeout)
         except BaseException:
             server.stop()
             raise
