@@ -33,6 +33,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m inference_server",
                                      description=f"devtui inference server v{__version__} (azmlinfsrv compatible)")
     parser.add_argument("--entry_script", help="The relative or absolute path to the scoring script.")
+    parser.add_argument("--flow", help="Serve the prompt flow in this folder (flow.dag.yaml, flow.flex.yaml or a "
+                        ".prompty) with prompt flow's own serving app, instead of a scoring script.")
     parser.add_argument("--model_dir", help="The model directory; scripts see it as AZUREML_MODEL_DIR.")
     parser.add_argument("--port", type=_port, help="The serving port. Default is 5001; 0 picks a free one.")
     parser.add_argument("--worker_count", type=_positive,
@@ -72,7 +74,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 def options_from(args: argparse.Namespace) -> Options:
     """Resolve flags and environment the way azmlinfsrv does."""
     app_root = os.environ.setdefault("AML_APP_ROOT", os.getcwd())
-    entry_script = _entry_script(args, app_root)
+    entry_script = "" if args.flow else _entry_script(args, app_root)
     _set_model_dir(args)
     os.environ.setdefault("HTTP_X_MS_SERVER_VERSION", f"devtui-inference-server/{__version__}")
 
@@ -93,8 +95,10 @@ def options_from(args: argparse.Namespace) -> Options:
         warm_imports=not args.no_warm_imports and os.environ.get("DEVTUI_WARM_IMPORTS", "1") != "0",
         events_fd=args.events_fd, events_stdout=args.events_stdout, first_revision=args.first_revision,
         parent_pid=args.parent_pid, debug_host=args.debug_host if args.debug_port is not None else None,
-        debug_port=args.debug_port or 0, debug_wait=args.debug_wait, reload_mode=args.reload,
-        warm_file=args.warm_file)
+        debug_port=args.debug_port or 0, debug_wait=args.debug_wait,
+        # A flow is rebuilt by prompt flow from its files: every reload is a new worker.
+        reload_mode="swap" if args.flow else args.reload,
+        warm_file=args.warm_file, flow_dir=os.path.realpath(args.flow) if args.flow else None)
 
 
 def _entry_script(args: argparse.Namespace, app_root: str) -> str:

@@ -159,7 +159,7 @@ class Supervisor:
         # A reload asked for while starting is already covered by the first worker.
         self.reload_requested = False
         if not self.options.debug_wait:  # imports here made the first worker's wait_for_client() return at once
-            self.preloader.before_first_worker(self.options.entry_script, (self.options.app_root,))
+            self.preloader.before_first_worker(self.options)
         self._start_worker()
         while True:
             self._wait()

@@ -50,11 +50,20 @@ class Preloader:
         config = uvicorn.Config(nothing, loop="uvloop", http="httptools", lifespan="off", log_config=None)
         config.load()
 
-    def before_first_worker(self, entry_script: str, user_roots: Iterable[str]) -> None:
-        """The script's own third-party imports and what the last run learned, imported now."""
+    def before_first_worker(self, options) -> None:
+        """The script's own third-party imports (for a prompt flow, prompt flow's serving stack)
+        and what the last run learned, imported now."""
         if not self.enabled:
             return
-        names = static_imports(entry_script, user_roots) + sorted(self._remembered())
+        if options.flow_dir:
+            from .flow_worker import import_serving
+
+            started = time.perf_counter()
+            import_serving()
+            logger.info(f"Prompt flow's serving stack imported in {(time.perf_counter() - started) * 1000:.0f} ms")
+            names = sorted(self._remembered())
+        else:
+            names = static_imports(options.entry_script, (options.app_root,)) + sorted(self._remembered())
         self.learn(names)
         started = time.perf_counter()
         self.step(lambda: False)

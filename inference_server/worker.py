@@ -51,6 +51,7 @@ class Options:
     debug_port: int = 5678
     debug_wait: bool = False
     reload_mode: str = "patch"  # patch: a reload tries rung 0 first; swap: always a new worker
+    flow_dir: str | None = None  # a prompt flow folder, served by prompt flow's app (flow_worker.py)
 
 
 def draining_protocol():
@@ -226,20 +227,26 @@ def _log_model_tree(model_dir: str | None) -> None:
 
 def serve(options: Options, sock: socket.socket, revision: int, status_fd: int) -> int:
     """Run one worker to the end; the exit code follows the reference server (3: boot error)."""
-    import uvicorn
-
-    from . import user_script
-    from .app import Limits, create_app
-    from .swagger import Swagger
-
     started = time.perf_counter()
-    loaded_by_parent = set(sys.modules)
 
     def report(message: type[protocol.WorkerStatus], **fields) -> None:
         os.write(status_fd, protocol.encode(message(
             revision=revision, pid=os.getpid(), duration_ms=round((time.perf_counter() - started) * 1000, 3),
             **fields)))
 
+    if options.flow_dir:
+        from . import flow_worker
+
+        return flow_worker.serve(options, sock, revision, report)
+    return _serve_script(options, sock, report)
+
+
+def _serve_script(options: Options, sock: socket.socket, report) -> int:
+    from . import user_script
+    from .app import Limits, create_app
+    from .swagger import Swagger
+
+    loaded_by_parent = set(sys.modules)
     script_dir = os.path.dirname(options.entry_script)
     for path in (options.app_root, script_dir):
         if path not in sys.path:
@@ -277,6 +284,7 @@ def serve(options: Options, sock: socket.socket, revision: int, status_fd: int) 
         logger.info(f"Scoring timeout is set to {options.timeout_ms}")
     else:
         limits = Limits(options.max_concurrent)
+
     def learned() -> None:
         # Lazily importing libraries load most on the first run(): the parent learns those too.
         if options.warm_imports:
@@ -288,18 +296,29 @@ def serve(options: Options, sock: socket.socket, revision: int, status_fd: int) 
 
         debugging = debugpy.is_client_connected
     app = create_app(script, swagger, limits, options.cors_origins, after_first_run=learned, debugging=debugging)
+    return serve_app(app, options, sock, report, roots=(options.app_root, script_dir),
+                     loaded_by_parent=loaded_by_parent)
+
+
+def serve_app(app, options: Options, sock: socket.socket, report, *, roots: tuple[str, ...],
+              interface: str = "asgi3", patchable: bool = True, loaded_by_parent: set[str] | None = None) -> int:
+    """Serve APP (ASGI, or WSGI with ``interface="wsgi"``) on the supervisor's socket until told
+    to stop: ready is reported, then what the worker imported, and debugger stops while they last."""
+    import uvicorn
+
+    loaded_by_parent = set(sys.modules) if loaded_by_parent is None else loaded_by_parent
     config = uvicorn.Config(app, loop="uvloop", http=draining_protocol(), lifespan="off", log_config=None,
-                            access_log=False, server_header=False, date_header=False,
+                            access_log=False, server_header=False, date_header=False, interface=interface,
                             timeout_graceful_shutdown=30)
     server = quick_exit_server()(config)
-    # Before ready is reported: from then on the supervisor may ask for a patch (SIGUSR1).
-    server.on_loop = PatchRequests(report).listen()
+    if patchable:  # before ready is reported: from then on the supervisor may ask for a patch (SIGUSR1)
+        server.on_loop = PatchRequests(report).listen()
     report(protocol.WorkerReady)
     logger.info(f"Worker with pid {os.getpid()} ready for serving traffic")
     if options.debug_host:
         import threading
 
-        roots = tuple(os.path.join(os.path.abspath(p), "") for p in (options.app_root, script_dir))
+        roots = tuple(os.path.join(os.path.abspath(p), "") for p in roots)
         watcher = threading.Thread(target=watch_debug_stops, args=(report, roots), daemon=True, name="debug-stops")
         # debugpy suspends every thread at a breakpoint, except its own: this one must keep watching.
         watcher.is_pydev_daemon_thread = True

@@ -1,0 +1,173 @@
+"""A prompt flow worker: prompt flow's own serving app for a flow folder, on the supervisor's socket.
+
+The answers are prompt flow's (``promptflow-core``'s ``create_app``), not an imitation: ``/score``,
+``/health``, ``/swagger.json``, streaming and response filtering come from its code. What devtui
+adds is around it: the warm parent imports the serving stack once (1-1.5 s that every restart of
+``pf flow serve`` pays), and each reload forks a worker that builds the app for the flow folder
+afresh, its modules imported from source. This module and ``flow_connections`` are the only ones
+that import prompt flow; prompt flow is an optional extra (``devtui[flow]``).
+
+The engine is ``PROMPTFLOW_SERVING_ENGINE``: ``flask`` (the default, as in prompt flow's image)
+runs through uvicorn's WSGI adapter, ``fastapi`` as an ASGI app.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+import traceback
+
+from . import protocol
+
+logger = logging.getLogger("azmlinfsrv")
+
+ENGINES = ("flask", "fastapi")
+MISSING = ("prompt flow is not installed: this deployment is a prompt flow, served by promptflow-core. "
+           "Install the extra: pip install 'devtui[flow]' (make install does).")
+
+
+def engine() -> str:
+    return os.environ.get("PROMPTFLOW_SERVING_ENGINE", "flask").strip().lower() or "flask"
+
+
+def import_serving() -> None:
+    """Prompt flow's serving stack, imported in the warm parent so each worker finds it loaded.
+    It starts no thread and touches no device, so forking after it is safe."""
+    try:
+        import promptflow.core._serving.app  # noqa: F401
+        if engine() == "fastapi":
+            import promptflow.core._serving.v2.app  # noqa: F401
+        else:
+            import promptflow.core._serving.v1.app  # noqa: F401
+    except ImportError:
+        pass  # the worker says so, as its failure
+
+
+def failure_text(flow_dir: str) -> str:
+    """The current exception for a person: the frames in the flow's own files (file and line), then
+    each exception in the chain with its message. Prompt flow wraps a node's error in its own;
+    the user's file and line are in the cause."""
+    _, error, _ = sys.exc_info()
+    root = os.path.join(os.path.realpath(flow_dir), "")
+    lines: list[str] = []
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        frames = [f for f in traceback.extract_tb(error.__traceback__) if os.path.realpath(f.filename).startswith(root)]
+        if frames:
+            lines.append("Traceback (the flow's files):\n" + "".join(traceback.format_list(frames)))
+        if isinstance(error, SyntaxError) and error.filename:
+            lines.append(f'  File "{error.filename}", line {error.lineno}\n    {(error.text or "").strip()}\n')
+        lines.append(f"{type(error).__name__}: {error}\n")
+        error = error.__cause__ or error.__context__
+    return "".join(lines)
+
+
+def build_app(flow_dir: str):
+    """Prompt flow's serving app for FLOW_DIR, as ``pf flow serve`` builds it, with the
+    connections devtui resolved (``flow_connections``)."""
+    from promptflow.core._serving.app import create_app
+
+    from .flow_connections import provider
+
+    return create_app(engine=engine(), connection_provider=provider(flow_dir))
+
+
+class Served:
+    """Prompt flow's app as ASGI, with the access line the scoring server logs for every request
+    (method, path, status, milliseconds, bytes) and, once the first answer is out, a call to
+    ``after_first``: the executor imports most of what it needs on its first run."""
+
+    def __init__(self, app, wsgi: bool, after_first=None):
+        if wsgi:
+            from uvicorn.middleware.wsgi import WSGIMiddleware
+
+            app = WSGIMiddleware(app)
+        self.app = app
+        self.after_first = after_first
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started, status, size = time.perf_counter(), 500, 0
+
+        async def sending(message):
+            nonlocal status, size
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            elif message["type"] == "http.response.body":
+                size += len(message.get("body", b""))
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            query = scope.get("query_string", b"")
+            path = f"{scope['path']}?{query.decode('latin-1')}" if query else scope["path"]
+            logger.info(f"{scope['method']} {path} {status} {(time.perf_counter() - started) * 1000:.3f}ms {size}")
+            if self.after_first is not None:
+                after_first, self.after_first = self.after_first, None
+                after_first()
+
+
+def _connection_error() -> type[Exception]:
+    from .flow_connections import ConnectionError_
+
+    return ConnectionError_
+
+
+def serve(options, sock, revision: int, report) -> int:
+    """Build the app and serve it until told to stop; 3 when the flow cannot be served."""
+    from .user_script import load_fresh_from
+    from .worker import serve_app
+
+    loaded_by_parent = set(sys.modules)
+    flow_dir = os.path.realpath(options.flow_dir)
+    os.environ["PROMPTFLOW_PROJECT_PATH"] = flow_dir
+    # prompt flow's serving takes the project path as the working directory; a forked worker's
+    # own, so the supervisor is unaffected.
+    os.chdir(flow_dir)
+    if flow_dir not in sys.path:
+        sys.path.insert(0, flow_dir)
+    load_fresh_from([flow_dir])  # the flow's modules from their source, never a stale copy
+    if engine() not in ENGINES:
+        text = (f"PROMPTFLOW_SERVING_ENGINE={os.environ.get('PROMPTFLOW_SERVING_ENGINE')!r} is not an engine "
+                f"prompt flow knows: use {' or '.join(ENGINES)}.")
+        logger.error(text)
+        report(protocol.WorkerFailed, stage=protocol.Stage.LOAD, traceback=text)
+        return 3
+    if options.debug_host and options.debug_wait:
+        import debugpy
+
+        logger.info("Waiting for a debugger to attach before the flow loads (--debug-wait)")
+        debugpy.wait_for_client()
+    logger.info(f"Building prompt flow's serving app ({engine()}) for {flow_dir}")
+    try:
+        app = build_app(flow_dir)
+    except _connection_error() as ex:
+        text = str(ex)
+        logger.error(f"The flow cannot be served: {text}")
+        report(protocol.WorkerFailed, stage=protocol.Stage.INIT, traceback=text)
+        return 3
+    except ModuleNotFoundError as ex:
+        text = MISSING if (ex.name or "").startswith("promptflow") else failure_text(flow_dir)
+        logger.error(text)
+        report(protocol.WorkerFailed, stage=protocol.Stage.LOAD, traceback=text)
+        return 3
+    except BaseException:
+        text = failure_text(flow_dir)
+        logger.error(f"The flow cannot be served:\n{text}")
+        report(protocol.WorkerFailed, stage=protocol.Stage.INIT, traceback=text)
+        return 3
+    logger.info("The flow is ready")
+
+    def learned() -> None:
+        from .worker import third_party_modules
+
+        if options.warm_imports:
+            report(protocol.WorkerLearned, modules=tuple(third_party_modules(loaded_by_parent)))
+
+    return serve_app(Served(app, wsgi=engine() == "flask", after_first=learned), options, sock, report,
+                     roots=(flow_dir,), patchable=False, loaded_by_parent=loaded_by_parent)
