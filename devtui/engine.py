@@ -17,7 +17,7 @@ from pathlib import Path
 from . import runtimes, spec
 from .events import CREATING, DELETING, FAILED, UPDATING, DebuggerChanged, Event, ReloadFinished, ReloadReason
 from .masking import mask
-from .record import DebuggerRecord, DeploymentRecord, ReloadRecord, RequestSettingsRecord
+from .record import DebuggerRecord, DeploymentRecord, FlowRecord, ReloadRecord, RequestSettingsRecord
 from .server_events import DebugSettings, ReloadRequest, ServerEvents
 from .watch import Action, Batch, batches
 
@@ -281,6 +281,8 @@ class Engine(ServerEvents):
             model=str(d.model.path) if d.model else None,
             code=str(d.code_dir) if d.code_dir else None,
             scoring_script=d.scoring_script,
+            flow=(FlowRecord(file=str(d.flow.folder / d.flow.flow_file), kind=d.flow.kind, chat=d.flow.is_chat,
+                             nodes=[f"{n.name} ({n.kind})" for n in d.flow.nodes]) if d.flow else None),
             environment_variables={k: mask(k, v) for k, v in d.environment_variables.items()},
             request_settings=RequestSettingsRecord(
                 request_timeout_ms=d.request_settings.request_timeout_ms,

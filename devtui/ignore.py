@@ -19,7 +19,8 @@ from pathlib import Path
 import pathspec
 
 IGNORE_FILES = (".amlignore", ".gitignore")  # the first one present wins, as in the cloud
-DEFAULTS = ("__pycache__/", "*.pyc", ".ipynb_checkpoints/", "*.swp", "4913", "*~")
+# .promptflow/: what prompt flow writes into a flow folder it loads (a flex flow's signature, runs).
+DEFAULTS = ("__pycache__/", "*.pyc", ".ipynb_checkpoints/", "*.swp", "4913", "*~", ".promptflow/")
 
 
 class IgnoreRules:

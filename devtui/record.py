@@ -58,6 +58,15 @@ class ReloadRecord(_Record):
                    how=last.how if last.ok else f"failed in {last.stage}")
 
 
+class FlowRecord(_Record):
+    """A prompt flow deployment: its flow file, kind (dag, flex, prompty) and nodes ("name (kind)")."""
+
+    file: str
+    kind: str
+    nodes: list[str] = []
+    chat: bool = False
+
+
 class DeploymentRecord(_Record):
     """The endpoint's one deployment, as ``Engine.describe`` reports it."""
 
@@ -71,6 +80,7 @@ class DeploymentRecord(_Record):
     model: str | None = None
     code: str | None = None
     scoring_script: str | None = None
+    flow: FlowRecord | None = None
     environment_variables: dict[str, str] = {}  # secret-looking values already masked
     request_settings: RequestSettingsRecord | None = None
     debugger: DebuggerRecord | None = None

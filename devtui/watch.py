@@ -54,7 +54,10 @@ def classify(deployment: LocalDeployment, path: Path, rules: dict[Path, IgnoreRu
     if path == environment.conda_file or _inside(path, environment.build_path):
         return Action.REBUILD
     rules = {} if rules is None else rules
-    for folder, action in ((deployment.model.path if deployment.model else None, Action.RESTAGE),
+    # A prompt flow's folder is its model and its code: a save builds the flow again in a new worker.
+    flow = deployment.flow.folder if deployment.flow is not None else None
+    for folder, action in ((flow, Action.SWAP),
+                           (deployment.model.path if deployment.model else None, Action.RESTAGE),
                            (deployment.code_dir, Action.SWAP)):
         if _inside(path, folder):
             if folder not in rules:

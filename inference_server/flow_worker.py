@@ -55,7 +55,8 @@ def failure_text(flow_dir: str) -> str:
     seen = set()
     while error is not None and id(error) not in seen:
         seen.add(id(error))
-        frames = [f for f in traceback.extract_tb(error.__traceback__) if os.path.realpath(f.filename).startswith(root)]
+        frames = [f for f in traceback.extract_tb(error.__traceback__)
+                  if not f.filename.startswith("<") and os.path.realpath(f.filename).startswith(root)]
         if frames:
             lines.append("Traceback (the flow's files):\n" + "".join(traceback.format_list(frames)))
         if isinstance(error, SyntaxError) and error.filename:

@@ -27,7 +27,9 @@ def debug_settings(args) -> DebugSettings | None:
 
 def runtimes_from(args):
     """runtimes.create with what --context and --gpus say, for every runtime the engine makes."""
-    return functools.partial(runtimes.create, options=runtimes.RuntimeOptions(context=args.context, gpus=args.gpus))
+    options = runtimes.RuntimeOptions(context=args.context, gpus=args.gpus,
+                                      connections=tuple(getattr(args, "connections", None) or ()))
+    return functools.partial(runtimes.create, options=options)
 
 
 def host(args, deployment: spec.LocalDeployment, run: Callable[[Engine], None],

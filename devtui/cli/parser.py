@@ -67,6 +67,9 @@ def _serving_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gpus", type=_gpus, metavar="all|N|device=ID",
                    help="give the inference-server container GPUs, as `docker run --gpus` (needs the NVIDIA "
                         "Container Toolkit on the engine's machine)")
+    p.add_argument("--connections", type=Path, action="append", default=[], metavar="FILE",
+                   help="a prompt flow's connection, in prompt flow's connection YAML format (name, type, keys); "
+                        "repeat for more. The deployment's environment variables override them as in the cloud")
     p.add_argument("--reload", choices=["patch", "swap"], default="patch",
                    help="what a save of the code does: patch the changed functions into the running worker, so "
                         "init() does not run again and the model stays loaded, falling back to a worker swap when "

@@ -22,7 +22,12 @@ from .views import Printer
 
 
 def load(args) -> spec.LocalDeployment:
-    return spec.load(args.path, args.endpoint_file, args.name)
+    deployment = spec.load(args.path, args.endpoint_file, args.name)
+    if getattr(args, "connections", None):
+        from ..spec.connections import check_connections
+
+        check_connections(args.connections, flow=deployment.flow is not None)
+    return deployment
 
 
 def preflight(args) -> spec.LocalDeployment:
@@ -83,6 +88,8 @@ def _serve_command(args) -> list[str]:
         if value is not None:
             command += [flag, str(value)]
     command += [flag for flag, on in (("--debug", args.debug), ("--debug-wait", args.debug_wait)) if on]
+    for file in args.connections:
+        command += ["--connections", str(file.resolve())]
     return command
 
 

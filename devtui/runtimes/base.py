@@ -4,6 +4,7 @@ how long it gets to stop, and how its output becomes lines."""
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path, PurePath
@@ -27,10 +28,11 @@ class RuntimeOptions:
     """What the command line says about where containers run: the Docker context (None: the one
     DOCKER_HOST, DOCKER_CONTEXT or the Docker CLI's config chooses) and the GPUs to give the
     inference-server (a ``gpus.GpuRequest``). The process runtime runs on this machine and uses
-    neither."""
+    neither. ``connections``: a prompt flow's connection files (``--connections``)."""
 
     context: str | None = None
     gpus: object | None = None
+    connections: tuple[Path, ...] = ()
 
 
 class RuntimeSink(Protocol):
@@ -62,31 +64,46 @@ class Runtime(ABC):
 
     @property
     def code_path(self) -> str | None:
-        """Where the code runs, as the debugger sees it (VS Code's pathMappings remoteRoot)."""
+        """Where the code runs, as the debugger sees it (VS Code's pathMappings remoteRoot); a
+        prompt flow's code is its folder."""
+        if self.deployment.flow is not None:
+            return str(self.deployment.flow.folder)
         return str(self.deployment.code_dir) if self.deployment.code_dir else None
+
+    @property
+    def local_code(self) -> Path | None:
+        """The folder of the code a save reloads, on this machine: the code folder, or the flow's."""
+        d = self.deployment
+        return d.flow.folder if d.flow is not None else d.code_dir
 
     # -- the scoring server's contract ----------------------------------------------------------
 
-    def server_environment(self, code_dir: PurePath | None, model_dir: PurePath) -> dict[str, str]:
-        """What the cloud sets for a scoring script, then the YAML's environment_variables."""
+    def server_environment(self, code_dir: PurePath | None, model_dir: PurePath,
+                           connections: list[PurePath] | None = None) -> dict[str, str]:
+        """What the cloud sets for a scoring script, then the YAML's environment_variables. For a
+        prompt flow, where its connection files are (``connections``, as the server sees them)."""
         d = self.deployment
         environment = {"AZUREML_MODEL_DIR": str(model_dir), "SERVICE_NAME": d.endpoint_name}
         if code_dir is not None:
             environment.update(AML_APP_ROOT=str(code_dir), AZUREML_ENTRY_SCRIPT=d.scoring_script or "")
+        if connections:
+            environment["DEVTUI_FLOW_CONNECTIONS"] = os.pathsep.join(str(c) for c in connections)
         environment.update(d.environment_variables)
         return environment
 
     def server_command(self, python: list[str], host: str, port: int, first_revision: int,
                        extra: list[str], debug_host: str | None = None,
-                       debug_port: int | None = None) -> list[str]:
+                       debug_port: int | None = None, flow_dir: PurePath | None = None) -> list[str]:
         """``python -m inference_server`` with the deployment's request_settings, the runtime's
-        ``extra`` options (how the server reports its events, ...), and the debugger if asked."""
+        ``extra`` options (how the server reports its events, ...), and the debugger if asked;
+        for a prompt flow, ``--flow`` and the folder as the server sees it (``flow_dir``)."""
         settings = self.deployment.request_settings
         if self.debug is not None:
             # Frozen stdlib modules make debugpy miss breakpoints; it says so on every start.
             python = [*python, "-X", "frozen_modules=off"]
         command = [
             *python, "-m", "inference_server", "--host", host, "--port", str(port),
+            *(["--flow", str(flow_dir)] if flow_dir is not None else []),
             "--request-timeout-ms", str(settings.request_timeout_ms),
             "--max-concurrent-requests", str(settings.max_concurrent_requests_per_instance),
             *extra, "--first-revision", str(first_revision), "--stay-up-on-failure", "--reload", self.reload_mode,

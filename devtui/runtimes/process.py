@@ -133,12 +133,23 @@ class ProcessRuntime(Runtime):
                 f"({(time.perf_counter() - started) * 1000:.0f} ms)")
         if self.deployment.code_dir:
             log(f"Code: {self.deployment.code_dir} (served in place: a save reloads it)")
+        if self.deployment.flow is not None:
+            self._flow_notes(log)
 
     # -- inference-server --------------------------------------------------------------------------
 
+    def _flow_notes(self, log) -> None:
+        flow = self.deployment.flow
+        log(f"Prompt flow: {flow.folder / flow.flow_file} (served in place by prompt flow's own app: "
+            "a save builds it again in a new worker)")
+        if flow.requirements is not None:
+            log(f"{flow.requirements.name}: the process runtime uses the packages installed here; the "
+                "container runtime installs it into the image")
+
     def _environment(self) -> dict[str, str]:
         return {**os.environ, "PYTHONUNBUFFERED": "1", **orphans.mark(self.deployment.endpoint_name),
-                **self.server_environment(self.deployment.code_dir, self.model_dir)}
+                **self.server_environment(self.deployment.code_dir, self.model_dir,
+                                          [c.resolve() for c in self.options.connections])}
 
     async def start(self, first_revision: int) -> None:
         events_r, events_w = os.pipe()
@@ -146,11 +157,12 @@ class ProcessRuntime(Runtime):
             [sys.executable], self.host, self.port, first_revision,
             extra=["--events-fd", str(events_w), "--parent-pid", str(os.getpid()),
                    # What this deployment's workers imported, for a warm parent from the next start on.
-                   "--warm-file", str(self.workdir / "warm-imports.json")])
+                   "--warm-file", str(self.workdir / "warm-imports.json")],
+            flow_dir=self.deployment.flow.folder if self.deployment.flow is not None else None)
         self.stopping = False
         self.process = await asyncio.create_subprocess_exec(
             *command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            env=self._environment(), cwd=self.deployment.code_dir, pass_fds=(events_w,),
+            env=self._environment(), cwd=self.local_code, pass_fds=(events_w,),
             # Its own process group: Ctrl-C reaches devtui, which stops the server in order.
             start_new_session=True)
         os.close(events_w)
