@@ -32,7 +32,32 @@ def mask(name: str, value: str) -> str:
     """``value`` as it may be shown for the variable ``name``."""
     if any(word in name.upper() for word in SECRET_WORDS) or looks_like_a_key(value):
         return MASK
+    if value.lstrip().startswith("{"):
+        return _mask_json(value)
     return _mask_connection_string(_mask_url(value))
+
+
+def _mask_json(value: str) -> str:
+    """A JSON object (a prompt flow connection given inline, say): every value under a secret-looking
+    key, or inside ``secrets``/``credentials``, masked; the rest as ``mask`` shows single values."""
+    import json
+
+    try:
+        data = json.loads(value)
+    except ValueError:
+        return _mask_connection_string(_mask_url(value))
+
+    def walk(node, secret: bool):
+        if isinstance(node, dict):
+            return {key: walk(item, secret or key.lower() in ("secrets", "credentials")
+                              or any(word in key.upper() for word in SECRET_WORDS)) for key, item in node.items()}
+        if isinstance(node, list):
+            return [walk(item, secret) for item in node]
+        if secret and node is not None:
+            return MASK
+        return mask("", node) if isinstance(node, str) else node
+
+    return json.dumps(walk(data, False))
 
 
 def looks_like_a_key(value: str) -> bool:

@@ -96,9 +96,17 @@ def options_from(args: argparse.Namespace) -> Options:
         events_fd=args.events_fd, events_stdout=args.events_stdout, first_revision=args.first_revision,
         parent_pid=args.parent_pid, debug_host=args.debug_host if args.debug_port is not None else None,
         debug_port=args.debug_port or 0, debug_wait=args.debug_wait,
-        # A flow is rebuilt by prompt flow from its files: every reload is a new worker.
-        reload_mode="swap" if args.flow else args.reload,
-        warm_file=args.warm_file, flow_dir=os.path.realpath(args.flow) if args.flow else None)
+        reload_mode=_reload_mode(args),
+        warm_file=args.warm_file, flow_dir=_flow_dir(args))
+
+
+def _flow_dir(args: argparse.Namespace) -> str | None:
+    return os.path.realpath(args.flow) if args.flow else None
+
+
+def _reload_mode(args: argparse.Namespace) -> str:
+    # A flow is rebuilt by prompt flow from its files: every reload is a new worker.
+    return "swap" if args.flow else args.reload
 
 
 def _entry_script(args: argparse.Namespace, app_root: str) -> str:

@@ -116,7 +116,9 @@ def uses(flow_dir: str) -> dict[str, list[str]]:
 def resolve(flow_dir: str, environ=os.environ) -> list:
     """Every connection the flow may use, as prompt flow's connection objects."""
     path = environ.get(FILE_VARIABLE)
-    available = read_file(path) if path else {}
+    available = {}
+    for file in filter(None, (path or "").split(os.pathsep)):
+        available.update(read_file(file))
     resolved = {}
     needed = uses(flow_dir)
     for name in sorted(set(needed) | set(available)):
@@ -141,7 +143,8 @@ def resolve(flow_dir: str, environ=os.environ) -> list:
 
 def _missing(name: str, nodes: list[str], path: str | None, because: str = "") -> str:
     where = f"node{'s' if len(nodes) > 1 else ''} {', '.join(nodes)}" if nodes else "the flow"
-    source = f"it is not in {path}" if path else "no connections file was given"
+    files = ", ".join(filter(None, (path or "").split(os.pathsep)))
+    source = f"it is not in {files}" if files else "no connections file was given"
     why = f" ({because})" if because else ""
     return (f"connection {name!r}{why}, used by {where}, cannot be resolved: {source}. Provide it in a "
             f"connections file in prompt flow's YAML format (devtui up --connections FILE), or set the "

@@ -1,0 +1,244 @@
+"""A prompt flow deployment while it is edited: every save of the flow folder is a worker swap
+that builds prompt flow's app afresh, the flow's own modules imported from source (never stale),
+a broken save keeps the last good revision serving and says where it broke, and connections
+resolve as the deployed endpoint resolves them. The real scoring server, in the process runtime.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import textwrap
+from pathlib import Path
+
+import httpx
+import pytest
+
+from devtui import spec
+from devtui.engine import Engine
+from devtui.events import FAILED, SUCCEEDED, Logs, ReloadFinished
+from devtui.runtimes import RuntimeOptions, create
+from helpers import devtui, save
+
+pytestmark = [pytest.mark.anyio,
+              pytest.mark.skipif(importlib.util.find_spec("promptflow.core") is None,
+                                 reason="promptflow-core is not installed (pip install -e '.[flow]')")]
+
+DEPLOYMENT = """
+name: blue
+endpoint_name: flow-reload
+model:
+  path: ./flow
+environment:
+  image: mcr.microsoft.com/azureml/promptflow/promptflow-runtime:latest
+"""
+
+FLOW = """
+inputs:
+  text:
+    type: string
+    default: hello
+outputs:
+  answer:
+    type: string
+    reference: ${shout.output}
+nodes:
+- name: shout
+  type: python
+  source:
+    type: code
+    path: shout.py
+  inputs:
+    text: ${inputs.text}
+"""
+
+SHOUT = """
+from promptflow.core import tool
+
+import punctuation
+
+
+@tool
+def shout(text: str) -> str:
+    return text.upper() + punctuation.MARK
+"""
+
+CONNECTED_FLOW = """
+inputs:
+  text:
+    type: string
+    default: hello
+outputs:
+  answer:
+    type: string
+    reference: ${peek.output}
+nodes:
+- name: peek
+  type: python
+  source:
+    type: code
+    path: peek.py
+  inputs:
+    text: ${inputs.text}
+    conn: my_conn
+"""
+
+PEEK = """
+from promptflow.core import tool
+from promptflow.connections import CustomConnection
+
+
+@tool
+def peek(text: str, conn: CustomConnection) -> str:
+    return f"{text} via {conn.configs['endpoint']} with a {len(conn.secrets['key'])}-character key"
+"""
+
+
+def write_flow(folder: Path, flow: str = FLOW, deployment: str = DEPLOYMENT, **files: str) -> Path:
+    (folder / "flow").mkdir(parents=True)
+    (folder / "deployment.yml").write_text(textwrap.dedent(deployment))
+    (folder / "flow" / "flow.dag.yaml").write_text(textwrap.dedent(flow))
+    for name, text in (files or {"shout.py": SHOUT, "punctuation.py": 'MARK = "!"\n'}).items():
+        (folder / "flow" / name).write_text(textwrap.dedent(text))
+    return folder
+
+
+class Running:
+    def __init__(self, folder: Path, tmp: Path, connections: tuple[Path, ...] = ()):
+        self.folder = folder
+        options = RuntimeOptions(connections=connections)
+        self.engine = Engine(spec.load(folder), tmp / "work", port=0,
+                             runtimes_from=lambda *a, **k: create(*a, options=options, **k))
+        self.finished: list[ReloadFinished] = []
+        self.lines: list[str] = []
+        self.engine.subscribe(self._seen)
+
+    def _seen(self, event) -> None:
+        if isinstance(event, ReloadFinished):
+            self.finished.append(event)
+        elif isinstance(event, Logs):
+            self.lines.extend(record.text for record in event.records)
+
+    async def answer(self, body: dict | None = None) -> dict:
+        async with httpx.AsyncClient(timeout=30) as client:
+            response = await client.post(self.engine.scoring_uri, content=json.dumps(body or {}),
+                                         headers={"content-type": "application/json"})
+            assert response.status_code == 200, response.text
+            return response.json()
+
+    async def save(self, name: str, text: str) -> ReloadFinished:
+        count = len(self.finished)
+        save(self.folder / "flow" / name, textwrap.dedent(text))
+        await until(lambda: len(self.finished) > count, 60, f"the save of {name} to be applied")
+        return self.finished[-1]
+
+
+async def until(condition, timeout: float, message: str) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        assert loop.time() < deadline, f"timed out waiting for {message}"
+        await asyncio.sleep(0.01)
+
+
+async def test_a_node_edit_swaps_and_the_flows_modules_are_imported_afresh(tmp_path):
+    running = Running(write_flow(tmp_path / "d"), tmp_path)
+    try:
+        assert await running.engine.start() == SUCCEEDED
+        assert await running.answer() == {"answer": "HELLO!"}
+        finished = await running.save("shout.py", SHOUT.replace("text.upper()", "text.title()"))
+        assert finished.ok and finished.rung == "swap", finished
+        assert await running.answer({"text": "ab cd"}) == {"answer": "Ab Cd!"}
+        # A module the node imports, not the node itself: the new worker must not find the old one.
+        finished = await running.save("punctuation.py", 'MARK = "?"\n')
+        assert finished.ok, finished
+        assert await running.answer() == {"answer": "Hello?"}
+        finished = await running.save("flow.dag.yaml", FLOW.replace("default: hello", "default: bonjour"))
+        assert finished.ok, finished
+        assert await running.answer() == {"answer": "Bonjour?"}
+    finally:
+        await running.engine.stop()
+
+
+async def test_a_broken_save_keeps_the_last_good_flow_serving_and_says_where(tmp_path):
+    running = Running(write_flow(tmp_path / "d"), tmp_path)
+    try:
+        assert await running.engine.start() == SUCCEEDED
+        finished = await running.save("shout.py", SHOUT + "\ndef broken(:\n")
+        assert not finished.ok, finished
+        assert await running.answer() == {"answer": "HELLO!"}  # the last good revision
+        text = "\n".join(running.lines)
+        assert 'shout.py", line 11' in text and "SyntaxError" in text, text[-3000:]
+        finished = await running.save("shout.py", SHOUT.replace("text.upper()", "text.lower()"))
+        assert finished.ok
+        assert await running.answer({"text": "QUIET"}) == {"answer": "quiet!"}
+    finally:
+        await running.engine.stop()
+
+
+CONNECTION = """
+name: {name}
+type: custom
+configs:
+  endpoint: {endpoint}
+secrets:
+  key: {key}
+"""
+
+
+async def test_a_missing_connection_fails_naming_it_the_node_and_the_fix(tmp_path):
+    folder = write_flow(tmp_path / "d", CONNECTED_FLOW, **{"peek.py": PEEK})
+    running = Running(folder, tmp_path)
+    try:
+        assert await running.engine.start() == FAILED
+        text = "\n".join(running.lines)
+        assert "connection 'my_conn'" in text and "used by node peek" in text and "--connections" in text, text
+    finally:
+        await running.engine.stop()
+
+
+async def test_connections_come_from_the_file_and_the_deployments_overrides(tmp_path):
+    files = []
+    for name, endpoint, key in (("my_conn", "https://one", "k" * 5), ("other", "https://two", "s" * 7)):
+        files.append(tmp_path / f"{name}.yaml")
+        files[-1].write_text(CONNECTION.format(name=name, endpoint=endpoint, key=key))
+    deployment = DEPLOYMENT + "environment_variables:\n  PLACEHOLDER: x\n"
+    folder = write_flow(tmp_path / "d", CONNECTED_FLOW, deployment, **{"peek.py": PEEK})
+    running = Running(folder, tmp_path, tuple(files))
+    try:
+        assert await running.engine.start() == SUCCEEDED
+        assert await running.answer() == {"answer": "hello via https://one with a 5-character key"}
+    finally:
+        await running.engine.stop()
+
+    # The deployment names another connection for my_conn, as a deployed endpoint's override does.
+    save(folder / "deployment.yml", DEPLOYMENT + "environment_variables:\n  my_conn: other\n")
+    running = Running(folder, tmp_path, tuple(files))
+    try:
+        assert await running.engine.start() == SUCCEEDED
+        assert await running.answer() == {"answer": "hello via https://two with a 7-character key"}
+    finally:
+        await running.engine.stop()
+
+    # ...or gives the connection itself, as JSON; {CONNECTION}_{KEY} then overrides one key.
+    inline = json.dumps({"type": "custom", "configs": {"endpoint": "https://three"}, "secrets": {"key": "abc"}})
+    save(folder / "deployment.yml", DEPLOYMENT + f"environment_variables:\n  my_conn: '{inline}'\n"
+                                                 "  MY_CONN_ENDPOINT: https://four\n")
+    running = Running(folder, tmp_path)
+    try:
+        assert await running.engine.start() == SUCCEEDED
+        assert await running.answer() == {"answer": "hello via https://four with a 3-character key"}
+        shown = running.engine.describe().environment_variables["my_conn"]
+        assert "abc" not in shown  # a connection's secret is masked where devtui shows it
+    finally:
+        await running.engine.stop()
+
+
+def test_a_bad_connections_file_is_refused_before_anything_starts(tmp_path):
+    folder = write_flow(tmp_path / "d")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: my_conn\nconfigs: [1, 2]\n")
+    result = devtui("up", str(folder), "--connections", str(bad), check=2)
+    assert "bad.yaml:1: type: missing" in result.stderr, result.stderr
+    assert "bad.yaml:2: configs: must be a mapping" in result.stderr, result.stderr
