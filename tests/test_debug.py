@@ -16,7 +16,7 @@ import pytest
 
 from dap import DapError, DebugClient, local_variables, stopped_frame
 from devtui.debug import strip_jsonc
-from helpers import devtui, devtui_command, free_port, save, show, unique_name, wait_for
+from helpers import devtui, devtui_command, free_port, new_run_id, save, show, unique_name, wait_for
 
 BREAK_AT = "    predictions = model.predict(data)\n"
 
@@ -219,3 +219,46 @@ def test_a_stop_at_a_breakpoint_longer_than_the_request_timeout_is_not_a_408(wor
         client.close()
     log = devtui("logs", "-n", "my-endpoint", cwd=cwd).stdout
     assert "the request timeout (1000 ms) is suspended" in log, log
+
+
+def test_breakpoints_in_a_flows_node_hit_and_keep_hitting_across_reloads(tmp_path):
+    """A prompt flow's node file is debugged as score.py is: launch.json maps the flow folder,
+    and a save (a new worker building the flow again) joins the same session."""
+    from flow_reference import copy_sample
+
+    pytest.importorskip("promptflow.core")
+    sample = copy_sample("flow-basic", tmp_path)
+    node = sample / "flow" / "repeat.py"
+    cwd = tmp_path / "workspace"
+    cwd.mkdir()
+    name = unique_name(new_run_id(), "flowdebug")
+    devtui("up", str(sample), "-n", name, "--debug", "--debug-port", str(free_port()), "--detach", cwd=cwd)
+    try:
+        configuration = launch_configuration(cwd, name)
+        assert configuration["pathMappings"] == [{"localRoot": str(sample / "flow"), "remoteRoot": str(sample / "flow")}]
+        url = show(name, cwd=cwd)["scoring_uri"]
+        body = (sample / "sample-request.json").read_bytes()
+        line = node.read_text().splitlines().index('    return " ".join([text] * count)') + 1
+        client = DebugClient(configuration)
+        try:
+            client.set_breakpoints(str(node), [line])
+            child = client.next_child()
+            wait_for(lambda: show(name, cwd=cwd)["deployments"][0]["debugger"]["state"] == "attached", timeout=30)
+            for separator, edited in ((" ", " + "), (" + ", None)):
+                thread, result = post_in_background(url, body)
+                thread_id, frame = stopped_frame(child)
+                assert Path(frame["source"]["path"]) == node and frame["line"] == line
+                assert local_variables(child, frame["id"])["count"] == "3"
+                child.request("continue", {"threadId": thread_id})
+                thread.join(60)
+                assert result["answer"].json()["result"] == separator.join(["hello flow"] * 3)
+                if edited is None:
+                    break
+                revision = show(name, cwd=cwd)["deployments"][0]["revision"]
+                save(node, node.read_text().replace(f'"{separator}".join', f'"{edited}".join'))
+                wait_for(lambda: show(name, cwd=cwd)["deployments"][0]["revision"] > revision, timeout=60)
+                child = latest_child(client)
+        finally:
+            client.close()
+    finally:
+        devtui("down", "-n", name, cwd=cwd, check=None)
