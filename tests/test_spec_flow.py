@@ -504,3 +504,20 @@ def test_cli_on_a_broken_flow_exits_2_with_file_line_and_field(tmp_path: Path, v
     flow_file = tmp_path / "flow/flow.dag.yaml"
     assert result.stderr.startswith(f"error: {flow_file}:26: nodes.0.inputs.question: "), result.stderr
     assert "flow input 'missing'" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_the_models_chat_properties_name_the_chats_input_and_output(tmp_path):
+    """The docs' chat flow model carries azureml.promptflow.chat_input/chat_output: they win over
+    the flow file's markers, and a name the flow does not have is a problem on its line."""
+    from flow_reference import copy_sample
+
+    sample = copy_sample("flow-chat", tmp_path)
+    flow = load(sample).flow
+    assert flow.is_chat and flow.chat_input == "question" and flow.chat_output == "answer"
+    text = (sample / "deployment.yml").read_text()
+    (sample / "deployment.yml").write_text(text.replace("chat_input: question", "chat_input: query"))
+    with pytest.raises(SpecError) as error:
+        load(sample)
+    line = next(i for i, l in enumerate((sample / "deployment.yml").read_text().splitlines(), 1) if "query" in l)
+    assert f"deployment.yml:{line}: model.properties.azureml.promptflow.chat_input: 'query' is not one of the " \
+           "flow's inputs (question, chat_history)" in str(error.value)

@@ -35,6 +35,7 @@ _FLEX_FILES = ("flow.flex.yaml", "flow.flex.yml")
 _PROMPTY = ".prompty"
 FLOW_FILE_NAMES = "flow.dag.yaml, flow.flex.yaml (or .yml) or a single .prompty file"
 RESPONSE_FIELDS_VARIABLE = "PROMPTFLOW_RESPONSE_INCLUDED_FIELDS"
+_CHAT_INPUT, _CHAT_OUTPUT = "azureml.promptflow.chat_input", "azureml.promptflow.chat_output"
 _ROUTES_EXAMPLE = (
     "inference_config: {liveness_route: {port: 8080, path: /health}, readiness_route: {port: 8080, path: /health}, "
     "scoring_route: {port: 8080, path: /score}}"
@@ -84,8 +85,36 @@ class _FlowResolver(_Checker):
         self._deployment_settings(spec.environment_variables or {}, image if runtime else None)
         if flow is None:
             return True, None
+        flow = self._chat_properties(flow)
         routes = environment.inference_config if environment is not None else None
         return True, replace(flow, runtime_image=runtime, **({"inference_config": routes} if routes else {}))
+
+    def _chat_properties(self, flow: FlowSpec) -> FlowSpec:
+        """The model's ``azureml.promptflow.chat_input``/``chat_output`` properties (what the studio
+        reads to treat a deployment as a chat) name the chat's input and output; they must exist."""
+        model = self.doc.data.get("model")
+        properties = model.get("properties") if isinstance(model, dict) else None
+        if not isinstance(properties, dict):
+            return flow
+        inputs, chat_output = flow.inputs, flow.chat_output
+        named = properties.get(_CHAT_INPUT)
+        if isinstance(named, str):
+            if named not in {i.name for i in inputs}:
+                self._unknown_chat_name(_CHAT_INPUT, named, "input", [i.name for i in inputs])
+            else:
+                inputs = tuple(replace(i, is_chat_input=i.name == named) for i in inputs)
+        named = properties.get(_CHAT_OUTPUT)
+        if isinstance(named, str):
+            if named not in flow.outputs:
+                self._unknown_chat_name(_CHAT_OUTPUT, named, "output", list(flow.outputs))
+            else:
+                chat_output = named
+        return replace(flow, inputs=inputs, chat_output=chat_output)
+
+    def _unknown_chat_name(self, key: str, named: str, what: str, known: list[str]) -> None:
+        self.problem(("model", "properties", key), (
+            f"{named!r} is not one of the flow's {what}s ({', '.join(known) or 'none'}). Name the {what} the chat uses."
+        ))
 
     def _missing_model(self, spec: _DeploymentYaml) -> None:
         # A model that is there but not usable already has its problem.
