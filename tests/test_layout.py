@@ -36,6 +36,21 @@ def measures() -> list[tuple[str, str, int, int]]:
     return found
 
 
+# Prompt flow is in maintenance until its retirement (April 2027): only these modules may import it.
+PROMPTFLOW_IMPORTERS = {"inference_server/flow_worker.py", "inference_server/flow_connections.py"}
+
+
+def test_only_the_flow_worker_imports_prompt_flow():
+    importers = set()
+    for path in modules():
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else []
+            if any(name == "promptflow" or name.startswith("promptflow.") for name in names):
+                importers.add(str(path.relative_to(ROOT)))
+    assert importers <= PROMPTFLOW_IMPORTERS, sorted(importers - PROMPTFLOW_IMPORTERS)
+
+
 def test_nothing_is_over_its_limit():
     over = [f"{what} {size} > {limit}: {where}" for what, where, size, limit in measures() if size > limit]
     assert not over, "\n".join(over)
