@@ -499,6 +499,10 @@ def report(results: dict) -> bool:
             checks.append(swap["latency_ms"]["p90"] <= TARGET_SWAP_P90_MS)
     met = all(checks) and not any(t["missed"] for t in tools.values())
     results.update(summary=lines, targets_met=met)
+    load = results.get("load_average", {})
+    if load:
+        lines.append(f"load average (1, 5, 15 min) at start {', '.join(f'{v:.1f}' for v in load['start'])}; "
+                     f"at end {', '.join(f'{v:.1f}' for v in load['end'])} (on {os.cpu_count()} CPUs)")
     print("\n" + "\n".join(lines) + f"\ntargets: {'met' if met else 'MISSED'}")
     return met
 
@@ -511,10 +515,12 @@ def main() -> int:
                              f"({'benchmarks/flow_case.py' if case.name == 'flow' else 'benchmarks/reload.py'})")
     work = Path(tempfile.mkdtemp(prefix="devtui-bench-reload-"))
     results: dict = {"case": args.case, "saves": args.saves, "warmup_saves": args.warmup, "gap_s": args.gap,
-                     "poll_interval_s": args.poll_interval}
+                     "poll_interval_s": args.poll_interval, "load_average": {"start": os.getloadavg()}}
     try:
         results["tools"] = run_tools(args, work, case)
     finally:
+        # Other work on the machine slows every tool; the figures are only comparable with this beside them.
+        results["load_average"]["end"] = os.getloadavg()
         if args.keep:
             print(f"kept {work}")
         else:
