@@ -154,8 +154,9 @@ class LaunchConfig:
             return
         runtime = self.engine.runtime
         d = self.engine.deployment
+        local = runtime.local_code  # the code folder, or a prompt flow's folder
         configuration = attach_configuration(d.endpoint_name, "127.0.0.1", event.port,
-                                             str(d.code_dir) if d.code_dir else None, runtime.code_path)
+                                             str(local) if local else None, runtime.code_path)
         if configuration == self.written:
             return
         try:
