@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import textwrap
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -27,13 +26,13 @@ import pytest
 
 from devtui import runtimes, spec
 from devtui.cli.views import LaunchConfig
-from devtui.engine import DebugSettings
-from devtui.events import DebuggerChanged
+from devtui.engine import DebugSettings, Engine
+from devtui.events import SUCCEEDED, DebuggerChanged, Logs
 from devtui.flow_image import STAND_IN_LABEL, read_requirements
 from devtui.images import ImageError
 from devtui.watch import Action, classify
 from flow_reference import FLOW_BASIC_ANSWER, copy_sample
-from helpers import devtui, save, show, unique_name, wait_for
+from helpers import async_wait_for, devtui, run_async, save, show, unique_name, wait_for
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("promptflow.core") is None,
                                 reason="promptflow-core is not installed (pip install -e '.[flow]')")
@@ -72,7 +71,8 @@ def test_the_debugger_maps_the_flow_folder_to_its_folder_in_the_container(tmp_pa
     folder = copy_sample("flow-basic", tmp_path)
     runtime = runtime_for(folder, tmp_path, debug=DebugSettings(5678, False, "127.0.0.1"))
     said = []
-    engine = SimpleNamespace(runtime=runtime, deployment=runtime.deployment, log=lambda source, lines: said.extend(lines))
+    engine = SimpleNamespace(runtime=runtime, deployment=runtime.deployment,
+                             log=lambda source, lines: said.extend(lines))
     LaunchConfig(engine, tmp_path)(DebuggerChanged(state="listening", host="127.0.0.1", port=5678))
     launch = json.loads((tmp_path / ".vscode" / "launch.json").read_text())
     mapping = launch["configurations"][0]["pathMappings"]
@@ -102,6 +102,27 @@ def test_requirements_txt_rebuilds_and_the_flows_files_swap(tmp_path):
     assert classify(deployment, flow / "requirements.txt") == Action.REBUILD
 
 
+def test_the_process_runtime_notes_a_requirements_change_and_keeps_serving(tmp_path):
+    folder = copy_sample("flow-basic", tmp_path)
+
+    async def scenario():
+        engine = Engine(spec.load(folder / "deployment.yml"), tmp_path / "work", port=0)
+        lines: list[str] = []
+        engine.subscribe(lambda event: lines.extend(r.text for r in event.records) if isinstance(event, Logs) else None)
+        try:
+            assert await engine.start() == SUCCEEDED
+            revision = engine.serving_revision
+            save(folder / "flow" / "requirements.txt", "more-itertools\n")
+            await async_wait_for(lambda: any("environment is not rebuilt" in line for line in lines), timeout=30,
+                                 message="the process runtime's note")
+            assert any("requirements.txt" in line and "not rebuilt" in line for line in lines), lines[-5:]
+            assert engine.serving_revision == revision  # nothing restarted
+        finally:
+            await engine.stop()
+
+    run_async(scenario())
+
+
 def test_requirement_lines_are_read_and_pip_options_refused_with_their_line(tmp_path):
     requirements = tmp_path / "requirements.txt"
     requirements.write_text("# a comment\n\nsix==1.16.0  # pinned\nidna; python_version >= '3'\n")
@@ -129,7 +150,8 @@ def endpoint(docker_client, run_id):
     for name in names:
         devtui("down", "-n", name, check=None)
         selector = {"label": f"devtui.endpoint={name}"}
-        left = [*docker_client.containers.list(all=True, filters=selector), *docker_client.volumes.list(filters=selector)]
+        left = [*docker_client.containers.list(all=True, filters=selector),
+                *docker_client.volumes.list(filters=selector)]
         networks = docker_client.networks.list(filters=selector)
         if left or networks:
             problems.append(f"{name}: left {[item.name for item in [*left, *networks]]}")
