@@ -142,6 +142,8 @@ WORKDIR /var/azureml-app
 
 
 class ImageBuilder:
+    repository = "devtui-env"  # the environment images' name; the tag is a hash of what went in
+
     def __init__(self, client, deployment: LocalDeployment, cache: Path,
                  log: Callable[[list[str]], None], progress: Callable[[str, float, float], None]):
         self.client = client
@@ -164,18 +166,27 @@ class ImageBuilder:
     def base(self) -> str:
         environment = self.deployment.environment
         if environment.image:
-            try:
-                self.client.images.get(environment.image)
-            except Exception:
-                self.log(f"Pulling {environment.image} ...")
-                try:
-                    self.client.images.pull(environment.image)
-                except Exception as ex:
-                    raise ImageError(f"image {environment.image} is not on this Docker engine and cannot be "
-                                     f"pulled ({ex}). Pull or build it first (offline machines: "
-                                     "scripts/build-base-image.sh builds python:3.11-slim).") from None
-            return environment.image
+            return self.local_or_pulled(environment.image)
         return self._build_user_image()
+
+    def present(self, image: str) -> bool:
+        """Whether ``image`` is on the engine already."""
+        try:
+            self.client.images.get(image)
+        except Exception:
+            return False
+        return True
+
+    def local_or_pulled(self, image: str) -> str:
+        if not self.present(image):
+            self.log(f"Pulling {image} ...")
+            try:
+                self.client.images.pull(image)
+            except Exception as ex:
+                raise ImageError(f"image {image} is not on this Docker engine and cannot be "
+                                 f"pulled ({ex}). Pull or build it first (offline machines: "
+                                 "scripts/build-base-image.sh builds python:3.11-slim).") from None
+        return image
 
     def _build_user_image(self) -> str:
         environment = self.deployment.environment
@@ -232,6 +243,31 @@ class ImageBuilder:
         started = time.perf_counter()
         base = self.base()
         python = self.python_version(base)
+        requirements = self.requirements(base, python)
+        key = hashlib.sha256(json.dumps([TEMPLATE_VERSION, self.client.images.get(base).id, python, requirements,
+                                         _server_digest()]).encode()).hexdigest()[:16]
+        tag = f"{self.repository}:{key}"
+        try:
+            self.client.images.get(tag)
+        except Exception:
+            pass
+        else:
+            self.log(f"Image {tag} is up to date ({base} + {len(requirements)} requirements); nothing to build.")
+            return tag
+        self.log(f"Building image {tag}: {base} (Python {python}) + {', '.join(requirements)}")
+        with tempfile.TemporaryDirectory(prefix="devtui-build-") as folder:
+            wheels = Path(folder) / "wheels"
+            self._download(requirements, python, wheels, self.requirements_file)
+            context = self._context(base, requirements, wheels)
+            self._stream_build(lambda: self.client.api.build(
+                fileobj=context, custom_context=True, tag=tag, rm=True, forcerm=True, decode=True,
+                labels=self._labels()),
+                "the environment image")
+        self.log(f"Built {tag} in {time.perf_counter() - started:.1f} s")
+        return tag
+
+    def requirements(self, base: str, python: str) -> list[str]:
+        """What pip installs into ``base``: the scoring server's packages and the conda file's."""
         requirements = list(SERVER_REQUIREMENTS)
         conda_file = self.deployment.environment.conda_file
         if conda_file:
@@ -243,29 +279,14 @@ class ImageBuilder:
             if conda.replaced:
                 self.log(f"Not installing {', '.join(conda.replaced)}: devtui's scoring server stands in for it.")
             requirements += conda.requirements
-        key = hashlib.sha256(json.dumps([TEMPLATE_VERSION, self.client.images.get(base).id, python, requirements,
-                                         _server_digest()]).encode()).hexdigest()[:16]
-        tag = f"devtui-env:{key}"
-        try:
-            self.client.images.get(tag)
-        except Exception:
-            pass
-        else:
-            self.log(f"Image {tag} is up to date ({base} + {len(requirements)} requirements); nothing to build.")
-            return tag
-        self.log(f"Building image {tag}: {base} (Python {python}) + {', '.join(requirements)}")
-        with tempfile.TemporaryDirectory(prefix="devtui-build-") as folder:
-            wheels = Path(folder) / "wheels"
-            self._download(requirements, python, wheels, conda_file)
-            context = self._context(base, requirements, wheels)
-            self._stream_build(lambda: self.client.api.build(
-                fileobj=context, custom_context=True, tag=tag, rm=True, forcerm=True, decode=True,
-                labels=self._labels()),
-                "the environment image")
-        self.log(f"Built {tag} in {time.perf_counter() - started:.1f} s")
-        return tag
+        return requirements
 
-    def _download(self, requirements: list[str], python: str, wheels: Path, conda_file: Path | None) -> None:
+    @property
+    def requirements_file(self) -> Path | None:
+        """The user's file the requirements come from, which a download error names."""
+        return self.deployment.environment.conda_file
+
+    def _download(self, requirements: list[str], python: str, wheels: Path, source: Path | None) -> None:
         """Resolve and download wheels for the image's Python and platform, on the host."""
         arch = self.client.info().get("Architecture", "x86_64")
         arch = {"amd64": "x86_64", "arm64": "aarch64"}.get(arch, arch)
@@ -289,10 +310,11 @@ class ImageBuilder:
             if self.cancelled:
                 raise ImageError("the image build was cancelled")
             missing = re.findall(r"No matching distribution found for (\S+)", "\n".join(output))
-            where = f"{conda_file}: " if conda_file else ""
+            where = f"{source}: " if source else ""
             if missing:
-                raise ImageError(f"{where}no wheel on PyPI for {', '.join(missing)} (Python {python}, {arch}). If it "
-                                 "is a conda-only package, drop it or name its PyPI equivalent in the pip section.")
+                hint = (" If it is a conda-only package, drop it or name its PyPI equivalent in the pip section."
+                        if source == self.deployment.environment.conda_file else " Check the name and the version.")
+                raise ImageError(f"{where}no wheel on PyPI for {', '.join(missing)} (Python {python}, {arch}).{hint}")
             raise ImageError(f"{where}pip could not download the requirements:\n" + "\n".join(output[-15:]))
         count = len(list(wheels.glob("*.whl")))
         self.progress("Downloading wheels", count, count)

@@ -1,9 +1,10 @@
 """File changes -> the smallest action that applies them (the update ladder in DESIGN.md).
 
-A save in the code folder is a worker swap; in the model folder, a re-stage and a swap; in a
-YAML file, a restart; in the conda file or Dockerfile, a rebuild (container runtime). A batch
-of changes takes the largest step any of its files needs. Files that the code or model folder's
-ignore rules leave out (``devtui.ignore``) trigger nothing: the cloud would not have them.
+A save in the code folder (or a prompt flow's folder) is a worker swap; in the model folder, a
+re-stage and a swap; in a YAML file, a restart; in the conda file, the Dockerfile or a flow's
+requirements.txt, a rebuild (container runtime). A batch of changes takes the largest step any of
+its files needs. Files that the code or model folder's ignore rules leave out (``devtui.ignore``)
+trigger nothing: the cloud would not have them.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ def classify(deployment: LocalDeployment, path: Path, rules: dict[Path, IgnoreRu
     if path in {deployment.deployment_file, deployment.endpoint_file}:
         return Action.RESTART
     environment = deployment.environment
-    if path == environment.conda_file or _inside(path, environment.build_path):
+    if path == environment.conda_file or _inside(path, environment.build_path) or _flow_requirements(deployment, path):
         return Action.REBUILD
     rules = {} if rules is None else rules
     # A prompt flow's folder is its model and its code: a save builds the flow again in a new worker.
@@ -64,6 +65,18 @@ def classify(deployment: LocalDeployment, path: Path, rules: dict[Path, IgnoreRu
                 rules[folder] = IgnoreRules(folder)
             return None if rules[folder].ignored(path) else action
     return None
+
+
+def _flow_requirements(deployment: LocalDeployment, path: Path) -> bool:
+    """A prompt flow's requirements.txt (or the one its flow file names): the container runtime
+    installs it into the image, so a change rebuilds; the process runtime says it is not applied."""
+    flow = deployment.flow
+    if flow is None:
+        return False
+    if flow.requirements is not None:
+        return path == flow.requirements
+    # One created while devtui runs; only a deployed flow folder has one (not a single .prompty).
+    return deployment.model is not None and deployment.model.path.is_dir() and path == flow.folder / "requirements.txt"
 
 
 def roots(deployment: LocalDeployment) -> tuple[list[Path], list[Path]]:

@@ -30,6 +30,10 @@ def create(name: str, deployment, *args, **kwargs) -> Runtime:
             from .own_container import OwnContainerRuntime
 
             return OwnContainerRuntime(deployment, *args, **kwargs)
+        if deployment.flow is not None:
+            from .flow_container import FlowContainerRuntime
+
+            return FlowContainerRuntime(deployment, *args, **kwargs)
         from .container import ContainerRuntime
 
         return ContainerRuntime(deployment, *args, **kwargs)

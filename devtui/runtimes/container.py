@@ -16,6 +16,7 @@ deployment.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import PurePosixPath
 
 from inference_server import protocol
@@ -35,6 +36,8 @@ MODELS = APP / "azureml-models"
 
 class ContainerRuntime(Runtime):
     name = "container"
+    builder_class = ImageBuilder
+    flow_dir: PurePosixPath | None = None  # a prompt flow's folder as the server sees it (flow_container.py)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -120,8 +123,8 @@ class ContainerRuntime(Runtime):
             return
         self._connect()
         cache = self.workdir / "image-cache"
-        self.builder = ImageBuilder(self.client, self.deployment, cache, lambda lines: self._log(DEVTUI, lines),
-                                    self._progress)
+        self.builder = self.builder_class(self.client, self.deployment, cache, lambda lines: self._log(DEVTUI, lines),
+                                          self._progress)
         self.image = self._image(self.builder)
         if self.stopping:
             return
@@ -169,17 +172,23 @@ class ContainerRuntime(Runtime):
     def _run_server(self, first_revision: int):
         """Run the inference-server container; devtui's server reports its own events."""
         command = self.server_command(["python"], "0.0.0.0", SERVER_PORT, first_revision, extra=["--events-stdout"],
-                                      debug_host="0.0.0.0", debug_port=self._debug_port())
+                                      debug_host="0.0.0.0", debug_port=self._debug_port(), flow_dir=self.flow_dir)
         ports = {f"{SERVER_PORT}/tcp": ("127.0.0.1", self.port or None)}
         if self.debug is not None:
             # debugpy tells the client to connect to each worker on the port it listens on, so the
             # port is published under the same number, on 127.0.0.1 only.
             ports[f"{self._debug_port()}/tcp"] = ("127.0.0.1", self._debug_port())
-        return self.client.containers.run(
-            self.image, command, entrypoint=[], detach=True, name=f"{self.prefix}-inference-server",
+        container = self.client.containers.create(
+            self.image, command, entrypoint=[], name=f"{self.prefix}-inference-server",
             labels=self.labels("inference-server"), environment=self._environment(),
-            working_dir=str(self.code_mount), volumes=self.storage.volumes(), ports=ports, network=self._network(),
-            **gpus.container_options(self.options.gpus))
+            working_dir=str(self.flow_dir or self.code_mount), volumes=self.storage.volumes(), ports=ports,
+            network=self._network(), **gpus.container_options(self.options.gpus))
+        self._before_start(container)
+        container.start()
+        return container
+
+    def _before_start(self, container) -> None:
+        """The hook between creating the inference-server and starting it."""
 
     def _debug_port(self) -> int | None:
         if self.debug is None:
@@ -220,11 +229,11 @@ class ContainerRuntime(Runtime):
         await asyncio.to_thread(self._sync_and_signal, swap)
 
     def _sync_and_signal(self, swap: bool) -> None:
-        """Copy the code folder into the running container, then reload: the server patches
-        the saved code into its worker there, or swaps workers."""
-        if self.server is None or not self.deployment.code_dir:
+        """Copy the code folder (a flow's folder) into the running container, then reload: the
+        server patches the saved code into its worker there, or swaps workers."""
+        if self.server is None or self.local_code is None:
             return
-        self.storage.sync_code(self.server)
+        self.storage.sync(self.server)
         self.server.kill(signal=SWAP_SIGNAL if swap else RELOAD_SIGNAL)
 
     # -- stop ------------------------------------------------------------------------------------
@@ -255,22 +264,17 @@ class ContainerRuntime(Runtime):
         if self.client is None:
             return  # never connected: nothing of ours exists
         if self.server is not None:
-            try:
+            with contextlib.suppress(Exception):  # already gone: removed below either way
                 self.server.stop(timeout=STOP_GRACE_S)
-            except Exception:
-                pass
         try:
             remove_endpoint(self.client, self.deployment.endpoint_name, volumes=True)
         except Exception as ex:  # the engine went away: nothing of ours can be running on it then
             self._log(DEVTUI, [f"warning: could not remove the containers: {ex}; `devtui down` retries"])
 
     def kill(self) -> None:
-        if self.client is None:
-            return
-        try:
-            remove_endpoint(self.client, self.deployment.endpoint_name, volumes=True)
-        except Exception:
-            pass
+        if self.client is not None:
+            with contextlib.suppress(Exception):
+                remove_endpoint(self.client, self.deployment.endpoint_name, volumes=True)
 
     def describe(self) -> dict:
         initializer = self.storage.container if self.storage else None

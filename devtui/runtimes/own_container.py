@@ -129,7 +129,7 @@ class OwnContainerRuntime(ContainerRuntime):
     def _sync_and_restart(self) -> None:
         if self.server is None:
             return
-        self.storage.sync_code(self.server)
+        self.storage.sync(self.server)
         self.revision += 1
         self._event(protocol.Starting(revision=self.revision, first=False))
         if self._restart(self.server):

@@ -120,7 +120,7 @@ class Storage:
         self.code_mount, self.models = code_mount, models
         self.log, self.progress = log, progress
         self.container = None
-        self.code_listing: dict | None = None  # what the last copy put in the code volume
+        self.listings: dict[str, dict] = {}  # kind -> what the last copy put in that volume
         self.digests: dict = {}  # path -> (size, mtime_ns, sha256): a save re-reads only what changed
 
     def volume(self, role: str) -> str:
@@ -138,7 +138,10 @@ class Storage:
                                  "another DEVTUI_HOME; run this one under another name with -n NAME")
         return name
 
-    def volumes(self, code_mode: str = "rw", model_mode: str = "ro") -> dict:
+    def volumes(self, code_mode: str = "rw", model_mode: str | None = None) -> dict:
+        """The volumes as the containers mount them. A prompt flow's model is its code: a save is
+        synced into it, and prompt flow writes into the folder it serves (``.promptflow/``)."""
+        model_mode = model_mode or ("rw" if self.deployment.flow is not None else "ro")
         return {self.volume("model"): {"bind": str(self.models), "mode": model_mode},
                 self.volume("code"): {"bind": str(self.code_mount), "mode": code_mode}}
 
@@ -179,8 +182,7 @@ class Storage:
     def _copy(self, container, kind: str, source: Path | None, target: PurePosixPath, prefix: PurePosixPath) -> None:
         listing = (manifest(source, kind, prefix, self.digests) if source
                    else {"kind": kind, "files": {}, "digest": "empty"})
-        if kind == "code":
-            self.code_listing = listing
+        self.listings[kind] = listing
         if self._present_digest(container, target) == listing["digest"]:
             self.log(STORAGE_INITIALIZER, [f"{kind}: unchanged (digest sha256:{listing['digest'][:16]}), "
                                            "not copied again"])
@@ -203,22 +205,30 @@ class Storage:
         except Exception:  # no manifest yet (a new volume), or an unreadable one: copy
             return None
 
-    def sync_code(self, server) -> None:
-        """Copy what changed in the code folder into the running container, through the API;
-        files deleted since the last copy are deleted there too. Says what in one line."""
-        code = self.deployment.code_dir
-        if not code:
+    def synced(self) -> tuple[str, Path, PurePosixPath, PurePosixPath] | None:
+        """What a save changes in the running container: the code folder; for a prompt flow, the
+        flow folder, which is the model. (kind, source, where its volume is mounted, prefix in it)."""
+        kind = "model" if self.deployment.flow is not None else "code"
+        return next((copy for copy in self._copies() if copy[0] == kind and copy[1] is not None), None)
+
+    def sync(self, server) -> None:
+        """Copy what changed in the code folder (a flow's folder) into the running container,
+        through the API; files deleted since the last copy are deleted there too. Says what in one line."""
+        copy = self.synced()
+        if copy is None:
             return
-        listing = manifest(code, "code", PurePosixPath("."), self.digests)
-        previous = self.code_listing["files"] if self.code_listing is not None else {}
+        kind, source, target, prefix = copy
+        listing = manifest(source, kind, prefix, self.digests)
+        previous = self.listings[kind]["files"] if kind in self.listings else {}
         changed = {name for name, entry in listing["files"].items() if previous.get(name) != entry}
         removed = sorted(set(previous) - set(listing["files"]))
-        self.code_listing = listing
+        self.listings[kind] = listing
         if changed or removed:  # the archive carries the manifest, which a restart compares
-            server.put_archive(str(self.code_mount), archive(code, PurePosixPath("."), listing, only=changed))
+            server.put_archive(str(target), archive(source, prefix, listing, only=changed))
         if removed:
-            server.exec_run(["rm", "-f", *(str(self.code_mount / name) for name in removed)])
+            server.exec_run(["rm", "-f", *(str(target / name) for name in removed)])
         size = sum(listing["files"][name][0] for name in changed)
-        self.log(DEVTUI, [f"code: copied {len(changed)} changed file{'s' if len(changed) != 1 else ''} "
+        what = "flow" if self.deployment.flow is not None else kind
+        self.log(DEVTUI, [f"{what}: copied {len(changed)} changed file{'s' if len(changed) != 1 else ''} "
                           f"({size} bytes) into the container, removed {len(removed)}; "
                           f"{len(listing['files'])} files in all"])
