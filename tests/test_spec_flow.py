@@ -521,3 +521,16 @@ def test_the_models_chat_properties_name_the_chats_input_and_output(tmp_path):
     line = next(i for i, l in enumerate((sample / "deployment.yml").read_text().splitlines(), 1) if "query" in l)
     assert f"deployment.yml:{line}: model.properties.azureml.promptflow.chat_input: 'query' is not one of the " \
            "flow's inputs (question, chat_history)" in str(error.value)
+
+
+def test_a_source_that_additional_includes_would_bring_says_how_to_resolve_it(tmp_path):
+    from flow_reference import copy_sample
+
+    sample = copy_sample("flow-basic", tmp_path)
+    flow_file = sample / "flow" / "flow.dag.yaml"
+    (sample / "flow" / "clean.py").rename(tmp_path / "clean.py")
+    flow_file.write_text("additional_includes:\n- ../../clean.py\n" + flow_file.read_text())
+    with pytest.raises(SpecError) as error:
+        load(sample)
+    assert "It comes from additional_includes (../../clean.py)" in str(error.value)
+    assert "pf flow build" in str(error.value)

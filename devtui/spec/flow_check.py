@@ -104,10 +104,21 @@ class _DagChecker:
             state = "is a folder" if path.is_dir() else "not found"
             self.problem(where + ("source", "path"), (
                 f"node {name!r}: {path} {state} (source.path {raw!r} is relative to the flow folder {self.folder}). "
-                "Fix the path, or create the file."
+                + (self._included(raw) or "Fix the path, or create the file.")
             ))
             return None
         return path
+
+    def _included(self, raw: str) -> str | None:
+        """What to do when the missing source is one that additional_includes bring in."""
+        includes = self.doc.data.get("additional_includes")
+        first = Path(raw).parts[0] if Path(raw).parts else raw
+        named = [i for i in includes if isinstance(i, str) and Path(i).name == first] if isinstance(includes, list) else []
+        if not named:
+            return None
+        return (f"It comes from additional_includes ({named[0]}), which prompt flow resolves when it builds the flow "
+                "(`pf flow build`); devtui serves the flow folder as it is. Run `pf flow build --source FLOW --output "
+                "BUILT` and point model.path at BUILT's flow folder, or copy the file into the flow folder.")
 
     def _node_references(self, index: int, node: dict) -> None:
         where = ("nodes", index)
