@@ -360,3 +360,28 @@ def test_a_flow_on_an_image_of_its_own_runs_as_it_is_and_gets_saves(tmp_path, en
     assert server.attrs["Config"]["Cmd"] == ["python", "/app.py"]  # the image's own server
     save(folder / "flow" / "greeting.txt", "bonjour\n")
     answers(name, {}, lambda a: a == {"greeting": "bonjour"})
+
+
+def test_a_chat_flow_streams_and_a_flex_flow_answers_in_containers(tmp_path, endpoint):
+    """The other two samples through the same stand-in image: server-sent events come through the
+    container's published port chunk by chunk, and a flex flow's init config reaches its class."""
+    from flow_reference import FLOW_CHAT_ANSWER, FLOW_FLEX_ANSWER
+
+    chat = copy_sample("flow-chat", tmp_path)
+    name = endpoint("fc-chat")
+    up(chat, name)
+    uri = show(name)["scoring_uri"]
+    body = (chat / "sample-request.json").read_bytes()
+    with httpx.stream("POST", uri, content=body, timeout=60,
+                      headers={"content-type": "application/json", "accept": "text/event-stream"}) as response:
+        assert response.status_code == 200 and response.headers["content-type"].startswith("text/event-stream")
+        events = [json.loads(line.removeprefix("data: ")) for line in response.iter_lines() if line]
+    assert len(events) > 3 and "".join(e["answer"] for e in events) == FLOW_CHAT_ANSWER["answer"]
+    devtui("down", "-n", name)
+
+    flex = copy_sample("flow-flex", tmp_path)
+    name = endpoint("fc-flex")
+    up(flex, name)
+    answer = httpx.post(show(name)["scoring_uri"], content=(flex / "sample-request.json").read_bytes(),
+                        headers={"content-type": "application/json"}, timeout=60)
+    assert answer.status_code == 200 and answer.json() == FLOW_FLEX_ANSWER, answer.text
