@@ -10,7 +10,7 @@ restarting) is shown in the transcript and the message can be sent again.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import httpx
 from rich.text import Text
@@ -27,40 +27,34 @@ STREAMING = "▍"  # after the answer while more may come
 
 
 class ChatTurn(Vertical):
-    """One message and its answer, as it grows."""
+    """One message and its answer, as it grows; a failed one says why (app.tcss shows that line
+    only then)."""
 
     def __init__(self, message: str) -> None:
-        super().__init__(classes="chat-turn")
+        self.shown = Static(Text(STREAMING), classes="chat-answer")
+        self.error = Static("", classes="chat-error")
+        super().__init__(Static(Text.assemble(("you  ", "bold"), message), classes="chat-you"), self.shown,
+                         self.error, classes="chat-turn")
         self.message = message
         self.answer = ""
         self.why = ""
         self.finished = False
 
-    def compose(self) -> ComposeResult:
-        yield Static(Text.assemble(("you  ", "bold"), self.message), classes="chat-you")
-        yield Static(Text(STREAMING), classes="chat-answer")
-        yield Static("", classes="chat-error")
-
-    def on_mount(self) -> None:
-        self.query_one(".chat-error").display = False
-
     def add(self, piece: str) -> None:
         self.answer += piece
-        self.query_one(".chat-answer", Static).update(Text(self.answer + STREAMING))
+        self.shown.update(Text(self.answer + STREAMING))
 
     def done(self) -> None:
         self.finished = True
-        self.query_one(".chat-answer", Static).update(Text(self.answer))
+        self.shown.update(Text(self.answer))
 
     def fail(self, why: str) -> None:
         self.finished = True
         self.why = why
-        answer = self.query_one(".chat-answer", Static)
-        answer.update(Text(self.answer))
-        answer.display = bool(self.answer)  # what came before the stream broke off stays
-        error = self.query_one(".chat-error", Static)
-        error.update(Text(f"{why}\nNot added to the history; send it again.", style="red"))
-        error.display = True
+        self.shown.update(Text(self.answer))  # what came before the stream broke off stays
+        self.error.update(Text(f"{why}\nNot added to the history; send it again.", style="red"))
+        self.set_class(True, "-failed")
+        self.set_class(not self.answer, "-empty")
 
 
 class ChatPanel(Vertical):
@@ -132,13 +126,14 @@ class ChatPanel(Vertical):
         self.message.value = ""
         turn = ChatTurn(message)
         self.turns.append(turn)
-        self.query_one("#chat-transcript").mount(turn)
+        mounted = self.query_one("#chat-transcript").mount(turn)
         self._describe()
-        self._ask(turn)
+        self._ask(turn, mounted)
         return True
 
     @work(exclusive=True, group="chat")
-    async def _ask(self, turn: ChatTurn) -> None:
+    async def _ask(self, turn: ChatTurn, mounted: Awaitable) -> None:
+        await mounted
         uri = self.scoring_uri()
         timeout_s = self.deployment().request_settings.request_timeout_ms / 1000 + 10
         transcript = self.query_one("#chat-transcript", VerticalScroll)
