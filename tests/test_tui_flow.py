@@ -347,3 +347,23 @@ async def test_one_message_at_a_time_and_each_read_drawn_at_once(sample, tmp_pat
         assert whole.answer == "whole"
         assert bodies[1] == {"question": "two", "chat_history": [
             {"inputs": {"question": "one"}, "outputs": {"answer": "Hello, world"}}]}
+
+
+async def test_an_answer_that_breaks_off_keeps_what_came_and_stays_out_of_the_history(sample, tmp_path):
+    app = QuietApp(Engine(spec.load(sample("flow-chat")), tmp_path / "work", port=0), save_folder=tmp_path)
+
+    async def broken() -> AsyncIterator[bytes]:
+        yield b'data: {"answer": "Half an"}\n\n'
+        raise httpx.ReadError("connection reset by peer")
+
+    async with running(app) as pilot:
+        app.engine.scoring_uri = URI
+        panel = chat(app)
+        panel.transport = httpx.MockTransport(lambda request: httpx.Response(
+            200, headers={"content-type": "text/event-stream"}, content=broken()))
+        turn = await answered(pilot, await say(pilot, "hello"))
+        assert turn.answer == "Half an"
+        assert turn.why == "the answer broke off: ReadError: connection reset by peer"
+        await until(pilot, lambda: "Half an" in screen_text(app) and "the answer broke off" in screen_text(app),
+                    message="the partial answer and why it ended, on screen")
+        assert panel.conversation.history == []

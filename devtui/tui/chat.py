@@ -114,27 +114,16 @@ def _problem(response: httpx.Response) -> str:
 
 async def ask(client: httpx.AsyncClient, url: str, body: dict, output: str,
               timeout_s: float) -> AsyncIterator[str]:
-    """Send one message; yield the answer's text as it arrives, one piece per network read (all
-    the chunks that read completed), so the screen is updated per batch, not per chunk. Raises
-    ChatError when there is no answer, an error status, or the stream breaks off."""
+    """Send one message; yield the answer's text as it arrives. Raises ChatError when there is no
+    answer, an error status, or the stream breaks off."""
     timeout = httpx.Timeout(timeout_s, connect=min(timeout_s, 5.0))
     try:
         async with client.stream("POST", url, json=body, headers={"accept": ACCEPT}, timeout=timeout) as response:
             if response.status_code >= 400:
                 await response.aread()
                 raise ChatError(_problem(response))
-            if not response.headers.get("content-type", "").startswith("text/event-stream"):
-                await response.aread()
-                yield chunk_of(response.text, output) or response.text
-                return
-            events = EventStream()
-            async for text in response.aiter_text():
-                piece = "".join(chunk_of(data, output) for data in events.feed(text))
-                if piece:
-                    yield piece
-            rest = "".join(chunk_of(data, output) for data in events.end())
-            if rest:
-                yield rest
+            async for piece in _pieces(response, output):
+                yield piece
     except httpx.ConnectError as ex:
         raise ChatError(f"cannot connect to {url} ({ex or 'connection refused'}): the server may be "
                         "restarting; send again once it serves") from None
@@ -142,3 +131,20 @@ async def ask(client: httpx.AsyncClient, url: str, body: dict, output: str,
         raise ChatError(f"no answer within {timeout_s:g} s; the request was given up") from None
     except httpx.HTTPError as ex:
         raise ChatError(f"the answer broke off: {type(ex).__name__}: {ex or 'the connection ended'}") from None
+
+
+async def _pieces(response: httpx.Response, output: str) -> AsyncIterator[str]:
+    """The answer's text, one piece per network read (all the chunks that read completed), so
+    the screen is updated per batch, not per chunk; a JSON answer (not streamed) in one piece."""
+    if not response.headers.get("content-type", "").startswith("text/event-stream"):
+        await response.aread()
+        yield chunk_of(response.text, output) or response.text
+        return
+    events = EventStream()
+    async for text in response.aiter_text():
+        piece = "".join(chunk_of(data, output) for data in events.feed(text))
+        if piece:
+            yield piece
+    rest = "".join(chunk_of(data, output) for data in events.end())
+    if rest:
+        yield rest

@@ -14,5 +14,5 @@ from ._progress_line import ProgressLine
 from ._request_editor import RequestEditor
 from ._status_bar import StatusBar
 
-__all__ = ["AnswerView", "AppFooter", "ChatPanel", "ChatTurn", "DeploymentPanel", "FailurePanel", "HistoryList", "InvokePanel", "LogFilter",
-           "LogLines", "LogView", "ProgressLine", "RequestEditor", "StatusBar"]
+__all__ = ["AnswerView", "AppFooter", "ChatPanel", "ChatTurn", "DeploymentPanel", "FailurePanel", "HistoryList",
+           "InvokePanel", "LogFilter", "LogLines", "LogView", "ProgressLine", "RequestEditor", "StatusBar"]
