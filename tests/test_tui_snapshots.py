@@ -1,6 +1,6 @@
 """Snapshots of the app in each state (starting, serving, failed reload, Failed deploy, debugger
-stopped, container build in progress, an answer, YAML problems, the help), each at 100x30 and
-at 160x45, with pytest-textual-snapshot.
+stopped, container build in progress, an answer, YAML problems, the help, a chat flow's Chat tab),
+each at 100x30 and at 160x45, with pytest-textual-snapshot.
 
 No server runs: the app's engine never starts and the test posts the events a real deployment
 would, with fixed values (port, times, durations), from a copy of the sample at a fixed path, so
@@ -10,12 +10,14 @@ and look at the SVGs under tests/__snapshots__/ before committing them.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
 from pathlib import Path
 from types import SimpleNamespace
 
+import httpx
 import pytest
 from textual.widgets import TabbedContent
 
@@ -28,12 +30,13 @@ from devtui.events import (CREATING, DEVTUI, FAILED, INFERENCE_SERVER, STORAGE_I
 from devtui.tui.app import DevtuiApp, EngineEvent
 from devtui.tui.exchange import BodyKind, Exchange, Request
 from devtui.tui.screens import HelpScreen
-from devtui.tui.widgets import _history_list, _log_view, _status_bar
+from devtui.tui.widgets import ChatPanel, _history_list, _log_view, _status_bar
 from fake_runtime import FakeRuntime
 from helpers import SAMPLES, QuietApp
 
 SIZES = [pytest.param((100, 30), id="100x30"), pytest.param((160, 45), id="160x45")]
 FOLDER = Path("/tmp/devtui-snapshot-sample")
+FLOW_FOLDER = Path("/tmp/devtui-snapshot-flow-chat")
 URI = "http://127.0.0.1:5001/score"
 AT = 1_700_000_000.0
 SCORE = FOLDER / "onlinescoring" / "score.py"
@@ -288,5 +291,49 @@ def test_help(app, snap_compare, size):
             if isinstance(app.screen, HelpScreen):
                 break
             await pilot.pause()
+
+    assert snap_compare(app, terminal_size=size, run_before=run_before)
+
+
+@pytest.fixture
+def chat_app(tmp_path) -> QuietApp:
+    """The app on samples/flow-chat (nothing runs: the chat's answers come from a mock transport)."""
+    mirror(SAMPLES / "flow-chat", FLOW_FOLDER)
+    engine = Engine(spec.load(FLOW_FOLDER), tmp_path / "work", port=5001, watch=False)
+    return QuietApp(engine, log_capacity=500, save_folder=tmp_path)
+
+
+def chat_answer(request: httpx.Request) -> httpx.Response:
+    """What samples/flow-chat answers, as server-sent events one word each; "Still there?" gets the
+    503 of a deployment whose reload failed."""
+    body = json.loads(request.content)
+    question, earlier = body["question"], [turn["inputs"]["question"] for turn in body["chat_history"]]
+    if question == "Still there?":
+        return httpx.Response(503, json={"message": "revision 2 failed in init(); nothing is serving"})
+    text = (f'Question {len(earlier) + 1}: "{question}". Before that you asked "{earlier[-1]}".' if earlier
+            else f'Question 1: "{question}". Nothing asked before.')
+    words = [word if n == 0 else " " + word for n, word in enumerate(text.split(" "))]
+    return httpx.Response(200, headers={"content-type": "text/event-stream"},
+                          content="".join(f"data: {json.dumps({'answer': word})}\n\n" for word in words).encode())
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_chat(chat_app, snap_compare, size):
+    """Two turns, the second answered from the history, and a message that got a 503 (shown in
+    the transcript, not kept in the history)."""
+    app = chat_app
+
+    async def run_before(pilot):
+        ready(app)
+        await settle(pilot, lambda: app.status.state == SUCCEEDED)
+        panel = app.query_one("#chat", ChatPanel)
+        panel.transport = httpx.MockTransport(chat_answer)
+        await pilot.press("m")
+        panel.message.cursor_blink = False
+        for message in ("What is devtui?", "And how does it stream?", "Still there?"):
+            panel.send(message)
+            await settle(pilot, lambda: panel.turns[-1].finished)
+        await settle(pilot, lambda: panel.query_one("#chat-transcript").scroll_y
+                     == panel.query_one("#chat-transcript").max_scroll_y)
 
     assert snap_compare(app, terminal_size=size, run_before=run_before)

@@ -183,10 +183,8 @@ def cmd_tui(args) -> int:
     deployment = preflight(args)
 
     def run_app(engine) -> None:
-        sample = deployment.deployment_file.parent / "sample-request.json"
-        request = sample.read_text() if sample.is_file() else None
-        try:
-            DevtuiApp(engine, request_text=request, log_capacity=args.log_lines).run()
+        try:  # the app prefills its Invoke tab itself (sample-request.json, a flow's sample)
+            DevtuiApp(engine, log_capacity=args.log_lines).run()
         finally:
             engine.kill()  # only does something if the app ended without stopping the engine
 

@@ -26,8 +26,10 @@ from ..engine import DebugSettings, Engine, PortInUse, accept_reload_requests
 from ..events import (FAILED, SUCCEEDED, DebuggerChanged, Event, Logs, Progress, ReloadFinished, ReloadStarted,
                       ServerStarted, StateChanged)
 from .commands import BINDINGS, palette_commands
+from .exchange import sample_request
 from .screens import HelpScreen
-from .widgets import AppFooter, DeploymentPanel, FailurePanel, InvokePanel, LogView, ProgressLine, StatusBar
+from .widgets import (AppFooter, ChatPanel, DeploymentPanel, FailurePanel, InvokePanel, LogView, ProgressLine,
+                      StatusBar)
 
 # Below this many columns the deployment panel starts folded away (`b` brings it back).
 NARROW = 120
@@ -62,7 +64,8 @@ class DevtuiApp(App):
                  save_folder: Path | None = None) -> None:
         super().__init__()
         self.engine = engine
-        self.request_text = request_text
+        self.request_text = request_text if request_text is not None else sample_request(engine.deployment)
+        self.chat = engine.deployment.flow is not None and engine.deployment.flow.is_chat
         self.log_capacity = log_capacity
         self.save_folder = save_folder or Path.cwd()
         self.stopping = False
@@ -83,6 +86,9 @@ class DevtuiApp(App):
                     yield LogView(self.log_capacity, self.save_folder, d.endpoint_name, id="logs")
                 with TabPane("Invoke", id="invoke-tab"):
                     yield InvokePanel(self.request_text or "{}", d.deployment_file.parent, id="invoke")
+                if self.chat:
+                    with TabPane("Chat", id="chat-tab"):
+                        yield ChatPanel(lambda: self.engine.deployment, lambda: self.engine.scoring_uri, id="chat")
         yield FailurePanel(id="failure")
         yield AppFooter()
 
@@ -108,14 +114,11 @@ class DevtuiApp(App):
             self.status.debugger = f"starting on 127.0.0.1:{self.engine.debug.port}"
         try:
             # `devtui down` from another shell sends SIGTERM: leave as cleanly as on `q`.
-            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, self._terminate)
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, lambda: self.call_later(self.action_quit))
             accept_reload_requests(self.engine)  # `devtui reload [--full]` from another shell
         except (NotImplementedError, RuntimeError):
             pass
         self.deploy()
-
-    def _terminate(self) -> None:
-        self.call_later(self.action_quit)
 
     @work(exclusive=True, group="engine")
     async def deploy(self) -> None:
@@ -236,12 +239,17 @@ class DevtuiApp(App):
         self.action_focus_logs()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        # esc (and its hint in the footer) wherever the focus is, except on the log itself.
-        return action != "back_to_log" or getattr(self.focused, "id", None) != "log-lines"
+        # esc (and its hint in the footer) wherever the focus is, except on the log itself; chat: a chat flow's.
+        return (self.chat if action == "focus_chat"
+                else action != "back_to_log" or getattr(self.focused, "id", None) != "log-lines")
 
     def action_focus_invoke(self) -> None:
         self.query_one("#tabs", TabbedContent).active = "invoke-tab"
         self.invoke_panel.editor.focus()
+
+    def action_focus_chat(self) -> None:
+        self.query_one("#tabs", TabbedContent).active = "chat-tab"
+        self.query_one("#chat", ChatPanel).message.focus()
 
     def action_toggle_side_panel(self) -> None:
         panel = self.query_one("#deployment", DeploymentPanel)

@@ -36,6 +36,8 @@ BINDINGS = [
             tooltip="Show the logs and put the focus on them"),
     Command("i", "focus_invoke", "Invoke tab", id="focus-invoke", title="Focus invoke",
             tooltip="Show the Invoke tab and put the focus in its request editor"),
+    Command("m", "focus_chat", "Chat", id="focus-chat", title="Focus chat",
+            tooltip="Show the Chat tab (chat flows only) and put the focus in its message box"),
     Command("b", "toggle_side_panel", "Panel", id="side-panel", title="Toggle deployment panel",
             tooltip="Show or hide the deployment panel (hidden at first below 120 columns)"),
     Command("x", "switch_runtime", "Runtime", show=False, id="runtime", title="Switch runtime",
@@ -81,6 +83,11 @@ INVOKE_BINDINGS = [
             tooltip="Find the traceback of the answer on screen in the log (by its x-request-id)"),
 ]
 
+CHAT_BINDINGS = [
+    Command("ctrl+l", "clear_chat", "Clear chat", id="clear-chat", title="Clear chat history",
+            tooltip="Forget the chat history and empty the transcript; the next message starts afresh"),
+]
+
 HISTORY_BINDINGS = [
     Binding("enter", "select_cursor", "Open", id="history-open",
             tooltip="Show that answer again (status, headers, body) without sending anything"),
@@ -96,6 +103,7 @@ SCOPES = [
     ("in the Invoke tab (not while typing)", INVOKE_BINDINGS),
     ("in the request editor", EDITOR_BINDINGS),
     ("in the history", HISTORY_BINDINGS),
+    ("in the Chat tab (chat flows)", CHAT_BINDINGS),
 ]
 
 
@@ -105,13 +113,18 @@ def key_name(binding: Binding) -> str:
 
 
 # The palette runs a widget's command on that widget, with its tab shown: (tab, widget, list).
-PALETTE = [(None, None, BINDINGS), ("logs-tab", "#logs", LOG_BINDINGS), ("invoke-tab", "#invoke", INVOKE_BINDINGS)]
+PALETTE = [(None, None, BINDINGS), ("logs-tab", "#logs", LOG_BINDINGS), ("invoke-tab", "#invoke", INVOKE_BINDINGS),
+           ("chat-tab", "#chat", CHAT_BINDINGS)]
 
 
 def palette_commands(app: App) -> Iterator[SystemCommand]:
+    """Every command that works in this app: not those of a widget it does not have (the chat of a
+    deployment that is no chat flow), nor the app's own that ``check_action`` turns off."""
     for tab, selector, bindings in PALETTE:
+        if selector is not None and not app.query(selector):
+            continue
         for binding in bindings:
-            if isinstance(binding, Command):
+            if isinstance(binding, Command) and (selector is not None or app.check_action(binding.action, ())):
                 yield SystemCommand(binding.title, binding.tooltip, partial(_run, app, tab, selector, binding.action))
 
 

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import httpx
 
+from ..spec import LocalDeployment
+
 
 class BodyKind(StrEnum):
     JSON = "json"
@@ -30,6 +32,18 @@ class BodyKind(StrEnum):
 METHODS = ("POST", "GET")
 UPLOAD_FIELD = "file"
 CONTENT_TYPE = {BodyKind.JSON: "application/json", BodyKind.TEXT: "text/plain"}
+
+
+def sample_request(deployment: LocalDeployment) -> str | None:
+    """What the Invoke tab starts with: the ``sample-request.json`` beside the deployment YAML,
+    else a flow's sample (its samples.json's first entry, or its inputs' defaults); None when
+    there is neither, and the app asks the swagger document for an example."""
+    sample = deployment.deployment_file.parent / "sample-request.json"
+    if sample.is_file():
+        return sample.read_text()
+    if deployment.flow is not None and deployment.flow.sample is not None:
+        return json.dumps(deployment.flow.sample, indent=2)
+    return None
 
 
 def json_problem(text: str) -> str:

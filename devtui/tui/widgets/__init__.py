@@ -2,6 +2,7 @@
 
 from ._answer_view import AnswerView
 from ._app_footer import AppFooter
+from ._chat_panel import ChatPanel, ChatTurn
 from ._deployment_panel import DeploymentPanel
 from ._failure_panel import FailurePanel
 from ._history_list import HistoryList
@@ -13,5 +14,5 @@ from ._progress_line import ProgressLine
 from ._request_editor import RequestEditor
 from ._status_bar import StatusBar
 
-__all__ = ["AnswerView", "AppFooter", "DeploymentPanel", "FailurePanel", "HistoryList", "InvokePanel", "LogFilter",
-           "LogLines", "LogView", "ProgressLine", "RequestEditor", "StatusBar"]
+__all__ = ["AnswerView", "AppFooter", "ChatPanel", "ChatTurn", "DeploymentPanel", "FailurePanel", "HistoryList",
+           "InvokePanel", "LogFilter", "LogLines", "LogView", "ProgressLine", "RequestEditor", "StatusBar"]

@@ -8,7 +8,7 @@ from rich.table import Table
 from textual.widgets import Static
 
 from ...masking import mask
-from ...spec import LocalDeployment
+from ...spec import FlowSpec, LocalDeployment
 from ...watch import roots
 
 
@@ -31,6 +31,17 @@ def _short(path: Path | None) -> str:
         return str(path)
 
 
+def _flow_rows(table: Table, flow: FlowSpec) -> None:
+    """A prompt flow: its file and kind, its inputs and outputs (the chat's marked), its nodes."""
+    table.add_row("flow", f"{_short(flow.folder / flow.flow_file)} ({flow.kind}{', chat' if flow.is_chat else ''})")
+    inputs = [f"{i.name}: {i.type}" + (" (chat input)" if i.is_chat_input else " (chat history)"
+                                       if i.is_chat_history else "") for i in flow.inputs]
+    table.add_row("inputs", "\n".join(inputs) or "-")
+    table.add_row("outputs", "\n".join(f"{name} (chat output)" if name == flow.chat_output else name
+                                       for name in flow.outputs) or "-")
+    table.add_row("nodes", "\n".join(f"{node.name} ({node.kind})" for node in flow.nodes) or "-")
+
+
 class DeploymentPanel(Static):
     def show(self, d: LocalDeployment) -> None:
         table = Table.grid(padding=(0, 1))
@@ -40,8 +51,11 @@ class DeploymentPanel(Static):
             table.add_row("model", f"{_short(d.model.path)} ({_size(d.model.path)}) as {d.model.name}:{d.model.version}")
         else:
             table.add_row("model", "none")
-        table.add_row("code", _short(d.code_dir))
-        table.add_row("script", d.scoring_script or "-")
+        if d.flow is not None:
+            _flow_rows(table, d.flow)
+        else:
+            table.add_row("code", _short(d.code_dir))
+            table.add_row("script", d.scoring_script or "-")
         env = d.environment
         table.add_row("image", env.image or (f"build {_short(env.build_path)}" if env.build_path else "-"))
         table.add_row("conda", _short(env.conda_file))
