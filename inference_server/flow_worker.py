@@ -24,6 +24,7 @@ from . import protocol
 logger = logging.getLogger("azmlinfsrv")
 
 ENGINES = ("flask", "fastapi")
+SCORE_PATH = "/score"  # prompt flow's scoring route, where request_settings apply
 MISSING = ("prompt flow is not installed: this deployment is a prompt flow, served by promptflow-core. "
            "Install the extra: pip install 'devtui[flow]' (make install does).")
 
@@ -106,40 +107,87 @@ def build_app(flow_dir: str):
 
 
 class Served:
-    """Prompt flow's app as ASGI, with the access line the scoring server logs for every request
-    (method, path, status, milliseconds, bytes) and, once the first answer is out, a call to
-    ``after_first``: the executor imports most of what it needs on its first run."""
+    """Prompt flow's app as ASGI, with what the scoring server adds to every app it serves:
 
-    def __init__(self, app, wsgi: bool, after_first=None):
+    - the access line for every request (method, path, status, milliseconds, bytes);
+    - the endpoint's request_settings on the scoring route, as the cloud's front end applies
+      them to a flow deployment too: 429 beyond the in-flight limit, 408 when no answer has
+      started within the request timeout (suspended while a debugger is attached, and said);
+    - once the first answer is out, ``after_first``: the executor imports most of what it needs
+      on its first run, and the warm parent learns it."""
+
+    def __init__(self, app, wsgi: bool, after_first=None, options=None, debugging=None):
         if wsgi:
             from uvicorn.middleware.wsgi import WSGIMiddleware
 
             app = WSGIMiddleware(app)
         self.app = app
         self.after_first = after_first
+        self.timeout_ms = getattr(options, "timeout_ms", None)
+        self.max_in_flight = getattr(options, "max_in_flight", None)
+        self.debugging = debugging
+        self.in_flight = 0
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        started, status, size = time.perf_counter(), 500, 0
+        started, answer = time.perf_counter(), {"status": 500, "size": 0, "started": False}
 
         async def sending(message):
-            nonlocal status, size
             if message["type"] == "http.response.start":
-                status = message["status"]
+                answer["status"], answer["started"] = message["status"], True
             elif message["type"] == "http.response.body":
-                size += len(message.get("body", b""))
+                answer["size"] += len(message.get("body", b""))
             await send(message)
 
+        scoring = scope["path"] == SCORE_PATH
         try:
-            await self.app(scope, receive, sending)
+            if scoring and self.max_in_flight is not None and self.in_flight >= self.max_in_flight:
+                await _answer(sending, 429, f"Too many requests: {self.in_flight} already in flight and the endpoint "
+                              f"takes at most {self.max_in_flight} (2 x request_settings."
+                              "max_concurrent_requests_per_instance).")
+            elif scoring:
+                self.in_flight += 1
+                try:
+                    await self._within_timeout(self.app(scope, receive, sending), answer, sending)
+                finally:
+                    self.in_flight -= 1
+            else:
+                await self.app(scope, receive, sending)
         finally:
             query = scope.get("query_string", b"")
             path = f"{scope['path']}?{query.decode('latin-1')}" if query else scope["path"]
-            logger.info(f"{scope['method']} {path} {status} {(time.perf_counter() - started) * 1000:.3f}ms {size}")
+            logger.info(f"{scope['method']} {path} {answer['status']} {(time.perf_counter() - started) * 1000:.3f}ms "
+                        f"{answer['size']}")
             if self.after_first is not None:
                 after_first, self.after_first = self.after_first, None
                 after_first()
+
+    async def _within_timeout(self, call, answer: dict, sending) -> None:
+        import asyncio
+
+        timeout_ms = self.timeout_ms
+        if timeout_ms and self.debugging is not None and self.debugging():
+            logger.info(f"A debugger is attached: the request timeout ({timeout_ms} ms) is suspended for this request")
+            timeout_ms = None
+        task = asyncio.ensure_future(call)
+        done, _ = await asyncio.wait({task}, timeout=timeout_ms / 1000 if timeout_ms else None)
+        if done or answer["started"]:
+            await task  # answered in time, or the answer has started (a stream): it goes on
+            return
+        task.cancel()
+        logger.error(f"The flow did not answer within {timeout_ms} ms; answered 408")
+        await _answer(sending, 408, f"Request timed out after {timeout_ms} ms (request_settings.request_timeout_ms); "
+                      "the online endpoint answers 408 here too.")
+
+
+async def _answer(send, status: int, message: str) -> None:
+    import json
+
+    body = json.dumps({"message": message}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
 
 
 def _connection_error() -> type[Exception]:
@@ -199,5 +247,11 @@ def serve(options, sock, revision: int, report) -> int:
         if options.warm_imports:
             report(protocol.WorkerLearned, modules=tuple(third_party_modules(loaded_by_parent)))
 
-    return serve_app(Served(app, wsgi=engine() == "flask", after_first=learned), options, sock, report,
+    debugging = None
+    if options.debug_host:
+        import debugpy
+
+        debugging = debugpy.is_client_connected
+    served = Served(app, wsgi=engine() == "flask", after_first=learned, options=options, debugging=debugging)
+    return serve_app(served, options, sock, report,
                      roots=(flow_dir,), patchable=False, loaded_by_parent=loaded_by_parent)

@@ -242,3 +242,39 @@ def test_a_bad_connections_file_is_refused_before_anything_starts(tmp_path):
     result = devtui("up", str(folder), "--connections", str(bad), check=2)
     assert "bad.yaml:1: type: missing" in result.stderr, result.stderr
     assert "bad.yaml:2: configs: must be a mapping" in result.stderr, result.stderr
+
+
+SLOW = """
+import time
+
+from promptflow.core import tool
+
+
+@tool
+def shout(text: str) -> str:
+    if text == "slow":
+        time.sleep(3)
+    return text.upper()
+"""
+
+
+async def test_request_settings_apply_to_a_flow_as_the_endpoint_applies_them(tmp_path):
+    """The online endpoint's front end answers a flow deployment 408 after request_timeout_ms and
+    429 beyond twice max_concurrent_requests_per_instance, as it does a scoring script."""
+    deployment = DEPLOYMENT + "request_settings:\n  request_timeout_ms: 1000\n  max_concurrent_requests_per_instance: 1\n"
+    running = Running(write_flow(tmp_path / "d", deployment=deployment, **{"shout.py": SLOW}), tmp_path)
+    try:
+        assert await running.engine.start() == SUCCEEDED
+        assert await running.answer({"text": "quick"}) == {"answer": "QUICK"}
+        async with httpx.AsyncClient(timeout=30) as client:
+            def slow():
+                return client.post(running.engine.scoring_uri, json={"text": "slow"})
+
+            answers = await asyncio.gather(slow(), slow(), slow())
+        statuses = sorted(a.status_code for a in answers)
+        assert statuses == [408, 408, 429], [a.text for a in answers]
+        timed_out = next(a for a in answers if a.status_code == 408).json()["message"]
+        assert timed_out.startswith("Request timed out after 1000 ms (request_settings.request_timeout_ms)")
+        assert "Too many requests" in next(a for a in answers if a.status_code == 429).json()["message"]
+    finally:
+        await running.engine.stop()

@@ -273,6 +273,13 @@ def cmd_validate(args) -> int:
         print(f"  model:           {d.model.path} (as {d.model.name}:{d.model.version})")
     if d.code_dir:
         print(f"  code:            {d.code_dir}, scoring script {d.scoring_script}")
+    if d.flow:
+        served = "served by prompt flow's app" if d.flow.runtime_image else "in a container of its own"
+        print(f"  prompt flow:     {d.flow.folder / d.flow.flow_file} ({d.flow.kind}{', chat' if d.flow.is_chat else ''}; "
+              f"{served})")
+        print(f"  inputs:          {', '.join(i.name for i in d.flow.inputs) or '-'}; "
+              f"outputs: {', '.join(d.flow.outputs) or '-'}")
+        print(f"  nodes:           {', '.join(f'{n.name} ({n.kind})' for n in d.flow.nodes) or '-'}")
     env = d.environment
     print(f"  environment:     {env.image or ''}{' + ' + str(env.conda_file) if env.conda_file else ''}"
           f"{' build ' + str(env.build_path) if env.build_path else ''}")
