@@ -53,15 +53,26 @@ class Options:
     reload_mode: str = "patch"  # patch: a reload tries rung 0 first; swap: always a new worker
 
 
-def draining_protocol():
+def draining_protocol(admission=None):
     """uvicorn's httptools protocol, but an idle keep-alive connection is not cut when the
     worker drains: its next request is answered (with ``Connection: close``) and the client
     reconnects to the new worker. Cutting it would race with a request already on its way and
-    lose it; an idle client that sends nothing is closed by the keep-alive timeout as usual."""
+    lose it; an idle client that sends nothing is closed by the keep-alive timeout as usual.
+
+    With an ``admission.Admission``, a scoring request is counted the moment it is read, as of
+    when it arrived (its ticket goes in the ASGI scope; see ``admission``)."""
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    from .admission import SCORE_PATH, TICKET, received_ago
 
     class DrainingProtocol(HttpToolsProtocol):
         draining = False
+        tcp = None  # the connection's socket, for the time its requests arrived
+
+        def connection_made(self, transport) -> None:
+            super().connection_made(transport)
+            if admission is not None and admission.timed:
+                self.tcp = transport.get_extra_info("socket")
 
         def shutdown(self) -> None:
             if self.cycle is None or self.cycle.response_complete:
@@ -70,9 +81,23 @@ def draining_protocol():
                 self.cycle.keep_alive = False
 
         def on_headers_complete(self) -> None:
+            scope = self.scope
+            if admission is not None and self.url.partition(b"?")[0] == SCORE_PATH:
+                # Before uvicorn starts the request's task, which may read the ticket at once.
+                scope[TICKET] = admission.arrive(received_ago(self.tcp) if self.tcp is not None else 0.0)
             super().on_headers_complete()
-            if self.draining and self.cycle is not None:
+            if self.cycle is None or self.cycle.scope is not scope:  # upgraded, not answered by the app
+                if TICKET in scope:
+                    admission.leave(scope[TICKET])
+            elif self.draining:
                 self.cycle.keep_alive = False
+
+        def connection_lost(self, exc) -> None:
+            # Pipelined requests that will never be answered leave the count.
+            for cycle, _ in getattr(self, "pipeline", ()):
+                if TICKET in cycle.scope:
+                    admission.leave(cycle.scope[TICKET])
+            super().connection_lost(exc)
 
     return DrainingProtocol
 
@@ -288,7 +313,9 @@ def serve(options: Options, sock: socket.socket, revision: int, status_fd: int) 
 
         debugging = debugpy.is_client_connected
     app = create_app(script, swagger, limits, options.cors_origins, after_first_run=learned, debugging=debugging)
-    config = uvicorn.Config(app, loop="uvloop", http=draining_protocol(), lifespan="off", log_config=None,
+    admission = app.state.scoring.admission
+    config = uvicorn.Config(admission.asgi(app), loop="uvloop", http=draining_protocol(admission), lifespan="off",
+                            log_config=None,
                             access_log=False, server_header=False, date_header=False,
                             timeout_graceful_shutdown=30)
     server = quick_exit_server()(config)
