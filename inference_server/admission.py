@@ -9,11 +9,12 @@ HTTP protocol calls :meth:`Admission.arrive`), but as of when it arrived: Linux 
 TCP connection, the time it last received data, and its deadline runs from then. A request read
 at once counts those not yet answered; one that waited in its socket counts the requests that
 were in flight when it arrived, answered since or not (the one run() held the loop for, among
-them). The kernel's clock ticks in jiffies (4 ms at HZ=250), so times closer than two of them
-are told apart by the order the requests were read in: a request read earlier arrived no later
-(it would have been read with the other otherwise), and one answered that close to another's
-arrival is not counted. So the emulation is exact to about 10 ms, as it was when run() ran on
-threads and the loop waited for the GIL. Elsewhere (no TCP_INFO) a request arrives when read.
+them). The kernel's clock ticks in jiffies (4 ms at HZ=250), so two arrivals closer than two
+of them count as at once, and an answer that close to an arrival does not count. A connection
+carries one request at a time (HTTP/1.1), so each counts once: a client's next request on it,
+taken for simultaneous, is not counted beside the one before. So the emulation is exact to about
+10 ms, as it was when run() ran on threads and the loop waited for the GIL. Elsewhere (no
+TCP_INFO) a request arrives when it is read.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class Ticket:
     in_flight: int  # other scoring requests in flight when it arrived
     admitted: bool  # False: over the limit, answered 429
     answered: float | None = None  # time.monotonic() when it was answered
+    connection: object = None  # what it came on (one request at a time each)
 
 
 def received_ago(sock) -> float:
@@ -60,23 +62,24 @@ class Admission:
         self.timed = timed or limit is not None
         self.live: set[Ticket] = set()  # admitted, not yet answered
         # Recently answered, latest last: a request that waited in its socket counts those in
-        # flight when it arrived. Only whether `limit` of them were matters.
-        self.answered: deque[Ticket] = deque(maxlen=limit or 0)
+        # flight when it arrived. Only whether `limit` connections had one matters; a few more
+        # are kept, as several may be one connection's.
+        self.answered: deque[Ticket] = deque(maxlen=4 * limit if limit else 0)
 
-    def arrive(self, ago: float = 0.0) -> Ticket:
-        """A scoring request was read, ``ago`` seconds after it arrived: count it, or refuse it
-        when the limit is reached."""
+    def arrive(self, ago: float = 0.0, connection: object = None) -> Ticket:
+        """A scoring request was read from ``connection``, ``ago`` seconds after it arrived:
+        count it, or refuse it when the limit is reached."""
         now = time.monotonic()
         if ago < WAITED_S:  # read as soon as it came
             arrived, in_flight = now, len(self.live)
         else:
             arrived = now - ago
-            # Read before it, so arrived no later (within the kernel clock's margin), and not
-            # answered before it arrived.
             within = arrived + MARGIN_S
-            in_flight = (sum(1 for t in self.live if t.arrived < within)
-                         + sum(1 for t in self.answered if t.arrived < within and t.answered > within))
-        ticket = Ticket(arrived, in_flight, self.limit is None or in_flight < self.limit)
+            connections = {t.connection for t in self.live if t.arrived < within}
+            connections.update(t.connection for t in self.answered if t.arrived < within and t.answered > within)
+            connections.discard(connection)
+            in_flight = len(connections)
+        ticket = Ticket(arrived, in_flight, self.limit is None or in_flight < self.limit, connection=connection)
         if ticket.admitted:
             self.live.add(ticket)
         return ticket

@@ -84,7 +84,7 @@ def draining_protocol(admission=None):
             scope = self.scope
             if admission is not None and self.url.partition(b"?")[0] == SCORE_PATH:
                 # Before uvicorn starts the request's task, which may read the ticket at once.
-                scope[TICKET] = admission.arrive(received_ago(self.tcp) if self.tcp is not None else 0.0)
+                scope[TICKET] = admission.arrive(received_ago(self.tcp) if self.tcp is not None else 0.0, self)
             super().on_headers_complete()
             if self.cycle is None or self.cycle.scope is not scope:  # upgraded, not answered by the app
                 if TICKET in scope:

@@ -121,3 +121,26 @@ def test_run_calls_at_once_follow_worker_count_not_max_concurrent_requests(monke
     monkeypatch.setenv("WORKER_COUNT", "many")
     with pytest.raises(SystemExit, match="WORKER_COUNT='many' is not a whole number"):
         options_from(parse(["--entry_script", script]))
+
+
+def test_admission_counts_each_connection_once_and_simultaneous_arrivals_together():
+    """The rules of inference_server/admission.py on their own, with arrivals given as 'this long
+    ago' as the kernel reports them: limit 2, as for max_concurrent_requests_per_instance 1."""
+    from inference_server.admission import Admission
+
+    admission = Admission(2)
+    holder = admission.arrive(1.0, "holder")  # run() held the loop since it arrived
+    admission.leave(holder)  # and answered it just now
+    first = admission.arrive(0.5, "k1")  # read now, arrived while the holder ran
+    second = admission.arrive(0.5, "k2")  # at the same moment, on another connection
+    assert (first.admitted, first.in_flight) == (True, 1)
+    assert (second.admitted, second.in_flight) == (False, 2)
+
+    # A client that sends its next request on the same connection the moment it has its answer:
+    # to the kernel's clock that is at once, and the connection still counts once.
+    admission = Admission(2)
+    before = admission.arrive(1.0, "a")
+    admission.leave(before)
+    admission.arrive(0.499, "a")
+    other = admission.arrive(0.5, "b")
+    assert (other.admitted, other.in_flight) == (True, 1)
