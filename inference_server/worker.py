@@ -249,10 +249,19 @@ def _log_model_tree(model_dir: str | None) -> None:
         logger.info(f"Output Truncated. First {TREE_LINE_LIMIT} lines shown.")
 
 
-def serve(options: Options, sock: socket.socket, revision: int, status_fd: int) -> int:
-    """Run one worker to the end; the exit code follows the reference server (3: boot error)."""
+def _uvicorn_config(app, limits):
     import uvicorn
 
+    # Requests are counted, as of when they arrived, only for an emulated endpoint or a timeout.
+    admission = app.state.scoring.admission if limits.max_in_flight or limits.timeout_ms else None
+    return uvicorn.Config(admission.asgi(app) if admission else app, loop="uvloop",
+                          http=draining_protocol(admission), lifespan="off", log_config=None,
+                          access_log=False, server_header=False, date_header=False,
+                          timeout_graceful_shutdown=30)
+
+
+def serve(options: Options, sock: socket.socket, revision: int, status_fd: int) -> int:
+    """Run one worker to the end; the exit code follows the reference server (3: boot error)."""
     from . import user_script
     from .app import Limits, create_app
     from .swagger import Swagger
@@ -313,12 +322,7 @@ def serve(options: Options, sock: socket.socket, revision: int, status_fd: int) 
 
         debugging = debugpy.is_client_connected
     app = create_app(script, swagger, limits, options.cors_origins, after_first_run=learned, debugging=debugging)
-    admission = app.state.scoring.admission
-    config = uvicorn.Config(admission.asgi(app), loop="uvloop", http=draining_protocol(admission), lifespan="off",
-                            log_config=None,
-                            access_log=False, server_header=False, date_header=False,
-                            timeout_graceful_shutdown=30)
-    server = quick_exit_server()(config)
+    server = quick_exit_server()(_uvicorn_config(app, limits))
     # Before ready is reported: from then on the supervisor may ask for a patch (SIGUSR1).
     server.on_loop = PatchRequests(report).listen()
     report(protocol.WorkerReady)
