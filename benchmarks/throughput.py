@@ -5,8 +5,9 @@
 Servers (started and stopped here, one at a time, on a free port):
   devtui     python -m inference_server --entry_script S --model_dir D --port P   (its defaults)
   devtui up  `devtui up --detach` of a deployment of the script: request_settings emulated (408 after
-             request_timeout_ms, 429 past 2 x max_concurrent_requests_per_instance), its log pumped
-             into devtui's log files, as a user runs it
+             request_timeout_ms, 429 past 2 x max_concurrent_requests_per_instance, set to
+             --connections), run() one call at a time as in the cloud, its log pumped into devtui's
+             log files, as a user runs it
   azmlinfsrv azmlinfsrv --entry_script S --model_dir D --port P --worker_count 1
 Scripts:
   echo       benchmarks/echo/score.py: init() does nothing, run(raw) returns json.loads(raw)
@@ -17,7 +18,7 @@ after a short warm-up run of wrk that is not counted. Each server is measured --
 order alternates) and its best run is reported. Needs wrk (`apt-get install wrk`).
 
 Targets: requests/s >= 2.5x azmlinfsrv on echo and >= 2x on sklearn; devtui up within 10% of the
-standalone server.
+standalone server, and >= 2.5x azmlinfsrv on sklearn.
 Results also go to benchmarks/results/throughput.json.
 """
 
@@ -40,6 +41,7 @@ from _common import (run_main, HERE, SKLEARN_SAMPLE, VENV_BIN, BenchmarkError, S
 
 TARGETS = {"echo": 2.5, "sklearn": 2.0}
 UP_SHARE = 0.9  # a deployment run by `devtui up` (request_settings emulated) within 10% of the standalone server
+UP_TARGETS = {"sklearn": 2.5}  # and this many times azmlinfsrv
 SERVERS = ("devtui", "devtui up", "azmlinfsrv")
 
 
@@ -108,8 +110,9 @@ class Deployment:
     def __init__(self, script: Path, work: Path, connections: int):
         self.env = {**os.environ, "DEVTUI_HOME": str(work / "devtui-up-home")}
         folder = work / f"deployment-{script.parent.name}"
-        # As many run() calls at once as the load has connections: the cloud would answer 429 past
-        # 2 x max_concurrent_requests_per_instance, and this measures speed, not refusals.
+        # The cloud answers 429 past 2 x max_concurrent_requests_per_instance in flight: with one
+        # per connection, the load is never refused (this measures speed). run() still runs one
+        # call at a time, as in the cloud with the default WORKER_COUNT.
         settings = f"request_settings:\n  max_concurrent_requests_per_instance: {connections}\n"
         if script.parent.parent == SKLEARN_SAMPLE:
             shutil.copytree(SKLEARN_SAMPLE, folder, dirs_exist_ok=True)
@@ -261,10 +264,12 @@ def main() -> int:
         up_ratio, up_share = up["requests_per_s"] / theirs["requests_per_s"], up["requests_per_s"] / ours["requests_per_s"]
         ratios[name] = {"devtui": round(ratio, 2), "devtui up": round(up_ratio, 2),
                         "devtui up / devtui": round(up_share, 2)}
-        ok = ratio >= TARGETS[name] and up_share >= UP_SHARE and ours["errors"] == 0 and up["errors"] == 0
+        ok = (ratio >= TARGETS[name] and up_share >= UP_SHARE and up_ratio >= UP_TARGETS.get(name, 0)
+              and ours["errors"] == 0 and up["errors"] == 0)
         met = met and ok
+        up_target = f"target {UP_TARGETS[name]:g}x, " if name in UP_TARGETS else ""
         parts.append(f"{name} {ratio:.1f}x azmlinfsrv (target {TARGETS[name]:g}x), devtui up {up_ratio:.1f}x "
-                     f"azmlinfsrv = {up_share:.0%} of the standalone server (target >= {UP_SHARE:.0%})")
+                     f"azmlinfsrv ({up_target}{up_share:.0%} of the standalone server, target >= {UP_SHARE:.0%})")
     line = "throughput: " + ", ".join(parts) + f": {'met' if met else 'MISSED'}"
     if any(table[n][kind]["errors"] for n in wanted for kind in ("devtui", "devtui up")):
         line += "; devtui answered with errors (see the table)"
@@ -273,7 +278,8 @@ def main() -> int:
         "load": {"tool": "wrk", "connections": args.connections, "threads": args.threads,
                  "duration_s": args.duration, "warmup_s": args.warmup, "rounds": args.rounds,
                  "body": "samples/sklearn-regression/sample-request.json"},
-        "results": table, "ratios": ratios, "targets": TARGETS, "targets_met": met, "summary": line})
+        "results": table, "ratios": ratios, "targets": {**TARGETS, "devtui up": {**UP_TARGETS, "share": UP_SHARE}},
+        "targets_met": met, "summary": line})
     print(f"results: {path.relative_to(HERE.parent)}")
     return 1 if args.check and not met else 0
 

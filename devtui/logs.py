@@ -44,7 +44,8 @@ ROTATE_BYTES = 10 * 1024 * 1024
 
 
 class LogFiles:
-    """One append-only file per source, written as the records arrive, rotated at ROTATE_BYTES."""
+    """One append-only file per source, written as the records arrive, rotated before a batch
+    once it holds ROTATE_BYTES."""
 
     def __init__(self, folder: Path, rotate_bytes: int = ROTATE_BYTES):
         self.folder = folder
@@ -57,7 +58,9 @@ class LogFiles:
 
     def _file(self, source: str):
         file = self.files.get(source)
-        if file is not None and file.tell() >= self.rotate_bytes:
+        # Flushed at the end of every batch, so its buffer's position is the byte count (a text
+        # file's own tell() costs more than the write).
+        if file is not None and file.buffer.tell() >= self.rotate_bytes:
             file.close()
             os.replace(self.path(source), self.path(source).with_suffix(".log.1"))
             file = None
@@ -66,12 +69,13 @@ class LogFiles:
         return file
 
     def write(self, records: Iterable[LogRecord]) -> None:
-        touched = set()
+        touched = {}
         for record in records:
-            file = self._file(record.source)
+            file = touched.get(record.source)
+            if file is None:
+                file = touched[record.source] = self._file(record.source)
             file.write(record.text + "\n")
-            touched.add(file)
-        for file in touched:
+        for file in touched.values():
             file.flush()
 
     def close(self, quiet: bool = False) -> None:

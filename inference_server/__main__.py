@@ -38,7 +38,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--model_dir", help="The model directory; scripts see it as AZUREML_MODEL_DIR.")
     parser.add_argument("--port", type=_port, help="The serving port. Default is 5001; 0 picks a free one.")
     parser.add_argument("--worker_count", type=_positive,
-                        help="How many run() calls may execute at once (one process serves them). Default is 1.")
+                        help="How many run() calls may execute at once (one process serves them; above 1, on "
+                             "threads). Default is WORKER_COUNT from the environment, else 1.")
     parser.add_argument("--appinsights_instrumentation_key", help="Accepted for compatibility; not used locally.")
     parser.add_argument("--access_control_allow_origins", help='Enable CORS for these origins, separated by ",".')
     parser.add_argument("--host", default=os.environ.get("AZUREML_INFERENCE_HOST", "127.0.0.1"),
@@ -46,8 +47,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--request-timeout-ms", type=_positive,
                         help="Emulate request_settings.request_timeout_ms: answer 408 after this long.")
     parser.add_argument("--max-concurrent-requests", type=_positive,
-                        help="Emulate request_settings.max_concurrent_requests_per_instance: run() calls at once; "
-                             "more than twice this many in flight get 429.")
+                        help="Emulate request_settings.max_concurrent_requests_per_instance: more than twice this "
+                             "many requests in flight get 429. run() calls still run one at a time per worker "
+                             "(--worker_count), as in the cloud, and the others wait.")
     parser.add_argument("--debug-port", type=_port, help="Listen for a debugpy client (VS Code) on this port; "
                         "0 picks a free one. Workers join the session as child processes.")
     parser.add_argument("--debug-host", default="127.0.0.1", help="Address the debugger listens on (127.0.0.1).")
@@ -88,7 +90,7 @@ def options_from(args: argparse.Namespace) -> Options:
     return Options(
         entry_script=entry_script, app_root=app_root, model_dir=os.environ.get("AZUREML_MODEL_DIR"),
         host=args.host, port=5001 if args.port is None else args.port,
-        max_concurrent=args.max_concurrent_requests or args.worker_count or 1,
+        max_concurrent=args.worker_count or _worker_count_from_environment(),
         max_in_flight=max_in_flight, timeout_ms=timeout_ms, timeout_status=timeout_status,
         cors_origins=[o.strip() for o in origins.split(",")] if origins else [],
         stay_up_on_failure=args.stay_up_on_failure, fork=hasattr(os, "fork") and not args.no_fork,
@@ -107,6 +109,16 @@ def _flow_dir(args: argparse.Namespace) -> str | None:
 def _reload_mode(args: argparse.Namespace) -> str:
     # A flow is rebuilt by prompt flow from its files: every reload is a new worker.
     return "swap" if args.flow else args.reload
+
+
+def _worker_count_from_environment() -> int:
+    """WORKER_COUNT, as the reference server reads it (a deployment sets it in environment_variables)."""
+    value = os.environ.get("WORKER_COUNT", "1")
+    try:
+        return _positive(value)
+    except (ValueError, argparse.ArgumentTypeError):
+        raise SystemExit(f"WORKER_COUNT={value!r} is not a whole number above 0; set it in the deployment's "
+                         "environment_variables, or leave it out for 1.") from None
 
 
 def _entry_script(args: argparse.Namespace, app_root: str) -> str:

@@ -3,7 +3,13 @@
 ``GET /`` is liveness, ``/swagger.json`` serves the documents, ``/score`` calls run(). Every answer
 carries the request-id headers; errors are JSON ``{"message": ...}`` with the reference server's
 texts. On top of the contract, :class:`Limits` emulates an online endpoint's request_settings:
-408 once the request timeout passes, 429 beyond the in-flight limit.
+408 once the request timeout passes, 429 beyond the in-flight limit (counted by ``admission``).
+
+A worker calls run() one call at a time, on the event loop itself, as the reference server's
+synchronous worker does and as the cloud does with its default WORKER_COUNT of 1: handing each
+call to a thread cost half as much CPU again per request on the sklearn sample. The timeout
+interrupts a call by SIGALRM, as the reference server's own does. Only ``--worker_count`` (or
+``WORKER_COUNT``) above 1 runs calls on threads.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from werkzeug.datastructures import EnvironHeaders
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from . import amlapi
+from .admission import TICKET, Admission, Ticket
 from .ids import id_headers, server_version
 from .swagger import Swagger, SwaggerError
 from .user_script import InputError, MethodNotAllowed, UserScript, user_traceback
@@ -46,7 +53,8 @@ HTML = b"text/html; charset=utf-8"
 
 @dataclass(frozen=True)
 class Limits:
-    """How many run() calls may run at once, how many requests may wait, and for how long.
+    """How many run() calls may run at once, how many requests may be in flight, and for how
+    long (from when the request arrived; see ``admission``).
 
     ``timeout_status`` is 408 for an emulated endpoint (what the cloud answers) and 500 for the
     reference server's own ``SCORING_TIMEOUT_MS``.
@@ -59,18 +67,21 @@ class Limits:
 
     @property
     def inline(self) -> bool:
-        """One run() at a time and no endpoint emulation: call run() on the event loop itself,
-        like the reference server's synchronous worker, and skip a thread hop per request."""
-        return (self.max_concurrent == 1 and self.max_in_flight is None
-                and (self.timeout_ms is None or self.timeout_status != 408))
+        """One run() at a time: call it on the event loop itself, like the reference server's
+        synchronous worker, and skip a thread hop per request."""
+        return self.max_concurrent == 1
 
 
 class _Timeout(Exception):
-    pass
+    """The request's time ran out; ``ran``: run() was called (else it waited past its deadline)."""
+
+    def __init__(self, ran: bool = True):
+        super().__init__()
+        self.ran = ran
 
 
 class _Alarm(TimeoutError):
-    """Raised inside an inline run() by SIGALRM when SCORING_TIMEOUT_MS passes."""
+    """Raised inside an inline run() by SIGALRM when the request's time is up."""
 
 
 def _on_alarm(signum, frame):
@@ -134,11 +145,12 @@ class ScoringApp:
         self.script = script
         self.swagger = swagger
         self.limits = limits
-        self.in_flight = 0
+        self.admission = Admission(limits.max_in_flight, timed=limits.timeout_ms is not None)
         self.slots: asyncio.Semaphore | None = None
         # Threads beyond max_concurrent only matter after timeouts, when an abandoned run() may
-        # still hold one.
-        self.pool = ThreadPoolExecutor(max_workers=limits.max_concurrent + 16, thread_name_prefix="run")
+        # still hold one. None: run() is called inline.
+        self.pool = None if limits.inline else ThreadPoolExecutor(max_workers=limits.max_concurrent + 16,
+                                                                  thread_name_prefix="run")
         self.server_version = server_version()
         self.after_first_run: Callable[[], None] | None = None
         self.debugging: Callable[[], bool] | None = None  # whether a debugger is attached to this worker
@@ -179,30 +191,28 @@ class ScoringApp:
         ids, refused = self._ids(request)
         if refused:
             return refused
-        limit = self.limits.max_in_flight
-        if limit is not None and self.in_flight >= limit:
+        # Counted when the server read it (admission); a server without that protocol counts nothing.
+        ticket = request.scope.get(TICKET) or Ticket(time.monotonic(), 0, True)
+        if not ticket.admitted:
             response = _json_response(429, {"message": (
-                f"Too many requests: {self.in_flight} already in flight and the endpoint takes at most {limit} "
-                f"(2 x request_settings.max_concurrent_requests_per_instance).")}, ids)
+                f"Too many requests: {ticket.in_flight} already in flight and the endpoint takes at most "
+                f"{self.limits.max_in_flight} (2 x request_settings.max_concurrent_requests_per_instance).")}, ids)
             self._access_log(request, response, started)
             return response
-        self.in_flight += 1
         try:
-            response = await self._score(request, ids)
+            response = await self._score(request, ids, ticket)
         except Exception:
             # Answered here rather than by Starlette's error middleware, which re-raises and
             # makes uvicorn drop the client's keep-alive connection.
             logger.error(f"Encountered Exception: {traceback.format_exc()}")
             response = _json_response(500, {"message": INTERNAL_ERROR}, ids)
-        finally:
-            self.in_flight -= 1
         self._access_log(request, response, started)
         if self.after_first_run is not None:
             hook, self.after_first_run = self.after_first_run, None
             hook()
         return response
 
-    async def _score(self, request: Request, ids: list) -> Response:
+    async def _score(self, request: Request, ids: list, ticket: Ticket) -> Response:
         body = await request.body()
         scope = request.scope
         try:
@@ -219,10 +229,12 @@ class ScoringApp:
         headers = dict(EnvironHeaders(wsgi_environ(scope, body, headers_only=True))) \
             if self.script.wants_headers else {}
         try:
-            output, elapsed_ms = await self._run(arguments, headers)
-        except _Timeout:
+            output, elapsed_ms = await self._run(arguments, headers, ticket)
+        except _Timeout as timeout:
             limits = self.limits
-            logger.error(f"run() did not finish within {limits.timeout_ms} ms; answered {limits.timeout_status}")
+            logger.error(f"run() did not finish within {limits.timeout_ms} ms; answered {limits.timeout_status}"
+                         if timeout.ran else f"The request waited {limits.timeout_ms} ms behind other run() calls; "
+                         f"answered {limits.timeout_status} without calling run()")
             if limits.timeout_status == 408:
                 return _json_response(408, {"message": (
                     f"Request timed out after {limits.timeout_ms} ms (request_settings.request_timeout_ms); "
@@ -242,20 +254,22 @@ class ScoringApp:
             return _json_response(500, {"message": INTERNAL_ERROR}, ids)
         return _response(200, payload, JSON, ids + [exec_ms])
 
-    async def _run(self, arguments: dict, headers: dict) -> tuple[Any, float]:
+    async def _run(self, arguments: dict, headers: dict, ticket: Ticket) -> tuple[Any, float]:
+        timeout_ms = self._timeout_ms()
+        deadline = ticket.arrived + timeout_ms / 1000 if timeout_ms else None
         if self.limits.inline:
-            return self._run_inline(arguments, headers)
+            return self._run_inline(arguments, headers, deadline)
         if self.slots is None:
             self.slots = asyncio.Semaphore(self.limits.max_concurrent)
         call = _RunCall(self.script, arguments, headers)
         loop = asyncio.get_running_loop()
-        timeout_ms = self._timeout_ms()
+        timeout = asyncio.timeout(None if deadline is None else deadline - time.monotonic())
         try:
-            async with asyncio.timeout(timeout_ms / 1000 if timeout_ms else None):
+            async with timeout:
                 async with self.slots:
                     return await loop.run_in_executor(self.pool, call)
         except TimeoutError:
-            if call.abandoned:
+            if not timeout.expired():  # run() itself raised TimeoutError: its own failure, a 500
                 raise
             call.abandon()
             raise _Timeout() from None
@@ -269,21 +283,30 @@ class ScoringApp:
             return None
         return timeout_ms
 
-    def _run_inline(self, arguments: dict, headers: dict) -> tuple[Any, float]:
-        timeout_ms = self._timeout_ms()
-        if timeout_ms:
-            # As the reference server does: a signal interrupts even a sleeping run().
-            previous = signal.signal(signal.SIGALRM, _on_alarm)
-            signal.setitimer(signal.ITIMER_REAL, timeout_ms / 1000)
-        started = time.perf_counter()
-        try:
+    def _run_inline(self, arguments: dict, headers: dict, deadline: float | None) -> tuple[Any, float]:
+        if deadline is None:
+            started = time.perf_counter()
             output = self.script.call_run(arguments, headers)
+            return output, (time.perf_counter() - started) * 1000
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            # Its time ran out while it waited behind other calls: the endpoint has answered by now.
+            raise _Timeout(ran=False)
+        # As the reference server does: a signal interrupts even a sleeping run().
+        previous = signal.signal(signal.SIGALRM, _on_alarm)
+        try:
+            signal.setitimer(signal.ITIMER_REAL, remaining)
+            started = time.perf_counter()
+            try:
+                output = self.script.call_run(arguments, headers)
+            finally:
+                signal.setitimer(signal.ITIMER_REAL, 0)
         except _Alarm:
             raise _Timeout() from None
         finally:
-            if timeout_ms:
-                signal.setitimer(signal.ITIMER_REAL, 0)
-                signal.signal(signal.SIGALRM, previous)
+            signal.signal(signal.SIGALRM, previous)
+        if time.monotonic() > deadline:  # run() caught the alarm and went on: too late all the same
+            raise _Timeout()
         return output, (time.perf_counter() - started) * 1000
 
     @staticmethod

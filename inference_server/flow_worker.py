@@ -199,7 +199,7 @@ def _connection_error() -> type[Exception]:
 def serve(options, sock, revision: int, report) -> int:
     """Build the app and serve it until told to stop; 3 when the flow cannot be served."""
     from .user_script import load_fresh_from
-    from .worker import serve_app
+    from .worker import app_config, serve_app
 
     loaded_by_parent = set(sys.modules)
     flow_dir = os.path.realpath(options.flow_dir)
@@ -253,5 +253,5 @@ def serve(options, sock, revision: int, report) -> int:
 
         debugging = debugpy.is_client_connected
     served = Served(app, wsgi=engine() == "flask", after_first=learned, options=options, debugging=debugging)
-    return serve_app(served, options, sock, report,
+    return serve_app(app_config(served), options, sock, report,
                      roots=(flow_dir,), patchable=False, loaded_by_parent=loaded_by_parent)

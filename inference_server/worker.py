@@ -54,15 +54,26 @@ class Options:
     flow_dir: str | None = None  # a prompt flow folder, served by prompt flow's app (flow_worker.py)
 
 
-def draining_protocol():
+def draining_protocol(admission=None):
     """uvicorn's httptools protocol, but an idle keep-alive connection is not cut when the
     worker drains: its next request is answered (with ``Connection: close``) and the client
     reconnects to the new worker. Cutting it would race with a request already on its way and
-    lose it; an idle client that sends nothing is closed by the keep-alive timeout as usual."""
+    lose it; an idle client that sends nothing is closed by the keep-alive timeout as usual.
+
+    With an ``admission.Admission``, a scoring request is counted the moment it is read, as of
+    when it arrived (its ticket goes in the ASGI scope; see ``admission``)."""
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    from .admission import SCORE_PATH, TICKET, received_ago
 
     class DrainingProtocol(HttpToolsProtocol):
         draining = False
+        tcp = None  # the connection's socket, for the time its requests arrived
+
+        def connection_made(self, transport) -> None:
+            super().connection_made(transport)
+            if admission is not None and admission.timed:
+                self.tcp = transport.get_extra_info("socket")
 
         def shutdown(self) -> None:
             if self.cycle is None or self.cycle.response_complete:
@@ -71,9 +82,23 @@ def draining_protocol():
                 self.cycle.keep_alive = False
 
         def on_headers_complete(self) -> None:
+            scope = self.scope
+            if admission is not None and self.url.partition(b"?")[0] == SCORE_PATH:
+                # Before uvicorn starts the request's task, which may read the ticket at once.
+                scope[TICKET] = admission.arrive(received_ago(self.tcp) if self.tcp is not None else 0.0, self)
             super().on_headers_complete()
-            if self.draining and self.cycle is not None:
+            if self.cycle is None or self.cycle.scope is not scope:  # upgraded, not answered by the app
+                if TICKET in scope:
+                    admission.leave(scope[TICKET])
+            elif self.draining:
                 self.cycle.keep_alive = False
+
+        def connection_lost(self, exc) -> None:
+            # Pipelined requests that will never be answered leave the count.
+            for cycle, _ in getattr(self, "pipeline", ()):
+                if TICKET in cycle.scope:
+                    admission.leave(cycle.scope[TICKET])
+            super().connection_lost(exc)
 
     return DrainingProtocol
 
@@ -225,6 +250,22 @@ def _log_model_tree(model_dir: str | None) -> None:
         logger.info(f"Output Truncated. First {TREE_LINE_LIMIT} lines shown.")
 
 
+def _uvicorn_config(app, limits):
+    # Requests are counted, as of when they arrived, only for an emulated endpoint or a timeout.
+    admission = app.state.scoring.admission if limits.max_in_flight or limits.timeout_ms else None
+    return app_config(admission.asgi(app) if admission else app, admission)
+
+
+def app_config(app, admission=None):
+    """How uvicorn serves APP (an ASGI app) in a worker: uvloop, the draining protocol, no access
+    log of its own (the app logs each request), and 30 s to finish what is in flight."""
+    import uvicorn
+
+    return uvicorn.Config(app, loop="uvloop", http=draining_protocol(admission), lifespan="off", log_config=None,
+                          access_log=False, server_header=False, date_header=False,
+                          timeout_graceful_shutdown=30)
+
+
 def serve(options: Options, sock: socket.socket, revision: int, status_fd: int) -> int:
     """Run one worker to the end; the exit code follows the reference server (3: boot error)."""
     started = time.perf_counter()
@@ -296,20 +337,16 @@ def _serve_script(options: Options, sock: socket.socket, report) -> int:
 
         debugging = debugpy.is_client_connected
     app = create_app(script, swagger, limits, options.cors_origins, after_first_run=learned, debugging=debugging)
-    return serve_app(app, options, sock, report, roots=(options.app_root, script_dir),
+    return serve_app(_uvicorn_config(app, limits), options, sock, report, roots=(options.app_root, script_dir),
                      loaded_by_parent=loaded_by_parent)
 
 
-def serve_app(app, options: Options, sock: socket.socket, report, *, roots: tuple[str, ...],
-              interface: str = "asgi3", patchable: bool = True, loaded_by_parent: set[str] | None = None) -> int:
-    """Serve APP (ASGI, or WSGI with ``interface="wsgi"``) on the supervisor's socket until told
-    to stop: ready is reported, then what the worker imported, and debugger stops while they last."""
-    import uvicorn
-
+def serve_app(config, options: Options, sock: socket.socket, report, *, roots: tuple[str, ...],
+              patchable: bool = True, loaded_by_parent: set[str] | None = None) -> int:
+    """Serve the app of CONFIG (a uvicorn.Config; ``app_config`` makes one) on the supervisor's
+    socket until told to stop: ready is reported, then what the worker imported, and debugger
+    stops while they last."""
     loaded_by_parent = set(sys.modules) if loaded_by_parent is None else loaded_by_parent
-    config = uvicorn.Config(app, loop="uvloop", http=draining_protocol(), lifespan="off", log_config=None,
-                            access_log=False, server_header=False, date_header=False, interface=interface,
-                            timeout_graceful_shutdown=30)
     server = quick_exit_server()(config)
     if patchable:  # before ready is reported: from then on the supervisor may ask for a patch (SIGUSR1)
         server.on_loop = PatchRequests(report).listen()

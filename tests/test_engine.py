@@ -15,7 +15,7 @@ import pytest
 
 from devtui import spec
 from devtui.engine import Engine
-from devtui.events import FAILED, SUCCEEDED, Logs, ReloadFinished, ReloadStarted
+from devtui.events import FAILED, INFERENCE_SERVER, SUCCEEDED, Logs, ReloadFinished, ReloadStarted
 from helpers import ONE_ROW_REQUEST, async_wait_for, children_of, run_async, save, wait_for
 
 pytestmark = pytest.mark.anyio  # async def tests run on asyncio (conftest's anyio_backend)
@@ -127,6 +127,26 @@ async def test_code_save_swaps_workers_and_a_broken_save_keeps_the_old_revision(
     save(score, script("four"))
     await r.answers(lambda a: a.json()["marker"] == "four")
     assert r.engine.serving_revision == 5
+    await r.engine.stop()
+
+
+async def test_what_the_server_logged_before_an_event_reaches_the_log_before_it(sample, tmp_path):
+    """The server's output is read in batches (runtimes/output_pipe.py), its events through a pipe
+    of their own: a failed reload's traceback is still in the log when its event arrives, which
+    is how the app and `up` show them (and what a reader of the log expects)."""
+    folder = sample("sklearn-regression")
+    score = folder / "onlinescoring" / "score.py"
+    save(score, script("one"))
+    r = Run(folder, tmp_path)
+    assert await r.engine.start() == SUCCEEDED
+    for attempt in range(3):
+        save(score, script("broken").replace("def init():", f"def init():\n    raise RuntimeError('no model {attempt}')"))
+        failed = await async_wait_for(lambda: [e for e in r.of(ReloadFinished) if not e.ok][attempt:],
+                                      message=f"failed reload {attempt}")
+        before = r.events[:r.events.index(failed[0])]
+        logged = "\n".join(record.text for e in before if isinstance(e, Logs) for record in e.records
+                           if record.source == INFERENCE_SERVER)
+        assert f"RuntimeError: no model {attempt}" in logged, f"attempt {attempt}: the traceback came after its event"
     await r.engine.stop()
 
 

@@ -23,6 +23,7 @@ from .. import orphans
 from ..events import DEVTUI, INFERENCE_SERVER, STORAGE_INITIALIZER
 from ..ignore import kept_files
 from .base import RELOAD_SIGNAL, STOP_GRACE_S, SWAP_SIGNAL, Runtime
+from .output_pipe import OutputPipe
 
 
 def _size(n: float) -> str:
@@ -84,6 +85,7 @@ class ProcessRuntime(Runtime):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.process: asyncio.subprocess.Process | None = None
+        self.output: OutputPipe | None = None
         self.tasks: list[asyncio.Task] = []
         self.stopping = False
 
@@ -160,22 +162,22 @@ class ProcessRuntime(Runtime):
                    "--warm-file", str(self.workdir / "warm-imports.json")],
             flow_dir=self.deployment.flow.folder if self.deployment.flow is not None else None)
         self.stopping = False
-        self.process = await asyncio.create_subprocess_exec(
-            *command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            env=self._environment(), cwd=self.local_code, pass_fds=(events_w,),
-            # Its own process group: Ctrl-C reaches devtui, which stops the server in order.
-            start_new_session=True)
-        os.close(events_w)
-        self.tasks = [asyncio.create_task(self._pump_logs(self.process.stdout)),
-                      asyncio.create_task(self._pump_events(events_r))]
-
-    async def _pump_logs(self, stream: asyncio.StreamReader) -> None:
-        splitter = self.line_splitter()
-        while chunk := await stream.read(65536):
-            if lines := splitter.feed(chunk):
-                self.sink.log(INFERENCE_SERVER, lines)
-        if lines := splitter.flush():
-            self.sink.log(INFERENCE_SERVER, lines)
+        output_r, output_w = os.pipe()
+        try:
+            self.process = await asyncio.create_subprocess_exec(
+                *command, stdin=subprocess.DEVNULL, stdout=output_w, stderr=subprocess.STDOUT,
+                env=self._environment(), cwd=self.local_code, pass_fds=(events_w,),
+                # Its own process group: Ctrl-C reaches devtui, which stops the server in order.
+                start_new_session=True)
+        except BaseException:
+            os.close(output_r)
+            os.close(events_r)
+            raise
+        finally:
+            os.close(output_w)
+            os.close(events_w)
+        self.output = OutputPipe(output_r, self.line_splitter(), lambda lines: self.sink.log(INFERENCE_SERVER, lines))
+        self.tasks = [asyncio.create_task(self.output.pump()), asyncio.create_task(self._pump_events(events_r))]
 
     async def _pump_events(self, fd: int) -> None:
         loop = asyncio.get_running_loop()
@@ -189,6 +191,8 @@ class ProcessRuntime(Runtime):
                 except ValueError as ex:
                     self.sink.log(INFERENCE_SERVER, [f"devtui: an unreadable server event: {ex}"])
                     continue
+                # What the server logged before this event (a failed reload's traceback) goes first.
+                self.output.drain()
                 self.sink.server_event(event)
         finally:
             transport.close()
