@@ -98,10 +98,19 @@ class Admission:
         """``app``, releasing each request's ticket once it has been answered, however it ends."""
 
         async def releasing(scope, receive, send) -> None:
+            ticket = scope.get(TICKET)
+
+            async def sending(message) -> None:
+                # Answered as the last byte is handed over, before the client can have it: taken
+                # after (where this task resumes), a busy machine could let the client's next
+                # request, on a new connection, arrive "before" this one was answered.
+                if ticket is not None and message["type"] == "http.response.body" and not message.get("more_body"):
+                    self.leave(ticket)
+                await send(message)
+
             try:
-                await app(scope, receive, send)
+                await app(scope, receive, sending if ticket is not None else send)
             finally:
-                ticket = scope.get(TICKET)
                 if ticket is not None:
                     self.leave(ticket)
 
