@@ -221,21 +221,27 @@ def test_a_stop_at_a_breakpoint_longer_than_the_request_timeout_is_not_a_408(wor
     assert "the request timeout (1000 ms) is suspended" in log, log
 
 
-def test_breakpoints_in_a_flows_node_hit_and_keep_hitting_across_reloads(tmp_path):
-    """A prompt flow's node file is debugged as score.py is: launch.json maps the flow folder,
-    and a save (a new worker building the flow again) joins the same session."""
+@pytest.mark.parametrize("runtime", ["process", "container"])
+def test_breakpoints_in_a_flows_node_hit_and_keep_hitting_across_reloads(tmp_path, request, runtime):
+    """A prompt flow's node file is debugged as score.py is: launch.json maps the flow folder (to
+    its folder in the container), and a save (a new worker building the flow again) joins the
+    same session."""
     from flow_reference import copy_sample
 
     pytest.importorskip("promptflow.core")
+    if runtime == "container":
+        request.getfixturevalue("docker_client")  # skips (or, under CI, fails) without an engine
     sample = copy_sample("flow-basic", tmp_path)
     node = sample / "flow" / "repeat.py"
     cwd = tmp_path / "workspace"
     cwd.mkdir()
-    name = unique_name(new_run_id(), "flowdebug")
-    devtui("up", str(sample), "-n", name, "--debug", "--debug-port", str(free_port()), "--detach", cwd=cwd)
+    name = unique_name(new_run_id(), f"flowdebug{runtime[0]}")
+    devtui("up", str(sample), "-n", name, "--runtime", runtime, "--debug", "--debug-port", str(free_port()),
+           "--detach", cwd=cwd, timeout=600)
     try:
         configuration = launch_configuration(cwd, name)
-        assert configuration["pathMappings"] == [{"localRoot": str(sample / "flow"), "remoteRoot": str(sample / "flow")}]
+        remote = str(sample / "flow") if runtime == "process" else "/var/azureml-app/azureml-models/blue-model/1/flow"
+        assert configuration["pathMappings"] == [{"localRoot": str(sample / "flow"), "remoteRoot": remote}]
         url = show(name, cwd=cwd)["scoring_uri"]
         body = (sample / "sample-request.json").read_bytes()
         line = node.read_text().splitlines().index('    return " ".join([text] * count)') + 1
