@@ -1,7 +1,7 @@
 """Which files of a folder the cloud would upload: the rules of the folder's ``.amlignore`` (else its
 ``.gitignore``), as Azure ML applies them when it uploads code or a model, plus the litter editors
-and tools leave (``__pycache__``, ``*.pyc``, ``.ipynb_checkpoints``, swap and backup files, and the
-``4913`` file Vim writes to test a folder). The watcher, the storage-initializer's copy and the sync
+and tools leave (``__pycache__``, ``*.pyc``, ``.ipynb_checkpoints``, swap, backup and atomic-save
+temporary files, and the ``4913`` file Vim writes to test a folder). The watcher, the storage-initializer's copy and the sync
 into a running container all ask here, so a file is either part of the deployment everywhere or
 nowhere.
 
@@ -19,8 +19,12 @@ from pathlib import Path
 import pathspec
 
 IGNORE_FILES = (".amlignore", ".gitignore")  # the first one present wins, as in the cloud
+# Editors' atomic saves write a temporary file and rename it over the original: a hidden `.NAME.tmp`
+# (Atom, many tools), JetBrains' `NAME___jb_tmp___`/`___jb_old___`, Emacs' `.#NAME` lock and `#NAME#`
+# autosave. Seen by the watcher, a temporary could make one save two reloads on a busy machine.
 # .promptflow/: what prompt flow writes into a flow folder it loads (a flex flow's signature, runs).
-DEFAULTS = ("__pycache__/", "*.pyc", ".ipynb_checkpoints/", "*.swp", "4913", "*~", ".promptflow/")
+DEFAULTS = ("__pycache__/", "*.pyc", ".ipynb_checkpoints/", "*.swp", "4913", "*~", ".*.tmp", "*___jb_tmp___",
+            "*___jb_old___", ".#*", r"\#*#", ".promptflow/")
 
 
 class IgnoreRules:

@@ -19,7 +19,8 @@ from devtui.watch import Action, batches, classify
 from helpers import save
 
 LITTER = ["__pycache__/score.cpython-311.pyc", "helpers/__pycache__/x.cpython-311.pyc", "old.pyc",
-          ".ipynb_checkpoints/score-checkpoint.py", ".score.py.swp", "4913", "score.py~", "sub/4913"]
+          ".ipynb_checkpoints/score-checkpoint.py", ".score.py.swp", "4913", "score.py~", "sub/4913",
+          ".score.py.tmp", "score.py___jb_tmp___", "score.py___jb_old___", ".#score.py", "#score.py#"]
 
 
 def tree(root: Path, *names: str) -> Path:
