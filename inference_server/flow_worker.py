@@ -199,7 +199,7 @@ def _connection_error() -> type[Exception]:
 def serve(options, sock, revision: int, report) -> int:
     """Build the app and serve it until told to stop; 3 when the flow cannot be served."""
     from .user_script import load_fresh_from
-    from .worker import app_config, serve_app
+    from .worker import app_config, debugging_probe, learning, serve_app
 
     loaded_by_parent = set(sys.modules)
     flow_dir = os.path.realpath(options.flow_dir)
@@ -240,18 +240,7 @@ def serve(options, sock, revision: int, report) -> int:
         report(protocol.WorkerFailed, stage=protocol.Stage.INIT, traceback=text)
         return 3
     logger.info("The flow is ready")
-
-    def learned() -> None:
-        from .worker import third_party_modules
-
-        if options.warm_imports:
-            report(protocol.WorkerLearned, modules=tuple(third_party_modules(loaded_by_parent)))
-
-    debugging = None
-    if options.debug_host:
-        import debugpy
-
-        debugging = debugpy.is_client_connected
-    served = Served(app, wsgi=engine() == "flask", after_first=learned, options=options, debugging=debugging)
+    served = Served(app, wsgi=engine() == "flask", after_first=learning(options, report, loaded_by_parent),
+                    options=options, debugging=debugging_probe(options))
     return serve_app(app_config(served), options, sock, report,
                      roots=(flow_dir,), patchable=False, loaded_by_parent=loaded_by_parent)

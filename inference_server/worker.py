@@ -326,19 +326,31 @@ def _serve_script(options: Options, sock: socket.socket, report) -> int:
     else:
         limits = Limits(options.max_concurrent)
 
+    app = create_app(script, swagger, limits, options.cors_origins,
+                     after_first_run=learning(options, report, loaded_by_parent), debugging=debugging_probe(options))
+    return serve_app(_uvicorn_config(app, limits), options, sock, report, roots=(options.app_root, script_dir),
+                     loaded_by_parent=loaded_by_parent)
+
+
+def learning(options: Options, report, loaded_by_parent: set[str]):
+    """What to call after the first answer: lazily importing libraries (and prompt flow's
+    executor) load most on the first run, and the parent learns those too."""
+
     def learned() -> None:
-        # Lazily importing libraries load most on the first run(): the parent learns those too.
         if options.warm_imports:
             report(protocol.WorkerLearned, modules=tuple(third_party_modules(loaded_by_parent)))
 
-    debugging = None
-    if options.debug_host:
-        import debugpy
+    return learned
 
-        debugging = debugpy.is_client_connected
-    app = create_app(script, swagger, limits, options.cors_origins, after_first_run=learned, debugging=debugging)
-    return serve_app(_uvicorn_config(app, limits), options, sock, report, roots=(options.app_root, script_dir),
-                     loaded_by_parent=loaded_by_parent)
+
+def debugging_probe(options: Options):
+    """Whether a debugger is attached to this worker (the request timeout waits then); None
+    without a debugger listener."""
+    if not options.debug_host:
+        return None
+    import debugpy
+
+    return debugpy.is_client_connected
 
 
 def serve_app(config, options: Options, sock: socket.socket, report, *, roots: tuple[str, ...],

@@ -19,7 +19,7 @@ from devtui import spec
 from devtui.engine import Engine
 from devtui.events import FAILED, SUCCEEDED, Logs, ReloadFinished
 from devtui.runtimes import RuntimeOptions, create
-from helpers import devtui, save
+from helpers import async_wait_for, devtui, save
 
 pytestmark = [pytest.mark.anyio,
               pytest.mark.skipif(importlib.util.find_spec("promptflow.core") is None,
@@ -130,16 +130,8 @@ class Running:
     async def save(self, name: str, text: str) -> ReloadFinished:
         count = len(self.finished)
         save(self.folder / "flow" / name, textwrap.dedent(text))
-        await until(lambda: len(self.finished) > count, 60, f"the save of {name} to be applied")
+        await async_wait_for(lambda: len(self.finished) > count, 60, message=f"the save of {name} to be applied")
         return self.finished[-1]
-
-
-async def until(condition, timeout: float, message: str) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        assert loop.time() < deadline, f"timed out waiting for {message}"
-        await asyncio.sleep(0.01)
 
 
 async def test_a_node_edit_swaps_and_the_flows_modules_are_imported_afresh(tmp_path):
