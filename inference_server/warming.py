@@ -4,8 +4,10 @@
 - Before the first worker: the third-party modules the scoring script imports at its top (read
   from its syntax tree, never by running it), and those a previous run of the same deployment
   learned (``--warm-file``), so a deployment started again is warm from its first save.
-- After a worker's ``init()`` and after its first ``run()``: whatever third-party modules it
-  imported (lazily importing libraries, transformers or torch submodules, load most there).
+- While a worker loads the script and runs ``init()`` (it reports every ``LEARN_EVERY_S``), and
+  after its first ``run()``: whatever third-party modules it imported (lazily importing
+  libraries, transformers or torch submodules, load most there). Told during ``init()``, this
+  process imports them on another core meanwhile, and is warm about when the worker is ready.
 
 Warming goes on between the supervisor's other work, a module at a time; a swap that is due goes
 first and warming resumes after it. Importing never initialises CUDA or any other runtime that

@@ -7,6 +7,7 @@ the next fork), or failed with the traceback. The old worker keeps serving until
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import logging
@@ -23,6 +24,7 @@ logger = logging.getLogger("azmlinfsrv")
 
 LOG_FORMAT = "%(asctime)s %(levelname).1s [%(process)d] %(name)s - %(message)s"
 TREE_LINE_LIMIT = 200
+LEARN_EVERY_S = 0.1  # while init() runs
 
 
 @dataclass
@@ -270,10 +272,15 @@ def serve(options: Options, sock: socket.socket, revision: int, status_fd: int) 
     """Run one worker to the end; the exit code follows the reference server (3: boot error)."""
     started = time.perf_counter()
 
+    import threading
+
+    lock = threading.Lock()  # the learning thread reports while init() runs: one message at a time
+
     def report(message: type[protocol.WorkerStatus], **fields) -> None:
-        os.write(status_fd, protocol.encode(message(
-            revision=revision, pid=os.getpid(), duration_ms=round((time.perf_counter() - started) * 1000, 3),
-            **fields)))
+        line = protocol.encode(message(revision=revision, pid=os.getpid(),
+                                       duration_ms=round((time.perf_counter() - started) * 1000, 3), **fields))
+        with lock:
+            os.write(status_fd, line)
 
     if options.flow_dir:
         from . import flow_worker
@@ -284,8 +291,6 @@ def serve(options: Options, sock: socket.socket, revision: int, status_fd: int) 
 
 def _serve_script(options: Options, sock: socket.socket, report) -> int:
     from . import user_script
-    from .app import Limits, create_app
-    from .swagger import Swagger
 
     loaded_by_parent = set(sys.modules)
     script_dir = os.path.dirname(options.entry_script)
@@ -293,21 +298,30 @@ def _serve_script(options: Options, sock: socket.socket, report) -> int:
         if path not in sys.path:
             sys.path.append(path)
     user_script.load_fresh_from([options.app_root, script_dir])
-    try:
-        script = user_script.load(options.entry_script)
-    except BaseException:
-        text = user_script.user_traceback()
-        logger.error(text)
-        report(protocol.WorkerFailed, stage=protocol.Stage.LOAD, traceback=text)
-        return 3
+    with learning_while_loading(options, report, loaded_by_parent):
+        try:
+            script = user_script.load(options.entry_script)
+        except BaseException:
+            text = user_script.user_traceback()
+            logger.error(text)
+            report(protocol.WorkerFailed, stage=protocol.Stage.LOAD, traceback=text)
+            return 3
 
-    if options.debug_host and options.debug_wait:
-        import debugpy
+        if options.debug_host and options.debug_wait:
+            import debugpy
 
-        logger.info("Waiting for a debugger to attach before init() (--debug-wait)")
-        debugpy.wait_for_client()
-        logger.info("Debugger attached")
-    logger.info("Invoking user's init function")
+            logger.info("Waiting for a debugger to attach before init() (--debug-wait)")
+            debugpy.wait_for_client()
+            logger.info("Debugger attached")
+        logger.info("Invoking user's init function")
+        failed = _init(script, options, report)
+    return failed if failed is not None else _serve_loaded(script, options, sock, report, loaded_by_parent)
+
+
+def _init(script, options: Options, report) -> int | None:
+    """Run the user's init(); the exit code when it failed."""
+    from . import user_script
+
     try:
         script.init()
     except BaseException:
@@ -318,7 +332,14 @@ def _serve_script(options: Options, sock: socket.socket, report) -> int:
         report(protocol.WorkerFailed, stage=protocol.Stage.INIT, traceback=text)
         return 3
     logger.info("Users's init has completed successfully")
+    return None
 
+
+def _serve_loaded(script, options: Options, sock: socket.socket, report, loaded_by_parent: set[str]) -> int:
+    from .app import Limits, create_app
+    from .swagger import Swagger
+
+    script_dir = os.path.dirname(options.entry_script)
     swagger = Swagger(script.run, [options.app_root, script_dir])
     if options.max_in_flight is not None or options.timeout_ms is not None:
         limits = Limits(options.max_concurrent, options.max_in_flight, options.timeout_ms, options.timeout_status)
@@ -330,6 +351,36 @@ def _serve_script(options: Options, sock: socket.socket, report) -> int:
                      after_first_run=learning(options, report, loaded_by_parent), debugging=debugging_probe(options))
     return serve_app(_uvicorn_config(app, limits), options, sock, report, roots=(options.app_root, script_dir),
                      loaded_by_parent=loaded_by_parent)
+
+
+@contextlib.contextmanager
+def learning_while_loading(options: Options, report, loaded_by_parent: set[str]):
+    """While the script loads and init() runs, tell the parent every LEARN_EVERY_S which
+    third-party modules this worker has imported so far: the parent imports them meanwhile (on
+    another core), so it is warm about when this worker is ready, not a whole init() later."""
+    if not options.warm_imports:
+        yield
+        return
+    import threading
+
+    done = threading.Event()
+    told = set(loaded_by_parent)
+
+    def tell() -> None:
+        while not done.wait(LEARN_EVERY_S):
+            new = third_party_modules(told)
+            if new:
+                told.update(new)
+                report(protocol.WorkerLearned, modules=tuple(new))
+
+    teller = threading.Thread(target=tell, daemon=True, name="learn-while-loading")
+    teller.is_pydev_daemon_thread = True  # debugpy neither traces nor suspends it
+    teller.start()
+    try:
+        yield
+    finally:
+        done.set()
+        teller.join()
 
 
 def learning(options: Options, report, loaded_by_parent: set[str]):

@@ -67,3 +67,47 @@ async def test_a_second_start_of_a_deployment_is_warm_before_its_first_worker(tm
     # The first start imports what score.py imports at its top (joblib, numpy); the second also
     # what init() and run() imported last time (scikit-learn's modules, to unpickle the model).
     assert 0 < warmed(first) < warmed(second), (first, second)
+
+
+LAZY_SCRIPT = '''
+import os
+import time
+
+LIBRARY = "_multiarray_umath"  # numpy's extension: in the parent's memory map once it imported numpy
+
+
+def _parent_has_it() -> bool:
+    with open(f"/proc/{os.getppid()}/maps") as f:
+        return LIBRARY in f.read()
+
+
+def init():
+    global warm_during_init
+    import numpy  # noqa: F401  (imported lazily, as many libraries import their parts)
+
+    deadline = time.monotonic() + 20
+    while not _parent_has_it() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    warm_during_init = _parent_has_it()
+
+
+def run(raw_data):
+    return {"parent_warm_during_init": warm_during_init}
+'''
+
+
+async def test_the_parent_imports_what_init_imports_while_init_still_runs(tmp_path):
+    """A first start, nothing learned before: the worker tells the parent what it has imported
+    while init() runs, so the parent is warm about when the worker is ready (here init() waits
+    for it; told only after init(), the parent would never be warm in time)."""
+    folder = tmp_path / "sklearn"
+    shutil.copytree(SAMPLES / "sklearn-regression", folder)
+    (folder / "onlinescoring" / "score.py").write_text(LAZY_SCRIPT)
+    engine = Engine(spec.load(folder), tmp_path / "work", port=0, watch=False)
+    try:
+        assert await engine.start() == SUCCEEDED
+        async with httpx.AsyncClient(timeout=10) as client:
+            answer = await client.post(engine.scoring_uri, json={"data": []})
+        assert answer.json() == {"parent_warm_during_init": True}
+    finally:
+        await engine.stop()
