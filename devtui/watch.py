@@ -20,10 +20,15 @@ import watchfiles
 from .ignore import IgnoreRules
 from .spec import LocalDeployment
 
-# watchfiles yields a batch once no change has come for this long. Editors save by writing a
-# temporary file and renaming it within a millisecond or two, so 10 ms groups a save into one
-# batch while keeping it out of the reload's critical path.
-STEP_MS = 10
+# watchfiles yields a batch once a step passes with no new change, so one to two steps after a
+# save. A save of code is the patch rung's whole critical path: its folders are watched with a
+# short step (each step wakes the watcher, so idle cost grows as the step shrinks). Everything
+# else (model, YAML, conda file, build context) starts work that takes seconds, and waits longer.
+CODE_STEP_MS = 2
+OTHER_STEP_MS = 50
+# A file that is empty right after a change is most likely being written (an editor that
+# truncates, then writes): the batch waits this long for the write before it is yielded.
+EMPTY_SETTLE_S = 0.1
 
 
 class Action(IntEnum):
@@ -79,6 +84,34 @@ def _flow_requirements(deployment: LocalDeployment, path: Path) -> bool:
     return deployment.model is not None and deployment.model.path.is_dir() and path == flow.folder / "requirements.txt"
 
 
+@dataclass(frozen=True)
+class Watch:
+    """One watchfiles watcher: its folders, whether it goes into their subfolders, its step, and
+    the folders inside them that a faster watcher covers."""
+
+    paths: tuple[Path, ...]
+    recursive: bool
+    step_ms: int
+    leave: tuple[Path, ...] = ()
+
+    def wants(self, _change, name: str) -> bool:
+        return not any(_inside(Path(name), folder) for folder in self.leave)
+
+
+def watches(deployment: LocalDeployment) -> list[Watch]:
+    """The code (and a prompt flow's folder) on a fast watcher; the rest on slow ones."""
+    trees, flat = roots(deployment)
+    code = [p for p in (deployment.flow.folder if deployment.flow is not None else None, deployment.code_dir) if p]
+    code = [c for c in dict.fromkeys(code) if not any(o != c and _inside(c, o) for o in code)]
+    others = [t for t in trees if not any(_inside(t, c) for c in code)]
+    found = [Watch(tuple(code), True, CODE_STEP_MS)] if code else []
+    if others:
+        found.append(Watch(tuple(others), True, OTHER_STEP_MS, leave=tuple(code)))
+    if flat:
+        found.append(Watch(tuple(flat), False, OTHER_STEP_MS))
+    return found
+
+
 def roots(deployment: LocalDeployment) -> tuple[list[Path], list[Path]]:
     """Folders to watch recursively (code, model, build context) and the folders of single
     files (YAML, conda file), watched without their subfolders so a YAML at the top of a large
@@ -95,17 +128,15 @@ def roots(deployment: LocalDeployment) -> tuple[list[Path], list[Path]]:
 
 async def batches(deployment: LocalDeployment, stop: asyncio.Event) -> AsyncIterator[Batch]:
     """The changes that matter, as they come, until ``stop`` is set."""
-    trees, flat = roots(deployment)
     queue: asyncio.Queue[set] = asyncio.Queue()
 
-    async def pump(paths: list[Path], recursive: bool) -> None:
-        async for changes in watchfiles.awatch(*paths, stop_event=stop, step=STEP_MS, recursive=recursive,
-                                               debounce=1600, force_polling=None):
+    async def pump(watch: Watch) -> None:
+        async for changes in watchfiles.awatch(*watch.paths, stop_event=stop, step=watch.step_ms, debounce=1600,
+                                               recursive=watch.recursive, force_polling=None,
+                                               watch_filter=watch.wants if watch.leave else None):
             queue.put_nowait(changes)
 
-    pumps = [asyncio.create_task(pump(trees, True))] if trees else []
-    if flat:
-        pumps.append(asyncio.create_task(pump(flat, False)))
+    pumps = [asyncio.create_task(pump(watch)) for watch in watches(deployment)]
     stopped = asyncio.create_task(stop.wait())
     try:
         while not stop.is_set():
@@ -118,16 +149,34 @@ async def batches(deployment: LocalDeployment, stop: asyncio.Event) -> AsyncIter
                         raise task.exception()
                 continue
             changes = getter.result()
-            while not queue.empty():  # both watchers may have seen the same save
+            while not queue.empty():  # two watchers may have seen the same save
                 changes |= queue.get_nowait()
-            actions = {}
-            rules: dict[Path, IgnoreRules] = {}  # read once per batch: a save of .amlignore applies at once
-            for _, name in changes:
-                action = classify(deployment, Path(name), rules)
-                if action is not None:
-                    actions[Path(name)] = action
+            actions = _actions(deployment, changes)
+            if any(_being_written(path) for path in actions):
+                try:
+                    changes |= await asyncio.wait_for(queue.get(), EMPTY_SETTLE_S)
+                    actions = _actions(deployment, changes)
+                except TimeoutError:
+                    pass  # it stays empty: that is the save
             if actions:
                 yield Batch(max(actions.values()), tuple(sorted(actions)))
     finally:
         for task in (*pumps, stopped):
             task.cancel()
+
+
+def _actions(deployment: LocalDeployment, changes: set) -> dict[Path, Action]:
+    actions = {}
+    rules: dict[Path, IgnoreRules] = {}  # read once per batch: a save of .amlignore applies at once
+    for _, name in changes:
+        action = classify(deployment, Path(name), rules)
+        if action is not None:
+            actions[Path(name)] = action
+    return actions
+
+
+def _being_written(path: Path) -> bool:
+    try:
+        return path.is_file() and path.stat().st_size == 0
+    except OSError:
+        return False
