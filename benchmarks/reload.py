@@ -52,7 +52,6 @@ from _common import (run_main, HERE, SKLEARN_SAMPLE, VENV_BIN, BenchmarkError, S
                      summary_stats, wait_until, write_results)
 
 TARGET_SPEEDUP = 10
-WATCH_MS = 10  # devtui's file watcher yields a batch after 10 ms without further changes
 ENDPOINT = "my-endpoint"  # samples/sklearn-regression/endpoint.yml
 # The sample's last line, which the benchmark rewrites to carry the save number.
 RETURN_LINE = "    return [round(float(p), digits) for p in predictions]\n"
@@ -232,7 +231,7 @@ def _devtui_breakdown(log: Path, records: list[dict]) -> dict:
     (fork, import, init), ready -> first new answer (switch-over as the client sees it)."""
     if not log.exists():
         return {}
-    starts, readies = [], {}
+    starts, readies, patches = [], {}, []
     for line in log.read_text(errors="replace").splitlines():
         match = LOG_LINE.match(line)
         if not match:
@@ -244,6 +243,8 @@ def _devtui_breakdown(log: Path, records: list[dict]) -> dict:
             starts.append((stamp, int(m[1])))
         elif m := re.match(r"Revision (\d+) ready in ([\d.]+) ms", message):
             readies[int(m[1])] = (stamp, float(m[2]))
+        elif m := re.match(r"Patched .* in place in ([\d.]+) ms", message):
+            patches.append(float(m[1]))
     watch, swap, switch = [], [], []
     for record in records:
         if record["latency_ms"] is None or record["warmup"]:
@@ -260,7 +261,7 @@ def _devtui_breakdown(log: Path, records: list[dict]) -> dict:
         record.update(revision=start[1], watch_ms=round(watch[-1], 1), worker_ready_ms=ready_ms,
                       switch_ms=round(switch[-1], 1))
     if not watch:
-        return {}
+        return {"patch_itself_ms": summary_stats(patches)} if patches else {}
     return {"write_to_worker_start_ms": summary_stats(watch), "worker_start_to_ready_ms": summary_stats(swap),
             "ready_to_first_new_answer_ms": summary_stats(switch),
             "note": "log timestamps have 1 ms resolution; the first and last columns carry that error"}
@@ -476,9 +477,14 @@ def report(results: dict) -> bool:
     checks, lines = [], []
     if "devtui (patch)" in tools:
         patch = tools["devtui (patch)"]["latency_ms"]["median"]
-        checks.append(patch <= TARGET_PATCH_MS + WATCH_MS)
-        lines.append(f"patch: median {patch:.0f} ms save-to-answer (target: the patch itself <= {TARGET_PATCH_MS} ms "
-                     f"beyond the {WATCH_MS} ms file-watch debounce)")
+        itself = tools["devtui (patch)"].get("breakdown", {}).get("patch_itself_ms", {}).get("median")
+        checks.append(itself is not None and itself <= TARGET_PATCH_MS)
+        line = (f"patch: median {patch:.0f} ms save-to-answer, the patch itself {itself or 0:.1f} ms in the worker "
+                f"(target: <= {TARGET_PATCH_MS} ms whatever the model's size")
+        if results["case"] == "sklearn":  # the heavy model's own request takes longer than that
+            checks.append(patch <= TARGET_PATCH_MS)
+            line += f"; save-to-answer <= {TARGET_PATCH_MS} ms on sklearn"
+        lines.append(line + ")")
         if "uvicorn --reload" in tools:
             speedup = tools["uvicorn --reload"]["latency_ms"]["median"] / patch
             results["speedup"] = round(speedup, 1)

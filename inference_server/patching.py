@@ -15,6 +15,7 @@ Only the standard library is used: ``ast`` and ``compile`` make the code objects
 from __future__ import annotations
 
 import ast
+import functools
 import os
 import sys
 import time
@@ -120,26 +121,42 @@ class Patcher:
                 raise NeedsSwap(f"{path} cannot be read") from None
             if new == old:
                 continue
-            old_tree, new_tree = ast.parse(old, path), ast.parse(new, path)
-            _compare_module(module, old_tree, new_tree, patch, entry=self.modules[path] == "entry_module")
+            _compare_module(module, _outline(old, path), _outline(new, path), patch,
+                            entry=self.modules[path] == "entry_module")
             new_sources[path] = new
         return patch, new_sources
 
 
-def _compare_module(module: ModuleType, old: ast.Module, new: ast.Module, patch: Patch, entry: bool) -> None:
-    old_defs, old_rest = _split(old.body)
-    new_defs, new_rest = _split(new.body)
-    if _dump(old_rest) != _dump(new_rest):
+@dataclass(frozen=True)
+class _Outline:
+    """A module's source, parsed: its definitions by name with their dumps, and the dump of
+    every other statement."""
+
+    definitions: dict[str, ast.stmt]
+    dumps: dict[str, str]
+    rest: str
+
+
+@functools.lru_cache(maxsize=64)
+def _outline(source: str, path: str) -> _Outline:
+    """Cached: the source a save replaces was outlined when that save was applied, so a patch
+    parses and dumps only the new source."""
+    definitions, rest = _split(ast.parse(source, path).body)
+    return _Outline(definitions, {name: _dump([node]) for name, node in definitions.items()}, _dump(rest))
+
+
+def _compare_module(module: ModuleType, old: _Outline, new: _Outline, patch: Patch, entry: bool) -> None:
+    if old.rest != new.rest:
         raise NeedsSwap(f"module-level statements or imports of {module.__name__} changed")
-    for name in old_defs.keys() - new_defs.keys():
+    for name in old.definitions.keys() - new.definitions.keys():
         raise NeedsSwap(f"{name} was removed from {module.__name__}")
-    for name, node in new_defs.items():
-        before = old_defs.get(name)
+    for name, node in new.definitions.items():
+        before = old.definitions.get(name)
         if before is None:
             if isinstance(node, ast.ClassDef) or (entry and name in ENTRY_POINTS):
                 raise NeedsSwap(f"{name} was added to {module.__name__}")
             patch.added.append((module, node))
-        elif _dump([before]) != _dump([node]):
+        elif old.dumps[name] != new.dumps[name]:
             _compare_definition(module, [name], before, node, patch, entry)
 
 
