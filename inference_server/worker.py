@@ -254,8 +254,10 @@ def _log_model_tree(model_dir: str | None) -> None:
 
 def _uvicorn_config(app, limits):
     # Requests are counted, as of when they arrived, only for an emulated endpoint or a timeout.
+    from .app import serving
+
     admission = app.state.scoring.admission if limits.max_in_flight or limits.timeout_ms else None
-    return app_config(admission.asgi(app) if admission else app, admission)
+    return app_config(admission.asgi(serving(app)) if admission else serving(app), admission)
 
 
 def app_config(app, admission=None):
