@@ -306,6 +306,16 @@ async def test_chat_errors_are_shown_in_the_panel_and_leave_the_history_alone(sa
         assert "0 turns in the history" in str(app.query_one("#chat-state", Static).content)
         assert app.is_running and not app.engine.stopped
 
+        # ctrl+j sends from anywhere; typing in the chat, it sends the message, not the Invoke tab's request.
+        panel.scoring_uri = lambda: app.engine.scoring_uri
+        runtime.serving, runtime.why = app.engine.serving_revision, ""
+        assert app.focused is panel.message
+        await pilot.press(*"via ctrl+j", "ctrl+j")
+        sent = await answered(pilot, await until(pilot, lambda: panel.turns[-1].message == "via ctrl+j" and
+                                                 panel.turns[-1], message="the message sent by ctrl+j"))
+        assert app.query_one("#tabs", TabbedContent).active == "chat-tab"
+        assert json.loads(runtime.seen[-1]["body"]) == {"question": "via ctrl+j", "chat_history": []}
+
 
 async def test_one_message_at_a_time_and_each_read_drawn_at_once(sample, tmp_path):
     """Through httpx's mock transport, with the stream paced by the test: every read is drawn

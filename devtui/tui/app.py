@@ -218,6 +218,10 @@ class DevtuiApp(App):
     # -- actions ----------------------------------------------------------------------------------
 
     def action_invoke(self) -> None:
+        chat = self.query("#chat").first(ChatPanel) if self.chat else None
+        if chat is not None and self.focused is not None and chat in self.focused.ancestors_with_self:
+            chat.send(chat.message.value)  # ctrl+j sends what is being written: here, the chat message
+            return
         self.query_one("#tabs", TabbedContent).active = "invoke-tab"
         self.invoke_panel.send()
 

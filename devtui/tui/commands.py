@@ -27,7 +27,7 @@ BINDINGS = [
     # First: the footer lists keys in this order, and esc must fit at any width.
     Binding("escape", "back_to_log", "Log", key_display="esc", id="escape", tooltip="Back to the log, from anywhere"),
     Command("ctrl+j", "invoke", "Invoke", priority=True, id="invoke", title="Invoke endpoint",
-            tooltip="Send the request of the Invoke tab (from anywhere)"),
+            tooltip="Send the request of the Invoke tab (from anywhere; in the chat, the message)"),
     Command("r", "reload", "Reload", id="reload", title="Reload now",
             tooltip="Swap in a fresh worker with the current code"),
     Command("ctrl+r", "restart", "Restart", priority=True, id="restart", title="Restart deployment",
