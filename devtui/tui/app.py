@@ -218,12 +218,11 @@ class DevtuiApp(App):
     # -- actions ----------------------------------------------------------------------------------
 
     def action_invoke(self) -> None:
-        chat = self.query("#chat").first(ChatPanel) if self.chat else None
-        if chat is not None and self.focused is not None and chat in self.focused.ancestors_with_self:
-            chat.send(chat.message.value)  # ctrl+j sends what is being written: here, the chat message
-            return
-        self.query_one("#tabs", TabbedContent).active = "invoke-tab"
-        self.invoke_panel.send()
+        if self.chat and (chat := self.query_one("#chat", ChatPanel)).has_focus_within:
+            chat.send(chat.message.value)  # ctrl+j sends what is being written: the chat message
+        else:
+            self.query_one("#tabs", TabbedContent).active = "invoke-tab"
+            self.invoke_panel.send()
 
     @work(group="engine-action")
     async def action_reload(self) -> None:
@@ -256,10 +255,7 @@ class DevtuiApp(App):
         self.query_one("#chat", ChatPanel).message.focus()
 
     def action_toggle_side_panel(self) -> None:
-        panel = self.query_one("#deployment", DeploymentPanel)
-        shown = panel.display  # as the width's breakpoint or an earlier toggle left it
-        panel.set_class(shown, "-hidden")
-        panel.set_class(not shown, "-shown")
+        self.query_one("#deployment", DeploymentPanel).toggle()
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):

@@ -43,6 +43,12 @@ def _flow_rows(table: Table, flow: FlowSpec) -> None:
 
 
 class DeploymentPanel(Static):
+    def toggle(self) -> None:
+        """Hide it if shown, show it if hidden (as the width's breakpoint or an earlier toggle left it)."""
+        shown = self.display
+        self.set_class(shown, "-hidden")
+        self.set_class(not shown, "-shown")
+
     def show(self, d: LocalDeployment) -> None:
         table = Table.grid(padding=(0, 1))
         table.add_column(style="bold", no_wrap=True)
