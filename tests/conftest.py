@@ -76,10 +76,11 @@ def project(tmp_path: Path) -> Path:
     return tmp_path
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def private_engine(run_id):
-    """A Docker engine of the test's own (private_engine.py), which the test may stop and restart.
-    Afterwards it is gone, with all it held."""
+    """A Docker engine of the module's own (private_engine.py), which a test may stop and restart.
+    The module's tests share it: starting one, and loading the images it needs into it, takes as
+    long as a test. After the module it is gone, with all it held."""
     why = missing_prerequisite()
     if why:
         pytest.skip(why)
