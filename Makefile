@@ -27,11 +27,12 @@ run: install
 	$(VENV)/bin/devtui $(SAMPLE)
 
 # Tests run in TEST_WORKERS processes (pytest-xdist), a module to a process: most of their time
-# is spent waiting on servers, containers and the Docker engine, so 3 keep 2 cores busy.
+# is spent waiting on servers, containers and the Docker engine, so 3 keep 2 cores busy. Modules
+# go to workers in collection order, the longest first (tests/conftest.py, LONGEST_FIRST).
 TEST_WORKERS ?= 3
 
 test: install-dev
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=10 $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=10 $(PYTEST_ARGS)
 
 # Size and complexity: no function over cyclomatic complexity 15, no module over 500 lines,
 # no class over 250 (tests/test_layout.py fails on them; this prints the report).

@@ -18,6 +18,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 # The helpers are in helpers.py; these names stay importable from here for modules written against it.
 from helpers import ROOT, SAMPLES, children_of, devtui_command, new_run_id, pid_alive  # noqa: E402,F401
 
+# The modules that take longest, slowest first. `make test` hands whole modules to its workers in
+# the order they are collected (`--dist loadfile --no-loadscope-reorder`), so these start first and
+# the short ones fill in around them; one of them started last would keep a worker busy for
+# minutes after the others ran out of work. The rest keep pytest's order.
+LONGEST_FIRST = ("test_container.py", "test_tui.py", "test_debug.py", "test_cli.py", "test_flow_container.py",
+                 "test_isolation.py", "test_engines.py", "test_tui_pty.py", "test_tui_flow.py",
+                 "test_flow_samples.py", "test_tui_snapshots.py", "test_flow_serving.py")
+
+
+def pytest_collection_modifyitems(items):
+    def rank(item) -> int:
+        name = item.path.name
+        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: a module's tests keep their order
+
 
 @pytest.fixture(autouse=True)
 def devtui_home(tmp_path_factory, monkeypatch) -> Path:
@@ -76,10 +92,11 @@ def project(tmp_path: Path) -> Path:
     return tmp_path
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def private_engine(run_id):
-    """A Docker engine of the test's own (private_engine.py), which the test may stop and restart.
-    Afterwards it is gone, with all it held."""
+    """A Docker engine of the module's own (private_engine.py), which a test may stop and restart.
+    The module's tests share it: starting one, and loading the images it needs into it, takes as
+    long as a test. After the module it is gone, with all it held."""
     why = missing_prerequisite()
     if why:
         pytest.skip(why)

@@ -106,9 +106,13 @@ class PrivateEngine:
         if state == "exited":
             raise AssertionError(f"the test's dockerd exited with code {self.process.returncode}:\n{self.log_tail()}")
 
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
     def stop(self) -> None:
         """SIGTERM to our dockerd, as a service manager stops it; SIGKILL if it hangs."""
-        if self.process is None or self.process.poll() is not None:
+        if not self.running:
             return
         self.process.send_signal(signal.SIGTERM)
         try:

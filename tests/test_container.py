@@ -5,8 +5,8 @@ Every test uses its own endpoint name, under this run's prefix (the ``run_id`` f
 sharing the engine never meet; the ``endpoint`` fixture runs `devtui down` afterwards and proves
 that no container or volume labelled with that endpoint is left, then removes the images built
 from the test's own Dockerfiles (tagged with that name). devtui's environment images stay: they
-are shared by content hash and cached between runs. The test that restarts an engine starts one
-of its own (private_engine.py).
+are shared by content hash and cached between runs. The test that restarts an engine under a
+running endpoint is in test_engines.py, with the other test that runs an engine of its own.
 """
 
 from __future__ import annotations
@@ -567,36 +567,6 @@ def test_liveness_failures_restart_a_custom_container(sample, endpoint, docker_c
     # It came back on the same host port and still answers its scoring route.
     wait_for(lambda: devtui("invoke", "-n", name, "--request-file", str(folder / "sample-request.json"),
                             check=None).returncode == 0, timeout=30)
-
-
-# -- 8. the engine itself restarted under a running endpoint --------------------------------------
-
-
-def test_engine_restarted_under_a_running_endpoint(sample, endpoint, docker_client, private_engine, run_id):
-    folder = sample("sklearn-regression")
-    # Nothing in the new engine's network namespace reaches the package index: the environment
-    # image comes from the machine's engine, where an endpoint of this run builds or finds it.
-    warmup = endpoint("ct-engine-warmup")
-    image = json.loads(up_detached(folder, warmup).stdout)["deployments"][0]["image"]
-    devtui("down", "-n", warmup)
-    private_engine.load(docker_client, "python:3.11-slim", image)
-
-    name = unique_name(run_id, "ct-engine-restart")
-    on_it = private_engine.cli
-    client = private_engine.client()
-    try:
-        up_detached(folder, name, **on_it)
-        private_engine.stop()
-        wait_for(lambda: show(name, **on_it)["provisioning_state"] == "Failed", timeout=60)
-        assert "provisioning_state: Failed (the scoring server exited" in logs(name, "devtui", **on_it)
-        private_engine.start()
-        # down still cleans up everything once the engine is back.
-        devtui("down", "-n", name, **on_it)
-        containers, volumes = labelled(client, name)
-        assert containers == [] and volumes == []
-    finally:
-        devtui("down", "-n", name, check=None, **on_it)
-        client.close()
 
 
 def test_ctrl_c_during_an_image_build_leaves_nothing_running(sample, endpoint, docker_client):

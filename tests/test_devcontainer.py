@@ -66,6 +66,45 @@ def _source_digest() -> str:
     return digest.hexdigest()[:16]
 
 
+# devtui's dependencies are installed in a layer of their own, before devtui itself: a change of
+# devtui's sources makes a new tag, but the engine's build cache still has that layer (the wheels
+# are the same files), so only devtui's own wheel is installed again.
+DOCKERFILE = """FROM python:3.11-slim
+ENV PIP_BREAK_SYSTEM_PACKAGES=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+COPY dependencies /tmp/dependencies
+RUN python -m pip install --no-index --no-deps /tmp/dependencies/*.whl && rm -rf /tmp/dependencies
+COPY devtui /tmp/devtui
+RUN python -m pip install --no-index --find-links /tmp/devtui devtui && rm -rf /tmp/devtui
+COPY samples /src/samples
+WORKDIR /src
+"""
+
+
+def build_devtui_image(client, tag: str, folder: Path) -> None:
+    """Build ``tag``: python:3.11-slim with this checkout's wheel and the wheels it depends on,
+    downloaded on the host into ``folder``."""
+    dependencies, own = folder / "dependencies", folder / "devtui"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(own),
+                    str(ROOT)], check=True, timeout=600)
+    subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--dest", str(dependencies),
+                    "--only-binary=:all:", "--python-version", "3.11", "--platform", "manylinux2014_x86_64",
+                    "--platform", "manylinux_2_17_x86_64", "--platform", "manylinux_2_28_x86_64",
+                    *[str(w) for w in own.glob("devtui-*.whl")]], check=True, timeout=600)
+    for wheel in dependencies.glob("devtui-*.whl"):  # pip download copies the wheel it was given
+        wheel.unlink()
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        data = DOCKERFILE.encode()
+        info = tarfile.TarInfo("Dockerfile")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+        tar.add(dependencies, arcname="dependencies")
+        tar.add(own, arcname="devtui")
+        tar.add(ROOT / "samples", arcname="samples", filter=lambda i: None if "__pycache__" in i.name else i)
+    buffer.seek(0)
+    client.images.build(fileobj=buffer, custom_context=True, tag=tag, rm=True, labels={"devtui": "test-image"})
+
+
 @pytest.fixture(scope="session")
 def devtui_image(docker_client, tmp_path_factory) -> str:
     """python:3.11-slim with this checkout of devtui installed, as the dev container has it.
@@ -79,30 +118,7 @@ def devtui_image(docker_client, tmp_path_factory) -> str:
         return tag
     except Exception:
         pass
-    folder = tmp_path_factory.mktemp("devcontainer-image")
-    wheels = folder / "wheels"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(wheels),
-                    str(ROOT)], check=True, timeout=600)
-    subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--dest", str(wheels), "--only-binary=:all:",
-                    "--python-version", "3.11", "--platform", "manylinux2014_x86_64", "--platform",
-                    "manylinux_2_17_x86_64", "--platform", "manylinux_2_28_x86_64",
-                    *[str(w) for w in wheels.glob("devtui-*.whl")]], check=True, timeout=600)
-    dockerfile = ("FROM python:3.11-slim\n"
-                  "ENV PIP_BREAK_SYSTEM_PACKAGES=1 PIP_DISABLE_PIP_VERSION_CHECK=1\n"
-                  "COPY wheels /tmp/wheels\n"
-                  "RUN python -m pip install --no-index --find-links /tmp/wheels devtui && rm -rf /tmp/wheels\n"
-                  "COPY samples /src/samples\nWORKDIR /src\n")
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        data = dockerfile.encode()
-        info = tarfile.TarInfo("Dockerfile")
-        info.size = len(data)
-        tar.addfile(info, io.BytesIO(data))
-        tar.add(wheels, arcname="wheels")
-        tar.add(ROOT / "samples", arcname="samples", filter=lambda i: None if "__pycache__" in i.name else i)
-    buffer.seek(0)
-    docker_client.images.build(fileobj=buffer, custom_context=True, tag=tag, rm=True,
-                               labels={"devtui": "test-image"})
+    build_devtui_image(docker_client, tag, tmp_path_factory.mktemp("devcontainer-image"))
     return tag
 
 

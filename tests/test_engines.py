@@ -1,8 +1,11 @@
 """Any engine, any GPU (issue 12): which Docker engine devtui talks to (``--context``, DOCKER_HOST,
 DOCKER_CONTEXT, the Docker CLI's current context), how ``show`` names it, and ``--gpus``.
 
-The context test runs two engines: the machine's, and one of the test's own (private_engine.py);
-a context that points at the private one runs the deployment there and nothing on the machine's.
+Two tests run two engines: the machine's, and one of this module's own (private_engine.py). A
+context that points at the private one runs the deployment there and nothing on the machine's; and
+that engine, stopped under a running endpoint and started again, leaves nothing once the endpoint
+is down. They share the private engine and the images copied into it (from the machine's engine:
+nothing in its network namespace reaches the package index), as copying them is the slow part.
 The GPU tests run on the machine's engine, which has no GPU runtime: ``--gpus`` must fail plainly
 and leave nothing behind. Podman is in test_podman.py.
 """
@@ -23,7 +26,7 @@ from devtui.runtimes import RuntimeFailure, RuntimeOptions, create
 from devtui.runtimes.docker_context import DEFAULT_HOST, read_context, resolve
 from devtui.runtimes.gpus import NO_GPU_RUNTIME, GpuRequest, suggestion
 from devtui.runtimes.process import ProcessRuntime
-from helpers import ROOT, devtui, run_async, show, unique_name
+from helpers import ROOT, SAMPLES, devtui, run_async, show, unique_name, wait_for
 
 LABEL = "devtui.endpoint"
 
@@ -117,25 +120,38 @@ def environment_image(client, folder: Path, tmp_path: Path) -> str:
     return builder.ensure()
 
 
-def test_a_context_runs_the_deployment_on_its_engine(sample, docker_client, private_engine, run_id, tmp_path):
+@pytest.fixture(scope="module")
+def sklearn_engine(private_engine, docker_client, tmp_path_factory):
+    """The module's own engine, holding the sklearn sample's images from the machine's engine."""
+    image = environment_image(docker_client, SAMPLES / "sklearn-regression", tmp_path_factory.mktemp("images"))
+    private_engine.load(docker_client, "python:3.11-slim", image)
+    return private_engine
+
+
+@pytest.fixture
+def own_engine(sklearn_engine):
+    """That engine, running: started again if a test that stopped it failed before it could."""
+    if not sklearn_engine.running:
+        sklearn_engine.start()
+    return sklearn_engine
+
+
+def test_a_context_runs_the_deployment_on_its_engine(sample, docker_client, own_engine, run_id, tmp_path):
     """Two engines: the context names the private one, so the containers are there and not on
     the machine's (which the default socket still reaches), and `show` names the engine."""
     folder = sample("sklearn-regression")
-    # Nothing in the private engine's network namespace reaches the package index: it gets the
-    # images from the machine's engine.
-    private_engine.load(docker_client, "python:3.11-slim", environment_image(docker_client, folder, tmp_path))
     config = tmp_path / "docker-config"
-    write_context(config, "private", private_engine.host)
+    write_context(config, "private", own_engine.host)
     name = unique_name(run_id, "ctx")
     env = {"DOCKER_CONFIG": str(config)}
-    inside = private_engine.enter  # its published ports are on its namespace's loopback
-    client = private_engine.client()
+    inside = own_engine.enter  # its published ports are on its namespace's loopback
+    client = own_engine.client()
     try:
         devtui("up", str(folder), "--runtime", "container", "--context", "private", "--detach", "-n", name,
                env=env, inside=inside)
         record = show(name, env=env, inside=inside)
         deployment = record["deployments"][0]
-        assert deployment["engine"].startswith(f"context private at {private_engine.host} (Docker Engine ")
+        assert deployment["engine"].startswith(f"context private at {own_engine.host} (Docker Engine ")
         assert deployment["docker_context"] == "private"
         assert labelled(client, name) and not labelled(docker_client, name)
         answer = devtui("invoke", "-n", name, "--request-file", str(folder / "sample-request.json"),
@@ -145,6 +161,26 @@ def test_a_context_runs_the_deployment_on_its_engine(sample, docker_client, priv
         assert labelled(client, name) == []
     finally:
         devtui("down", "-n", name, check=None, env=env, inside=inside)
+        client.close()
+
+
+def test_engine_restarted_under_a_running_endpoint(sample, own_engine, run_id):
+    folder = sample("sklearn-regression")
+    name = unique_name(run_id, "ct-engine-restart")
+    on_it = own_engine.cli
+    client = own_engine.client()
+    try:
+        devtui("up", str(folder), "--runtime", "container", "--detach", "-n", name, **on_it)
+        own_engine.stop()
+        wait_for(lambda: show(name, **on_it)["provisioning_state"] == "Failed", timeout=60)
+        assert "provisioning_state: Failed (the scoring server exited" in devtui(
+            "logs", "-n", name, "--container", "devtui", **on_it).stdout
+        own_engine.start()
+        # down still cleans up everything once the engine is back.
+        devtui("down", "-n", name, **on_it)
+        assert labelled(client, name) == []
+    finally:
+        devtui("down", "-n", name, check=None, **on_it)
         client.close()
 
 
