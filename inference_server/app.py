@@ -441,28 +441,43 @@ def create_app(script: UserScript, swagger: Swagger, limits: Limits, cors_origin
 class ScoreFirst:
     """The app, with ``/score`` answered first: a scoring request goes straight to its handler,
     past Starlette's router and its error, exception and exit-stack middleware (a tenth of a
-    sklearn request's CPU, for a route that catches its own errors). Everything else goes to the
-    app. Not used with CORS, whose middleware must see ``/score`` too."""
+    sklearn request's CPU, for a route that catches its own errors), and its ticket (see
+    ``admission``) is released here as its last byte is handed over. Everything else goes to the
+    app, through ``admission``'s wrapper. Not used with CORS, whose middleware must see ``/score``
+    too."""
 
     METHODS = frozenset({"GET", "POST", "OPTIONS", "HEAD"})
 
-    def __init__(self, app: FastAPI):
-        self.app = app
+    def __init__(self, app: FastAPI, admission: Admission | None = None):
+        self.app = admission.asgi(app) if admission is not None else app
         self.scoring: ScoringApp = app.state.scoring
+        self.admission = admission
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http" or scope["path"] != "/score" or scope["method"] not in self.METHODS:
             await self.app(scope, receive, send)
             return
-        request = Request(scope, receive, send)
+        ticket = scope.get(TICKET) if self.admission is not None else None
         try:
-            response = await self.scoring.score(request)
-        except Exception as ex:
-            response = await self.scoring.internal_error(request, ex)
-        await response(scope, receive, send)
+            request = Request(scope, receive, send)
+            try:
+                response = await self.scoring.score(request)
+            except Exception as ex:
+                response = await self.scoring.internal_error(request, ex)
+            # The response has its whole body (made by _response): sent as Starlette would send it.
+            await send({"type": "http.response.start", "status": response.status_code,
+                        "headers": response.raw_headers})
+            if ticket is not None:  # answered as the last byte is handed over, before the client can have it
+                self.admission.leave(ticket)
+            await send({"type": "http.response.body", "body": response.body})
+        finally:
+            if ticket is not None:
+                self.admission.leave(ticket)
 
 
-def serving(app: FastAPI):
-    """What uvicorn serves for APP: with ``/score`` first unless middleware must see every request."""
-    return app if app.user_middleware else ScoreFirst(app)
-
+def serving(app: FastAPI, admission: Admission | None = None):
+    """What uvicorn serves for APP: with ``/score`` first unless middleware must see every request;
+    ``admission``: tickets are released once their request is answered."""
+    if app.user_middleware:
+        return admission.asgi(app) if admission is not None else app
+    return ScoreFirst(app, admission)

@@ -257,7 +257,7 @@ def _uvicorn_config(app, limits):
     from .app import serving
 
     admission = app.state.scoring.admission if limits.max_in_flight or limits.timeout_ms else None
-    return app_config(admission.asgi(serving(app)) if admission else serving(app), admission)
+    return app_config(serving(app, admission), admission)
 
 
 def app_config(app, admission=None):
