@@ -166,10 +166,17 @@ class DebugClient:
                                                    "breakpoints": [{"line": line} for line in lines]})
 
     def set_breakpoints(self, path: str, lines: list[int]) -> None:
+        """On every session, as VS Code sends them. A retired worker's session can end meanwhile,
+        and debugpy then answers "Server is not available": VS Code goes on, and so does this."""
         self.breakpoints[path] = lines
         for session in list(self.sessions):
-            if not session.closed:
+            if session.closed:
+                continue
+            try:
                 self._set_breakpoints(session, path, lines)
+            except DapError as ex:
+                if session is self.parent or "Server is not available" not in str(ex):
+                    raise
 
     def next_child(self, timeout: float = 30) -> Session:
         try:
