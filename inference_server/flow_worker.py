@@ -199,7 +199,7 @@ def _connection_error() -> type[Exception]:
 def serve(options, sock, revision: int, report) -> int:
     """Build the app and serve it until told to stop; 3 when the flow cannot be served."""
     from .user_script import load_fresh_from
-    from .worker import app_config, debugging_probe, learning, serve_app
+    from .worker import app_config, debugging_probe, learning, serve_app, wait_for_debugger
 
     loaded_by_parent = set(sys.modules)
     flow_dir = os.path.realpath(options.flow_dir)
@@ -216,11 +216,7 @@ def serve(options, sock, revision: int, report) -> int:
         logger.error(text)
         report(protocol.WorkerFailed, stage=protocol.Stage.LOAD, traceback=text)
         return 3
-    if options.debug_host and options.debug_wait:
-        import debugpy
-
-        logger.info("Waiting for a debugger to attach before the flow loads (--debug-wait)")
-        debugpy.wait_for_client()
+    wait_for_debugger(options, before="the flow loads")
     logger.info(f"Building prompt flow's serving app ({engine()}) for {flow_dir}")
     try:
         app = build_app(flow_dir)

@@ -309,15 +309,20 @@ def _serve_script(options: Options, sock: socket.socket, report) -> int:
             report(protocol.WorkerFailed, stage=protocol.Stage.LOAD, traceback=text)
             return 3
 
-        if options.debug_host and options.debug_wait:
-            import debugpy
-
-            logger.info("Waiting for a debugger to attach before init() (--debug-wait)")
-            debugpy.wait_for_client()
-            logger.info("Debugger attached")
+        wait_for_debugger(options, before="init()")
         logger.info("Invoking user's init function")
         failed = _init(script, options, report)
     return failed if failed is not None else _serve_loaded(script, options, sock, report, loaded_by_parent)
+
+
+def wait_for_debugger(options: Options, before: str) -> None:
+    """With ``--debug-wait``, hold here until a debugger attaches (``before``: what waits for it)."""
+    if options.debug_host and options.debug_wait:
+        import debugpy
+
+        logger.info(f"Waiting for a debugger to attach before {before} (--debug-wait)")
+        debugpy.wait_for_client()
+        logger.info("Debugger attached")
 
 
 def _init(script, options: Options, report) -> int | None:
