@@ -17,6 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 # The helpers are in helpers.py; these names stay importable from here for modules written against it.
 from helpers import ROOT, SAMPLES, children_of, devtui_command, new_run_id, pid_alive  # noqa: E402,F401
+from helpers import devtui, unique_name  # noqa: E402
 
 # The modules that take longest, slowest first. `make test` hands whole modules to its workers in
 # the order they are collected (`--dist loadfile --no-loadscope-reorder`), so these start first and
@@ -75,6 +76,40 @@ def docker_client():
         if os.environ.get("CI"):
             pytest.fail(f"CI needs a Docker engine for the container tests: {ex}")
         pytest.skip(f"no Docker engine: {ex}")
+
+
+@pytest.fixture
+def endpoint(docker_client, run_id):
+    """endpoint("ct-x") reserves an endpoint name for the test, under this run's prefix: no other
+    run, and no earlier one, has used it. Afterwards: `devtui down`, then nothing labelled with
+    that endpoint may remain, no container, volume or network (leftovers are removed, then
+    reported), and the images built from its Dockerfile are untagged (an image another tag names
+    stays)."""
+    names: list[str] = []
+
+    def reserve(name: str) -> str:
+        names.append(unique_name(run_id, name))
+        return names[-1]
+
+    yield reserve
+    problems = []
+    for name in names:
+        devtui("down", "-n", name, check=None)
+        selector = {"label": f"devtui.endpoint={name}"}
+        left = [*docker_client.containers.list(all=True, filters=selector),
+                *docker_client.volumes.list(filters=selector)]
+        networks = docker_client.networks.list(filters=selector)
+        if left or networks:
+            problems.append(f"{name}: left {[item.name for item in [*left, *networks]]}")
+            for item in left:
+                item.remove(force=True)
+            for network in networks:
+                network.remove()
+        for image in docker_client.images.list(filters={"reference": f"devtui-user-{name}-*"}):
+            for tag in image.tags:
+                if tag.startswith(f"devtui-user-{name}-"):
+                    docker_client.images.remove(tag)
+    assert not problems, "; ".join(problems)
 
 
 @pytest.fixture

@@ -39,6 +39,38 @@ FLOW_BASIC_ANSWER = {"result": "hello flow hello flow hello flow", "words": 6}
 FLOW_CHAT_ANSWER = {"answer": 'Question 2: "And how does it stream?". Before that you asked "What is devtui?".'}
 FLOW_FLEX_ANSWER = {"message": "Bonjour, Ada!", "length": 13}
 
+# A flow whose one node reads a custom connection, my_conn: "TEXT via BASE, key of N", BASE from its
+# configs and N the length of its `key` secret. Its files by name.
+CONNECTED_FLOW = {
+    "flow.dag.yaml": """\
+inputs:
+  text:
+    type: string
+outputs:
+  out:
+    type: string
+    reference: ${peek.output}
+nodes:
+- name: peek
+  type: python
+  source:
+    type: code
+    path: peek.py
+  inputs:
+    text: ${inputs.text}
+    conn: my_conn
+""",
+    "peek.py": """\
+from promptflow.connections import CustomConnection
+from promptflow.core import tool
+
+
+@tool
+def peek(text: str, conn: CustomConnection) -> str:
+    return f"{text} via {conn.configs['base']}, key of {len(conn.secrets['key'])}"
+""",
+}
+
 
 def copy_sample(name: str, into: Path) -> Path:
     """A copy of samples/<name> under ``into`` (prompt flow writes into the flow it serves): its folder."""

@@ -7,6 +7,7 @@ test module.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -64,6 +65,31 @@ async def async_wait_for(condition: Callable[[], T], timeout: float = 30, interv
             return value
         await asyncio.sleep(interval)
     raise Timeout(f"timed out after {timeout}s waiting for {message or condition}")
+
+
+# -- the app under a Pilot -----------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def running(app, size: tuple[int, int] = (140, 40)):
+    """``app.run_test()``, and the engine stopped afterwards even when the test fails midway."""
+    try:
+        async with app.run_test(size=size) as pilot:
+            yield pilot
+    finally:
+        if not app.engine.stopped:
+            await app.engine.stop()
+
+
+async def until(pilot, condition: Callable[[], T], timeout: float = 30, message: str = "") -> T:
+    """Let the app run until ``condition()`` is truthy; return it, or fail at the deadline."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        await pilot.pause()
+    raise AssertionError(f"timed out after {timeout}s waiting for {message or condition}")
 
 
 def run_async(coroutine, timeout: float = 120):

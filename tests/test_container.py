@@ -28,7 +28,7 @@ import httpx
 import pytest
 
 from helpers import (ROOT, SAMPLES, SKLEARN_PREDICTIONS, Timeout, devtui, devtui_command, free_port, pid_alive, read_until, save,
-                     show, unique_name, wait_for)
+                     show, wait_for)
 
 EXPECTED = SKLEARN_PREDICTIONS  # what the process runtime answers for the sklearn sample's request
 REQUEST = SAMPLES / "sklearn-regression" / "sample-request.json"
@@ -50,43 +50,6 @@ def set_deployment(folder: Path, old: str, new: str) -> None:
     text = deployment.read_text()
     assert old in text, text
     save(deployment, text.replace(old, new))
-
-
-def user_images(client, name: str) -> list:
-    """The images devtui built from endpoint ``name``'s own Dockerfile (devtui-user-NAME-DEPLOYMENT)."""
-    return client.images.list(filters={"reference": f"devtui-user-{name}-*"})
-
-
-@pytest.fixture
-def endpoint(docker_client, run_id):
-    """endpoint("ct-x") reserves an endpoint name for the test, under this run's prefix: no other
-    run, and no earlier one, has used it. Afterwards: `devtui down`, then nothing labelled with
-    that endpoint may remain, no container, volume or network (leftovers are removed, then
-    reported), and the images built from its Dockerfile are untagged."""
-    names: list[str] = []
-
-    def reserve(name: str) -> str:
-        names.append(unique_name(run_id, name))
-        return names[-1]
-
-    yield reserve
-    problems = []
-    for name in names:
-        devtui("down", "-n", name, check=None)
-        containers, volumes = labelled(docker_client, name)
-        networks = docker_client.networks.list(filters={"label": f"{LABEL}={name}"})
-        if containers or volumes or networks:
-            problems.append(f"{name}: left {[c.name for c in containers]} {[v.name for v in volumes]} "
-                            f"{[n.name for n in networks]}")
-            for item in [*containers, *volumes]:
-                item.remove(force=True)
-            for network in networks:
-                network.remove()
-        for image in user_images(docker_client, name):
-            for tag in image.tags:
-                if tag.startswith(f"devtui-user-{name}-"):
-                    docker_client.images.remove(tag)  # the tag only: an image another tag names stays
-    assert not problems, "; ".join(problems)
 
 
 def up_detached(folder: Path, name: str, *extra: str, check: int = 0, **options) -> subprocess.CompletedProcess:

@@ -31,8 +31,8 @@ from devtui.events import SUCCEEDED, DebuggerChanged, Logs
 from devtui.flow_image import STAND_IN_LABEL, read_requirements
 from devtui.images import ImageError
 from devtui.watch import Action, classify
-from flow_reference import FLOW_BASIC_ANSWER, copy_sample
-from helpers import async_wait_for, devtui, run_async, save, show, unique_name, wait_for
+from flow_reference import CONNECTED_FLOW, FLOW_BASIC_ANSWER, copy_sample
+from helpers import async_wait_for, devtui, run_async, save, show, wait_for
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("promptflow.core") is None,
                                 reason="promptflow-core is not installed (pip install -e '.[flow]')")
@@ -133,36 +133,6 @@ def test_requirement_lines_are_read_and_pip_options_refused_with_their_line(tmp_
 
 
 # -- against the Docker engine --------------------------------------------------------------------------
-
-
-@pytest.fixture
-def endpoint(docker_client, run_id):
-    """endpoint("fc-x"): a name for the test under this run's prefix; afterwards `devtui down`,
-    and nothing labelled with it may remain (leftovers are removed, then reported)."""
-    names: list[str] = []
-
-    def reserve(name: str) -> str:
-        names.append(unique_name(run_id, name))
-        return names[-1]
-
-    yield reserve
-    problems = []
-    for name in names:
-        devtui("down", "-n", name, check=None)
-        selector = {"label": f"devtui.endpoint={name}"}
-        left = [*docker_client.containers.list(all=True, filters=selector),
-                *docker_client.volumes.list(filters=selector)]
-        networks = docker_client.networks.list(filters=selector)
-        if left or networks:
-            problems.append(f"{name}: left {[item.name for item in [*left, *networks]]}")
-            for item in left:
-                item.remove(force=True)
-            for network in networks:
-                network.remove()
-        for image in docker_client.images.list(filters={"reference": f"devtui-user-{name}-*"}):
-            for tag in image.tags:
-                docker_client.images.remove(tag)  # built from the test's own Dockerfile
-    assert not problems, "; ".join(problems)
 
 
 def up(folder: Path, name: str, *extra: str, check: int = 0) -> dict:
@@ -269,43 +239,14 @@ def test_a_change_of_requirements_txt_rebuilds_the_image(tmp_path, endpoint, doc
             docker_client.images.remove(after, force=True)
 
 
-CONNECTED_FLOW = """\
-inputs:
-  text:
-    type: string
-outputs:
-  out:
-    type: string
-    reference: ${peek.output}
-nodes:
-- name: peek
-  type: python
-  source:
-    type: code
-    path: peek.py
-  inputs:
-    text: ${inputs.text}
-    conn: my_conn
-"""
-PEEK = """\
-from promptflow.connections import CustomConnection
-from promptflow.core import tool
-
-
-@tool
-def peek(text: str, conn: CustomConnection) -> str:
-    return f"{text} via {conn.configs['base']}, key of {len(conn.secrets['key'])}"
-"""
-
-
 def test_connection_files_reach_the_container(tmp_path, endpoint, docker_client):
     name = endpoint("fc-connections")
     folder = copy_sample("flow-basic", tmp_path)
     flow = folder / "flow"
     for stale in ("clean.py", "repeat.py", "describe.py", "samples.json"):
         (flow / stale).unlink()
-    (flow / "flow.dag.yaml").write_text(CONNECTED_FLOW)
-    (flow / "peek.py").write_text(PEEK)
+    for file_name, text in CONNECTED_FLOW.items():
+        (flow / file_name).write_text(text)
     connection = tmp_path / "my_conn.yaml"
     connection.write_text("name: my_conn\ntype: custom\nconfigs:\n  base: http://x\nsecrets:\n  key: s3cret\n")
 

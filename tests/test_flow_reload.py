@@ -19,6 +19,7 @@ from devtui import spec
 from devtui.engine import Engine
 from devtui.events import FAILED, SUCCEEDED, Logs, ReloadFinished
 from devtui.runtimes import RuntimeOptions, create
+from flow_reference import CONNECTED_FLOW
 from helpers import async_wait_for, devtui, save
 
 pytestmark = [pytest.mark.anyio,
@@ -63,36 +64,7 @@ import punctuation
 def shout(text: str) -> str:
     return text.upper() + punctuation.MARK
 """
-
-CONNECTED_FLOW = """
-inputs:
-  text:
-    type: string
-    default: hello
-outputs:
-  answer:
-    type: string
-    reference: ${peek.output}
-nodes:
-- name: peek
-  type: python
-  source:
-    type: code
-    path: peek.py
-  inputs:
-    text: ${inputs.text}
-    conn: my_conn
-"""
-
-PEEK = """
-from promptflow.core import tool
-from promptflow.connections import CustomConnection
-
-
-@tool
-def peek(text: str, conn: CustomConnection) -> str:
-    return f"{text} via {conn.configs['endpoint']} with a {len(conn.secrets['key'])}-character key"
-"""
+HELLO = {"text": "hello"}
 
 
 def write_flow(folder: Path, flow: str = FLOW, deployment: str = DEPLOYMENT, **files: str) -> Path:
@@ -173,14 +145,15 @@ CONNECTION = """
 name: {name}
 type: custom
 configs:
-  endpoint: {endpoint}
+  base: {base}
 secrets:
   key: {key}
 """
 
 
 async def test_a_missing_connection_fails_naming_it_the_node_and_the_fix(tmp_path):
-    folder = write_flow(tmp_path / "d", CONNECTED_FLOW, **{"peek.py": PEEK})
+    folder = write_flow(tmp_path / "d", CONNECTED_FLOW["flow.dag.yaml"],
+                        **{"peek.py": CONNECTED_FLOW["peek.py"]})
     running = Running(folder, tmp_path)
     try:
         assert await running.engine.start() == FAILED
@@ -192,15 +165,16 @@ async def test_a_missing_connection_fails_naming_it_the_node_and_the_fix(tmp_pat
 
 async def test_connections_come_from_the_file_and_the_deployments_overrides(tmp_path):
     files = []
-    for name, endpoint, key in (("my_conn", "https://one", "k" * 5), ("other", "https://two", "s" * 7)):
+    for name, base, key in (("my_conn", "https://one", "k" * 5), ("other", "https://two", "s" * 7)):
         files.append(tmp_path / f"{name}.yaml")
-        files[-1].write_text(CONNECTION.format(name=name, endpoint=endpoint, key=key))
+        files[-1].write_text(CONNECTION.format(name=name, base=base, key=key))
     deployment = DEPLOYMENT + "environment_variables:\n  PLACEHOLDER: x\n"
-    folder = write_flow(tmp_path / "d", CONNECTED_FLOW, deployment, **{"peek.py": PEEK})
+    folder = write_flow(tmp_path / "d", CONNECTED_FLOW["flow.dag.yaml"], deployment,
+                        **{"peek.py": CONNECTED_FLOW["peek.py"]})
     running = Running(folder, tmp_path, tuple(files))
     try:
         assert await running.engine.start() == SUCCEEDED
-        assert await running.answer() == {"answer": "hello via https://one with a 5-character key"}
+        assert await running.answer(HELLO) == {"out": "hello via https://one, key of 5"}
     finally:
         await running.engine.stop()
 
@@ -209,18 +183,18 @@ async def test_connections_come_from_the_file_and_the_deployments_overrides(tmp_
     running = Running(folder, tmp_path, tuple(files))
     try:
         assert await running.engine.start() == SUCCEEDED
-        assert await running.answer() == {"answer": "hello via https://two with a 7-character key"}
+        assert await running.answer(HELLO) == {"out": "hello via https://two, key of 7"}
     finally:
         await running.engine.stop()
 
     # ...or gives the connection itself, as JSON; {CONNECTION}_{KEY} then overrides one key.
-    inline = json.dumps({"type": "custom", "configs": {"endpoint": "https://three"}, "secrets": {"key": "abc"}})
+    inline = json.dumps({"type": "custom", "configs": {"base": "https://three"}, "secrets": {"key": "abc"}})
     save(folder / "deployment.yml", DEPLOYMENT + f"environment_variables:\n  my_conn: '{inline}'\n"
-                                                 "  MY_CONN_ENDPOINT: https://four\n")
+                                                 "  MY_CONN_BASE: https://four\n")
     running = Running(folder, tmp_path)
     try:
         assert await running.engine.start() == SUCCEEDED
-        assert await running.answer() == {"answer": "hello via https://four with a 3-character key"}
+        assert await running.answer(HELLO) == {"out": "hello via https://four, key of 3"}
         shown = running.engine.describe().environment_variables["my_conn"]
         assert "abc" not in shown  # a connection's secret is masked where devtui shows it
     finally:

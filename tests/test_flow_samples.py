@@ -20,6 +20,7 @@ import pytest
 
 from contract_servers import ServerExited, ServerProcess
 from flow_reference import (
+    CONNECTED_FLOW,
     ENGINES,
     FLOW_BASIC_ANSWER,
     FLOW_CHAT_ANSWER,
@@ -295,35 +296,6 @@ def test_stop_ends_the_app_and_what_it_started(tmp_path):
 
 # -- connections, through the harness -------------------------------------------------------------
 
-CONNECTION_FLOW = {
-    "flow.dag.yaml": """\
-inputs:
-  text:
-    type: string
-outputs:
-  out:
-    type: string
-    reference: ${peek.output}
-nodes:
-- name: peek
-  type: python
-  source:
-    type: code
-    path: peek.py
-  inputs:
-    text: ${inputs.text}
-    conn: my_conn
-""",
-    "peek.py": """\
-from promptflow.connections import CustomConnection
-from promptflow.core import tool
-
-
-@tool
-def peek(text: str, conn: CustomConnection) -> str:
-    return f"{text} via {conn.configs['base']}, key of {len(conn.secrets['key'])}"
-""",
-}
 MY_CONN = {"name": "my_conn", "type": "custom", "configs": {"base": "http://x"}, "secrets": {"key": "s3cret"}}
 
 
@@ -336,7 +308,7 @@ MY_CONN = {"name": "my_conn", "type": "custom", "configs": {"base": "http://x"},
 def test_a_flow_gets_its_connections_from_the_caller(tmp_path, connections, env, answer):
     flow = tmp_path / "flow"
     flow.mkdir()
-    for name, text in CONNECTION_FLOW.items():
+    for name, text in CONNECTED_FLOW.items():
         (flow / name).write_text(text)
     if connections is None:  # no connection: the app does not start, and says which node needs which
         with pytest.raises(ServerExited) as failure:

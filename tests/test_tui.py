@@ -13,7 +13,6 @@ condition holds or a deadline passes.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import io
 import json
 import os
@@ -42,7 +41,8 @@ from devtui.tui.commands import key_name
 from devtui.tui.screens import HelpScreen
 from devtui.tui.widgets import DeploymentPanel, FailurePanel, HistoryList, LogLines
 from fake_runtime import ANSWER, EXEC_MS, RUN_FAILED, FakeRuntime
-from helpers import ROOT, QuietApp, children_of, devtui, free_port, pid_alive, run_async, save, wait_for
+from helpers import (ROOT, QuietApp, children_of, devtui, free_port, pid_alive, run_async, running, save, until,
+                     wait_for)
 from inference_server import protocol
 
 pytestmark = pytest.mark.anyio  # async def tests run on asyncio (conftest's anyio_backend)
@@ -79,28 +79,6 @@ def make_app(sample, tmp_path) -> Callable[..., DevtuiApp]:
                          log_capacity=log_capacity, save_folder=saved)
 
     return make
-
-
-@contextlib.asynccontextmanager
-async def running(app: DevtuiApp, size: tuple[int, int] = (140, 40)):
-    """``app.run_test()``, and the engine stopped afterwards even when the test fails midway."""
-    try:
-        async with app.run_test(size=size) as pilot:
-            yield pilot
-    finally:
-        if not app.engine.stopped:
-            await app.engine.stop()
-
-
-async def until(pilot: Pilot, condition: Callable[[], object], timeout: float = 30, message: str = ""):
-    """Let the app run until ``condition()`` is truthy; return it, or fail at the deadline."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        await pilot.pause()
-    raise AssertionError(f"timed out after {timeout}s waiting for {message or condition}")
 
 
 def status_text(app: DevtuiApp) -> str:

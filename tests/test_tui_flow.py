@@ -11,11 +11,10 @@ a transport that holds the answer after its first event until the test has seen 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import io
 import json
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -31,7 +30,7 @@ from devtui.tui.chat import ACCEPT, Conversation, EventStream, chunk_of
 from devtui.tui.exchange import sample_request
 from devtui.tui.widgets import ChatPanel, ChatTurn, DeploymentPanel
 from fake_runtime import RUN_FAILED, FakeRuntime
-from helpers import QuietApp, children_of, free_port, wait_for
+from helpers import QuietApp, children_of, free_port, running, until, wait_for
 
 pytestmark = pytest.mark.anyio
 
@@ -42,29 +41,6 @@ URI = "http://127.0.0.1:5001/score"
 def nothing_left_running():
     yield
     wait_for(lambda: children_of(os.getpid()) == [], timeout=15, message="every child process to end")
-
-
-@contextlib.asynccontextmanager
-async def running(app: DevtuiApp, size: tuple[int, int] = (140, 40)):
-    """``app.run_test()``, and the engine stopped afterwards even when the test fails midway."""
-    try:
-        async with app.run_test(size=size) as pilot:
-            yield pilot
-    finally:
-        if not app.engine.stopped:
-            await app.engine.stop()
-
-
-async def until(pilot: Pilot, condition: Callable[[], object], timeout: float = 30, message: str = ""):
-    """Let the app run until ``condition()`` is truthy; return it, or fail at the deadline."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while loop.time() < deadline:
-        value = condition()
-        if value:
-            return value
-        await pilot.pause()
-    raise AssertionError(f"timed out after {timeout}s waiting for {message or condition}")
 
 
 def screen_text(app: DevtuiApp) -> str:
@@ -311,8 +287,8 @@ async def test_chat_errors_are_shown_in_the_panel_and_leave_the_history_alone(sa
         runtime.serving, runtime.why = app.engine.serving_revision, ""
         assert app.focused is panel.message
         await pilot.press(*"via ctrl+j", "ctrl+j")
-        sent = await answered(pilot, await until(pilot, lambda: panel.turns[-1].message == "via ctrl+j" and
-                                                 panel.turns[-1], message="the message sent by ctrl+j"))
+        await answered(pilot, await until(pilot, lambda: panel.turns[-1].message == "via ctrl+j" and
+                                          panel.turns[-1], message="the message sent by ctrl+j"))
         assert app.query_one("#tabs", TabbedContent).active == "chat-tab"
         assert json.loads(runtime.seen[-1]["body"]) == {"question": "via ctrl+j", "chat_history": []}
 
