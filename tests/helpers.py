@@ -40,10 +40,15 @@ class Timeout(AssertionError):
 
 
 def wait_for(condition: Callable[[], T], timeout: float = 30, interval: float = 0.02, message: str = "") -> T:
-    """Call ``condition`` until it returns something truthy; return that, or fail at the deadline."""
+    """Call ``condition`` until it returns something truthy; return that, or fail at the deadline.
+
+    Between two calls it waits ``interval``, or as long as the last call took if that is longer:
+    a condition that starts a process (a `devtui show`) then takes at most half a core, and leaves
+    the rest to what the test waits for."""
     deadline = time.monotonic() + timeout
     last_error: Exception | None = None
     while time.monotonic() < deadline:
+        asked = time.monotonic()
         try:
             value = condition()
         except Exception as ex:  # not ready yet (connection refused, file missing, ...)
@@ -51,7 +56,7 @@ def wait_for(condition: Callable[[], T], timeout: float = 30, interval: float = 
         else:
             if value:
                 return value
-        time.sleep(interval)
+        time.sleep(max(interval, time.monotonic() - asked))
     raise Timeout(f"timed out after {timeout}s waiting for {message or condition}"
                   + (f" (last error: {last_error!r})" if last_error else ""))
 
