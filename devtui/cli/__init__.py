@@ -18,12 +18,20 @@ import tempfile
 import time
 import traceback
 
-from .. import registry, spec
+from .. import registry
 from .errors import BAD_INPUT, CommandError, error, warn
 from .parser import parse
-from .views import LaunchConfig, Printer, Recorder
 
 __all__ = ["BAD_INPUT", "CommandError", "LaunchConfig", "Printer", "Recorder", "main"]
+
+
+def __getattr__(name: str):
+    """The engine's views, loaded when asked for: a verb like `show` never needs the engine."""
+    if name in ("LaunchConfig", "Printer", "Recorder"):
+        from . import views
+
+        return getattr(views, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _check_home() -> None:
@@ -61,11 +69,6 @@ def main(argv: list[str] | None = None) -> int:
         # The reader went away (`devtui logs | head`): not an error of ours.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    except spec.SpecError as ex:
-        for problem in ex.problems:
-            error(str(problem))
-        warn(ex.warnings)  # a misspelled section is often why another one is "missing"
-        return BAD_INPUT
     except CommandError as ex:
         error(str(ex))
         return ex.code
@@ -75,4 +78,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as ex:
+        if _is_spec_error(ex):
+            for problem in ex.problems:
+                error(str(problem))
+            warn(ex.warnings)  # a misspelled section is often why another one is "missing"
+            return BAD_INPUT
         return _crashed(ex)
+
+
+def _is_spec_error(ex: Exception) -> bool:
+    """A problem in the user's YAML; only verbs that read it load the models that raise it."""
+    spec = sys.modules.get("devtui.spec")
+    return spec is not None and isinstance(ex, spec.SpecError)

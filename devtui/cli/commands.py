@@ -16,7 +16,6 @@ from .. import orphans, registry
 from ..logs import follow, tail
 from ..record import DeploymentRecord, EndpointRecord
 from .errors import BAD_INPUT, CommandError, warn
-from .up import load
 
 # -- finding endpoints ---------------------------------------------------------------------------
 
@@ -267,6 +266,8 @@ def cmd_down(args) -> int:
 
 
 def cmd_validate(args) -> int:
+    from .up import load
+
     d = load(args)
     print(f"{d.deployment_file}: deployment {d.deployment_name!r} of endpoint {d.endpoint_name!r} is valid")
     if d.model:

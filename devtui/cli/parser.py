@@ -11,10 +11,21 @@ from .. import __version__
 from ..events import DEVTUI, INFERENCE_SERVER, STORAGE_INITIALIZER
 from ..runtimes import NAMES
 from ..runtimes.gpus import GpuRequest
-from .commands import cmd_down, cmd_invoke, cmd_list, cmd_logs, cmd_reload, cmd_show, cmd_validate
-from .up import cmd_tui, cmd_up
 
 VERBS = ("up", "show", "list", "invoke", "logs", "reload", "down", "validate")
+
+
+def _command(module: str, name: str):
+    """The function that carries out a verb, imported only when that verb runs: `devtui show`
+    need not load the engine, the YAML models or the Docker SDK."""
+
+    def run(args: argparse.Namespace) -> int:
+        from importlib import import_module
+
+        return getattr(import_module(f"devtui.cli.{module}"), name)(args)
+
+    run.__name__ = name
+    return run
 
 
 def _whole_number(low: int, high: int | None = None, what: str = "value"):
@@ -90,12 +101,12 @@ def verb_parser() -> argparse.ArgumentParser:
     top.add_argument("--version", action="version", version=f"devtui {__version__}")
     verbs = top.add_subparsers(dest="command", metavar="COMMAND")
 
-    def verb(name: str, help: str, func) -> argparse.ArgumentParser:
+    def verb(name: str, help: str) -> argparse.ArgumentParser:
         p = verbs.add_parser(name, help=help, description=help)
-        p.set_defaults(func=func)
+        p.set_defaults(func=_command("up" if name == "up" else "commands", f"cmd_{name}"))
         return p
 
-    up = verb("up", "deploy the local endpoint and stream its logs until Ctrl-C", cmd_up)
+    up = verb("up", "deploy the local endpoint and stream its logs until Ctrl-C")
     _deployment_options(up)
     _serving_options(up)
     up.add_argument("--detach", action="store_true",
@@ -103,29 +114,29 @@ def verb_parser() -> argparse.ArgumentParser:
     up.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)  # --detach's child
     _debug_options(up)
 
-    p = verb("show", "print the endpoint as JSON, like `az ml online-endpoint show --local`", cmd_show)
+    p = verb("show", "print the endpoint as JSON, like `az ml online-endpoint show --local`")
     p.add_argument("-n", "--name")
-    p = verb("list", "list the running local endpoints", cmd_list)
+    p = verb("list", "list the running local endpoints")
     p.add_argument("-o", "--output", choices=["table", "json"], default="table")
-    p = verb("invoke", "send a request file to the endpoint and print the answer", cmd_invoke)
+    p = verb("invoke", "send a request file to the endpoint and print the answer")
     p.add_argument("-n", "--name")
     p.add_argument("--request-file", required=True, type=Path)
     p.add_argument("--deployment-name")
-    p = verb("logs", "print a container's log", cmd_logs)
+    p = verb("logs", "print a container's log")
     p.add_argument("-n", "--name")
     p.add_argument("--container", choices=[INFERENCE_SERVER, STORAGE_INITIALIZER, DEVTUI], default=INFERENCE_SERVER)
     p.add_argument("--lines", type=_count, help="only the last N lines")
     p.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
     p = verb("reload", "start a new worker with the current code (init() runs again); --full: restart the "
-                       "scoring server with the YAML as it is now", cmd_reload)
+                       "scoring server with the YAML as it is now")
     p.add_argument("-n", "--name")
     p.add_argument("--full", action="store_true", help="restart the server (rung 3) instead of swapping workers")
-    p = verb("down", "stop and delete a local endpoint", cmd_down)
+    p = verb("down", "stop and delete a local endpoint")
     group = p.add_mutually_exclusive_group()
     group.add_argument("-n", "--name")
     group.add_argument("--all", action="store_true")
     p.add_argument("--purge", action="store_true", help="also remove the endpoint's images (container runtime)")
-    p = verb("validate", "check a deployment without running it", cmd_validate)
+    p = verb("validate", "check a deployment without running it")
     _deployment_options(p)
     return top
 
@@ -137,7 +148,7 @@ def app_parser() -> argparse.ArgumentParser:
     _serving_options(p)
     p.add_argument("--log-lines", type=_count, default=10_000, help="log lines kept in memory per view (default 10000)")
     _debug_options(p)
-    p.set_defaults(func=cmd_tui)
+    p.set_defaults(func=_command("up", "cmd_tui"))
     return p
 
 

@@ -8,10 +8,12 @@ import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path, PurePath
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from ..lines import LineSplitter
-from ..spec import LocalDeployment
+
+if TYPE_CHECKING:  # the CLI's parser reads NAMES without loading the YAML models
+    from ..spec import LocalDeployment
 
 # How long the scoring server gets to drain and exit before it is killed.
 STOP_GRACE_S = 10
