@@ -58,6 +58,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--events-stdout", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--parent-pid", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--first-revision", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--handover-timeout", type=float, default=0.25, help=argparse.SUPPRESS)  # seconds
     parser.add_argument("--stay-up-on-failure", action="store_true",
                         help="Keep running when the first init() fails and retry on the next reload (SIGHUP).")
     parser.add_argument("--no-fork", action="store_true",
@@ -99,7 +100,7 @@ def options_from(args: argparse.Namespace) -> Options:
         parent_pid=args.parent_pid, debug_host=args.debug_host if args.debug_port is not None else None,
         debug_port=args.debug_port or 0, debug_wait=args.debug_wait,
         reload_mode=_reload_mode(args),
-        warm_file=args.warm_file, flow_dir=_flow_dir(args))
+        warm_file=args.warm_file, flow_dir=_flow_dir(args), handover_timeout_s=args.handover_timeout)
 
 
 def _flow_dir(args: argparse.Namespace) -> str | None:

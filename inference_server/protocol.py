@@ -63,6 +63,7 @@ class StatusKind(StrEnum):
     LEARNED = "learned"
     DEBUG_STOP = "debug_stop"
     PATCHED = "patched"
+    DRAINING = "draining"
 
 
 class Rung(StrEnum):
@@ -243,7 +244,14 @@ class WorkerPatched(_Status):
     traceback: str = ""
 
 
-WorkerStatus = WorkerReady | WorkerFailed | WorkerLearned | WorkerDebugStop | WorkerPatched
+@dataclass(frozen=True, kw_only=True)
+class WorkerDraining(_Status):
+    """Told to stop, the worker no longer accepts connections; it finishes those it has."""
+
+    kind = StatusKind.DRAINING
+
+
+WorkerStatus = WorkerReady | WorkerFailed | WorkerLearned | WorkerDebugStop | WorkerPatched | WorkerDraining
 
 
 # -- writing and reading --------------------------------------------------------------------------
@@ -375,4 +383,4 @@ def _excerpt(text: str, limit: int = 120) -> str:
 _EVENTS = _Codec("scoring-server event", "event",
                  (BindFailed, Listening, Debugger, Starting, Ready, Failed, Crashed, Stopped, Exited))
 _STATUS = _Codec("worker status", "status", (WorkerReady, WorkerFailed, WorkerLearned, WorkerDebugStop,
-                                             WorkerPatched))
+                                             WorkerPatched, WorkerDraining))

@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass
 
 from . import protocol
 from .debugger import DebugListener
+from .handover import Handover
 from .patch_requests import Patches
 from .warming import Preloader
 from .unavailable import Unavailable
@@ -94,13 +95,17 @@ class Backoff:
         self.crashes = 0  # in a row; a worker that stayed up a good while resets it
         self.restart_at: float | None = None
 
-    def crashed(self, ready_at: float) -> tuple[int, float]:
-        if time.monotonic() - ready_at > 30:
+    def crashed(self, worker: Worker, code: int) -> protocol.Crashed:
+        """The serving ``worker`` died under us (a crash in run(), an OOM kill): when to start it
+        again is set, and said in the log; the event to send is returned."""
+        if time.monotonic() - worker.ready_at > 30:
             self.crashes = 0  # it had been serving a good while: this is a new crash, not a loop
         self.crashes += 1
         delay = min(0.1 * 2 ** (self.crashes - 1), 10.0) if self.crashes > 1 else 0.0
         self.restart_at = time.monotonic() + delay
-        return self.crashes, delay
+        logger.error(f"Worker {worker.pid} of revision {worker.revision} exited with code {code}; restarting it"
+                     + (f" in {delay:.1f} s ({self.crashes} crashes in a row)" if self.crashes > 1 else ""))
+        return protocol.Crashed(revision=worker.revision, pid=worker.pid, exit_code=code)
 
     def due(self) -> bool:
         if self.restart_at is None or time.monotonic() < self.restart_at:
@@ -130,8 +135,13 @@ class Supervisor:
         self.unavailable = Unavailable(self.selector)
         self.wake_fds: tuple[int, ...] = ()  # the signal wake-up pipe: read end, write end
         self.debugger = DebugListener(options.debug_host, options.debug_port, self.emit) if options.debug_host else None
+        self.handover = Handover(self._announce, options.handover_timeout_s)
 
     def emit(self, event: protocol.ServerEvent) -> None:
+        self.handover.flush()  # events go out in the order they happened
+        self._announce(event)
+
+    def _announce(self, event: protocol.ServerEvent) -> None:
         self.unavailable.observe(event)
         write_event(self.options, event)
 
@@ -191,6 +201,8 @@ class Supervisor:
         timeout = 0.0 if self.preloader.pending else 0.25 if self.debugger is not None else 1.0
         if self.backoff.restart_at is not None:
             timeout = max(0.0, min(timeout, self.backoff.restart_at - time.monotonic()))
+        if (held := self.handover.remaining()) is not None:
+            timeout = min(timeout, held)
         self.unavailable.update(self.stopping)
         events = self.selector.select(timeout=timeout)
         for key, _ in events:
@@ -199,6 +211,7 @@ class Supervisor:
             elif isinstance(key.data, Worker):
                 self._read_status(key.data)
         self.unavailable.update(self.stopping)
+        self.handover.step()
         for handle in [key.data for key, _ in events if callable(key.data)]:
             handle()
 
@@ -284,6 +297,8 @@ class Supervisor:
                 self.debugger.worker_stopped(message.where)
             elif isinstance(message, protocol.WorkerPatched):
                 self._on_patched(worker, message)
+            elif isinstance(message, protocol.WorkerDraining):
+                self.handover.released(worker.pid)
 
     def _close_status(self, worker: Worker) -> None:
         self.selector.unregister(worker.status_fd)
@@ -300,9 +315,13 @@ class Supervisor:
             self.retiring.append(previous)
             _kill(previous.pid, signal.SIGTERM)
         logger.info(f"Revision {worker.revision} ready in {message.duration_ms:.1f} ms (worker {worker.pid})")
-        self.emit(protocol.Ready(revision=worker.revision, pid=worker.pid, duration_ms=message.duration_ms,
-                                 first=previous is None, rung=protocol.Rung.START if previous is None
-                                 else protocol.Rung.SWAP, detail=worker.why if previous is not None else ""))
+        ready = protocol.Ready(revision=worker.revision, pid=worker.pid, duration_ms=message.duration_ms,
+                               first=previous is None, rung=protocol.Rung.START if previous is None
+                               else protocol.Rung.SWAP, detail=worker.why if previous is not None else "")
+        if previous is not None:
+            self.handover.begin(ready, previous.pid)
+        else:
+            self.emit(ready)
         if self.stopping:
             _kill(worker.pid, signal.SIGTERM)
 
@@ -325,6 +344,7 @@ class Supervisor:
             self._on_exit(worker, code)
 
     def _on_exit(self, worker: Worker, code: int) -> None:
+        self.handover.released(worker.pid)
         if worker in self.retiring:
             self.retiring.remove(worker)
         elif worker is self.pending:
@@ -336,29 +356,27 @@ class Supervisor:
             if self.patches.in_flight is not None:  # it died answering a patch: the restart loads the save
                 self.revision = self.patches.cancel() - 1
             if not self.stopping:
-                self._restart_crashed(worker, code)
+                self.emit(self.backoff.crashed(worker, code))
 
     def _revision_failed(self, worker: Worker, code: int) -> None:
-        if worker.failure is not None:
-            stage, text = worker.failure.stage, worker.failure.traceback
-        else:
-            stage, text = protocol.Stage.START, f"worker exited with code {code} before it was ready"
         serving = self.current.revision if self.current else None
-        logger.error(f"Revision {worker.revision} failed ({stage}); "
-                     + (f"revision {serving} keeps serving" if serving else "no revision is serving"))
-        self.emit(protocol.Failed(revision=worker.revision, stage=stage, traceback=text,
-                                  duration_ms=round((time.perf_counter() - worker.started) * 1000, 3),
-                                  serving_revision=serving, exit_code=code))
+        self.emit(failed_revision(worker, code, serving))
         if serving is None and not self.options.stay_up_on_failure and not self.stopping:
             self.exit_code = 3
             self.stopping = True
 
-    def _restart_crashed(self, worker: Worker, code: int) -> None:
-        """The serving worker died under us (a crash in run(), an OOM kill): start it again."""
-        crashes, delay = self.backoff.crashed(worker.ready_at)
-        logger.error(f"Worker {worker.pid} of revision {worker.revision} exited with code {code}; restarting it"
-                     + (f" in {delay:.1f} s ({crashes} crashes in a row)" if crashes > 1 else ""))
-        self.emit(protocol.Crashed(revision=worker.revision, pid=worker.pid, exit_code=code))
+
+def failed_revision(worker: Worker, code: int, serving: int | None) -> protocol.Failed:
+    """What devtui hears (and the log says) of a worker that exited with ``code`` before it was ready."""
+    if worker.failure is not None:
+        stage, text = worker.failure.stage, worker.failure.traceback
+    else:
+        stage, text = protocol.Stage.START, f"worker exited with code {code} before it was ready"
+    logger.error(f"Revision {worker.revision} failed ({stage}); "
+                 + (f"revision {serving} keeps serving" if serving else "no revision is serving"))
+    return protocol.Failed(revision=worker.revision, stage=stage, traceback=text,
+                           duration_ms=round((time.perf_counter() - worker.started) * 1000, 3),
+                           serving_revision=serving, exit_code=code)
 
 
 def write_event(options: Options, event: protocol.ServerEvent) -> None:

@@ -54,6 +54,7 @@ class Options:
     debug_wait: bool = False
     reload_mode: str = "patch"  # patch: a reload tries rung 0 first; swap: always a new worker
     flow_dir: str | None = None  # a prompt flow folder, served by prompt flow's app (flow_worker.py)
+    handover_timeout_s: float = 0.25  # a swap's Ready waits this long at most for the old worker (handover.py)
 
 
 def draining_protocol(admission=None):
@@ -117,6 +118,7 @@ def quick_exit_server():
 
     class QuickExitServer(uvicorn.Server):
         on_loop = None  # called with the running loop once it runs
+        on_draining = None  # called once it no longer accepts connections
 
         async def serve(self, sockets=None) -> None:
             self.loop = asyncio.get_running_loop()
@@ -133,6 +135,9 @@ def quick_exit_server():
         def stop_accepting(self) -> None:
             for server in getattr(self, "servers", []):
                 server.close()
+            if self.on_draining is not None:
+                self.on_draining, draining = None, self.on_draining
+                draining()
             # Open keep-alive connections too: their next answer says Connection: close, so
             # clients move to the new worker now rather than at uvicorn's next tick.
             for connection in list(self.server_state.connections):
@@ -418,6 +423,7 @@ def serve_app(config, options: Options, sock: socket.socket, report, *, roots: t
     stops while they last."""
     loaded_by_parent = set(sys.modules) if loaded_by_parent is None else loaded_by_parent
     server = quick_exit_server()(config)
+    server.on_draining = lambda: report(protocol.WorkerDraining)  # the supervisor may announce the next revision
     if patchable:  # before ready is reported: from then on the supervisor may ask for a patch (SIGUSR1)
         server.on_loop = PatchRequests(report).listen()
     report(protocol.WorkerReady)

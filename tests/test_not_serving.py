@@ -22,6 +22,7 @@ import httpx
 import pytest
 
 from helpers import ROOT, free_port, wait_for
+from inference_server import protocol
 
 GOOD = '''
 import os
@@ -88,7 +89,7 @@ class Server:
 def start(tmp_path):
     started: list[Server] = []
 
-    def start_server(source: str, *extra: str) -> Server:
+    def start_server(source: str, *extra: str, pass_fds: tuple[int, ...] = ()) -> Server:
         folder = tmp_path / f"code{len(started)}"
         folder.mkdir()
         (folder / "score.py").write_text(source)
@@ -103,7 +104,7 @@ def start(tmp_path):
             [sys.executable, "-m", "inference_server", "--entry_script", str(folder / "score.py"),
              "--port", str(port), "--stay-up-on-failure", *extra],
             env=env, cwd=folder, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
-            start_new_session=True)
+            start_new_session=True, pass_fds=pass_fds)
         server = Server(folder, port, process, log_path, log_file)
         started.append(server)
         return server
@@ -316,3 +317,90 @@ def test_a_stopping_server_answers_503_while_it_drains(start):
         thread.join(timeout=30)
     assert in_flight[0].json() == {"revision": "drained"}  # the request in flight was not cut
     assert server.process.wait(timeout=30) == 0
+
+
+# -- a swap is announced once the old worker no longer accepts ----------------------------------------
+
+
+class Events:
+    """The server's events, read from the pipe devtui would pass (--events-fd)."""
+
+    def __init__(self, fd: int):
+        os.set_blocking(fd, False)
+        self.fd, self.buffer, self.seen = fd, b"", []
+
+    def read(self) -> list[protocol.ServerEvent]:
+        try:
+            while chunk := os.read(self.fd, 65536):
+                self.buffer += chunk
+        except BlockingIOError:
+            pass
+        *lines, self.buffer = self.buffer.split(b"\n")
+        self.seen += [protocol.decode(line) for line in lines if line]
+        return self.seen
+
+    def ready(self, revision: int) -> protocol.Ready | None:
+        return next((e for e in self.read() if isinstance(e, protocol.Ready) and e.revision == revision), None)
+
+
+def sigterm_pending(pid: int) -> bool:
+    """Whether SIGTERM was sent to ``pid`` and waits there (the process is stopped)."""
+    with open(f"/proc/{pid}/status") as status:
+        fields = dict(line.split(":", 1) for line in status)
+    return bool(int(fields["ShdPnd"], 16) & (1 << (signal.SIGTERM - 1)))
+
+
+@pytest.fixture
+def swapping(start):
+    """A server whose events the test reads, and which swaps (SIGUSR2); ``hold`` seconds at most
+    for the old worker to stop accepting."""
+    opened: list[int] = []
+
+    def swapping_server(hold: float) -> tuple[Server, Events]:
+        read_end, write_end = os.pipe()
+        opened.append(read_end)
+        server = start(GOOD, "--events-fd", str(write_end), "--handover-timeout", str(hold), pass_fds=(write_end,))
+        os.close(write_end)
+        events = Events(read_end)
+        wait_for(lambda: events.ready(1), timeout=30, message="revision 1 ready")
+        return server, events
+
+    yield swapping_server
+    for fd in opened:
+        os.close(fd)
+
+
+def test_a_swap_is_announced_only_once_the_old_worker_stopped_accepting(swapping):
+    """A client that connects on the Ready event must reach the new revision: the old worker
+    stops accepting only when it next runs, so Ready waits for it to say so."""
+    server, events = swapping(hold=120)
+    old = events.ready(1).pid
+    os.kill(old, signal.SIGSTOP)  # it cannot stop accepting until it runs again
+    try:
+        server.save(GOOD.replace('"good"', '"swapped"'))
+        server.process.send_signal(signal.SIGUSR2)
+        server.wait_log("Revision 2 ready")
+        wait_for(lambda: sigterm_pending(old), timeout=30, message="the supervisor to tell the old worker to stop")
+        assert events.ready(2) is None, "Ready while the old worker may still accept connections"
+    finally:
+        os.kill(old, signal.SIGCONT)
+    # The old worker's word, not the 120 s limit, lets Ready go.
+    ready = wait_for(lambda: events.ready(2), timeout=30, message="revision 2 announced")
+    answer = server.post().json()
+    assert answer == {"revision": "swapped", "pid": ready.pid}
+
+
+def test_an_old_worker_that_does_not_answer_delays_the_swap_only_briefly(swapping):
+    """A worker held by a debugger (here: stopped) accepts nothing meanwhile: Ready goes out
+    after the hold anyway, and the new revision answers."""
+    server, events = swapping(hold=0.25)
+    old = events.ready(1).pid
+    os.kill(old, signal.SIGSTOP)
+    try:
+        server.save(GOOD.replace('"good"', '"swapped"'))
+        server.process.send_signal(signal.SIGUSR2)
+        ready = wait_for(lambda: events.ready(2), timeout=30, message="revision 2 announced")
+        assert server.post().json() == {"revision": "swapped", "pid": ready.pid}
+    finally:
+        os.kill(old, signal.SIGCONT)
+

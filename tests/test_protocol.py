@@ -23,6 +23,7 @@ from inference_server.protocol import (
     Starting,
     Stopped,
     WorkerDebugStop,
+    WorkerDraining,
     WorkerFailed,
     WorkerLearned,
     WorkerReady,
@@ -50,6 +51,7 @@ STATUS = [
     WorkerFailed(revision=1, pid=4243, duration_ms=3.0, stage=Stage.LOAD, traceback="SyntaxError"),
     WorkerLearned(revision=1, pid=4243, duration_ms=14.0, modules=("numpy", "sklearn.linear_model")),
     WorkerDebugStop(revision=1, pid=4243, duration_ms=900.0, where=None),
+    WorkerDraining(revision=1, pid=4243, duration_ms=5000.0),
 ]
 
 
