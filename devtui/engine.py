@@ -46,6 +46,18 @@ def check_port(host: str, port: int, what: str = "port", flag: str = "--port") -
             raise PortInUse(host, port, what, flag) from None
 
 
+def port_to_reuse(host: str, port: int, say: Callable[..., None]) -> int:
+    """The port a restarted server gets when devtui chose it: the one it had, so the scoring URI
+    stays the same; 0 (a free one) when another process took it meanwhile, which ``say`` tells."""
+    try:
+        check_port(host, port)
+    except PortInUse:
+        say(f"Port {port} was taken by another process while the server restarted: it listens on a new port, "
+            "and the scoring URI changes (pass --port to keep one)")
+        return 0
+    return port
+
+
 class Engine(ServerEvents):
     def __init__(self, deployment: spec.LocalDeployment, workdir: Path, *, runtime: str = "process",
                  host: str = "127.0.0.1", port: int | None = None, watch: bool = True,
@@ -59,7 +71,7 @@ class Engine(ServerEvents):
         self.workdir = workdir
         self.runtime_name = runtime
         self.host = host
-        self.port = port or 0
+        self.port = self.port_asked = port or 0
         self.watch_enabled = watch
         # How the deployment was loaded, to load it again when its YAML changes.
         self._source = (deployment.deployment_file, deployment.endpoint_file, name)
@@ -88,8 +100,9 @@ class Engine(ServerEvents):
     # -- lifecycle -------------------------------------------------------------------------------
 
     def _new_runtime(self) -> runtimes.Runtime:
+        port = self.port if self.port_asked else port_to_reuse(self.host, self.port, self._say)
         return self._runtimes_from(self.runtime_name, self.deployment, self.workdir, self, host=self.host,
-                               port=self.port, debug=self.debug, reload_mode=self.reload_mode)
+                                   port=port, debug=self.debug, reload_mode=self.reload_mode)
 
     async def start(self) -> str:
         """Stage and start; returns Succeeded or Failed once the first revision has an outcome.

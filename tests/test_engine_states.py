@@ -6,6 +6,7 @@ event kind has exactly one handler, in the engine and in the app."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import typing
 
 import httpx
@@ -154,3 +155,45 @@ async def test_a_server_that_never_served_is_not_restarted(engine):
     assert engine._recovery is None
     await engine.stop()
     assert len(FakeRuntime.instances) == 1
+
+
+async def test_a_restart_finds_its_port_taken_and_listens_on_a_new_one(tmp_path):
+    """devtui chose the port (no --port): a restart asks for the same one, so the scoring URI stays;
+    if another process took it meanwhile, the server gets a new one rather than failing to bind."""
+    taker = socket.socket()
+
+    class PortTakenWhileStopped(FakeRuntime):
+        async def stop(self) -> None:
+            port = self.server.sockets[0].getsockname()[1] if self.server else None
+            await super().stop()
+            if port is not None and not taker.getsockname()[1]:
+                taker.bind(("127.0.0.1", port))
+                taker.listen()
+
+    FakeRuntime.instances.clear()
+    engine = Engine(spec.load(SAMPLES / "sklearn-regression"), tmp_path / "work", watch=False,
+                    runtimes_from=PortTakenWhileStopped)
+    said: list[str] = []
+    engine.subscribe(lambda e: said.extend(r.text for r in e.records) if isinstance(e, Logs) else None)
+    try:
+        assert await engine.start() == SUCCEEDED
+        first_port = engine.port
+        assert await engine.restart("YAML change") == SUCCEEDED
+        assert taker.getsockname()[1] == first_port
+        assert FakeRuntime.instances[1].port == 0
+        assert engine.port != first_port and f":{engine.port}/" in engine.scoring_uri
+        async with httpx.AsyncClient() as client:
+            assert (await client.post(engine.scoring_uri, content="{}")).json() == ANSWER
+        assert any(f"Port {first_port} was taken" in line for line in said), said
+    finally:
+        await engine.stop()
+        taker.close()
+
+
+async def test_a_restart_keeps_the_port_devtui_chose(engine):
+    await engine.start()
+    first_port = engine.port
+    await engine.restart("YAML change")
+    assert FakeRuntime.instances[1].port == first_port and engine.port == first_port
+    await engine.stop()
+
