@@ -2,8 +2,11 @@
 
 - The server's own libraries, once, at start.
 - Before the first worker: the third-party modules the scoring script imports at its top (read
-  from its syntax tree, never by running it), and those a previous run of the same deployment
-  learned (``--warm-file``), so a deployment started again is warm from its first save.
+  from its syntax tree, never by running it), the libraries a pickled model needs (read from
+  the pickle's opcodes, never unpickled: scikit-learn for a joblib'd estimator, torch for a
+  ``torch.save`` file), and those a previous run of the same deployment learned
+  (``--warm-file``), so a deployment started again is warm from its first save. The worker finds
+  them loaded instead of importing them a second time beside the parent.
 - While a worker loads the script and runs ``init()`` (it reports every ``LEARN_EVERY_S``), and
   after its first ``run()``: whatever third-party modules it imported (lazily importing
   libraries, transformers or torch submodules, load most there). Told during ``init()``, this
@@ -19,13 +22,16 @@ from __future__ import annotations
 import ast
 import importlib
 import importlib.util
+import io
 import json
 import logging
 import os
+import pickletools
 import sys
 import sysconfig
 import time
-from collections.abc import Callable, Iterable
+import zipfile
+from collections.abc import Callable, Iterable, Iterator
 
 logger = logging.getLogger("azmlinfsrv.supervisor")
 
@@ -53,21 +59,23 @@ class Preloader:
         config.load()
 
     def before_first_worker(self, options) -> None:
-        """The script's own third-party imports (for a prompt flow, prompt flow's serving stack)
-        and what the last run learned, imported now."""
+        """The script's own third-party imports (for a prompt flow, prompt flow's serving stack),
+        the libraries its model's pickles name, and what the last run learned, imported now."""
         if not self.enabled:
             return
+        started = time.perf_counter()
         if options.flow_dir:
             from .flow_worker import import_serving
 
-            started = time.perf_counter()
             import_serving()
             logger.info(f"Prompt flow's serving stack imported in {(time.perf_counter() - started) * 1000:.0f} ms")
+            started = time.perf_counter()
             names = sorted(self._remembered())
         else:
-            names = static_imports(options.entry_script, (options.app_root,)) + sorted(self._remembered())
+            # Finding a submodule imports its package: the time counts from here.
+            names = (static_imports(options.entry_script, (options.app_root,))
+                     + model_imports(options.model_dir, (options.app_root,)) + sorted(self._remembered()))
         self.learn(names)
-        started = time.perf_counter()
         self.step(lambda: False)
         if self.imported:
             logger.info(f"Warm before the first worker: {len(self.imported)} modules in "
@@ -135,6 +143,80 @@ def static_imports(entry_script: str, user_roots: Iterable[str]) -> list[str]:
             names.append(statement.module)
     roots = tuple(os.path.join(os.path.abspath(r), "") for r in user_roots)
     return [name for name in dict.fromkeys(names) if _installed(name, roots)]
+
+
+# Files that may hold a pickle (a zip of them: torch.save), and how much of each is read: a
+# pickle names its classes before their data.
+PICKLE_SUFFIXES = {".pkl", ".pickle", ".joblib", ".sav", ".pt", ".pth", ".bin"}
+MODEL_FILES_READ, MODEL_BYTES_READ, MODEL_ENTRIES_SEEN = 16, 1 << 20, 5000
+
+
+def model_imports(model_dir: str | None, user_roots: Iterable[str]) -> list[str]:
+    """The installed libraries the pickles in ``model_dir`` name, read from their opcodes."""
+    if not model_dir:
+        return []
+    names = [name for path in _pickled_files(model_dir) for data in _pickles(path) for name in pickle_modules(data)]
+    roots = tuple(os.path.join(os.path.abspath(r), "") for r in user_roots)
+    return [name for name in dict.fromkeys(names) if _installed(name, roots)]
+
+
+def _pickled_files(model_dir: str) -> Iterator[str]:
+    found = seen = 0
+    for folder, folders, files in os.walk(model_dir):
+        folders.sort()
+        seen += len(files) + len(folders)
+        for name in sorted(files):
+            if os.path.splitext(name)[1].lower() in PICKLE_SUFFIXES:
+                yield os.path.join(folder, name)
+                found += 1
+                if found == MODEL_FILES_READ:
+                    return
+        if seen > MODEL_ENTRIES_SEEN:  # a model folder of thousands of files: enough was looked at
+            return
+
+
+def _pickles(path: str) -> Iterator[bytes]:
+    """The first bytes of the pickle in ``path``, or of each pickle in it when it is a zip."""
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                for member in [m for m in archive.namelist() if m.endswith(".pkl")][:MODEL_FILES_READ]:
+                    with archive.open(member) as f:
+                        yield f.read(MODEL_BYTES_READ)
+        else:
+            with open(path, "rb") as f:
+                yield f.read(MODEL_BYTES_READ)
+    except (OSError, zipfile.BadZipFile, RuntimeError):  # RuntimeError: an encrypted member
+        return
+
+
+_STRINGS = {"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE"}
+_GETS, _PUTS = {"BINGET", "LONG_BINGET", "GET"}, {"BINPUT", "LONG_BINPUT", "PUT"}
+
+
+def pickle_modules(data: bytes) -> list[str]:
+    """The modules a pickle's GLOBAL and STACK_GLOBAL opcodes name, as far as ``data`` is a
+    pickle (joblib puts raw array bytes between its pickles; a read stops at the first)."""
+    modules: list[str] = []
+    strings: list[str] = []  # pushed, in order: STACK_GLOBAL takes its module from them
+    memo: dict[int, str | None] = {}
+    top: str | None = None  # the string on top of the stack, if the last push was one
+    try:
+        for opcode, arg, _ in pickletools.genops(io.BytesIO(data)):
+            name = opcode.name
+            if name == "MEMOIZE" or name in _PUTS:
+                memo[len(memo) if name == "MEMOIZE" else arg] = top
+                continue
+            top = arg if name in _STRINGS else memo.get(arg) if name in _GETS else None
+            if top is not None:
+                strings.append(top)
+            elif name == "GLOBAL":
+                modules.append(arg.split(" ", 1)[0])
+            elif name == "STACK_GLOBAL" and len(strings) >= 2:
+                modules.append(strings[-2])
+    except Exception:  # the end of the pickle, or of what was read of it
+        pass
+    return modules
 
 
 def _installed(name: str, user_roots: tuple[str, ...]) -> bool:

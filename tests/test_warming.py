@@ -1,13 +1,16 @@
 """The warm parent before the first save (issue 9, part 2): the supervisor imports the script's
-own third-party imports before the first worker, learns what workers import in init() and their
-first run(), and keeps that per deployment so the next start is warm from its first save."""
+own third-party imports and the libraries its pickled model names before the first worker,
+learns what workers import in init() and their first run(), and keeps that per deployment so the
+next start is warm from its first save."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import re
+import pickle
 import shutil
+import zipfile
 
 import httpx
 import pytest
@@ -16,7 +19,7 @@ from devtui import spec
 from devtui.engine import Engine
 from devtui.events import INFERENCE_SERVER, SUCCEEDED, Logs
 from helpers import SAMPLES
-from inference_server.warming import static_imports
+from inference_server.warming import model_imports, static_imports
 
 pytestmark = pytest.mark.anyio
 
@@ -111,3 +114,66 @@ async def test_the_parent_imports_what_init_imports_while_init_still_runs(tmp_pa
         assert answer.json() == {"parent_warm_during_init": True}
     finally:
         await engine.stop()
+
+
+
+class _RunsCodeWhenUnpickled:
+    def __reduce__(self):
+        return (open, ("UNPICKLED-MARKER", "w"))
+
+
+def test_a_pickled_models_libraries_are_read_from_its_opcodes_never_unpickled(tmp_path, monkeypatch):
+    import numpy
+
+    monkeypatch.chdir(tmp_path)
+    model = tmp_path / "model"
+    shutil.copytree(SAMPLES / "sklearn-regression" / "model", model)
+    # torch.save writes a zip whose data.pkl names the classes; a pickle here would run code if loaded.
+    with zipfile.ZipFile(model / "weights.pt", "w") as archive:
+        archive.writestr("weights/data.pkl", pickle.dumps([numpy.float64(1.5), _RunsCodeWhenUnpickled()]))
+    (model / "notes.txt").write_text("not a pickle")
+    (model / "broken.pkl").write_bytes(b"\x80\x05garbage")
+
+    found = model_imports(str(model), [str(tmp_path / "code")])
+    # joblib's file: scikit-learn's estimator module, read up to where joblib's raw arrays begin.
+    assert "sklearn.linear_model._ridge" in found and "joblib.numpy_pickle" in found
+    assert any(name.startswith("numpy") for name in found)
+    assert not any(name.startswith(("builtins", "io", "test_warming")) for name in found)  # not installed libraries
+    assert not (tmp_path / "UNPICKLED-MARKER").exists()
+
+
+# init() says whether scikit-learn was already loaded when it began: only the parent can have
+# loaded it, since the script never imports it (joblib.load does, to unpickle the estimator).
+INHERITS_SCRIPT = '''
+import os
+import sys
+
+import joblib
+
+
+def init():
+    global inherited, model
+    inherited = "sklearn.linear_model" in sys.modules
+    model = joblib.load(os.path.join(os.environ["AZUREML_MODEL_DIR"], "model", "sklearn_regression_model.pkl"))
+
+
+def run(raw_data):
+    return {"sklearn_loaded_before_init": inherited}
+'''
+
+
+async def test_the_first_worker_finds_the_models_libraries_loaded_by_the_parent(tmp_path):
+    """A first start (nothing learned before): the parent imports scikit-learn, which the model's
+    pickle names, before it forks the first worker, so the worker does not import it again."""
+    folder = tmp_path / "sklearn"
+    shutil.copytree(SAMPLES / "sklearn-regression", folder)
+    (folder / "onlinescoring" / "score.py").write_text(INHERITS_SCRIPT)
+    engine = Engine(spec.load(folder), tmp_path / "work", port=0, watch=False)
+    try:
+        assert await engine.start() == SUCCEEDED
+        async with httpx.AsyncClient(timeout=10) as client:
+            answer = await client.post(engine.scoring_uri, json={"data": []})
+        assert answer.json() == {"sklearn_loaded_before_init": True}
+    finally:
+        await engine.stop()
+
