@@ -313,26 +313,24 @@ def test_q_quits_and_the_server_is_gone(make_app):
 
 
 def test_q_typed_in_the_filter_does_not_quit_but_ctrl_c_does(make_app):
-    app = make_app()
+    app = make_app(fake=True)  # what quitting does to a real server: test_q_quits_and_the_server_is_gone
 
     async def scenario():
         async with running(app) as pilot:
             await ready(pilot)
-            server = app.engine.runtime.process.pid
             await pilot.press("slash")
             filter_input = app.query_one("#log-filter", Input)
             assert app.focused is filter_input
             await pilot.press("q")
             await pilot.pause()
             assert filter_input.value == "q"
-            assert app.is_running and not app.engine.stopped and pid_alive(server)
+            assert app.is_running and not app.engine.stopped and "stop" not in fake(app).calls
             await pilot.press("ctrl+c")
             await until(pilot, lambda: app.return_code is not None, message="the app to exit")
-        return server
 
-    server = run_async(scenario())
+    run_async(scenario())
     assert app.engine.stopped
-    assert not pid_alive(server)
+    assert fake(app).calls[-1] == "stop"
 
 
 # -- hot reload from the editor ---------------------------------------------------------------------
