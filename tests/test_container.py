@@ -404,7 +404,7 @@ def test_failed_build_leaves_no_intermediate_container(sample, endpoint, docker_
     assert not left, f"the failed build left containers {left}"
 
 
-def test_dockerfile_that_builds_serves(sample, endpoint, docker_client, tmp_path):
+def test_dockerfile_that_builds_serves_and_purge_removes_its_images(sample, endpoint, docker_client, tmp_path):
     name = endpoint("ct-buildok")
     folder = sample("sklearn-regression")
     write_build_deployment(folder, "FROM python:3.11-slim\nRUN echo from-the-dockerfile > /built.txt\n")
@@ -433,6 +433,14 @@ def test_dockerfile_that_builds_serves(sample, endpoint, docker_client, tmp_path
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+    # What was built on the endpoint's own image serves nothing else: --purge removes it all, even
+    # though the engine refuses to remove an image another is built on.
+    selector = {"label": f"{LABEL}={name}"}
+    built = {tag.split(":")[0] for image in docker_client.images.list(filters=selector) for tag in image.tags}
+    assert built == {f"devtui-user-{name}-blue", "devtui-server", "devtui-env"}, built
+    devtui("down", "-n", name, "--purge")
+    assert docker_client.images.list(filters=selector) == []
 
 
 @pytest.fixture
