@@ -3,7 +3,7 @@ reload latency through the sync into the container plus the worker swap.
 
 On a temporary copy of samples/sklearn-regression, with its own DEVTUI_HOME:
 1. the first `up --runtime container --detach` (with --cold, after removing devtui's
-   environment images, so it includes the image build: wheels come from the host's pip cache);
+   images, server layers too, so it includes the image build: wheels come from the host's pip cache);
 2. `--starts` more `up`/`down` cycles with the image built: the time to `Succeeded`;
 3. with it up, `--saves` saves of score.py written like an editor, each followed by POST /score
    in a tight loop until the answer carries the save's number.
@@ -51,7 +51,7 @@ def main() -> int:
     parser.add_argument("--gap", type=float, default=0.2)
     parser.add_argument("--timeout", type=float, default=10)
     parser.add_argument("--poll-interval", type=float, default=0.0)
-    parser.add_argument("--cold", action="store_true", help="remove devtui's environment images first")
+    parser.add_argument("--cold", action="store_true", help="remove devtui's images (server layers too) first")
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     args = parser.parse_args()
 
@@ -59,7 +59,10 @@ def main() -> int:
 
     client = docker.from_env()
     if args.cold:
-        for image in client.images.list(filters={"label": "devtui=image"}):
+        built = [image for role in ("image", "server-layer")
+                 for image in client.images.list(filters={"label": f"devtui={role}"})]
+        # Deepest first: the engine refuses to remove an image another is built on (a server layer).
+        for image in sorted(built, key=lambda image: len(image.history()), reverse=True):
             client.images.remove(image.id, force=True)
     with tempfile.TemporaryDirectory(prefix="devtui-bench-container-") as folder:
         work = Path(folder)

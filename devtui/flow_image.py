@@ -6,9 +6,10 @@ pulled yet: it is several GB), devtui builds a stand-in rather than pull it: the
 image plus ``promptflow-core`` (the version devtui's flow extra installs here, so both runtimes serve
 with the same prompt flow) plus devtui's scoring server. The stand-in is named
 ``devtui-promptflow-runtime:<hash>`` and labelled ``devtui.stands-in-for=<the runtime image>``, so
-nobody takes it for the real one. Either way the flow's ``requirements.txt`` is installed into it,
+nobody takes it for the real one; its ``promptflow-core`` is in the server layer, with the scoring
+server's own packages. Either way the flow's ``requirements.txt`` is installed above that layer,
 through the same host-side wheelhouse as a conda file (``images.ImageBuilder``): a change of it
-rebuilds (``watch.classify``).
+rebuilds the environment image, and only that (``watch.classify``).
 """
 
 from __future__ import annotations
@@ -71,10 +72,12 @@ class FlowImageBuilder(ImageBuilder):
                  "to run in the real one.")
         return self.local_or_pulled(STAND_IN_BASE)
 
+    def server_requirements(self) -> list[str]:
+        # The stand-in's prompt flow is in its server layer: it does not change with the flow.
+        return super().server_requirements() + ([promptflow_requirement()] if self.stand_in else [])
+
     def requirements(self, base: str, python: str) -> list[str]:
         requirements = super().requirements(base, python)
-        if self.stand_in:
-            requirements.append(promptflow_requirement())
         if self.requirements_file is not None:
             requirements += read_requirements(self.requirements_file)
         return requirements

@@ -3,10 +3,21 @@
 An ``environment`` of ``image`` + ``conda_file`` becomes that image with the conda file's
 packages (conda names mapped to PyPI names) installed with pip; ``build: {path,
 dockerfile_path}`` is built as the user wrote it. Either way devtui's scoring server and what it
-needs are added on top. Python packages are resolved and downloaded on the host into a wheel
-folder and installed in the image with ``--no-index``: this works where containers cannot reach
-the package index, and it reuses the host's pip cache. The tag is a hash of everything that went
-in, so an unchanged environment is never built twice.
+needs are added on top, in two images, stable layers first as a Dockerfile orders them:
+
+- the *server layer* (``devtui-server:<hash>``): the base image plus the packages the scoring
+  server needs, tagged by a hash of the base image's id, its Python and those requirements. It
+  is shared by every deployment on that base and reused when only the environment's own
+  requirements change;
+- the *environment image* (``devtui-env:<hash>``) FROM it: the environment's requirements, then
+  the scoring server's source, copied last so a change of devtui alone rebuilds only that step.
+  Its tag is a hash of everything that went in, so an unchanged environment is never built twice.
+
+Python packages are resolved and downloaded on the host (``wheels.py``) and installed with
+``--no-index``. The server layer records the versions it was given (label ``devtui.server-pins``)
+and the environment's requirements are downloaded under them as pip constraints, so they do not
+quietly bring other versions of what the server runs on; a requirement that cannot be resolved
+with them is downloaded without them, and the log says what it replaces.
 """
 
 from __future__ import annotations
@@ -15,8 +26,6 @@ import hashlib
 import io
 import json
 import re
-import subprocess
-import sys
 import tarfile
 import tempfile
 import time
@@ -27,9 +36,10 @@ from pathlib import Path
 import inference_server
 
 from .spec import LocalDeployment, SpecError, load_conda
+from .wheels import Wheelhouse, WheelError, pin_lines, pins
 
-# Bump when the Dockerfile template changes, so old images are not reused.
-TEMPLATE_VERSION = "1"
+# Bump when the Dockerfile templates change, so old images are not reused.
+TEMPLATE_VERSION = "2"
 # What inference_server imports (debugpy: for --debug).
 SERVER_REQUIREMENTS = ["fastapi", "uvicorn[standard]", "werkzeug", "debugpy"]
 # The cloud's scoring server packages: devtui's own server stands in for them.
@@ -41,6 +51,10 @@ CONDA_TO_PYPI = {"pytorch": "torch", "pytorch-cpu": "torch", "py-xgboost": "xgbo
                  "py-lightgbm": "lightgbm", "pyyaml": "PyYAML", "matplotlib-base": "matplotlib",
                  "tensorflow-cpu": "tensorflow", "msgpack-python": "msgpack", "typing_extensions": "typing-extensions"}
 LABEL = "devtui"
+# On a server layer, the versions it was given ("name==version ..."); its images inherit it.
+PINS_LABEL = f"{LABEL}.server-pins"
+# On an environment image, the server layer it was built FROM.
+SERVER_LAYER_LABEL = f"{LABEL}.server-layer"
 
 
 class ImageError(Exception):
@@ -128,21 +142,35 @@ def _server_digest() -> str:
     return digest.hexdigest()
 
 
-def _dockerfile(base: str) -> str:
-    return f"""FROM {base}
-ENV PIP_BREAK_SYSTEM_PACKAGES=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
-COPY requirements.txt /tmp/devtui/requirements.txt
+def _key(*parts) -> str:
+    return hashlib.sha256(json.dumps([TEMPLATE_VERSION, *parts]).encode()).hexdigest()[:16]
+
+
+# Installs the wheels in the build context (downloaded on the host) without reaching an index.
+_INSTALL = """COPY requirements.txt /tmp/devtui/requirements.txt
 COPY wheels /tmp/devtui/wheels
 RUN python -m pip install --no-index --find-links /tmp/devtui/wheels -r /tmp/devtui/requirements.txt \\
     && rm -rf /tmp/devtui
-COPY inference_server /opt/devtui/inference_server
-ENV PYTHONPATH=/opt/devtui
+"""
+
+
+def _server_layer_dockerfile(base: str) -> str:
+    # PYTHONPATH and the working directory are the scoring server's and never change: set here,
+    # so the environment image ends with the one step that does (the server's source).
+    return f"""FROM {base}
+ENV PIP_BREAK_SYSTEM_PACKAGES=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
+{_INSTALL}ENV PYTHONPATH=/opt/devtui
 WORKDIR /var/azureml-app
 """
 
 
+def _environment_dockerfile(server_layer: str, install: bool) -> str:
+    return f"FROM {server_layer}\n{_INSTALL if install else ''}COPY inference_server /opt/devtui/inference_server\n"
+
+
 class ImageBuilder:
     repository = "devtui-env"  # the environment images' name; the tag is a hash of what went in
+    layer_repository = "devtui-server"  # the server layers' name, shared by every environment
 
     def __init__(self, client, deployment: LocalDeployment, cache: Path,
                  log: Callable[[list[str]], None], progress: Callable[[str, float, float], None]):
@@ -151,15 +179,12 @@ class ImageBuilder:
         self.cache = cache
         self.log = lambda *lines: log(list(lines))
         self.progress = progress
-        self.pip: subprocess.Popen | None = None
-        self.cancelled = False
+        self.wheels = Wheelhouse(self.log, progress)
         self.building = False  # an engine-side build runs: it ends when devtui's connection does
 
     def cancel(self) -> None:
         """Stop downloading; a build in progress ends with devtui (the engine cancels it)."""
-        self.cancelled = True
-        if self.pip is not None and self.pip.poll() is None:
-            self.pip.kill()
+        self.wheels.cancel()
 
     # -- base image ------------------------------------------------------------------------------
 
@@ -243,84 +268,92 @@ class ImageBuilder:
         started = time.perf_counter()
         base = self.base()
         python = self.python_version(base)
-        requirements = self.requirements(base, python)
-        key = hashlib.sha256(json.dumps([TEMPLATE_VERSION, self.client.images.get(base).id, python, requirements,
-                                         _server_digest()]).encode()).hexdigest()[:16]
-        tag = f"{self.repository}:{key}"
-        try:
-            self.client.images.get(tag)
-        except Exception:
-            pass
-        else:
-            self.log(f"Image {tag} is up to date ({base} + {len(requirements)} requirements); nothing to build.")
+        base_id = self.client.images.get(base).id
+        server, own = self.server_requirements(), self.requirements(base, python)
+        tag = f"{self.repository}:{_key(base_id, python, server, own, _server_digest())}"
+        if self.present(tag):
+            self.log(f"Image {tag} is up to date ({base} + {len(server) + len(own)} requirements); nothing to build.")
             return tag
-        self.log(f"Building image {tag}: {base} (Python {python}) + {', '.join(requirements)}")
+        layer = self.server_layer(base, base_id, python, server)
+        self.log(f"Building image {tag}: server layer {layer} + {', '.join(own) or 'no requirements of its own'}"
+                 ", then devtui's scoring server")
         with tempfile.TemporaryDirectory(prefix="devtui-build-") as folder:
             wheels = Path(folder) / "wheels"
-            self._download(requirements, python, wheels, self.requirements_file)
-            context = self._context(base, requirements, wheels)
-            self._stream_build(lambda: self.client.api.build(
-                fileobj=context, custom_context=True, tag=tag, rm=True, forcerm=True, decode=True,
-                labels=self._labels()),
-                "the environment image")
+            wheels.mkdir()
+            if own:
+                pinned = self.client.images.get(layer).labels.get(PINS_LABEL, "")
+                self._download(own, python, wheels, dict(pin.split("==", 1) for pin in pinned.split()))
+            self._build(_environment_dockerfile(layer, bool(own)), own, wheels, tag,
+                        {**self._labels(), SERVER_LAYER_LABEL: layer}, "the environment image", server_source=True)
         self.log(f"Built {tag} in {time.perf_counter() - started:.1f} s")
         return tag
 
+    def server_layer(self, base: str, base_id: str, python: str, requirements: list[str]) -> str:
+        """The tag of ``base`` plus what the scoring server needs, built if no environment built it yet."""
+        tag = f"{self.layer_repository}:{_key(base_id, python, requirements)}"
+        if self.present(tag):
+            self.log(f"Server layer {tag} is up to date ({base} + {', '.join(requirements)}): reused, not rebuilt.")
+            return tag
+        started = time.perf_counter()
+        self.log(f"Building server layer {tag}: {base} (Python {python}) + {', '.join(requirements)}")
+        with tempfile.TemporaryDirectory(prefix="devtui-build-") as folder:
+            wheels = Path(folder) / "wheels"
+            self._download(requirements, python, wheels)
+            # Not the endpoint's labels: the layer is shared by every deployment on this base.
+            labels = {LABEL: "server-layer", PINS_LABEL: " ".join(pin_lines(pins(wheels)))}
+            self._build(_server_layer_dockerfile(base), requirements, wheels, tag, labels, "the server layer")
+        self.log(f"Built server layer {tag} in {time.perf_counter() - started:.1f} s")
+        return tag
+
+    def server_requirements(self) -> list[str]:
+        """What the scoring server needs installed: the server layer's requirements."""
+        return list(SERVER_REQUIREMENTS)
+
     def requirements(self, base: str, python: str) -> list[str]:
-        """What pip installs into ``base``: the scoring server's packages and the conda file's."""
-        requirements = list(SERVER_REQUIREMENTS)
+        """The environment's own requirements, installed over the server layer: the conda file's."""
         conda_file = self.deployment.environment.conda_file
-        if conda_file:
-            conda = read_conda(conda_file)
-            if conda.python and not python.startswith(conda.python.rstrip(".*")) \
-                    and not conda.python.startswith(python):
-                self.log(f"WARNING: {conda_file.name} pins python={conda.python} but {base} has Python {python}; "
-                         "devtui uses the image's Python. Pick an image with that Python to match the cloud.")
-            if conda.replaced:
-                self.log(f"Not installing {', '.join(conda.replaced)}: devtui's scoring server stands in for it.")
-            requirements += conda.requirements
-        return requirements
+        if not conda_file:
+            return []
+        conda = read_conda(conda_file)
+        if conda.python and not python.startswith(conda.python.rstrip(".*")) \
+                and not conda.python.startswith(python):
+            self.log(f"WARNING: {conda_file.name} pins python={conda.python} but {base} has Python {python}; "
+                     "devtui uses the image's Python. Pick an image with that Python to match the cloud.")
+        if conda.replaced:
+            self.log(f"Not installing {', '.join(conda.replaced)}: devtui's scoring server stands in for it.")
+        return conda.requirements
 
     @property
     def requirements_file(self) -> Path | None:
         """The user's file the requirements come from, which a download error names."""
         return self.deployment.environment.conda_file
 
-    def _download(self, requirements: list[str], python: str, wheels: Path, source: Path | None) -> None:
-        """Resolve and download wheels for the image's Python and platform, on the host."""
+    def _download(self, requirements: list[str], python: str, wheels: Path,
+                  pinned: dict[str, str] | None = None) -> None:
+        """The server layer's wheels (no ``pinned``) or the environment's, under the server
+        layer's versions (``wheels.Wheelhouse.download_under``)."""
         arch = self.client.info().get("Architecture", "x86_64")
         arch = {"amd64": "x86_64", "arm64": "aarch64"}.get(arch, arch)
-        platforms = [f"manylinux_2_{n}_{arch}" for n in (36, 34, 31, 28, 17)] + [f"manylinux2014_{arch}",
-                                                                              f"linux_{arch}"]
-        command = [sys.executable, "-m", "pip", "download", "--disable-pip-version-check", "--progress-bar", "off",
-                   "--only-binary=:all:", "--python-version", python, "--implementation", "cp",
-                   "--dest", str(wheels)]
-        for platform in platforms:
-            command += ["--platform", platform]
-        self.log(f"Downloading wheels for Python {python} on {arch} (pip, on this machine)")
-        self.progress("Downloading wheels", 0, 0)
-        process = self.pip = subprocess.Popen(command + requirements, stdout=subprocess.PIPE,
-                                              stderr=subprocess.STDOUT, text=True)
-        output = []
-        for line in process.stdout:
-            output.append(line.rstrip())
-            if line.startswith(("Collecting", "Saved", "ERROR")):
-                self.log(f"  {line.rstrip()}")
-        if process.wait() != 0:
-            if self.cancelled:
-                raise ImageError("the image build was cancelled")
-            missing = re.findall(r"No matching distribution found for (\S+)", "\n".join(output))
-            where = f"{source}: " if source else ""
-            if missing:
-                hint = (" If it is a conda-only package, drop it or name its PyPI equivalent in the pip section."
-                        if source == self.deployment.environment.conda_file else " Check the name and the version.")
-                raise ImageError(f"{where}no wheel on PyPI for {', '.join(missing)} (Python {python}, {arch}).{hint}")
-            raise ImageError(f"{where}pip could not download the requirements:\n" + "\n".join(output[-15:]))
-        count = len(list(wheels.glob("*.whl")))
-        self.progress("Downloading wheels", count, count)
-        self.log(f"  {count} wheels ready")
+        try:
+            if pinned is None:
+                self.wheels.download(requirements, python, arch, wheels)
+            else:
+                source = self.requirements_file
+                conda = source is not None and source == self.deployment.environment.conda_file
+                self.wheels.download_under(pinned, requirements, python, arch, wheels, source, conda)
+        except WheelError as ex:
+            raise ImageError(str(ex)) from None
 
-    def _context(self, base: str, requirements: list[str], wheels: Path) -> io.BytesIO:
+    def _build(self, dockerfile: str, requirements: list[str], wheels: Path, tag: str, labels: dict[str, str],
+               what: str, server_source: bool = False) -> None:
+        if self.wheels.cancelled:  # between the layers: the next one is not started
+            raise ImageError("the image build was cancelled")
+        context = self._context(dockerfile, requirements, wheels, server_source)
+        self._stream_build(lambda: self.client.api.build(
+            fileobj=context, custom_context=True, tag=tag, rm=True, forcerm=True, decode=True, labels=labels), what)
+
+    @staticmethod
+    def _context(dockerfile: str, requirements: list[str], wheels: Path, server_source: bool) -> io.BytesIO:
         buffer = io.BytesIO()
         with tarfile.open(fileobj=buffer, mode="w") as tar:
             def add_text(name: str, text: str) -> None:
@@ -329,12 +362,12 @@ class ImageBuilder:
                 info.size = len(data)
                 tar.addfile(info, io.BytesIO(data))
 
-            add_text("Dockerfile", _dockerfile(base))
+            add_text("Dockerfile", dockerfile)
             add_text("requirements.txt", "\n".join(requirements) + "\n")
             tar.add(wheels, arcname="wheels")
-            server = Path(inference_server.__file__).parent
-            tar.add(server, arcname="inference_server",
-                    filter=lambda info: None if "__pycache__" in info.name else info)
+            if server_source:
+                tar.add(Path(inference_server.__file__).parent, arcname="inference_server",
+                        filter=lambda info: None if "__pycache__" in info.name else info)
         buffer.seek(0)
         return buffer
 

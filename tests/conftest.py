@@ -81,10 +81,11 @@ def docker_client():
 @pytest.fixture
 def endpoint(docker_client, run_id):
     """endpoint("ct-x") reserves an endpoint name for the test, under this run's prefix: no other
-    run, and no earlier one, has used it. Afterwards: `devtui down`, then nothing labelled with
+    run, and no earlier one, has used it. Afterwards: `devtui down --purge` (which removes the
+    images built from its Dockerfile and what devtui built on them), then nothing labelled with
     that endpoint may remain, no container, volume or network (leftovers are removed, then
-    reported), and the images built from its Dockerfile are untagged (an image another tag names
-    stays)."""
+    reported), and any image built from its Dockerfile still there is untagged (an image another
+    tag names stays)."""
     names: list[str] = []
 
     def reserve(name: str) -> str:
@@ -94,7 +95,7 @@ def endpoint(docker_client, run_id):
     yield reserve
     problems = []
     for name in names:
-        devtui("down", "-n", name, check=None)
+        devtui("down", "-n", name, "--purge", check=None)
         selector = {"label": f"devtui.endpoint={name}"}
         left = [*docker_client.containers.list(all=True, filters=selector),
                 *docker_client.volumes.list(filters=selector)]

@@ -4,8 +4,8 @@ runs it (a real CLI process, real containers, volumes and images), no mocks.
 Every test uses its own endpoint name, under this run's prefix (the ``run_id`` fixture), so runs
 sharing the engine never meet; the ``endpoint`` fixture runs `devtui down` afterwards and proves
 that no container or volume labelled with that endpoint is left, then removes the images built
-from the test's own Dockerfiles (tagged with that name). devtui's environment images stay: they
-are shared by content hash and cached between runs. The test that restarts an engine under a
+from the test's own Dockerfiles (tagged with that name). devtui's environment images and the
+server layers below them stay: they are shared by content hash and cached between runs. The test that restarts an engine under a
 running endpoint is in test_engines.py, with the other test that runs an engine of its own.
 """
 
@@ -27,6 +27,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from devtui.images import PINS_LABEL, SERVER_LAYER_LABEL
+from devtui.spec import load as load_spec
 from helpers import (ROOT, SAMPLES, SKLEARN_PREDICTIONS, Timeout, devtui, devtui_command, free_port, pid_alive, read_until, save,
                      show, wait_for)
 
@@ -153,6 +155,81 @@ def test_second_up_builds_nothing(sample, endpoint, docker_client):
     assert second == first
     assert f"Image {second} is up to date" in log, log
     assert "Building image" not in log and "Downloading wheels" not in log, log
+
+
+def write_pip_list(conda: Path, *requirements: str) -> None:
+    save(conda, "name: env\ndependencies:\n  - python=3.11\n  - pip\n  - pip:\n"
+         + "".join(f"      - '{requirement}'\n" for requirement in requirements))
+
+
+@pytest.fixture
+def build_environment(docker_client, run_id, tmp_path):
+    """build_environment(folder) -> (tag, log lines): the deployment's environment image, built by
+    devtui's image builder on the real engine if missing. The tests give their requirements a
+    marker that always holds but names this run, so the environment images are theirs alone
+    and are removed afterwards; the server layers below them are shared and stay."""
+    from devtui.images import ImageBuilder
+
+    built: list[str] = []
+
+    def build(folder: Path) -> tuple[str, list[str]]:
+        lines: list[str] = []
+        tag = ImageBuilder(docker_client, load_spec(folder), tmp_path / "image-cache", lines.extend,
+                           lambda *progress: None).ensure()
+        if any(line.startswith(f"Built {tag}") for line in lines):
+            built.append(tag)
+        return tag, lines
+
+    build.marker = f'; platform_system != "{run_id}"'
+    yield build
+    for tag in built:
+        docker_client.images.remove(tag, force=True)
+
+
+def test_a_change_of_the_conda_pip_list_rebuilds_only_the_environment_layer(sample, build_environment,
+                                                                             docker_client):
+    folder = sample("sklearn-regression")
+    conda = folder / "environment" / "conda.yaml"
+    write_pip_list(conda, "six" + build_environment.marker)
+    first, _ = build_environment(folder)
+
+    write_pip_list(conda, "six" + build_environment.marker, "more-itertools" + build_environment.marker,
+                   "anyio" + build_environment.marker)
+    second, log = build_environment(folder)
+
+    assert second != first
+    layer = docker_client.images.get(second).labels[SERVER_LAYER_LABEL]
+    assert docker_client.images.get(first).labels[SERVER_LAYER_LABEL] == layer
+    layer_id = docker_client.images.get(layer).id
+    for image in (first, second):
+        history = docker_client.images.get(image).history()
+        assert layer_id in [step["Id"] for step in history], image
+        # The scoring server's source is the last step (but for the labels the engine adds after
+        # the Dockerfile's own): a change of devtui rebuilds only that.
+        last = next(step["CreatedBy"] for step in history if "#(nop)  LABEL" not in step["CreatedBy"])
+        assert "COPY" in last and "/opt/devtui/inference_server" in last, history
+    assert any(line.startswith(f"Server layer {layer} is up to date") and "reused" in line for line in log), log
+    assert not any(line.startswith(("Building server layer", "Built server layer")) for line in log), log
+    assert any(line.startswith(f"Building image {second}") and "more-itertools" in line for line in log), log
+    # anyio is one of the server's packages too: the environment gets the version the server has.
+    pinned = dict(pin.split("==") for pin in docker_client.images.get(layer).labels[PINS_LABEL].split())
+    assert any(re.search(rf"Saved \S*anyio-{re.escape(pinned['anyio'])}-", line) for line in log), log
+
+
+def test_a_requirement_that_conflicts_with_the_server_layer_wins_and_is_named(sample, build_environment,
+                                                                            docker_client):
+    folder = sample("sklearn-regression")
+    # fastapi needs a newer starlette: no resolution meets both.
+    write_pip_list(folder / "environment" / "conda.yaml", "starlette<0.30" + build_environment.marker)
+
+    tag, log = build_environment(folder)
+
+    layer = docker_client.images.get(tag).labels[SERVER_LAYER_LABEL]
+    pinned = dict(pin.split("==") for pin in docker_client.images.get(layer).labels[PINS_LABEL].split())
+    warning = [line for line in log if line.startswith("WARNING: conda.yaml: ")]
+    assert len(warning) == 1, log
+    assert f"starlette=={pinned['starlette']}" in warning[0] and \
+        re.search(rf"replaces starlette {re.escape(pinned['starlette'])} with 0\.2\d", warning[0]), warning
 
 
 # -- 3. hot reload ----------------------------------------------------------------------------------
@@ -327,7 +404,7 @@ def test_failed_build_leaves_no_intermediate_container(sample, endpoint, docker_
     assert not left, f"the failed build left containers {left}"
 
 
-def test_dockerfile_that_builds_serves(sample, endpoint, docker_client, tmp_path):
+def test_dockerfile_that_builds_serves_and_purge_removes_its_images(sample, endpoint, docker_client, tmp_path):
     name = endpoint("ct-buildok")
     folder = sample("sklearn-regression")
     write_build_deployment(folder, "FROM python:3.11-slim\nRUN echo from-the-dockerfile > /built.txt\n")
@@ -356,6 +433,14 @@ def test_dockerfile_that_builds_serves(sample, endpoint, docker_client, tmp_path
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+    # What was built on the endpoint's own image serves nothing else: --purge removes it all, even
+    # though the engine refuses to remove an image another is built on.
+    selector = {"label": f"{LABEL}={name}"}
+    built = {tag.split(":")[0] for image in docker_client.images.list(filters=selector) for tag in image.tags}
+    assert built == {f"devtui-user-{name}-blue", "devtui-server", "devtui-env"}, built
+    devtui("down", "-n", name, "--purge")
+    assert docker_client.images.list(filters=selector) == []
 
 
 @pytest.fixture

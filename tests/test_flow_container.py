@@ -29,7 +29,7 @@ from devtui.cli.views import LaunchConfig
 from devtui.engine import DebugSettings, Engine
 from devtui.events import SUCCEEDED, DebuggerChanged, Logs
 from devtui.flow_image import STAND_IN_LABEL, read_requirements
-from devtui.images import ImageError
+from devtui.images import SERVER_LAYER_LABEL, ImageError
 from devtui.watch import Action, classify
 from flow_reference import CONNECTED_FLOW, FLOW_BASIC_ANSWER, copy_sample
 from helpers import async_wait_for, devtui, run_async, save, show, wait_for
@@ -233,6 +233,17 @@ def test_a_change_of_requirements_txt_rebuilds_the_image(tmp_path, endpoint, doc
         assert docker_client.containers.get(f"devtui-{name}-blue-inference-server").exec_run(probe).exit_code == 0
         assert score(name, REQUEST).json() == FLOW_BASIC_ANSWER
         assert "more-itertools" in logs(name, "devtui")  # the image build names what it installs
+
+        # Only the flow's layer was rebuilt: both images are FROM the same server layer (with
+        # promptflow-core), which the rebuild reused, and said so.
+        layer = docker_client.images.get(after).labels[SERVER_LAYER_LABEL]
+        assert docker_client.images.get(before).labels[SERVER_LAYER_LABEL] == layer
+        layer_id = docker_client.images.get(layer).id
+        for image in (before, after):
+            assert layer_id in [step["Id"] for step in docker_client.images.get(image).history()], image
+        log = logs(name, "devtui")
+        rebuild = log[:log.index(f"Building image {after}")].rsplit("Server layer ", 1)[-1].splitlines()[0]
+        assert rebuild.startswith(f"{layer} is up to date") and "reused" in rebuild, log
     finally:
         if f"Built {after}" in logs(name, "devtui"):  # built by this test: not a cache any other test shares
             devtui("down", "-n", name, check=None)

@@ -124,14 +124,25 @@ def remove_endpoint(client, endpoint: str, volumes: bool = True, images: bool = 
             volume.remove(force=True)
             removed.append(volume.name)
     if images:
-        # Only the images built from the endpoint's own Dockerfile: devtui-env images are shared,
-        # by content, with every endpoint (and every home) that has the same environment.
-        for image in client.images.list(filters={"label": [f"{LABEL}.endpoint={endpoint}",
-                                                           f"{LABEL}.home={home_label()}"]}):
-            if any(tag.startswith("devtui-user-") for tag in image.tags):
-                client.images.remove(image.id, force=True)
-                removed.append(image.short_id)
+        for image in own_images(client, endpoint):
+            client.images.remove(image.id, force=True)
+            removed.append(image.short_id)
     return removed
+
+
+def own_images(client, endpoint: str) -> list:
+    """The images built from the endpoint's own Dockerfile and those built on them (its server
+    layer and environment images, of no use to anything else), the ones built on others first:
+    the engine refuses to remove an image another is built on. devtui-env images on any other
+    base are shared, by content, with every endpoint (and every home) that has the same
+    environment, and are not among them."""
+    labelled = client.images.list(filters={"label": [f"{LABEL}.endpoint={endpoint}", f"{LABEL}.home={home_label()}"]})
+    built = {image.id for image in labelled if any(tag.startswith("devtui-user-") for tag in image.tags)}
+    if not built:
+        return []
+    ancestry = {image.id: [step["Id"] for step in image.history()] for image in labelled}
+    own = [image for image in labelled if built & set(ancestry[image.id])]
+    return sorted(own, key=lambda image: len(ancestry[image.id]), reverse=True)
 
 
 def endpoints_from_labels(client) -> list[EndpointRecord]:
