@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from _common import SKLEARN_SAMPLE, VENV_BIN, run_main, summary_stats, write_results
-from reload import ENDPOINT, measure, script_text
+from reload import ENDPOINT, case_for, measure, script_text
 
 TARGET_START_S = 3.0
 TARGET_RELOAD_MS = 300
@@ -69,10 +69,9 @@ def main() -> int:
         home = work / "home"
         deployment = work / "deployment"
         shutil.copytree(SKLEARN_SAMPLE, deployment)
-        score_py = deployment / "onlinescoring" / "score.py"
-        template = score_py.read_text()
-        score_py.write_text(script_text(template, 0))
-        body = (deployment / "sample-request.json").read_bytes()
+        case = case_for("sklearn")
+        score_py = deployment / case.edited
+        score_py.write_text(script_text(score_py.read_text(), 0))
         try:
             first, _ = timed_up(home, deployment)
             print(f"first up (image {'built' if args.cold else 'build if needed'}): {first:.2f} s", flush=True)
@@ -91,7 +90,7 @@ def main() -> int:
                 if state != "Succeeded":
                     raise SystemExit(f"the endpoint is {state}")
 
-            records = measure("devtui", url, score_py, template, body, args, alive)
+            records = measure("devtui", url, score_py, case, args, alive)
         finally:
             devtui(home, "down", "--all", check=False)
     measured = [r["latency_ms"] for r in records if not r["warmup"] and r["latency_ms"] is not None]

@@ -39,7 +39,7 @@ from .spec import LocalDeployment, SpecError, load_conda
 from .wheels import Wheelhouse, WheelError, pin_lines, pins
 
 # Bump when the Dockerfile templates change, so old images are not reused.
-TEMPLATE_VERSION = "2"
+TEMPLATE_VERSION = "3"
 # What inference_server imports (debugpy: for --debug).
 SERVER_REQUIREMENTS = ["fastapi", "uvicorn[standard]", "werkzeug", "debugpy"]
 # The cloud's scoring server packages: devtui's own server stands in for them.
@@ -158,10 +158,16 @@ def _server_layer_dockerfile(base: str) -> str:
     # PYTHONPATH and the working directory are the scoring server's and never change: set here,
     # so the environment image ends with the one step that does (the server's source).
     return f"""FROM {base}
-ENV PIP_BREAK_SYSTEM_PACKAGES=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
-{_INSTALL}ENV PYTHONPATH=/opt/devtui
-WORKDIR /var/azureml-app
+ENV PIP_BREAK_SYSTEM_PACKAGES=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 \\
+    PYTHONPATH=/opt/devtui
+{_INSTALL}WORKDIR /var/azureml-app
 """
+
+
+def _label_line(labels: dict[str, str]) -> str:
+    """All the labels in one LABEL step: given to the engine's build API instead, the classic
+    builder adds a step (a container and a commit, ~0.1 s) per label."""
+    return "LABEL " + " ".join(f"{json.dumps(key)}={json.dumps(value)}" for key, value in labels.items()) + "\n"
 
 
 def _environment_dockerfile(server_layer: str, install: bool) -> str:
@@ -348,9 +354,9 @@ class ImageBuilder:
                what: str, server_source: bool = False) -> None:
         if self.wheels.cancelled:  # between the layers: the next one is not started
             raise ImageError("the image build was cancelled")
-        context = self._context(dockerfile, requirements, wheels, server_source)
+        context = self._context(dockerfile + _label_line(labels), requirements, wheels, server_source)
         self._stream_build(lambda: self.client.api.build(
-            fileobj=context, custom_context=True, tag=tag, rm=True, forcerm=True, decode=True, labels=labels), what)
+            fileobj=context, custom_context=True, tag=tag, rm=True, forcerm=True, decode=True), what)
 
     @staticmethod
     def _context(dockerfile: str, requirements: list[str], wheels: Path, server_source: bool) -> io.BytesIO:
