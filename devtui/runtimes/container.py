@@ -28,6 +28,7 @@ from .base import RELOAD_SIGNAL, STOP_GRACE_S, SWAP_SIGNAL, Runtime, RuntimeFail
 from .docker_context import EngineAddress, resolve
 from .docker_engine import SERVER_PORT, in_daemon_thread, published, remove_endpoint
 from .log_pump import LogPump
+from .outbox import Outbox
 from .storage import Storage
 
 APP = PurePosixPath("/var/azureml-app")
@@ -47,7 +48,7 @@ class ContainerRuntime(Runtime):
         self.image: str | None = None
         self.server = None
         self.stopping = False
-        self.loop: asyncio.AbstractEventLoop | None = None
+        self.outbox: Outbox | None = None  # to the event loop, once it runs
         self.pump: LogPump | None = None
         self.host_port: int | None = None
         self.restarting = False
@@ -85,21 +86,21 @@ class ContainerRuntime(Runtime):
         return docker_engine.endpoint_network(self.client, f"{self.prefix}-net", self.labels("network"))
 
     def _log(self, source: str, lines: list[str]) -> None:
-        if self.loop is not None:
-            self.loop.call_soon_threadsafe(self.sink.log, source, lines)
+        if self.outbox is not None:
+            self.outbox.log(source, lines)
 
     def _progress(self, step: str, done: float, total: float = 0.0) -> None:
-        if self.loop is not None:
-            self.loop.call_soon_threadsafe(self.sink.progress, step, done, total)
+        if self.outbox is not None:
+            self.outbox.put(self.sink.progress, step, done, total)
 
     def _event(self, event: protocol.ServerEvent) -> None:
-        if self.loop is not None:
-            self.loop.call_soon_threadsafe(self.sink.server_event, event)
+        if self.outbox is not None:
+            self.outbox.put(self.sink.server_event, event)
 
     # -- image + storage-initializer -------------------------------------------------------------
 
     async def stage(self) -> None:
-        self.loop = asyncio.get_running_loop()
+        self.outbox = Outbox(asyncio.get_running_loop(), self.sink.log)
         try:
             await self._in_thread(self._stage)
         except ImageError as ex:
@@ -150,7 +151,7 @@ class ContainerRuntime(Runtime):
     # -- inference-server ------------------------------------------------------------------------
 
     async def start(self, first_revision: int) -> None:
-        self.loop = asyncio.get_running_loop()
+        self.outbox = Outbox(asyncio.get_running_loop(), self.sink.log)
         try:
             await self._in_thread(self._start, first_revision)
         except RuntimeFailure:
