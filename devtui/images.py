@@ -35,6 +35,7 @@ from pathlib import Path
 
 import inference_server
 
+from .registry import LABEL
 from .spec import LocalDeployment, SpecError, load_conda
 from .wheels import Wheelhouse, WheelError, pin_lines, pins
 
@@ -50,7 +51,6 @@ CONDA_SKIP = {"python", "pip", "setuptools", "wheel", "ca-certificates", "openss
 CONDA_TO_PYPI = {"pytorch": "torch", "pytorch-cpu": "torch", "py-xgboost": "xgboost",
                  "py-lightgbm": "lightgbm", "pyyaml": "PyYAML", "matplotlib-base": "matplotlib",
                  "tensorflow-cpu": "tensorflow", "msgpack-python": "msgpack", "typing_extensions": "typing-extensions"}
-LABEL = "devtui"
 # On a server layer, the versions it was given ("name==version ..."); its images inherit it.
 PINS_LABEL = f"{LABEL}.server-pins"
 # On an environment image, the server layer it was built FROM.

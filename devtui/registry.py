@@ -36,6 +36,11 @@ def home() -> Path:
     return Path(os.environ.get("DEVTUI_HOME") or "~/.devtui").expanduser()
 
 
+# The label on everything devtui makes in a Docker engine ("devtui=<role>"), and the prefix of
+# the others ("devtui.endpoint", "devtui.home", ...).
+LABEL = "devtui"
+
+
 def home_label() -> str:
     """Which DEVTUI_HOME this is, in a label (containers) or a process's environment: users (and
     tests) sharing an engine or a machine stay apart."""

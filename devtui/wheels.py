@@ -69,9 +69,10 @@ class DownloadFailed(Exception):
 
 class Wheelhouse:
     """Downloads the wheels of one image's layers for its Python and platform (``arch``, as
-    manylinux names it), one ``pip download`` at a time; ``cancel()`` ends it. ``source`` is the
-    user's file the requirements come from, which errors and warnings name (None: devtui's own);
-    ``conda`` says it is a conda file, whose conda-only packages have no wheel."""
+    manylinux names it), one ``pip download`` at a time; ``cancel()`` ends it. The download
+    methods take ``source``, the user's file the requirements come from, which errors and
+    warnings name (None: devtui's own), and ``conda``: whether it is a conda file, whose
+    conda-only packages have no wheel."""
 
     def __init__(self, log: Callable[..., None], progress: Callable[[str, float, float], None]):
         self.log = log

@@ -163,7 +163,7 @@ class Supervisor:
         self.preloader.import_server()
         if self.debugger is not None and not self.debugger.listen():
             return 2
-        self._wake_on_signals()
+        self.wake_fds = wake_on_signals(self.selector)
         if self.stopping:
             return self.exit_code
         # A reload asked for while starting is already covered by the first worker.
@@ -179,26 +179,16 @@ class Supervisor:
             if self.stopping and not self._workers():
                 break
             self._start_worker_if_due()
-            self.preloader.step(lambda: self.reload_requested, most=1)  # a swap due goes first
+            self.preloader.step(self._busy, most=1)
         logger.info("Supervisor stopped")
         self.emit(protocol.Stopped(exit_code=self.exit_code))
         return self.exit_code
-
-    def _wake_on_signals(self) -> None:
-        """Signals (a reload, a stop, a child that exited) end the wait in the selector."""
-        wake_r, wake_w = os.pipe()
-        os.set_blocking(wake_r, False)
-        os.set_blocking(wake_w, False)
-        self.wake_fds = (wake_r, wake_w)
-        signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
-        signal.signal(signal.SIGCHLD, lambda *_: None)
-        self.selector.register(wake_r, selectors.EVENT_READ, None)
 
     def _wait(self) -> None:
         """Wait for a signal, a worker's status, a connection while nothing serves or a due
         restart, and handle what came: statuses first, so a worker that is ready gets the
         connections still waiting in the listen queue."""
-        timeout = 0.0 if self.preloader.pending else 0.25 if self.debugger is not None else 1.0
+        timeout = 0.0 if self.preloader.pending and not self._busy() else 0.25 if self.debugger is not None else 1.0
         if self.backoff.restart_at is not None:
             timeout = max(0.0, min(timeout, self.backoff.restart_at - time.monotonic()))
         if (held := self.handover.remaining()) is not None:
@@ -214,6 +204,10 @@ class Supervisor:
         self.handover.step()
         for handle in [key.data for key, _ in events if callable(key.data)]:
             handle()
+
+    def _busy(self) -> bool:
+        """Warming waits: a swap is due, or its Ready waits for the old worker's word."""
+        return self.reload_requested or self.handover.remaining() is not None
 
     def _start_worker_if_due(self) -> None:
         if self.backoff.due():
@@ -377,6 +371,18 @@ def failed_revision(worker: Worker, code: int, serving: int | None) -> protocol.
     return protocol.Failed(revision=worker.revision, stage=stage, traceback=text,
                            duration_ms=round((time.perf_counter() - worker.started) * 1000, 3),
                            serving_revision=serving, exit_code=code)
+
+
+def wake_on_signals(selector: selectors.BaseSelector) -> tuple[int, int]:
+    """Signals (a reload, a stop, a child that exited) end the wait in ``selector``; the wake-up
+    pipe's read and write ends."""
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_r, False)
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    selector.register(wake_r, selectors.EVENT_READ, None)
+    return wake_r, wake_w
 
 
 def write_event(options: Options, event: protocol.ServerEvent) -> None:

@@ -145,17 +145,23 @@ def static_imports(entry_script: str, user_roots: Iterable[str]) -> list[str]:
     return [name for name in dict.fromkeys(names) if _installed(name, roots)]
 
 
-# Files that may hold a pickle (a zip of them: torch.save), and how much of each is read: a
-# pickle names its classes before their data.
+# Files that may hold a pickle (a zip of them: torch.save), and how much is read: a pickle names
+# its classes before their data, and the first worker waits while this runs (~0.25 s per MB).
 PICKLE_SUFFIXES = {".pkl", ".pickle", ".joblib", ".sav", ".pt", ".pth", ".bin"}
-MODEL_FILES_READ, MODEL_BYTES_READ, MODEL_ENTRIES_SEEN = 16, 1 << 20, 5000
+MODEL_FILES_READ, MODEL_MEMBERS_READ, MODEL_BYTES_READ, MODEL_ENTRIES_SEEN = 8, 4, 256 << 10, 5000
+MODEL_SCAN_S = 0.5  # then what is left is learned from the worker, as without the scan
 
 
 def model_imports(model_dir: str | None, user_roots: Iterable[str]) -> list[str]:
     """The installed libraries the pickles in ``model_dir`` name, read from their opcodes."""
     if not model_dir:
         return []
-    names = [name for path in _pickled_files(model_dir) for data in _pickles(path) for name in pickle_modules(data)]
+    deadline = time.monotonic() + MODEL_SCAN_S
+    names: list[str] = []
+    for path in _pickled_files(model_dir):
+        names += [name for data in _pickles(path) for name in pickle_modules(data)]
+        if time.monotonic() > deadline:
+            break
     roots = tuple(os.path.join(os.path.abspath(r), "") for r in user_roots)
     return [name for name in dict.fromkeys(names) if _installed(name, roots)]
 
@@ -166,8 +172,9 @@ def _pickled_files(model_dir: str) -> Iterator[str]:
         folders.sort()
         seen += len(files) + len(folders)
         for name in sorted(files):
-            if os.path.splitext(name)[1].lower() in PICKLE_SUFFIXES:
-                yield os.path.join(folder, name)
+            path = os.path.join(folder, name)
+            if os.path.splitext(name)[1].lower() in PICKLE_SUFFIXES and os.path.isfile(path):  # not a FIFO
+                yield path
                 found += 1
                 if found == MODEL_FILES_READ:
                     return
@@ -180,7 +187,7 @@ def _pickles(path: str) -> Iterator[bytes]:
     try:
         if zipfile.is_zipfile(path):
             with zipfile.ZipFile(path) as archive:
-                for member in [m for m in archive.namelist() if m.endswith(".pkl")][:MODEL_FILES_READ]:
+                for member in [m for m in archive.namelist() if m.endswith(".pkl")][:MODEL_MEMBERS_READ]:
                     with archive.open(member) as f:
                         yield f.read(MODEL_BYTES_READ)
         else:
@@ -220,9 +227,18 @@ def pickle_modules(data: bytes) -> list[str]:
 
 
 def _installed(name: str, user_roots: tuple[str, ...]) -> bool:
+    """Whether ``name`` is a module of an installed library. Its top-level package is looked up
+    first, which imports nothing: a package of the user's (the code folder is on sys.path) is
+    never imported here, since its __init__ may do anything, initialise CUDA included. Finding a
+    library's submodule imports the library, as preloading it would anyway."""
+    top = name.partition(".")[0]
+    return _library_module(top, user_roots) and (top == name or _library_module(name, user_roots))
+
+
+def _library_module(name: str, user_roots: tuple[str, ...]) -> bool:
     try:
         spec = importlib.util.find_spec(name)
-    except (ImportError, ValueError):
+    except Exception:  # a library that cannot even be found here is left to the worker
         return False
     origin = spec.origin if spec else None
     return bool(origin) and not origin.startswith(user_roots) and origin.startswith(_library_roots())

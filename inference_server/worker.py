@@ -135,13 +135,13 @@ def quick_exit_server():
         def stop_accepting(self) -> None:
             for server in getattr(self, "servers", []):
                 server.close()
-            if self.on_draining is not None:
-                self.on_draining, draining = None, self.on_draining
-                draining()
             # Open keep-alive connections too: their next answer says Connection: close, so
             # clients move to the new worker now rather than at uvicorn's next tick.
             for connection in list(self.server_state.connections):
                 connection.shutdown()
+            if self.on_draining is not None:
+                self.on_draining, draining = None, self.on_draining
+                draining()
 
     return QuickExitServer
 
@@ -423,7 +423,7 @@ def serve_app(config, options: Options, sock: socket.socket, report, *, roots: t
     stops while they last."""
     loaded_by_parent = set(sys.modules) if loaded_by_parent is None else loaded_by_parent
     server = quick_exit_server()(config)
-    server.on_draining = lambda: report(protocol.WorkerDraining)  # the supervisor may announce the next revision
+    server.on_draining = lambda: _tell_draining(report)
     if patchable:  # before ready is reported: from then on the supervisor may ask for a patch (SIGUSR1)
         server.on_loop = PatchRequests(report).listen()
     report(protocol.WorkerReady)
@@ -440,6 +440,14 @@ def serve_app(config, options: Options, sock: socket.socket, report, *, roots: t
         report(protocol.WorkerLearned, modules=tuple(third_party_modules(loaded_by_parent)))
     server.run(sockets=[sock])
     return 0
+
+
+def _tell_draining(report) -> None:
+    """The supervisor may announce the next revision now (handover.py)."""
+    try:
+        report(protocol.WorkerDraining)
+    except OSError:
+        pass  # the supervisor is gone: nobody waits for the word
 
 
 def main() -> None:

@@ -47,7 +47,7 @@ def wait_for(condition: Callable[[], T], timeout: float = 30, interval: float = 
     the rest to what the test waits for."""
     deadline = time.monotonic() + timeout
     last_error: Exception | None = None
-    while time.monotonic() < deadline:
+    while True:
         asked = time.monotonic()
         try:
             value = condition()
@@ -56,7 +56,10 @@ def wait_for(condition: Callable[[], T], timeout: float = 30, interval: float = 
         else:
             if value:
                 return value
-        time.sleep(max(interval, time.monotonic() - asked))
+        now = time.monotonic()
+        if now >= deadline:
+            break
+        time.sleep(min(max(interval, now - asked), deadline - now))  # and a last try at the deadline
     raise Timeout(f"timed out after {timeout}s waiting for {message or condition}"
                   + (f" (last error: {last_error!r})" if last_error else ""))
 

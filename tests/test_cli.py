@@ -266,3 +266,15 @@ def test_a_closed_pipe_is_not_a_crash(detached):
                            text=True, cwd=ROOT)
     assert shell.stdout.count("\n") == 1
     assert "failed unexpectedly" not in shell.stderr and "Traceback" not in shell.stderr
+
+
+def test_commands_that_read_no_yaml_load_neither_it_nor_the_engine():
+    """`show`, `list` and `down` are called in loops by scripts (and these tests): they start
+    without the YAML models, the engine or the app, which they never use."""
+    code = ("import sys\nfrom devtui.cli import main\n"
+            "for argv in (['show', '-n', 'nope'], ['list'], ['down', '-n', 'nope'], ['--help']):\n"
+            "    try:\n        main(argv)\n    except SystemExit:\n        pass\n"
+            "print(sorted(m for m in ('devtui.spec', 'devtui.engine', 'devtui.images', 'textual') if m in sys.modules))")
+    result = subprocess.run([*devtui_command()[:1], "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "[]", result.stdout

@@ -196,4 +196,3 @@ async def test_a_restart_keeps_the_port_devtui_chose(engine):
     await engine.restart("YAML change")
     assert FakeRuntime.instances[1].port == first_port and engine.port == first_port
     await engine.stop()
-

@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from helpers import ROOT, free_port, wait_for
+from helpers import ROOT, free_port, pid_alive, wait_for
 from inference_server import protocol
 
 GOOD = '''
@@ -356,10 +356,11 @@ def swapping(start):
     for the old worker to stop accepting."""
     opened: list[int] = []
 
-    def swapping_server(hold: float) -> tuple[Server, Events]:
+    def swapping_server(hold: float, source: str = GOOD, *extra: str) -> tuple[Server, Events]:
         read_end, write_end = os.pipe()
         opened.append(read_end)
-        server = start(GOOD, "--events-fd", str(write_end), "--handover-timeout", str(hold), pass_fds=(write_end,))
+        server = start(source, "--events-fd", str(write_end), "--handover-timeout", str(hold), *extra,
+                       pass_fds=(write_end,))
         os.close(write_end)
         events = Events(read_end)
         wait_for(lambda: events.ready(1), timeout=30, message="revision 1 ready")
@@ -370,24 +371,51 @@ def swapping(start):
         os.close(fd)
 
 
+# run() answers at once, or, for a body that says "hold", once the test creates the file "release":
+# a request in flight that keeps the old worker alive while it drains. (With two run()s at a time
+# they run on threads: one run() at a time runs on the event loop, which then accepts nothing.)
+HOLDS = '''
+import os, time
+HERE = os.path.dirname(os.path.abspath(__file__))
+def init():
+    pass
+def run(raw):
+    if "hold" in raw:
+        open(os.path.join(HERE, "running"), "w").close()
+        while not os.path.exists(os.path.join(HERE, "release")):
+            time.sleep(0.02)
+    return {"revision": "first", "pid": os.getpid()}
+'''
+
+
 def test_a_swap_is_announced_only_once_the_old_worker_stopped_accepting(swapping):
     """A client that connects on the Ready event must reach the new revision: the old worker
     stops accepting only when it next runs, so Ready waits for it to say so."""
-    server, events = swapping(hold=120)
+    server, events = swapping(120, HOLDS, "--worker_count", "2")
     old = events.ready(1).pid
-    os.kill(old, signal.SIGSTOP)  # it cannot stop accepting until it runs again
+    in_flight: list[httpx.Response] = []
+    thread = threading.Thread(target=lambda: in_flight.append(
+        httpx.post(server.url + "/score", content=b'"hold"', timeout=60)))
+    thread.start()
     try:
-        server.save(GOOD.replace('"good"', '"swapped"'))
-        server.process.send_signal(signal.SIGUSR2)
-        server.wait_log("Revision 2 ready")
-        wait_for(lambda: sigterm_pending(old), timeout=30, message="the supervisor to tell the old worker to stop")
-        assert events.ready(2) is None, "Ready while the old worker may still accept connections"
+        wait_for(lambda: (server.folder / "running").exists(), timeout=30, message="run() to hold")
+        os.kill(old, signal.SIGSTOP)  # it cannot stop accepting until it runs again
+        try:
+            server.save(HOLDS.replace('"first"', '"swapped"'))
+            server.process.send_signal(signal.SIGUSR2)
+            server.wait_log("Revision 2 ready")
+            wait_for(lambda: sigterm_pending(old), timeout=30, message="the supervisor to tell the old worker to stop")
+            assert events.ready(2) is None, "Ready while the old worker may still accept connections"
+        finally:
+            os.kill(old, signal.SIGCONT)
+        # The old worker's word lets Ready go: not the 120 s limit, nor its exit (it still drains).
+        ready = wait_for(lambda: events.ready(2), timeout=30, message="revision 2 announced")
+        assert pid_alive(old) and not in_flight
+        assert server.post().json() == {"revision": "swapped", "pid": ready.pid}
     finally:
-        os.kill(old, signal.SIGCONT)
-    # The old worker's word, not the 120 s limit, lets Ready go.
-    ready = wait_for(lambda: events.ready(2), timeout=30, message="revision 2 announced")
-    answer = server.post().json()
-    assert answer == {"revision": "swapped", "pid": ready.pid}
+        server.release()
+        thread.join(timeout=60)
+    assert in_flight[0].json() == {"revision": "first", "pid": old}  # drained, not cut
 
 
 def test_an_old_worker_that_does_not_answer_delays_the_swap_only_briefly(swapping):

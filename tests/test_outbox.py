@@ -48,3 +48,25 @@ def test_a_flood_from_a_thread_arrives_in_order_in_a_batch_per_loop_turn():
         assert delivered == [("log", "inference-server", ["one more"])] and woken == 2
 
     asyncio.run(scenario())
+
+
+def test_a_delivery_that_raises_loses_nothing_after_it():
+    delivered: list[str] = []
+    reported: list[str] = []
+
+    def fails(_event) -> None:
+        raise ValueError("a bug in a handler")
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        loop.set_exception_handler(lambda _loop, context: reported.append(repr(context["exception"])))
+        outbox = Outbox(loop, lambda source, lines: delivered.extend(lines))
+        outbox.log("inference-server", ["before"])
+        outbox.put(fails, "event")
+        outbox.log("inference-server", ["after"])
+        outbox.put(delivered.append, "ready")
+        await asyncio.sleep(0)
+
+    asyncio.run(scenario())
+    assert delivered == ["before", "after", "ready"]
+    assert reported == ["ValueError('a bug in a handler')"]

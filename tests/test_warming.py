@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import pickle
+import re
 import shutil
+import sys
 import zipfile
 
 import httpx
@@ -116,7 +117,6 @@ async def test_the_parent_imports_what_init_imports_while_init_still_runs(tmp_pa
         await engine.stop()
 
 
-
 class _RunsCodeWhenUnpickled:
     def __reduce__(self):
         return (open, ("UNPICKLED-MARKER", "w"))
@@ -140,6 +140,27 @@ def test_a_pickled_models_libraries_are_read_from_its_opcodes_never_unpickled(tm
     assert any(name.startswith("numpy") for name in found)
     assert not any(name.startswith(("builtins", "io", "test_warming")) for name in found)  # not installed libraries
     assert not (tmp_path / "UNPICKLED-MARKER").exists()
+
+
+def test_a_pickled_class_of_the_users_own_package_is_never_imported(tmp_path, monkeypatch):
+    """The code folder is on the supervisor's sys.path: looking a dotted name up there would run
+    the package's __init__ in the warm parent, which may do anything (initialise CUDA, raise)."""
+    code, model = tmp_path / "code", tmp_path / "model"
+    (code / "mypkg").mkdir(parents=True)
+    model.mkdir()
+    (code / "mypkg" / "__init__.py").write_text("")
+    (code / "mypkg" / "models.py").write_text("class Tokenizer:\n    pass\n")
+    monkeypatch.syspath_prepend(str(code))
+    from mypkg.models import Tokenizer
+
+    (model / "tokenizer.pkl").write_bytes(pickle.dumps(Tokenizer()))
+    for name in ("mypkg.models", "mypkg"):
+        monkeypatch.delitem(sys.modules, name)
+    marker = tmp_path / "IMPORTED"
+    (code / "mypkg" / "__init__.py").write_text(f"open({str(marker)!r}, 'w').close()\nraise RuntimeError('boom')\n")
+
+    assert model_imports(str(model), [str(code)]) == []
+    assert not marker.exists() and "mypkg" not in sys.modules
 
 
 # init() says whether scikit-learn was already loaded when it began: only the parent can have

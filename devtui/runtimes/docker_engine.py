@@ -9,8 +9,7 @@ import os
 import socket
 import threading
 
-from ..images import LABEL
-from ..registry import home_label
+from ..registry import LABEL, home_label
 from ..record import DeploymentRecord, EndpointRecord, swagger_uri
 from .base import RuntimeFailure
 from .docker_context import DEFAULT_HOST, EngineAddress, resolve

@@ -34,7 +34,12 @@ class Outbox:
             if self._woken:
                 return
             self._woken = True
-        self.loop.call_soon_threadsafe(self._deliver)
+        try:
+            self.loop.call_soon_threadsafe(self._deliver)
+        except RuntimeError:  # the loop is closed: devtui is exiting, nothing will read this
+            with self._lock:
+                self._woken = False
+            raise
 
     def _deliver(self) -> None:
         with self._lock:
@@ -46,13 +51,20 @@ class Outbox:
                 if batch is not None and batch[0] == source:
                     batch[1].extend(lines)
                     continue
-                if batch is not None:
-                    self._log(*batch)
+                self._call(self._log, batch)
                 batch = (source, list(lines))
                 continue
-            if batch is not None:
-                self._log(*batch)
-                batch = None
+            self._call(self._log, batch)
+            batch = None
+            self._call(deliver, args)
+        self._call(self._log, batch)
+
+    def _call(self, deliver: Callable, args: tuple | None) -> None:
+        """One delivery; one that raises is reported as the loop reports a failed callback, and
+        the rest of the batch is still delivered."""
+        if args is None:
+            return
+        try:
             deliver(*args)
-        if batch is not None:
-            self._log(*batch)
+        except Exception as ex:
+            self.loop.call_exception_handler({"message": "a runtime's report failed", "exception": ex})

@@ -15,7 +15,7 @@ from pathlib import Path, PurePosixPath
 
 from ..events import DEVTUI, STORAGE_INITIALIZER
 from ..ignore import kept_files
-from ..images import LABEL
+from ..registry import LABEL
 from .base import RuntimeFailure
 
 MANIFEST = ".devtui-manifest.json"
