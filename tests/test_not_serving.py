@@ -84,6 +84,16 @@ class Server:
     def post(self, **kwargs) -> httpx.Response:
         return httpx.post(self.url + "/score", content=b'{"data": 1}', timeout=CLIENT_TIMEOUT, **kwargs)
 
+    def hold_a_request(self) -> tuple[threading.Thread, list[httpx.Response]]:
+        """A request in flight, sent from a thread, whose run() (RUN_BLOCKS) runs until
+        ``release()``; its answer lands in the list."""
+        answers: list[httpx.Response] = []
+        thread = threading.Thread(target=lambda: answers.append(
+            httpx.post(self.url + "/score", content=b"{}", timeout=60)))
+        thread.start()
+        wait_for(lambda: (self.folder / "running").exists(), timeout=30, message="run() to be running")
+        return thread, answers
+
 
 @pytest.fixture
 def start(tmp_path):
@@ -282,7 +292,6 @@ def test_a_reload_where_the_old_revision_keeps_serving_never_answers_503(start):
     assert set(answers) == {200}
 
 
-
 # run() says it runs (the file "running"), then waits until the test creates the file "release":
 # a request in flight that a stop must drain.
 RUN_BLOCKS = '''
@@ -302,12 +311,8 @@ def test_a_stopping_server_answers_503_while_it_drains(start):
     server = start(RUN_BLOCKS)
     wait_for(lambda: httpx.get(server.url + "/", timeout=CLIENT_TIMEOUT).status_code == 200, timeout=30,
              message="the first revision to serve")
-    in_flight: list[httpx.Response] = []
-    thread = threading.Thread(target=lambda: in_flight.append(
-        httpx.post(server.url + "/score", content=b"{}", timeout=30)))
-    thread.start()
+    thread, in_flight = server.hold_a_request()
     try:
-        wait_for(lambda: (server.folder / "running").exists(), timeout=30, message="run() to be running")
         server.process.terminate()
         answer = wait_for(lambda: (a := server.post()).status_code == 503 and a, timeout=30,
                           message="503 while the server drains")
@@ -371,37 +376,18 @@ def swapping(start):
         os.close(fd)
 
 
-# run() answers at once, or, for a body that says "hold", once the test creates the file "release":
-# a request in flight that keeps the old worker alive while it drains. (With two run()s at a time
-# they run on threads: one run() at a time runs on the event loop, which then accepts nothing.)
-HOLDS = '''
-import os, time
-HERE = os.path.dirname(os.path.abspath(__file__))
-def init():
-    pass
-def run(raw):
-    if "hold" in raw:
-        open(os.path.join(HERE, "running"), "w").close()
-        while not os.path.exists(os.path.join(HERE, "release")):
-            time.sleep(0.02)
-    return {"revision": "first", "pid": os.getpid()}
-'''
-
-
 def test_a_swap_is_announced_only_once_the_old_worker_stopped_accepting(swapping):
     """A client that connects on the Ready event must reach the new revision: the old worker
-    stops accepting only when it next runs, so Ready waits for it to say so."""
-    server, events = swapping(120, HOLDS, "--worker_count", "2")
+    stops accepting only when it next runs, so Ready waits for it to say so. A request in flight
+    keeps the old worker alive while it drains (two run()s at a time run on threads; one at a time
+    runs on the event loop, which then accepts nothing)."""
+    server, events = swapping(120, RUN_BLOCKS, "--worker_count", "2")
     old = events.ready(1).pid
-    in_flight: list[httpx.Response] = []
-    thread = threading.Thread(target=lambda: in_flight.append(
-        httpx.post(server.url + "/score", content=b'"hold"', timeout=60)))
-    thread.start()
+    thread, in_flight = server.hold_a_request()
     try:
-        wait_for(lambda: (server.folder / "running").exists(), timeout=30, message="run() to hold")
         os.kill(old, signal.SIGSTOP)  # it cannot stop accepting until it runs again
         try:
-            server.save(HOLDS.replace('"first"', '"swapped"'))
+            server.save(GOOD.replace('"good"', '"swapped"'))
             server.process.send_signal(signal.SIGUSR2)
             server.wait_log("Revision 2 ready")
             wait_for(lambda: sigterm_pending(old), timeout=30, message="the supervisor to tell the old worker to stop")
@@ -415,7 +401,7 @@ def test_a_swap_is_announced_only_once_the_old_worker_stopped_accepting(swapping
     finally:
         server.release()
         thread.join(timeout=60)
-    assert in_flight[0].json() == {"revision": "first", "pid": old}  # drained, not cut
+    assert in_flight[0].json() == {"revision": "drained"}  # by the old worker: drained, not cut
 
 
 def test_an_old_worker_that_does_not_answer_delays_the_swap_only_briefly(swapping):

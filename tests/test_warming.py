@@ -104,15 +104,20 @@ async def test_the_parent_imports_what_init_imports_while_init_still_runs(tmp_pa
     """A first start, nothing learned before: the worker tells the parent what it has imported
     while init() runs, so the parent is warm about when the worker is ready (here init() waits
     for it; told only after init(), the parent would never be warm in time)."""
+    assert await first_answer(tmp_path, LAZY_SCRIPT) == {"parent_warm_during_init": True}
+
+
+async def first_answer(tmp_path, script: str) -> object:
+    """The first answer of a deployment of the sklearn sample with ``script`` as its score.py,
+    started for the first time (nothing learned before)."""
     folder = tmp_path / "sklearn"
     shutil.copytree(SAMPLES / "sklearn-regression", folder)
-    (folder / "onlinescoring" / "score.py").write_text(LAZY_SCRIPT)
+    (folder / "onlinescoring" / "score.py").write_text(script)
     engine = Engine(spec.load(folder), tmp_path / "work", port=0, watch=False)
     try:
         assert await engine.start() == SUCCEEDED
         async with httpx.AsyncClient(timeout=10) as client:
-            answer = await client.post(engine.scoring_uri, json={"data": []})
-        assert answer.json() == {"parent_warm_during_init": True}
+            return (await client.post(engine.scoring_uri, json={"data": []})).json()
     finally:
         await engine.stop()
 
@@ -186,15 +191,5 @@ def run(raw_data):
 async def test_the_first_worker_finds_the_models_libraries_loaded_by_the_parent(tmp_path):
     """A first start (nothing learned before): the parent imports scikit-learn, which the model's
     pickle names, before it forks the first worker, so the worker does not import it again."""
-    folder = tmp_path / "sklearn"
-    shutil.copytree(SAMPLES / "sklearn-regression", folder)
-    (folder / "onlinescoring" / "score.py").write_text(INHERITS_SCRIPT)
-    engine = Engine(spec.load(folder), tmp_path / "work", port=0, watch=False)
-    try:
-        assert await engine.start() == SUCCEEDED
-        async with httpx.AsyncClient(timeout=10) as client:
-            answer = await client.post(engine.scoring_uri, json={"data": []})
-        assert answer.json() == {"sklearn_loaded_before_init": True}
-    finally:
-        await engine.stop()
+    assert await first_answer(tmp_path, INHERITS_SCRIPT) == {"sklearn_loaded_before_init": True}
 
