@@ -40,6 +40,7 @@ from werkzeug.wrappers import Response as WerkzeugResponse
 from . import amlapi
 from .admission import TICKET, Admission, Ticket
 from .ids import id_headers, server_version
+from .run_gate import RunGate
 from .swagger import Swagger, SwaggerError
 from .user_script import InputError, MethodNotAllowed, UserScript, user_traceback
 
@@ -122,13 +123,14 @@ class _RunCall:
         self.script, self.arguments, self.headers = script, arguments, headers
         self.lock = threading.Lock()
         self.thread_id: int | None = None
-        self.abandoned = False
+        self.abandoned = self.started = False
 
     def __call__(self) -> tuple[Any, float]:
         with self.lock:
             if self.abandoned:
                 raise _Timeout()
             self.thread_id = threading.get_ident()
+            self.started = True
         started = time.perf_counter()
         try:
             output = self.script.call_run(self.arguments, self.headers)
@@ -195,6 +197,7 @@ class ScoringApp:
         self.server_version = server_version()
         self.after_first_run: Callable[[], None] | None = None
         self.debugging: Callable[[], bool] | None = None  # whether a debugger is attached to this worker
+        self.run_gate = RunGate()  # every run() call passes it: a patch applies between calls
 
     # -- headers -------------------------------------------------------------------------------
 
@@ -298,8 +301,10 @@ class ScoringApp:
     async def _run(self, arguments: dict, headers: dict, ticket: Ticket) -> tuple[Any, float]:
         timeout_ms = self._timeout_ms()
         deadline = ticket.arrived + timeout_ms / 1000 if timeout_ms else None
+        gate = self.run_gate
         if self.limits.inline:
-            return self._run_inline(arguments, headers, deadline)
+            async with gate.running():
+                return self._run_inline(arguments, headers, deadline)
         if self.slots is None:
             self.slots = asyncio.Semaphore(self.limits.max_concurrent)
         call = _RunCall(self.script, arguments, headers)
@@ -308,12 +313,18 @@ class ScoringApp:
         try:
             async with timeout:
                 async with self.slots:
-                    return await loop.run_in_executor(self.pool, call)
+                    await gate.enter()
+                    future = self.pool.submit(call)
+                    # Counted until the thread is done, an abandoned call too: its code still runs.
+                    # Scheduled after the result is handed to the loop (wrap_future's callback).
+                    ran = asyncio.wrap_future(future, loop=loop)
+                    future.add_done_callback(lambda _: loop.call_soon_threadsafe(gate.leave))
+                    return await ran
         except TimeoutError:
             if not timeout.expired():  # run() itself raised TimeoutError: its own failure, a 500
                 raise
             call.abandon()
-            raise _Timeout() from None
+            raise _Timeout(ran=call.started) from None
 
     def _timeout_ms(self) -> int | None:
         """The request's timeout; none while a debugger is attached, so that a stop at a
@@ -435,6 +446,7 @@ def create_app(script: UserScript, swagger: Swagger, limits: Limits, cors_origin
         app.add_middleware(CORSMiddleware, allow_origins=cors_origins, allow_methods=["GET", "POST"])
         logger.info(f"Enabling CORS for the following origins: {', '.join(cors_origins)}")
     app.state.scoring = scoring
+    app.state.run_gate = scoring.run_gate  # the worker holds it to apply a patch between run() calls
     return app
 
 
