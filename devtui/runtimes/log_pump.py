@@ -1,6 +1,8 @@
 """A container's log as devtui reads it: streamed through the Docker API on a thread of its own,
 split into lines, the server's events taken out; followed again across a restart devtui asked for
-(a liveness failure, a bring-your-own reload); and an ``Exited`` event when it ends."""
+(a liveness failure, a bring-your-own reload); and an ``Exited`` event when it ends. Every batch
+is scrubbed of the deployment's secrets (``devtui.scrub``) before it is passed on: the server's
+events travel in the same stream, so a failed revision's traceback is scrubbed too."""
 
 from __future__ import annotations
 
@@ -12,10 +14,13 @@ from typing import Protocol
 from inference_server import protocol
 
 from ..lines import LineSplitter
+from ..scrub import Scrubber
 from .base import STOP_GRACE_S
 
 
 class Owner(Protocol):
+    deployment: object  # spec.LocalDeployment: its environment holds secrets to scrub
+    options: object  # runtimes.RuntimeOptions: so do its connection files
     stopping: bool  # devtui is stopping the container: its end is expected
     restarting: bool  # devtui is restarting it: follow it again
 
@@ -26,6 +31,7 @@ class LogPump(threading.Thread):
         super().__init__(daemon=True, name=f"logs of {container.name}")
         self.container, self.splitter, self.on_lines, self.on_event, self.owner = (container, splitter, on_lines,
                                                                                   on_event, owner)
+        self.scrubber = Scrubber.of(owner.deployment, owner.options.connections)
 
     def run(self) -> None:
         since = None
@@ -33,8 +39,8 @@ class LogPump(threading.Thread):
             splitter = self.splitter()
             try:
                 for chunk in self.container.logs(stream=True, follow=True, since=since):
-                    self.on_lines(splitter.feed(chunk))
-                self.on_lines(splitter.flush())
+                    self.on_lines(self.scrubber.lines(splitter.feed(chunk)))
+                self.on_lines(self.scrubber.lines(splitter.flush()))
             except Exception:  # the engine closed the stream (a restart, a stop): see below
                 pass
             since = int(time.time())

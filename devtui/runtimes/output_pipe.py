@@ -6,7 +6,8 @@ wake-up, an event and a file write, on the cores the server needed (a deployment
 ``BATCH_S``, whatever has gathered, and :meth:`OutputPipe.drain` reads what is there at once:
 the runtime calls it before it passes on each of the server's events, which come through a
 pipe of their own, so that a traceback the server logged before its event (a failed reload)
-still reaches the log before the event does.
+still reaches the log before the event does. Every batch is scrubbed of the deployment's secrets
+(``devtui.scrub``) before it is passed on.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import os
 from collections.abc import Callable
 
 from ..lines import LineSplitter
+from ..scrub import Scrubber
 
 # How long output may gather before it is read again: one batch of lines, one event, per read.
 BATCH_S = 0.02
@@ -23,9 +25,11 @@ READ_BYTES = 65536
 
 
 class OutputPipe:
-    def __init__(self, fd: int, splitter: LineSplitter, on_lines: Callable[[list[str]], None]):
+    def __init__(self, fd: int, splitter: LineSplitter, on_lines: Callable[[list[str]], None],
+                 scrubber: Scrubber | None = None):
         os.set_blocking(fd, False)
         self.fd, self.splitter, self.on_lines = fd, splitter, on_lines
+        self.scrubber = scrubber or Scrubber()
         self.open = True
 
     def drain(self) -> None:
@@ -44,7 +48,7 @@ class OutputPipe:
                 break
             lines += self.splitter.feed(chunk)
         if lines:
-            self.on_lines(lines)
+            self.on_lines(self.scrubber.lines(lines))
 
     async def pump(self) -> None:
         """Read until the other end closes, a batch at a time; then close the pipe."""

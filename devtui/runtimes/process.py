@@ -22,6 +22,7 @@ from inference_server import protocol
 from .. import orphans
 from ..events import DEVTUI, INFERENCE_SERVER, STORAGE_INITIALIZER
 from ..ignore import kept_files
+from ..scrub import Scrubber
 from .base import RELOAD_SIGNAL, STOP_GRACE_S, SWAP_SIGNAL, Runtime
 from .output_pipe import OutputPipe
 
@@ -88,6 +89,7 @@ class ProcessRuntime(Runtime):
         self.output: OutputPipe | None = None
         self.tasks: list[asyncio.Task] = []
         self.stopping = False
+        self.scrubber = Scrubber()
 
     @property
     def model_dir(self) -> Path:
@@ -154,6 +156,8 @@ class ProcessRuntime(Runtime):
                                           [c.resolve() for c in self.options.connections])}
 
     async def start(self, first_revision: int) -> None:
+        # Built at each start: the deployment's environment and its connection files as they are now.
+        self.scrubber = Scrubber.of(self.deployment, self.options.connections)
         events_r, events_w = os.pipe()
         command = self.server_command(
             [sys.executable], self.host, self.port, first_revision,
@@ -176,7 +180,8 @@ class ProcessRuntime(Runtime):
         finally:
             os.close(output_w)
             os.close(events_w)
-        self.output = OutputPipe(output_r, self.line_splitter(), lambda lines: self.sink.log(INFERENCE_SERVER, lines))
+        self.output = OutputPipe(output_r, self.line_splitter(), lambda lines: self.sink.log(INFERENCE_SERVER, lines),
+                                 self.scrubber)
         self.tasks = [asyncio.create_task(self.output.pump()), asyncio.create_task(self._pump_events(events_r))]
 
     async def _pump_events(self, fd: int) -> None:
@@ -193,7 +198,7 @@ class ProcessRuntime(Runtime):
                     continue
                 # What the server logged before this event (a failed reload's traceback) goes first.
                 self.output.drain()
-                self.sink.server_event(event)
+                self.sink.server_event(self.scrubber.event(event))
         finally:
             transport.close()
         code = await self.process.wait()

@@ -3,13 +3,18 @@
 Each file holds one connection in prompt flow's connection YAML format: ``name``, ``type``
 (``custom``, ``azure_open_ai``, ``open_ai``, ...) and its keys (``configs``/``secrets`` for a custom
 one). The scoring server reads them (``inference_server/flow_connections.py``); here only their
-shape is checked, so a typo is a message with file and line, not a failed worker."""
+shape is checked, so a typo is a message with file and line, not a failed worker; and their secret
+values are listed, so the logs never show them (``devtui.scrub``)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import yaml
+
+from ..masking import hidden_in
 from .problems import Problem, SpecError
+from .yaml_limits import MAX_BYTES, BoundedLoader, Refused, check_expansion
 from .yaml_lines import _read_yaml
 
 
@@ -43,3 +48,26 @@ def check_connections(files: list[Path] | tuple[Path, ...], flow: bool) -> list[
     if problems:
         raise SpecError(problems)
     return names
+
+
+def connection_secrets(files: list[Path] | tuple[Path, ...]) -> list[str]:
+    """The secret values the files hold: a custom connection's ``secrets``, and every value under a
+    key that looks secret (``api_key``, ...), as ``show`` masks them. Read as the server reads them
+    (one connection, a list, or several YAML documents); what cannot be read holds none (the server
+    says why it cannot read it)."""
+    found: list[str] = []
+    for file in files:
+        try:
+            if file.stat().st_size > MAX_BYTES:
+                continue
+            loader = BoundedLoader(file.read_text(encoding="utf-8"))
+            try:
+                while loader.check_node():
+                    node = loader.get_node()
+                    check_expansion(node)  # before anything walks what its aliases expand to
+                    found += hidden_in(loader.construct_document(node))
+            finally:
+                loader.dispose()
+        except (OSError, UnicodeError, yaml.YAMLError, Refused):
+            continue
+    return found
