@@ -1,12 +1,10 @@
 """The supervisor's side of rung 0: asking the serving worker to apply a save in place, and
-turning its answer into the server's events. The worker's side is ``worker.PatchRequests`` and
+turning its answer into the server's events. The worker's side is ``serving.PatchRequests`` and
 the decision itself ``patching``."""
 
 from __future__ import annotations
 
 import logging
-import os
-import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,15 +16,17 @@ logger = logging.getLogger("azmlinfsrv.supervisor")
 
 @dataclass
 class PatchInFlight:
-    """A patch asked of the serving worker (SIGUSR1) for ``revision``, not yet answered."""
+    """A patch asked of the serving worker (a PatchOrder) for ``revision``, not yet answered."""
 
     revision: int
     started: float
 
 
 class Patches:
-    def __init__(self, emit: Callable[[protocol.ServerEvent], None]):
+    def __init__(self, emit: Callable[[protocol.ServerEvent], None],
+                 send: Callable[[object, protocol.WorkerOrder], bool]):
         self.emit = emit
+        self.send = send  # gives a worker an order
         self.in_flight: PatchInFlight | None = None
         # (pid, when, which SIGHUP) of a request sent from the signal handler, not yet booked
         self.early: tuple[int, float, int] | None = None
@@ -35,13 +35,14 @@ class Patches:
         """The SIGHUP count of an early request to ``worker`` not yet booked, else None."""
         return self.early[2] if self.early is not None and self.early[0] == worker.pid else None
 
-    def signal_early(self, worker, reloads: int) -> None:
+    def signal_early(self, worker, reloads: int, revision: int) -> None:
         """From the supervisor's SIGHUP handler, which runs even while the parent is busy importing
-        (warming): ask the serving worker at once; ``ask`` then books it without asking twice.
-        It only reads the supervisor's state and sends a signal, so it is safe there."""
+        (warming): ask the serving worker at once for ``revision`` (the next one); ``ask`` then books
+        it without asking twice. It only reads the supervisor's state and writes one line, so it is
+        safe there."""
         if worker is not None and worker.ready and self.in_flight is None and self.early is None:
             self.early = (worker.pid, time.perf_counter(), reloads)
-            self._signal(worker.pid)
+            self.send(worker, protocol.PatchOrder(revision=revision))
 
     def ask(self, worker, revision: int) -> None:
         early, self.early = self.early, None
@@ -49,14 +50,7 @@ class Patches:
         self.in_flight = PatchInFlight(revision, asked_at or time.perf_counter())
         self.emit(protocol.Starting(revision=revision, pid=worker.pid, first=False))
         if asked_at is None:
-            self._signal(worker.pid)
-
-    @staticmethod
-    def _signal(pid: int) -> None:
-        try:
-            os.kill(pid, signal.SIGUSR1)
-        except ProcessLookupError:
-            pass  # it just died: the crash restart loads the save
+            self.send(worker, protocol.PatchOrder(revision=revision))  # False: it just died, and its restart loads the save
 
     def answered(self, worker, message: protocol.WorkerPatched) -> str | None:
         """Patched: ``worker`` now serves the new revision. Failed: it keeps serving its own, and

@@ -5,7 +5,10 @@ Two streams, both JSON lines (one object per line):
 - **events, server -> devtui**: ``{"event": <kind>, <field>: <value>, ...}`` on the pipe devtui
   passes as ``--events-fd``; in a container, where there is no pipe to pass, on stdout behind
   :data:`EVENT_PREFIX` so devtui can take them out of the log.
-- **worker status, worker -> supervisor**: ``{"status": <kind>, ...}`` on each worker's pipe.
+- **worker status, worker -> supervisor**: ``{"status": <kind>, ...}`` on each worker's channel (a
+  Unix socket pair, so that a retiring worker can hand its idle connections over with the line).
+- **orders, supervisor -> worker**: ``{"order": <kind>, ...}`` on the same channel: apply a save in
+  place as a given revision, or adopt connections handed over by the worker before it.
 
 A field with a default is optional on the wire: it is left out while it holds its default and read
 back as the default when absent, so every line carries the keys plain-dict readers already expect.
@@ -64,6 +67,12 @@ class StatusKind(StrEnum):
     DEBUG_STOP = "debug_stop"
     PATCHED = "patched"
     DRAINING = "draining"
+    HANDOFF = "handoff"
+
+
+class OrderKind(StrEnum):
+    PATCH = "patch"
+    ADOPT = "adopt"
 
 
 class Rung(StrEnum):
@@ -236,7 +245,8 @@ class WorkerDebugStop(_Status):
 
 @dataclass(frozen=True, kw_only=True)
 class WorkerPatched(_Status):
-    """The answer to a patch request (SIGUSR1): patched in place, a swap is needed, or failed."""
+    """The answer to a :class:`PatchOrder`: patched in place, a swap is needed, or failed. ``revision``
+    is the one the worker serves now: the order's when patched, its own otherwise."""
 
     kind = StatusKind.PATCHED
     result: PatchResult
@@ -251,12 +261,49 @@ class WorkerDraining(_Status):
     kind = StatusKind.DRAINING
 
 
-WorkerStatus = WorkerReady | WorkerFailed | WorkerLearned | WorkerDebugStop | WorkerPatched | WorkerDraining
+@dataclass(frozen=True, kw_only=True)
+class WorkerHandoff(_Status):
+    """Told to stop, the worker hands over its idle kept-alive connections: their sockets travel
+    with this line (SCM_RIGHTS), for the serving worker to adopt. A client's next request on them
+    then reaches the new revision, never this one."""
+
+    kind = StatusKind.HANDOFF
+    connections: int
+
+
+WorkerStatus = (WorkerReady | WorkerFailed | WorkerLearned | WorkerDebugStop | WorkerPatched | WorkerDraining
+                | WorkerHandoff)
+
+
+# -- orders, supervisor -> worker -----------------------------------------------------------------
+
+@dataclass(frozen=True, kw_only=True)
+class _Order(_Message):
+    KEY = "order"
+
+
+@dataclass(frozen=True, kw_only=True)
+class PatchOrder(_Order):
+    """Apply the saved code in place (rung 0); if it applies, serve as ``revision`` from then on."""
+
+    kind = OrderKind.PATCH
+    revision: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class AdoptOrder(_Order):
+    """Serve the ``connections`` sockets that travel with this line: a retiring worker's idle ones."""
+
+    kind = OrderKind.ADOPT
+    connections: int
+
+
+WorkerOrder = PatchOrder | AdoptOrder
 
 
 # -- writing and reading --------------------------------------------------------------------------
 
-def to_dict(message: ServerEvent | WorkerStatus) -> dict[str, Any]:
+def to_dict(message: ServerEvent | WorkerStatus | WorkerOrder) -> dict[str, Any]:
     """The message as the plain dict it travels as: its kind first, then its fields in order."""
     data: dict[str, Any] = {message.KEY: str(message.kind)}
     for field in dataclasses.fields(message):
@@ -266,7 +313,7 @@ def to_dict(message: ServerEvent | WorkerStatus) -> dict[str, Any]:
     return data
 
 
-def encode(message: ServerEvent | WorkerStatus, *, prefix: bool = False) -> bytes:
+def encode(message: ServerEvent | WorkerStatus | WorkerOrder, *, prefix: bool = False) -> bytes:
     """One JSON line (newline included); behind :data:`EVENT_PREFIX` with ``prefix``."""
     line = (json.dumps(to_dict(message)) + "\n").encode()
     return EVENT_PREFIX + line if prefix else line
@@ -292,6 +339,11 @@ def from_dict(data: Mapping[str, Any]) -> ServerEvent:
 def decode_status(line: bytes | str) -> WorkerStatus:
     """The worker status message on ``line``. Raises ValueError."""
     return _STATUS.from_line(line)
+
+
+def decode_order(line: bytes | str) -> WorkerOrder:
+    """The supervisor's order on ``line``. Raises ValueError."""
+    return _ORDERS.from_line(line)
 
 
 def _plain(value: Any) -> Any:
@@ -383,4 +435,5 @@ def _excerpt(text: str, limit: int = 120) -> str:
 _EVENTS = _Codec("scoring-server event", "event",
                  (BindFailed, Listening, Debugger, Starting, Ready, Failed, Crashed, Stopped, Exited))
 _STATUS = _Codec("worker status", "status", (WorkerReady, WorkerFailed, WorkerLearned, WorkerDebugStop,
-                                             WorkerPatched, WorkerDraining))
+                                             WorkerPatched, WorkerDraining, WorkerHandoff))
+_ORDERS = _Codec("worker order", "order", (PatchOrder, AdoptOrder))

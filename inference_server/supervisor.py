@@ -14,19 +14,15 @@ The supervisor runs no threads and no event loop, so forking it is safe.
 
 from __future__ import annotations
 
-import ctypes
 import errno
-import json
 import logging
 import os
 import selectors
 import signal
 import socket
-import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
 
 from . import protocol
 from .debugger import DebugListener
@@ -35,32 +31,9 @@ from .patch_requests import Patches
 from .warming import Preloader
 from .unavailable import Unavailable
 from .worker import Options, configure_logging
+from .worker_process import Worker, die_with_parent, kill, spawn
 
 logger = logging.getLogger("azmlinfsrv.supervisor")
-
-_PR_SET_PDEATHSIG = 1
-
-
-@dataclass(eq=False)
-class Worker:
-    revision: int
-    pid: int
-    status_fd: int
-    started: float
-    ready: bool = False
-    ready_at: float = 0.0
-    buffer: bytes = b""
-    failure: protocol.WorkerFailed | None = None
-    why: str = ""  # why a new worker rather than a patch (Ready's detail)
-
-
-def die_with_parent(sig: int = signal.SIGTERM) -> None:
-    """Ask Linux to signal this process when its parent dies, so nothing outlives devtui."""
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
-    except (OSError, AttributeError):
-        pass
-
 
 def bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -125,7 +98,7 @@ class Supervisor:
         self.retiring: list[Worker] = []
         self.reload_requested, self.reloads = False, 0  # a reload is due; SIGHUPs so far
         self.swap_requested: str | None = None  # the next reload is a new worker, for this reason
-        self.patches = Patches(self.emit)
+        self.patches = Patches(self.emit, lambda worker, order: worker.send(order))
         self.stopping = False
         self.exit_code = 0
         self.backoff = Backoff()  # restarting a serving worker that crashed
@@ -224,7 +197,7 @@ class Supervisor:
     def _on_reload(self, *_):
         self.reload_requested, self.reloads = True, self.reloads + 1
         if self.swap_requested is None and self.pending is None and self.options.reload_mode == "patch":
-            self.patches.signal_early(self.current, self.reloads)  # now, not after a warming import
+            self.patches.signal_early(self.current, self.reloads, self.revision + 1)  # now, not after a warming import
 
     def _on_swap(self, *_, why: str = "a new worker was asked for"):
         self.reload_requested = True
@@ -245,7 +218,7 @@ class Supervisor:
         if not self.stopping:
             self.stopping = True
             for worker in self._workers():
-                _kill(worker.pid, signal.SIGTERM)
+                kill(worker.pid, signal.SIGTERM)
 
     def _workers(self) -> list[Worker]:
         return [w for w in (self.current, self.pending, *self.retiring) if w is not None]
@@ -270,17 +243,11 @@ class Supervisor:
             self.emit(protocol.Starting(revision=self.revision, pid=pid, first=first))
 
     def _read_status(self, worker: Worker) -> None:
-        try:
-            chunk = os.read(worker.status_fd, 65536)
-        except BlockingIOError:
-            return
-        if not chunk:
+        messages = worker.receive()
+        if messages is None:
             self._close_status(worker)
             return
-        worker.buffer += chunk
-        while b"\n" in worker.buffer:
-            line, worker.buffer = worker.buffer.split(b"\n", 1)
-            message = protocol.decode_status(line)
+        for message in messages:
             if isinstance(message, protocol.WorkerReady):
                 self._on_ready(worker, message)
             elif isinstance(message, protocol.WorkerLearned):
@@ -291,13 +258,24 @@ class Supervisor:
                 self.debugger.worker_stopped(message.where)
             elif isinstance(message, protocol.WorkerPatched):
                 self._on_patched(worker, message)
+            elif isinstance(message, protocol.WorkerHandoff):
+                self._pass_on(worker, message.connections)
             elif isinstance(message, protocol.WorkerDraining):
                 self.handover.released(worker.pid)
 
+    def _pass_on(self, worker: Worker, count: int) -> None:
+        """A stopping worker's idle connections go to the serving one (see serving.py); with none
+        to take them, they close."""
+        fds = worker.take_fds(count)
+        taker = self.current if self.current is not worker and not self.stopping else None
+        if taker is not None and taker.ready and taker.send(protocol.AdoptOrder(connections=len(fds)), fds):
+            logger.debug(f"{len(fds)} kept-alive connections of worker {worker.pid} go to worker {taker.pid}")
+        for fd in fds:
+            os.close(fd)
+
     def _close_status(self, worker: Worker) -> None:
         self.selector.unregister(worker.status_fd)
-        os.close(worker.status_fd)
-        worker.status_fd = -1
+        worker.close_channel()
 
     def _on_ready(self, worker: Worker, message: protocol.WorkerReady) -> None:
         worker.ready = True
@@ -307,7 +285,7 @@ class Supervisor:
             self.pending = None
         if previous is not None:
             self.retiring.append(previous)
-            _kill(previous.pid, signal.SIGTERM)
+            kill(previous.pid, signal.SIGTERM)
         logger.info(f"Revision {worker.revision} ready in {message.duration_ms:.1f} ms (worker {worker.pid})")
         ready = protocol.Ready(revision=worker.revision, pid=worker.pid, duration_ms=message.duration_ms,
                                first=previous is None, rung=protocol.Rung.START if previous is None
@@ -317,7 +295,7 @@ class Supervisor:
         else:
             self.emit(ready)
         if self.stopping:
-            _kill(worker.pid, signal.SIGTERM)
+            kill(worker.pid, signal.SIGTERM)
 
     def _reap(self) -> None:
         while True:
@@ -399,74 +377,12 @@ def write_event(options: Options, event: protocol.ServerEvent) -> None:
         os.write(sys.stdout.fileno(), protocol.encode(event, prefix=True))
 
 
-def spawn(options: Options, sock: socket.socket, revision: int, selector: selectors.BaseSelector,
-          inherited_fds: tuple[int, ...]) -> tuple[int, int]:
-    """A worker for ``revision``, forked from this warm process (or spawned fresh without fork):
-    its pid, and the read end of its status pipe."""
-    status_r, status_w = os.pipe()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    if options.fork:
-        pid = os.fork()
-        if pid == 0:
-            os.close(status_r)
-            _become_worker(options, sock, revision, status_w, selector, inherited_fds)
-    else:
-        pid = subprocess.Popen(
-            [sys.executable, "-m", "inference_server.worker", json.dumps(asdict(options)),
-             str(sock.fileno()), str(revision), str(status_w)],
-            pass_fds=(sock.fileno(), status_w)).pid
-    os.close(status_w)
-    os.set_blocking(status_r, False)
-    return pid, status_r
-
-
-def _become_worker(options: Options, sock: socket.socket, revision: int, status_w: int,
-                   selector: selectors.BaseSelector, inherited_fds: tuple[int, ...]) -> None:
-    """In the forked child: drop the supervisor's state (its selector and the fds it inherited
-    from it) and serve. Never returns."""
-    from .worker import serve
-
-    code = 1
-    try:
-        signal.set_wakeup_fd(-1)
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
-            signal.signal(sig, signal.SIG_DFL)
-        # A hang-up sent to the whole group (a closed terminal, `timeout`) is the supervisor's
-        # business: it reloads or stops; a worker must not die of it.
-        signal.signal(signal.SIGHUP, signal.SIG_IGN)
-        signal.signal(signal.SIGUSR2, signal.SIG_IGN)  # the supervisor's (swap), as SIGHUP
-        selector.close()
-        for fd in inherited_fds:
-            if fd >= 0:
-                os.close(fd)
-        die_with_parent()
-        code = serve(options, sock, revision, status_w)
-    except SystemExit as ex:
-        code = ex.code if isinstance(ex.code, int) else 1
-    except BaseException:
-        import traceback
-
-        traceback.print_exc()
-    finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
-
-
 def _drain(fd: int) -> None:
     """Empty the signal wake-up pipe; what was written there does not matter, only that it was."""
     try:
         while os.read(fd, 512):
             pass
     except BlockingIOError:
-        pass
-
-
-def _kill(pid: int, sig: int) -> None:
-    try:
-        os.kill(pid, sig)
-    except ProcessLookupError:
         pass
 
 

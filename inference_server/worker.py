@@ -14,11 +14,13 @@ import logging
 import os
 import socket
 import sys
-import sysconfig
 import time
 from dataclasses import dataclass, field
 
 from . import protocol
+from .serving import Channel, app_config, serve_app, third_party_modules
+
+__all__ = ["Options", "app_config", "serve", "serve_app"]  # app_config and serve_app: flow_worker's
 
 logger = logging.getLogger("azmlinfsrv")
 
@@ -57,163 +59,6 @@ class Options:
     handover_timeout_s: float = 0.25  # a swap's Ready waits this long at most for the old worker (handover.py)
 
 
-def draining_protocol(admission=None):
-    """uvicorn's httptools protocol, but an idle keep-alive connection is not cut when the
-    worker drains: its next request is answered (with ``Connection: close``) and the client
-    reconnects to the new worker. Cutting it would race with a request already on its way and
-    lose it; an idle client that sends nothing is closed by the keep-alive timeout as usual.
-
-    With an ``admission.Admission``, a scoring request is counted the moment it is read, as of
-    when it arrived (its ticket goes in the ASGI scope; see ``admission``)."""
-    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-
-    from .admission import SCORE_PATH, TICKET, received_ago
-
-    class DrainingProtocol(HttpToolsProtocol):
-        draining = False
-        tcp = None  # the connection's socket, for the time its requests arrived
-
-        def connection_made(self, transport) -> None:
-            super().connection_made(transport)
-            if admission is not None and admission.timed:
-                self.tcp = transport.get_extra_info("socket")
-
-        def shutdown(self) -> None:
-            if self.cycle is None or self.cycle.response_complete:
-                self.draining = True
-            else:
-                self.cycle.keep_alive = False
-
-        def on_headers_complete(self) -> None:
-            scope = self.scope
-            if admission is not None and self.url.partition(b"?")[0] == SCORE_PATH:
-                # Before uvicorn starts the request's task, which may read the ticket at once.
-                scope[TICKET] = admission.arrive(received_ago(self.tcp) if self.tcp is not None else 0.0, self)
-            super().on_headers_complete()
-            if self.cycle is None or self.cycle.scope is not scope:  # upgraded, not answered by the app
-                if TICKET in scope:
-                    admission.leave(scope[TICKET])
-            elif self.draining:
-                self.cycle.keep_alive = False
-
-        def connection_lost(self, exc) -> None:
-            # Pipelined requests that will never be answered leave the count.
-            for cycle, _ in getattr(self, "pipeline", ()):
-                if TICKET in cycle.scope:
-                    admission.leave(cycle.scope[TICKET])
-            super().connection_lost(exc)
-
-    return DrainingProtocol
-
-
-def quick_exit_server():
-    """uvicorn's Server, but it stops accepting the moment it is told to exit.
-
-    uvicorn notices the exit request on its next 100 ms tick; until then the old worker would
-    keep taking new connections from the shared socket and serving open ones, and clients would
-    keep getting the old revision after the new one is ready."""
-    import asyncio
-
-    import uvicorn
-
-    class QuickExitServer(uvicorn.Server):
-        on_loop = None  # called with the running loop once it runs
-        on_draining = None  # called once it no longer accepts connections
-
-        async def serve(self, sockets=None) -> None:
-            self.loop = asyncio.get_running_loop()
-            if self.on_loop is not None:
-                self.on_loop(self.loop)
-            await super().serve(sockets)
-
-        def handle_exit(self, sig, frame) -> None:
-            super().handle_exit(sig, frame)
-            loop = getattr(self, "loop", None)
-            if loop is not None:
-                loop.call_soon_threadsafe(self.stop_accepting)
-
-        def stop_accepting(self) -> None:
-            for server in getattr(self, "servers", []):
-                server.close()
-            # Open keep-alive connections too: their next answer says Connection: close, so
-            # clients move to the new worker now rather than at uvicorn's next tick.
-            for connection in list(self.server_state.connections):
-                connection.shutdown()
-            if self.on_draining is not None:
-                self.on_draining, draining = None, self.on_draining
-                draining()
-
-    return QuickExitServer
-
-
-class PatchRequests:
-    """SIGUSR1 from the supervisor: apply the saved code to this worker in place (rung 0) and
-    answer with a WorkerPatched status. The patch runs on the event loop, between requests; a
-    request that arrives before the loop runs waits for it."""
-
-    def __init__(self, report):
-        self.report = report
-        self.loop = None
-        self.waiting = False
-
-    def listen(self):
-        import signal
-
-        signal.signal(signal.SIGUSR1, self._requested)
-        return self._attach
-
-    def _attach(self, loop) -> None:
-        self.loop = loop
-        if self.waiting:
-            self.waiting = False
-            loop.call_soon(self._patch)
-
-    def _requested(self, *_) -> None:
-        if self.loop is None:
-            self.waiting = True
-        else:
-            self.loop.call_soon_threadsafe(self._patch)
-
-    def _patch(self) -> None:
-        from . import patching
-
-        outcome = patching.current.apply()
-        if outcome.kind == "patched":
-            logger.info(f"Patched {outcome.detail} in place in {outcome.duration_ms:.1f} ms; init() did not run again")
-        elif outcome.kind == "failed":
-            logger.error(f"The saved code cannot be applied; the running code keeps serving:\n{outcome.traceback}")
-        else:
-            logger.info(f"Not a patch ({outcome.detail}): a new worker takes over")
-        self.report(protocol.WorkerPatched, result=protocol.PatchResult(outcome.kind), detail=outcome.detail,
-                    traceback=outcome.traceback)
-
-
-def watch_debug_stops(report, roots: tuple[str, ...]) -> None:
-    """While a debugger holds this worker at a breakpoint, tell the supervisor where (polled:
-    debugpy has no public hook for it). debugpy marks suspended threads' additional_info with
-    pydev_state 2, and suspends them all; the stop is the innermost frame in the user's code."""
-    import threading
-
-    last = None
-    while True:
-        time.sleep(0.2)
-        where = None
-        frames = sys._current_frames()
-        for thread in threading.enumerate():
-            info = getattr(thread, "additional_info", None)
-            if getattr(info, "pydev_state", None) != 2:
-                continue
-            frame = frames.get(thread.ident)
-            while frame is not None and not frame.f_code.co_filename.startswith(roots):
-                frame = frame.f_back
-            if frame is not None:
-                where = f"{os.path.basename(frame.f_code.co_filename)}:{frame.f_lineno} in {frame.f_code.co_name}()"
-                break
-        if where != last:
-            last = where
-            report(protocol.WorkerDebugStop, where=where)
-
-
 def configure_logging() -> None:
     """Server and script logs in the reference server's format, on stdout, in UTC.
 
@@ -225,23 +70,6 @@ def configure_logging() -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(os.environ.get("AZUREML_LOG_LEVEL", "INFO").upper())
-
-
-def third_party_modules(already_loaded: set[str]) -> list[str]:
-    """Modules this worker imported from site-packages: what the next worker will import again.
-
-    Submodules count: unpickling a model imports e.g. ``sklearn.linear_model._ridge``. Modules the
-    parent had already are skipped, which also keeps this cheap on the second and later reloads."""
-    roots = {sysconfig.get_paths()[key] for key in ("purelib", "platlib")}
-    roots = tuple(os.path.join(r, "") for r in roots | {os.path.realpath(r) for r in roots})
-    names = []
-    for name in set(sys.modules) - already_loaded:
-        if name.startswith(("_", "inference_server", "entry_module", "azureml")):
-            continue
-        path = getattr(sys.modules.get(name), "__file__", None)
-        if path and path.startswith(roots):
-            names.append(name)
-    return sorted(names)
 
 
 def _log_model_tree(model_dir: str | None) -> None:
@@ -265,30 +93,9 @@ def _uvicorn_config(app, limits):
     return app_config(serving(app, admission), admission)
 
 
-def app_config(app, admission=None):
-    """How uvicorn serves APP (an ASGI app) in a worker: uvloop, the draining protocol, no access
-    log of its own (the app logs each request), and 30 s to finish what is in flight."""
-    import uvicorn
-
-    return uvicorn.Config(app, loop="uvloop", http=draining_protocol(admission), lifespan="off", log_config=None,
-                          access_log=False, server_header=False, date_header=False,
-                          timeout_graceful_shutdown=30)
-
-
 def serve(options: Options, sock: socket.socket, revision: int, status_fd: int) -> int:
     """Run one worker to the end; the exit code follows the reference server (3: boot error)."""
-    started = time.perf_counter()
-
-    import threading
-
-    lock = threading.Lock()  # the learning thread reports while init() runs: one message at a time
-
-    def report(message: type[protocol.WorkerStatus], **fields) -> None:
-        line = protocol.encode(message(revision=revision, pid=os.getpid(),
-                                       duration_ms=round((time.perf_counter() - started) * 1000, 3), **fields))
-        with lock:
-            os.write(status_fd, line)
-
+    report = Channel(status_fd, revision)  # the learning thread reports while init() runs too
     if options.flow_dir:
         from . import flow_worker
 
@@ -362,7 +169,7 @@ def _serve_loaded(script, options: Options, sock: socket.socket, report, loaded_
     app = create_app(script, swagger, limits, options.cors_origins,
                      after_first_run=learning(options, report, loaded_by_parent), debugging=debugging_probe(options))
     return serve_app(_uvicorn_config(app, limits), options, sock, report, roots=(options.app_root, script_dir),
-                     loaded_by_parent=loaded_by_parent)
+                     loaded_by_parent=loaded_by_parent, gate=getattr(app.state, "run_gate", None))
 
 
 @contextlib.contextmanager
@@ -414,40 +221,6 @@ def debugging_probe(options: Options):
     import debugpy
 
     return debugpy.is_client_connected
-
-
-def serve_app(config, options: Options, sock: socket.socket, report, *, roots: tuple[str, ...],
-              patchable: bool = True, loaded_by_parent: set[str] | None = None) -> int:
-    """Serve the app of CONFIG (a uvicorn.Config; ``app_config`` makes one) on the supervisor's
-    socket until told to stop: ready is reported, then what the worker imported, and debugger
-    stops while they last."""
-    loaded_by_parent = set(sys.modules) if loaded_by_parent is None else loaded_by_parent
-    server = quick_exit_server()(config)
-    server.on_draining = lambda: _tell_draining(report)
-    if patchable:  # before ready is reported: from then on the supervisor may ask for a patch (SIGUSR1)
-        server.on_loop = PatchRequests(report).listen()
-    report(protocol.WorkerReady)
-    logger.info(f"Worker with pid {os.getpid()} ready for serving traffic")
-    if options.debug_host:
-        import threading
-
-        roots = tuple(os.path.join(os.path.abspath(p), "") for p in roots)
-        watcher = threading.Thread(target=watch_debug_stops, args=(report, roots), daemon=True, name="debug-stops")
-        # debugpy suspends every thread at a breakpoint, except its own: this one must keep watching.
-        watcher.is_pydev_daemon_thread = True
-        watcher.start()
-    if options.warm_imports:
-        report(protocol.WorkerLearned, modules=tuple(third_party_modules(loaded_by_parent)))
-    server.run(sockets=[sock])
-    return 0
-
-
-def _tell_draining(report) -> None:
-    """The supervisor may announce the next revision now (handover.py)."""
-    try:
-        report(protocol.WorkerDraining)
-    except OSError:
-        pass  # the supervisor is gone: nobody waits for the word
 
 
 def main() -> None:
