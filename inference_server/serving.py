@@ -273,7 +273,7 @@ class PatchRequests:
         patcher = patching.current
         decide = getattr(patcher, "decide", None)
         if decide is None:  # a patcher without the split: decide and apply in one step
-            self._commit(revision, patcher.apply)
+            self._when_idle(revision, patcher.apply)
             return
         future = loop.run_in_executor(None, decide)
         future.add_done_callback(lambda done: self._decided(revision, patcher, done))
@@ -284,10 +284,16 @@ class PatchRequests:
         except Exception as ex:  # the decision itself broke: a fresh worker is the faithful answer
             self._report(revision, patching_outcome("swap", f"the change could not be compared ({ex})"))
             return
+        self._when_idle(revision, lambda: patcher.commit(decision))
+
+    def _when_idle(self, revision: int, commit: Callable[[], object]) -> None:
+        """Commit once no run() executes; a swap if they keep executing past PATCH_WAIT_S."""
         if self.gate is None:
-            self._commit(revision, lambda: patcher.commit(decision))
+            self._commit(revision, commit)
             return
-        self.gate.hold(lambda: self._commit(revision, lambda: patcher.commit(decision)), PATCH_WAIT_S,
+        if self.gate.executing:
+            logger.info(f"The patch waits for {self.gate.executing} run() call(s) to return")
+        self.gate.hold(lambda: self._commit(revision, commit), PATCH_WAIT_S,
                        lambda: self._report(revision, patching_outcome(
                            "swap", f"run() was still executing after {PATCH_WAIT_S:.0f} s")))
 
