@@ -149,3 +149,35 @@ async def test_a_kept_alive_client_gets_the_flow_saved_before_it_asked(tmp_path,
                 assert response.headers["x-devtui-revision"] == str(finished.revision), (version, finished)
     finally:
         await engine.stop()
+
+
+CONTAINER_SCORE = '''
+VERSION = {version}
+
+def init():
+    pass
+
+def run(raw):
+    return {{"version": VERSION}}
+'''
+
+
+def test_a_kept_alive_client_gets_the_announced_revision_in_containers(sample, endpoint, docker_client):
+    from helpers import devtui, show, wait_for
+
+    name = endpoint("ct-keepalive")
+    folder = sample("sklearn-regression")
+    script = folder / "onlinescoring" / "score.py"
+    script.write_text(CONTAINER_SCORE.format(version=0))
+    devtui("up", str(folder), "--runtime", "container", "--detach", "-n", name)
+    uri = show(name)["scoring_uri"]
+    with httpx.Client(timeout=30, limits=httpx.Limits(max_connections=1)) as client:
+        assert client.post(uri, content="{}").json() == {"version": 0}
+        for version in range(1, 4):
+            before = show(name)["deployments"][0]["revision"]
+            save(script, CONTAINER_SCORE.format(version=version))  # module level: a new worker
+            revision = wait_for(lambda: (lambda r: r if r > before else None)(show(name)["deployments"][0]["revision"]),
+                                timeout=60, interval=0.1, message="the save to be served")
+            response = client.post(uri, content="{}")
+            assert response.json() == {"version": version}
+            assert response.headers["x-devtui-revision"] == str(revision)
