@@ -182,7 +182,7 @@ debian_mirror() {
 }
 
 MIRROR=${DEVTUI_DEBIAN_MIRROR:-$(debian_mirror)}
-MIRROR=${MIRROR:-http://deb.debian.org/debian}
+# No mirror named anywhere: debootstrap picks its own default.
 # debootstrap downloads with wget; honour an apt proxy if one is configured.
 if [[ -z ${http_proxy:-} ]]; then
   proxy=$(apt-config shell P Acquire::http::Proxy 2>/dev/null | sed -n "s/^P='\(.*\)'$/\1/p" || true)
@@ -196,7 +196,7 @@ if ! command -v debootstrap >/dev/null 2>&1; then
   { apt-get update -q && apt-get install -y -q debootstrap; } >/dev/null || die "cannot install debootstrap"
 fi
 
-say "building $IMAGE offline: debootstrap $SUITE from $MIRROR (about a minute)"
+say "building $IMAGE offline: debootstrap $SUITE from ${MIRROR:-the default mirror of debootstrap} (about a minute)"
 ROOT=$(mktemp -d "$WORK_PARENT/devtui-base-rootfs.XXXXXX")
 # Unmount anything debootstrap left mounted (it mounts proc/sys while configuring packages)
 # before deleting, and never cross into another filesystem while deleting.
@@ -205,7 +205,7 @@ LOGF=$ROOT.log
 CLEANUP+=("rm -f '$LOGF'")
 
 t=$SECONDS
-if ! debootstrap --variant=minbase --include="$PACKAGES" "$SUITE" "$ROOT" "$MIRROR" >"$LOGF" 2>&1; then
+if ! debootstrap --variant=minbase --include="$PACKAGES" "$SUITE" "$ROOT" ${MIRROR:+"$MIRROR"} >"$LOGF" 2>&1; then
   tail -n 30 "$LOGF" >&2
   [[ -f $ROOT/debootstrap/debootstrap.log ]] && tail -n 30 "$ROOT/debootstrap/debootstrap.log" >&2
   die "debootstrap failed"
