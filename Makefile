@@ -6,18 +6,23 @@ SAMPLE ?= samples/sklearn-regression
 
 .PHONY: install install-dev run test lint bench clean
 
+# pip says only what went wrong (-qq hides its warnings, such as running as root in a container).
+PIP := $(PY) -m pip install -qq --disable-pip-version-check
+
 $(PY):
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
+	@$(PYTHON) -m venv $(VENV)
+	@$(PIP) --upgrade pip
 
 # Installed (editable) with everything the samples import; redone when pyproject.toml changes.
 $(VENV)/.installed: pyproject.toml | $(PY)
-	$(PY) -m pip install -q -e '.[samples,flow]'
-	touch $@
+	@echo "installing devtui and the samples' dependencies (about a minute the first time)..."
+	@$(PIP) -e '.[samples,flow]'
+	@touch $@
 
 $(VENV)/.installed-dev: pyproject.toml | $(PY)
-	$(PY) -m pip install -q -e '.[samples,flow,test]'
-	touch $@ $(VENV)/.installed
+	@echo "installing devtui, the samples' and the tests' dependencies (a few minutes the first time)..."
+	@$(PIP) -e '.[samples,flow,test]'
+	@touch $@ $(VENV)/.installed
 
 install: $(VENV)/.installed
 
