@@ -127,8 +127,11 @@ class PrivateEngine:
         client = self.client()
         try:
             for image in images:
-                client.images.load(source.images.get(image).save(named=True))
-                assert client.images.get(image).id == source.images.get(image).id, image
+                original = source.images.get(image)
+                # Saved under the tag asked for: named=True would take the image's first tag, which
+                # on a machine where the image has another tag too is not the one asked for.
+                client.images.load(original.save(named=image if image in original.tags else True))
+                assert client.images.get(image).id == original.id, image
         finally:
             client.close()
 
