@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 SAMPLE ?= samples/sklearn-regression
 
-.PHONY: install install-dev run test lint bench clean
+.PHONY: install install-dev run test test-fast lint bench clean
 
 # pip says only what went wrong (-qq hides its warnings, such as running as root in a container).
 PIP := $(PY) -m pip install -qq --disable-pip-version-check
@@ -38,6 +38,10 @@ TEST_WORKERS ?= 3
 
 test: install-dev
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=10 $(PYTEST_ARGS)
+
+# The inner loop: unit and fake-runtime tests only (tests/conftest.py, KINDS), in about a minute.
+test-fast: install-dev
+	$(PY) -m pytest -q -n 2 -m "unit or fake" --durations=5 $(PYTEST_ARGS)
 
 # Size and complexity: no function over cyclomatic complexity 15, no module over 500 lines,
 # no class over 250 (tests/test_layout.py fails on them; this prints the report).

@@ -28,12 +28,36 @@ LONGEST_FIRST = ("test_container.py", "test_tui.py", "test_debug.py", "test_cli.
                  "test_flow_samples.py", "test_tui_snapshots.py", "test_flow_serving.py")
 
 
+# What kind of test each module holds, for `make test-fast` (`-m "unit or fake"`): unit tests run
+# devtui's code in this process; fake-runtime tests run the engine or the app against
+# tests/fake_runtime.py; everything else is end to end (real servers, containers, debugpy, a
+# terminal). A module that mixes kinds marks its tests itself (@pytest.mark.unit, .fake, .e2e),
+# which wins over this table; a module not listed here is end to end.
+KINDS = {
+    "unit": ("test_ignore.py", "test_layout.py", "test_log_files.py", "test_masking.py", "test_outbox.py",
+             "test_private_api.py", "test_protocol.py", "test_record.py", "test_run_gate.py", "test_spec.py",
+             "test_spec_hostile.py", "test_views.py", "test_debug_launch.py", "test_watch.py", "test_spec_flow.py"),
+    "fake": ("test_engine_states.py",),
+}
+MARKERS = ("unit", "fake", "e2e")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "unit: devtui's code in this process, no server (make test-fast)")
+    config.addinivalue_line("markers", "fake: the engine or the app on tests/fake_runtime.py (make test-fast)")
+    config.addinivalue_line("markers", "e2e: end to end, on real servers, containers, debugpy or a terminal")
+
+
 def pytest_collection_modifyitems(items):
     def rank(item) -> int:
         name = item.path.name
         return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
 
     items.sort(key=rank)  # stable: a module's tests keep their order
+    for item in items:
+        if not any(item.get_closest_marker(kind) for kind in MARKERS):
+            kind = next((kind for kind, modules in KINDS.items() if item.path.name in modules), "e2e")
+            item.add_marker(kind)
 
 
 @pytest.fixture(autouse=True)
