@@ -5,8 +5,10 @@ after hot reloads, in both runtimes."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
+import socket
 import subprocess
 import threading
 from pathlib import Path
@@ -14,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from dap import DapError, DebugClient, local_variables, stopped_frame
+from dap import DapError, DebugClient, Session, local_variables, stopped_frame
 from devtui.debug import strip_jsonc
 from helpers import devtui, devtui_command, free_port, new_run_id, save, show, unique_name, wait_for
 
@@ -268,3 +270,147 @@ def test_breakpoints_in_a_flows_node_hit_and_keep_hitting_across_reloads(tmp_pat
             client.close()
     finally:
         devtui("down", "-n", name, cwd=cwd, check=None)
+
+
+# -- stray connections to the debug port (issue 19, item 7) ----------------------------------------
+
+
+def closed_by_the_other_side(sock: socket.socket, timeout: float = 30) -> bytes:
+    """Everything ``sock`` receives until the other side closes it (a timeout fails the test)."""
+    sock.settimeout(timeout)
+    received = b""
+    while chunk := sock.recv(65536):
+        received += chunk
+    return received
+
+
+def stray_connections(port: int) -> socket.socket:
+    """What port scans and confused clients do to the debug port: three connect-and-closes in a
+    row, an HTTP request, and a connection that says nothing (returned, still open)."""
+    for _ in range(3):
+        socket.create_connection(("127.0.0.1", port), timeout=10).close()
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as garbage:
+        garbage.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        # Turned away before debugpy saw it: debugpy would have greeted it with telemetry events.
+        assert closed_by_the_other_side(garbage) == b""
+    return socket.create_connection(("127.0.0.1", port), timeout=10)
+
+
+def hit_breakpoint_once(cwd: Path, folder: Path, name: str) -> None:
+    """A real client attaches, sets a breakpoint, a request stops there, and `show` says so."""
+    score = folder / "onlinescoring" / "score.py"
+    line = breakpoint_line(score)
+    client = DebugClient(launch_configuration(cwd, name))
+    try:
+        client.set_breakpoints(str(score), [line])
+        child = client.next_child()
+        wait_for(lambda: show(name, cwd=cwd)["deployments"][0]["debugger"]["state"] == "attached", timeout=30)
+        thread, result = post_in_background(show(name, cwd=cwd)["scoring_uri"],
+                                            (folder / "sample-request.json").read_bytes())
+        thread_id, frame = stopped_frame(child)
+        assert Path(frame["source"]["path"]).name == "score.py" and frame["line"] == line
+        debugger = wait_for(lambda: (d := show(name, cwd=cwd)["deployments"][0]["debugger"])["state"] == "stopped" and d,
+                            timeout=30)
+        assert debugger["detail"] == f"at score.py:{line} in run()"
+        child.request("continue", {"threadId": thread_id})
+        thread.join(60)
+        assert result["answer"].status_code == 200
+        wait_for(lambda: show(name, cwd=cwd)["deployments"][0]["debugger"]["state"] == "attached", timeout=30)
+    finally:
+        client.close()
+
+
+def test_stray_connections_to_the_debug_port_leave_debugging_working(workspace):
+    """Issue 19, item 7: after one connect-and-close (a port scan), debugpy answered no client
+    again, and `show` still said listening."""
+    cwd, folder = workspace
+    port = free_port()
+    devtui("up", str(folder), "--debug", "--debug-port", str(port), "--detach", cwd=cwd)
+    silent = stray_connections(port)
+    try:
+        assert show("my-endpoint", cwd=cwd)["deployments"][0]["debugger"]["state"] == "listening"
+        hit_breakpoint_once(cwd, folder, "my-endpoint")  # while the silent one is still connected
+    finally:
+        silent.close()
+    log = devtui("logs", "-n", "my-endpoint", cwd=cwd).stdout
+    assert log.count("(not a debugger client)") >= 4, log
+
+
+def test_container_runtime_stray_connections_to_the_debug_port(workspace, docker_client, run_id):
+    cwd, folder = workspace
+    name = unique_name(run_id, "debugscan")
+    port = free_port()
+    devtui("up", str(folder), "--runtime", "container", "-n", name, "--debug", "--debug-port", str(port), "--detach",
+           cwd=cwd)
+    stray_connections(port).close()
+    hit_breakpoint_once(cwd, folder, name)
+
+
+def gate_pid(port: int) -> int:
+    """The gate process that owns the debug port ``port`` (its command line names the port)."""
+    for entry in os.listdir("/proc"):
+        try:
+            argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"inference_server.debug_gate" in argv and str(port).encode() in argv:
+            return int(entry)
+    raise LookupError(f"no gate process for port {port}")
+
+
+def test_a_gate_that_dies_is_started_again_on_the_same_port(workspace):
+    cwd, folder = workspace
+    port = free_port()
+    devtui("up", str(folder), "--debug", "--debug-port", str(port), "--detach", cwd=cwd)
+    first = gate_pid(port)
+    os.kill(first, signal.SIGKILL)
+    wait_for(lambda: f"The debug port's gate exited; listening on 127.0.0.1:{port} again"
+             in devtui("logs", "-n", "my-endpoint", cwd=cwd).stdout, timeout=30)
+    assert gate_pid(port) != first
+    hit_breakpoint_once(cwd, folder, "my-endpoint")
+
+
+def answers(port: int, timeout: float) -> bool:
+    """Whether debugpy's adapter on ``port`` answers a DAP `initialize` within ``timeout``."""
+    session = Session("127.0.0.1", port, "probe")
+    try:
+        session.request("initialize", {"clientID": "probe", "adapterID": "debugpy"}, timeout=timeout)
+        return True
+    except DapError:
+        return False
+    finally:
+        session.close()
+
+
+def test_a_wedged_debugpy_is_shown_as_failed_and_a_full_reload_recovers(workspace):
+    """If debugpy's listener is stopped after all (here by connecting to it directly, past the
+    gate), `show` says so instead of listening, a client that was attached keeps working, and
+    restarting the server brings the debug port back."""
+    cwd, folder = workspace
+    port = free_port()
+    devtui("up", str(folder), "--debug", "--debug-port", str(port), "--detach", cwd=cwd)
+    client = DebugClient(launch_configuration(cwd, "my-endpoint"))
+    try:
+        sockets = client.parent.wait_event("debugpySockets")["sockets"]
+        inner = next(s["port"] for s in sockets if not s["internal"])
+        assert inner != port  # debugpy's own port is not the debug port
+
+        def wedged() -> bool:
+            socket.create_connection(("127.0.0.1", inner), timeout=10).close()
+            return not answers(inner, timeout=3)
+
+        wait_for(wedged, timeout=120)
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as late:
+            body = json.dumps({"seq": 1, "type": "request", "command": "initialize", "arguments": {}}).encode()
+            late.sendall(b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+            assert closed_by_the_other_side(late) == b""
+        debugger = wait_for(lambda: (d := show("my-endpoint", cwd=cwd)["deployments"][0]["debugger"])["state"] == "failed"
+                            and d, timeout=30)
+        assert "debugpy stopped answering new debugger clients" in debugger["detail"]
+        assert "devtui reload --full" in debugger["detail"]
+        assert client.parent.request("threads")["threads"]  # the attached client still works
+    finally:
+        client.close()
+    devtui("reload", "--full", "-n", "my-endpoint", cwd=cwd)
+    wait_for(lambda: show("my-endpoint", cwd=cwd)["deployments"][0]["debugger"]["state"] == "listening", timeout=60)
+    hit_breakpoint_once(cwd, folder, "my-endpoint")
