@@ -16,8 +16,8 @@ from pathlib import Path
 
 from . import runtimes, spec
 from .events import CREATING, DELETING, FAILED, UPDATING, DebuggerChanged, Event, ReloadFinished, ReloadReason
-from .masking import mask
-from .record import DebuggerRecord, DeploymentRecord, FlowRecord, ReloadRecord, RequestSettingsRecord
+from .record import DeploymentRecord
+from .runtimes import PortInUse
 from .server_events import DebugSettings, ReloadRequest, ServerEvents
 from .watch import Action, Batch, batches
 
@@ -25,13 +25,6 @@ from .watch import Action, Batch, batches
 RESTART_BACKOFF_S = (0.5, 1, 2, 5, 10, 30)
 # A server that served this long before dying starts the back-off again.
 BACKOFF_RESET_S = 60
-
-
-class PortInUse(Exception):
-    def __init__(self, host: str, port: int, what: str = "port", flag: str = "--port"):
-        super().__init__(f"{what} {port} on {host} is already in use (another devtui?): pick another with {flag}, "
-                         f"or {flag} 0 for a free one")
-        self.port = port
 
 
 def check_port(host: str, port: int, what: str = "port", flag: str = "--port") -> None:
@@ -96,6 +89,9 @@ class Engine(ServerEvents):
         self._deaths: list[float] = []  # when the server died unasked, in a row
         self._booted = asyncio.Event()
         self.stopped = False
+        # Why this deployment cannot start at all (a port taken since it was checked): no save or
+        # restart would help, so the host that runs the engine ends and says it.
+        self.fatal: PortInUse | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -106,10 +102,16 @@ class Engine(ServerEvents):
 
     async def start(self) -> str:
         """Stage and start; returns Succeeded or Failed once the first revision has an outcome.
-        Watching starts either way: a Failed deployment recovers on the next good save."""
-        check_port(self.host, self.port)
-        if self.debug is not None:
-            check_port(self.debug.host, self.debug.port, "debug port", "--debug-port")
+        Watching starts either way: a Failed deployment recovers on the next good save; except
+        when a port is taken (``fatal``), which no save can change."""
+        try:
+            check_port(self.host, self.port)
+            if self.debug is not None:
+                check_port(self.debug.host, self.debug.port, "debug port", "--debug-port")
+        except PortInUse as ex:
+            self._port_taken(ex)
+            self._booted.set()
+            return self.state
         self._set_state(CREATING, f"deployment {self.deployment.deployment_name} "
                                   f"of endpoint {self.deployment.endpoint_name}")
         # Watch from the start, so a save made while the server boots is not missed; the
@@ -127,6 +129,8 @@ class Engine(ServerEvents):
         try:
             await self.runtime.stage()
             await self.runtime.start(first_revision)
+        except PortInUse as ex:
+            self._port_taken(ex)
         except runtimes.RuntimeFailure as ex:
             self._say(f"error: {ex}")
             self._resolve(FAILED, str(ex))
@@ -282,30 +286,7 @@ class Engine(ServerEvents):
 
     def describe(self) -> DeploymentRecord:
         """The deployment as `devtui show` lists it."""
-        d = self.deployment
-        return DeploymentRecord(
-            name=d.deployment_name,
-            provisioning_state=self.state,
-            runtime=self.runtime_name,
-            revision=self.serving_revision,
-            latest_revision=self.revision,
-            instance_type=d.instance_type,
-            instance_count=d.instance_count,
-            model=str(d.model.path) if d.model else None,
-            code=str(d.code_dir) if d.code_dir else None,
-            scoring_script=d.scoring_script,
-            flow=(FlowRecord(file=str(d.flow.folder / d.flow.flow_file), kind=d.flow.kind, chat=d.flow.is_chat,
-                             nodes=[f"{n.name} ({n.kind})" for n in d.flow.nodes]) if d.flow else None),
-            environment_variables={k: mask(k, v) for k, v in d.environment_variables.items()},
-            request_settings=RequestSettingsRecord(
-                request_timeout_ms=d.request_settings.request_timeout_ms,
-                max_concurrent_requests_per_instance=d.request_settings.max_concurrent_requests_per_instance,
-            ),
-            debugger=(DebuggerRecord(state=self.debugger.state, host=self.debugger.host, port=self.debugger.port,
-                                     detail=self.debugger.detail) if self.debugger else None),
-            last_reload=ReloadRecord.of(self.last_reload),
-            **self.runtime.describe(),
-        )
+        return DeploymentRecord.of(self)
 
 
 # `devtui reload` asks the process hosting the engine by signal: a worker swap, or a full restart.

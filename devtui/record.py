@@ -14,6 +14,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from .masking import mask
+
 # What `show` prints, in this order; the rest of a record is devtui's own.
 SHOWN = ("name", "auth_mode", "location", "provisioning_state", "scoring_uri", "swagger_uri", "traffic", "tags",
          "properties", "deployments")
@@ -96,6 +98,36 @@ class DeploymentRecord(_Record):
     docker_context: str | None = None
     gpus: str | None = None
 
+    @classmethod
+    def of(cls, engine) -> DeploymentRecord:
+        """What a ``devtui.engine.Engine`` runs, and how it is going: its deployment, its state,
+        the revisions, the debugger, and what its runtime adds."""
+        d = engine.deployment
+        return cls(
+            name=d.deployment_name,
+            provisioning_state=engine.state,
+            runtime=engine.runtime_name,
+            revision=engine.serving_revision,
+            latest_revision=engine.revision,
+            instance_type=d.instance_type,
+            instance_count=d.instance_count,
+            model=str(d.model.path) if d.model else None,
+            code=str(d.code_dir) if d.code_dir else None,
+            scoring_script=d.scoring_script,
+            flow=(FlowRecord(file=str(d.flow.folder / d.flow.flow_file), kind=d.flow.kind, chat=d.flow.is_chat,
+                             nodes=[f"{n.name} ({n.kind})" for n in d.flow.nodes]) if d.flow else None),
+            environment_variables={k: mask(k, v) for k, v in d.environment_variables.items()},
+            request_settings=RequestSettingsRecord(
+                request_timeout_ms=d.request_settings.request_timeout_ms,
+                max_concurrent_requests_per_instance=d.request_settings.max_concurrent_requests_per_instance,
+            ),
+            debugger=(DebuggerRecord(state=engine.debugger.state, host=engine.debugger.host,
+                                     port=engine.debugger.port, detail=engine.debugger.detail)
+                      if engine.debugger else None),
+            last_reload=ReloadRecord.of(engine.last_reload),
+            **engine.runtime.describe(),
+        )
+
 
 class EndpointRecord(_Record):
     name: str
@@ -108,10 +140,12 @@ class EndpointRecord(_Record):
     tags: dict[str, Any] = {}
     properties: dict[str, Any] = {}
     deployments: list[DeploymentRecord] = []
-    # devtui's own: the process hosting the engine, the YAML it runs, the folder of its log files.
+    # devtui's own: the process hosting the engine, the YAML it runs, the folder of its log files;
+    # why the host is ending on its own (a port taken as it started), for the `up` that waits on it.
     host_pid: int | None = None
     deployment_file: str | None = None
     logs: str | None = None
+    fatal: str | None = None
 
     @property
     def deployment(self) -> DeploymentRecord:

@@ -125,6 +125,35 @@ def claim(name: str) -> Claim:
     return Claim(name, fd, EndpointRecord(name=name, host_pid=os.getpid()))
 
 
+# `up --detach` claims the name itself and hands the claim to the background devtui it starts, by
+# an inherited file descriptor named in this variable: no other `up` can take the name between
+# the two, and the one that cannot have it is told so by the `up` it ran.
+CLAIM_FD = "DEVTUI_CLAIM_FD"
+
+
+def hand_over(claim: Claim) -> dict[str, str]:
+    """The environment entry that passes ``claim`` to a child started with its ``lock_fd`` in pass_fds."""
+    return {CLAIM_FD: str(claim.lock_fd)}
+
+
+def inherited_claim(name: str) -> Claim | None:
+    """The claim of ``name`` this process was handed (``hand_over``), or None if it was handed none."""
+    value = os.environ.pop(CLAIM_FD, None)  # popped: the scoring server must not see it
+    if value is None:
+        return None
+    try:
+        fd = int(value)
+        held, lock = os.fstat(fd), os.stat(folder(name) / "lock")
+    except (ValueError, OSError):
+        return None
+    if (held.st_dev, held.st_ino) != (lock.st_dev, lock.st_ino):
+        return None  # not this endpoint's lock: claimed the ordinary way
+    # Not inherited further: the name must end with this process, not with a server it starts.
+    os.set_inheritable(fd, False)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # the lock is this descriptor's already: only checked
+    return Claim(name, fd, EndpointRecord(name=name, host_pid=os.getpid()))
+
+
 def is_alive(name: str) -> bool:
     lock = folder(name) / "lock"
     if not lock.exists():

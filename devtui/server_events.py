@@ -19,6 +19,7 @@ from inference_server import protocol
 from .events import (FAILED, SUCCEEDED, UPDATING, DEVTUI, DebuggerChanged, Event, LogRecord, Logs,
                      ProvisioningState, Progress, ReloadFinished, ReloadReason, ReloadStarted, ServerStarted,
                      StateChanged)
+from .runtimes import PortInUse
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,9 @@ class ServerEvents:
     port: int
     stopped: bool
     served: bool  # a revision of this runtime's server has been ready
+    fatal: PortInUse | None  # why the deployment cannot start at all
+    _booted: asyncio.Event  # the first start has an outcome
+    _state_before_loss: ProvisioningState | None = None  # while the runtime's engine does not answer
     _outcome: asyncio.Future | None
     _requests: list[ReloadRequest]
     _started_at: dict[int, ReloadRequest]
@@ -97,6 +101,19 @@ class ServerEvents:
 
     def progress(self, step: str, done: float, total: float = 0.0) -> None:
         self._emit(Progress(step, done, total))
+
+    def engine_lost(self, detail: str) -> None:
+        # Updating, not Failed: the container may go on serving; saves wait for the engine.
+        if self.state != UPDATING:
+            self._state_before_loss = self.state
+        self._set_state(UPDATING, detail)
+
+    def engine_back(self, detail: str) -> None:
+        before, self._state_before_loss = self._state_before_loss, None
+        if before is not None and self.state == UPDATING:
+            self._set_state(before, detail)
+        else:
+            self._say(detail)
 
     def server_event(self, event: protocol.ServerEvent) -> None:
         self._server_handlers[type(event)](event)
@@ -152,7 +169,20 @@ class ServerEvents:
             self._say(f"error: the debugger cannot listen on port {event.port}: {event.detail}")
 
     def _on_bind_failed(self, event: protocol.BindFailed) -> None:
-        self._resolve(FAILED, f"port {event.port} {event.reason}")
+        if "in use" in event.reason:
+            self._port_taken(PortInUse(event.host, event.port))
+        else:
+            self._resolve(FAILED, f"port {event.port} {event.reason}")
+
+    def _port_taken(self, ex: PortInUse) -> None:
+        """Another program has the port. While the deployment starts, that is the end of it
+        (``fatal``): the port was free when checked, and no save would free it. Later (a restart
+        on the port devtui kept) it is Failed until a restart finds the port free."""
+        if not self._booted.is_set():
+            self.fatal = ex
+            self._resolve(FAILED, str(ex))
+        else:
+            self._resolve(FAILED, f"{ex}; or free it and restart (`devtui reload --full`)")
 
     def _on_exited(self, event: protocol.Exited) -> None:
         if not event.expected and not self.stopped:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .. import registry, runtimes, spec
 from ..engine import DebugSettings, Engine, accept_reload_requests
-from .errors import already_running
+from .errors import BAD_INPUT, CommandError
 from .views import LaunchConfig, Printer, Recorder
 
 
@@ -32,14 +32,12 @@ def runtimes_from(args):
     return functools.partial(runtimes.create, options=options)
 
 
-def host(args, deployment: spec.LocalDeployment, run: Callable[[Engine], None],
+def host(args, deployment: spec.LocalDeployment, claim: registry.Claim, run: Callable[[Engine], None],
          view: Callable[[object], None] | None = None) -> int:
-    """Run ``deployment`` in this process: ``run(engine)`` returns when the host should end.
-    ``view`` (the Printer of ``up``) sees each event before the record and the log files do."""
-    try:
-        claim = registry.claim(deployment.endpoint_name)
-    except registry.AlreadyRunning as ex:
-        raise already_running(ex.name, ex.record) from None
+    """Run ``deployment`` in this process, under ``claim`` (released however it ends):
+    ``run(engine)`` returns when the host should end. ``view`` (the Printer of ``up``) sees each
+    event before the record and the log files do. A deployment that cannot start at all (a port
+    taken since the check) ends in a CommandError that says why."""
     try:
         engine = Engine(deployment, claim.folder / "staging", runtime=args.runtime, port=args.port, name=args.name,
                         debug=debug_settings(args), reload_mode=args.reload, runtimes_from=runtimes_from(args))
@@ -50,6 +48,8 @@ def host(args, deployment: spec.LocalDeployment, run: Callable[[Engine], None],
         run(engine)
     finally:
         claim.release()
+    if engine.fatal is not None:
+        raise CommandError(str(engine.fatal), BAD_INPUT)
     return 0
 
 
@@ -64,6 +64,8 @@ async def serve(engine: Engine, printer: Printer | None) -> None:
         loop.add_signal_handler(sig, stop.set)
     accept_reload_requests(engine)
     starting = asyncio.create_task(engine.start())
+    # Nothing would retry a deployment that cannot start at all: the host ends (host() says why).
+    starting.add_done_callback(lambda _: engine.fatal is not None and stop.set())
     try:
         await stop.wait()
     finally:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import time
@@ -30,11 +31,30 @@ def load(args) -> spec.LocalDeployment:
     return deployment
 
 
-def preflight(args) -> spec.LocalDeployment:
+def preflight(args) -> tuple[spec.LocalDeployment, registry.Claim]:
+    """The deployment, and the claim of its endpoint's name, held from here on (released if a
+    check fails): of two `up`s of one name started together, one gets it and the other is told."""
     deployment = load(args)
     warn(deployment.warnings)
-    if registry.is_alive(deployment.endpoint_name):
-        raise already_running(deployment.endpoint_name, registry.read(deployment.endpoint_name))
+    claim = _claim(deployment.endpoint_name)
+    try:
+        _check(args, deployment)
+    except BaseException:
+        claim.release()
+        raise
+    return deployment, claim
+
+
+def _claim(name: str) -> registry.Claim:
+    """The name, as the `up --detach` that started this process handed it over, or claimed here."""
+    try:
+        return registry.inherited_claim(name) or registry.claim(name)
+    except registry.AlreadyRunning as ex:
+        raise already_running(ex.name, ex.record) from None
+
+
+def _check(args, deployment: spec.LocalDeployment) -> None:
+    # Only with the name held: processes marked for it are then surely a killed devtui's.
     ended = orphans.end(deployment.endpoint_name)
     if ended:
         print(f"Ended {len(ended)} process(es) left by a devtui that was killed ({', '.join(map(str, ended))}); "
@@ -48,7 +68,6 @@ def preflight(args) -> spec.LocalDeployment:
         raise CommandError(str(ex), BAD_INPUT) from None
     if args.runtime == "container":
         _check_engine(args, deployment)
-    return deployment
 
 
 def _check_engine(args, deployment: spec.LocalDeployment) -> None:
@@ -69,14 +88,14 @@ def _check_engine(args, deployment: spec.LocalDeployment) -> None:
 
 
 def cmd_up(args) -> int:
-    deployment = preflight(args)
+    deployment, claim = preflight(args)
     if args.detach:
-        return _detach(args, deployment)
+        return _detach(args, deployment, claim)
     printer = None if args.serve else Printer()
     if printer:
         printer.line(DEVTUI, f"devtui {__version__}: endpoint {deployment.endpoint_name}, deployment "
                              f"{deployment.deployment_name}, {args.runtime} runtime; Ctrl-C stops everything")
-    return host(args, deployment, lambda engine: asyncio.run(serve(engine, printer)), view=printer)
+    return host(args, deployment, claim, lambda engine: asyncio.run(serve(engine, printer)), view=printer)
 
 
 def _serve_command(args) -> list[str]:
@@ -93,19 +112,26 @@ def _serve_command(args) -> list[str]:
     return command
 
 
-def _detach(args, deployment: spec.LocalDeployment) -> int:
+def _detach(args, deployment: spec.LocalDeployment, claim: registry.Claim) -> int:
     name = deployment.endpoint_name
     folder = registry.folder(name)
-    registry.private_folder(folder)
-    with open(folder / "host.log", "ab", opener=registry.private_opener) as out:
-        child = subprocess.Popen(_serve_command(args), stdin=subprocess.DEVNULL, stdout=out,
-                                 stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        with open(folder / "host.log", "ab", opener=registry.private_opener) as out:
+            output = HostOutput(folder / "host.log", out.tell())
+            child = subprocess.Popen(_serve_command(args), stdin=subprocess.DEVNULL, stdout=out,
+                                     stderr=subprocess.STDOUT, start_new_session=True, pass_fds=(claim.lock_fd,),
+                                     env={**os.environ, **registry.hand_over(claim)})
+    finally:
+        claim.release(remove=False)  # the child holds it now (or, if it did not start, nobody)
     started = time.monotonic()
     deadline = started + 600
     progress = Progress(folder / "logs", started)
     while time.monotonic() < deadline:
         record = registry.read(name) if registry.is_alive(name) else None
         state = record and record.provisioning_state
+        if record is not None and record.fatal:
+            progress.done()
+            return output.fatal(child, record.fatal)
         progress.tell(state)
         if state in (SUCCEEDED, FAILED):
             progress.done()
@@ -116,10 +142,45 @@ def _detach(args, deployment: spec.LocalDeployment) -> int:
             _report_failure(deployment)
             return 1
         if child.poll() is not None:
-            lines = tail(folder / "host.log", 20)
-            raise CommandError(f"the background devtui exited with code {child.returncode}:\n" + "\n".join(lines))
+            progress.done()
+            raise output.ended(child)
         time.sleep(0.05)
     raise CommandError(f"endpoint {name} did not finish starting within 10 minutes; see `devtui logs -n {name}`")
+
+
+class HostOutput:
+    """What the background devtui of this `up --detach` wrote to host.log (from ``offset`` on:
+    the file keeps earlier runs'), and what its end means for this `up`."""
+
+    def __init__(self, path: Path, offset: int):
+        self.path, self.offset = path, offset
+
+    def lines(self) -> list[str]:
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.offset)
+                return f.read().decode("utf-8", "replace").splitlines()
+        except OSError:
+            return []
+
+    def fatal(self, child: subprocess.Popen, message: str) -> int:
+        """The deployment cannot start (a port taken since the check): the child stops everything
+        and exits; then the error, once."""
+        try:
+            child.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+        raise CommandError(message, BAD_INPUT)
+
+    def ended(self, child: subprocess.Popen) -> CommandError:
+        """The child ended before its deployment had an outcome. Bad input (the port it checked
+        again was taken, the YAML changed meanwhile) is said as the child said it, once."""
+        lines = self.lines()
+        errors = [line.removeprefix("error: ") for line in lines if line.startswith("error: ")]
+        if child.returncode == BAD_INPUT and errors:
+            return CommandError("\n".join(errors), BAD_INPUT)
+        return CommandError(f"the background devtui exited with code {child.returncode}:\n" + "\n".join(lines[-20:]))
 
 
 class Progress:
@@ -180,7 +241,7 @@ def cmd_tui(args) -> int:
     """`devtui [PATH]`: the same host as `up`, rendered by the Textual app."""
     from ..tui.app import DevtuiApp
 
-    deployment = preflight(args)
+    deployment, claim = preflight(args)
 
     def run_app(engine) -> None:
         try:  # the app prefills its Invoke tab itself (sample-request.json, a flow's sample)
@@ -188,4 +249,4 @@ def cmd_tui(args) -> int:
         finally:
             engine.kill()  # only does something if the app ended without stopping the engine
 
-    return host(args, deployment, run_app)
+    return host(args, deployment, claim, run_app)

@@ -131,8 +131,9 @@ class Recorder:
     def _update(self, event) -> None:
         """The record follows what `show` prints: state, scoring URI, the deployment."""
         uri = self.engine.scoring_uri
+        fatal = {"fatal": str(self.engine.fatal)} if self.engine.fatal is not None else {}
         self.claim.update(provisioning_state=self.engine.state, scoring_uri=uri, swagger_uri=swagger_uri(uri),
-                          deployments=[self.engine.describe()])
+                          deployments=[self.engine.describe()], **fatal)
 
     def _ignore(self, event) -> None:
         """Nothing recorded changes (the next state change or reload records the outcome)."""

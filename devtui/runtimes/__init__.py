@@ -1,6 +1,6 @@
 """Where the scoring server runs, behind one interface (:class:`~devtui.runtimes.base.Runtime`)."""
 
-from .base import STOP_GRACE_S, Runtime, RuntimeFailure, RuntimeOptions, RuntimeSink
+from .base import STOP_GRACE_S, PortInUse, Runtime, RuntimeFailure, RuntimeOptions, RuntimeSink
 
 NAMES = ("process", "container")
 
@@ -40,4 +40,5 @@ def create(name: str, deployment, *args, **kwargs) -> Runtime:
     raise RuntimeFailure(f"unknown runtime {name!r}: use one of {', '.join(NAMES)}")
 
 
-__all__ = ["NAMES", "STOP_GRACE_S", "Runtime", "RuntimeFailure", "RuntimeOptions", "RuntimeSink", "available", "create"]
+__all__ = ["NAMES", "STOP_GRACE_S", "PortInUse", "Runtime", "RuntimeFailure", "RuntimeOptions", "RuntimeSink",
+           "available", "create"]

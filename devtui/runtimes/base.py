@@ -25,6 +25,16 @@ class RuntimeFailure(Exception):
     """A runtime cannot do what was asked; the message is for the user."""
 
 
+class PortInUse(RuntimeFailure):
+    """A port the server is to listen on is taken: found by devtui's check before the start, or by
+    the bind itself when another program took it in between."""
+
+    def __init__(self, host: str, port: int, what: str = "port", flag: str = "--port"):
+        super().__init__(f"{what} {port} on {host} is already in use (another devtui?): pick another with {flag}, "
+                         f"or {flag} 0 for a free one")
+        self.port = port
+
+
 @dataclass(frozen=True)
 class RuntimeOptions:
     """What the command line says about where containers run: the Docker context (None: the one
@@ -47,6 +57,13 @@ class RuntimeSink(Protocol):
 
     def progress(self, step: str, done: float, total: float = 0.0) -> None:
         """A long step advanced."""
+
+    def engine_lost(self, detail: str) -> None:
+        """The engine the runtime works through (Docker) does not answer; it keeps asking. What
+        serves may go on serving, but nothing changes until the engine answers."""
+
+    def engine_back(self, detail: str) -> None:
+        """The engine answers again and the server kept running: the runtime follows it again."""
 
 
 class Runtime(ABC):

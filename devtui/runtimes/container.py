@@ -21,14 +21,14 @@ from pathlib import PurePosixPath
 
 from inference_server import protocol
 
-from ..events import DEVTUI, INFERENCE_SERVER
+from ..events import DEVTUI
 from ..images import ImageBuilder, ImageError
 from . import docker_engine, gpus
 from .base import RELOAD_SIGNAL, STOP_GRACE_S, SWAP_SIGNAL, Runtime, RuntimeFailure
 from .docker_context import EngineAddress, resolve
 from .docker_engine import SERVER_PORT, in_daemon_thread, published, remove_endpoint
-from .log_pump import LogPump
 from .outbox import Outbox
+from .server_log import ServerLog
 from .storage import Storage
 
 APP = PurePosixPath("/var/azureml-app")
@@ -49,7 +49,7 @@ class ContainerRuntime(Runtime):
         self.server = None
         self.stopping = False
         self.outbox: Outbox | None = None  # to the event loop, once it runs
-        self.pump: LogPump | None = None
+        self.server_log = ServerLog(self)
         self.host_port: int | None = None
         self.restarting = False
         self.builder: ImageBuilder | None = None
@@ -164,11 +164,16 @@ class ContainerRuntime(Runtime):
             return
         self._connect()
         self._remove(f"{self.prefix}-inference-server")
-        self.server = self._run_server(first_revision)
+        try:
+            self.server = self._run_server(first_revision)
+        except Exception as ex:
+            taken = docker_engine.port_in_use(ex, self.debug and self.debug.port)
+            if taken is None:
+                raise
+            raise taken from None  # a port taken since devtui checked it: the engine ends the start
         self.server.reload()
         self._started(first_revision)
-        self.pump = LogPump(self.server, self.line_splitter, self._lines, self._event, self)
-        self.pump.start()
+        self.server_log.follow(self.server)
 
     def _run_server(self, first_revision: int):
         """Run the inference-server container; devtui's server reports its own events."""
@@ -203,36 +208,26 @@ class ContainerRuntime(Runtime):
         """The hook after the container runs: learn where it listens."""
         self.host_port = published(self.server).get(SERVER_PORT)
 
-    def _lines(self, lines: list[str]) -> None:
-        texts = []
-        for line in lines:
-            if protocol.is_event_line(line):
-                try:
-                    self._server_event(protocol.decode(line))
-                except ValueError as ex:
-                    texts.append(f"devtui: an unreadable server event: {ex}")
-            else:
-                texts.append(line)
-        if texts:
-            self._log(INFERENCE_SERVER, texts)
-
-    def _server_event(self, event: protocol.ServerEvent) -> None:
-        """The server sees its container's ports; users reach the published ones."""
-        if isinstance(event, protocol.Listening):
-            event = protocol.Listening(host="127.0.0.1", port=self.host_port, pid=None, path=event.path)
-        elif isinstance(event, protocol.Debugger):
-            event = protocol.Debugger(state=event.state, host="127.0.0.1", port=event.port, detail=event.detail)
-        self._event(event)
-
     # -- reload ------------------------------------------------------------------------------------
 
     async def reload(self, swap: bool = False) -> None:
-        await asyncio.to_thread(self._sync_and_signal, swap)
+        await asyncio.to_thread(self._reload, swap)
 
-    def _sync_and_signal(self, swap: bool) -> None:
+    def _reload(self, swap: bool) -> None:
+        """Apply a save now, or, while the engine does not answer, once it answers again."""
+        if self.server is None or self.server_log.defer(swap):
+            return
+        try:
+            self._apply(swap)
+        except Exception:
+            if self.server_log.answers():
+                raise
+            self.server_log.lose(pending=swap)
+
+    def _apply(self, swap: bool) -> None:
         """Copy the code folder (a flow's folder) into the running container, then reload: the
         server patches the saved code into its worker there, or swaps workers."""
-        if self.server is None or self.local_code is None:
+        if self.local_code is None:
             return
         self.storage.sync(self.server)
         self.server.kill(signal=SWAP_SIGNAL if swap else RELOAD_SIGNAL)
@@ -255,9 +250,9 @@ class ContainerRuntime(Runtime):
             self.builder.cancel()  # a build ends at once; the steps after it see `stopping`
         if self.work is not None and not (self.builder is not None and self.builder.building):
             await asyncio.gather(self.work, return_exceptions=True)
+        self.server_log.stop()
         await asyncio.to_thread(self._stop)
-        if self.pump is not None:
-            await asyncio.to_thread(self.pump.join, 15)
+        await asyncio.to_thread(self.server_log.join, 15)
 
     def _stop(self) -> None:
         if self.builder is not None:

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import socket
 import threading
 
 from ..registry import LABEL, home_label
 from ..record import DeploymentRecord, EndpointRecord, swagger_uri
-from .base import RuntimeFailure
+from .base import PortInUse, RuntimeFailure
 from .docker_context import DEFAULT_HOST, EngineAddress, resolve
 
 SERVER_PORT = 5001
@@ -180,6 +181,23 @@ def container_log(client, endpoint: str, role: str) -> list[str] | None:
         return None
     lines = containers[0].logs().decode("utf-8", "replace").splitlines()
     return [line for line in lines if not line.startswith(EVENT_PREFIX)]
+
+
+# How Docker (and Podman) say that a host port to publish is taken: by another program, or by
+# another container.
+_PORT_TAKEN = re.compile(r":(\d+)(?:: bind: address already in use| failed: port is already allocated)")
+
+
+def port_in_use(ex: Exception, debug_port: int | None = None) -> PortInUse | None:
+    """The engine's error as devtui's own when it says that a host port to publish (the scoring
+    port, or ``debug_port``) is taken by something else; None for any other error."""
+    match = _PORT_TAKEN.search(str(ex))
+    if match is None:
+        return None
+    port = int(match.group(1))
+    if port == debug_port:
+        return PortInUse("127.0.0.1", port, "debug port", "--debug-port")
+    return PortInUse("127.0.0.1", port)
 
 
 def published(container) -> dict[int, int]:

@@ -6,7 +6,6 @@ routes (the YAML's readiness_probe and liveness_probe), and a reload restarts th
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 
@@ -58,7 +57,8 @@ class OwnContainerRuntime(ContainerRuntime):
         """No server of devtui's reports: say what it would have, then probe."""
         self.published = published(self.server)
         self.host_port = self.published.get(self.config.scoring_route.port)
-        self._server_event(protocol.Listening(host="0.0.0.0", port=SERVER_PORT, path=self.config.scoring_route.path))
+        listening = protocol.Listening(host="0.0.0.0", port=SERVER_PORT, path=self.config.scoring_route.path)
+        self.server_log.server_event(listening)
         self._event(protocol.Starting(revision=revision, first=True))
         threading.Thread(target=self._probe, args=(self.server, revision), daemon=True).start()
 
@@ -122,13 +122,8 @@ class OwnContainerRuntime(ContainerRuntime):
         self.published = published(container)
         return True
 
-    async def reload(self, swap: bool = False) -> None:
+    def _apply(self, swap: bool) -> None:
         # No worker swap without devtui's server: copy the change and restart the container.
-        await asyncio.to_thread(self._sync_and_restart)
-
-    def _sync_and_restart(self) -> None:
-        if self.server is None:
-            return
         self.storage.sync(self.server)
         self.revision += 1
         self._event(protocol.Starting(revision=self.revision, first=False))
