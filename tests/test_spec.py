@@ -20,7 +20,7 @@ from devtui.spec import (
     load,
 )
 
-from spec_data import GOOD, write
+from spec_data import CLOUD_KEYS_DEPLOYMENT, CLOUD_KEYS_ENDPOINT, GOOD, ONE_PROBLEM, Broken, write
 
 
 def problems_of(*args, **kwargs) -> list[Problem]:
@@ -204,15 +204,6 @@ def test_endpoint_file_gives_auth_mode_tags_and_the_endpoint_name(project: Path)
     assert spec.watched_files[:2] == [deployment, endpoint]
 
 
-def test_endpoint_name_mismatch_names_both_files_and_lines(project: Path) -> None:
-    deployment = write(project, "deployment.yml", GOOD)
-    endpoint = write(project, "endpoint.yml", "# the endpoint\nname: other-endpoint\nauth_mode: key\n")
-
-    problem = only(problems_of(deployment, endpoint), "endpoint_name")
-
-    assert_reported(problem, "deployment.yml", 3, "endpoint_name", "'my-endpoint'", "'other-endpoint'", "endpoint.yml:2", "-n")
-
-
 def test_name_override_wins_over_both_files(project: Path) -> None:
     deployment = write(project, "deployment.yml", GOOD)
     endpoint = write(project, "endpoint.yml", "name: other-endpoint\n")
@@ -224,44 +215,6 @@ def test_name_override_supplies_a_missing_endpoint_name(project: Path) -> None:
     deployment = write(project, "deployment.yml", GOOD.replace("endpoint_name: my-endpoint\n", ""))
 
     assert load(deployment, name="cli-name").endpoint_name == "cli-name"
-
-
-def test_missing_name_and_endpoint_name(project: Path) -> None:
-    deployment = write(project, "deployment.yml", GOOD.replace("name: blue\n", "").replace("endpoint_name: my-endpoint\n", ""))
-
-    problems = problems_of(deployment)
-
-    # Missing keys point at the first line of the document, where they would go.
-    assert_reported(only(problems, "name"), "deployment.yml", 1, "name", "missing", "name: blue")
-    assert_reported(only(problems, "endpoint_name"), "deployment.yml", 1, "endpoint_name", "missing", "-n", "endpoint_name: my-endpoint")
-
-
-@pytest.mark.parametrize(
-    ("name", "why"),
-    [
-        ("ab", "at least 3"),
-        ("a" * 33, "at most 32"),
-        ("1blue", "start with a letter"),
-        ("blue-", "not end with a hyphen"),
-        ("blue_green", "'_'"),
-    ],
-)
-def test_invalid_deployment_names(project: Path, name: str, why: str) -> None:
-    deployment = write(project, "deployment.yml", GOOD.replace("name: blue", f"name: {name}"))
-
-    assert_reported(only(problems_of(deployment), "name"), "deployment.yml", 2, "name", repr(name), why, "3-32")
-
-
-def test_invalid_endpoint_name_from_each_source(project: Path) -> None:
-    deployment = write(project, "deployment.yml", GOOD.replace("endpoint_name: my-endpoint", "endpoint_name: my_endpoint"))
-    assert_reported(only(problems_of(deployment), "endpoint_name"), "deployment.yml", 3, "endpoint_name", "'my_endpoint'", "Rename it, e.g. 'my-endpoint'")
-
-    deployment = write(project, "deployment.yml", GOOD.replace("endpoint_name: my-endpoint\n", ""))
-    endpoint = write(project, "endpoint.yml", "name: -bad\n")
-    assert_reported(only(problems_of(deployment, endpoint), "name"), "endpoint.yml", 1, "name", "'-bad'", "start with a letter")
-
-    problem = only(problems_of(deployment, name="x"), "-n/--name")
-    assert "'x' is not a valid endpoint name" in str(problem)
 
 
 # --------------------------------------------------------------------------- finding the files
@@ -336,15 +289,29 @@ def test_an_endpoint_yaml_passed_as_path_is_explained(tmp_path: Path) -> None:
     assert "endpoint YAML, not a deployment" in str(caught.value)
 
 
+# --------------------------------------------------------------------------- one thing wrong: where it is reported
+
+
+@pytest.mark.parametrize("case", ONE_PROBLEM)
+def test_a_problem_names_its_file_line_field_and_the_fix(project: Path, case: Broken) -> None:
+    for name in case.files:
+        folder = name if name.endswith("/") else str(Path(name).parent)
+        (project / folder).mkdir(parents=True, exist_ok=True)
+        if not name.endswith("/"):
+            (project / name).touch()
+    deployment = write(project, case.folder + "deployment.yml", case.deployment)
+    endpoint = write(project, "endpoint.yml", case.endpoint) if case.endpoint is not None else None
+
+    problems = problems_of(deployment, endpoint, name=case.name)
+
+    problem = only(problems, case.field)
+    if case.alone:
+        assert problems == [problem], "\n".join(map(str, problems))
+    words = (word.replace("<project>", str(project)) for word in case.words)
+    assert_reported(problem, case.file, case.line, case.field, *words)
+
+
 # --------------------------------------------------------------------------- YAML that does not parse
-
-
-def test_yaml_syntax_error_has_the_line(project: Path) -> None:
-    deployment = write(project, "deployment.yml", "name: blue\nendpoint_name: my-endpoint\nmodel:\n  path: ./model\n bad: indent\n")
-
-    (problem,) = problems_of(deployment)
-
-    assert_reported(problem, "deployment.yml", 5, None, "YAML syntax error", "column")
 
 
 def test_syntax_error_in_the_endpoint_file_is_reported_with_the_deployment_problems(project: Path) -> None:
@@ -367,22 +334,6 @@ def test_empty_file(project: Path, text: str) -> None:
     assert problem.file == deployment and "empty" in problem.message
 
 
-def test_top_level_must_be_a_mapping(project: Path) -> None:
-    deployment = write(project, "deployment.yml", "# a list by mistake\n- name: blue\n- endpoint_name: x\n")
-
-    (problem,) = problems_of(deployment)
-
-    assert_reported(problem, "deployment.yml", 2, None, "top level is a list", "mapping")
-
-
-def test_more_than_one_document(project: Path) -> None:
-    deployment = write(project, "deployment.yml", GOOD + "---\nname: green\n")
-
-    (problem,) = problems_of(deployment)
-
-    assert "more than one YAML document" in str(problem) and problem.line == 12
-
-
 # --------------------------------------------------------------------------- wrong types, all reported at once
 
 
@@ -403,43 +354,21 @@ def test_wrong_types_are_all_reported_with_lines_and_fields(project: Path) -> No
 
     problems = problems_of(deployment)
 
-    assert_reported(only(problems, "instance_count"), "deployment.yml", 13, "instance_count", "whole number", "'two'", "instance_count: 1")
-    assert_reported(only(problems, "request_settings.request_timeout_ms"), "deployment.yml", 15,
-                    "request_settings.request_timeout_ms", "whole number", "'fast'", "request_timeout_ms: 5000")
-    assert_reported(only(problems, "request_settings.max_concurrent_requests_per_instance"), "deployment.yml", 16,
-                    "request_settings.max_concurrent_requests_per_instance", "whole number", "boolean true")
-    assert_reported(only(problems, "environment_variables"), "deployment.yml", 17, "environment_variables", "mapping", "a list")
-    assert_reported(only(problems, "liveness_probe.period"), "deployment.yml", 20, "liveness_probe.period", "at least 1", "period: 10")
-    assert_reported(only(problems, "readiness_probe"), "deployment.yml", 21, "readiness_probe", "mapping", "'often'")
-    assert_reported(only(problems, "tags.nested"), "deployment.yml", 23, "tags.nested", "single value", "a mapping")
+    expected = [
+        (13, "instance_count", "whole number", "'two'", "instance_count: 1"),
+        (15, "request_settings.request_timeout_ms", "whole number", "'fast'", "request_timeout_ms: 5000"),
+        (16, "request_settings.max_concurrent_requests_per_instance", "whole number", "boolean true"),
+        (17, "environment_variables", "mapping", "a list"),
+        (20, "liveness_probe.period", "at least 1", "period: 10"),
+        (21, "readiness_probe", "mapping", "'often'"),
+        (23, "tags.nested", "single value", "a mapping"),
+    ]
+    for line, field, *words in expected:
+        assert_reported(only(problems, field), "deployment.yml", line, field, *words)
     assert len(problems) == 7, "\n".join(map(str, problems))
     # One problem per line of the error, in file order.
     assert str(SpecError(problems)).splitlines() == [str(p) for p in problems]
     assert [p.line for p in problems] == sorted(p.line for p in problems)
-
-
-def test_request_timeout_over_the_cloud_limit(project: Path) -> None:
-    deployment = write(project, "deployment.yml", GOOD + "request_settings:\n  request_timeout_ms: 200000\n")
-
-    problem = only(problems_of(deployment), "request_settings.request_timeout_ms")
-
-    assert_reported(problem, "deployment.yml", 13, "request_settings.request_timeout_ms", "at most 180000", "200000")
-
-
-def test_text_fields_reject_numbers(project: Path) -> None:
-    deployment = write(project, "deployment.yml", GOOD.replace("name: blue", "name: 123"))
-
-    assert_reported(only(problems_of(deployment), "name"), "deployment.yml", 2, "name", "expected text", "the number 123", "quote")
-
-
-def test_non_text_environment_variable_name(project: Path) -> None:
-    deployment = write(project, "deployment.yml", GOOD + "environment_variables:\n  1: one\n")
-    assert_reported(only(problems_of(deployment), "environment_variables.1"), "deployment.yml", 13,
-                    "environment_variables.1", "quotes")
-
-    deployment = write(project, "deployment.yml", GOOD + "environment_variables:\n  OK: one\n  A=B: two\n")
-    assert_reported(only(problems_of(deployment), "environment_variables.A=B"), "deployment.yml", 14,
-                    "environment_variables.A=B", "not a valid environment variable name")
 
 
 # --------------------------------------------------------------------------- model
@@ -461,131 +390,6 @@ def test_registered_model_is_rejected(project: Path, model: str, line_text: str)
     (problem,) = [p for p in problems if p.field in ("model", "model.path")]
     expected_line = 4 if problem.field == "model" else 5
     assert_reported(problem, "deployment.yml", expected_line, problem.field, line_text, "local", "path: ./model")
-
-
-def test_model_as_a_plain_string_is_rejected_with_the_mapping_form(project: Path) -> None:
-    deployment = write(project, "deployment.yml", GOOD.replace("model:\n  path: ./model", "model: ./model"))
-
-    assert_reported(only(problems_of(deployment), "model"), "deployment.yml", 4, "model", "model: {path: ./model}")
-
-
-def test_model_path_not_found_names_the_resolved_path(project: Path) -> None:
-    deployment = write(project, "sub/deployment.yml", GOOD)
-
-    problem = only(problems_of(deployment), "model.path")
-
-    assert_reported(problem, "deployment.yml", 5, "model.path", str(project / "sub/model"), "not found")
-
-
-def test_model_mapping_without_path(project: Path) -> None:
-    deployment = write(project, "deployment.yml", GOOD.replace("path: ./model", "name: my-model"))
-
-    assert_reported(only(problems_of(deployment), "model.path"), "deployment.yml", 4, "model.path", "missing", "model: {path: ./model}")
-
-
-# --------------------------------------------------------------------------- code_configuration
-
-
-def test_code_folder_not_found(project: Path) -> None:
-    deployment = write(project, "deployment.yml", GOOD.replace("code: ./src", "code: ./scoring"))
-
-    problem = only(problems_of(deployment), "code_configuration.code")
-
-    assert_reported(problem, "deployment.yml", 7, "code_configuration.code", str(project / "scoring"), "not found")
-
-
-def test_scoring_script_not_found(project: Path) -> None:
-    deployment = write(project, "deployment.yml", GOOD.replace("scoring_script: score.py", "scoring_script: main.py"))
-
-    problem = only(problems_of(deployment), "code_configuration.scoring_script")
-
-    assert_reported(problem, "deployment.yml", 8, "code_configuration.scoring_script", str(project / "src/main.py"), "not found")
-
-
-def test_scoring_script_outside_the_code_folder(project: Path) -> None:
-    write(project, "elsewhere.py", "def init(): pass\n")
-    deployment = write(project, "deployment.yml", GOOD.replace("scoring_script: score.py", "scoring_script: ../elsewhere.py"))
-
-    problem = only(problems_of(deployment), "code_configuration.scoring_script")
-
-    assert_reported(problem, "deployment.yml", 8, "code_configuration.scoring_script", "outside the code folder")
-
-
-def test_code_configuration_missing_keys(project: Path) -> None:
-    deployment = write(project, "deployment.yml", GOOD.replace("  scoring_script: score.py\n", ""))
-
-    problem = only(problems_of(deployment), "code_configuration.scoring_script")
-
-    assert_reported(problem, "deployment.yml", 6, "code_configuration.scoring_script", "missing", "scoring_script: score.py")
-
-
-def test_code_configuration_required_without_inference_config(project: Path) -> None:
-    deployment = write(project, "deployment.yml", GOOD.replace("code_configuration:\n  code: ./src\n  scoring_script: score.py\n", ""))
-
-    problem = only(problems_of(deployment), "code_configuration")
-
-    assert_reported(problem, "deployment.yml", 1, "code_configuration", "missing", "inference_config", "scoring_script: score.py")
-
-
-# --------------------------------------------------------------------------- environment
-
-
-def test_registered_environment_is_rejected(project: Path) -> None:
-    deployment = write(project, "deployment.yml", GOOD.replace(
-        "environment:\n  image: python:3.11-slim\n  conda_file: ./conda.yml", "environment: azureml:sklearn-env:4"))
-
-    problem = only(problems_of(deployment), "environment")
-
-    assert_reported(problem, "deployment.yml", 9, "environment", "azureml:sklearn-env:4", "local", "image:", "conda_file:")
-
-
-def test_environment_missing(project: Path) -> None:
-    deployment = write(project, "deployment.yml", GOOD.split("environment:")[0])
-
-    problem = only(problems_of(deployment), "environment")
-
-    assert_reported(problem, "deployment.yml", 1, "environment", "missing", "image:")
-
-
-def test_environment_without_image_or_build(project: Path) -> None:
-    deployment = write(project, "deployment.yml", GOOD.replace("  image: python:3.11-slim\n", ""))
-
-    assert_reported(only(problems_of(deployment), "environment"), "deployment.yml", 9, "environment", "image", "build")
-
-
-def test_conda_file_not_found(project: Path) -> None:
-    deployment = write(project, "deployment.yml", GOOD.replace("./conda.yml", "./env/conda.yml"))
-
-    problem = only(problems_of(deployment), "environment.conda_file")
-
-    assert_reported(problem, "deployment.yml", 11, "environment.conda_file", str(project / "env/conda.yml"), "not found")
-
-
-def test_build_path_and_dockerfile_not_found(project: Path) -> None:
-    build = "environment:\n  build:\n    path: ./docker\n"
-    deployment = write(project, "deployment.yml", GOOD.split("environment:")[0] + build)
-    assert_reported(only(problems_of(deployment), "environment.build.path"), "deployment.yml", 11,
-                    "environment.build.path", str(project / "docker"), "not found")
-
-    (project / "docker").mkdir()
-    deployment = write(project, "deployment.yml", GOOD.split("environment:")[0] + build + "    dockerfile_path: serve.Dockerfile\n")
-    assert_reported(only(problems_of(deployment), "environment.build.dockerfile_path"), "deployment.yml", 12,
-                    "environment.build.dockerfile_path", str(project / "docker/serve.Dockerfile"), "not found")
-
-
-def test_inference_config_routes_are_checked(project: Path) -> None:
-    deployment = write(project, "deployment.yml", GOOD + (
-        "  inference_config:\n"
-        "    liveness_route: {port: http, path: /health}\n"
-        "    readiness_route: {port: 8080, path: /ready}\n"
-    ))
-
-    problems = problems_of(deployment)
-
-    assert_reported(only(problems, "environment.inference_config.liveness_route.port"), "deployment.yml", 13,
-                    "environment.inference_config.liveness_route.port", "whole number", "'http'", "port: 8080")
-    assert_reported(only(problems, "environment.inference_config.scoring_route"), "deployment.yml", 12,
-                    "environment.inference_config.scoring_route", "missing", "scoring_route: {port: 8080, path: /score}")
 
 
 # --------------------------------------------------------------------------- the Problem type
@@ -617,14 +421,6 @@ def test_every_section_is_checked_even_when_another_fails(project: Path) -> None
     ], "\n".join(map(str, problems))
 
 
-def test_image_and_build_together(project: Path) -> None:
-    (project / "docker").mkdir()
-    write(project, "docker/Dockerfile", "FROM python:3.11-slim\n")
-    deployment = write(project, "deployment.yml", GOOD + "  build: {path: ./docker}\n")
-
-    assert_reported(only(problems_of(deployment), "environment.build"), "deployment.yml", 12, "environment.build", "not both")
-
-
 def test_a_key_that_is_not_a_name_is_one_problem_and_the_rest_still_loads(project: Path) -> None:
     deployment = write(project, "deployment.yml", GOOD + "null: 1\n")
 
@@ -636,40 +432,6 @@ def test_a_key_that_is_not_a_name_is_one_problem_and_the_rest_still_loads(projec
 
 
 # --------------------------------------------------------------------------- keys the cloud reads otherwise
-
-
-def test_a_duplicate_key_is_an_error_naming_both_lines(project: Path) -> None:
-    # PyYAML keeps the last one silently, so the file "works" here and means something else to a reader.
-    deployment = write(project, "deployment.yml", GOOD + "name: green\n")
-    problem = only(problems_of(deployment), "name")
-    assert_reported(problem, "deployment.yml", 12, "name", "duplicate", "line 2")
-
-
-def test_a_duplicate_nested_key_is_an_error(project: Path) -> None:
-    deployment = write(project, "deployment.yml", GOOD + (
-        "request_settings:\n"
-        "  request_timeout_ms: 3000\n"
-        "  max_concurrent_requests_per_instance: 2\n"
-        "  request_timeout_ms: 90000\n"
-    ))
-    problem = only(problems_of(deployment), "request_settings.request_timeout_ms")
-    assert_reported(problem, "deployment.yml", 15, "request_settings.request_timeout_ms", "duplicate", "line 13")
-
-
-def test_a_duplicate_key_in_the_endpoint_file_is_an_error(project: Path) -> None:
-    write(project, "deployment.yml", GOOD)
-    endpoint = write(project, "endpoint.yml", "name: my-endpoint\nauth_mode: key\nauth_mode: aml_token\n")
-    problem = only(problems_of(project / "deployment.yml", endpoint), "auth_mode")
-    assert_reported(problem, "endpoint.yml", 3, "auth_mode", "duplicate", "line 2")
-
-
-def test_a_duplicate_inside_an_anchor_is_reported_once(project: Path) -> None:
-    deployment = write(project, "deployment.yml", GOOD + (
-        "tags: &shared {team: ml, team: ai}\n"
-        "environment_variables: *shared\n"
-    ))
-    problem = only(problems_of(deployment), "tags.team")
-    assert_reported(problem, "deployment.yml", 12, "tags.team", "duplicate")
 
 
 def test_a_merge_key_overridden_is_not_a_duplicate(project: Path) -> None:
@@ -721,55 +483,8 @@ def test_a_misspelled_section_is_suggested_next_to_the_error_it_causes(project: 
 
 
 def test_keys_the_cloud_accepts_are_not_warned_about(project: Path) -> None:
-    deployment = write(project, "deployment.yml", textwrap.dedent("""
-        $schema: https://azuremlschemas.azureedge.net/latest/managedOnlineDeployment.schema.json
-        name: blue
-        endpoint_name: my-endpoint
-        description: the blue one
-        type: managed
-        tags: {team: ml}
-        properties: {owner: me}
-        model:
-          name: regression
-          version: 3
-          type: custom_model
-          description: a model
-          tags: {stage: dev}
-          properties: {accuracy: "0.9"}
-          path: ./model
-        code_configuration: {code: ./src, scoring_script: score.py}
-        environment:
-          name: my-env
-          version: 1
-          description: an environment
-          os_type: linux
-          image: python:3.11-slim
-          conda_file: ./conda.yml
-        instance_type: Standard_DS3_v2
-        instance_count: 2
-        app_insights_enabled: true
-        egress_public_network_access: disabled
-        private_network_connection: false
-        model_mount_path: /var/models
-        scale_settings: {type: default}
-        data_collector:
-          collections: {model_inputs: {enabled: "true"}}
-        request_settings: {request_timeout_ms: 3000, max_queue_wait_ms: 500}
-        liveness_probe: {period: 5}
-    """).lstrip("\n"))
-    endpoint = write(project, "endpoint.yml", textwrap.dedent("""
-        $schema: https://azuremlschemas.azureedge.net/latest/managedOnlineEndpoint.schema.json
-        name: my-endpoint
-        description: an endpoint
-        auth_mode: key
-        tags: {team: ml}
-        properties: {owner: me}
-        traffic: {blue: 100}
-        mirror_traffic: {}
-        identity: {type: system_assigned}
-        public_network_access: enabled
-        kind: managed
-    """).lstrip("\n"))
+    deployment = write(project, "deployment.yml", CLOUD_KEYS_DEPLOYMENT)
+    endpoint = write(project, "endpoint.yml", CLOUD_KEYS_ENDPOINT)
     assert load(deployment, endpoint).warnings == ()
 
 
