@@ -546,6 +546,27 @@ def test_down_finds_containers_by_label_when_the_registry_is_gone(sample, endpoi
         assert item.name in result.stdout, result.stdout
 
 
+def test_list_after_a_killed_host_says_the_host_is_gone(sample, endpoint, docker_client, devtui_home):
+    """Issue 19, item 14: after a SIGKILL of the host, `list` still said Succeeded, though nothing
+    applied a save any more."""
+    name = endpoint("ct-gone")
+    up_detached(sample("sklearn-regression"), name)
+    host = json.loads((devtui_home / "endpoints" / name / "endpoint.json").read_text())["host_pid"]
+    os.kill(host, signal.SIGKILL)
+    wait_for(lambda: not pid_alive(host), timeout=10)
+
+    row = next(line for line in devtui("list").stdout.splitlines() if line.startswith(f"{name} "))
+    assert "host gone" in row and "Succeeded" not in row, row
+    listed = next(r for r in json.loads(devtui("list", "-o", "json").stdout) if r["name"] == name)
+    shown = show(name)
+    for record in (listed, shown):
+        assert record["provisioning_state"] == "host gone", record
+        assert record["deployments"][0]["provisioning_state"] == "host gone", record
+        assert "gone" in record["properties"]["devtui"] and f"devtui down -n {name}" in record["properties"]["devtui"]
+    # What is true besides: the container still answers.
+    assert json.loads(devtui("invoke", "-n", name, "--request-file", str(REQUEST)).stdout) == EXPECTED
+
+
 # -- 6. Ctrl-C ----------------------------------------------------------------------------------------
 
 

@@ -145,9 +145,16 @@ def own_images(client, endpoint: str) -> list:
     return sorted(own, key=lambda image: len(ancestry[image.id]), reverse=True)
 
 
+# The state of an endpoint whose devtui is gone (killed) while its inference-server still runs:
+# it answers, with the code of its last revision, but nothing applies a save or restarts it.
+HOST_GONE = "host gone"
+
+
 def endpoints_from_labels(client) -> list[EndpointRecord]:
     """Endpoints of this DEVTUI_HOME known only by their labelled containers (the registry files
-    are gone, or the devtui that ran them was killed), as registry records."""
+    are gone, or the devtui that ran them was killed), as registry records. None of them is
+    Succeeded: with no devtui watching, the state is ``HOST_GONE`` while the inference-server
+    runs, else Failed."""
     found: dict[str, EndpointRecord] = {}
     for container in client.containers.list(all=True, filters={"label": f"{LABEL}.home={home_label()}"}):
         labels = container.labels
@@ -159,7 +166,8 @@ def endpoints_from_labels(client) -> list[EndpointRecord]:
             record = found[endpoint] = EndpointRecord(
                 name=endpoint, auth_mode="key", location="local", provisioning_state="Failed",
                 scoring_uri=None, swagger_uri=None, traffic={labels.get(f"{LABEL}.deployment"): 100},
-                tags={}, properties={"devtui": "found by container labels; no devtui process watches it"},
+                tags={}, properties={"devtui": "found by container labels; no devtui process watches it: "
+                                               f"`devtui down -n {endpoint}` removes it"},
                 deployments=[DeploymentRecord(name=labels.get(f"{LABEL}.deployment"), runtime="container",
                                               provisioning_state="Failed", container_ids=[])])
         deployment = record.deployment
@@ -169,7 +177,11 @@ def endpoints_from_labels(client) -> list[EndpointRecord]:
             if bindings:
                 record.scoring_uri = f"http://127.0.0.1:{bindings[0]['HostPort']}/score"
                 record.swagger_uri = swagger_uri(record.scoring_uri)
-            record.provisioning_state = deployment.provisioning_state = "Succeeded"
+            record.provisioning_state = deployment.provisioning_state = HOST_GONE
+            record.properties["devtui"] = (
+                "the devtui that ran it is gone (killed?): its inference-server container still answers with the "
+                f"code of its last revision, but no save is applied; `devtui down -n {endpoint}` removes it, "
+                "`devtui up` runs it again")
     return list(found.values())
 
 
