@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pathspec
 
+from .runtimes.base import RuntimeFailure
+
 IGNORE_FILES = (".amlignore", ".gitignore")  # the first one present wins, as in the cloud
 # Editors' atomic saves write a temporary file and rename it over the original: a hidden `.NAME.tmp`
 # (Atom, many tools), JetBrains' `NAME___jb_tmp___`/`___jb_old___`, Emacs' `.#NAME` lock and `#NAME#`
@@ -25,6 +27,10 @@ IGNORE_FILES = (".amlignore", ".gitignore")  # the first one present wins, as in
 # .promptflow/: what prompt flow writes into a flow folder it loads (a flex flow's signature, runs).
 DEFAULTS = ("__pycache__/", "*.pyc", ".ipynb_checkpoints/", "*.swp", "4913", "*~", ".*.tmp", "*___jb_tmp___",
             "*___jb_old___", ".#*", r"\#*#", ".promptflow/")
+# Deeper than this is no model or code layout but a hostile or runaway folder: staging says so
+# rather than stage it. Within it, the walks of a staged folder that recurse (the storage-
+# initializer's os.walk, pathlib's rglob) stay far from Python's recursion limit.
+MAX_DEPTH = 256
 
 
 class IgnoreRules:
@@ -61,16 +67,48 @@ class IgnoreRules:
         return (full.is_dir() or not full.exists()) and self.spec.match_file(whole + "/")
 
     def files(self) -> list[Path]:
-        """Every file under the root that is kept, sorted; ignored folders are not walked."""
+        """Every file under the root that is kept, sorted; ignored folders are not walked, nor
+        folders reached through a link. Walked without recursion, so no depth breaks the walk;
+        a kept folder more than ``MAX_DEPTH`` levels down raises FolderTooDeep."""
         found = []
-        for folder, dirs, names in os.walk(self.root):
-            base = Path(folder).relative_to(self.root)
-            dirs[:] = sorted(d for d in dirs if not self.spec.match_file((base / d).as_posix() + "/"))
-            for name in names:
-                path = Path(folder) / name
-                if path.is_file() and not self.spec.match_file((base / name).as_posix()):
-                    found.append(path)
+        folders: list[tuple[str, str, int]] = [(str(self.root), "", 0)]  # (folder, relative, depth)
+        while folders:
+            folder, base, depth = folders.pop()
+            try:
+                with os.scandir(folder) as listing:
+                    entries = list(listing)
+            except OSError:
+                continue  # as os.walk: a folder that cannot be read is left out
+            for entry in entries:
+                relative = f"{base}/{entry.name}" if base else entry.name
+                if _is_folder(entry):
+                    if entry.is_symlink() or self.spec.match_file(relative + "/"):
+                        continue
+                    if depth == MAX_DEPTH:
+                        raise FolderTooDeep(self.root, relative)
+                    folders.append((entry.path, relative, depth + 1))
+                elif os.path.isfile(entry.path) and not self.spec.match_file(relative):
+                    found.append(Path(entry.path))
         return sorted(found)
+
+
+class FolderTooDeep(RuntimeFailure):
+    """A folder to stage holds folders nested deeper than MAX_DEPTH. A runtime's failure to
+    stage: the engine reports its message as it is, with no traceback."""
+
+    def __init__(self, root: Path, relative: str):
+        top = relative.split("/", 1)[0]
+        super().__init__(f"{root} holds folders more than {MAX_DEPTH} levels deep (under {top}/); devtui stages "
+                         f"folders at most {MAX_DEPTH} levels deep. Move the files up, or leave that folder out "
+                         f"with the line /{top}/ in {root / '.amlignore'}")
+        self.root, self.relative = root, relative
+
+
+def _is_folder(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
 
 
 def kept_files(source: Path) -> list[Path]:

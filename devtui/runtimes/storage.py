@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
 from ..events import DEVTUI, STORAGE_INITIALIZER
-from ..ignore import kept_files
+from ..ignore import FolderTooDeep, kept_files
 from ..registry import LABEL
 from .base import RuntimeFailure
 
@@ -62,7 +62,11 @@ def manifest(source: Path, kind: str, prefix: PurePosixPath, digests: dict | Non
     path -> (size, sha256).
     ``digests`` (path -> (size, mtime_ns, sha256)) spares reading files that did not change."""
     files = {}
-    for path in kept_files(source):  # what the cloud would upload: .amlignore / .gitignore apply
+    try:
+        kept = kept_files(source)  # what the cloud would upload: .amlignore / .gitignore apply
+    except FolderTooDeep as ex:
+        raise RuntimeFailure(f"the {kind} folder {ex}") from None
+    for path in kept:
         relative = prefix / (path.name if source.is_file() else path.relative_to(source).as_posix())
         files[str(relative)] = (path.stat().st_size, _digest(path, digests))
     digest = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
