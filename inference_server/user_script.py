@@ -18,7 +18,7 @@ import sys
 import sysconfig
 import time
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -241,16 +241,31 @@ def user_traceback() -> str:
     return "".join(traceback.format_exception(type(error), error, first))
 
 
-def walk_tree(path: str, depth: int = 0) -> Iterable[str]:
-    """The model folder as an indented tree, for the log when init() fails."""
-    name = os.path.basename(os.path.normpath(path))
-    indent = " " * 4 * depth
-    if os.path.isdir(path):
+# Folders deeper than this are not opened in the model tree: a model is never laid out so deep,
+# and a hostile folder a thousand levels deep would fill the log with indentation.
+TREE_DEPTH = 32
+
+
+def walk_tree(path: str) -> Iterator[str]:
+    """The model folder as an indented tree, for the log when init() fails. Lazy (the log shows
+    the first lines) and walked without recursion, so no depth of folders breaks it."""
+    pending = [(path, 0)]  # (path, depth): a stack, children pushed in reverse to come out sorted
+    while pending:
+        current, depth = pending.pop()
+        indent = " " * 4 * depth
+        name = os.path.basename(os.path.normpath(current))
+        if not os.path.isdir(current):
+            yield f"{indent}{name}"
+            continue
         yield f"{indent}{name}{os.sep}"
-        for child in sorted(os.listdir(path)):
-            yield from walk_tree(os.path.join(path, child), depth + 1)
-    else:
-        yield f"{indent}{name}"
+        if depth == TREE_DEPTH:
+            yield f"{indent}    ... (folders more than {TREE_DEPTH} levels deep are not shown)"
+            continue
+        try:
+            children = sorted(os.listdir(current))
+        except OSError:  # unreadable: its name is shown, not what it holds
+            continue
+        pending.extend((os.path.join(current, child), depth + 1) for child in reversed(children))
 
 
 def _parse_value(text: str) -> Any:

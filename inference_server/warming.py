@@ -4,9 +4,11 @@
 - Before the first worker: the third-party modules the scoring script imports at its top (read
   from its syntax tree, never by running it), the libraries a pickled model needs (read from
   the pickle's opcodes, never unpickled: scikit-learn for a joblib'd estimator, torch for a
-  ``torch.save`` file), and those a previous run of the same deployment learned
-  (``--warm-file``), so a deployment started again is warm from its first save. The worker finds
-  them loaded instead of importing them a second time beside the parent.
+  ``torch.save`` file; model_scan.py reads them within half a second, and of what a pickle
+  names only modules of installed packages are imported, never a program's ``__main__``), and
+  those a previous run of the same deployment learned (``--warm-file``), so a deployment started
+  again is warm from its first save. The worker finds them loaded instead of importing them a
+  second time beside the parent.
 - While a worker loads the script and runs ``init()`` (it reports every ``LEARN_EVERY_S``), and
   after its first ``run()``: whatever third-party modules it imported (lazily importing
   libraries, transformers or torch submodules, load most there). Told during ``init()``, this
@@ -22,16 +24,17 @@ from __future__ import annotations
 import ast
 import importlib
 import importlib.util
-import io
 import json
+import keyword
 import logging
 import os
-import pickletools
 import sys
 import sysconfig
 import time
-import zipfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
+from importlib.machinery import ModuleSpec
+
+from . import model_scan
 
 logger = logging.getLogger("azmlinfsrv.supervisor")
 
@@ -96,8 +99,8 @@ class Preloader:
         while self.pending and not interrupted() and (most is None or done < most):
             done += 1
             name = self.pending.pop(0)
-            if name in self.imported or name in sys.modules:
-                self.imported.add(name)
+            if name in self.imported or name in sys.modules or not _safe_name(name):
+                self.imported.add(name)  # a program's __main__ is never imported, whoever named it
                 continue
             self.imported.add(name)
             started = time.perf_counter()
@@ -133,7 +136,7 @@ def static_imports(entry_script: str, user_roots: Iterable[str]) -> list[str]:
     try:
         with open(entry_script, encoding="utf-8") as f:
             tree = ast.parse(f.read(), entry_script)
-    except (OSError, SyntaxError, ValueError):
+    except (OSError, SyntaxError, ValueError, RecursionError, MemoryError):  # too deeply nested for the parser
         return []  # the worker will say what is wrong
     names = []
     for statement in tree.body:
@@ -145,103 +148,55 @@ def static_imports(entry_script: str, user_roots: Iterable[str]) -> list[str]:
     return [name for name in dict.fromkeys(names) if _installed(name, roots)]
 
 
-# Files that may hold a pickle (a zip of them: torch.save), and how much is read: a pickle names
-# its classes before their data, and the first worker waits while this runs (~0.25 s per MB).
-PICKLE_SUFFIXES = {".pkl", ".pickle", ".joblib", ".sav", ".pt", ".pth", ".bin"}
-MODEL_FILES_READ, MODEL_MEMBERS_READ, MODEL_BYTES_READ, MODEL_ENTRIES_SEEN = 8, 4, 256 << 10, 5000
-MODEL_SCAN_S = 0.5  # then what is left is learned from the worker, as without the scan
+# Of the modules a model's pickles name, how many are looked up (each lookup may import a library).
+MODEL_NAMES_CHECKED = 200
 
 
 def model_imports(model_dir: str | None, user_roots: Iterable[str]) -> list[str]:
-    """The installed libraries the pickles in ``model_dir`` name, read from their opcodes."""
+    """The installed libraries the pickles in ``model_dir`` name, read from their opcodes (never
+    unpickled), within model_scan's bound; a scan that stops short says so. Only modules of an
+    installed package, never a program (``__main__``) nor a top-level module outside a package:
+    a pickle is data from anywhere, and what it names is imported in the supervisor."""
     if not model_dir:
         return []
-    deadline = time.monotonic() + MODEL_SCAN_S
-    names: list[str] = []
-    for path in _pickled_files(model_dir):
-        names += [name for data in _pickles(path) for name in pickle_modules(data)]
-        if time.monotonic() > deadline:
-            break
+    names, scan = model_scan.scan(model_dir)
+    if scan.stopped:
+        logger.info(f"Model scan stopped {scan.stopped}: the first worker imports what else the model needs")
     roots = tuple(os.path.join(os.path.abspath(r), "") for r in user_roots)
-    return [name for name in dict.fromkeys(names) if _installed(name, roots)]
+    return [name for name in list(dict.fromkeys(names))[:MODEL_NAMES_CHECKED]
+            if _safe_name(name) and _installed(name, roots, top_package=True)]
 
 
-def _pickled_files(model_dir: str) -> Iterator[str]:
-    found = seen = 0
-    for folder, folders, files in os.walk(model_dir):
-        folders.sort()
-        seen += len(files) + len(folders)
-        for name in sorted(files):
-            path = os.path.join(folder, name)
-            if os.path.splitext(name)[1].lower() in PICKLE_SUFFIXES and os.path.isfile(path):  # not a FIFO
-                yield path
-                found += 1
-                if found == MODEL_FILES_READ:
-                    return
-        if seen > MODEL_ENTRIES_SEEN:  # a model folder of thousands of files: enough was looked at
-            return
+def _safe_name(name: str) -> bool:
+    """Whether importing ``name`` runs no program: dotted identifiers, none a dunder name. A
+    package's ``__main__`` is its command line (``python -m flask`` runs ``flask/__main__.py``),
+    which would run in the supervisor."""
+    return all(part.isidentifier() and not keyword.iskeyword(part) and not part.startswith("__")
+               for part in name.split("."))
 
 
-def _pickles(path: str) -> Iterator[bytes]:
-    """The first bytes of the pickle in ``path``, or of each pickle in it when it is a zip."""
-    try:
-        if zipfile.is_zipfile(path):
-            with zipfile.ZipFile(path) as archive:
-                for member in [m for m in archive.namelist() if m.endswith(".pkl")][:MODEL_MEMBERS_READ]:
-                    with archive.open(member) as f:
-                        yield f.read(MODEL_BYTES_READ)
-        else:
-            with open(path, "rb") as f:
-                yield f.read(MODEL_BYTES_READ)
-    except (OSError, zipfile.BadZipFile, RuntimeError):  # RuntimeError: an encrypted member
-        return
-
-
-_STRINGS = {"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE"}
-_GETS, _PUTS = {"BINGET", "LONG_BINGET", "GET"}, {"BINPUT", "LONG_BINPUT", "PUT"}
-
-
-def pickle_modules(data: bytes) -> list[str]:
-    """The modules a pickle's GLOBAL and STACK_GLOBAL opcodes name, as far as ``data`` is a
-    pickle (joblib puts raw array bytes between its pickles; a read stops at the first)."""
-    modules: list[str] = []
-    strings: list[str] = []  # pushed, in order: STACK_GLOBAL takes its module from them
-    memo: dict[int, str | None] = {}
-    top: str | None = None  # the string on top of the stack, if the last push was one
-    try:
-        for opcode, arg, _ in pickletools.genops(io.BytesIO(data)):
-            name = opcode.name
-            if name == "MEMOIZE" or name in _PUTS:
-                memo[len(memo) if name == "MEMOIZE" else arg] = top
-                continue
-            top = arg if name in _STRINGS else memo.get(arg) if name in _GETS else None
-            if top is not None:
-                strings.append(top)
-            elif name == "GLOBAL":
-                modules.append(arg.split(" ", 1)[0])
-            elif name == "STACK_GLOBAL" and len(strings) >= 2:
-                modules.append(strings[-2])
-    except Exception:  # the end of the pickle, or of what was read of it
-        pass
-    return modules
-
-
-def _installed(name: str, user_roots: tuple[str, ...]) -> bool:
-    """Whether ``name`` is a module of an installed library. Its top-level package is looked up
-    first, which imports nothing: a package of the user's (the code folder is on sys.path) is
-    never imported here, since its __init__ may do anything, initialise CUDA included. Finding a
-    library's submodule imports the library, as preloading it would anyway."""
+def _installed(name: str, user_roots: tuple[str, ...], top_package: bool = False) -> bool:
+    """Whether ``name`` is a module of an installed library (with ``top_package``: of an
+    installed package, not a top-level single-file module, where scripts installed as modules
+    live). Its top-level package is looked up first, which imports nothing: a package of the
+    user's (the code folder is on sys.path) is never imported here, since its __init__ may do
+    anything, initialise CUDA included. Finding a library's submodule imports the library, as
+    preloading it would anyway."""
     top = name.partition(".")[0]
-    return _library_module(top, user_roots) and (top == name or _library_module(name, user_roots))
+    spec = _library_module(top, user_roots)
+    if spec is None or (top_package and spec.submodule_search_locations is None):
+        return False
+    return top == name or _library_module(name, user_roots) is not None
 
 
-def _library_module(name: str, user_roots: tuple[str, ...]) -> bool:
+def _library_module(name: str, user_roots: tuple[str, ...]) -> ModuleSpec | None:
     try:
         spec = importlib.util.find_spec(name)
     except Exception:  # a library that cannot even be found here is left to the worker
-        return False
+        return None
     origin = spec.origin if spec else None
-    return bool(origin) and not origin.startswith(user_roots) and origin.startswith(_library_roots())
+    library = bool(origin) and not origin.startswith(user_roots) and origin.startswith(_library_roots())
+    return spec if library else None
 
 
 def _library_roots() -> tuple[str, ...]:
