@@ -38,6 +38,7 @@ GREETING_S = 10.0  # debugpy greets in milliseconds; this is for a busy machine
 HEADER_LIMIT = 1024
 BODY_LIMIT = 1 << 20
 _HEADER_LINE = re.compile(rb"[A-Za-z][A-Za-z0-9-]*: *[\x20-\x7e]*")
+_HEADER_START = re.compile(rb"([A-Za-z][A-Za-z0-9-]*(:[\x20-\x7e]*)?)?\r?")  # a header line, cut short
 
 NOT_DAP = "sent something that is not the Debug Adapter Protocol"
 
@@ -48,11 +49,12 @@ def first_request(data: bytes) -> tuple[bool, str]:
     end = data.find(b"\r\n\r\n")
     head = data if end < 0 else data[:end]
     lines = head.split(b"\r\n")
-    # Every whole line so far must be a header line; an HTTP request or a TLS hello is not.
+    # Every line so far must be a header line (the last one may be cut short); an HTTP request
+    # or a TLS hello is not.
     if any(not _HEADER_LINE.fullmatch(line) for line in (lines if end >= 0 else lines[:-1])):
         return True, NOT_DAP
     if end < 0:
-        return (True, NOT_DAP) if len(data) > HEADER_LIMIT or not data[-1:].isascii() else (False, "")
+        return (True, NOT_DAP) if len(data) > HEADER_LIMIT or not _HEADER_START.fullmatch(lines[-1]) else (False, "")
     length = _content_length(lines)
     if length is None:
         return True, NOT_DAP
