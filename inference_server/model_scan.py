@@ -179,10 +179,10 @@ def _zip64_sizes(extra: bytes, size: int, compressed: int, offset: int) -> tuple
     while at + 4 <= len(extra):
         kind, length = struct.unpack_from("<2H", extra, at)
         if kind == _ZIP64_EXTRA:
-            values = iter(struct.unpack_from(f"<{length // 8}Q", extra, at + 4))
-            size = next(values) if size == 0xFFFFFFFF else size
-            compressed = next(values) if compressed == 0xFFFFFFFF else compressed
-            offset = next(values) if offset == 0xFFFFFFFF else offset
+            values = iter(struct.unpack_from(f"<{min(length, len(extra) - at - 4) // 8}Q", extra, at + 4))
+            size = next(values, size) if size == 0xFFFFFFFF else size  # a short field keeps what the entry said
+            compressed = next(values, compressed) if compressed == 0xFFFFFFFF else compressed
+            offset = next(values, offset) if offset == 0xFFFFFFFF else offset
             break
         at += 4 + length
     return compressed, offset

@@ -146,12 +146,17 @@ def test_a_pickled_models_libraries_are_read_from_its_opcodes_never_unpickled(tm
     # torch.save writes a zip whose data.pkl names the classes; a pickle here would run code if loaded.
     with zipfile.ZipFile(model / "weights.pt", "w") as archive:
         archive.writestr("weights/data.pkl", pickle.dumps([numpy.float64(1.5), _RunsCodeWhenUnpickled()]))
+    # A compressed member, with the zip64 fields a file over 4 GiB has (the zip is read by hand).
+    with zipfile.ZipFile(model / "large.pth", "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("large/data/0", b"\0" * 1000)
+        with archive.open("large/data.pkl", "w", force_zip64=True) as member:
+            member.write(b"\x80\x02cscipy.sparse\ncsr_matrix\nq\x00.")
     (model / "notes.txt").write_text("not a pickle")
     (model / "broken.pkl").write_bytes(b"\x80\x05garbage")
 
     found = model_imports(str(model), [str(tmp_path / "code")])
     # joblib's file: scikit-learn's estimator module, read up to where joblib's raw arrays begin.
-    assert "sklearn.linear_model._ridge" in found and "joblib.numpy_pickle" in found
+    assert "sklearn.linear_model._ridge" in found and "joblib.numpy_pickle" in found and "scipy.sparse" in found
     assert any(name.startswith("numpy") for name in found)
     assert not any(name.startswith(("builtins", "io", "test_warming")) for name in found)  # not installed libraries
     assert not (tmp_path / "UNPICKLED-MARKER").exists()
