@@ -171,8 +171,8 @@ def _safe_name(name: str) -> bool:
     """Whether importing ``name`` runs no program: dotted identifiers, none a dunder name. A
     package's ``__main__`` is its command line (``python -m flask`` runs ``flask/__main__.py``),
     which would run in the supervisor."""
-    return all(part.isidentifier() and not keyword.iskeyword(part) and not part.startswith("__")
-               for part in name.split("."))
+    return all(part.isidentifier() and not keyword.iskeyword(part)
+               and not (part.startswith("__") and part.endswith("__")) for part in name.split("."))
 
 
 def _installed(name: str, user_roots: tuple[str, ...], top_package: bool = False) -> bool:
