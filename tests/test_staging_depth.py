@@ -17,6 +17,7 @@ from devtui.runtimes.storage import manifest
 from helpers import SAMPLES, devtui, unique_name
 
 
+@pytest.mark.unit
 def test_a_folder_deeper_than_the_limit_is_refused_by_name_unless_ignored(tmp_path):
     model = tmp_path / "model"
     shutil.copytree(SAMPLES / "sklearn-regression" / "model", model)

@@ -220,6 +220,7 @@ def _sklearn_models(tmp_path) -> Path:
     return models
 
 
+@pytest.mark.unit
 def test_a_model_folder_deeper_than_the_recursion_limit_is_scanned_and_shown(tmp_path):
     """Walked without recursion: the scan still finds the model's libraries ("deep" is walked
     before "model", so a recursive walk met the depth first), and the tree that the log shows
@@ -268,6 +269,7 @@ def _pickle_naming(module: str, name: str = "main") -> bytes:
 PROGRAMS = ("flask.__main__", "numpy.f2py.__main__")  # `python -m flask`, `python -m numpy.f2py`
 
 
+@pytest.mark.unit
 def test_the_scan_never_imports_a_program_or_a_top_level_module(tmp_path):
     """What a pickle names is imported in the supervisor: a package's __main__ is its command
     line, and a top-level single-file module is where scripts installed as modules live. A
@@ -280,6 +282,7 @@ def test_the_scan_never_imports_a_program_or_a_top_level_module(tmp_path):
     assert not [name for name in found if "__" in name or name == "six"], found
 
 
+@pytest.mark.unit
 def test_the_warm_parent_never_imports_a_program_whoever_names_it(monkeypatch, capfd):
     """A warm file or a worker's report names modules too: a __main__ among them is skipped.
     (Imported, each would parse this process's command line, say it is wrong and exit.)"""
@@ -326,6 +329,7 @@ def _zip_of_many_entries(path: Path, entries: int, last: bytes) -> None:
     path.write_bytes(b"".join([*body, *directory, end]))
 
 
+@pytest.mark.unit
 def test_the_scan_keeps_its_time_limit_inside_a_zip_of_300000_entries(tmp_path):
     """Reading the whole central directory took 1.6 to 3.5 s before the first worker."""
     models = tmp_path / "models"
@@ -336,6 +340,7 @@ def test_the_scan_keeps_its_time_limit_inside_a_zip_of_300000_entries(tmp_path):
     assert time.monotonic() - started < model_scan.MODEL_SCAN_S + 0.5
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("hostile", ["zip", "pickle"])
 def test_a_scan_stopped_inside_a_file_says_so(tmp_path, monkeypatch, caplog, hostile):
     """The limit holds inside a file (a zip's entries, a big pickle's opcodes), and the log says
