@@ -196,3 +196,51 @@ async def test_a_restart_keeps_the_port_devtui_chose(engine):
     await engine.restart("YAML change")
     assert FakeRuntime.instances[1].port == first_port and engine.port == first_port
     await engine.stop()
+
+
+async def test_a_lost_engine_is_updating_and_the_state_before_returns_with_it(engine):
+    """Issue 19, item 8: while the container runtime's engine does not answer, the deployment is
+    Updating (its container may still serve); when it answers again, what it was before."""
+    assert await engine.start() == SUCCEEDED
+    sink = engine.runtime.sink
+    sink.engine_lost("the Docker engine does not answer")
+    assert engine.state == UPDATING and engine.serving_revision == 1
+    sink.engine_lost("the Docker engine does not answer")  # lost again before it answered
+    sink.engine_back("the Docker engine answers again")
+    assert engine.state == SUCCEEDED and engine.serving_revision == 1
+    await engine.stop()
+    assert states(engine) == [CREATING, SUCCEEDED, UPDATING, UPDATING, SUCCEEDED, DELETING]
+    assert of(engine, StateChanged)[-2].detail == "the Docker engine answers again"
+
+
+async def test_a_failed_deployment_is_failed_again_when_its_engine_answers(engine):
+    engine.runtime.fail_next(protocol.Stage.INIT)
+    assert await engine.start() == FAILED
+    engine.runtime.sink.engine_lost("the Docker engine does not answer")
+    engine.runtime.sink.engine_back("the Docker engine answers again")
+    assert engine.state == FAILED
+    await engine.stop()
+
+
+async def test_a_port_taken_as_the_deployment_starts_is_fatal_and_later_is_not(tmp_path):
+    """Issue 19, item 9: no save can free a port another program took, so a start that finds its
+    port taken ends the host (``fatal``); a restart that finds it taken is only Failed."""
+    FakeRuntime.instances.clear()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        engine = Engine(spec.load(SAMPLES / "sklearn-regression"), tmp_path / "work", port=port,
+                        runtimes_from=FakeRuntime)
+        assert await engine.start() == FAILED
+        assert engine.fatal is not None and engine.fatal.port == port
+        assert f"port {port} on 127.0.0.1 is already in use" in str(engine.fatal)
+        assert FakeRuntime.instances[0].calls == []  # nothing staged, nothing started
+        await engine.stop()
+
+    engine = Engine(spec.load(SAMPLES / "sklearn-regression"), tmp_path / "work2", watch=False,
+                    runtimes_from=FakeRuntime)
+    assert await engine.start() == SUCCEEDED
+    engine.server_event(protocol.BindFailed(host="127.0.0.1", port=engine.port, reason="is already in use"))
+    assert engine.state == FAILED and engine.fatal is None
+    await engine.stop()

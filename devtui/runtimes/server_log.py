@@ -55,6 +55,7 @@ class ServerLog:
         self.pump: LogPump | None = None
         self.heard_at: float | None = None  # when the last piece of the log arrived
         self.lost = False  # the engine does not answer; a thread waits for it
+        self._broken = False  # the log stream ended with the engine lost: follow again when it answers
         self._pending: bool | None = None  # a save that came meanwhile: whether it asked for a swap
         self._lock = threading.Lock()
         self._wake = threading.Event()  # stopping: the wait ends at once
@@ -99,6 +100,8 @@ class ServerLog:
         # No exit code: the engine did not say how the container ended, or whether it did.
         if (isinstance(event, protocol.Exited) and event.exit_code is None and not event.expected
                 and not self.runtime.stopping):
+            with self._lock:
+                self._broken = True
             self.lose()
             return
         self.runtime._event(event)
@@ -110,8 +113,7 @@ class ServerLog:
         with self._lock:
             if not self.lost:
                 return False
-            self._pending = swap or bool(self._pending)
-        self.runtime._log(DEVTUI, ["The Docker engine does not answer: the save is applied once it answers again"])
+            self._keep(swap)
         return True
 
     def lose(self, pending: bool | None = None) -> None:
@@ -119,11 +121,15 @@ class ServerLog:
         that could not be applied (whether it asked for a swap)."""
         with self._lock:
             if pending is not None:
-                self._pending = pending or bool(self._pending)
+                self._keep(pending)
             if self.lost:
                 return
             self.lost = True
         threading.Thread(target=self._wait, daemon=True, name="waiting for the Docker engine").start()
+
+    def _keep(self, swap: bool) -> None:
+        self._pending = swap or bool(self._pending)
+        self.runtime._log(DEVTUI, ["The Docker engine does not answer: the save is applied once it answers again"])
 
     def answers(self) -> bool:
         try:
@@ -159,24 +165,35 @@ class ServerLog:
 
     def _found(self, since: float, away: float | None) -> None:
         """The engine answers: follow the container again, or report that it ended."""
-        with self._lock:
-            pending, self._pending = self._pending, None
-            self.lost = False
+        import docker.errors
+
         server = self.runtime.server
         try:
             server.reload()
             state = server.attrs.get("State") or {}
-        except Exception:  # removed meanwhile (or the engine left again: the next stream end says)
+        except docker.errors.NotFound:
             state = {"Status": "removed"}
+        except Exception:  # gone again already: wait again
+            self._wait()
+            return
+        with self._lock:
+            pending, self._pending = self._pending, None
+            # A save came while the stream was lost, but the stream itself goes on: it reads on.
+            broken, self._broken = self._broken, False
+            self.lost = False
         again = f"the Docker engine answers again after {away:.0f} s" if away is not None else ""
         if state.get("Status") != "running":
             self.runtime._log(DEVTUI, [f"{again or 'The Docker engine answers'}; the inference-server container "
                                        f"ended meanwhile ({state.get('Status')})"])
             self.runtime._event(protocol.Exited(exit_code=state.get("ExitCode"), expected=False))
             return
-        self.follow(server, since)
+        if broken or self.pump is None or not self.pump.is_alive():
+            self.follow(server, since)
         if away is not None:
             self._tell(self.runtime.sink.engine_back,
                        f"{again}; the inference-server container kept running, and devtui follows it again")
         if pending is not None:
-            self.runtime._reload(pending)
+            try:
+                self.runtime._reload(pending)
+            except Exception as ex:  # as a save that fails at once is reported
+                self.runtime._log(DEVTUI, [f"error: applying the saves made while the engine was away failed: {ex}"])
