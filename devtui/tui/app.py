@@ -27,6 +27,7 @@ from ..events import (FAILED, SUCCEEDED, DebuggerChanged, Event, Logs, Progress,
                       ServerStarted, StateChanged)
 from .commands import BINDINGS, palette_commands
 from .exchange import sample_request
+from .quitting import Quitter
 from .screens import HelpScreen
 from .widgets import (AppFooter, ChatPanel, DeploymentPanel, FailurePanel, InvokePanel, LogView, ProgressLine,
                       StatusBar)
@@ -68,7 +69,7 @@ class DevtuiApp(App):
         self.chat = engine.deployment.flow is not None and engine.deployment.flow.is_chat
         self.log_capacity = log_capacity
         self.save_folder = save_folder or Path.cwd()
-        self.stopping = False
+        self.quitter = Quitter(self)
         self._debug_announced = False
         self._deployment_shown = None
         engine.subscribe(lambda event: self.post_message(EngineEvent(event)))
@@ -160,7 +161,8 @@ class DevtuiApp(App):
 
     def _state_changed(self, event: StateChanged) -> None:
         self.status.state = event.state
-        self.status.detail = event.detail
+        # While quitting, the status keeps saying what the stop waits for.
+        self.status.detail = self.quitter.said or event.detail
         if event.state == SUCCEEDED:
             self.status.revision = self.engine.serving_revision
             if not self.request_text:
@@ -289,15 +291,13 @@ class DevtuiApp(App):
             await self.engine.set_debug(None)
             self.status.debugger = "off"
 
-    async def action_quit(self) -> None:
-        if self.stopping:
-            return
-        self.stopping = True
-        self.status.detail = "stopping..."
-        self.workers.cancel_group(self, "engine")
-        self.workers.cancel_group(self, "engine-action")
-        await self.engine.stop()
-        self.exit()
+    def action_quit(self) -> None:
+        self.quitter.press()
+
+    def requests_in_flight(self) -> int:
+        """This app's requests still waiting for their answer (Invoke and Chat)."""
+        chat = self.chat and self.query_one("#chat", ChatPanel).busy
+        return self.invoke_panel.in_flight + int(bool(chat))
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         """The palette: every key's command (from the binding lists), then Textual's own."""

@@ -53,6 +53,7 @@ class InvokePanel(Vertical):
         self.timeout_s = 30.0
         self.not_serving = ""  # why nothing serves, from the engine; "" while a revision serves
         self.sender = Sender()
+        self.in_flight = 0  # requests sent and not yet answered (or given up)
         self.last_curl = ""
 
     def compose(self) -> ComposeResult:
@@ -178,7 +179,12 @@ class InvokePanel(Vertical):
     @work(exclusive=False, group="invoke")
     async def _post(self, uri: str, request: Request) -> None:
         timeout = min(self.timeout_s, NOT_SERVING_TIMEOUT_S) if self.not_serving else self.timeout_s
-        self.record(await self.sender.send(uri, request, timeout, self.not_serving))
+        self.in_flight += 1
+        try:
+            exchange = await self.sender.send(uri, request, timeout, self.not_serving)
+        finally:
+            self.in_flight -= 1
+        self.record(exchange)
 
     def record(self, exchange: Exchange) -> None:
         """An answer (or why there is none): on screen, in the history, and to the app."""

@@ -1,0 +1,147 @@
+"""The app you can trust (issue 20): quitting always quits and says what it waits for, focus never
+lands on a hidden field, errors are the server's reason and the user's exception line, and every
+answer names the revision that served it.
+
+The engine runs on the fake runtime (tests/fake_runtime.py) where the engine is not the thing
+under test, extended here where a test needs a server that behaves otherwise (a stop that waits
+for the requests in flight, as the real one does); real servers where the answer is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable
+
+import pytest
+from textual.widgets import Static
+
+from devtui import spec
+from devtui.engine import Engine
+from devtui.events import SUCCEEDED
+from devtui.tui.app import DevtuiApp
+from fake_runtime import FakeRuntime
+from helpers import children_of, run_async, running, until, wait_for
+from inference_server import protocol
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(autouse=True)
+def nothing_left_running():
+    yield
+    wait_for(lambda: children_of(os.getpid()) == [], timeout=15, message="every child process to end")
+
+
+class StopWaitsRuntime(FakeRuntime):
+    """The fake server, with a stop that waits for the requests in flight, as the real server's
+    graceful stop does; requests are held (a breakpoint, a slow run()) until ``kill`` ends them."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.killed = asyncio.Event()
+
+    async def stop(self) -> None:
+        self.calls.append("stop asked")
+        if self.in_flight:
+            await self.killed.wait()
+        await super().stop()
+
+    def kill(self) -> None:
+        self.calls.append("kill")
+        self.killed.set()
+        for writer in list(self._writers):
+            writer.close()
+
+
+@pytest.fixture
+def make_app(sample, tmp_path) -> Callable[..., DevtuiApp]:
+    def make(runtime: type[FakeRuntime] = FakeRuntime, name: str = "sklearn-regression") -> DevtuiApp:
+        folder = sample(name)
+        engine = Engine(spec.load(folder), tmp_path / "work", port=0, runtimes_from=runtime)
+        saved = tmp_path / "saved"
+        saved.mkdir(exist_ok=True)
+        request = folder / "sample-request.json"
+        return DevtuiApp(engine, request_text=request.read_text() if request.is_file() else None,
+                         save_folder=saved)
+
+    return make
+
+
+def spy_notifications(app: DevtuiApp) -> list[str]:
+    seen: list[str] = []
+    notify = app.notify
+
+    def recording(message, *args, **kwargs):
+        seen.append(str(message))
+        return notify(message, *args, **kwargs)
+
+    app.notify = recording
+    return seen
+
+
+def status_text(app: DevtuiApp) -> str:
+    return str(app.query_one("#status-text", Static).content)
+
+
+async def ready(pilot) -> DevtuiApp:
+    app = pilot.app
+    await until(pilot, lambda: app.engine.state == SUCCEEDED and app.status.revision == 1,
+                message="the deployment to be Succeeded")
+    return app
+
+
+# -- item 2: quit always quits ---------------------------------------------------------------------
+
+
+def test_ctrl_c_with_a_request_held_at_a_breakpoint_says_so_and_a_second_stops_at_once(make_app):
+    app = make_app(StopWaitsRuntime)
+    runtime: list[StopWaitsRuntime] = []
+
+    async def scenario():
+        async with running(app) as pilot:
+            await ready(pilot)
+            notes = spy_notifications(app)
+            fake = app.engine.runtime
+            runtime.append(fake)
+            fake.hold = True
+            await pilot.press("ctrl+j")
+            await until(pilot, lambda: fake.in_flight == 1 and app.requests_in_flight() == 1,
+                        message="the request in flight")
+            # The debugger's stop reaches the app as an engine event, as with a real debugpy.
+            app.engine.server_event(protocol.Debugger(state=protocol.DebuggerState.STOPPED, host="127.0.0.1",
+                                                      port=5678, detail="at score.py:30 in run()"))
+            await until(pilot, lambda: "stopped at score.py:30" in status_text(app), message="the stop shown")
+
+            await pilot.press("ctrl+c")
+            await until(pilot, lambda: any("1 request held at score.py:30 in run() — ctrl+c again to stop now" in n
+                                           for n in notes), message="what quitting waits for")
+            await until(pilot, lambda: "waiting up to 10 s for 1 request held at score.py:30" in status_text(app),
+                        message="the wait and its limit in the status")
+            assert app.is_running and app.return_code is None and "kill" not in fake.calls
+
+            await pilot.press("ctrl+c")
+            await until(pilot, lambda: app.return_code is not None, timeout=10, message="the app to exit at once")
+
+    run_async(scenario(), timeout=60)
+    assert "kill" in runtime[0].calls
+
+
+def test_q_with_a_slow_request_in_flight_says_what_it_waits_for_and_keys_still_work(make_app):
+    app = make_app(StopWaitsRuntime)
+
+    async def scenario():
+        async with running(app) as pilot:
+            await ready(pilot)
+            fake = app.engine.runtime
+            fake.hold = True
+            await pilot.press("ctrl+j")
+            await until(pilot, lambda: fake.in_flight == 1, message="the request in flight")
+            await pilot.press("escape", "q")
+            await until(pilot, lambda: "waiting up to 10 s for 1 request in flight" in status_text(app),
+                        message="what the stop waits for, and how long at most")
+            await pilot.press("q")  # the app still takes keys while it stops: a second press stops at once
+            await until(pilot, lambda: app.return_code is not None, timeout=10, message="the app to exit")
+
+    run_async(scenario(), timeout=60)
+    assert app.engine.stopped
