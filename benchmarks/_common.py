@@ -6,6 +6,7 @@ reloader, workers and anything they forked, even when the benchmark is interrupt
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import os
@@ -138,14 +139,39 @@ def summary_stats(values: list[float]) -> dict:
             "min": min(values) if values else math.nan, "max": max(values) if values else math.nan}
 
 
-def write_results(name: str, payload: dict) -> Path:
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"{name}.json"
+def write_results(name: str, payload: dict, smoke: bool = False) -> str:
+    """Write benchmarks/results/NAME.json; the line that says where. A smoke run's figures say
+    nothing, so it only checks that they serialise, and keeps the last real run's file."""
     payload = {"benchmark": name, "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0], "platform": sys.platform},
                **payload}
-    path.write_text(json.dumps(payload, indent=2) + "\n")
-    return path
+    text = json.dumps(payload, indent=2) + "\n"
+    if smoke:
+        return "results: not written (--smoke)"
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    path.write_text(text)
+    return f"results: {path.relative_to(REPO)}"
+
+
+SMOKE_HELP = ("one iteration of everything, no targets, no results file: checks in seconds that the benchmark "
+              "still runs end to end, not its figures")
+
+
+def parse_with_smoke(parser: argparse.ArgumentParser, **smoke) -> argparse.Namespace:
+    """The command line, with --smoke added: it sets the options named in SMOKE to those values."""
+    parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
+    args = parser.parse_args()
+    if args.smoke:
+        if getattr(args, "check", False):
+            parser.error("--smoke checks no targets: leave out --check")
+        vars(args).update(smoke)
+    return args
+
+
+def targets_line(met: bool, smoke: bool) -> str:
+    """How a summary ends: whether the targets were met, or that a smoke run does not say."""
+    return "not checked (--smoke)" if smoke else "met" if met else "MISSED"
 
 
 def model_dir_for(sample: Path, tmp: Path) -> Path:

@@ -1,6 +1,7 @@
 """Hot reload latency: from saving score.py to the first answer that comes from the new code.
 
     .venv/bin/python benchmarks/reload.py [--case sklearn|heavy|flow] [--saves 20] [--tools devtui,devtui-swap,uvicorn,cold]
+    .venv/bin/python benchmarks/reload.py --smoke [--case ...]   # one save per tool, no targets: does it still run?
 
 Cases: sklearn, a copy of samples/sklearn-regression; heavy, the same with a random forest of a few
 hundred MB as its model (benchmarks/heavy/make_model.py makes it on first use; init() takes
@@ -11,7 +12,7 @@ saved (benchmarks/flow_case.py), with its own tools. For each tool in turn:
   devtui-swap  the same with `--reload swap`: each save starts a new worker that runs init()
   uvicorn      `python -m uvicorn wrapper:app --app-dir benchmarks --reload --reload-dir <code folder>`
                (benchmarks/wrapper.py: importlib, init() at startup, POST /score calls run(body))
-  cold         the scoring server started from nothing to its first answer, 3 times: a restart
+  cold         the scoring server started from nothing to its first answer, 3 times (--cold-starts): a restart
 and then, save after save: rewrite score.py so that run() answers {"save": N, "predictions": [...]}
 the way editors save (a temporary file, then a rename), and POST /score in a tight loop on one
 keep-alive connection until the answer carries N. Latency = time of that answer - time of the write.
@@ -49,7 +50,7 @@ import httpx
 
 import flow_case
 from _common import (run_main, HERE, SKLEARN_SAMPLE, VENV_BIN, BenchmarkError, Server, free_port, model_dir_for,
-                     summary_stats, wait_until, write_results)
+                     parse_with_smoke, summary_stats, targets_line, wait_until, write_results)
 
 TARGET_SPEEDUP = 10
 ENDPOINT = "my-endpoint"  # samples/sklearn-regression/endpoint.yml
@@ -270,22 +271,26 @@ def _devtui_breakdown(log: Path, records: list[dict]) -> dict:
 # -- the samples -----------------------------------------------------------------------------------
 
 
-def make_sample(heavy: bool, folder: Path) -> None:
+def make_sample(heavy: bool, folder: Path, small: bool = False) -> None:
     """A copy of samples/sklearn-regression; ``heavy``: with a random forest of a few hundred MB as
-    its model (init() takes seconds) and benchmarks/heavy/score.py as its script."""
+    its model (init() takes seconds) and benchmarks/heavy/score.py as its script. ``small``: a
+    forest of two trees, made in the copy, for a smoke run (the large one takes minutes to make)."""
     shutil.copytree(SKLEARN_SAMPLE, folder, symlinks=True)
     if heavy:
         from heavy.make_model import make
 
+        target = folder / "model" / "forest.joblib"
+        if small:
+            make(trees=2, model=target)
+            return
         model = make()
-        target = folder / "model" / model.name
         try:
             os.link(model, target)
         except OSError:
             shutil.copy2(model, target)
 
 
-def case_for(name: str) -> Case:
+def case_for(name: str, small: bool = False) -> Case:
     if name == "flow":
         sample = flow_case.FLOW_SAMPLE
         return Case(name, flow_case.ENDPOINT, flow_case.EDITED, (sample / flow_case.EDITED).read_text(),
@@ -294,10 +299,10 @@ def case_for(name: str) -> Case:
     source = HERE / "heavy" / "score.py" if name == "heavy" else SKLEARN_SAMPLE / "onlinescoring" / "score.py"
     return Case(name, ENDPOINT, "onlinescoring/score.py", source.read_text(), script_text,
                 (SKLEARN_SAMPLE / "sample-request.json").read_bytes(), saved_in_answer,
-                lambda folder: make_sample(name == "heavy", folder))
+                lambda folder: make_sample(name == "heavy", folder, small))
 
 
-def cold_restarts(work: Path, case: Case, count: int = 3) -> list[float]:
+def cold_restarts(work: Path, case: Case, count: int) -> list[float]:
     """The scoring server started from nothing to its first answer: what a restart costs."""
     folder = work / "cold-deployment"
     case.make(folder)
@@ -397,11 +402,12 @@ def parse_args():
                         help="seconds between polls (default 0: a tight loop)")
     parser.add_argument("--gap", type=float, default=0.2,
                         help="think time in seconds after each new answer, before the next save (default 0.2)")
+    parser.add_argument("--cold-starts", type=int, default=3, help="starts of the cold tool (default 3)")
     parser.add_argument("--tools", help=f"comma-separated, of: {', '.join(TOOLS)} (default: all); "
                                         f"with --case flow: {', '.join(FLOW_TOOLS)} (default: both)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (logs, copies)")
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
-    args = parser.parse_args()
+    args = parse_with_smoke(parser, saves=1, warmup=0, gap=0.0, cold_starts=1)
     known = FLOW_TOOLS if args.case == "flow" else TOOLS
     args.tool_list = [t.strip() for t in (args.tools or ",".join(known)).split(",") if t.strip()]
     if not set(args.tool_list) <= set(known):
@@ -439,7 +445,7 @@ def run_tools(args, work: Path, case: Case) -> dict:
         elif tool == "uvicorn":
             tools["uvicorn --reload"] = {"records": uvicorn_reload(args, work, case)}
         else:
-            times = cold_restarts(work, case)
+            times = cold_restarts(work, case, args.cold_starts)
             tools["cold restart"] = {"records": [{"save": n + 1, "warmup": False, "latency_ms": t}
                                                  for n, t in enumerate(times)]}
     return tools
@@ -463,7 +469,7 @@ def flow_summary(results: dict, lines: list[str]) -> list[bool]:
     return checks
 
 
-def report(results: dict) -> bool:
+def report(results: dict, smoke: bool = False) -> bool:
     print(f"\n{'tool':<22}{'saves':>6}{'missed':>8}{'median':>10}{'p90':>10}{'min':>10}{'max':>10}   first 3 (ms)")
     for name, data in results["tools"].items():
         counted = [r for r in data["records"] if not r["warmup"]]
@@ -509,13 +515,13 @@ def report(results: dict) -> bool:
     if load:
         lines.append(f"load average (1, 5, 15 min) at start {', '.join(f'{v:.1f}' for v in load['start'])}; "
                      f"at end {', '.join(f'{v:.1f}' for v in load['end'])} (on {os.cpu_count()} CPUs)")
-    print("\n" + "\n".join(lines) + f"\ntargets: {'met' if met else 'MISSED'}")
+    print("\n" + "\n".join(lines) + f"\ntargets: {targets_line(met, smoke)}")
     return met
 
 
 def main() -> int:
     args = parse_args()
-    case = case_for(args.case)
+    case = case_for(args.case, small=args.smoke)
     if case.save_text(1) == case.template:
         raise BenchmarkError(f"{case.edited} no longer has the line a save rewrites; update RETURN_LINE "
                              f"({'benchmarks/flow_case.py' if case.name == 'flow' else 'benchmarks/reload.py'})")
@@ -531,9 +537,8 @@ def main() -> int:
             print(f"kept {work}")
         else:
             shutil.rmtree(work, ignore_errors=True)
-    met = report(results)
-    path = write_results(f"reload-{args.case}", results)
-    print(f"results: {path.relative_to(HERE.parent)}")
+    met = report(results, args.smoke)
+    print(write_results(f"reload-{args.case}", results, args.smoke))
     return 1 if args.check and not met else 0
 
 

@@ -1,6 +1,7 @@
 """Throughput and latency of the devtui scoring server against azmlinfsrv, one worker each.
 
     .venv/bin/python benchmarks/throughput.py [--duration 6] [--connections 8] [--rounds 2]
+    .venv/bin/python benchmarks/throughput.py --smoke   # 1 s of load per server, one round, no targets
 
 Servers (started and stopped here, one at a time, on a free port):
   devtui     python -m inference_server --entry_script S --model_dir D --port P   (its defaults)
@@ -37,7 +38,7 @@ from pathlib import Path
 import httpx
 
 from _common import (run_main, HERE, SKLEARN_SAMPLE, VENV_BIN, BenchmarkError, Server, free_port, model_dir_for,
-                     write_results, wait_until)
+                     parse_with_smoke, targets_line, write_results, wait_until)
 
 TARGETS = {"echo": 2.5, "sklearn": 2.0}
 UP_SHARE = 0.9  # a deployment run by `devtui up` (request_settings emulated) within 10% of the standalone server
@@ -202,7 +203,7 @@ def main() -> int:
     parser.add_argument("--scripts", default="echo,sklearn", help="comma-separated: echo, sklearn")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (server logs)")
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
-    args = parser.parse_args()
+    args = parse_with_smoke(parser, duration=1.0, warmup=0.0, rounds=1)
     wanted = [s.strip() for s in args.scripts.split(",") if s.strip()]
     if not set(wanted) <= set(TARGETS):
         parser.error("--scripts takes echo and/or sklearn")
@@ -270,17 +271,16 @@ def main() -> int:
         up_target = f"target {UP_TARGETS[name]:g}x, " if name in UP_TARGETS else ""
         parts.append(f"{name} {ratio:.1f}x azmlinfsrv (target {TARGETS[name]:g}x), devtui up {up_ratio:.1f}x "
                      f"azmlinfsrv ({up_target}{up_share:.0%} of the standalone server, target >= {UP_SHARE:.0%})")
-    line = "throughput: " + ", ".join(parts) + f": {'met' if met else 'MISSED'}"
+    line = "throughput: " + ", ".join(parts) + f": {targets_line(met, args.smoke)}"
     if any(table[n][kind]["errors"] for n in wanted for kind in ("devtui", "devtui up")):
         line += "; devtui answered with errors (see the table)"
     print("\n" + line)
-    path = write_results("throughput", {
+    print(write_results("throughput", {
         "load": {"tool": "wrk", "connections": args.connections, "threads": args.threads,
                  "duration_s": args.duration, "warmup_s": args.warmup, "rounds": args.rounds,
                  "body": "samples/sklearn-regression/sample-request.json"},
         "results": table, "ratios": ratios, "targets": {**TARGETS, "devtui up": {**UP_TARGETS, "share": UP_SHARE}},
-        "targets_met": met, "summary": line})
-    print(f"results: {path.relative_to(HERE.parent)}")
+        "targets_met": met, "summary": line}, args.smoke))
     return 1 if args.check and not met else 0
 
 
