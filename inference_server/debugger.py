@@ -36,8 +36,11 @@ class GateProcess:
     """The running gate: its process, and the lines it says (debug_gate.py's protocol)."""
 
     def __init__(self, host: str, port: int):
+        # Through a shell that execs Python: once debugpy listens it patches process creation so
+        # that every Python started runs under the debugger, and it spots Python by the first
+        # argument alone. The gate must not join the user's session as a process of its own.
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "inference_server.debug_gate", host, str(port)],
+            ["/bin/sh", "-c", 'exec "$@"', "sh", sys.executable, "-m", "inference_server.debug_gate", host, str(port)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=os.path.dirname(os.path.dirname(__file__)))
         self.out = self.process.stdout.fileno()
         os.set_blocking(self.out, False)

@@ -346,15 +346,16 @@ def test_container_runtime_stray_connections_to_the_debug_port(workspace, docker
     hit_breakpoint_once(cwd, folder, name)
 
 
-def gate_pid(port: int) -> int:
-    """The gate process that owns the debug port ``port`` (its command line names the port)."""
+def gate_process(port: int) -> tuple[int, list[bytes]]:
+    """The gate process that owns the debug port ``port`` (its command line names the port):
+    its pid and its command line."""
     for entry in os.listdir("/proc"):
         try:
             argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
         if b"inference_server.debug_gate" in argv and str(port).encode() in argv:
-            return int(entry)
+            return int(entry), argv
     raise LookupError(f"no gate process for port {port}")
 
 
@@ -362,11 +363,14 @@ def test_a_gate_that_dies_is_started_again_on_the_same_port(workspace):
     cwd, folder = workspace
     port = free_port()
     devtui("up", str(folder), "--debug", "--debug-port", str(port), "--detach", cwd=cwd)
-    first = gate_pid(port)
+    first, _ = gate_process(port)
     os.kill(first, signal.SIGKILL)
     wait_for(lambda: f"The debug port's gate exited; listening on 127.0.0.1:{port} again"
              in devtui("logs", "-n", "my-endpoint", cwd=cwd).stdout, timeout=30)
-    assert gate_pid(port) != first
+    second, argv = gate_process(port)
+    # Started while debugpy follows subprocesses, yet not under the debugger: it would join the
+    # user's session as a process of their own.
+    assert second != first and not any(b"pydevd" in arg or b"debugpy" in arg for arg in argv), argv
     hit_breakpoint_once(cwd, folder, "my-endpoint")
 
 
