@@ -145,3 +145,53 @@ def test_q_with_a_slow_request_in_flight_says_what_it_waits_for_and_keys_still_w
 
     run_async(scenario(), timeout=60)
     assert app.engine.stopped
+
+
+# -- item 3: focus never lands on a hidden widget --------------------------------------------------
+
+
+def shown(widget) -> bool:
+    """Displayed, with every ancestor: what the user can see (and so knows takes the keys)."""
+    return all(node.display and node.visible for node in widget.ancestors_with_self if hasattr(node, "display"))
+
+
+async def test_i_with_a_file_upload_focuses_the_file_field_and_tab_stays_on_visible_widgets(make_app):
+    app = make_app()
+
+    async with running(app) as pilot:
+        await ready(pilot)
+        panel = app.invoke_panel
+        await pilot.press("i")
+        panel.query_one("#body-kind").value = "file"
+        await pilot.press("escape")
+        await until(pilot, lambda: not panel.editor.display or not shown(panel.editor), message="the editor hidden")
+        await pilot.press("i")
+        await until(pilot, lambda: app.focused is not None and app.focused.id == "request-file",
+                    message="the file field focused")
+        await pilot.press(*"data.csv")
+        assert panel.query_one("#request-file").value == "data.csv"
+        assert "x" not in panel.editor.text[:1]
+        reloads = list(app.engine.runtime.calls)
+        for _ in range(12):  # round the whole focus chain: never a hidden widget, never the Logs tab's
+            await pilot.press("tab")
+            await pilot.pause()
+            assert shown(app.focused), f"{app.focused!r} has the focus and cannot be seen"
+        await pilot.press("shift+tab")
+        assert shown(app.focused)
+        assert app.engine.runtime.calls == reloads and app.is_running
+
+
+async def test_a_tab_switch_while_typing_moves_the_focus_to_a_field_that_can_be_seen(make_app):
+    app = make_app()
+
+    async with running(app) as pilot:
+        await ready(pilot)
+        await pilot.press("slash", "x")  # typing in the log's filter
+        assert app.focused.id == "log-filter"
+        await pilot.press("ctrl+j")  # shows the Invoke tab: the filter is hidden now
+        await until(pilot, lambda: len(app.invoke_panel.history) == 1, message="the answer")
+        await until(pilot, lambda: app.focused is not None and shown(app.focused), message="a visible focus")
+        calls = list(app.engine.runtime.calls)
+        await pilot.press("r", "q")  # typed on: letters, never the reload and quit keys
+        await pilot.pause()
+        assert app.is_running and app.engine.runtime.calls == calls

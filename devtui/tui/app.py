@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from functools import cached_property
 from pathlib import Path
 
-from textual import on, work
+from textual import events, on, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.containers import Horizontal
 from textual.css.query import NoMatches
@@ -27,6 +27,7 @@ from ..events import (FAILED, SUCCEEDED, DebuggerChanged, Event, Logs, Progress,
                       ServerStarted, StateChanged)
 from .commands import BINDINGS, palette_commands
 from .exchange import sample_request
+from .focus import Focus
 from .quitting import Quitter
 from .screens import HelpScreen
 from .widgets import (AppFooter, ChatPanel, DeploymentPanel, FailurePanel, InvokePanel, LogView, ProgressLine,
@@ -70,6 +71,7 @@ class DevtuiApp(App):
         self.log_capacity = log_capacity
         self.save_folder = save_folder or Path.cwd()
         self.quitter = Quitter(self)
+        self.focus = Focus(self)
         self._debug_announced = False
         self._deployment_shown = None
         engine.subscribe(lambda event: self.post_message(EngineEvent(event)))
@@ -224,6 +226,7 @@ class DevtuiApp(App):
             chat.send(chat.message.value)  # ctrl+j sends what is being written: the chat message
         else:
             self.query_one("#tabs", TabbedContent).active = "invoke-tab"
+            self.focus.keep_visible()  # the field typed in may be hidden now: before the next key
             self.invoke_panel.send()
 
     @work(group="engine-action")
@@ -237,8 +240,12 @@ class DevtuiApp(App):
         await self.engine.restart("restart requested")
 
     def action_focus_logs(self) -> None:
-        self.query_one("#tabs", TabbedContent).active = "logs-tab"
-        self.logs.lines.focus()
+        self.focus.show("logs-tab")
+
+    @on(events.DescendantFocus)
+    @on(TabbedContent.TabActivated, "#tabs")
+    def _focus_moved(self) -> None:
+        self.call_after_refresh(self.focus.keep_visible)
 
     def action_back_to_log(self) -> None:
         self.action_focus_logs()
@@ -249,12 +256,10 @@ class DevtuiApp(App):
                 else action != "back_to_log" or getattr(self.focused, "id", None) != "log-lines")
 
     def action_focus_invoke(self) -> None:
-        self.query_one("#tabs", TabbedContent).active = "invoke-tab"
-        self.invoke_panel.editor.focus()
+        self.focus.show("invoke-tab")
 
     def action_focus_chat(self) -> None:
-        self.query_one("#tabs", TabbedContent).active = "chat-tab"
-        self.query_one("#chat", ChatPanel).message.focus()
+        self.focus.show("chat-tab")
 
     def action_toggle_side_panel(self) -> None:
         self.query_one("#deployment", DeploymentPanel).toggle()

@@ -124,6 +124,7 @@ class InvokePanel(Vertical):
         self.query_one("#method", Select).value = request.method
         self.query_one("#query", Input).value = request.query
         self.query_one("#body-kind", Select).value = request.kind
+        self._show_kind(request.kind)  # now, not on the Select's message: the focus may go there next
         self.query_one("#request-file", Input).value = str(request.file or "")
         self.query_one("#request-headers", TextArea).load_text(
             "\n".join(f"{name}: {value}" for name, value in request.headers))
@@ -137,11 +138,21 @@ class InvokePanel(Vertical):
 
     @on(Select.Changed, "#body-kind")
     def _kind_changed(self, event: Select.Changed) -> None:
-        kind = BodyKind(event.value)
+        self._show_kind(BodyKind(event.value))
+        self._check()
+
+    def _show_kind(self, kind: BodyKind) -> None:
         self.query_one("#body-switcher", ContentSwitcher).current = (
             "request-file-box" if kind == BodyKind.FILE else "request-editor")
         self.editor.language = "json" if kind == BodyKind.JSON else None
-        self._check()
+
+    @property
+    def body_field(self) -> Input | RequestEditor:
+        """Where the body is typed for the kind chosen: the editor, or the file's name (never the
+        one hidden)."""
+        if BodyKind(self.query_one("#body-kind", Select).value) == BodyKind.FILE:
+            return self.query_one("#request-file", Input)
+        return self.editor
 
     def _check(self) -> str:
         request, problem = self.request()
@@ -209,7 +220,7 @@ class InvokePanel(Vertical):
     @on(HistoryList.Edit)
     def _edit(self, event: HistoryList.Edit) -> None:
         self.load(event.exchange.request)
-        self.editor.focus()
+        self.body_field.focus()
 
     @work(group="swagger")
     async def prefill_from_swagger(self) -> None:
