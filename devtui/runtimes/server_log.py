@@ -178,13 +178,15 @@ class ServerLog:
             return
         with self._lock:
             pending, self._pending = self._pending, None
-            # A save came while the stream was lost, but the stream itself goes on: it reads on.
+            # Found by a save rather than by the stream's end, the loss may have left the stream
+            # reading on: a second pump would deliver every line twice.
             broken, self._broken = self._broken, False
             self.lost = False
         again = f"the Docker engine answers again after {away:.0f} s" if away is not None else ""
         if state.get("Status") != "running":
-            self.runtime._log(DEVTUI, [f"{again or 'The Docker engine answers'}; the inference-server container "
-                                       f"ended meanwhile ({state.get('Status')})"])
+            said = again or "the Docker engine answers"
+            self.runtime._log(DEVTUI, [f"{said[0].upper()}{said[1:]}; the inference-server container ended meanwhile "
+                                       f"({state.get('Status')})"])
             self.runtime._event(protocol.Exited(exit_code=state.get("ExitCode"), expected=False))
             return
         if broken or self.pump is None or not self.pump.is_alive():
