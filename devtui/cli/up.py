@@ -33,32 +33,45 @@ def load(args) -> spec.LocalDeployment:
 
 def preflight(args) -> tuple[spec.LocalDeployment, registry.Claim]:
     """The deployment, and the claim of its endpoint's name, held from here on (released if a
-    check fails): of two `up`s of one name started together, one gets it and the other is told."""
+    later check fails): of two `up`s of one name started together, one gets it and the other is
+    told. A check that fails before anything needed the name leaves nothing behind."""
     deployment = load(args)
     warn(deployment.warnings)
-    claim = _claim(deployment.endpoint_name)
+    name = deployment.endpoint_name
+    # The background child of `up --detach` was handed the name; anyone else checks it is free.
+    claim = registry.inherited_claim(name)
+    if claim is None and registry.is_alive(name):
+        raise already_running(name, registry.read(name))
     try:
+        if orphans.find(name):
+            # A killed devtui's processes (they may hold the port, checked next) are ended only
+            # with the name held: then they surely are not those of an `up` starting meanwhile.
+            claim = claim or _claim(name)
+            _end_orphans(name)
         _check(args, deployment)
+        return deployment, claim or _claim(name)
     except BaseException:
-        claim.release()
+        if claim is not None:
+            claim.release()
         raise
-    return deployment, claim
+
+
+def _end_orphans(name: str) -> None:
+    ended = orphans.end(name)
+    if ended:
+        print(f"Ended {len(ended)} process(es) left by a devtui that was killed ({', '.join(map(str, ended))}); "
+              "they still served this endpoint", file=sys.stderr)
 
 
 def _claim(name: str) -> registry.Claim:
-    """The name, as the `up --detach` that started this process handed it over, or claimed here."""
     try:
-        return registry.inherited_claim(name) or registry.claim(name)
+        return registry.claim(name)
     except registry.AlreadyRunning as ex:
         raise already_running(ex.name, ex.record) from None
 
 
 def _check(args, deployment: spec.LocalDeployment) -> None:
-    # Only with the name held: processes marked for it are then surely a killed devtui's.
-    ended = orphans.end(deployment.endpoint_name)
-    if ended:
-        print(f"Ended {len(ended)} process(es) left by a devtui that was killed ({', '.join(map(str, ended))}); "
-              "they still served this endpoint", file=sys.stderr)
+    """The ports are free and the Docker engine answers."""
     try:
         check_port("127.0.0.1", args.port or 0)
         debug = debug_settings(args)
