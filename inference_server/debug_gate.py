@@ -37,6 +37,7 @@ HANDSHAKE_S = 10.0  # VS Code sends `initialize` as soon as it connects
 GREETING_S = 10.0  # debugpy greets in milliseconds; this is for a busy machine
 HEADER_LIMIT = 1024
 BODY_LIMIT = 1 << 20
+BUFFER_LIMIT = 4 << 20  # what one side may have sent that the other has not read yet
 _HEADER_LINE = re.compile(rb"[A-Za-z][A-Za-z0-9-]*: *[\x20-\x7e]*")
 _HEADER_START = re.compile(rb"([A-Za-z][A-Za-z0-9-]*(:[\x20-\x7e]*)?)?\r?")  # a header line, cut short
 
@@ -107,6 +108,11 @@ class Pipe:
     def greeting_done(self) -> bool:
         return self.greeted >= 3
 
+    def on_deadline(self) -> bool:
+        """Whether ``deadline`` still applies: debugpy has not said a word yet, or the client
+        left and only the rest of the greeting keeps this open."""
+        return not self.greeting_done() and (self.greeted == 0 or self.client is None)
+
 
 class Gate:
     def __init__(self, listener: socket.socket, say, handshake_s: float = HANDSHAKE_S,
@@ -133,7 +139,7 @@ class Gate:
         gate does not own (the caller registered it) is returned."""
         now = time.monotonic()
         deadlines = [p.deadline for p in self.pending.values()] + \
-            [p.deadline for p in self._pipes() if not p.greeting_done()]
+            [p.deadline for p in self._pipes() if p.on_deadline()]
         wait = max(0.0, min([timeout, *(d - now for d in deadlines)]))
         others = []
         for key, events in self.selector.select(wait):
@@ -212,8 +218,9 @@ class Gate:
             if chunk == b"":
                 return self._end(pipe, sock)
             if chunk and sock is pipe.upstream:
+                if not pipe.greeted:  # a new connection greeted: debugpy accepts again
+                    self._set_wedged(False)
                 pipe.greeted += chunk.count(b"Content-Length")
-                self._set_wedged(False)
                 if pipe.client is None and pipe.greeting_done():
                     return self._close(pipe)
                 pipe.to_client += chunk if pipe.client is not None else b""
@@ -253,21 +260,29 @@ class Gate:
             self._forget(sock)
 
     def _arm(self, pipe: Pipe) -> None:
-        """Listen to both sides; ask to write where something waits to be written."""
-        for sock, waiting in ((pipe.client, pipe.to_client), (pipe.upstream, pipe.to_upstream)):
+        """Ask to write where something waits to be written, and to read from a side while what
+        it sent before is not piling up unread on the other (a client that never reads must not
+        fill the gate's memory)."""
+        sides = ((pipe.client, pipe.to_client, pipe.to_upstream), (pipe.upstream, pipe.to_upstream, pipe.to_client))
+        for sock, waiting, unread in sides:
             if sock is None:
                 continue
-            events = selectors.EVENT_READ | (selectors.EVENT_WRITE if waiting else 0)
-            try:
+            events = (selectors.EVENT_READ if len(unread) < BUFFER_LIMIT else 0) | \
+                (selectors.EVENT_WRITE if waiting else 0)
+            registered = sock in self.selector.get_map()
+            if not events:
+                if registered:
+                    self.selector.unregister(sock)
+            elif registered:
                 self.selector.modify(sock, events)
-            except KeyError:
+            else:
                 self.selector.register(sock, events)
 
     def _expire(self, now: float) -> None:
         for pending in [p for p in self.pending.values() if p.deadline <= now]:
             self._reject(pending, f"sent no DAP request within {self.handshake_s:g} s")
         for pipe in self._pipes():
-            if not pipe.greeting_done() and pipe.deadline <= now:
+            if pipe.on_deadline() and pipe.deadline <= now:
                 if pipe.greeted == 0:
                     self._set_wedged(True)
                 self._close(pipe)

@@ -24,8 +24,10 @@ logger = logging.getLogger("azmlinfsrv.supervisor")
 
 INNER_HOST = "127.0.0.1"  # where debugpy listens, behind the gate
 START_TIMEOUT_S = 30.0
-WEDGED = ("debugpy stopped answering new debugger clients; those attached keep working. "
-          "Restart the server (`devtui reload --full`) to attach again")
+LOGGED_REJECTIONS = 3  # one by one, of those the gate reports together
+WEDGED = ("debugpy stopped answering new connections: a client attached now keeps debugging the "
+          "workers it has, but no client can attach and no new worker can be debugged. "
+          "Restart the server (`devtui reload --full`) to debug again")
 
 
 class GateError(Exception):
@@ -126,8 +128,14 @@ class DebugListener:
         import debugpy
 
         if self.gate is not None:
+            rejected = 0
             for line in self.gate.lines():
-                self._hear(line)
+                rejected += line.startswith("rejected ")
+                if rejected <= LOGGED_REJECTIONS or not line.startswith("rejected "):
+                    self._hear(line)
+            if rejected > LOGGED_REJECTIONS:  # a scan that keeps knocking: one line for the rest
+                logger.info(f"The debug port closed {rejected - LOGGED_REJECTIONS} more connections "
+                            "that were not debugger clients")
             if self.gate.gone:
                 self._restart_gate()
         attached = debugpy.is_client_connected()
@@ -171,15 +179,18 @@ class DebugListener:
         self._emit_state()
 
     def _state(self) -> DebuggerState:
-        if self.wedged:
-            return DebuggerState.FAILED
+        # A stop comes first: requests wait on it. A wedged debugpy next: the attached client
+        # keeps working, but no other can attach.
         if self.stopped_at:
             return DebuggerState.STOPPED
+        if self.wedged:
+            return DebuggerState.FAILED
         return DebuggerState.ATTACHED if self.attached else DebuggerState.LISTENING
 
     def _emit_state(self) -> None:
         state = self._state()
-        detail = WEDGED if state == DebuggerState.FAILED else f"at {self.stopped_at}" if self.stopped_at else ""
+        detail = f"at {self.stopped_at}" if state == DebuggerState.STOPPED else \
+            WEDGED if state == DebuggerState.FAILED else ""
         self._emit(state, detail=detail)
 
     def _emit(self, state: DebuggerState, detail: str = "") -> None:

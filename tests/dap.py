@@ -29,7 +29,10 @@ class Session:
         self.sock.settimeout(None)
         self.seq = itertools.count(1)
         self.responses: dict[int, queue.Queue] = {}
-        self.events: queue.Queue = queue.Queue()
+        # Events not yet waited for, in order. Several threads wait on one session at once (the
+        # children's follower and the test), so a waiter takes only the event it waits for.
+        self.events: list[dict] = []
+        self.arrived = threading.Condition()
         self.lock = threading.Lock()
         self.closed = False
         self.reader = threading.Thread(target=self._read, daemon=True)
@@ -63,7 +66,7 @@ class Session:
                 if message["type"] == "response":
                     self.responses.setdefault(message["request_seq"], queue.Queue()).put(message)
                 elif message["type"] == "event":
-                    self.events.put(message)
+                    self._arrive(message)
                 elif message["type"] == "request":  # reverse requests: acknowledge
                     self._send({"seq": next(self.seq), "type": "response", "request_seq": message["seq"],
                                 "command": message["command"], "success": True, "body": {}})
@@ -71,7 +74,12 @@ class Session:
             pass
         finally:
             self.closed = True
-            self.events.put({"type": "event", "event": "__closed__"})
+            self._arrive({"type": "event", "event": "__closed__"})
+
+    def _arrive(self, event: dict) -> None:
+        with self.arrived:
+            self.events.append(event)
+            self.arrived.notify_all()
 
     def request(self, command: str, arguments: dict | None = None, wait: bool = True, timeout: float = 30) -> Any:
         seq = next(self.seq)
@@ -91,27 +99,20 @@ class Session:
         return message.get("body") or {}
 
     def wait_event(self, name: str, timeout: float = 30, where=None) -> dict:
-        """The next event called ``name`` (others are set aside and kept)."""
+        """The next event called ``name`` (others stay for their waiters)."""
         deadline = time.monotonic() + timeout
-        kept = []
-        try:
+        with self.arrived:
             while True:
+                event = next((e for e in self.events if e["event"] == name and (where is None or where(e))), None)
+                if event is not None:
+                    self.events.remove(event)
+                    return event.get("body") or {}
+                if name != "__closed__" and any(e["event"] == "__closed__" for e in self.events):
+                    raise DapError(f"[{self.name}] connection closed while waiting for {name!r}")
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise DapError(f"[{self.name}] no {name!r} event within {timeout}s")
-                try:
-                    event = self.events.get(timeout=remaining)
-                except queue.Empty:
-                    continue
-                if event["event"] == name and (where is None or where(event)):
-                    return event.get("body") or {}
-                if event["event"] == "__closed__" and name != "__closed__":
-                    kept.append(event)
-                    raise DapError(f"[{self.name}] connection closed while waiting for {name!r}")
-                kept.append(event)
-        finally:
-            for event in kept:
-                self.events.put(event)
+                self.arrived.wait(remaining)
 
     def close(self) -> None:
         try:

@@ -13,7 +13,7 @@ import threading
 import pytest
 
 from helpers import ROOT, wait_for
-from inference_server.debug_gate import NOT_DAP, Gate, bind, first_request
+from inference_server.debug_gate import BUFFER_LIMIT, NOT_DAP, Gate, bind, first_request
 
 
 def dap(message: dict) -> bytes:
@@ -154,14 +154,47 @@ def test_a_large_answer_reaches_a_slow_client_whole(gate, upstream):
             sender.join(10)
 
 
+def test_a_client_that_does_not_read_does_not_fill_the_gates_memory(gate, upstream):
+    running = gate()
+    answer = dap({"seq": 2, "type": "response", "request_seq": 1, "success": True,
+                  "body": {"value": "x" * (5 * BUFFER_LIMIT)}})
+    with running.connect() as client:
+        client.sendall(INITIALIZE)
+        debugpy, _ = upstream.accept()
+        with debugpy:
+            debugpy.settimeout(30)
+            assert debugpy.recv(65536) == INITIALIZE
+            sender = threading.Thread(target=debugpy.sendall, args=(answer,), daemon=True)
+            sender.start()
+
+            def pipe_of_debugpy():
+                return next(p for p in running.gate.pipes.values() if p.upstream.getpeername() == debugpy.getsockname())
+
+            # The gate stops reading from debugpy while the client lets its share pile up.
+            wait_for(lambda: pipe_of_debugpy().upstream not in running.gate.selector.get_map(),
+                     message="the gate to stop reading from debugpy", timeout=60)
+            assert len(pipe_of_debugpy().to_client) < BUFFER_LIMIT + 65536
+            assert receive(client, len(answer)) == answer  # and the rest follows when it reads
+            sender.join(30)
+
+
 def test_a_debugpy_that_accepts_no_more_is_reported_wedged(gate, upstream):
     """debugpy's listener, once its thread is dead, still completes connections but never
-    accepts them: nothing greets the client. The gate says so, and says so again when it answers."""
+    accepts them: nothing greets the client. The gate says so, and says so again when it answers;
+    a client attached before keeps talking to debugpy, which is not answering a new one."""
     running = gate(greeting_s=1)
-    with running.connect() as client:
+    attached = running.connect()
+    attached.sendall(INITIALIZE)
+    debugpy_attached, _ = upstream.accept()
+    debugpy_attached.sendall(TELEMETRY)
+    assert receive(attached, len(TELEMETRY)) == TELEMETRY
+    with running.connect() as client:  # debugpy accepts no more from here
         client.sendall(INITIALIZE)
         assert read_until_closed(client) == b""  # closed at the deadline, not left hanging
     wait_for(lambda: running.said == ["wedged"])
+    debugpy_attached.sendall(TELEMETRY)
+    assert receive(attached, len(TELEMETRY)) == TELEMETRY
+    assert running.said == ["wedged"]
     # The queued connection that was given up on, then a new one that is greeted.
     upstream.accept()[0].close()
     with running.connect() as client:
@@ -171,6 +204,8 @@ def test_a_debugpy_that_accepts_no_more_is_reported_wedged(gate, upstream):
             debugpy.sendall(TELEMETRY)
             assert receive(client, len(TELEMETRY)) == TELEMETRY
             wait_for(lambda: running.said == ["wedged", "answering"])
+    attached.close()
+    debugpy_attached.close()
 
 
 def test_a_client_that_leaves_at_once_is_not_passed_on_before_debugpy_greeted_it(gate, upstream):
