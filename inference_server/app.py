@@ -4,29 +4,17 @@
 carries the request-id headers; errors are JSON ``{"message": ...}`` with the reference server's
 texts. On top of the contract, :class:`Limits` emulates an online endpoint's request_settings:
 408 once the request timeout passes, 429 beyond the in-flight limit (counted by ``admission``).
-
-A worker calls run() one call at a time, on the event loop itself, as the reference server's
-synchronous worker does and as the cloud does with its default WORKER_COUNT of 1: handing each
-call to a thread cost half as much CPU again per request on the sklearn sample. The timeout
-interrupts a call by SIGALRM, as the reference server's own does. Only ``--worker_count`` (or
-``WORKER_COUNT``) above 1 runs calls on threads.
+How run() is called (on the loop or on threads, timed, through the run gate) is ``run_calls``;
+a Response that run() returns with an iterator for its body is streamed (``streaming``).
 """
 
 from __future__ import annotations
 
-import asyncio
-import ctypes
-import io
 import json
 import logging
-import signal
-import sys
-import threading
 import time
 import traceback
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI
@@ -40,9 +28,13 @@ from werkzeug.wrappers import Response as WerkzeugResponse
 from . import amlapi
 from .admission import TICKET, Admission, Ticket
 from .ids import id_headers, server_version
-from .run_gate import RunGate
+from .run_calls import Limits, RunCalls, RunTimeout
+from .streaming import StreamedAnswer
 from .swagger import Swagger, SwaggerError
 from .user_script import InputError, MethodNotAllowed, UserScript, user_traceback
+from .wsgi_bridge import wsgi_environ
+
+__all__ = ["Limits", "ScoreFirst", "ScoringApp", "create_app", "serving", "wsgi_environ"]
 
 logger = logging.getLogger("azmlinfsrv")
 
@@ -50,103 +42,6 @@ RUN_FAILED = "An unexpected error occurred in scoring script. Check the logs for
 INTERNAL_ERROR = "An unexpected internal error occurred. Check the logs for more info."
 JSON = b"application/json"
 HTML = b"text/html; charset=utf-8"
-
-
-@dataclass(frozen=True)
-class Limits:
-    """How many run() calls may run at once, how many requests may be in flight, and for how
-    long (from when the request arrived; see ``admission``).
-
-    ``timeout_status`` is 408 for an emulated endpoint (what the cloud answers) and 500 for the
-    reference server's own ``SCORING_TIMEOUT_MS``.
-    """
-
-    max_concurrent: int = 1
-    max_in_flight: int | None = None
-    timeout_ms: int | None = None
-    timeout_status: int = 408
-
-    @property
-    def inline(self) -> bool:
-        """One run() at a time: call it on the event loop itself, like the reference server's
-        synchronous worker, and skip a thread hop per request."""
-        return self.max_concurrent == 1
-
-
-class _Timeout(Exception):
-    """The request's time ran out; ``ran``: run() was called (else it waited past its deadline)."""
-
-    def __init__(self, ran: bool = True):
-        super().__init__()
-        self.ran = ran
-
-
-class _Alarm(TimeoutError):
-    """Raised inside an inline run() by SIGALRM when the request's time is up."""
-
-
-class _AlarmClock:
-    """SIGALRM interrupts an inline run() once its request's time is up, as the reference server's
-    timeout does (even a sleeping run()). The handler stays installed between calls (putting it
-    in and back for each request cost 6 us, and asking whether it is still there 2 us) and raises
-    only while a call is timed."""
-
-    def __init__(self) -> None:
-        self.armed = self.installed = False
-
-    def _ring(self, signum, frame) -> None:
-        if self.armed:
-            self.armed = False
-            raise _Alarm()
-
-    def arm(self, seconds: float) -> None:
-        # Installed once. A run() that puts in a SIGALRM handler of its own is no longer
-        # interrupted, but still answered 408 once it returns past its deadline.
-        if not self.installed:
-            signal.signal(signal.SIGALRM, self._ring)
-            self.installed = True
-        self.armed = True
-        signal.setitimer(signal.ITIMER_REAL, seconds)
-
-    def disarm(self) -> None:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        self.armed = False
-
-
-_ALARM = _AlarmClock()
-
-
-class _RunCall:
-    """One run() call on a pool thread, which a timeout can interrupt."""
-
-    def __init__(self, script: UserScript, arguments: dict, headers: dict):
-        self.script, self.arguments, self.headers = script, arguments, headers
-        self.lock = threading.Lock()
-        self.thread_id: int | None = None
-        self.abandoned = self.started = False
-
-    def __call__(self) -> tuple[Any, float]:
-        with self.lock:
-            if self.abandoned:
-                raise _Timeout()
-            self.thread_id = threading.get_ident()
-            self.started = True
-        started = time.perf_counter()
-        try:
-            output = self.script.call_run(self.arguments, self.headers)
-        finally:
-            with self.lock:
-                self.thread_id = None
-        return output, (time.perf_counter() - started) * 1000
-
-    def abandon(self) -> None:
-        """The client has its answer; stop run() at its next Python line so the thread is free
-        again (code blocked inside C keeps its thread until it returns)."""
-        with self.lock:
-            self.abandoned = True
-            if self.thread_id is not None:
-                ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(self.thread_id),
-                                                          ctypes.py_object(TimeoutError))
 
 
 def _headers(request: Request) -> dict[str, str]:
@@ -189,15 +84,10 @@ class ScoringApp:
         self.swagger = swagger
         self.limits = limits
         self.admission = Admission(limits.max_in_flight, timed=limits.timeout_ms is not None)
-        self.slots: asyncio.Semaphore | None = None
-        # Threads beyond max_concurrent only matter after timeouts, when an abandoned run() may
-        # still hold one. None: run() is called inline.
-        self.pool = None if limits.inline else ThreadPoolExecutor(max_workers=limits.max_concurrent + 16,
-                                                                  thread_name_prefix="run")
+        self.runs = RunCalls(script, limits)
+        self.run_gate = self.runs.gate  # every run() call passes it: a patch applies between calls
         self.server_version = server_version()
         self.after_first_run: Callable[[], None] | None = None
-        self.debugging: Callable[[], bool] | None = None  # whether a debugger is attached to this worker
-        self.run_gate = RunGate()  # every run() call passes it: a patch applies between calls
 
     # -- headers -------------------------------------------------------------------------------
 
@@ -273,8 +163,8 @@ class ScoringApp:
         headers = dict(EnvironHeaders(wsgi_environ(scope, body, headers_only=True))) \
             if self.script.wants_headers else {}
         try:
-            output, elapsed_ms = await self._run(arguments, headers, ticket)
-        except _Timeout as timeout:
+            output, elapsed_ms = await self.runs.call(arguments, headers, ticket)
+        except RunTimeout as timeout:
             limits = self.limits
             logger.error(f"run() did not finish within {limits.timeout_ms} ms; answered {limits.timeout_status}"
                          if timeout.ran else f"The request waited {limits.timeout_ms} ms behind other run() calls; "
@@ -287,7 +177,16 @@ class ScoringApp:
         except Exception:
             logger.error(f"Encountered Exception: {user_traceback()}")
             return _json_response(500, {"message": RUN_FAILED}, ids, True)
+        answer = None
+        try:
+            answer = self._answer(output, elapsed_ms, ids)
+            return answer
+        finally:
+            if not isinstance(answer, StreamedAnswer):  # a stream leaves once its last chunk is made
+                self.run_gate.leave()
 
+    def _answer(self, output: Any, elapsed_ms: float, ids: list) -> Response:
+        """The answer for run()'s output: made while the call still counts in the run gate."""
         exec_ms = (b"x-ms-run-fn-exec-ms", f"{elapsed_ms:.3f}".encode())
         if isinstance(output, WerkzeugResponse):
             return self._passthrough(output, ids + [exec_ms])
@@ -298,71 +197,15 @@ class ScoringApp:
             return _json_response(500, {"message": INTERNAL_ERROR}, ids)
         return _response(200, payload, JSON, ids + [exec_ms])
 
-    async def _run(self, arguments: dict, headers: dict, ticket: Ticket) -> tuple[Any, float]:
-        timeout_ms = self._timeout_ms()
-        deadline = ticket.arrived + timeout_ms / 1000 if timeout_ms else None
-        gate = self.run_gate
-        if self.limits.inline:
-            async with gate.running():
-                return self._run_inline(arguments, headers, deadline)
-        if self.slots is None:
-            self.slots = asyncio.Semaphore(self.limits.max_concurrent)
-        call = _RunCall(self.script, arguments, headers)
-        loop = asyncio.get_running_loop()
-        timeout = asyncio.timeout(None if deadline is None else deadline - time.monotonic())
-        try:
-            async with timeout:
-                async with self.slots:
-                    await gate.enter()
-                    future = self.pool.submit(call)
-                    # Counted until the thread is done, an abandoned call too: its code still runs.
-                    # Scheduled after the result is handed to the loop (wrap_future's callback).
-                    ran = asyncio.wrap_future(future, loop=loop)
-                    future.add_done_callback(lambda _: loop.call_soon_threadsafe(gate.leave))
-                    return await ran
-        except TimeoutError:
-            if not timeout.expired():  # run() itself raised TimeoutError: its own failure, a 500
-                raise
-            call.abandon()
-            raise _Timeout(ran=call.started) from None
-
-    def _timeout_ms(self) -> int | None:
-        """The request's timeout; none while a debugger is attached, so that a stop at a
-        breakpoint is not answered 408 behind the user's back (said in the log)."""
-        timeout_ms = self.limits.timeout_ms
-        if timeout_ms and self.debugging is not None and self.debugging():
-            logger.info(f"A debugger is attached: the request timeout ({timeout_ms} ms) is suspended for this request")
-            return None
-        return timeout_ms
-
-    def _run_inline(self, arguments: dict, headers: dict, deadline: float | None) -> tuple[Any, float]:
-        if deadline is None:
-            started = time.perf_counter()
-            output = self.script.call_run(arguments, headers)
-            return output, (time.perf_counter() - started) * 1000
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            # Its time ran out while it waited behind other calls: the endpoint has answered by now.
-            raise _Timeout(ran=False)
-        try:
-            _ALARM.arm(remaining)
-            started = time.perf_counter()
-            try:
-                output = self.script.call_run(arguments, headers)
-            finally:
-                _ALARM.disarm()
-        except _Alarm:
-            raise _Timeout() from None
-        if time.monotonic() > deadline:  # run() caught the alarm and went on: too late all the same
-            raise _Timeout()
-        return output, (time.perf_counter() - started) * 1000
-
-    @staticmethod
-    def _passthrough(output: WerkzeugResponse, extra: list) -> Response:
-        """A Response run() returned (AMLResponse or Flask's), sent as it is."""
+    def _passthrough(self, output: WerkzeugResponse, extra: list) -> Response:
+        """A Response run() returned (AMLResponse or Flask's), sent as it is; streamed when its
+        body is an iterator, as the reference server's gunicorn sends it."""
         headers = [(k.lower().encode("latin-1"), str(v).encode("latin-1")) for k, v in output.headers.items()
                    if k.lower() not in ("content-length", "x-ms-run-function-failed")]
         failed = output.status_code >= 500 or output.headers.get("x-ms-run-function-failed") == "True"
+        if output.is_streamed:
+            return StreamedAnswer(output, headers + [(b"x-ms-run-function-failed", str(failed).encode())] + extra,
+                                  self.runs)
         return _response(output.status_code, output.get_data(), None, headers + extra, failed)
 
     def _access_log(self, request: Request, response: Response, started: float) -> None:
@@ -375,7 +218,7 @@ class ScoringApp:
         # The record is made here rather than by logger.info(), which walks the stack for the
         # caller's file and line (not in the log's format): a sixth of the line's cost, per request.
         logger.handle(logger.makeRecord(logger.name, logging.INFO, __file__, 0, f"{scope['method']} {path} "
-                                        f"{response.status_code} {elapsed:.3f}ms {len(response.body)}", None, None))
+                                        f"{response.status_code} {elapsed:.3f}ms {_size(response)}", None, None))
 
     # -- errors --------------------------------------------------------------------------------
 
@@ -392,37 +235,9 @@ class ScoringApp:
         return _json_response(500, {"message": INTERNAL_ERROR}, ids)
 
 
-def wsgi_environ(scope: dict, body: bytes, headers_only: bool = False) -> dict:
-    """The WSGI environ of an ASGI request, so werkzeug's Request (the API @rawhttp scripts use)
-    and header mapping work on it unchanged."""
-    environ: dict[str, Any] = {}
-    for raw_name, raw_value in scope["headers"]:
-        name, value = raw_name.decode("latin-1"), raw_value.decode("latin-1")
-        if name == "content-type":
-            environ["CONTENT_TYPE"] = value
-        elif name == "content-length":
-            environ["CONTENT_LENGTH"] = value
-        else:
-            key = "HTTP_" + name.upper().replace("-", "_")
-            environ[key] = f"{environ[key]},{value}" if key in environ else value
-    if headers_only:
-        return environ
-    server = scope.get("server") or ("127.0.0.1", 80)
-    client = scope.get("client") or ("127.0.0.1", 0)
-    environ.update({
-        "REQUEST_METHOD": scope["method"],
-        "SCRIPT_NAME": scope.get("root_path", "").encode().decode("latin-1"),
-        "PATH_INFO": scope["path"].encode().decode("latin-1"),
-        "QUERY_STRING": scope["query_string"].decode("latin-1"),
-        "SERVER_NAME": str(server[0]), "SERVER_PORT": str(server[1]),
-        "SERVER_PROTOCOL": f"HTTP/{scope.get('http_version', '1.1')}",
-        "REMOTE_ADDR": str(client[0]), "REMOTE_PORT": str(client[1]),
-        "CONTENT_LENGTH": str(len(body)),
-        "wsgi.version": (1, 0), "wsgi.url_scheme": scope.get("scheme", "http"),
-        "wsgi.input": io.BytesIO(body), "wsgi.errors": sys.stderr,
-        "wsgi.multithread": True, "wsgi.multiprocess": True, "wsgi.run_once": False,
-    })
-    return environ
+def _size(response: Response) -> int | str:
+    """The body's length for the access line; "N/A" for a stream, as the reference server says."""
+    return "N/A" if isinstance(response, StreamedAnswer) else len(response.body)
 
 
 def create_app(script: UserScript, swagger: Swagger, limits: Limits, cors_origins: list[str] | None = None,
@@ -432,7 +247,7 @@ def create_app(script: UserScript, swagger: Swagger, limits: Limits, cors_origin
     ``debugging`` says whether a debugger is attached (the request timeout waits then)."""
     scoring = ScoringApp(script, swagger, limits)
     scoring.after_first_run = after_first_run
-    scoring.debugging = debugging
+    scoring.runs.debugging = debugging
     app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
     # Starlette-level routes: the handlers read the request themselves, so FastAPI's dependency
     # resolution stays off the request path.
@@ -470,12 +285,16 @@ class ScoreFirst:
             await self.app(scope, receive, send)
             return
         ticket = scope.get(TICKET) if self.admission is not None else None
+        response = None
         try:
             request = Request(scope, receive, send)
             try:
                 response = await self.scoring.score(request)
             except Exception as ex:
                 response = await self.scoring.internal_error(request, ex)
+            if isinstance(response, StreamedAnswer):
+                await response(scope, receive, send)  # until its end, or until the client leaves
+                return
             # The response has its whole body (made by _response): sent as Starlette would send it.
             await send({"type": "http.response.start", "status": response.status_code,
                         "headers": response.raw_headers})
@@ -485,6 +304,8 @@ class ScoreFirst:
         finally:
             if ticket is not None:
                 self.admission.leave(ticket)
+            if isinstance(response, StreamedAnswer):
+                response.abandon()  # never sent (a failure on the way): its generator is closed all the same
 
 
 def serving(app: FastAPI, admission: Admission | None = None):

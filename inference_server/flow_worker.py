@@ -118,9 +118,9 @@ class Served:
 
     def __init__(self, app, wsgi: bool, after_first=None, options=None, debugging=None):
         if wsgi:
-            from uvicorn.middleware.wsgi import WSGIMiddleware
+            from .wsgi_bridge import WsgiBridge
 
-            app = WSGIMiddleware(app)
+            app = WsgiBridge(app)  # not uvicorn's adapter, which streams on after the client has left
         self.app = app
         self.after_first = after_first
         self.timeout_ms = getattr(options, "timeout_ms", None)

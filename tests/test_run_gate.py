@@ -181,3 +181,54 @@ async def test_an_inline_run_waits_at_a_held_gate_too():
         assert script.events == [], "an inline run() started while a patch was being applied"
         patched.set()
         assert (await answer).json() == {"name": "c"}
+
+
+async def test_a_streamed_answer_counts_as_executing_until_its_client_leaves():
+    """run() returned a Response whose body is a generator: the generator is the script's code
+    too, so a patch waits until the stream ends (here: its client hangs up, which closes it)."""
+    from werkzeug.wrappers import Response as WerkzeugResponse
+
+    from inference_server.app import serving
+
+    events: list[str] = []
+
+    def words():
+        try:
+            index = 0
+            while True:
+                index += 1
+                yield f"word {index} "
+        finally:
+            events.append("generator closed")
+
+    class Streaming(Script):
+        def run(self, raw):
+            return WerkzeugResponse(words(), 200, mimetype="text/plain")
+
+    app, gate = _app(Streaming(), max_concurrent=1)
+    sent: list[dict] = []
+    hung_up = asyncio.Event()
+    requests = [{"type": "http.request", "body": b"{}", "more_body": False}]
+
+    async def receive():
+        if requests:
+            return requests.pop(0)
+        await hung_up.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/score", "query_string": b"", "root_path": "",
+             "headers": [(b"content-type", b"application/json")], "http_version": "1.1", "scheme": "http"}
+    answer = asyncio.ensure_future(serving(app)(scope, receive, send))
+    await async_wait_for(lambda: len(sent) > 3, message="the stream to start")
+    gate.hold(lambda: events.append("patch"), 30, _never)
+    streamed = len(sent)
+    await async_wait_for(lambda: len(sent) > streamed + 3, message="the stream to go on")
+    assert events == [], "the patch applied while a streamed answer's generator was running"
+    hung_up.set()
+    await answer
+    await async_wait_for(lambda: "patch" in events, message="the patch once the stream ended")
+    assert events == ["generator closed", "patch"]
+    assert sent[0]["status"] == 200 and sent[1]["body"] == b"word 1 "
