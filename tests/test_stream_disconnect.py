@@ -187,3 +187,28 @@ def test_a_flow_stream_whose_client_hangs_up_frees_its_slot(tmp_path):
         assert "The client left before the answer was complete" in server.output()
     finally:
         server.stop()
+
+
+def test_a_finite_stream_is_sent_as_the_reference_server_sends_it(tmp_path, monkeypatch):
+    """Chunked, without a content-length, with the same body: streamed, not read whole first."""
+    import httpx
+
+    from contract_servers import start_reference
+
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    script = tmp_path / "code" / "score.py"
+    script.parent.mkdir()
+    script.write_text(SCRIPT, encoding="utf-8")
+    monkeypatch.setenv("STREAM_MARKS", str(marks))
+    answers = {}
+    for name, start in (("ours", start_ours), ("reference", start_reference)):
+        with start(script, None, tmp_path, name=f"{name}-finite-stream") as server:
+            answers[name] = httpx.post(f"{server.url}/score", json={"name": name, "count": 5}, timeout=30)
+    ours, reference = answers["ours"], answers["reference"]
+    assert (ours.status_code, ours.headers["content-type"]) == (reference.status_code,
+                                                                reference.headers["content-type"])
+    assert ours.text.replace("ours", "reference") == reference.text == "".join(f"reference {i}\n" for i in range(5))
+    assert "content-length" not in reference.headers and reference.headers["transfer-encoding"] == "chunked"
+    assert "content-length" not in ours.headers and ours.headers["transfer-encoding"] == "chunked"
+    assert ours.headers["x-ms-run-function-failed"] == reference.headers["x-ms-run-function-failed"] == "False"
