@@ -19,6 +19,7 @@ from starlette.responses import Response
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from .run_calls import END, RunCalls
+from .user_script import user_traceback
 from .wsgi_bridge import disconnected
 
 logger = logging.getLogger("azmlinfsrv")
@@ -40,25 +41,40 @@ class StreamedAnswer(Response):
         self.started = True
         runs = self.runs
         left = asyncio.ensure_future(disconnected(receive))
-        chunks = self.output.iter_encoded()
         try:
             await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
-            while not left.done():
-                chunk = await runs.next_chunk(chunks)
-                if chunk is END:
-                    await send({"type": "http.response.body", "body": b"", "more_body": False})
-                    return
-                if chunk:
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                if runs.pool is None:
-                    await asyncio.sleep(0)  # chunks made on the loop: let it see the client leave
-            logger.info("The client left before the answer was complete: its generator is stopped")
+            if await self._send_chunks(send, left):
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+            elif left.done():
+                logger.info("The client left before the answer was complete: its generator is stopped")
         finally:
             left.cancel()
             try:
                 await runs.finish(self.output.close)
+            except Exception:
+                logger.error(f"Encountered Exception: {user_traceback()}")
             finally:
                 runs.gate.leave()
+
+    async def _send_chunks(self, send, left: asyncio.Future) -> bool:
+        """Send chunks until the last (True), the client leaves, or the generator fails (False:
+        logged, and the connection is closed without the last chunk, so the client knows)."""
+        runs = self.runs
+        chunks = iter(self.output.response)  # the script's own iterator: a traceback starts in its code
+        while not left.done():
+            try:
+                chunk = await runs.next_chunk(chunks)
+            except Exception:
+                logger.error(f"Encountered Exception: {user_traceback()}")
+                return False
+            if chunk is END:
+                return True
+            if chunk:
+                body = chunk.encode() if isinstance(chunk, str) else chunk  # as werkzeug encodes
+                await send({"type": "http.response.body", "body": body, "more_body": True})
+            if runs.pool is None:
+                await asyncio.sleep(0)  # chunks made on the loop: let it see the client leave
+        return False
 
     def abandon(self) -> None:
         """Never sent (the request failed before): close it and end its count in the gate."""

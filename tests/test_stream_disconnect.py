@@ -212,3 +212,37 @@ def test_a_finite_stream_is_sent_as_the_reference_server_sends_it(tmp_path, monk
     assert "content-length" not in reference.headers and reference.headers["transfer-encoding"] == "chunked"
     assert "content-length" not in ours.headers and ours.headers["transfer-encoding"] == "chunked"
     assert ours.headers["x-ms-run-function-failed"] == reference.headers["x-ms-run-function-failed"] == "False"
+
+
+def test_a_stream_whose_generator_fails_is_cut_short_and_its_traceback_logged(tmp_path):
+    """The client must not take a cut stream for a whole one: the connection closes without the
+    last chunk. The log has the script's traceback, from its own code on."""
+    import httpx
+
+    script = tmp_path / "code" / "score.py"
+    script.parent.mkdir()
+    script.write_text(textwrap.dedent('''\
+        from azureml.contrib.services.aml_response import AMLResponse
+
+
+        def init():
+            pass
+
+
+        def broken():
+            yield "one\\n"
+            raise ValueError("broke mid-stream")
+
+
+        def run(raw):
+            return AMLResponse(broken(), 200)
+        '''), encoding="utf-8")
+    with start_ours(script, None, tmp_path, name="ours-broken-stream") as server:
+        with pytest.raises(httpx.RemoteProtocolError):
+            httpx.post(f"{server.url}/score", json={}, timeout=30)
+        assert httpx.get(server.url, timeout=30).status_code == 200  # and the worker goes on serving
+        log = wait_for(lambda: server.output() if "broke mid-stream" in server.output() else None,
+                       message="the traceback in the log")
+    traceback = log[log.index("Encountered Exception"):]
+    assert f'File "{script}", line 10, in broken' in traceback and "ValueError: broke mid-stream" in traceback
+    assert "inference_server" not in traceback.split("ValueError")[0], traceback
