@@ -13,6 +13,7 @@ import asyncio
 import os
 from collections.abc import Callable
 
+import httpx
 import pytest
 from textual.widgets import Static
 
@@ -20,7 +21,7 @@ from devtui import spec
 from devtui.engine import Engine
 from devtui.events import SUCCEEDED
 from devtui.tui.app import DevtuiApp
-from fake_runtime import FakeRuntime
+from fake_runtime import RUN_FAILED, FakeRuntime
 from helpers import children_of, run_async, running, until, wait_for
 from inference_server import protocol
 
@@ -195,3 +196,106 @@ async def test_a_tab_switch_while_typing_moves_the_focus_to_a_field_that_can_be_
         await pilot.press("r", "q")  # typed on: letters, never the reload and quit keys
         await pilot.pause()
         assert app.is_running and app.engine.runtime.calls == calls
+
+
+# -- item 4: errors are the server's reason and the user's exception line ----------------------------
+
+
+def screen_text(app: DevtuiApp) -> str:
+    return "\n".join("".join(segment.text for segment in strip) for strip in app.screen._compositor.render_strips())
+
+
+def drawn(app: DevtuiApp, widget) -> str:
+    """What the screen shows of ``widget``, its rows joined by spaces."""
+    region = widget.region
+    rows = screen_text(app).splitlines()[region.y:region.y + region.height]
+    return " ".join(" ".join(row[region.x:region.x + region.width].split()) for row in rows)
+
+
+def response_status(app: DevtuiApp) -> str:
+    return str(app.query_one("#response-status", Static).content)
+
+
+async def test_a_500_shows_the_exception_line_and_the_whole_reason_at_80x24(make_app):
+    app = make_app()
+
+    async with running(app, size=(80, 24)) as pilot:
+        await ready(pilot)
+        app.invoke_panel.set_request('{"fail": true}')
+        await pilot.press("ctrl+j")
+        await until(pilot, lambda: "ValueError: fake failure in run()" in response_status(app),
+                    message="the user's exception line in the answer")
+        assert f"server: {RUN_FAILED}" in response_status(app)
+        await pilot.pause()
+        shown = drawn(app, app.query_one("#response-status"))
+        assert "ValueError: fake failure in run()" in shown
+        assert f"server: {RUN_FAILED}" in shown, shown  # the reason whole, not cut
+        assert app.invoke_panel.history[-1].exception == "ValueError: fake failure in run()"
+
+
+def test_a_connection_closed_before_any_answer_is_sent_again_only_when_safe():
+    from devtui.tui.exchange import Request, Sender
+
+    tries: list[str] = []
+
+    def server(request: httpx.Request) -> httpx.Response:
+        tries.append(request.method)
+        if len(tries) == 1:
+            raise failure(request)
+        return httpx.Response(200, json={"ok": True}, headers={"x-devtui-revision": "2"})
+
+    def send(request: Request):
+        tries.clear()
+        sender = Sender()
+        sender.client = httpx.Client(transport=httpx.MockTransport(server))
+        try:
+            return run_async(sender.send("http://127.0.0.1:1/score", request, 5))
+        finally:
+            sender.close()
+
+    failure = lambda request: httpx.ReadError("[Errno 104] Connection reset by peer", request=request)  # noqa: E731
+    answered = send(Request("GET", query="a=1"))  # idempotent: once more, on a new connection
+    assert answered.status == 200 and tries == ["GET", "GET"]
+    lost = send(Request("POST", body="{}"))  # it was sent and may have run: not again, and said plainly
+    assert lost.status is None and tries == ["POST"]
+    assert "closed the connection before answering" in lost.why and "may have run" in lost.why
+    assert "ReadError" not in lost.why and "Errno" not in lost.why
+
+    failure = lambda request: httpx.ConnectError("[Errno 111] Connection refused", request=request)  # noqa: E731
+    answered = send(Request("POST", body="{}"))  # never sent: safe to send
+    assert answered.status == 200 and tries == ["POST", "POST"]
+
+
+REPLY_RAISES = '        yield word if index == 0 else " " + word\n        if index == 2:\n' \
+               '            raise RuntimeError("reply node exploded on purpose")'
+
+
+async def test_a_flow_node_that_raises_shows_its_exception_in_the_chat_and_the_invoke_answer(sample, tmp_path):
+    folder = sample("flow-chat")
+    reply = folder / "flow" / "reply.py"
+    reply.write_text(reply.read_text().replace('        yield word if index == 0 else " " + word', REPLY_RAISES))
+    app = DevtuiApp(Engine(spec.load(folder), tmp_path / "work", port=0), save_folder=tmp_path)
+    line = "RuntimeError: reply node exploded on purpose"
+
+    async with running(app) as pilot:
+        await until(pilot, lambda: app.engine.state == SUCCEEDED, timeout=90, message="serving")
+        await pilot.press("m", *"hi", "enter")
+        panel = app.query_one("#chat")
+        turn = await until(pilot, lambda: panel.turns and panel.turns[-1].finished and panel.turns[-1],
+                           message="the answer")
+        await until(pilot, lambda: turn.exception == line, message="the node's exception from the log")
+        await pilot.pause()
+        assert line in screen_text(app) and "the answer broke off" in turn.why
+        assert "RemoteProtocolError" not in screen_text(app) and "peer closed" not in screen_text(app)
+
+        # g from the Chat tab: the traceback in the log.
+        panel.query_one("#chat-send").focus()
+        await pilot.press("g")
+        await until(pilot, lambda: app.logs.marked is not None, message="the traceback found")
+        assert app.query_one("#tabs").active == "logs-tab" and "Traceback" in app.logs.marked.text
+
+        # The Invoke tab: the flow's 500 with its reason and the exception line.
+        await pilot.press("ctrl+j")
+        await until(pilot, lambda: line in response_status(app), message="the exception line in the answer")
+        assert "500 Internal Server Error" in response_status(app)
+        assert "server: reply node exploded on purpose" in response_status(app)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import signal
 from collections.abc import Callable, Iterable
-from functools import cached_property
+from functools import cached_property, partial
 from pathlib import Path
 
 from textual import events, on, work
@@ -23,10 +23,11 @@ from textual.widgets import TabbedContent, TabPane
 
 from .. import runtimes
 from ..engine import DebugSettings, Engine, PortInUse, accept_reload_requests
-from ..events import (FAILED, SUCCEEDED, DebuggerChanged, Event, Logs, Progress, ReloadFinished, ReloadStarted,
-                      ServerStarted, StateChanged)
+from ..events import Event
 from .commands import BINDINGS, palette_commands
 from .exchange import sample_request
+from .engine_view import EngineView
+from .failures import Explainer, TracebackWanted
 from .focus import Focus
 from .quitting import Quitter
 from .screens import HelpScreen
@@ -41,18 +42,6 @@ class EngineEvent(Message):
     def __init__(self, event: Event) -> None:
         super().__init__()
         self.event = event
-
-
-def nothing_serves(engine: Engine) -> str:
-    """Why no revision answers requests now, or "" when one does."""
-    if engine.serving_revision is not None:
-        return ""
-    last = engine.last_reload
-    if last is not None and not last.ok and last.serving_revision is None:
-        return f"revision {last.revision} failed in {last.stage or 'start'}(); nothing is serving"
-    if engine.state == FAILED:
-        return "the deployment is Failed; nothing is serving"
-    return "no revision is serving yet"
 
 
 class DevtuiApp(App):
@@ -72,8 +61,8 @@ class DevtuiApp(App):
         self.save_folder = save_folder or Path.cwd()
         self.quitter = Quitter(self)
         self.focus = Focus(self)
-        self._debug_announced = False
-        self._deployment_shown = None
+        self.explainer = Explainer()
+        self.view = EngineView(self)
         engine.subscribe(lambda event: self.post_message(EngineEvent(event)))
 
     # -- layout -----------------------------------------------------------------------------------
@@ -139,84 +128,31 @@ class DevtuiApp(App):
 
     @cached_property
     def handlers(self) -> dict[type, Callable]:
-        """One handler per kind of engine event, built once; a test checks that it covers them all."""
-        return {
-            Logs: lambda event: self.logs.add(event.records),
-            StateChanged: self._state_changed,
-            ServerStarted: self._server_started,
-            DebuggerChanged: self._debugger_changed,
-            ReloadStarted: self._reload_started,
-            ReloadFinished: self._reload_finished,
-            Progress: lambda event: self.query_one("#progress", ProgressLine).update(event),
-        }
+        """One handler per kind of engine event (the view's); a test checks that it covers them all."""
+        return self.view.handlers
 
     def _sync(self) -> None:
-        """What every event may have changed in the engine: the deployment (a restart loads the
-        YAML again), the YAML's problems, and whether anything serves."""
-        deployment = self.engine.deployment
-        if deployment is not self._deployment_shown:
-            self._deployment_shown = deployment
-            self.query_one("#deployment", DeploymentPanel).show(deployment)
-            self.invoke_panel.timeout_s = deployment.request_settings.request_timeout_ms / 1000 + 10
-        self.failure.show_yaml(self.engine.spec_error, self.engine.serving_revision)
-        self.invoke_panel.not_serving = nothing_serves(self.engine)
-
-    def _state_changed(self, event: StateChanged) -> None:
-        self.status.state = event.state
-        # While quitting, the status keeps saying what the stop waits for.
-        self.status.detail = self.quitter.said or event.detail
-        if event.state == SUCCEEDED:
-            self.status.revision = self.engine.serving_revision
-            if not self.request_text:
-                self.invoke_panel.prefill_from_swagger()
-
-    def _server_started(self, event: ServerStarted) -> None:
-        self.status.engine = self.engine.describe().engine or ""  # which Docker engine, by now connected
-        self.status.scoring_uri = event.scoring_uri
-        self.invoke_panel.scoring_uri = event.scoring_uri
-        self.invoke_panel.reset_connections()
-
-    def _debugger_changed(self, event: DebuggerChanged) -> None:
-        self.status.debugger = (f"{event.state} {event.detail}" if event.state == "stopped"
-                                else f"{event.state} on 127.0.0.1:{event.port}")
-        if event.state == "listening" and not self._debug_announced:
-            self._debug_announced = True
-            self.notify(f"Debugger listening on 127.0.0.1:{event.port}: attach with "
-                        f"'devtui: attach to {self.engine.deployment.endpoint_name}' in .vscode/launch.json",
-                        title="Debugger", timeout=6)
-
-    def _reload_started(self, event: ReloadStarted) -> None:
-        self.status.detail = f"reloading revision {event.revision} ({event.reason})"
-
-    def _reload_finished(self, event: ReloadFinished) -> None:
-        status = self.status
-        status.revision = event.serving_revision
-        status.record_reload(event.revision, event.ok, event.duration_ms)
-        if event.ok:
-            self.failure.clear_reload()
-            if event.rung != "patch":  # a new worker: the old one's connections end with it
-                self.invoke_panel.reset_connections()
-            status.detail = f"revision {event.revision} is serving"
-            if not event.first:
-                self.notify(f"Revision {event.revision} is serving: {event.how} in {event.duration_ms:.0f} ms",
-                            title="Reloaded", timeout=3)
-        else:
-            # The panel says it all, headline first: no notification to cover it.
-            self.failure.show_reload(event, self.engine.deployment.code_dir)
-            status.detail = (f"revision {event.revision} failed; revision {event.serving_revision} is still serving"
-                             if event.serving_revision else f"revision {event.revision} failed; nothing is serving")
+        self.view.sync()
 
     @on(InvokePanel.Answered)
     def _answered(self, message: InvokePanel.Answered) -> None:
-        if message.exchange.status is not None:
-            self.status.record_latency(message.exchange.latency_ms, message.exchange.exec_ms)
-
-    @on(InvokePanel.TracebackWanted)
-    def _traceback_wanted(self, message: InvokePanel.TracebackWanted) -> None:
         exchange = message.exchange
+        if exchange.status is not None:
+            self.status.record_latency(exchange.latency_ms, exchange.exec_ms)
+        if exchange.failed:
+            self.explainer.watch(self.logs.buffer.all, exchange.request_id, exchange.sent, exchange.at,
+                                 partial(self.invoke_panel.explain, exchange))
+
+    @on(ChatPanel.Failed)
+    def _chat_failed(self, message: ChatPanel.Failed) -> None:
+        turn = message.turn
+        self.explainer.watch(self.logs.buffer.all, turn.request_id, turn.sent, turn.at, turn.explain)
+
+    @on(TracebackWanted)
+    def _traceback_wanted(self, message: TracebackWanted) -> None:
         self.action_focus_logs()
-        if not self.logs.reveal(exchange.request_id, exchange.sent, exchange.at):
-            self.notify(f"The log has no traceback of request {exchange.request_id or '(no x-request-id)'} "
+        if not self.logs.reveal(message.request_id, message.since, message.until):
+            self.notify(f"The log has no traceback of request {message.request_id or 'sent then'} "
                         "(yet, or no longer)", severity="warning")
 
     # -- actions ----------------------------------------------------------------------------------
@@ -237,6 +173,9 @@ class DevtuiApp(App):
     @work(exclusive=True, group="engine-action")
     async def action_restart(self) -> None:
         self.notify("Restarting the deployment...", timeout=2)
+        # The server goes away: a request sent meanwhile must not ride its kept-alive connection
+        # (reset under it) but reach whatever listens now, which says why nothing serves.
+        self.invoke_panel.reset_connections()
         await self.engine.restart("restart requested")
 
     def action_focus_logs(self) -> None:
@@ -287,7 +226,7 @@ class DevtuiApp(App):
             settings = DebugSettings(self.engine.debugger.port if self.engine.debugger else 5678)
             try:
                 self.notify(f"Starting the debugger on port {settings.port} (the server restarts)...")
-                self._debug_announced = False
+                self.view.debug_announced = False
                 await self.engine.set_debug(settings)
             except PortInUse as ex:
                 self.notify(str(ex), severity="error")

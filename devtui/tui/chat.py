@@ -12,13 +12,14 @@ turn of the history has the shape prompt flow's chat flows take:
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
 
 import httpx
 
 from ..spec import FlowSpec
+from .exchange import server_message
 
 ACCEPT = "text/event-stream, application/json"
 
@@ -97,40 +98,44 @@ def chunk_of(data: str, output: str) -> str:
 
 
 def _problem(response: httpx.Response) -> str:
-    """The answer's status and its message: devtui's ``{"message"}`` or prompt flow's
+    """The answer's status and the server's reason: devtui's ``{"message"}`` or prompt flow's
     ``{"error": {"message"}}``, else the start of the body."""
     try:
         phrase = HTTPStatus(response.status_code).phrase
     except ValueError:
         phrase = ""
-    text = response.text
-    try:
-        body = json.loads(text)
-        message = body.get("message") or (body.get("error") or {}).get("message")
-    except (ValueError, AttributeError):
-        message = None
-    return f"{response.status_code} {phrase}: {message or text.strip()[:300] or '(empty body)'}"
+    message = server_message(response.text)
+    return f"{response.status_code} {phrase}: {message or response.text.strip()[:300] or '(empty body)'}"
 
 
-async def ask(client: httpx.AsyncClient, url: str, body: dict, output: str,
-              timeout_s: float) -> AsyncIterator[str]:
-    """Send one message; yield the answer's text as it arrives. Raises ChatError when there is no
-    answer, an error status, or the stream breaks off."""
+async def ask(client: httpx.AsyncClient, url: str, body: dict, output: str, timeout_s: float,
+              on_response: Callable[[httpx.Response], None] | None = None) -> AsyncIterator[str]:
+    """Send one message; yield the answer's text as it arrives. ``on_response`` gets the response
+    once its head has arrived (its headers: the request id, the revision). Raises ChatError, in
+    words, when there is no answer, an error status, or the stream breaks off."""
     timeout = httpx.Timeout(timeout_s, connect=min(timeout_s, 5.0))
+    answered = False
     try:
         async with client.stream("POST", url, json=body, headers={"accept": ACCEPT}, timeout=timeout) as response:
+            answered = True
+            if on_response is not None:
+                on_response(response)
             if response.status_code >= 400:
                 await response.aread()
                 raise ChatError(_problem(response))
             async for piece in _pieces(response, output):
                 yield piece
-    except httpx.ConnectError as ex:
-        raise ChatError(f"cannot connect to {url} ({ex or 'connection refused'}): the server may be "
-                        "restarting; send again once it serves") from None
+    except httpx.ConnectError:
+        raise ChatError(f"cannot connect to {url}: nothing accepts connections there (the server may be "
+                        "restarting); send again once it serves") from None
     except httpx.TimeoutException:
         raise ChatError(f"no answer within {timeout_s:g} s; the request was given up") from None
-    except httpx.HTTPError as ex:
-        raise ChatError(f"the answer broke off: {type(ex).__name__}: {ex or 'the connection ended'}") from None
+    except httpx.HTTPError:
+        if answered:
+            raise ChatError("the answer broke off: the server closed the connection while the flow was "
+                            "answering (a node raised, or its worker stopped)") from None
+        raise ChatError("the server closed the connection before answering (its worker stopped: a restart, "
+                        "a swap, or a crash); the message had been sent, so it was not sent again") from None
 
 
 async def _pieces(response: httpx.Response, output: str) -> AsyncIterator[str]:

@@ -86,6 +86,8 @@ INVOKE_BINDINGS = [
 CHAT_BINDINGS = [
     Command("ctrl+l", "clear_chat", "Clear chat", id="clear-chat", title="Clear chat history",
             tooltip="Forget the chat history and empty the transcript; the next message starts afresh"),
+    Command("g", "goto_traceback", "Traceback", id="chat-goto-traceback", title="Show the failed message's traceback",
+            tooltip="Find the traceback of the latest message that failed in the log"),
 ]
 
 HISTORY_BINDINGS = [
@@ -103,7 +105,7 @@ SCOPES = [
     ("in the Invoke tab (not while typing)", INVOKE_BINDINGS),
     ("in the request editor", EDITOR_BINDINGS),
     ("in the history", HISTORY_BINDINGS),
-    ("in the Chat tab (chat flows)", CHAT_BINDINGS),
+    ("in the Chat tab (chat flows; g not while typing)", CHAT_BINDINGS),
 ]
 
 

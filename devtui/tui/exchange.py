@@ -134,6 +134,16 @@ class Request:
         return " ".join(f"{query} {what if self.sends_body else ''}".split())
 
 
+def server_message(text: str) -> str:
+    """The reason in an error answer's JSON body, or ""."""
+    try:
+        body = json.loads(text)
+        message = body.get("message") or (body.get("error") or {}).get("message")
+    except (ValueError, AttributeError):
+        return ""
+    return message if isinstance(message, str) else ""
+
+
 @dataclass(frozen=True)
 class Exchange:
     """A request and what came back: an answer, or why none did."""
@@ -145,8 +155,9 @@ class Exchange:
     headers: tuple[tuple[str, str], ...]
     at: float  # when it ended (wall clock)
     sent: float = 0.0  # when it was sent (wall clock)
-    why: str = ""  # no answer: why
+    why: str = ""  # no (whole) answer: why
     scoring_uri: str = ""
+    exception: str = ""  # the user's exception line, from the log (failures.exception_line)
 
     @property
     def body(self) -> str:
@@ -175,7 +186,7 @@ class Exchange:
     def run_failed(self) -> bool:
         """run() raised (or its answer could not be sent): the log has a traceback. Not a 503:
         then nothing ran."""
-        return self.header("x-ms-run-function-failed") == "True" or self.status == 500
+        return self.header("x-ms-run-function-failed") == "True" or self.status == 500 or bool(self.exception)
 
     @property
     def phrase(self) -> str:
@@ -186,14 +197,16 @@ class Exchange:
 
     @property
     def message(self) -> str:
-        """The server's ``{"message": ...}`` of a non-2xx answer, or ""."""
+        """The server's reason for a non-2xx answer: the scoring server's ``{"message": ...}`` or
+        prompt flow's ``{"error": {"message": ...}}``, or ""."""
         if self.ok or self.status is None:
             return ""
-        try:
-            message = json.loads(self.answer).get("message", "")
-        except (ValueError, AttributeError):
-            return ""
-        return message if isinstance(message, str) else ""
+        return server_message(self.answer)
+
+    @property
+    def failed(self) -> bool:
+        """The server failed it (5xx) or it got no whole answer: the log may say why."""
+        return self.status is None or self.status >= 500 or bool(self.why)
 
 
 @dataclass
@@ -258,18 +271,52 @@ class Sender:
 def _exchange(client: httpx.Client, scoring_uri: str, request: Request, timeout_s: float,
               not_serving: str) -> Exchange:
     """Send and time one request (in a worker thread); a timeout gives it up and closes its
-    connection."""
-    http_request = _build(client, scoring_uri, request, timeout_s)
+    connection. A request that failed before any byte of answer is sent once more, on a new
+    connection, when that is safe: it never reached the server, or its method is idempotent."""
     sent = time.time()
     started = time.perf_counter()
+    for attempt in (1, 2):
+        try:
+            answer = client.send(_build(client, scoring_uri, request, timeout_s), stream=True)
+        except httpx.HTTPError as ex:
+            if attempt == 1 and _retry_safe(ex, request.method):
+                continue
+            return Exchange(request, None, (time.perf_counter() - started) * 1000, "", (), time.time(), sent,
+                            _why(ex, timeout_s, not_serving, retried=attempt > 1), scoring_uri)
+        break
     try:
-        answer = client.send(http_request)
-    except httpx.HTTPError as ex:
-        return Exchange(request, None, (time.perf_counter() - started) * 1000, "", (), time.time(), sent,
-                        _why(ex, timeout_s, not_serving), scoring_uri)
+        body, broke = _read(answer)
+    finally:
+        answer.close()
     latency_ms = (time.perf_counter() - started) * 1000
-    return Exchange(request, answer.status_code, latency_ms, answer.text, tuple(answer.headers.items()),
-                    time.time(), sent, "", scoring_uri)
+    return Exchange(request, answer.status_code, latency_ms, body, tuple(answer.headers.items()),
+                    time.time(), sent, broke, scoring_uri)
+
+
+def _read(answer: httpx.Response) -> tuple[str, str]:
+    """The body as text, and why it is not whole ("" when it is)."""
+    chunks: list[bytes] = []
+    try:
+        for chunk in answer.iter_bytes():
+            chunks.append(chunk)
+    except httpx.HTTPError as ex:
+        size = sum(map(len, chunks))
+        why = ("no answer within the request's time" if isinstance(ex, httpx.TimeoutException)
+               else "the server closed the connection")
+        text = b"".join(chunks).decode(answer.encoding or "utf-8", errors="replace")
+        return text, f"the answer broke off after {size} bytes: {why}"
+    return b"".join(chunks).decode(answer.encoding or "utf-8", errors="replace"), ""
+
+
+# Never sent: no connection was made, or the request could not be written whole.
+_NOT_SENT = (httpx.ConnectError, httpx.WriteError, httpx.PoolTimeout)
+# Sent, and the connection ended before any byte of answer.
+_CLOSED = (httpx.ReadError, httpx.RemoteProtocolError)
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+
+
+def _retry_safe(ex: httpx.HTTPError, method: str) -> bool:
+    return isinstance(ex, _NOT_SENT) or (isinstance(ex, _CLOSED) and method in IDEMPOTENT)
 
 
 def _build(client: httpx.Client, scoring_uri: str, request: Request, timeout_s: float) -> httpx.Request:
@@ -283,11 +330,19 @@ def _build(client: httpx.Client, scoring_uri: str, request: Request, timeout_s: 
     return client.build_request(request.method, request.url(scoring_uri), **options)
 
 
-def _why(ex: httpx.HTTPError, timeout_s: float, not_serving: str) -> str:
+def _why(ex: httpx.HTTPError, timeout_s: float, not_serving: str, retried: bool = False) -> str:
+    """What happened, in words: never the HTTP client's exception."""
+    again = " (sent twice: the first try failed the same way)" if retried else ""
     if isinstance(ex, httpx.TimeoutException):
         why = f"no answer within {timeout_s:g} s; the request was given up and its connection closed"
     elif isinstance(ex, httpx.ConnectError):
-        why = f"cannot connect: {ex or 'connection refused'}"
+        why = f"cannot connect: nothing accepts connections there (the server may be restarting){again}"
+    elif isinstance(ex, _CLOSED):
+        why = ("the server closed the connection before answering (its worker stopped: a restart, a swap, "
+               "or a crash); the request had been sent, so it was not sent again: it may have run. "
+               "Send it again once it serves" + again)
+    elif isinstance(ex, httpx.WriteError):
+        why = f"the connection broke while the request was being sent{again}"
     else:
-        why = f"{type(ex).__name__}: {ex or 'the connection ended without an answer'}"
+        why = f"the request failed: {ex or type(ex).__name__}"
     return f"{not_serving}; {why}" if not_serving else why

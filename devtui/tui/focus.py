@@ -1,8 +1,8 @@
 """Where the focus goes: each tab has its own field, and the focus is never on a widget the user
 cannot see. A hidden widget that has the focus takes every key typed (into a JSON body the user
 cannot see) or lets letters reach the app's own keys (`r` reloads, `q` quits), so whenever the
-focus is found on one (a tab switch hid it, a field was swapped out) it moves to the active tab's
-field: a text field if the user was typing, so what is typed next is still text.
+focus is found on one (a tab switch hid it, a field was swapped out) it moves into the active tab:
+to its text field if the user was typing, else to what it shows.
 """
 
 from __future__ import annotations
@@ -48,15 +48,20 @@ class Focus:
         self.tabs.active = tab
         self.field_of(tab).focus()
 
+    def view_of(self, tab: str | None) -> Widget:
+        """What the tab shows, to read with its keys (not a field that takes letters as text)."""
+        if tab == "invoke-tab":
+            return self.app.query_one("#response-body")
+        if tab == "chat-tab":
+            return self.app.query_one("#chat-transcript")
+        return self.app.logs.lines
+
     def keep_visible(self) -> None:
-        """Move the focus off a hidden widget, to the active tab's field (the main screen only:
-        a dialog's focus is its own)."""
+        """Move the focus off a hidden widget (the main screen only: a dialog's focus is its own):
+        to the active tab's field if the user was typing, so what is typed next is still text;
+        else to what the tab shows, so its keys (`g`, `y`) work at once."""
         focused = self.app.focused
         if focused is None or focused.screen is not self.app.screen or shown(focused):
             return
-        field = self.field_of(self.tabs.active)
-        if not typing_in(focused) or typing_in(field):
-            field.focus()
-        else:  # the user was typing: the active tab's first field that takes text, if it has one
-            fields = [w for w in self.app.screen.focus_chain if typing_in(w) and self.tabs.active_pane in w.ancestors]
-            (fields[0] if fields else field).focus()
+        active = self.tabs.active
+        (self.field_of(active) if typing_in(focused) else self.view_of(active)).focus()

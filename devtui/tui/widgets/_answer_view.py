@@ -6,7 +6,7 @@ from __future__ import annotations
 from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.containers import Vertical, VerticalScroll
 from textual.widgets import Button, Static, TabbedContent, TabPane, TextArea
 
 from ..exchange import Exchange, pretty
@@ -19,23 +19,29 @@ def status_style(status: int | None) -> str:
 
 
 def status_line(exchange: Exchange) -> Text:
+    """The status and timing, then why it failed: the user's exception line (from the log) and
+    the server's reason, each whole on a line of its own."""
     text = Text()
     if exchange.status is None:
         text.append("no answer", style="bold red")
-        text.append(f"  after {exchange.latency_ms:.1f} ms\n{exchange.why}")
-        return text
-    text.append(f"{exchange.status} {exchange.phrase}", style=status_style(exchange.status))
-    text.append(f"  {exchange.latency_ms:.1f} ms round trip")
-    if exchange.exec_ms is not None:
-        text.append(f" · run() {exchange.exec_ms:.1f} ms", style="bold")
+        text.append(f"  after {exchange.latency_ms:.1f} ms")
+    else:
+        text.append(f"{exchange.status} {exchange.phrase}", style=status_style(exchange.status))
+        text.append(f"  {exchange.latency_ms:.1f} ms round trip")
+        if exchange.exec_ms is not None:
+            text.append(f" · run() {exchange.exec_ms:.1f} ms", style="bold")
+    if exchange.exception:
+        text.append(f"\n{exchange.exception}", style="bold red")
+    if exchange.why:
+        text.append(f"\n{exchange.why}", style="red")
     if exchange.message:
-        text.append(f"\n{exchange.message}", style="yellow" if exchange.status < 500 else "red")
+        text.append(f"\nserver: {exchange.message}", style="yellow" if exchange.status < 500 else "red")
     return text
 
 
 class AnswerView(Vertical):
     def compose(self) -> ComposeResult:
-        with Horizontal(id="answer-line"):
+        with Vertical(id="answer-line"):  # the status whole, the traceback's button under it
             yield Static("Nothing sent yet.", id="response-status")
             yield Button("g: traceback in log", id="goto-traceback", variant="error", compact=True)
         with TabbedContent(id="answer-tabs"):
@@ -53,7 +59,7 @@ class AnswerView(Vertical):
 
     def show(self, exchange: Exchange) -> None:
         self.query_one("#response-status", Static).update(status_line(exchange))
-        self.query_one("#goto-traceback").display = exchange.status is not None and exchange.run_failed
+        self.query_one("#goto-traceback").display = exchange.run_failed or bool(exchange.exception)
         self.query_one("#response-body", TextArea).load_text(pretty(exchange.answer))
         table = Table.grid(padding=(0, 1))
         table.add_column(style="bold", no_wrap=True)

@@ -10,25 +10,28 @@ restarting) is shown in the transcript and the message can be sent again.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 
 import httpx
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
+from textual.message import Message
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Button, Input, Label, Static
 
 from ...spec import LocalDeployment
 from ..chat import ChatError, Conversation, ask
 from ..commands import CHAT_BINDINGS
+from ..failures import TracebackWanted
 
 STREAMING = "▍"  # after the answer while more may come
 
 
 class ChatTurn(Vertical):
     """One message and its answer, as it grows; a failed one says why (app.tcss shows that line
-    only then)."""
+    only then): the user's exception line once the log has it, and what happened."""
 
     def __init__(self, message: str) -> None:
         self.shown = Static(Text(STREAMING), classes="chat-answer")
@@ -38,7 +41,14 @@ class ChatTurn(Vertical):
         self.message = message
         self.answer = ""
         self.why = ""
+        self.exception = ""  # the user's exception line, from the log
         self.finished = False
+        self.sent = time.time()
+        self.at = 0.0  # when it ended
+        self.request_id = ""
+
+    def answering(self, response: httpx.Response) -> None:
+        self.request_id = response.headers.get("x-request-id", "")
 
     def add(self, piece: str) -> None:
         self.answer += piece
@@ -46,19 +56,42 @@ class ChatTurn(Vertical):
 
     def done(self) -> None:
         self.finished = True
+        self.at = time.time()
         self.shown.update(Text(self.answer))
 
     def fail(self, why: str) -> None:
         self.finished = True
+        self.at = time.time()
         self.why = why
         self.shown.update(Text(self.answer))  # what came before the stream broke off stays
-        self.error.update(Text(f"{why}\nNot added to the history; send it again.", style="red"))
+        self._show_error()
         self.set_class(True, "-failed")
         self.set_class(not self.answer, "-empty")
+
+    def explain(self, line: str) -> None:
+        """The log says why it failed: ``line``, the user's exception line."""
+        self.exception = line
+        self._show_error()
+
+    def _show_error(self) -> None:
+        text = Text(style="red")
+        if self.exception:
+            text.append(f"{self.exception}\n", style="bold")
+        text.append(f"{self.why}\nNot added to the history; send it again.")
+        if self.exception:
+            text.append(" g: the traceback in the log.")
+        self.error.update(text)
 
 
 class ChatPanel(Vertical):
     BINDINGS = CHAT_BINDINGS
+
+    class Failed(Message):
+        """A message got no (whole) answer: the log may say why."""
+
+        def __init__(self, turn: ChatTurn) -> None:
+            super().__init__()
+            self.turn = turn
 
     def __init__(self, deployment: Callable[[], LocalDeployment], scoring_uri: Callable[[], str | None],
                  **kwargs) -> None:
@@ -142,11 +175,12 @@ class ChatPanel(Vertical):
                 raise ChatError("the endpoint has no scoring URI yet: wait for it to start")
             client = await self._http()
             async for piece in ask(client, uri, self.conversation.body(turn.message), self.conversation.chat_output,
-                                   timeout_s):
+                                   timeout_s, turn.answering):
                 turn.add(piece)
                 transcript.scroll_end(animate=False)
         except ChatError as ex:
             turn.fail(str(ex))
+            self.post_message(self.Failed(turn))
         else:
             turn.done()
             self.conversation.remember(turn.message, turn.answer)
@@ -161,6 +195,14 @@ class ChatPanel(Vertical):
         return self._client
 
     # -- keys ----------------------------------------------------------------------------------
+
+    def action_goto_traceback(self) -> None:
+        """The log's traceback of the latest failed message."""
+        failed = next((turn for turn in reversed(self.turns) if turn.why), None)
+        if failed is None:
+            self.notify("No message here failed in the server: there is no traceback to show.", severity="warning")
+            return
+        self.post_message(TracebackWanted(failed.request_id, failed.sent, failed.at))
 
     @on(Button.Pressed, "#chat-clear")
     def action_clear_chat(self) -> None:

@@ -38,6 +38,12 @@ class HistoryList(ListView):
         self.insert(0, [HistoryItem(exchange)])
         self.call_after_refresh(self._highlight_newest)
 
+    def replace(self, old: Exchange, new: Exchange) -> None:
+        """``old`` is now known better (why it failed): its row opens ``new``."""
+        for item in self.query(HistoryItem):
+            if item.exchange is old:
+                item.exchange = new
+
     def _highlight_newest(self) -> None:
         # The index may already be 0 (it was the newest before): reset it so the highlight moves.
         self.index = None

@@ -8,6 +8,7 @@ responsive while ``run()`` works and the latency shown is the endpoint's.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from rich.text import Text
@@ -18,6 +19,7 @@ from textual.message import Message
 from textual.widgets import Button, ContentSwitcher, Input, Label, ListView, Select, TabbedContent, TabPane, TextArea
 
 from ..commands import INVOKE_BINDINGS
+from ..failures import TracebackWanted
 from ..exchange import METHODS, BodyKind, Exchange, Request, Sender, parse_headers
 from ._answer_view import AnswerView
 from ._history_list import HistoryItem, HistoryList
@@ -32,13 +34,6 @@ class InvokePanel(Vertical):
     BINDINGS = INVOKE_BINDINGS
 
     class Answered(Message):
-        def __init__(self, exchange: Exchange) -> None:
-            super().__init__()
-            self.exchange = exchange
-
-    class TracebackWanted(Message):
-        """Show the log lines of this failed request."""
-
         def __init__(self, exchange: Exchange) -> None:
             super().__init__()
             self.exchange = exchange
@@ -208,6 +203,14 @@ class InvokePanel(Vertical):
         self.shown = exchange
         self.answer.show(exchange)
 
+    def explain(self, exchange: Exchange, line: str) -> None:
+        """The log says why ``exchange`` failed: ``line``, the user's exception line."""
+        explained = replace(exchange, exception=line)
+        self.history = [explained if e is exchange else e for e in self.history]
+        self.query_one("#history", HistoryList).replace(exchange, explained)
+        if self.shown is exchange:
+            self.open(explained)
+
     def reset_connections(self) -> None:
         """The server behind the scoring URI changed: the next request opens a new connection."""
         self.sender.reset()
@@ -250,7 +253,7 @@ class InvokePanel(Vertical):
 
     @on(Button.Pressed, "#goto-traceback")
     def action_goto_traceback(self) -> None:
-        if self.shown is None or self.shown.status is None or not self.shown.run_failed:
+        if self.shown is None or not self.shown.run_failed:
             self.notify("The answer on screen has no traceback: it did not fail in the server.", severity="warning")
             return
-        self.post_message(self.TracebackWanted(self.shown))
+        self.post_message(TracebackWanted(self.shown.request_id, self.shown.sent, self.shown.at))

@@ -24,6 +24,7 @@ from textual.widgets import Button, Input, Select
 from ...events import DEVTUI, INFERENCE_SERVER, STORAGE_INITIALIZER, LogRecord
 from ...logs import LogBuffer
 from ..commands import LOG_BINDINGS
+from ..failures import failure_of
 from ._log_filter import LogFilter
 from ._log_lines import LogLines
 
@@ -38,8 +39,6 @@ STAMP_WIDTH = 13
 _LEVEL = re.compile(r"\s([EWC])\s\[\d+\]|\b(ERROR|CRITICAL|WARNING|Traceback|Error:)")
 # The server's own time at the start of its lines, left out while the app shows its own.
 _SERVER_STAMP = re.compile(r"^\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(?:[,.]\d+)? ")
-# What the server logs when run() raises or the request fails.
-_FAILURE = re.compile(r"Encountered Exception|Traceback \(most recent call last\)")
 
 
 def level_style(text: str) -> str:
@@ -227,7 +226,7 @@ class LogView(Vertical):
         """Show the line that starts the failure of request ``request_id`` (sent at ``since``,
         answered at ``until``): one that names its id, else the first failure the server logged
         while it was in flight. False when the log has none."""
-        found = _failure_of(self.buffer.all, request_id, since, until)
+        found = failure_of(self.buffer.all, request_id, since, until)
         if found is None:
             return False
         if found not in self.visible_records():
@@ -279,17 +278,3 @@ class LogView(Vertical):
                 stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(record.time))
                 f.write(f"{stamp} {record.source:<19} {record.text}\n")
         return path
-
-
-def _failure_of(records: Iterable[LogRecord], request_id: str, since: float, until: float) -> LogRecord | None:
-    # The server's lines reach the log through a pipe, so a failure may be stamped a little after
-    # the answer arrived; the window allows for it.
-    first = None
-    for record in records:
-        if record.source != INFERENCE_SERVER:
-            continue
-        if request_id and request_id in record.text:
-            return record
-        if first is None and since - 0.05 <= record.time <= until + 2 and _FAILURE.search(record.text):
-            first = record
-    return first
