@@ -45,9 +45,10 @@ class _Running:
 class RunGate:
     """Patches apply only between run() calls: new calls wait while a patch is pending.
 
-    - ``async with gate.running():`` around each run() call (and each step of a streamed answer,
-      which runs the script's code too): waits while the gate is held, then counts the call
-      until the block ends.
+    - ``await gate.enter()`` before each run() call and ``gate.leave()`` once its result is back
+      on the loop (``async with gate.running():`` for both): waits while the gate is held, then
+      counts the call. ``run_calls`` counts a pooled call until its thread is done (an abandoned
+      one too), and a streamed answer until its generator is closed: both run the script's code.
     - ``gate.hold(then, timeout_s, on_timeout)``: from now on new calls wait; ``then()`` is called
       once no call is executing (at once, inside ``hold``, when none is), and the gate opens when
       it returns (if it returns an awaitable, once that is done). If the calls executing have not
