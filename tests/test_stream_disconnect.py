@@ -10,7 +10,9 @@ max_concurrent_requests_per_instance 1, so 2 requests may be in flight.
 For score.py, a run() that returns ``AMLResponse(generator, 200)`` is streamed, as the reference
 server's gunicorn streams it (it was read whole first, which an endless generator never let end),
 with run() on the event loop (WORKER_COUNT 1) and on threads (WORKER_COUNT 3). For a prompt flow,
-a chat node that yields forever, on prompt flow's flask engine (its default).
+a chat node that yields forever, on prompt flow's flask engine (its default), in the process
+runtime's server and through `devtui up --runtime container`. (On the fastapi engine Starlette
+already let the request go when its client left.)
 """
 
 from __future__ import annotations
@@ -131,8 +133,8 @@ def _read_a_little_and_hang_up(port: int, body: dict, until: bytes, accept: byte
 def _hang_up_then_score_again(port: int, marks: Path | None, finite: dict, accept: bytes) -> None:
     for client in range(HANGUPS):
         name = f"client{client}"
-        wait_for(lambda: _read_a_little_and_hang_up(port, {"question": name, "name": name},
-                                                    f"{name} 1".encode(), accept) == 200,
+        wait_for(lambda name=name: _read_a_little_and_hang_up(port, {"question": name, "name": name},
+                                                              f"{name} 1".encode(), accept) == 200,
                  timeout=15, message=f"{name}'s stream to be answered 200 (not 429)")
 
     def answered() -> bool:
