@@ -63,7 +63,7 @@ class _Exchange:
     def __init__(self, app, environ: dict, loop: asyncio.AbstractEventLoop, send):
         self.loop, self.send = loop, send
         self.stopped = False  # set on the loop; read by the thread between chunks
-        self.head: dict | None = None  # the response start, sent with the first chunk
+        self.head: dict | None = None  # the response start, sent once the app has returned
         self.head_sent = False
         self.complete = False  # the last message was sent (set on the loop)
         self.finished: asyncio.Future = loop.create_future()
@@ -75,6 +75,9 @@ class _Exchange:
         try:
             answer = app(environ, self._start_response)
             try:
+                # The head goes out now, as uvicorn's adapter sent it: a stream whose first chunk
+                # is slow (an LLM's first token) has started to answer, for the request timeout.
+                self._deliver(None)
                 for chunk in answer:
                     if chunk:
                         self._deliver({"type": "http.response.body", "body": chunk, "more_body": True})
@@ -103,16 +106,19 @@ class _Exchange:
         if data:
             self._deliver({"type": "http.response.body", "body": data, "more_body": True})
 
-    def _deliver(self, message: dict) -> None:
-        """Send MESSAGE (the head first, once) on the loop and wait until it is sent."""
+    def _deliver(self, message: dict | None) -> None:
+        """Send MESSAGE (the head first, once; None: only the head) on the loop and wait until it
+        is sent."""
         if self.stopped:
             raise _Gone()
-        messages = [message]
-        if not self.head_sent:
-            if self.head is None:
-                raise RuntimeError("The WSGI app sent a body before calling start_response")
+        messages = [] if message is None else [message]
+        if not self.head_sent and self.head is not None:
             messages.insert(0, self.head)
             self.head_sent = True
+        if not messages:  # no head yet: a WSGI app may call start_response from its iterator
+            return
+        if not self.head_sent:
+            raise RuntimeError("The WSGI app answered without calling start_response")
         try:
             sent = asyncio.run_coroutine_threadsafe(self._send(messages), self.loop)
         except RuntimeError:  # the loop is closed: the worker is exiting
@@ -130,7 +136,8 @@ class _Exchange:
             if self.stopped:  # checked on the loop: nothing is sent after the request ended
                 raise _Gone()
             await self.send(message)
-        self.complete = not messages[-1].get("more_body", False) and messages[-1]["type"] == "http.response.body"
+        last = messages[-1]
+        self.complete = last["type"] == "http.response.body" and not last.get("more_body", False)
 
     def _finish(self, error: BaseException | None) -> None:
         def settle() -> None:
