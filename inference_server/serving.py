@@ -305,8 +305,8 @@ class PatchRequests:
 
     def _report(self, revision: int, outcome) -> None:
         if outcome.kind == "patched":
-            what = outcome.detail or "nothing (no code changed)"
-            logger.info(f"Patched {what} in place in {outcome.duration_ms:.1f} ms; init() did not run again")
+            summary = outcome.summary  # "patched run() in place", "nothing to apply (no code changed)"
+            logger.info(f"{summary[:1].upper()}{summary[1:]} in {outcome.duration_ms:.1f} ms; init() did not run again")
         elif outcome.kind == "failed":
             logger.error(f"The saved code cannot be applied; the running code keeps serving:\n{outcome.traceback}")
         else:

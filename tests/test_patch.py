@@ -8,6 +8,7 @@ The decision itself is also tested on its own (inference_server.patching), on re
 from __future__ import annotations
 
 import asyncio
+import json
 import textwrap
 from pathlib import Path
 
@@ -295,3 +296,184 @@ async def test_a_reload_with_nothing_changed_keeps_the_worker_and_a_data_file_ch
         assert (await running.answer())["model"] != model
     finally:
         await running.engine.stop()
+
+
+# -- what serves is what the file says (issue 19) -----------------------------------------------------
+
+LOCAL = '''
+import os
+import sys
+
+STATE = {}
+
+def init():
+    STATE["model"] = os.urandom(8).hex()
+
+def where():
+    return sys._getframe().f_lineno
+
+def helper():
+    return "helper 1"
+
+def run(raw):
+    return {"model": STATE["model"], "run": 1, "helper": helper(), "line": where()}
+'''
+
+
+@pytest.fixture
+def local(tmp_path) -> Path:
+    """A score.py with its helpers in it."""
+    return write_deployment(tmp_path / "deployment", DEPLOYMENT, score=LOCAL)
+
+
+async def test_a_save_that_fails_changes_nothing_and_the_original_saved_back_is_nothing_to_apply(local, tmp_path):
+    running = Running(local, tmp_path)
+    try:
+        assert await running.engine.start() == SUCCEEDED
+        before = await running.answer()
+        original = (local / "code" / "score.py").read_text()
+        broken = original.replace('"helper 1"', '"helper 2"').replace('"run": 1', '"run": 2') + \
+            "\n@undefined_decorator\ndef extra():\n    pass\n"
+        finished = await running.save("score.py", original, broken)
+        assert not finished.ok and finished.stage == "load" and "NameError" in finished.traceback, finished
+        assert await running.answer() == before  # neither run() nor helper() changed
+        finished = await running.save("score.py", broken, original)
+        assert finished.ok and finished.how == "nothing to apply (no code changed)", finished
+        assert await running.answer() == before
+        finished = await running.save("score.py", original, broken.replace("@undefined_decorator\n", ""))
+        assert finished.ok and finished.detail == "helper(), run(), extra()", finished
+        assert await running.answer() == {**before, "run": 2, "helper": "helper 2"}
+    finally:
+        await running.engine.stop()
+
+
+FACTORY = '''
+def make():
+    def answer():
+        return "helper 1"
+    return answer
+
+answer = make()
+'''
+
+DECORATED = '''
+def deco(f):
+    def wrapper():
+        return "helper " + f()
+    return wrapper
+
+@deco
+def answer():
+    return "1"
+'''
+
+CACHED = '''
+import functools
+
+@functools.lru_cache
+def answer():
+    return "helper 1"
+'''
+
+
+@pytest.mark.parametrize("helper, old, new, rung, detail", [
+    (FACTORY, '"helper 1"', '"helper 2"', "swap", "make() ran at import: what it made keeps the old code"),
+    (DECORATED, '"helper " + f()', '"helper " + str(int(f()) + 1)', "swap", "deco() ran at import: what it made keeps the old code"),
+    (CACHED, '"helper 1"', '"helper 2"', "patch", "answer() (cache cleared)"),
+])
+async def test_code_made_at_import_swaps_and_a_cache_is_cleared(tmp_path, helper, old, new, rung, detail):
+    deployment = write_deployment(tmp_path / "deployment", DEPLOYMENT, score=SCORE, helper=helper)
+    running = Running(deployment, tmp_path)
+    try:
+        assert await running.engine.start() == SUCCEEDED
+        assert (await running.answer())["helper"] == "helper 1"
+        finished = await running.save("helper.py", old, new)
+        assert finished.ok and finished.rung == rung and finished.detail == detail, finished
+        # After a swap the old worker may still answer a connection opened as the new one took over.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10
+        while (answer := await running.answer())["helper"] == "helper 1" and loop.time() < deadline:
+            await asyncio.sleep(0.02)
+        assert answer["helper"] == "helper 2"
+    finally:
+        await running.engine.stop()
+
+
+async def test_code_moved_by_a_save_runs_on_its_new_lines(local, tmp_path):
+    running = Running(local, tmp_path)
+    try:
+        assert await running.engine.start() == SUCCEEDED
+        before = await running.answer()
+        assert before["line"] == LOCAL.splitlines().index("    return sys._getframe().f_lineno") + 1
+        finished = await running.save("score.py", "def where():", "# where\n# this is\n\ndef where():")
+        assert finished.ok and finished.detail == "the line numbers of where(), helper(), run()", finished
+        assert await running.answer() == {**before, "line": before["line"] + 3}
+    finally:
+        await running.engine.stop()
+
+
+async def test_a_large_score_py_swaps_rather_than_hold_up_requests(tmp_path):
+    functions = "".join(f"\ndef f{i}(x):\n    return x + {i}\n" for i in range(20000))
+    assert len(SCORE + functions) > 512 * 1024
+    deployment = write_deployment(tmp_path / "deployment", DEPLOYMENT, score=SCORE + functions, helper=HELPER)
+    running = Running(deployment, tmp_path)
+    try:
+        assert await running.engine.start() == SUCCEEDED
+        finished = await running.save("score.py", '"version": 1', '"version": 2')
+        size = len((deployment / "code" / "score.py").read_text()) // 1024
+        assert finished.ok and finished.rung == "swap", finished
+        assert finished.detail == f"score.py is {size} KB, over the 512 KB a patch compares without holding up requests"
+    finally:
+        await running.engine.stop()
+
+
+async def test_run_made_async_is_said_so(deployment, tmp_path):
+    running = Running(deployment, tmp_path)
+    try:
+        assert await running.engine.start() == SUCCEEDED
+        finished = await running.save("score.py", "def run(raw):", "async def run(raw):")
+        assert finished.rung == "swap" and finished.detail == "run changed from a function to an async function"
+    finally:
+        await running.engine.stop()
+
+
+def test_a_breakpoint_on_a_moved_line_hits_after_a_comment_is_added_above(local, tmp_path):
+    """A real DAP client (as VS Code): a save that only adds comments above where() is patched in
+    with the new line numbers, and the breakpoint the editor moved with the line hits."""
+    import threading
+
+    from dap import DebugClient, stopped_frame
+    from devtui.debug import strip_jsonc
+    from helpers import devtui, free_port, show, wait_for
+
+    cwd = tmp_path / "workspace"
+    (cwd / ".vscode").mkdir(parents=True)
+    score = local / "code" / "score.py"
+    line = score.read_text().splitlines().index("    return sys._getframe().f_lineno") + 1
+    client = None
+    try:
+        devtui("up", str(local), "--debug", "--debug-port", str(free_port()), "--detach", cwd=cwd)
+        launch = json.loads(strip_jsonc((cwd / ".vscode" / "launch.json").read_text()))
+        client = DebugClient(next(c for c in launch["configurations"] if c["name"] == "devtui: attach to patching"))
+        client.set_breakpoints(str(score), [line])
+        child = client.next_child()
+        wait_for(lambda: show("patching", cwd=cwd)["deployments"][0]["debugger"]["state"] == "attached", timeout=30)
+
+        save(score, score.read_text().replace("def where():", "# where\n# this is\n\ndef where():"))
+        reload = wait_for(lambda: show("patching", cwd=cwd)["deployments"][0].get("last_reload"), timeout=30)
+        assert reload["how"] == "patched the line numbers of where(), helper(), run() in place (model kept)", reload
+        client.set_breakpoints(str(score), [line + 3])  # the editor moves the breakpoint with its line
+
+        result: dict = {}
+        request = threading.Thread(target=lambda: result.update(
+            answer=httpx.post(show("patching", cwd=cwd)["scoring_uri"], content="{}", timeout=60)), daemon=True)
+        request.start()
+        thread_id, frame = stopped_frame(child)
+        assert Path(frame["source"]["path"]) == score and frame["line"] == line + 3 and frame["name"] == "where"
+        child.request("continue", {"threadId": thread_id})
+        request.join(60)
+        assert result["answer"].json()["line"] == line + 3
+    finally:
+        if client is not None:
+            client.close()
+        devtui("down", "-n", "patching", check=None, cwd=cwd)
