@@ -273,3 +273,54 @@ def test_a_flow_stream_whose_client_hangs_up_frees_its_slot_in_a_container(tmp_p
     port = urlsplit(show(name)["scoring_uri"]).port
     _hang_up_then_score_again(port, None, {"question": "last"}, b"Accept: text/event-stream\r\n")
     assert "The client left before the answer was complete" in devtui("logs", "-n", name).stdout
+
+
+@pytest.mark.anyio
+async def test_the_wsgi_bridge_ends_the_request_and_closes_the_answer_when_its_client_leaves():
+    """inference_server/wsgi_bridge.py on its own: a WSGI app whose answer never ends, a client
+    that hangs up after a few chunks. The request ends (its slot is free) and the answer is
+    closed, as WSGI requires, on the thread that iterated it."""
+    import asyncio
+    import threading
+    import time
+
+    from helpers import async_wait_for
+    from inference_server.wsgi_bridge import WsgiBridge
+
+    closed = threading.Event()
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+
+        def words():
+            try:
+                while True:
+                    time.sleep(0.001)
+                    yield b"word "
+            finally:
+                closed.set()
+
+        return words()
+
+    sent: list[dict] = []
+    hung_up = asyncio.Event()
+    requests = [{"type": "http.request", "body": b"", "more_body": False}]
+
+    async def receive():
+        if requests:
+            return requests.pop(0)
+        await hung_up.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "method": "GET", "path": "/score", "query_string": b"", "root_path": "",
+             "headers": [], "http_version": "1.1", "scheme": "http"}
+    request = asyncio.ensure_future(WsgiBridge(app)(scope, receive, send))
+    await async_wait_for(lambda: len(sent) > 3, message="the answer to stream")
+    assert sent[0]["status"] == 200
+    hung_up.set()
+    await asyncio.wait_for(request, 10)
+    await async_wait_for(closed.is_set, message="the answer to be closed")
+    assert all(message.get("more_body", True) for message in sent), "a stream cut short was sent as complete"
