@@ -89,6 +89,7 @@ class Engine(ServerEvents):
         self._deaths: list[float] = []  # when the server died unasked, in a row
         self._booted = asyncio.Event()
         self.stopped = False
+        self.no_server = False  # the last start failed, or its server ended before it served
         # Why this deployment cannot start at all (a port taken since it was checked): no save or
         # restart would help, so the host that runs the engine ends and says it.
         self.fatal: PortInUse | None = None
@@ -126,31 +127,39 @@ class Engine(ServerEvents):
     async def _boot(self, first_revision: int) -> str:
         self._outcome = asyncio.get_running_loop().create_future()
         self._requests = [ReloadRequest(ReloadReason.START)]
+        self.no_server = False
         try:
             await self.runtime.stage()
             await self.runtime.start(first_revision)
-        except PortInUse as ex:
-            self._port_taken(ex)
-        except runtimes.RuntimeFailure as ex:
-            self._say(f"error: {ex}")
-            self._resolve(FAILED, str(ex))
-        except Exception as ex:  # a bug, but the deployment must still say Failed, not hang
-            self._say(f"error: {type(ex).__name__}: {ex}")
-            self._resolve(FAILED, f"{type(ex).__name__}: {ex}")
+        except Exception as ex:
+            self.no_server = True
+            self._start_failed(ex)
         return await self._outcome
 
     async def reload(self, reason: ReloadReason = ReloadReason.MANUAL, files: tuple[str, ...] = (),
                      swap: bool = False) -> None:
         """The code changed (rung 0 where the server can patch it in place, else rung 1), or the
         user asked; ``swap``: a new worker whatever changed."""
+        if await self._started_again(reason):
+            return
         self._requests.append(ReloadRequest(ReloadReason(reason), files))
         await self.runtime.reload(swap=swap)
 
     async def restage(self, files: tuple[str, ...] = ()) -> None:
         """Stage the model again, then swap workers (rung 2)."""
+        if await self._started_again(ReloadReason.MODEL):
+            return
         self._requests.append(ReloadRequest(ReloadReason.MODEL, files))
         await self.runtime.stage()
         await self.runtime.reload(swap=True)
+
+    async def _started_again(self, reason: ReloadReason) -> bool:
+        """No server runs to take a change (its start failed, or it ended before it served): a
+        change starts it again, as a Failed deployment's message promises."""
+        if self.no_server and not self.stopped:
+            await self.restart(f"a {reason} change after the server did not run", reload_yaml=False)
+            return True
+        return False
 
     async def restart(self, reason: str = "restart", reload_yaml: bool = True) -> str:
         """Load the YAML again and restart the server with it (rung 3). A YAML with problems is
@@ -194,6 +203,7 @@ class Engine(ServerEvents):
     def _server_died(self, exit_code: int | None) -> None:
         # A server that never served (a taken port, a debugger that cannot listen) would only
         # fail the same way again: it waits for a save or a restart instead.
+        self.no_server = not self.served
         if self.served and (self._recovery is None or self._recovery.done()):
             self._recovery = asyncio.get_running_loop().create_task(self._recover(exit_code))
 

@@ -19,7 +19,7 @@ from inference_server import protocol
 from .events import (FAILED, SUCCEEDED, UPDATING, DEVTUI, DebuggerChanged, Event, LogRecord, Logs,
                      ProvisioningState, Progress, ReloadFinished, ReloadReason, ReloadStarted, ServerStarted,
                      StateChanged)
-from .runtimes import PortInUse
+from .runtimes import PortInUse, RuntimeFailure
 
 
 @dataclass(frozen=True)
@@ -173,6 +173,17 @@ class ServerEvents:
             self._port_taken(PortInUse(event.host, event.port))
         else:
             self._resolve(FAILED, f"port {event.port} {event.reason}")
+
+    def _start_failed(self, ex: Exception) -> None:
+        """The runtime could not stage or start the server."""
+        if isinstance(ex, PortInUse):
+            self._port_taken(ex)
+        elif isinstance(ex, RuntimeFailure):
+            self._say(f"error: {ex}")
+            self._resolve(FAILED, str(ex))
+        else:  # a bug, but the deployment must still say Failed, not hang
+            self._say(f"error: {type(ex).__name__}: {ex}")
+            self._resolve(FAILED, f"{type(ex).__name__}: {ex}")
 
     def _port_taken(self, ex: PortInUse) -> None:
         """Another program has the port. While the deployment starts, that is the end of it

@@ -244,3 +244,34 @@ async def test_a_port_taken_as_the_deployment_starts_is_fatal_and_later_is_not(t
     engine.server_event(protocol.BindFailed(host="127.0.0.1", port=engine.port, reason="is already in use"))
     assert engine.state == FAILED and engine.fatal is None
     await engine.stop()
+
+
+async def test_a_save_after_a_start_that_failed_in_the_runtime_starts_it_again(tmp_path):
+    """The engine refused a step (an engine away, a volume it could not make): no server runs, so
+    a save could not reach one; it starts the deployment again, as Failed's message promises."""
+    from devtui.runtimes import RuntimeFailure
+
+    class RefusesFirstStage(FakeRuntime):
+        async def stage(self) -> None:
+            if len(FakeRuntime.instances) == 1:
+                raise RuntimeFailure("the Docker engine refused a step: connection aborted")
+            await super().stage()
+
+    FakeRuntime.instances.clear()
+    engine = Engine(spec.load(SAMPLES / "sklearn-regression"), tmp_path / "work", watch=False,
+                    runtimes_from=RefusesFirstStage)
+    assert await engine.start() == FAILED
+    await engine.reload(ReloadReason.CODE, ("score.py",))
+    assert engine.state == SUCCEEDED and len(FakeRuntime.instances) == 2
+    await engine.reload(ReloadReason.CODE, ("score.py",))  # served now: a save is a reload again
+    assert FakeRuntime.instances[1].calls == ["stage", "start", "reload"]
+    await engine.stop()
+
+
+async def test_a_save_after_a_server_that_ended_before_it_served_starts_it_again(engine):
+    engine.runtime.fail_next(protocol.Stage.INIT)
+    assert await engine.start() == FAILED
+    engine.runtime.die()
+    await engine.reload(ReloadReason.CODE, ("score.py",))
+    assert engine.state == SUCCEEDED and len(FakeRuntime.instances) == 2
+    await engine.stop()
