@@ -84,3 +84,21 @@ def test_a_short_loss_of_the_engine_is_waited_out_and_the_saves_meanwhile_applie
     assert [c.id for c in containers] == before and containers[0].status == "running"  # the same one, adopted
     devtui("down", "-n", name, env=env)
     assert docker_client.containers.list(all=True, filters={"label": f"devtui.endpoint={name}"}) == []
+
+
+def test_down_while_the_engine_does_not_answer_says_so_and_a_later_down_removes_the_containers(
+        sample, engine_proxy, endpoint, docker_client):  # noqa: F811
+    name = endpoint("ct-outage-down")
+    env = {"DOCKER_HOST": engine_proxy.host}
+    up(sample("sklearn-regression"), name, env)
+    selector = {"label": f"devtui.endpoint={name}"}
+    try:
+        engine_proxy.pause()
+        down = devtui("down", "-n", name, env=env)
+        assert "does not answer" in down.stderr and f"devtui down -n {name}" in down.stderr, down.stderr
+        assert docker_client.containers.list(all=True, filters=selector)  # true: they still run
+    finally:
+        engine_proxy.resume()
+    again = devtui("down", "-n", name, env=env)
+    assert "removed" in again.stdout, again.stdout
+    assert docker_client.containers.list(all=True, filters=selector) == []

@@ -207,13 +207,13 @@ def _container_logs(name: str, args) -> int:
 # -- down ----------------------------------------------------------------------------------------
 
 
-def _containers_removed(name: str, purge: bool, deployment: DeploymentRecord | None = None) -> list[str]:
+def _containers_removed(name: str, purge: bool, deployment: DeploymentRecord | None = None) -> list[str] | None:
     """Containers and volumes labelled for the endpoint, removed even when no registry record
-    remains (a killed host); none when no Docker engine answers."""
+    remains (a killed host); None when no Docker engine answers."""
     from ..runtimes.docker_engine import remove_endpoint
 
     client = _docker(deployment=deployment)
-    return remove_endpoint(client, name, volumes=True, images=purge) if client is not None else []
+    return remove_endpoint(client, name, volumes=True, images=purge) if client is not None else None
 
 
 def _signal(pid: int | None, sig: int, group: bool = False) -> None:
@@ -229,27 +229,36 @@ def _signal(pid: int | None, sig: int, group: bool = False) -> None:
             raise
 
 
+def _stop_host(record: EndpointRecord, timeout: float) -> None:
+    """SIGTERM to the devtui that runs the endpoint (it stops everything), SIGKILL if it hangs."""
+    _signal(record.host_pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while registry.is_alive(record.name) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if registry.is_alive(record.name):
+        # The host did not stop in time: end it and its server the hard way.
+        for deployment in record.deployments:
+            _signal(deployment.pid, signal.SIGKILL, group=True)
+        _signal(record.host_pid, signal.SIGKILL)
+
+
 def _down(name: str, timeout: float = 20, purge: bool = False) -> None:
     record = registry.read(name)
     if record is None:
-        removed = _containers_removed(name, purge)
+        removed = _containers_removed(name, purge) or []
         # Processes a killed devtui left behind (a run() that forked) may still hold the port.
         removed += [f"orphaned process {pid}" for pid in orphans.end(name)]
         if removed:
             print(f"Deleted local endpoint {name} (removed {', '.join(removed)}).")
             return
         raise CommandError(f"no local endpoint named {name!r} is running")
-    _signal(record.host_pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while registry.is_alive(name) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    if registry.is_alive(name):
-        # The host did not stop in time: end it and its server the hard way.
-        for deployment in record.deployments:
-            _signal(deployment.pid, signal.SIGKILL, group=True)
-        _signal(record.host_pid, signal.SIGKILL)
-    if "container" in {d.runtime for d in record.deployments} or purge:
-        _containers_removed(name, purge, record.deployment)
+    _stop_host(record, timeout)
+    containers = "container" in {d.runtime for d in record.deployments}
+    if (containers or purge) and _containers_removed(name, purge, record.deployment) is None and containers:
+        # The host could not remove them either: say so rather than claim they are gone.
+        print(f"warning: the Docker engine ({record.deployment.engine or 'the default one'}) does not answer: the "
+              f"containers of {name} may still run; `devtui down -n {name}` removes them once it answers",
+              file=sys.stderr)
     print(f"Deleted local endpoint {name}.")
 
 
