@@ -89,10 +89,6 @@ class Engine(ServerEvents):
         self._deaths: list[float] = []  # when the server died unasked, in a row
         self._booted = asyncio.Event()
         self.stopped = False
-        self.no_server = False  # the last start failed, or its server ended before it served
-        # Why this deployment cannot start at all (a port taken since it was checked): no save or
-        # restart would help, so the host that runs the engine ends and says it.
-        self.fatal: PortInUse | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -127,12 +123,12 @@ class Engine(ServerEvents):
     async def _boot(self, first_revision: int) -> str:
         self._outcome = asyncio.get_running_loop().create_future()
         self._requests = [ReloadRequest(ReloadReason.START)]
-        self.no_server = False
+        self.no_server = self.boot_failed = False
         try:
             await self.runtime.stage()
             await self.runtime.start(first_revision)
         except Exception as ex:
-            self.no_server = True
+            self.no_server = self.boot_failed = True
             self._start_failed(ex)
         return await self._outcome
 
@@ -208,14 +204,20 @@ class Engine(ServerEvents):
             self._recovery = asyncio.get_running_loop().create_task(self._recover(exit_code))
 
     async def _recover(self, exit_code: int | None) -> None:
-        now = time.monotonic()
-        self._deaths = [t for t in self._deaths if now - t < BACKOFF_RESET_S] + [now]
-        delay = RESTART_BACKOFF_S[min(len(self._deaths), len(RESTART_BACKOFF_S)) - 1]
-        self._say(f"The scoring server exited with code {exit_code}; restarting it in {delay:g} s "
-                  f"(restart {len(self._deaths)} in a row)")
-        await asyncio.sleep(delay)  # the back-off itself
-        if not self.stopped:
+        why = f"The scoring server exited with code {exit_code}"
+        while not self.stopped:
+            now = time.monotonic()
+            self._deaths = [t for t in self._deaths if now - t < BACKOFF_RESET_S] + [now]
+            delay = RESTART_BACKOFF_S[min(len(self._deaths), len(RESTART_BACKOFF_S)) - 1]
+            self._say(f"{why}; restarting it in {delay:g} s (restart {len(self._deaths)} in a row)")
+            await asyncio.sleep(delay)  # the back-off itself
+            if self.stopped:
+                return
             await self.restart(f"a restart after the server exited with code {exit_code}", reload_yaml=False)
+            if not self.boot_failed:
+                return
+            # The restart failed before a server ran (the Docker engine does not answer yet): again.
+            why = "The restart failed"
 
     async def switch_runtime(self, name: str) -> str:
         """Run the same deployment on another runtime: stop this one, start that one."""

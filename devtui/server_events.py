@@ -56,7 +56,11 @@ class ServerEvents:
     port: int
     stopped: bool
     served: bool  # a revision of this runtime's server has been ready
-    fatal: PortInUse | None  # why the deployment cannot start at all
+    # Why this deployment cannot start at all (a port taken since it was checked): no save or
+    # restart would help, so the host that runs the engine ends and says it.
+    fatal: PortInUse | None = None
+    no_server: bool = False  # the last start failed, or its server ended before it served
+    boot_failed: bool = False  # the last start failed in the runtime, before any server ran
     _booted: asyncio.Event  # the first start has an outcome
     _state_before_loss: ProvisioningState | None = None  # while the runtime's engine does not answer
     _outcome: asyncio.Future | None

@@ -275,3 +275,33 @@ async def test_a_save_after_a_server_that_ended_before_it_served_starts_it_again
     await engine.reload(ReloadReason.CODE, ("score.py",))
     assert engine.state == SUCCEEDED and len(FakeRuntime.instances) == 2
     await engine.stop()
+
+
+async def test_a_restart_after_a_death_that_fails_in_the_runtime_is_tried_again_with_back_off(tmp_path, monkeypatch):
+    """The server died with its engine (a Docker engine restarting): the first restart finds no
+    engine and fails before any server runs; the next one, later, succeeds."""
+    from devtui import engine as engine_module
+    from devtui.runtimes import RuntimeFailure
+
+    monkeypatch.setattr(engine_module, "RESTART_BACKOFF_S", (0.01, 0.02, 0.05))
+
+    class EngineAwayOnce(FakeRuntime):
+        async def stage(self) -> None:
+            if len(FakeRuntime.instances) == 2:
+                raise RuntimeFailure("no Docker engine answers at unix:///var/run/docker.sock")
+            await super().stage()
+
+    FakeRuntime.instances.clear()
+    engine = Engine(spec.load(SAMPLES / "sklearn-regression"), tmp_path / "work", watch=False,
+                    runtimes_from=EngineAwayOnce)
+    engine.events = []
+    engine.subscribe(engine.events.append)
+    assert await engine.start() == SUCCEEDED
+    engine.runtime.die()
+    deadline = asyncio.get_running_loop().time() + 10
+    while not (len(FakeRuntime.instances) == 3 and engine.state == SUCCEEDED):
+        assert asyncio.get_running_loop().time() < deadline, [r.text for e in of(engine, Logs) for r in e.records]
+        await asyncio.sleep(0.02)
+    await engine.stop()
+    said = [r.text for e in of(engine, Logs) for r in e.records]
+    assert any("The restart failed; restarting it in" in line and "restart 2 in a row" in line for line in said), said
