@@ -53,8 +53,6 @@ def test_up_names_the_deep_model_folder_and_the_limit(deep_model):
     assert "recursion" not in result.stderr, result.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="needs the check before anything starts, in devtui/cli/up.py's preflight "
-                                       "(issue 19, item 10: reported, not in this change's files)")
 def test_up_refuses_a_deep_model_folder_before_anything_starts(deep_model):
     folder, name = deep_model
     try:

@@ -37,6 +37,7 @@ def preflight(args) -> tuple[spec.LocalDeployment, registry.Claim]:
     told. A check that fails before anything needed the name leaves nothing behind."""
     deployment = load(args)
     warn(deployment.warnings)
+    _check_depth(deployment)
     name = deployment.endpoint_name
     # The background child of `up --detach` was handed the name; anyone else checks it is free.
     claim = registry.inherited_claim(name)
@@ -54,6 +55,19 @@ def preflight(args) -> tuple[spec.LocalDeployment, registry.Claim]:
         if claim is not None:
             claim.release()
         raise
+
+
+def _check_depth(deployment: spec.LocalDeployment) -> None:
+    """A model or code folder nested deeper than staging takes is refused before anything starts."""
+    from ..ignore import FolderTooDeep, kept_files
+
+    model = deployment.model.path if deployment.model is not None else None
+    for kind, folder in (("model", model), ("code", deployment.code_dir)):
+        if folder is not None and folder.is_dir():
+            try:
+                kept_files(folder)
+            except FolderTooDeep as ex:
+                raise CommandError(f"the {kind} folder {ex}", BAD_INPUT) from None
 
 
 def _end_orphans(name: str) -> None:
