@@ -63,6 +63,7 @@ class ServerEvents:
     boot_failed: bool = False  # the last start failed in the runtime, before any server ran
     _booted: asyncio.Event  # the first start has an outcome
     _state_before_loss: ProvisioningState | None = None  # while the runtime's engine does not answer
+    _debugger_restart: asyncio.Task | None = None  # a restart for a wedged debugger
     _outcome: asyncio.Future | None
     _requests: list[ReloadRequest]
     _started_at: dict[int, ReloadRequest]
@@ -169,8 +170,22 @@ class ServerEvents:
             self.debug = DebugSettings(event.port, self.debug.wait, self.debug.host)
         self.debugger = DebuggerChanged(str(event.state), event.host, event.port, event.detail)
         self._emit(self.debugger)
-        if failed:
+        if event.wedged:
+            self._restart_wedged_debugger(event)
+        elif failed:
             self._say(f"error: the debugger cannot listen on port {event.port}: {event.detail}")
+
+    def _restart_wedged_debugger(self, event: protocol.Debugger) -> None:
+        """debugpy stopped answering new clients: once none is attached (one that is keeps its
+        session), a restart of the server brings the debug port back."""
+        if event.attached:
+            self._say(f"The debugger on port {event.port} stopped answering new clients; the server restarts "
+                      "once the attached client leaves")
+            return
+        if self._debugger_restart is None or self._debugger_restart.done():
+            self._say(f"The debugger on port {event.port} stopped answering new clients: restarting the server")
+            self._debugger_restart = asyncio.get_running_loop().create_task(
+                self.restart("the debugger stopped answering", reload_yaml=False))
 
     def _on_bind_failed(self, event: protocol.BindFailed) -> None:
         if "in use" in event.reason:

@@ -27,7 +27,7 @@ START_TIMEOUT_S = 30.0
 LOGGED_REJECTIONS = 3  # one by one, of those the gate reports together
 WEDGED = ("debugpy stopped answering new connections: a client attached now keeps debugging the "
           "workers it has, but no client can attach and no new worker can be debugged. "
-          "Restart the server (`devtui reload --full`) to debug again")
+          "devtui restarts the server once no client is attached (`devtui reload --full` does it now)")
 
 
 class GateError(Exception):
@@ -194,4 +194,5 @@ class DebugListener:
         self._emit(state, detail=detail)
 
     def _emit(self, state: DebuggerState, detail: str = "") -> None:
-        self.emit(Debugger(state=state, host=self.host, port=self.port, detail=detail))
+        self.emit(Debugger(state=state, host=self.host, port=self.port, detail=detail, attached=self.attached,
+                           wedged=self.wedged and state == DebuggerState.FAILED))

@@ -132,6 +132,8 @@ class Debugger(_Event):
     host: str
     port: int
     detail: str = ""
+    attached: bool = False  # a client is attached (also while stopped, or wedged)
+    wedged: bool = False  # failed because debugpy stopped answering new clients: a restart recovers
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -387,10 +387,10 @@ def answers(port: int, timeout: float) -> bool:
         session.close()
 
 
-def test_a_wedged_debugpy_is_shown_as_failed_and_a_full_reload_recovers(workspace):
+def test_a_wedged_debugpy_is_shown_as_failed_and_restarted_once_no_client_is_attached(workspace):
     """If debugpy's listener is stopped after all (here by connecting to it directly, past the
     gate), `show` says so instead of listening, a client that was attached keeps working, and
-    restarting the server brings the debug port back."""
+    once it leaves devtui restarts the server, which brings the debug port back."""
     cwd, folder = workspace
     port = free_port()
     devtui("up", str(folder), "--debug", "--debug-port", str(port), "--detach", cwd=cwd)
@@ -413,7 +413,7 @@ def test_a_wedged_debugpy_is_shown_as_failed_and_a_full_reload_recovers(workspac
         debugger = wait_for(lambda: (d := show("my-endpoint", cwd=cwd)["deployments"][0]["debugger"])["state"] == "failed"
                             and d, timeout=30)
         assert "debugpy stopped answering new connections" in debugger["detail"]
-        assert "devtui reload --full" in debugger["detail"]
+        assert "restarts the server once no client is attached" in debugger["detail"]
         # The attached client still works, and a stop at its breakpoint shows before the failure.
         score = folder / "onlinescoring" / "score.py"
         client.set_breakpoints(str(score), [breakpoint_line(score)])
@@ -427,6 +427,8 @@ def test_a_wedged_debugpy_is_shown_as_failed_and_a_full_reload_recovers(workspac
         wait_for(lambda: show("my-endpoint", cwd=cwd)["deployments"][0]["debugger"]["state"] == "failed", timeout=30)
     finally:
         client.close()
-    devtui("reload", "--full", "-n", "my-endpoint", cwd=cwd)
+    # Once the client left, devtui restarts the server by itself, and the debug port answers again.
     wait_for(lambda: show("my-endpoint", cwd=cwd)["deployments"][0]["debugger"]["state"] == "listening", timeout=60)
+    assert "stopped answering new clients: restarting the server" in devtui(
+        "logs", "-n", "my-endpoint", "--container", "devtui", cwd=cwd).stdout
     hit_breakpoint_once(cwd, folder, "my-endpoint")
