@@ -19,7 +19,7 @@ import pytest
 from devtui import spec
 from devtui.engine import Engine
 from devtui.events import SUCCEEDED, ReloadFinished
-from helpers import save, write_deployment
+from helpers import async_wait_for, save, write_deployment
 
 pytestmark = pytest.mark.anyio
 
@@ -71,20 +71,10 @@ class Reloads:
     async def after(self, edit) -> ReloadFinished:
         count = len(self.finished)
         edit()
-        await until(lambda: len(self.finished) > count, 60, "the save to be served")
+        await async_wait_for(lambda: len(self.finished) > count, 60, message="the save to be served")
         finished = self.finished[-1]
         assert finished.ok, finished
         return finished
-
-
-async def until(condition, timeout: float, message: str) -> None:
-    import asyncio
-
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        assert loop.time() < deadline, f"timed out waiting for {message}"
-        await asyncio.sleep(0.01)
 
 
 def edit(path: Path, old: str, new: str):

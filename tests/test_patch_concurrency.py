@@ -14,7 +14,7 @@ import pytest
 from devtui import spec
 from devtui.engine import Engine
 from devtui.events import SUCCEEDED, Logs, ReloadFinished
-from helpers import save, write_deployment
+from helpers import async_wait_for, save, write_deployment
 
 pytestmark = pytest.mark.anyio
 
@@ -64,15 +64,6 @@ request_settings:
 '''
 
 
-async def until(condition, timeout: float, message: str):
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not (value := condition()):
-        assert loop.time() < deadline, f"timed out waiting for {message}"
-        await asyncio.sleep(0.01)
-    return value
-
-
 async def test_requests_in_flight_across_a_patch_run_old_code_or_new_never_both(tmp_path):
     signals = tmp_path / "signals"
     signals.mkdir()
@@ -93,17 +84,18 @@ async def test_requests_in_flight_across_a_patch_run_old_code_or_new_never_both(
     try:
         assert await engine.start() == SUCCEEDED
         requests = [asyncio.ensure_future(ask()) for _ in range(3)]
-        await until(lambda: len(list(signals.glob("in-*"))) == 3, 30, "three run() calls in the middle of their work")
+        await async_wait_for(lambda: len(list(signals.glob("in-*"))) == 3, 30,
+                             message="three run() calls in the middle of their work")
         helper = Path(folder / "code" / "helper.py")
         count = len(finished)
         save(helper, HELPER.replace('"old"', '"new"'))
         # Either the patch says it waits for the calls, or (the fault) it was applied under them.
-        await until(lambda: len(finished) > count or any("The patch waits for 3 run() call" in t for t in lines),
-                    30, "the save to reach the worker")
+        await async_wait_for(lambda: len(finished) > count or any("The patch waits for 3 run() call" in t for t in lines),
+                             30, message="the save to reach the worker")
         (signals / "go").touch()
         answers = await asyncio.gather(*requests)
         assert all(answer in (["old", "old"], ["new", "new"]) for answer in answers), answers
-        await until(lambda: len(finished) > count, 30, "the patch to apply")
+        await async_wait_for(lambda: len(finished) > count, 30, message="the patch to apply")
         assert finished[-1].ok and finished[-1].rung == "patch", finished[-1]
         assert await ask() == ["new", "new"]
     finally:
