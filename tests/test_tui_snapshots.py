@@ -1,6 +1,7 @@
 """Snapshots of the app in each state (starting, serving, failed reload, Failed deploy, debugger
 stopped, container build in progress, an answer, YAML problems, the help, a chat flow's Chat tab),
-each at 100x30 and at 160x45, with pytest-textual-snapshot.
+each at 100x30 and at 160x45, with pytest-textual-snapshot; those of issue 20 (quitting, a failure
+explained, an older answer) at 80x24 too.
 
 No server runs: the app's engine never starts and the test posts the events a real deployment
 would, with fixed values (port, times, durations), from a copy of the sample at a fixed path, so
@@ -10,6 +11,7 @@ and look at the SVGs under tests/__snapshots__/ before committing them.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -24,9 +26,9 @@ from textual.widgets import TabbedContent
 from devtui.tui.widgets import LogLines
 from devtui import spec
 from devtui.engine import Engine
-from devtui.events import (CREATING, DEVTUI, FAILED, INFERENCE_SERVER, STORAGE_INITIALIZER, SUCCEEDED,
-                           DebuggerChanged, LogRecord, Logs, Progress, ReloadFinished, ReloadStarted, ServerStarted,
-                           StateChanged)
+from devtui.events import (CREATING, DELETING, DEVTUI, FAILED, INFERENCE_SERVER, STORAGE_INITIALIZER, SUCCEEDED,
+                           DebuggerChanged, LogRecord, Logs, Progress, ReloadFinished, ReloadReason, ReloadStarted,
+                           ServerStarted, StateChanged)
 from devtui.tui.app import DevtuiApp, EngineEvent
 from devtui.tui.exchange import BodyKind, Exchange, Request
 from devtui.tui.screens import HelpScreen
@@ -261,7 +263,9 @@ def test_invoke_answered(app, snap_compare, size):
         app.query_one("#tabs", TabbedContent).active = "invoke-tab"
         for exchange in exchanges:
             app.invoke_panel.record(exchange)
-        await settle(pilot, lambda: len(app.status.latencies) == 4)
+        # The tab switch hid the log, which had the focus: it moves to the answer (issue 20).
+        await settle(pilot, lambda: len(app.status.latencies) == 4 and getattr(app.focused, "id", None)
+                     == "response-body")
 
     assert snap_compare(app, terminal_size=size, run_before=run_before)
 
@@ -335,5 +339,75 @@ def test_chat(chat_app, snap_compare, size):
             await settle(pilot, lambda: panel.turns[-1].finished)
         await settle(pilot, lambda: panel.query_one("#chat-transcript").scroll_y
                      == panel.query_one("#chat-transcript").max_scroll_y)
+
+    assert snap_compare(app, terminal_size=size, run_before=run_before)
+
+
+# -- issue 20: quitting says what it waits for; failures explained; answers name their revision ----
+
+THREE_SIZES = [pytest.param((80, 24), id="80x24"), *SIZES]
+IDS = (("x-request-id", "5f0c6d1e-8d2b-4f53-9a51-0c1e2d3f4a5b"), ("content-type", "application/json"))
+
+
+def revision_1_then_2(app: DevtuiApp) -> None:
+    """Revision 1 answered; a save made revision 2, which serves now."""
+    app.query_one("#tabs", TabbedContent).active = "invoke-tab"
+    app.invoke_panel.record(Exchange(Request(body=app.invoke_panel.editor.text), 200, 1.4, "[199.85, 74.01]",
+                                     IDS + (("x-ms-run-fn-exec-ms", "1.0"), ("x-devtui-revision", "1")), AT, AT))
+    app.engine.serving_revision = 2
+    post(app, ReloadStarted(2, ReloadReason.CODE, ("score.py",)),
+         ReloadFinished(2, True, 9.0, 2, rung="patch", detail="run()"))
+
+
+@pytest.mark.parametrize("size", THREE_SIZES)
+def test_quitting_with_a_request_held(app, snap_compare, size):
+    """ctrl+c while the debugger holds a request: what the stop waits for, how long at most, and
+    that a second press stops at once."""
+
+    async def run_before(pilot):
+        ready(app)
+        app.engine.debugger = DebuggerChanged("stopped", "127.0.0.1", 5678, "at score.py:30 in run()")
+        post(app, app.engine.debugger)
+        await settle(pilot, lambda: app.status.debugger.startswith("stopped"))
+        app.invoke_panel.in_flight = 1  # the request the debugger holds
+        app.engine.stop = asyncio.Event().wait  # as long as the request is held
+        await pilot.press("ctrl+c")
+        post(app, StateChanged(DELETING, "stopping"))
+        await settle(pilot, lambda: app.status.state == DELETING)
+
+    assert snap_compare(app, terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", THREE_SIZES)
+def test_a_failure_explained(app, snap_compare, size):
+    """A 500 of revision 2: the user's exception line from the log, the server's reason whole,
+    the revision; the history names each row's revision."""
+
+    async def run_before(pilot):
+        ready(app)
+        await settle(pilot, lambda: app.status.state == SUCCEEDED)
+        revision_1_then_2(app)
+        post(app, server("Encountered Exception: Traceback (most recent call last):", level="E"),
+             logs(INFERENCE_SERVER, f'  File "{SCORE}", line 29, in run',
+                  "ValueError: could not convert string to float: 'x'"))
+        await settle(pilot, lambda: app.status.revision == 2 and "ValueError" in app.logs.buffer.all[-1].text)
+        app.invoke_panel.record(Exchange(
+            Request(body='{"data": "x"}'), 500, 3.1, '{"message": "An unexpected error occurred in scoring script. '
+            'Check the logs for more info."}', IDS + (("x-ms-run-function-failed", "True"),
+                                                   ("x-devtui-revision", "2")), AT, AT))
+        await settle(pilot, lambda: app.invoke_panel.shown.exception and getattr(app.focused, "id", None) == "response-body")
+
+    assert snap_compare(app, terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", THREE_SIZES)
+def test_an_older_answer_reopened(app, snap_compare, size):
+    """Revision 1's answer on screen once revision 2 serves: marked as older."""
+
+    async def run_before(pilot):
+        ready(app)
+        await settle(pilot, lambda: app.status.state == SUCCEEDED)
+        revision_1_then_2(app)
+        await settle(pilot, lambda: app.status.revision == 2 and getattr(app.focused, "id", None) == "response-body")
 
     assert snap_compare(app, terminal_size=size, run_before=run_before)

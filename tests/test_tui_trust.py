@@ -22,7 +22,7 @@ from devtui.engine import Engine
 from devtui.events import SUCCEEDED
 from devtui.tui.app import DevtuiApp
 from fake_runtime import RUN_FAILED, FakeRuntime
-from helpers import children_of, run_async, running, until, wait_for
+from helpers import children_of, run_async, running, save, until, wait_for
 from inference_server import protocol
 
 pytestmark = pytest.mark.anyio
@@ -299,3 +299,63 @@ async def test_a_flow_node_that_raises_shows_its_exception_in_the_chat_and_the_i
         await until(pilot, lambda: line in response_status(app), message="the exception line in the answer")
         assert "500 Internal Server Error" in response_status(app)
         assert "server: reply node exploded on purpose" in response_status(app)
+
+
+# -- item 1: every answer names the revision that served it ---------------------------------------
+
+
+async def test_answers_and_history_rows_name_their_revision_and_an_old_one_says_it_is_older(make_app, sample,
+                                                                                            tmp_path):
+    folder = sample("sklearn-regression")
+    score = folder / "onlinescoring" / "score.py"
+    app = DevtuiApp(Engine(spec.load(folder), tmp_path / "work", port=0),
+                    request_text=(folder / "sample-request.json").read_text(), save_folder=tmp_path)
+
+    async with running(app) as pilot:
+        await until(pilot, lambda: app.engine.serving_revision == 1, timeout=60, message="revision 1 serving")
+        await pilot.press("ctrl+j")
+        await until(pilot, lambda: len(app.invoke_panel.history) == 1, message="the first answer")
+        assert app.invoke_panel.history[0].revision == 1
+        assert "· rev 1" in response_status(app) and "older" not in response_status(app)
+
+        save(score, score.read_text().replace("def run(raw_data):", "def run(raw_data):\n    logger.info('edited')"))
+        await until(pilot, lambda: app.engine.serving_revision == 2, timeout=60, message="revision 2 serving")
+        await until(pilot, lambda: "rev 1 · older than serving rev 2" in response_status(app),
+                    message="the answer on screen marked as older")
+        await pilot.press("ctrl+j")
+        await until(pilot, lambda: len(app.invoke_panel.history) == 2, message="the second answer")
+        assert app.invoke_panel.history[1].revision == 2
+        assert "· rev 2" in response_status(app) and "older" not in response_status(app)
+        rows = drawn(app, app.query_one("#history"))
+        assert "rev 2" in rows and "rev 1" in rows
+
+        # The old answer, opened again from the history.
+        history = app.query_one("#history")
+        history.focus()
+        history.index = 1
+        await pilot.press("enter")
+        await until(pilot, lambda: app.invoke_panel.shown is app.invoke_panel.history[0], message="the old answer")
+        assert "rev 1 · older than serving rev 2" in drawn(app, app.query_one("#response-status"))
+
+
+async def test_a_chat_turn_names_the_revision_that_answered_it_after_a_flow_save(sample, tmp_path):
+    folder = sample("flow-chat")
+    reply = folder / "flow" / "reply.py"
+    app = DevtuiApp(Engine(spec.load(folder), tmp_path / "work", port=0), save_folder=tmp_path)
+
+    async with running(app) as pilot:
+        await until(pilot, lambda: app.engine.serving_revision == 1, timeout=90, message="revision 1 serving")
+        panel = app.query_one("#chat")
+        await pilot.press("m", *"hi", "enter")
+        first = await until(pilot, lambda: panel.turns and panel.turns[-1].finished and panel.turns[-1],
+                            message="the first answer")
+        assert first.revision == 1 and not first.why
+
+        save(reply, reply.read_text().replace("Nothing asked before.", "Nothing asked before, says rev 2."))
+        await until(pilot, lambda: app.engine.serving_revision == 2, timeout=60, message="revision 2 serving")
+        await pilot.press(*"again", "enter")
+        second = await until(pilot, lambda: len(panel.turns) == 2 and panel.turns[-1].finished and panel.turns[-1],
+                             message="the second answer")
+        assert second.revision == 2 and not second.why
+        transcript = drawn(app, app.query_one("#chat-transcript"))
+        assert "rev 1" in transcript and "rev 2" in transcript

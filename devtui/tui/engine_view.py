@@ -64,6 +64,7 @@ class EngineView:
             self.app.invoke_panel.timeout_s = deployment.request_settings.request_timeout_ms / 1000 + 10
         self.app.failure.show_yaml(self.app.engine.spec_error, self.app.engine.serving_revision)
         self.app.invoke_panel.not_serving = nothing_serves(self.app.engine)
+        self.app.invoke_panel.serving(self.app.engine.serving_revision)
 
     def _state_changed(self, event: StateChanged) -> None:
         self.app.status.state = event.state

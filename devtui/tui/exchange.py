@@ -30,6 +30,7 @@ class BodyKind(StrEnum):
 
 
 METHODS = ("POST", "GET")
+REVISION_HEADER = "x-devtui-revision"  # written by the worker that ran the request
 UPLOAD_FIELD = "file"
 CONTENT_TYPE = {BodyKind.JSON: "application/json", BodyKind.TEXT: "text/plain"}
 
@@ -171,6 +172,14 @@ class Exchange:
         """The server's own time in run() (x-ms-run-fn-exec-ms), when it ran."""
         try:
             return float(self.header("x-ms-run-fn-exec-ms") or "")
+        except ValueError:
+            return None
+
+    @property
+    def revision(self) -> int | None:
+        """The revision whose worker wrote the answer (``x-devtui-revision``), when it said."""
+        try:
+            return int(self.header(REVISION_HEADER) or "")
         except ValueError:
             return None
 

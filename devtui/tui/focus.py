@@ -60,8 +60,11 @@ class Focus:
         """Move the focus off a hidden widget (the main screen only: a dialog's focus is its own):
         to the active tab's field if the user was typing, so what is typed next is still text;
         else to what the tab shows, so its keys (`g`, `y`) work at once."""
-        focused = self.app.focused
-        if focused is None or focused.screen is not self.app.screen or shown(focused):
+        if not self.app.screen.query("#tabs"):
             return
+        focused = self.app.focused
+        if focused is not None and shown(focused):
+            return
+        # None: Textual dropped the focus of a widget a tab switch hid; keys would reach the app's.
         active = self.tabs.active
         (self.field_of(active) if typing_in(focused) else self.view_of(active)).focus()

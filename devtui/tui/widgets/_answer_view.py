@@ -18,9 +18,19 @@ def status_style(status: int | None) -> str:
     return "bold green" if status < 300 else "bold yellow"
 
 
-def status_line(exchange: Exchange) -> Text:
-    """The status and timing, then why it failed: the user's exception line (from the log) and
-    the server's reason, each whole on a line of its own."""
+def revision_stamp(revision: int | None, serving: int | None = None) -> Text:
+    """``rev 5``, and whether a newer revision serves now (an answer from before a save)."""
+    if revision is None:
+        return Text()
+    text = Text(f"rev {revision}", style="bold")
+    if serving is not None and revision < serving:
+        text.append(f" · older than serving rev {serving}", style="bold yellow")
+    return text
+
+
+def status_line(exchange: Exchange, serving: int | None = None) -> Text:
+    """The status, timing and revision, then why it failed: the user's exception line (from the
+    log) and the server's reason, each whole on a line of its own."""
     text = Text()
     if exchange.status is None:
         text.append("no answer", style="bold red")
@@ -30,6 +40,8 @@ def status_line(exchange: Exchange) -> Text:
         text.append(f"  {exchange.latency_ms:.1f} ms round trip")
         if exchange.exec_ms is not None:
             text.append(f" · run() {exchange.exec_ms:.1f} ms", style="bold")
+        if exchange.revision is not None:
+            text.append(" · ").append_text(revision_stamp(exchange.revision, serving))
     if exchange.exception:
         text.append(f"\n{exchange.exception}", style="bold red")
     if exchange.why:
@@ -57,8 +69,9 @@ class AnswerView(Vertical):
     def sending(self, note: str = "") -> None:
         self.query_one("#response-status", Static).update(Text(f"Sending...{note}", style="yellow"))
 
-    def show(self, exchange: Exchange) -> None:
-        self.query_one("#response-status", Static).update(status_line(exchange))
+    def show(self, exchange: Exchange, serving: int | None = None) -> None:
+        """``exchange`` on screen; ``serving``: the revision serving now, to mark an older answer."""
+        self.query_one("#response-status", Static).update(status_line(exchange, serving))
         self.query_one("#goto-traceback").display = exchange.run_failed or bool(exchange.exception)
         self.query_one("#response-body", TextArea).load_text(pretty(exchange.answer))
         table = Table.grid(padding=(0, 1))

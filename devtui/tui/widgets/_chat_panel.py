@@ -24,7 +24,9 @@ from textual.widgets import Button, Input, Label, Static
 from ...spec import LocalDeployment
 from ..chat import ChatError, Conversation, ask
 from ..commands import CHAT_BINDINGS
+from ..exchange import REVISION_HEADER
 from ..failures import TracebackWanted
+from ._answer_view import revision_stamp
 
 STREAMING = "▍"  # after the answer while more may come
 
@@ -46,24 +48,36 @@ class ChatTurn(Vertical):
         self.sent = time.time()
         self.at = 0.0  # when it ended
         self.request_id = ""
+        self.revision: int | None = None  # the revision whose worker answered
 
     def answering(self, response: httpx.Response) -> None:
         self.request_id = response.headers.get("x-request-id", "")
+        try:
+            self.revision = int(response.headers.get(REVISION_HEADER, ""))
+        except ValueError:
+            self.revision = None
+
+    def _answer_text(self, tail: str = "") -> Text:
+        """The answer so far, stamped with the revision that wrote it once it is whole."""
+        text = Text(self.answer + tail)
+        if not tail and self.revision is not None:
+            text.append("  ").append_text(revision_stamp(self.revision))
+        return text
 
     def add(self, piece: str) -> None:
         self.answer += piece
-        self.shown.update(Text(self.answer + STREAMING))
+        self.shown.update(self._answer_text(STREAMING))
 
     def done(self) -> None:
         self.finished = True
         self.at = time.time()
-        self.shown.update(Text(self.answer))
+        self.shown.update(self._answer_text())
 
     def fail(self, why: str) -> None:
         self.finished = True
         self.at = time.time()
         self.why = why
-        self.shown.update(Text(self.answer))  # what came before the stream broke off stays
+        self.shown.update(self._answer_text())  # what came before the stream broke off stays
         self._show_error()
         self.set_class(True, "-failed")
         self.set_class(not self.answer, "-empty")

@@ -21,6 +21,8 @@ class HistoryItem(ListItem):
         line.append(f"{exchange.request.method:<4} ")
         line.append(f"{exchange.status or '---'}", style=status_style(exchange.status))
         line.append(f" {exchange.latency_ms:8.1f} ms  ")
+        if exchange.revision is not None:
+            line.append(f"rev {exchange.revision:<3} ", style="dim")
         line.append(" ".join(exchange.request.preview().split())[:200], style="dim")
         super().__init__(Label(line, classes="history-line"))
         self.set_class(not exchange.ok, "failed")

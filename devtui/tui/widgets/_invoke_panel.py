@@ -49,6 +49,7 @@ class InvokePanel(Vertical):
         self.not_serving = ""  # why nothing serves, from the engine; "" while a revision serves
         self.sender = Sender()
         self.in_flight = 0  # requests sent and not yet answered (or given up)
+        self.serving_revision: int | None = None  # the engine's, now
         self.last_curl = ""
 
     def compose(self) -> ComposeResult:
@@ -201,7 +202,14 @@ class InvokePanel(Vertical):
 
     def open(self, exchange: Exchange) -> None:
         self.shown = exchange
-        self.answer.show(exchange)
+        self.answer.show(exchange, self.serving_revision)
+
+    def serving(self, revision: int | None) -> None:
+        """The engine serves ``revision`` now: an answer on screen from an older one says so."""
+        if revision != self.serving_revision:
+            self.serving_revision = revision
+            if self.shown is not None:
+                self.open(self.shown)
 
     def explain(self, exchange: Exchange, line: str) -> None:
         """The log says why ``exchange`` failed: ``line``, the user's exception line."""

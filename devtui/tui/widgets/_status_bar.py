@@ -56,9 +56,11 @@ class StatusBar(Horizontal):
         text.append(f"● {self.state}", style=STATE_STYLE.get(self.state, ""))
         text.append(f"  revision {self.revision if self.revision is not None else '-'}\n")
         text.append(self.scoring_uri or "no scoring URI yet", style="underline" if self.scoring_uri else "dim")
-        if self.debugger.startswith("stopped") and self.state != DELETING:
-            # The state that explains a request that hangs: it takes the place of everything below
-            # (not while stopping: then the detail says what the stop waits for).
+        if self.state == DELETING:
+            # Stopping: what the stop waits for, and how long at most, in the place of the rest.
+            text.append(f"\n{self.detail}", style="bold yellow")
+        elif self.debugger.startswith("stopped"):
+            # The state that explains a request that hangs: it takes the place of everything below.
             text.append(f"\ndebugger {self.debugger}: requests wait until you continue in VS Code",
                         style="bold yellow")
         else:
