@@ -218,3 +218,48 @@ def test_devtui_in_a_small_terminal_as_a_daily_tool(sample, tmux, devtui_home):
     except BaseException:
         print(tmux.screen())
         raise
+
+
+def test_ctrl_c_while_a_request_is_held_at_a_breakpoint_says_so_and_a_second_quits(sample, tmux, devtui_home,
+                                                                                    tmp_path):
+    """Issue 20, item 2: with a real debugpy client stopped in run(), ctrl+c says what the stop
+    waits for, and a second ctrl+c quits at once, leaving nothing running."""
+    from dap import DebugClient, stopped_frame
+    from devtui.debug import strip_jsonc
+    from helpers import free_port
+
+    folder = sample("sklearn-regression")
+    score = folder / "onlinescoring" / "score.py"
+    line = score.read_text().splitlines(keepends=True).index("    predictions = model.predict(data)\n") + 1
+    tmux.start([*devtui_script(), str(folder), "--debug", "--debug-port", str(free_port())],
+               terminal_env(devtui_home), width=120, height=36)
+    client = None
+    try:
+        wait_for(lambda: "Succeeded" in tmux.screen() and "listening" in tmux.screen(), timeout=60,
+                 message="Succeeded, the debugger listening")
+        launch = json.loads(strip_jsonc((tmp_path / ".vscode" / "launch.json").read_text()))
+        client = DebugClient(next(c for c in launch["configurations"] if c["name"] == "devtui: attach to my-endpoint"))
+        client.set_breakpoints(str(score), [line])
+        child = client.next_child()
+        wait_for(lambda: "attached" in tmux.screen(), timeout=30, message="the debugger attached")
+        tmux.keys("C-j")
+        stopped_frame(child)
+        wait_for(lambda: f"stopped at score.py:{line}" in tmux.screen(), timeout=30, message="the stop in the header")
+        server = processes_mentioning(str(folder), but={os.getpid(), int(tmux.pane("#{pid}"))})
+        assert any("inference_server" in p for p in server), server
+
+        tmux.keys("C-c")
+        wait_for(lambda: f"stopping: waiting up to 10 s for 1 request held at score.py:{line}" in tmux.screen(),
+                 timeout=10, message="what quitting waits for, and how long at most, in the header")
+        assert "Quitting" in tmux.screen() and f"1 request held at score.py:{line} in run() — ctrl+c" in tmux.screen()
+        tmux.keys("C-c")
+        status = wait_for(lambda: tmux.status.read_text().strip(), timeout=8, message="devtui to exit at once")
+        assert status == "0"
+    except BaseException:
+        print(tmux.screen())
+        raise
+    finally:
+        if client is not None:
+            client.close()
+    wait_for(lambda: processes_mentioning(str(folder), but={os.getpid(), int(tmux.pane("#{pid}"))}) == [],
+             timeout=10, message=f"no process left that mentions {folder}")
