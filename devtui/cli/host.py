@@ -14,8 +14,9 @@ from pathlib import Path
 
 from .. import registry, runtimes, spec
 from ..engine import DebugSettings, Engine, accept_reload_requests
+from ..replay import Replay
 from .errors import BAD_INPUT, CommandError
-from .views import LaunchConfig, Printer, Recorder
+from .views import LaunchConfig, Printer, Recorder, ReplayLog
 
 
 def debug_settings(args) -> DebugSettings | None:
@@ -45,6 +46,8 @@ def host(args, deployment: spec.LocalDeployment, claim: registry.Claim, run: Cal
             engine.subscribe(view)
         engine.subscribe(Recorder(engine, claim))
         engine.subscribe(LaunchConfig(engine, Path.cwd()))
+        if getattr(args, "replay", None) is not None:  # `up --replay FILE`
+            Replay(engine, args.replay).subscribe(ReplayLog(engine))
         run(engine)
     finally:
         claim.release()

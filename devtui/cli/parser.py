@@ -51,6 +51,17 @@ def _gpus(text: str) -> GpuRequest:
         raise argparse.ArgumentTypeError(str(ex)) from None
 
 
+def _request_file(text: str):
+    """An argparse type: --replay's FILE, read and checked now, so a bad one stops `up` before
+    anything starts."""
+    from ..replay import PinnedRequest, RequestFileError
+
+    try:
+        return PinnedRequest.read(Path(text))
+    except RequestFileError as ex:
+        raise argparse.ArgumentTypeError(str(ex)) from None
+
+
 _port = _whole_number(0, 65535, "port")  # 0 picks a free one
 _count = _whole_number(0, None, "count")
 
@@ -112,6 +123,11 @@ def verb_parser() -> argparse.ArgumentParser:
     up.add_argument("--detach", action="store_true",
                     help="return once the deployment is Succeeded (exit 0) or Failed (exit 1); keep it running")
     up.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)  # --detach's child
+    up.add_argument("--replay", type=_request_file, metavar="FILE",
+                    help="send this request again after each reload and print the revision, how it came to be "
+                         "(patch or swap), the status and the diff of the body since the previous answer (or the "
+                         "exception line when run() now raises). FILE is the JSON body (as sample-request.json), "
+                         'or {"method": ..., "path": ..., "headers": {...}, "body": ...}')
     _debug_options(up)
 
     p = verb("show", "print the endpoint as JSON, like `az ml online-endpoint show --local`")

@@ -122,6 +122,8 @@ def cmd_up(args) -> int:
     if printer:
         printer.line(DEVTUI, f"devtui {__version__}: endpoint {deployment.endpoint_name}, deployment "
                              f"{deployment.deployment_name}, {args.runtime} runtime; Ctrl-C stops everything")
+        if args.replay is not None:
+            printer.line(DEVTUI, f"replaying {args.replay.describe()} after each reload")
     return host(args, deployment, claim, lambda engine: asyncio.run(serve(engine, printer)), view=printer)
 
 
@@ -136,6 +138,8 @@ def _serve_command(args) -> list[str]:
     command += [flag for flag, on in (("--debug", args.debug), ("--debug-wait", args.debug_wait)) if on]
     for file in args.connections:
         command += ["--connections", str(file.resolve())]
+    if args.replay is not None:
+        command += ["--replay", str(args.replay.source)]  # read again by the child: it checks it too
     return command
 
 

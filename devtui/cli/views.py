@@ -1,5 +1,6 @@
 """What the hosted engine's events become outside it: lines on stdout (``Printer``), the registry
-record and the log files (``Recorder``), VS Code's attach configuration (``LaunchConfig``).
+record and the log files (``Recorder``), VS Code's attach configuration (``LaunchConfig``), and a
+pinned request's replays as devtui log lines (``ReplayLog``, for `up --replay`).
 
 ``Printer`` and ``Recorder`` have one handler per event class, in a table keyed by the class;
 ``tests/test_views.py`` checks that each table names every class of ``events.Event``.
@@ -20,6 +21,7 @@ from ..events import (DEVTUI, SOURCES, DebuggerChanged, LogRecord, Logs, Progres
                       ServerStarted, StateChanged)
 from ..logs import LogFiles
 from ..record import swagger_uri
+from ..replay import Replayed, ReplayWaiting
 
 Handlers = dict[type, Callable[[Any, Any], None]]
 
@@ -167,3 +169,39 @@ class LaunchConfig:
         self.written = configuration
         self.engine.log(DEVTUI, [f"debugger listening on 127.0.0.1:{event.port}; attach with the configuration "
                                  f"{configuration['name']!r} in {path} (F5 in VS Code)"])
+
+
+class ReplayLog:
+    """`up --replay FILE`: each replay as devtui log lines, so `up` prints them with its log and
+    the devtui log file keeps them (`devtui logs --container devtui`, with --detach too)."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    def __call__(self, event) -> None:
+        self.engine.log(DEVTUI, self.handlers[type(event)](self, event))
+
+    def _replayed(self, event: Replayed) -> list[str]:
+        answer = event.answer
+        where = f"revision {event.revision}" if event.revision is not None else "the endpoint"
+        head = f"replay: {where}{_detail(event.how)}: {answer.status_text}"
+        if not answer.ok:
+            reason = answer.why or answer.exception or answer.message or answer.body.strip()[:200]
+            return [f"{head}: {reason}" if reason else head]
+        head += f" in {answer.latency_ms:.0f} ms"
+        if event.baseline:
+            return [f"{head}: the baseline of {event.request.describe()}; each reload sends it again and shows "
+                    "what changed"]
+        before = f"revision {event.previous.revision}" if event.previous.revision is not None else "the previous answer"
+        if not event.changed:
+            return [f"{head}; no change since {before}"]
+        return [f"{head}; the body changed since {before}:", *(f"  {line}" for line in event.diff)]
+
+    def _waiting(self, event: ReplayWaiting) -> list[str]:
+        where = f" {event.detail}" if event.detail else ""
+        return [f"replay: revision {event.revision} serves; the replay waits while the debugger holds a "
+                f"request{where}"]
+
+    handlers: ClassVar[dict[type, Callable[[Any, Any], list[str]]]] = {
+        Replayed: _replayed, ReplayWaiting: _waiting,
+    }
