@@ -359,3 +359,25 @@ async def test_a_chat_turn_names_the_revision_that_answered_it_after_a_flow_save
         assert second.revision == 2 and not second.why
         transcript = drawn(app, app.query_one("#chat-transcript"))
         assert "rev 1" in transcript and "rev 2" in transcript
+
+
+async def test_ctrl_j_right_after_ctrl_r_is_answered_or_explained_never_a_client_internal(sample, tmp_path):
+    """The restart's server goes away under a kept-alive connection: the request goes on a new
+    one (to whatever listens, which says why nothing serves) or, refused, is said in words."""
+    folder = sample("sklearn-regression")
+    app = DevtuiApp(Engine(spec.load(folder), tmp_path / "work", port=0),
+                    request_text=(folder / "sample-request.json").read_text(), save_folder=tmp_path)
+
+    async with running(app) as pilot:
+        await until(pilot, lambda: app.engine.serving_revision == 1, timeout=60, message="revision 1 serving")
+        await pilot.press("ctrl+j")
+        await until(pilot, lambda: len(app.invoke_panel.history) == 1, message="a kept-alive connection")
+        await pilot.press("ctrl+r", "ctrl+j")
+        answer = await until(pilot, lambda: len(app.invoke_panel.history) == 2 and app.invoke_panel.history[-1],
+                             message="the answer sent during the restart")
+        shown = response_status(app)
+        for internal in ("ReadError", "RemoteProtocolError", "ConnectError", "Errno", "peer closed"):
+            assert internal not in shown, shown
+        assert answer.status in (200, 503) or "cannot connect" in answer.why, shown
+        if answer.status == 503:
+            assert "server: " in shown, shown  # why nothing serves
