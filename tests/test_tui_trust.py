@@ -381,3 +381,18 @@ async def test_ctrl_j_right_after_ctrl_r_is_answered_or_explained_never_a_client
         assert answer.status in (200, 503) or "cannot connect" in answer.why, shown
         if answer.status == 503:
             assert "server: " in shown, shown  # why nothing serves
+
+
+def test_ctrl_c_quits_from_the_help_screen_too(make_app):
+    app = make_app()
+
+    async def scenario():
+        async with running(app) as pilot:
+            await ready(pilot)
+            await pilot.press("question_mark")
+            await until(pilot, lambda: app.screen.id != "_default", message="the help")
+            await pilot.press("ctrl+c")
+            await until(pilot, lambda: app.return_code is not None, timeout=10, message="the app to exit")
+
+    run_async(scenario(), timeout=60)
+    assert app.engine.stopped
