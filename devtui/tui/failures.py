@@ -1,5 +1,5 @@
-"""A failed request explained from the log: which line starts its traceback, and the user's
-exception line (the last line of that traceback: ``RuntimeError: reply node exploded on purpose``).
+"""A failed request explained in the app: the user's exception line (``devtui.failures`` reads it
+from the log) filled in where the answer is shown, and the message that asks for its traceback.
 
 The server's lines reach the app through a pipe, so the log may hold a failure a moment after its
 answer (or its broken stream) arrived: :class:`Explainer` keeps each failure that has no
@@ -8,27 +8,18 @@ exception line yet and fills it in from the log batches that follow, for a few s
 
 from __future__ import annotations
 
-import re
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from textual.message import Message
 
-from ..events import INFERENCE_SERVER, LogRecord
+from ..events import LogRecord
+from ..failures import exception_line, failure_of
 
-# What the server logs when run() raises or the request fails; prompt flow logs a node's error
-# on one line, as a dict.
-FAILURE = re.compile(r"Encountered Exception|Traceback \(most recent call last\)|Flow run failed with error")
-# A traceback's frames and its chain's headings, which are not its exception line.
-_NOT_EXCEPTION = re.compile(r"^(\s|Traceback \(|During handling of|The above exception|$)")
-# A log line of its own (a timestamp first): the traceback ended before it.
-_NEW_LINE = re.compile(r"^\[?\d{4}-\d\d-\d\d[ T]\d\d:\d\d")
-_EXCEPTION = re.compile(r"^[A-Za-z_][\w.]*(: .*)?$")
-# prompt flow: "Flow run failed with error: {... 'debugInfo': {'type': 'RuntimeError', 'message': '...'"
-_FLOW_ERROR = re.compile(r"'debugInfo': \{'type': '([^']+)', 'message': ['\"](.*?)['\"], '")
-# How long after its answer a failure's lines may still arrive.
-LATE_S = 2.0
+__all__ = ["EXPLAIN_FOR_S", "Explainer", "TracebackWanted", "exception_line", "failure_of"]
+
+# How long after its answer the app keeps looking for a failure's exception line.
 EXPLAIN_FOR_S = 5.0
 
 
@@ -39,39 +30,6 @@ class TracebackWanted(Message):
     def __init__(self, request_id: str, since: float, until: float) -> None:
         super().__init__()
         self.request_id, self.since, self.until = request_id, since, until
-
-
-def failure_of(records: Iterable[LogRecord], request_id: str, since: float, until: float) -> LogRecord | None:
-    """The line that starts the failure of request ``request_id``: one that names its id, else the
-    first failure the server logged while it was in flight (or just after)."""
-    first = None
-    for record in records:
-        if record.source != INFERENCE_SERVER:
-            continue
-        if request_id and request_id in record.text:
-            return record
-        if first is None and since - 0.05 <= record.time <= until + LATE_S and FAILURE.search(record.text):
-            first = record
-    return first
-
-
-def exception_line(records: Sequence[LogRecord], request_id: str, since: float, until: float) -> str:
-    """The user's exception line of the failure of that request, or "" (not in the log yet)."""
-    records = [r for r in records if r.source == INFERENCE_SERVER and r.time >= since - 0.05]
-    start = failure_of(records, request_id, since, until)
-    if start is None:
-        return ""
-    flow = _FLOW_ERROR.search(start.text)
-    if flow:
-        return f"{flow[1]}: {flow[2]}"
-    found = ""
-    for record in records[records.index(start) + 1:]:
-        text = record.text.rstrip()
-        if _NEW_LINE.match(text):
-            break
-        if not _NOT_EXCEPTION.match(text) and _EXCEPTION.match(text):
-            found = text  # the last one: a chained exception's own comes after its cause's
-    return found
 
 
 @dataclass
