@@ -142,6 +142,7 @@ def run(raw):
 '''
 
 
+@pytest.mark.e2e
 def test_a_scripts_secret_is_hidden_in_events_log_file_and_devtui_logs(tmp_path):
     key = f"sk-{secrets.token_hex(16)}"
     folder = write_deployment(tmp_path / "d", SCRIPT_DEPLOYMENT.format(key=key), score=SCORE)
@@ -214,6 +215,7 @@ PRINTING_PEEK = CONNECTED_FLOW["peek.py"].replace(
 
 
 @needs_promptflow
+@pytest.mark.e2e
 def test_a_flow_nodes_printed_connection_secret_is_hidden_in_the_log_file_and_devtui_logs(tmp_path):
     assert PRINTING_PEEK != CONNECTED_FLOW["peek.py"]
     name = f"secrets-{secrets.token_hex(3)}"
@@ -242,6 +244,7 @@ def test_a_flow_nodes_printed_connection_secret_is_hidden_in_the_log_file_and_de
 # -- the container runtime ----------------------------------------------------------------------------
 
 
+@pytest.mark.e2e
 def test_a_containers_printed_secret_is_hidden_in_devtui_logs(sample, endpoint, docker_client):
     name = endpoint("ct-secrets")
     folder = sample("sklearn-regression")
