@@ -121,7 +121,7 @@ class Answer:
     revision: int | None  # from x-devtui-revision: the revision whose worker wrote it
     request_id: str = ""
     latency_ms: float = 0.0
-    why: str = ""
+    why: str = ""  # no answer: why, in words ("no answer within 15 s")
     exception: str = ""  # the user's exception line, from the log, when run() raised
     sent: float = 0.0  # wall clock
     at: float = 0.0
@@ -183,6 +183,13 @@ class Replayed:
         if self.reload is None:
             return ""
         return "server started" if self.reload.rung == "start" or not self.reload.rung else self.reload.how
+
+    @property
+    def stale(self) -> bool:
+        """An older revision than the one it was sent for answered it (the reload's ``how`` is
+        not this answer's)."""
+        return (self.reload is not None and self.answer.revision is not None
+                and self.answer.revision < self.reload.revision)
 
     @property
     def changed(self) -> bool:
@@ -411,7 +418,7 @@ def _no_answer(ex: Exception, timeout: float) -> str:
     if isinstance(ex, httpx.TimeoutException):
         return f"no answer within {timeout:g} s"
     if isinstance(ex, httpx.ConnectError):
-        return "the endpoint did not accept the connection (is it running?)"
+        return "no answer: the endpoint did not accept the connection"
     if isinstance(ex, httpx.RemoteProtocolError):
-        return "the server closed the connection before it answered"
-    return f"{type(ex).__name__}: {ex}"
+        return "no answer: the server closed the connection before it answered"
+    return f"no answer: {type(ex).__name__}: {ex}"

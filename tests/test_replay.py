@@ -15,13 +15,18 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 import pytest
 
 from devtui import spec
-from devtui.engine import Engine
-from devtui.events import SUCCEEDED, DebuggerChanged, ReloadFinished
-from devtui.replay import PinnedRequest, Replay, Replayed, ReplayWaiting, RequestFileError, body_diff
-from helpers import async_wait_for, devtui, devtui_command, read_until, save, wait_for, write_deployment
+from devtui.debug import attach_configuration
+from devtui.engine import DebugSettings, Engine
+from devtui.cli.views import ReplayLog
+from devtui.events import INFERENCE_SERVER, SUCCEEDED, DebuggerChanged, LogRecord, ReloadFinished
+from devtui.failures import exception_line
+from devtui.replay import Answer, PinnedRequest, Replay, Replayed, ReplayWaiting, RequestFileError, body_diff
+from dap import DebugClient, stopped_frame
+from helpers import async_wait_for, devtui, devtui_command, free_port, read_until, save, wait_for, write_deployment
 
 SCORE = '''
 import json
@@ -164,15 +169,99 @@ async def test_nothing_is_sent_while_the_debugger_holds_a_request_and_it_is_sent
         await server.wait_closed()
 
 
+@pytest.mark.unit
+@pytest.mark.anyio
+async def test_one_send_at_a_time_and_revisions_that_finish_meanwhile_are_replayed_once_by_the_newest(tmp_path):
+    hits: list[bytes] = []
+    release = asyncio.Event()
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        hits.append(await reader.readuntil(b"\r\n\r\n"))
+        await reader.readexactly(2)
+        await release.wait()  # the first answer is slow
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    engine = HeldEngine(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/score",
+                        deployment=spec.load(write_deployment(tmp_path / "d", DEPLOYMENT, score=SCORE)))
+    replay = Replay(engine, PinnedRequest(body=b"{}"))
+    told: list = []
+    replay.subscribe(told.append)
+    try:
+        engine.emit(ReloadFinished(2, True, 3, 2, rung="patch", detail="run()"))
+        await async_wait_for(lambda: hits, 10, message="the first send")
+        for revision in (3, 4, 5):
+            engine.emit(ReloadFinished(revision, True, 3, revision, rung="swap", detail="init() changed"))
+        assert len(hits) == 1 and replay.in_flight
+        release.set()
+        await async_wait_for(lambda: len(told) == 2, 10, message="the replay of the newest")
+        assert [t.reload.revision for t in told] == [2, 5] and len(hits) == 2
+        assert told[1].how == "worker swap (init() changed)" and told[1].previous == told[0].answer
+    finally:
+        await replay.close()
+        server.close()
+        await server.wait_closed()
+
+
+@pytest.mark.unit
+def test_the_replay_lines_say_revision_how_status_and_what_changed():
+    engine = HeldEngine("http://127.0.0.1:1/score")
+    view = ReplayLog(engine)
+    request = PinnedRequest(body=b"{}", source=Path("/x/sample-request.json"))
+    first = Answer(200, '{"v": 1}', 1, latency_ms=8.2)
+    started = ReloadFinished(1, True, 900, 1, first=True, rung="start")
+    patched = ReloadFinished(2, True, 3, 2, rung="patch", detail="run()")
+    view(Replayed(request, first, None, started, ()))
+    view(Replayed(request, Answer(200, '{"v": 1}', 2, latency_ms=4), first, patched, ()))
+    view(Replayed(request, Answer(500, '{"message": "An unexpected error occurred in scoring script."}', 3,
+                                  exception="KeyError: 'v'"), first, patched, ()))
+    view(Replayed(request, Answer(None, "", None, why="no answer within 15 s"), first, patched, ()))
+    view(Replayed(request, Answer(200, '{"v": 1}', 1, latency_ms=4), first, patched, ()))  # an old worker's
+    view(ReplayWaiting(4, "at score.py:9 in run()"))
+    assert engine.lines == [
+        "replay: revision 1 (server started): 200 OK in 8 ms: the baseline of sample-request.json (POST); each "
+        "reload sends it again and shows what changed",
+        "replay: revision 2 (patched run() in place (model kept)): 200 OK in 4 ms; no change since revision 1",
+        "replay: revision 3 (patched run() in place (model kept)): 500 Internal Server Error: KeyError: 'v'",
+        "replay: revision 2 (patched run() in place (model kept)): no answer within 15 s",
+        "replay: revision 1 (older than revision 2, which was serving when it was sent): 200 OK in 4 ms; no change "
+        "since revision 1",
+        "replay: revision 4 serves; the replay waits while the debugger holds a request at score.py:9 in run()",
+    ]
+
+
+@pytest.mark.unit
+def test_the_exception_line_is_the_user_s_own_in_a_chained_traceback_and_in_prompt_flow_s_summary():
+    def records(*texts: str) -> list[LogRecord]:
+        return [LogRecord(INFERENCE_SERVER, text, 100.0) for text in texts]
+
+    chained = records("2026-12-07 12:00:00,000 E [1] azmlinfsrv - Encountered Exception: Traceback (most recent "
+                      "call last):", '  File "score.py", line 9, in run', "KeyError: 'v'", "",
+                      "During handling of the above exception, another exception occurred:", "",
+                      "Traceback (most recent call last):", '  File "score.py", line 11, in run',
+                      "ValueError: no v in the input", "2026-12-07 12:00:00,001 I [1] azmlinfsrv - POST /score 500")
+    assert exception_line(chained, "", 99.9, 100.1) == "ValueError: no v in the input"
+    flow = records("Traceback (most recent call last):", "RuntimeError: node exploded on purpose",
+                   "promptflow._core._errors.ToolExecutionError: Execution failure in 'clean'",
+                   "[2026-12-07 12:00:00 +0000][pfserving-app][ERROR] - Flow run failed with error: {'message': "
+                   "\"Execution failure in 'clean'\", 'additionalInfo': [{'type': 'ToolExecutionErrorDetails', "
+                   "'info': {'type': 'RuntimeError', 'message': 'node exploded on purpose', 'traceback': '...'}}], "
+                   "'debugInfo': {'type': 'ToolExecutionError', 'message': \"Execution failure\", 'stackTrace': ''}}")
+    assert exception_line(flow, "", 99.9, 100.1) == "RuntimeError: node exploded on purpose"
+    assert exception_line(chained, "", 200, 201) == ""  # another request's failure, long before
+
+
 # -- end to end: a real engine and its scoring server ----------------------------------------------
 
 
 class Replaying:
     """An engine on ``folder`` (process runtime) with ``request`` pinned; what the replay tells is kept."""
 
-    def __init__(self, folder: Path, tmp: Path, request: PinnedRequest):
+    def __init__(self, folder: Path, tmp: Path, request: PinnedRequest, **options):
         self.folder = folder
-        self.engine = Engine(spec.load(folder), tmp / "work", port=0)
+        self.engine = Engine(spec.load(folder), tmp / "work", port=0, **options)
         self.replay = Replay(self.engine, request)
         self.told: list[Replayed | ReplayWaiting] = []
         self.replay.subscribe(self.told.append)
@@ -248,6 +337,47 @@ async def test_nothing_is_replayed_unless_a_request_is_pinned(deployment, tmp_pa
         pinned = await running.next(0)
         assert pinned.baseline and pinned.revision == 2 and json.loads(pinned.answer.body)["version"] == 2
     finally:
+        await running.stop()
+
+
+@pytest.mark.anyio
+async def test_a_save_while_the_debugger_holds_a_request_is_replayed_once_it_lets_go(deployment, tmp_path):
+    # A worker stopped at a breakpoint is stopped whole (debugpy suspends all its threads), so a
+    # patch waits for it; a worker swap does not, and the new revision serves while the old holds.
+    running = Replaying(deployment, tmp_path, PinnedRequest.read(deployment / "sample-request.json"),
+                        debug=DebugSettings(free_port()), reload_mode="swap")
+    client = None
+    try:
+        assert await running.engine.start() == SUCCEEDED
+        await running.next(0)  # the baseline, before any breakpoint
+        runtime, debugger = running.engine.runtime, running.engine.debugger
+        client = await asyncio.to_thread(DebugClient, attach_configuration(
+            "replaying", "127.0.0.1", debugger.port, str(runtime.local_code), runtime.code_path))
+        score = deployment / "code" / "score.py"
+        line = score.read_text().splitlines().index('    return {"echo": data, "version": 1, "model": STATE["loaded"]}')
+        await asyncio.to_thread(client.set_breakpoints, str(score), [line + 1])
+        child = await asyncio.to_thread(client.next_child)
+        async with httpx.AsyncClient(timeout=60) as http:
+            held = asyncio.create_task(http.post(running.engine.scoring_uri, content=b'{"held": true}'))
+            thread_id, _ = await asyncio.to_thread(stopped_frame, child)
+            await async_wait_for(lambda: running.engine.debugger.state == "stopped", 30, message="the stop")
+
+            save(score, score.read_text().replace('"version": 1', '"version": 2'))
+            waiting = await async_wait_for(lambda: len(running.told) > 1 and running.told[1], 60,
+                                           message="the replay to wait for the debugger")
+            assert isinstance(waiting, ReplayWaiting) and waiting.detail == f"at score.py:{line + 1} in run()"
+            assert running.replay.waiting == waiting.revision and not running.replay.in_flight
+            assert len(running.told) == 2  # nothing was sent meanwhile
+
+            await asyncio.to_thread(client.set_breakpoints, str(score), [])
+            await asyncio.to_thread(child.request, "continue", {"threadId": thread_id})
+            assert (await held).status_code == 200
+            replayed = await running.next(2)
+        assert replayed.reload.revision == waiting.revision and replayed.answer.status == 200
+        assert '+  "version": 2' in replayed.diff
+    finally:
+        if client is not None:
+            await asyncio.to_thread(client.close)
         await running.stop()
 
 

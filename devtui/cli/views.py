@@ -184,9 +184,13 @@ class ReplayLog:
     def _replayed(self, event: Replayed) -> list[str]:
         answer = event.answer
         where = f"revision {event.revision}" if event.revision is not None else "the endpoint"
-        head = f"replay: {where}{_detail(event.how)}: {answer.status_text}"
+        how = (f"older than revision {event.reload.revision}, which was serving when it was sent" if event.stale
+               else event.how)
+        if answer.status is None:
+            return [f"replay: {where}{_detail(how)}: {answer.why}"]
+        head = f"replay: {where}{_detail(how)}: {answer.status_text}"
         if not answer.ok:
-            reason = answer.why or answer.exception or answer.message or answer.body.strip()[:200]
+            reason = answer.exception or answer.message or answer.body.strip()[:200]
             return [f"{head}: {reason}" if reason else head]
         head += f" in {answer.latency_ms:.0f} ms"
         if event.baseline:
