@@ -37,6 +37,9 @@ class HistoryList(ListView):
             self.exchange = exchange
 
     def add(self, exchange: Exchange) -> None:
+        # The row highlighted now moves down a place, and ListView clears the highlight only at
+        # the index it had (the new row's): clear it first, so one row is ever the cursor.
+        self.index = None
         self.insert(0, [HistoryItem(exchange)])
         self.call_after_refresh(self._highlight_newest)
 
@@ -47,8 +50,6 @@ class HistoryList(ListView):
                 item.exchange = new
 
     def _highlight_newest(self) -> None:
-        # The index may already be 0 (it was the newest before): reset it so the highlight moves.
-        self.index = None
         self.index = 0
 
     def action_edit(self) -> None:
