@@ -9,16 +9,22 @@ runtime (tests/fake_runtime.py).
 
 from __future__ import annotations
 
+import io
+import re
 from collections.abc import Callable
 
 import pytest
-from textual.widgets import ListItem, TabbedContent
+from rich.console import Console
+from textual.widgets import ListItem, Static, TabbedContent
 
 from devtui import spec
 from devtui.engine import Engine
 from devtui.events import SUCCEEDED, ReloadFinished, ServerStarted, StateChanged
+from devtui.tui import commands
 from devtui.tui.app import DevtuiApp, EngineEvent
+from devtui.tui.commands import key_name
 from devtui.tui.exchange import Exchange, Request
+from devtui.tui.screens import HelpScreen
 from devtui.tui.widgets import HistoryList
 from fake_runtime import FakeRuntime
 from helpers import QuietApp, running, until
@@ -79,3 +85,44 @@ async def test_the_history_has_one_cursor_on_the_newest(make_app):
         await until(pilot, lambda: history.index == 1)
         highlighted = [item for item in history.query(ListItem) if item.highlighted]
         assert highlighted == [history.children[1]]
+
+
+# -- 7: the help scrolls and lists every key -----------------------------------------------------
+
+
+def help_text(app: DevtuiApp) -> str:
+    console = Console(width=200, record=True, file=io.StringIO())
+    for static in app.screen.query("#help-keys Static"):
+        console.print(static.content)
+    return console.export_text()
+
+
+@pytest.mark.parametrize("size", [(160, 45), (100, 30), (80, 24)])
+async def test_the_help_scrolls_to_its_last_key(make_app, size):
+    app = make_app()
+    async with running(app, size) as pilot:
+        await pilot.press("question_mark")
+        await until(pilot, lambda: isinstance(app.screen, HelpScreen))
+        keys = app.screen.query_one("#help-keys")
+        await until(pilot, lambda: keys.max_scroll_y > 0, message="a help taller than the screen")
+        assert app.focused is keys
+        await pilot.press("pagedown")
+        await until(pilot, lambda: keys.scroll_y > 0, message="pgdn to scroll the help")
+        await pilot.press("end")
+        await until(pilot, lambda: keys.scroll_y == keys.max_scroll_y)
+        last = list(keys.query(Static))[-1]
+        assert last.region.bottom <= keys.region.bottom, "the last key is on screen"
+
+
+async def test_the_help_lists_every_key_textuals_own_included(make_app):
+    app = make_app()
+    async with running(app, (160, 45)) as pilot:
+        await pilot.press("question_mark")
+        await until(pilot, lambda: isinstance(app.screen, HelpScreen))
+        text = help_text(app)
+    for binding in commands.BINDINGS + commands.LOG_BINDINGS + commands.INVOKE_BINDINGS + commands.HISTORY_BINDINGS:
+        assert key_name(binding) in text
+    # Textual's own: the app's and the screen's, and those of the widgets the app uses.
+    for key in ("ctrl+q", "ctrl+p", "shift+tab", "ctrl+pageup", "f7", "ctrl+z", "ctrl+shift+k", "ctrl+w"):
+        assert re.search(rf"(^|\s|,){re.escape(key)}(,|\s)", text, re.M), key
+    assert "Previous tab" in text and "Show menu" in text and "Undo" in text

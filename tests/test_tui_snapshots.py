@@ -285,7 +285,7 @@ def test_yaml_problem(app, snap_compare, size):
     assert snap_compare(app, terminal_size=size, run_before=run_before)
 
 
-@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("size", [pytest.param((80, 24), id="80x24"), *SIZES])
 def test_help(app, snap_compare, size):
     async def run_before(pilot):
         ready(app)
