@@ -201,7 +201,7 @@ class ReplayWaiting:
     """Revision ``revision`` serves, but the debugger holds a request (``detail``: where): the
     replay is sent once the debugger lets go."""
 
-    revision: int
+    revision: int | None
     detail: str = ""
 
 
@@ -238,7 +238,8 @@ class Replay:
         self.last: Answer | None = None  # the previous answer, which the next one is diffed with
         self.listeners: list[Callable[[ReplayEvent], None]] = []
         self.waiting: int | None = None  # the revision whose replay waits for the debugger
-        self._due: ReloadFinished | None = None  # the newest revision not replayed yet
+        self._due = False  # a revision serves that is not replayed yet
+        self._due_for: ReloadFinished | None = None  # the newest reload that brought one (None: not known)
         self._wake = asyncio.Event()
         self._moved = asyncio.Event()  # the debugger (or the deployment's state) changed
         self._logged = asyncio.Event()  # new server lines
@@ -259,12 +260,14 @@ class Replay:
         a history row's) is what the next answer is diffed with; without it, a baseline is sent
         now when a revision serves, else when the first one is ready."""
         self.request, self.last, self._records = request, previous, deque(maxlen=LOG_KEPT)
-        if previous is None and self.engine.serving_revision is not None and self.engine.last_reload is not None:
-            self._schedule(self.engine.last_reload)
+        serving, last = self.engine.serving_revision, self.engine.last_reload
+        if previous is None and serving is not None:
+            # The reload that brought the serving revision, when the last one did (not a failed one since).
+            self._schedule(last if last is not None and last.ok and last.revision == serving else None)
 
     def unpin(self) -> None:
         """Stop replaying (a send in flight finishes, and is not reported)."""
-        self.request, self.last, self._due, self.waiting = None, None, None, None
+        self.request, self.last, self._due, self._due_for, self.waiting = None, None, False, None, None
         self._moved.set()  # a replay waiting for the debugger gives up
 
     @property
@@ -298,8 +301,8 @@ class Replay:
         elif isinstance(event, ReloadFinished) and event.ok:
             self._schedule(event)
 
-    def _schedule(self, reload: ReloadFinished) -> None:
-        self._due = reload
+    def _schedule(self, reload: ReloadFinished | None) -> None:
+        self._due, self._due_for = True, reload
         self._wake.set()
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._work(), name="devtui replay")
@@ -314,25 +317,36 @@ class Replay:
         import httpx  # only a deployment with a pinned request needs it
 
         # trust_env off: a proxy from the environment must never sit between devtui and a local endpoint.
-        async with httpx.AsyncClient(trust_env=False) as client:
+        # A new connection each time (one replay a save is cheap): one kept alive from before the save
+        # could still reach the old worker where it could not hand it over (stopped at a breakpoint).
+        no_keep_alive = httpx.Limits(max_keepalive_connections=0)
+        async with httpx.AsyncClient(trust_env=False, limits=no_keep_alive) as client:
             while True:
                 await self._wake.wait()
                 self._wake.clear()
-                while self._due is not None and self.request is not None and not self.engine.stopped:
-                    await self._until_released()
-                    reload, self._due = self._due, None
-                    request = self.request
-                    if reload is None or request is None or self.engine.stopped:
-                        break
-                    answer = await self._send(client, request)
-                    if request is self.request:  # not unpinned or pinned anew meanwhile
-                        self._report(request, answer, reload)
+                while self._due and self.request is not None and not self.engine.stopped:
+                    try:
+                        await self._replay(client)
+                    except Exception as ex:  # a bug of the replay must not end it, nor show a traceback
+                        self._due = False
+                        self.engine.log(DEVTUI, [f"error: the replay failed ({type(ex).__name__}: {ex}); it "
+                                                 "tries again on the next reload"])
+
+    async def _replay(self, client) -> None:
+        """Send the pinned request for the newest revision due, once the debugger lets go."""
+        await self._until_released()
+        reload, request, self._due, self._due_for = self._due_for, self.request, False, None
+        if request is None or self.engine.stopped:
+            return
+        answer = await self._send(client, request)
+        if request is self.request:  # not unpinned or pinned anew meanwhile
+            self._report(request, answer, reload)
 
     async def _until_released(self) -> None:
         if not self._held():
             return
-        self.waiting = self._due.revision
-        self._emit(ReplayWaiting(self._due.revision, self.engine.debugger.detail))
+        self.waiting = self._due_for.revision if self._due_for is not None else self.engine.serving_revision
+        self._emit(ReplayWaiting(self.waiting, self.engine.debugger.detail))
         while self._held() and self.request is not None:
             self._moved.clear()
             await self._moved.wait()
@@ -382,11 +396,11 @@ class Replay:
             except TimeoutError:
                 pass
 
-    def _report(self, request: PinnedRequest, answer: Answer, reload: ReloadFinished) -> None:
+    def _report(self, request: PinnedRequest, answer: Answer, reload: ReloadFinished | None) -> None:
         previous, self.last = self.last, answer
         diff = () if previous is None else body_diff(previous.body, answer.body,
                                                      _revision_name(previous, None),
-                                                     _revision_name(answer, reload.revision))
+                                                     _revision_name(answer, reload and reload.revision))
         self._emit(Replayed(request, answer, previous, reload, diff))
 
     def _emit(self, event: ReplayEvent) -> None:

@@ -373,8 +373,8 @@ async def test_a_save_while_the_debugger_holds_a_request_is_replayed_once_it_let
             await asyncio.to_thread(child.request, "continue", {"threadId": thread_id})
             assert (await held).status_code == 200
             replayed = await running.next(2)
-        assert replayed.reload.revision == waiting.revision and replayed.answer.status == 200
-        assert '+  "version": 2' in replayed.diff
+        assert replayed.reload.revision == replayed.revision == waiting.revision, replayed
+        assert replayed.answer.status == 200 and '+  "version": 2' in replayed.diff
     finally:
         if client is not None:
             await asyncio.to_thread(client.close)
