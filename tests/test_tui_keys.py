@@ -12,10 +12,12 @@ from __future__ import annotations
 import io
 import re
 from collections.abc import Callable
+from types import SimpleNamespace
 
 import pytest
+from rich.cells import cell_len
 from rich.console import Console
-from textual.widgets import ListItem, Static, TabbedContent
+from textual.widgets import ListItem, Sparkline, Static, TabbedContent
 
 from devtui import spec
 from devtui.engine import Engine
@@ -126,3 +128,72 @@ async def test_the_help_lists_every_key_textuals_own_included(make_app):
     for key in ("ctrl+q", "ctrl+p", "shift+tab", "ctrl+pageup", "f7", "ctrl+z", "ctrl+shift+k", "ctrl+w"):
         assert re.search(rf"(^|\s|,){re.escape(key)}(,|\s)", text, re.M), key
     assert "Previous tab" in text and "Show menu" in text and "Undo" in text
+
+
+# -- 8: the header -------------------------------------------------------------------------------
+
+LONG_ENGINE = "context default at unix:///var/run/docker.sock (Docker Engine 27.3.1 on Ubuntu 24.04.1 LTS, 16 CPUs)"
+
+
+def header_lines(app: DevtuiApp) -> list[str]:
+    return str(app.query_one("#status-text", Static).content).splitlines()
+
+
+@pytest.mark.parametrize("size", [(80, 24), (100, 30), (160, 45)])
+async def test_the_header_never_overflows_and_keeps_the_state_and_the_serving_line(make_app, size):
+    app = make_app()
+    app.engine.describe = lambda: SimpleNamespace(engine=LONG_ENGINE, docker_context=None)
+    async with running(app, size) as pilot:
+        app.status.runtime = "container"
+        serving(app)
+        post(app, ReloadFinished(2, True, 1751.0, 2, rung="swap", detail="init() changed"))
+        app.status.debugger = "listening on 127.0.0.1:5678"
+        await until(pilot, lambda: app.status.revision == 2 and "worker swap" in "".join(header_lines(app)))
+        await pilot.pause()
+        text = app.query_one("#status-text", Static)
+        lines = header_lines(app)
+        assert all(cell_len(line) <= text.size.width for line in lines), (text.size.width, lines)
+        assert len(lines) <= text.size.height, lines
+        assert "● Succeeded" in lines[0] and "revision 2" in lines[0]
+        assert lines[1].startswith(URI)
+        assert "worker swap (init() changed)" in lines[2] or size[0] < 100
+        assert "last reload: revision 2" in lines[2]
+        if size[0] >= 160:
+            assert "[docker: default]" in lines[0] and "debugger: listening" in lines[1]
+        assert LONG_ENGINE not in "".join(lines)
+
+
+async def test_the_header_says_how_the_last_reload_happened_and_the_first_start_is_no_reload(make_app):
+    app = make_app()
+    async with running(app, (160, 45)) as pilot:
+        serving(app)
+        await until(pilot, lambda: app.status.revision == 1)
+        assert "started revision 1 in 812 ms" in header_lines(app)[2]
+        assert not app.status.reloads and str(app.query_one("#reload-label", Static).content) == "reloads"
+        post(app, ReloadFinished(2, True, 9.0, 2, rung="patch", detail="run()"))
+        await until(pilot, lambda: app.status.revision == 2)
+        assert "last reload: revision 2 patched run() in place (model kept), 9 ms" in header_lines(app)[2]
+        assert list(app.status.reloads) == [9.0]
+
+
+def drawn(chart: Sparkline) -> str:
+    console = Console(width=chart.size.width, record=True, file=io.StringIO(), color_system=None)
+    console.print(chart.render())
+    return console.export_text().strip("\n")
+
+
+async def test_the_latency_chart_keeps_its_scale_after_a_held_request_and_one_value_is_one_bar(make_app):
+    app = make_app()
+    async with running(app, (160, 45)) as pilot:
+        chart = app.query_one("#latency-chart", Sparkline)
+        app.status.record_latency(10.0)
+        await pilot.pause()
+        bars = drawn(chart)
+        assert bars.count("█") == 1 and bars.endswith("█"), bars
+        for ms in (12.0, 11.0, 12_000.0, 10.0, 60.0):
+            app.status.record_latency(ms)
+        await pilot.pause()
+        bars = drawn(chart)[-6:]
+        assert bars[3] == "█"
+        # The requests of 10 ms to 60 ms still differ from each other and from no request at all.
+        assert bars[5] > bars[4] > "▁" and bars[0] > "▁", bars

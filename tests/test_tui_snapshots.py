@@ -37,6 +37,7 @@ from fake_runtime import FakeRuntime
 from helpers import SAMPLES, QuietApp
 
 SIZES = [pytest.param((100, 30), id="100x30"), pytest.param((160, 45), id="160x45")]
+THREE_SIZES = [pytest.param((80, 24), id="80x24"), *SIZES]
 FOLDER = Path("/tmp/devtui-snapshot-sample")
 FLOW_FOLDER = Path("/tmp/devtui-snapshot-flow-chat")
 URI = "http://127.0.0.1:5001/score"
@@ -149,7 +150,7 @@ def test_starting(app, snap_compare, size):
     assert snap_compare(app, terminal_size=size, run_before=run_before)
 
 
-@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("size", THREE_SIZES)
 def test_serving(app, snap_compare, size):
     async def run_before(pilot):
         ready(app)
@@ -285,7 +286,7 @@ def test_yaml_problem(app, snap_compare, size):
     assert snap_compare(app, terminal_size=size, run_before=run_before)
 
 
-@pytest.mark.parametrize("size", [pytest.param((80, 24), id="80x24"), *SIZES])
+@pytest.mark.parametrize("size", THREE_SIZES)
 def test_help(app, snap_compare, size):
     async def run_before(pilot):
         ready(app)
@@ -345,7 +346,6 @@ def test_chat(chat_app, snap_compare, size):
 
 # -- issue 20: quitting says what it waits for; failures explained; answers name their revision ----
 
-THREE_SIZES = [pytest.param((80, 24), id="80x24"), *SIZES]
 IDS = (("x-request-id", "5f0c6d1e-8d2b-4f53-9a51-0c1e2d3f4a5b"), ("content-type", "application/json"))
 
 
@@ -409,5 +409,29 @@ def test_an_older_answer_reopened(app, snap_compare, size):
         await settle(pilot, lambda: app.status.state == SUCCEEDED)
         revision_1_then_2(app)
         await settle(pilot, lambda: app.status.revision == 2 and getattr(app.focused, "id", None) == "response-body")
+
+    assert snap_compare(app, terminal_size=size, run_before=run_before)
+
+
+# -- issue 20, items 5 to 10: the header, the keys, the logs --------------------------------------
+
+
+@pytest.mark.parametrize("size", THREE_SIZES)
+def test_reloaded_by_a_worker_swap_in_a_container(container_app, snap_compare, size):
+    """The engine named briefly, the state and the serving line whole, how the last reload
+    happened; the latencies of a request held 12 s among quick ones, each still drawn."""
+    app = container_app
+    app.engine.describe = lambda: SimpleNamespace(
+        engine="context default at unix:///var/run/docker.sock (Docker Engine 27.3.1)", docker_context=None)
+
+    async def run_before(pilot):
+        ready(app)
+        app.engine.serving_revision = 2
+        post(app, ReloadStarted(2, ReloadReason.CODE, ("score.py",)),
+             ReloadFinished(2, True, 1751.0, 2, rung="swap", detail="init() changed"),
+             StateChanged(SUCCEEDED, f"revision 2 is serving at {URI}"))
+        for ms in (12.0, 14.0, 11.0, 12_000.0, 13.0, 40.0):
+            app.status.record_latency(ms)
+        await settle(pilot, lambda: app.status.revision == 2)
 
     assert snap_compare(app, terminal_size=size, run_before=run_before)

@@ -76,7 +76,8 @@ class EngineView:
                 self.app.invoke_panel.prefill_from_swagger()
 
     def _server_started(self, event: ServerStarted) -> None:
-        self.app.status.engine = self.app.engine.describe().engine or ""  # which Docker engine, by now connected
+        record = self.app.engine.describe()  # which Docker engine, by now connected
+        self.app.status.engine, self.app.status.context = record.engine or "", record.docker_context
         self.app.status.scoring_uri = event.scoring_uri
         self.app.invoke_panel.scoring_uri = event.scoring_uri
         self.app.invoke_panel.reset_connections()
@@ -96,7 +97,7 @@ class EngineView:
     def _reload_finished(self, event: ReloadFinished) -> None:
         status = self.app.status
         status.revision = event.serving_revision
-        status.record_reload(event.revision, event.ok, event.duration_ms)
+        status.record_reload(event)
         if event.ok:
             self.app.failure.clear_reload()
             if event.rung != "patch":  # a new worker: the old one's connections end with it
