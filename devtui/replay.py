@@ -339,8 +339,14 @@ class Replay:
         if request is None or self.engine.stopped:
             return
         answer = await self._send(client, request)
+        previous = self.last
+        # On a thread: a diff of large bodies takes a while, and the engine's events share this loop.
+        diff = () if previous is None else await asyncio.to_thread(
+            body_diff, previous.body, answer.body, _revision_name(previous, None),
+            _revision_name(answer, reload and reload.revision))
         if request is self.request:  # not unpinned or pinned anew meanwhile
-            self._report(request, answer, reload)
+            self.last = answer
+            self._emit(Replayed(request, answer, previous, reload, diff))
 
     async def _until_released(self) -> None:
         if not self._held():
@@ -395,13 +401,6 @@ class Replay:
                 await asyncio.wait_for(self._logged.wait(), remaining)
             except TimeoutError:
                 pass
-
-    def _report(self, request: PinnedRequest, answer: Answer, reload: ReloadFinished | None) -> None:
-        previous, self.last = self.last, answer
-        diff = () if previous is None else body_diff(previous.body, answer.body,
-                                                     _revision_name(previous, None),
-                                                     _revision_name(answer, reload and reload.revision))
-        self._emit(Replayed(request, answer, previous, reload, diff))
 
     def _emit(self, event: ReplayEvent) -> None:
         # As the engine does: a listener that raises is dropped, and the replay goes on.

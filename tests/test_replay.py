@@ -220,6 +220,8 @@ def test_the_replay_lines_say_revision_how_status_and_what_changed():
     view(Replayed(request, Answer(None, "", None, why="no answer within 15 s"), first, patched, ()))
     view(Replayed(request, Answer(200, '{"v": 1}', 1, latency_ms=4), first, patched, ()))  # an old worker's
     view(ReplayWaiting(4, "at score.py:9 in run()"))
+    long = tuple(f"+line {n}" for n in range(ReplayLog.DIFF_LINES + 50))
+    view(Replayed(request, Answer(200, "[]", 5, latency_ms=4), first, patched, long))
     assert engine.lines == [
         "replay: revision 1 (server started): 200 OK in 8 ms: the baseline of sample-request.json (POST); each "
         "reload sends it again and shows what changed",
@@ -229,6 +231,9 @@ def test_the_replay_lines_say_revision_how_status_and_what_changed():
         "replay: revision 1 (older than revision 2, which was serving when it was sent): 200 OK in 4 ms; no change "
         "since revision 1",
         "replay: revision 4 serves; the replay waits while the debugger holds a request at score.py:9 in run()",
+        "replay: revision 5 (patched run() in place (model kept)): 200 OK in 4 ms; the body changed since revision 1:",
+        *(f"  {line}" for line in long[:ReplayLog.DIFF_LINES]),
+        "  ... and 50 more lines",
     ]
 
 

@@ -175,6 +175,8 @@ class ReplayLog:
     """`up --replay FILE`: each replay as devtui log lines, so `up` prints them with its log and
     the devtui log file keeps them (`devtui logs --container devtui`, with --detach too)."""
 
+    DIFF_LINES = 200  # of a diff in the log; the rest is counted
+
     def __init__(self, engine: Engine):
         self.engine = engine
 
@@ -199,7 +201,9 @@ class ReplayLog:
         before = f"revision {event.previous.revision}" if event.previous.revision is not None else "the previous answer"
         if not event.changed:
             return [f"{head}; no change since {before}"]
-        return [f"{head}; the body changed since {before}:", *(f"  {line}" for line in event.diff)]
+        shown = event.diff[:self.DIFF_LINES]
+        more = [f"  ... and {len(event.diff) - len(shown)} more lines"] if len(event.diff) > len(shown) else []
+        return [f"{head}; the body changed since {before}:", *(f"  {line}" for line in shown), *more]
 
     def _waiting(self, event: ReplayWaiting) -> list[str]:
         where = f" {event.detail}" if event.detail else ""
