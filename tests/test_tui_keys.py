@@ -17,7 +17,8 @@ from types import SimpleNamespace
 import pytest
 from rich.cells import cell_len
 from rich.console import Console
-from textual.widgets import ListItem, Sparkline, Static, TabbedContent
+from textual.widget import Widget
+from textual.widgets import ListItem, Select, Sparkline, Static, TabbedContent, Tabs
 
 from devtui import spec
 from devtui.engine import Engine
@@ -25,7 +26,7 @@ from devtui.events import SUCCEEDED, ReloadFinished, ServerStarted, StateChanged
 from devtui.tui import commands
 from devtui.tui.app import DevtuiApp, EngineEvent
 from devtui.tui.commands import key_name
-from devtui.tui.exchange import Exchange, Request
+from devtui.tui.exchange import BodyKind, Exchange, Request
 from devtui.tui.screens import HelpScreen
 from devtui.tui.widgets import HistoryList
 from fake_runtime import FakeRuntime
@@ -197,3 +198,101 @@ async def test_the_latency_chart_keeps_its_scale_after_a_held_request_and_one_va
         assert bars[3] == "█"
         # The requests of 10 ms to 60 ms still differ from each other and from no request at all.
         assert bars[5] > bars[4] > "▁" and bars[0] > "▁", bars
+
+
+# -- 5: direct keys, a visible focus, tab in screen order ----------------------------------------
+
+
+def focused_id(app: DevtuiApp) -> str | None:
+    return getattr(app.focused, "id", None)
+
+
+async def test_direct_keys_reach_the_method_the_body_kind_the_headers_and_the_answers_tabs(make_app):
+    app = make_app()
+    async with running(app, (160, 45)) as pilot:
+        await pilot.press("i")
+        panel = app.invoke_panel
+        panel.answer.query_one("#response-body").focus()
+        await until(pilot, lambda: focused_id(app) == "response-body")
+        await pilot.press("1")
+        method = panel.query_one("#method", Select)
+        await until(pilot, lambda: method.has_focus_within and method.expanded, message="the method's list")
+        await pilot.press("down", "enter")  # POST -> the next method
+        await until(pilot, lambda: method.value != "POST" and not method.expanded)
+        await pilot.press("3")
+        kind = panel.query_one("#body-kind", Select)
+        await until(pilot, lambda: kind.has_focus_within and kind.expanded)
+        await pilot.press("down", "down", "enter")
+        await until(pilot, lambda: kind.value == BodyKind.FILE)
+        await pilot.press("4")
+        await until(pilot, lambda: focused_id(app) == "request-file", message="the file's name, the body shown")
+        await pilot.press("ctrl+t")  # while typing: Posting's method key
+        await until(pilot, lambda: method.has_focus_within and method.expanded)
+        await pilot.press("escape")
+        await until(pilot, lambda: not method.expanded and focused_id(app) == "method")
+        await pilot.press("5")
+        await until(pilot, lambda: focused_id(app) == "request-headers")
+        assert panel.query_one("#request-tabs", TabbedContent).active == "request-headers-tab"
+        await pilot.press("escape", "i")  # out of the headers (typing) and back to the tab
+        panel.answer.query_one("#response-body").focus()
+        await until(pilot, lambda: focused_id(app) == "response-body")
+        await pilot.press("7")
+        answer_tabs = panel.query_one("#answer-tabs", TabbedContent)
+        await until(pilot, lambda: focused_id(app) == "response-headers-box"
+                    and answer_tabs.active == "answer-headers-tab")
+        await pilot.press("6")
+        await until(pilot, lambda: focused_id(app) == "response-body" and answer_tabs.active == "answer-body-tab")
+
+
+def look(widget: Widget) -> tuple:
+    """What shows a widget's focus: its colours and borders, and those of a Select's current value."""
+    shown = [widget, *widget.query("SelectCurrent")]
+    return tuple((w.styles.background, w.styles.border, w.styles.text_style, w.styles.background_tint)
+                 for w in shown)
+
+
+@pytest.mark.parametrize("tab", ["logs-tab", "invoke-tab"])
+async def test_every_focusable_widget_shows_its_focus(make_app, tab):
+    app = make_app()
+    async with running(app, (160, 45)) as pilot:
+        serving(app)
+        app.query_one("#tabs", TabbedContent).active = tab
+        app.invoke_panel.record(exchange())
+        await pilot.pause()
+        chain = [w for w in app.screen.focus_chain if w.id != "tabs" and not isinstance(w, Tabs)]
+        assert len(chain) >= 4
+        for widget in chain:
+            widget.blur()
+            app.screen.set_focus(None)
+            await pilot.pause()
+            before = look(widget)
+            widget.focus()
+            await until(pilot, lambda: app.focused is widget)
+            await pilot.pause()
+            assert look(widget) != before, f"{widget!r} looks the same focused"
+
+
+async def test_tab_follows_the_screen_order_of_the_invoke_tab(make_app):
+    app = make_app()
+    async with running(app, (160, 45)) as pilot:
+        await pilot.press("i")
+        app.query_one("#method").focus()
+        await until(pilot, lambda: focused_id(app) == "method")
+        seen = []
+        for _ in range(9):
+            seen.append(focused_id(app) or type(app.focused).__name__)
+            await pilot.press("tab")
+        assert seen == ["method", "query", "body-kind", "send", "copy-curl", "ContentTabs", "request-editor",
+                        "ContentTabs", "response-body"]
+
+
+async def test_ctrl_j_from_the_log_puts_the_focus_on_the_answer(make_app):
+    app = make_app(fake=True)
+    async with running(app, (160, 45)) as pilot:
+        await until(pilot, lambda: app.engine.state == SUCCEEDED and app.invoke_panel.scoring_uri)
+        await until(pilot, lambda: focused_id(app) == "log-lines")
+        await pilot.press("ctrl+j")
+        await until(pilot, lambda: app.invoke_panel.history, message="an answer")
+        await until(pilot, lambda: focused_id(app) == "response-body")
+        await pilot.press("y")  # at once: the answer's keys work
+        await until(pilot, lambda: app.invoke_panel.last_curl)

@@ -76,11 +76,30 @@ EDITOR_BINDINGS = [
             tooltip="Back to the log (tab moves to the next field; ctrl+j sends)"),
 ]
 
+# The answer's keys, then direct keys to each part of the Invoke tab, numbered in screen order as
+# Posting's jump mode numbers the method and the URL; ctrl+t is Posting's method key, and works
+# while typing.
 INVOKE_BINDINGS = [
     Command("y", "copy_curl", "Copy curl", id="copy-curl", title="Copy as curl",
             tooltip="Put the Invoke request on the clipboard as a curl command"),
     Command("g", "goto_traceback", "Traceback", id="goto-traceback", title="Show the answer's traceback",
             tooltip="Find the traceback of the answer on screen in the log (by its x-request-id)"),
+    Command("1", "jump('method')", "Method", id="jump-method", title="Choose the method",
+            tooltip="Open the method's list (up, down, enter)"),
+    Binding("ctrl+t", "jump('method')", "Method", show=False, id="jump-method-ctrl-t",
+            tooltip="Open the method's list, even while typing (Posting's key)"),
+    Command("2", "jump('query')", "Query", show=False, id="jump-query", title="Edit the query",
+            tooltip="Put the focus in the query field"),
+    Command("3", "jump('kind')", "Kind", id="jump-kind", title="Choose the body kind",
+            tooltip="Open the body kind's list: JSON, text or a file upload"),
+    Command("4", "jump('body')", "Body", id="jump-body", title="Edit the body",
+            tooltip="Show the request's Body tab and put the focus in it (the editor, or the file's name)"),
+    Command("5", "jump('headers')", "Headers", id="jump-headers", title="Edit the request headers",
+            tooltip="Show the request's Headers tab and put the focus in it"),
+    Command("6", "jump('answer')", "Answer", id="jump-answer", title="Show the answer's body",
+            tooltip="Show the answer's Body tab and put the focus on it"),
+    Command("7", "jump('answer-headers')", "Answer headers", show=False, id="jump-answer-headers",
+            title="Show the answer's headers", tooltip="Show the answer's Headers tab and put the focus on it"),
 ]
 
 CHAT_BINDINGS = [
@@ -102,7 +121,7 @@ SCOPES = [
     ("everywhere", BINDINGS),
     ("in the log", LOG_BINDINGS),
     ("in the filter box", FILTER_BINDINGS),
-    ("in the Invoke tab (not while typing)", INVOKE_BINDINGS),
+    ("in the Invoke tab (not while typing, but ctrl+t)", INVOKE_BINDINGS),
     ("in the request editor", EDITOR_BINDINGS),
     ("in the history", HISTORY_BINDINGS),
     ("in the Chat tab (chat flows; g not while typing)", CHAT_BINDINGS),

@@ -29,6 +29,14 @@ from ._request_editor import RequestEditor
 # container) gets this long before the app says why nothing answered.
 NOT_SERVING_TIMEOUT_S = 3.0
 
+# Where each direct key (commands.INVOKE_BINDINGS) goes: the tabs to switch and the pane to show
+# first, then the widget to focus (None: the body's field, of the kind chosen).
+JUMPS = {"method": (None, None, "#method"), "query": (None, None, "#query"), "kind": (None, None, "#body-kind"),
+         "body": ("#request-tabs", "request-body-tab", None),
+         "headers": ("#request-tabs", "request-headers-tab", "#request-headers"),
+         "answer": ("#answer-tabs", "answer-body-tab", "#response-body"),
+         "answer-headers": ("#answer-tabs", "answer-headers-tab", "#response-headers-box")}
+
 
 class InvokePanel(Vertical):
     BINDINGS = INVOKE_BINDINGS
@@ -251,6 +259,16 @@ class InvokePanel(Vertical):
             self.set_request(json.dumps(example, indent=2))
 
     # -- keys ----------------------------------------------------------------------------------
+
+    def action_jump(self, target: str) -> None:
+        """A direct key: show the part ``target`` names and focus it; a choice opens its list."""
+        tabs, pane, selector = JUMPS[target]
+        if tabs is not None:
+            self.query_one(tabs, TabbedContent).active = pane
+        widget = self.body_field if selector is None else self.query_one(selector)
+        widget.focus()
+        if isinstance(widget, Select):
+            widget.expanded = True
 
     @on(Button.Pressed, "#copy-curl")
     def action_copy_curl(self) -> None:
