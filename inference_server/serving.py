@@ -12,6 +12,7 @@ socket, and the new worker reads them.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -93,6 +94,8 @@ class Handoff:
         if sock is None or transport.is_closing() or transport.get_write_buffer_size():
             return False
         transport.pause_reading()
+        if not self.fds:  # taken outside stop_accepting too (uvicorn's shutdown asks again): sent next
+            asyncio.get_running_loop().call_soon(self.flush)
         self.fds.append(os.dup(sock.fileno()))
         # The socket lives on in the copy: closing this end sends nothing to the client.
         transport.abort()
