@@ -30,7 +30,7 @@ from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
 from .events import DELETING, DEVTUI, INFERENCE_SERVER, DebuggerChanged, LogRecord, Logs, ReloadFinished, StateChanged
-from .failures import LATE_S, exception_line
+from .failures import FLOW_FAILED, LATE_S, exception_line
 
 REVISION_HEADER = "x-devtui-revision"  # the revision whose worker wrote the answer
 REQUEST_ID = "x-request-id"
@@ -339,6 +339,11 @@ class Replay:
         if request is None or self.engine.stopped:
             return
         answer = await self._send(client, request)
+        if reload is not None and answer.revision is not None and answer.revision < reload.revision:
+            # An older worker took it after the new revision was announced (one let go by the
+            # debugger can accept a connection before it hears it is retired): ask once more; an
+            # answer that is still old is told as such (Replayed.stale).
+            answer = await self._send(client, request)
         previous = self.last
         # On a thread: a diff of large bodies takes a while, and the engine's events share this loop.
         diff = () if previous is None else await asyncio.to_thread(
@@ -391,10 +396,15 @@ class Replay:
         through a pipe and may follow the answer by a moment (LATE_S at most)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + LATE_S
+        # prompt flow logs a node's traceback wrapped in its own before the summary that names
+        # the node's exception: a flow's line is only final with that summary.
+        flow = self.engine.deployment.flow is not None
         while True:
-            line = exception_line(list(self._records), answer.request_id, answer.sent, answer.at)
+            records = [r for r in self._records if r.time >= answer.sent - 0.05]
+            line = exception_line(records, answer.request_id, answer.sent, answer.at)
+            final = not flow or any(FLOW_FAILED in r.text for r in records)
             remaining = deadline - loop.time()
-            if line or remaining <= 0:
+            if (line and final) or remaining <= 0:
                 return line
             self._logged.clear()
             try:
