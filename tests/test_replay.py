@@ -9,6 +9,7 @@ diff, the request file and the debugger's gate also on their own.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
 import subprocess
@@ -133,76 +134,93 @@ class HeldEngine:
         self.lines.extend(lines)
 
 
-@pytest.mark.unit
-@pytest.mark.anyio
-async def test_nothing_is_sent_while_the_debugger_holds_a_request_and_it_is_sent_once_released(tmp_path):
+@contextlib.asynccontextmanager
+async def stand_in_endpoint(revisions: tuple[int, ...], release: asyncio.Event | None = None):
+    """A real HTTP server on a free port: the Nth request is answered "{}" as revision
+    ``revisions[N]`` (the last one from then on), once ``release`` is set. Yields its URI and the
+    requests' heads."""
     hits: list[bytes] = []
 
     async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         hits.append(await reader.readuntil(b"\r\n\r\n"))
+        revision = revisions[min(len(hits), len(revisions)) - 1]
         await reader.readexactly(2)  # the body, "{}"
-        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nx-devtui-revision: 3\r\n\r\n{}")
+        if release is not None:
+            await release.wait()
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nx-devtui-revision: %d\r\n\r\n{}" % revision)
         await writer.drain()
         writer.close()
 
     server = await asyncio.start_server(answer, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    engine = HeldEngine(f"http://127.0.0.1:{port}/score",
-                        deployment=spec.load(write_deployment(tmp_path / "d", DEPLOYMENT, score=SCORE)))
+    try:
+        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/score", hits
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+def replaying(uri: str, tmp_path: Path) -> tuple[HeldEngine, Replay, list]:
+    engine = HeldEngine(uri, deployment=spec.load(write_deployment(tmp_path / "d", DEPLOYMENT, score=SCORE)))
     replay = Replay(engine, PinnedRequest(body=b"{}"))
     told: list = []
     replay.subscribe(told.append)
-    try:
-        engine.emit(DebuggerChanged("stopped", "127.0.0.1", 5678, "at score.py:9 in run()"))
-        engine.emit(ReloadFinished(2, True, 3, 2, rung="patch", detail="run()"))
-        waiting = await async_wait_for(lambda: told and told[0], 10, message="the replay to say it waits")
-        assert waiting == ReplayWaiting(2, "at score.py:9 in run()")
-        engine.emit(ReloadFinished(3, True, 3, 3, rung="patch", detail="run()"))  # still held: still waits
-        assert hits == [] and replay.waiting == 2 and len(told) == 1
-        engine.emit(DebuggerChanged("attached", "127.0.0.1", 5678))
-        replayed = await async_wait_for(lambda: len(told) > 1 and told[1], 10, message="the replay once released")
-        assert isinstance(replayed, Replayed) and replayed.reload.revision == 3 and replayed.answer.status == 200
-        assert len(hits) == 1 and b"POST /score" in hits[0] and b"x-request-id: replay-" in hits[0]
-    finally:
-        await replay.close()
-        server.close()
-        await server.wait_closed()
+    return engine, replay, told
+
+
+@pytest.mark.unit
+@pytest.mark.anyio
+async def test_nothing_is_sent_while_the_debugger_holds_a_request_and_it_is_sent_once_released(tmp_path):
+    async with stand_in_endpoint((3,)) as (uri, hits):
+        engine, replay, told = replaying(uri, tmp_path)
+        try:
+            engine.emit(DebuggerChanged("stopped", "127.0.0.1", 5678, "at score.py:9 in run()"))
+            engine.emit(ReloadFinished(2, True, 3, 2, rung="patch", detail="run()"))
+            waiting = await async_wait_for(lambda: told and told[0], 10, message="the replay to say it waits")
+            assert waiting == ReplayWaiting(2, "at score.py:9 in run()")
+            engine.emit(ReloadFinished(3, True, 3, 3, rung="patch", detail="run()"))  # still held: still waits
+            assert hits == [] and replay.waiting == 2 and len(told) == 1
+            engine.emit(DebuggerChanged("attached", "127.0.0.1", 5678))
+            replayed = await async_wait_for(lambda: len(told) > 1 and told[1], 10, message="the replay once released")
+            assert isinstance(replayed, Replayed) and replayed.reload.revision == 3 and replayed.answer.status == 200
+            assert len(hits) == 1 and b"POST /score" in hits[0] and b"x-request-id: replay-" in hits[0]
+        finally:
+            await replay.close()
 
 
 @pytest.mark.unit
 @pytest.mark.anyio
 async def test_one_send_at_a_time_and_revisions_that_finish_meanwhile_are_replayed_once_by_the_newest(tmp_path):
-    hits: list[bytes] = []
     release = asyncio.Event()
+    async with stand_in_endpoint((2, 5), release) as (uri, hits):
+        engine, replay, told = replaying(uri, tmp_path)
+        try:
+            engine.emit(ReloadFinished(2, True, 3, 2, rung="patch", detail="run()"))
+            await async_wait_for(lambda: hits, 10, message="the first send")
+            for revision in (3, 4, 5):
+                engine.emit(ReloadFinished(revision, True, 3, revision, rung="swap", detail="init() changed"))
+            assert len(hits) == 1 and replay.in_flight
+            release.set()
+            await async_wait_for(lambda: len(told) == 2, 10, message="the replay of the newest")
+            assert [t.reload.revision for t in told] == [2, 5] and len(hits) == 2
+            assert told[1].how == "worker swap (init() changed)" and told[1].previous == told[0].answer
+        finally:
+            await replay.close()
 
-    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        hits.append(await reader.readuntil(b"\r\n\r\n"))
-        await reader.readexactly(2)
-        await release.wait()  # the first answer is slow
-        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}")
-        await writer.drain()
-        writer.close()
 
-    server = await asyncio.start_server(answer, "127.0.0.1", 0)
-    engine = HeldEngine(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/score",
-                        deployment=spec.load(write_deployment(tmp_path / "d", DEPLOYMENT, score=SCORE)))
-    replay = Replay(engine, PinnedRequest(body=b"{}"))
-    told: list = []
-    replay.subscribe(told.append)
-    try:
-        engine.emit(ReloadFinished(2, True, 3, 2, rung="patch", detail="run()"))
-        await async_wait_for(lambda: hits, 10, message="the first send")
-        for revision in (3, 4, 5):
-            engine.emit(ReloadFinished(revision, True, 3, revision, rung="swap", detail="init() changed"))
-        assert len(hits) == 1 and replay.in_flight
-        release.set()
-        await async_wait_for(lambda: len(told) == 2, 10, message="the replay of the newest")
-        assert [t.reload.revision for t in told] == [2, 5] and len(hits) == 2
-        assert told[1].how == "worker swap (init() changed)" and told[1].previous == told[0].answer
-    finally:
-        await replay.close()
-        server.close()
-        await server.wait_closed()
+@pytest.mark.unit
+@pytest.mark.anyio
+async def test_an_answer_from_an_older_worker_is_asked_again_and_told_as_stale_if_it_stays_old(tmp_path):
+    async with stand_in_endpoint((1, 2, 1, 1)) as (uri, hits):
+        engine, replay, told = replaying(uri, tmp_path)
+        try:
+            engine.emit(ReloadFinished(2, True, 3, 2, rung="patch", detail="run()"))
+            await async_wait_for(lambda: told, 10, message="the replay")
+            assert len(hits) == 2 and told[0].revision == 2 and not told[0].stale
+            engine.emit(ReloadFinished(3, True, 3, 3, rung="patch", detail="run()"))
+            await async_wait_for(lambda: len(told) == 2, 10, message="the second replay")
+            assert len(hits) == 4 and told[1].revision == 1 and told[1].stale  # asked twice, old both times
+        finally:
+            await replay.close()
 
 
 @pytest.mark.unit
