@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 from collections import deque
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
@@ -43,6 +44,17 @@ class LogBuffer:
 ROTATE_BYTES = 10 * 1024 * 1024
 
 
+# Terminal escape sequences (colours, cursor moves: CSI, OSC, and the two-byte ones) that tools
+# such as pip, conda and docker build write when they think a terminal reads them: a log file is
+# read by `devtui logs`, grep and editors, where they are noise.
+ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[()*+][0-~]|[@-Z\\-_])")
+
+
+def plain(text: str) -> str:
+    """``text`` without terminal escape sequences."""
+    return ANSI.sub("", text) if "\x1b" in text else text
+
+
 class LogFiles:
     """One append-only file per source, written as the records arrive, rotated before a batch
     once it holds ROTATE_BYTES."""
@@ -74,7 +86,7 @@ class LogFiles:
             file = touched.get(record.source)
             if file is None:
                 file = touched[record.source] = self._file(record.source)
-            file.write(record.text + "\n")
+            file.write(plain(record.text) + "\n")
         for file in touched.values():
             file.flush()
 

@@ -18,17 +18,20 @@ import pytest
 from rich.cells import cell_len
 from rich.console import Console
 from textual.widget import Widget
-from textual.widgets import ListItem, Select, Sparkline, Static, TabbedContent, Tabs
+from textual.widgets import Button, Input, Label, ListItem, Select, Sparkline, Static, TabbedContent, Tabs
 
 from devtui import spec
 from devtui.engine import Engine
-from devtui.events import SUCCEEDED, ReloadFinished, ServerStarted, StateChanged
+from devtui.events import (DEVTUI, INFERENCE_SERVER, STORAGE_INITIALIZER, SUCCEEDED, LogRecord, ReloadFinished,
+                           ServerStarted, StateChanged)
+from devtui.logs import LogFiles
 from devtui.tui import commands
 from devtui.tui.app import DevtuiApp, EngineEvent
 from devtui.tui.commands import key_name
 from devtui.tui.exchange import BodyKind, Exchange, Request
 from devtui.tui.screens import HelpScreen
 from devtui.tui.widgets import HistoryList
+from devtui.tui.widgets._log_view import level_style
 from fake_runtime import FakeRuntime
 from helpers import QuietApp, running, until
 
@@ -296,3 +299,92 @@ async def test_ctrl_j_from_the_log_puts_the_focus_on_the_answer(make_app):
         await until(pilot, lambda: focused_id(app) == "response-body")
         await pilot.press("y")  # at once: the answer's keys work
         await until(pilot, lambda: app.invoke_panel.last_curl)
+
+
+# -- 9: logs -------------------------------------------------------------------------------------
+
+
+def log_screen(app: DevtuiApp) -> list[str]:
+    lines = app.logs.lines
+    return [lines.render_line(y).text for y in range(lines.size.height)]
+
+
+async def test_the_devtui_source_shows_the_provisioning_and_an_empty_source_says_so(make_app):
+    app = make_app()
+    async with running(app, (160, 45)) as pilot:
+        app.query_one("#log-source", Select).value = DEVTUI
+        await until(pilot, lambda: app.logs.source == DEVTUI)
+        await until(pilot, lambda: "No lines from devtui yet" in log_screen(app)[0])
+        serving(app)
+        await until(pilot, lambda: any("provisioning_state: Succeeded (revision 1 is serving" in line
+                                       for line in log_screen(app)), message="the provisioning line")
+        app.query_one("#log-source", Select).value = STORAGE_INITIALIZER
+        await until(pilot, lambda: "No lines from storage-initializer yet" in log_screen(app)[0])
+
+
+async def test_new_lines_under_a_filter_count_matches_and_end_follows_again(make_app):
+    app = make_app()
+    async with running(app, (160, 45)) as pilot:
+        logs = app.logs
+        logs.add([LogRecord(INFERENCE_SERVER, f"line {n}", 0.0) for n in range(100)])
+        await until(pilot, lambda: len(logs.lines.records) == 100)
+        logs.lines.focus()
+        await pilot.press("f")  # paused
+        await until(pilot, lambda: not logs.follow)
+        logs.add([LogRecord(INFERENCE_SERVER, "other", 0.0) for _ in range(5)])
+        marker = app.query_one("#log-new-lines", Button)
+        await until(pilot, lambda: marker.display and str(marker.label) == "+5 new lines")
+        logs.query_one("#log-filter", Input).value = "keep"
+        await until(pilot, lambda: not logs.lines.records)
+        assert not marker.display  # everything that matches is drawn: nothing new yet
+        logs.add([LogRecord(INFERENCE_SERVER, text, 0.0) for text in ("keep 1", "drop", "keep 2", "drop")])
+        await until(pilot, lambda: marker.display)
+        assert str(marker.label) == "+2 new lines"
+        assert str(app.query_one("#log-matches", Label).content) == "2 matches"
+        logs.lines.focus()
+        await pilot.press("end")
+        await until(pilot, lambda: logs.follow and not marker.display, message="End to follow again")
+        assert str(app.query_one("#log-follow", Button).label) == "Following"
+
+
+async def test_matches_are_highlighted_and_a_bad_regex_says_why(make_app):
+    app = make_app()
+    async with running(app, (160, 45)) as pilot:
+        logs = app.logs
+        logs.add([LogRecord(INFERENCE_SERVER, "a keep b KEEP", 0.0), LogRecord(INFERENCE_SERVER, "no", 0.0)])
+        logs.query_one("#log-filter", Input).value = "keep"
+        await until(pilot, lambda: len(logs.lines.records) == 1)
+        text = logs.render_record(logs.lines.records[0])
+        marked = [text.plain[span.start:span.end] for span in text.spans if "on yellow" in str(span.style)]
+        assert marked == ["keep", "KEEP"]
+        matches = app.query_one("#log-matches", Label)
+        assert str(matches.content) == "1 match"
+        logs.query_one("#log-filter", Input).value = "/(unclosed/"
+        await until(pilot, lambda: "not a valid regex" in str(matches.content))
+        assert "missing )" in str(matches.content) and matches.display
+
+
+async def test_prompt_flows_own_time_is_left_out_and_library_warnings_are_not_errors(make_app):
+    app = make_app()
+    async with running(app, (160, 45)) as pilot:
+        logs = app.logs
+        flow = LogRecord(INFERENCE_SERVER, "[2026-12-07 12:00:00 +0000][pfserving-app][INFO] - Flow started", 0.0)
+        executor = LogRecord(INFERENCE_SERVER, "2026-12-07 12:00:00 +0000   4242 execution.flow  INFO  Start", 0.0)
+        assert logs.text_of(flow) == "[pfserving-app][INFO] - Flow started"
+        assert logs.text_of(executor).startswith("4242 execution.flow")
+        assert level_style("/site-packages/pydantic/_config.py:341: UserWarning: Valid config keys have changed") \
+            == "yellow"
+        assert level_style("[2026-12-07 12:00:00 +0000][promptflow][WARNING] - ValueError: will raise in 2.0") \
+            == "yellow"
+        assert level_style("Traceback (most recent call last):") == "red"
+        assert level_style("2026-12-07 12:00:00,000 E [4243] azmlinfsrv - boom") == "red"
+        await pilot.press("t")
+        await until(pilot, lambda: not logs.timestamps)
+        assert logs.text_of(flow) == flow.text
+
+
+def test_the_devtui_log_file_holds_no_terminal_codes(tmp_path):
+    files = LogFiles(tmp_path)
+    files.write([LogRecord(DEVTUI, "\x1b[1;31mERROR\x1b[0m pip \x1b]0;title\x07done \x1b(B\x1b[K", 0.0)])
+    files.close()
+    assert (tmp_path / "devtui.log").read_text() == "ERROR pip done \n"

@@ -29,6 +29,7 @@ from devtui.engine import Engine
 from devtui.events import (CREATING, DELETING, DEVTUI, FAILED, INFERENCE_SERVER, STORAGE_INITIALIZER, SUCCEEDED,
                            DebuggerChanged, LogRecord, Logs, Progress, ReloadFinished, ReloadReason, ReloadStarted,
                            ServerStarted, StateChanged)
+from devtui.tui import engine_view
 from devtui.tui.app import DevtuiApp, EngineEvent
 from devtui.tui.exchange import BodyKind, Exchange, Request
 from devtui.tui.screens import HelpScreen
@@ -55,7 +56,7 @@ def frozen_clock(monkeypatch):
     """The widgets that print clock times see 12:34:56."""
     clock = SimpleNamespace(strftime=lambda fmt, t=None: "12:34:56", localtime=time.localtime,
                             time=lambda: AT, perf_counter=time.perf_counter)
-    for module in (_status_bar, _log_view, _history_list):
+    for module in (_status_bar, _log_view, _history_list, engine_view):
         monkeypatch.setattr(module, "time", clock)
 
 
@@ -145,7 +146,7 @@ def server(*lines: str, level: str = "I", pid: int = 4242) -> Logs:
 def test_starting(app, snap_compare, size):
     async def run_before(pilot):
         starting(app)
-        await settle(pilot, lambda: app.query_one("#progress").display and len(app.logs.buffer.all) == 1)
+        await settle(pilot, lambda: app.query_one("#progress").display and len(app.logs.buffer.all) == 2)
 
     assert snap_compare(app, terminal_size=size, run_before=run_before)
 
@@ -231,7 +232,7 @@ def test_container_build(container_app, snap_compare, size):
              logs(DEVTUI, "  Step 1/9 : FROM python:3.11-slim", "  Step 2/9 : COPY conda.yaml /tmp/",
                   "  Step 3/9 : RUN pip install -r /tmp/requirements.txt", "  Step 4/9 : RUN conda env create"),
              Progress("Building image devtui-env:3f2a9c1d", 4, 9))
-        await settle(pilot, lambda: app.query_one("#progress").display and len(app.logs.buffer.all) == 5)
+        await settle(pilot, lambda: app.query_one("#progress").display and len(app.logs.buffer.all) == 6)
 
     assert snap_compare(app, terminal_size=size, run_before=run_before)
 
@@ -433,5 +434,20 @@ def test_reloaded_by_a_worker_swap_in_a_container(container_app, snap_compare, s
         for ms in (12.0, 14.0, 11.0, 12_000.0, 13.0, 40.0):
             app.status.record_latency(ms)
         await settle(pilot, lambda: app.status.revision == 2)
+
+    assert snap_compare(app, terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", THREE_SIZES)
+def test_the_log_filtered(app, snap_compare, size):
+    """A filter: the matches highlighted and counted beside the box; the devtui source's
+    provisioning lines among the rest."""
+
+    async def run_before(pilot):
+        ready(app)
+        post(app, server("POST /score 200 1.4 ms", "GET /swagger.json 200 0.3 ms", "POST /score 500 3.1 ms"))
+        await settle(pilot, lambda: app.status.state == SUCCEEDED)
+        app.query_one("#log-filter").value = "score"
+        await settle(pilot, lambda: len(app.logs.lines.records) == 3)
 
     assert snap_compare(app, terminal_size=size, run_before=run_before)

@@ -4,13 +4,14 @@ changed in the engine (the deployment, the YAML's problems, whether anything ser
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from functools import cached_property
 from typing import TYPE_CHECKING
 
 from ..engine import Engine
-from ..events import (FAILED, SUCCEEDED, DebuggerChanged, Logs, Progress, ReloadFinished, ReloadStarted,
-                      ServerStarted, StateChanged)
+from ..events import (DEVTUI, FAILED, SUCCEEDED, DebuggerChanged, LogRecord, Logs, Progress, ReloadFinished,
+                      ReloadStarted, ServerStarted, StateChanged)
 from .widgets import DeploymentPanel, ProgressLine
 
 if TYPE_CHECKING:
@@ -67,6 +68,10 @@ class EngineView:
         self.app.invoke_panel.serving(self.app.engine.serving_revision)
 
     def _state_changed(self, event: StateChanged) -> None:
+        # The line the devtui log file has for it (cli.views.Recorder writes it there), so the
+        # app's devtui source shows the provisioning as `devtui logs --container devtui` does.
+        self.app.logs.add([LogRecord(DEVTUI, f"provisioning_state: {event.state}"
+                                             + (f" ({event.detail})" if event.detail else ""), time.time())])
         self.app.status.state = event.state
         # While quitting, the status keeps saying what the stop waits for.
         self.app.status.detail = self.app.quitter.said or event.detail

@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from itertools import accumulate
 
+from rich.style import Style
 from rich.text import Text
 from textual.cache import LRUCache
 from textual.geometry import Size
@@ -58,6 +59,7 @@ class LogLines(ScrollView, can_focus=True):
         self._strips: LRUCache[int, Strip] = LRUCache(512)
         self._released = False
         self.wrap = False
+        self.empty_text = ""  # said on the first row while there is no line (set by the log view)
 
     @property
     def lines(self) -> "_Rendered":
@@ -71,6 +73,14 @@ class LogLines(ScrollView, can_focus=True):
         self.anchor(follow)
         if follow:
             self.scroll_end(animate=False, immediate=True, x_axis=False)
+
+    def action_scroll_end(self) -> None:
+        """End: to the last line, and follow again, as the reader expects (paused by `f` too)."""
+        super().action_scroll_end()
+        was = self.following
+        self.follow(True)
+        if not was:
+            self.post_message(self.Followed(True))
 
     @property
     def following(self) -> bool:
@@ -172,6 +182,12 @@ class LogLines(ScrollView, can_focus=True):
         row = scroll_y + y
         width = self.size.width
         style = self.rich_style
+        if not self.records:
+            if y or not self.empty_text:
+                return Strip.blank(width, style)
+            text = Text(self.empty_text, style="italic", no_wrap=True)
+            text.stylize_before(style + Style(dim=True))
+            return Strip(text.render(self.app.console), text.cell_len).crop_extend(0, width, style)
         if not self.wrap:
             if row >= len(self.records):
                 return Strip.blank(width, style)

@@ -19,13 +19,14 @@ from textual import on
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.reactive import reactive
-from textual.widgets import Button, Input, Select
+from textual.widgets import Button, Input, Label, Select
 
 from ...events import DEVTUI, INFERENCE_SERVER, STORAGE_INITIALIZER, LogRecord
 from ...logs import LogBuffer
 from ..commands import LOG_BINDINGS
 from ..failures import failure_of
 from ._log_filter import LogFilter
+from ._log_match import LogMatch
 from ._log_lines import LogLines
 
 FLUSH_S = 0.05
@@ -35,18 +36,32 @@ SOURCE_TAG = {INFERENCE_SERVER: ("server", "cyan"), STORAGE_INITIALIZER: ("stora
               DEVTUI: ("devtui", "green")}
 TAG_WIDTH = 8
 STAMP_WIDTH = 13
-# The reference server's format puts the level letter after the time: "... 12:00:00,123 E [42] ..."
-_LEVEL = re.compile(r"\s([EWC])\s\[\d+\]|\b(ERROR|CRITICAL|WARNING|Traceback|Error:)")
-# The server's own time at the start of its lines, left out while the app shows its own.
-_SERVER_STAMP = re.compile(r"^\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(?:[,.]\d+)? ")
+# The reference server's format puts the level letter after the time: "... 12:00:00,123 E [42] ...";
+# prompt flow's in brackets: "[...][pfserving-app][WARNING] - ...".
+_ERROR = re.compile(r"\s[EC]\s\[\d+\]|\b(ERROR|CRITICAL|Traceback)\b|\bError:")
+# A warning, a library's included ("FutureWarning: ..."): yellow, even when its text names an
+# error ("WARNING ... ValueError: will raise in 2.0"), which it is not.
+_WARNING = re.compile(r"\s W \[\d+\]|\bWARNING\b|\b[A-Z]\w*Warning:")
+# The server's own time at the start of its lines, left out while the app shows its own: the
+# reference server's ("2026-12-07 12:00:00,123 "), prompt flow's ("[2026-12-07 12:00:00 +0000]",
+# or unbracketed with its zone).
+_SERVER_STAMP = re.compile(r"^(?:\[\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(?:[,.]\d+)?(?: ?[+-]\d{4}|Z)?\] ?"
+                           r"|\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(?:[,.]\d+)?(?: ?[+-]\d{4}|Z)? +)")
 
 
 def level_style(text: str) -> str:
-    match = _LEVEL.search(text)
-    if not match:
-        return ""
-    word = match.group(1) or match.group(2)
-    return "yellow" if word in ("W", "WARNING") else "red"
+    match = _WARNING.search(text)
+    error = _ERROR.search(text)
+    if match and (error is None or match.start() <= error.start()):
+        return "yellow"
+    return "red" if error else ""
+
+
+def empty_text(source: str, match: LogMatch) -> str:
+    """What the view says while it has no line to show."""
+    if match.active:
+        return f"No line matches {match.value!r}" + ("" if source == ALL else f" in {source}")
+    return "No log lines yet" if source == ALL else f"No lines from {source} yet"
 
 
 class LogView(Vertical):
@@ -65,9 +80,7 @@ class LogView(Vertical):
         self.buffer = LogBuffer(capacity)
         self.pending: list[LogRecord] = []
         self.unseen = 0
-        self.pattern: re.Pattern | None = None
-        self.filter_text = ""
-        self.filter_error = ""
+        self.match = LogMatch()
         self.save_folder = save_folder or Path.cwd()
         self.name_for_files = name_for_files
         self.marked: LogRecord | None = None  # the line a jump landed on, highlighted
@@ -78,12 +91,15 @@ class LogView(Vertical):
                           (STORAGE_INITIALIZER, STORAGE_INITIALIZER), (DEVTUI, DEVTUI)],
                          value=ALL, allow_blank=False, id="log-source", compact=True)
             yield LogFilter(placeholder="/ filter: text, or /regex/", id="log-filter", compact=True)
+            yield Label("", id="log-matches")
             yield Button("Following", id="log-follow", variant="primary", compact=True)
             yield Button("", id="log-new-lines", variant="warning", compact=True)
         yield LogLines(self.render_record, self.measure, self.buffer.capacity, id="log-lines")
 
     def on_mount(self) -> None:
         self.query_one("#log-new-lines").display = False
+        self.query_one("#log-matches").display = False
+        self.lines.empty_text = empty_text(self.source, self.match)
         self.lines.follow(self.follow)
         self.set_interval(FLUSH_S, self.flush)
 
@@ -114,6 +130,7 @@ class LogView(Vertical):
             marker.label = f"+{self.unseen} new lines"
             marker.display = True
         self.lines.extend(visible[-self.buffer.capacity:])
+        self._count()
 
     # -- one line -----------------------------------------------------------------------------
 
@@ -136,7 +153,10 @@ class LogView(Vertical):
             tag, colour = SOURCE_TAG.get(record.source, (record.source[:TAG_WIDTH - 1], ""))
             text.append(f"{tag:<{TAG_WIDTH - 1}} ", style=f"bold {colour}".strip())
         # The level is read from the whole line: it follows the server's time, which may be left out.
-        text.append(self.text_of(record), style=level_style(record.text))
+        offset = text.cell_len
+        shown = self.text_of(record)
+        text.append(shown, style=level_style(record.text))
+        self.match.highlight(text, shown, offset)
         if record is self.marked:
             text.stylize("reverse")
         return text
@@ -144,9 +164,7 @@ class LogView(Vertical):
     def matches(self, record: LogRecord) -> bool:
         if self.source != ALL and record.source != self.source:
             return False
-        if self.pattern is not None:
-            return self.pattern.search(record.text) is not None
-        return not self.filter_text or self.filter_text in record.text.lower()
+        return self.match.matches(record.text)
 
     def visible_records(self) -> list[LogRecord]:
         return [r for r in self.buffer.all if self.matches(r)]
@@ -157,19 +175,30 @@ class LogView(Vertical):
         """Draw the view again from the buffer (filter, source or timestamps changed)."""
         self.pending.clear()
         self.lines.clear()
+        self.lines.empty_text = empty_text(self.source, self.match)
         self.lines.extend(self.visible_records())
+        # Every line that matches is drawn now: "+N new" counts from here, and only matching lines.
+        self.unseen = 0
+        self.query_one("#log-new-lines").display = False
+        self._count()
+
+    @property
+    def filter_error(self) -> str:
+        return self.match.error
+
+    def _count(self) -> None:
+        """The matches, counted beside the filter box; or why the regex is not one."""
+        label = self.query_one("#log-matches", Label)
+        label.display = bool(self.match.error) or self.match.active
+        label.set_class(bool(self.match.error), "invalid")
+        if self.match.error:
+            label.update(self.match.error)
+        elif self.match.active:
+            count = len(self.lines.records)
+            label.update(f"{count} match{'es' if count != 1 else ''}")
 
     def set_filter(self, value: str) -> None:
-        self.filter_error = ""
-        self.pattern = None
-        self.filter_text = ""
-        if len(value) >= 2 and value.startswith("/") and value.endswith("/"):
-            try:
-                self.pattern = re.compile(value[1:-1], re.IGNORECASE)
-            except re.error as ex:
-                self.filter_error = f"not a valid regex: {ex}"
-        else:
-            self.filter_text = value.lower()
+        self.match = LogMatch(value)
         filter_input = self.query_one("#log-filter", Input)
         filter_input.set_class(bool(self.filter_error), "invalid")
         filter_input.tooltip = self.filter_error or None
@@ -265,6 +294,7 @@ class LogView(Vertical):
         self.unseen = 0
         self.marked = None
         self.query_one("#log-new-lines").display = False
+        self._count()
 
     def action_save(self) -> None:
         name = f"devtui-{self.name_for_files}-{time.strftime('%Y%m%d-%H%M%S')}.log"
