@@ -173,6 +173,11 @@ class DebugListener:
         logger.warning(f"The debug port's gate exited; listening on {self.host}:{self.port} again")
         self._emit_state()
 
+    def workers_stopped(self, workers) -> None:
+        """The workers (each with its ``debug_stop``) said where the debugger holds them: the
+        first one held is shown; a worker gone holds nothing."""
+        self.worker_stopped(next((w.debug_stop for w in workers if w.debug_stop), None))
+
     def worker_stopped(self, where: str | None) -> None:
         """A worker reported that the debugger holds it at ``where``, or let it go (None)."""
         self.stopped_at = where

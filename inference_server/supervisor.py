@@ -31,7 +31,7 @@ from .patch_requests import Patches
 from .warming import Preloader
 from .unavailable import Unavailable
 from .worker import Options, configure_logging
-from .worker_process import Worker, die_with_parent, kill, spawn
+from .worker_process import Worker, die_with_parent, kill, pass_on, spawn
 
 logger = logging.getLogger("azmlinfsrv.supervisor")
 
@@ -188,6 +188,9 @@ class Supervisor:
         if self.reload_requested and self.pending is None and self.patches.in_flight is None and not self.stopping:
             self.reload_requested = False
             why, self.swap_requested = self.swap_requested, None
+            if why is None and self.current is not None and self.current.debug_stop:
+                # Frozen by the debugger, the worker cannot apply a patch (or give up waiting for one).
+                why = f"a request is held at a breakpoint ({self.current.debug_stop})"
             if why is None and self.options.reload_mode == "patch" and self.current and self.current.ready:
                 self.revision += 1
                 self.patches.ask(self.current, self.revision)
@@ -196,7 +199,8 @@ class Supervisor:
 
     def _on_reload(self, *_):
         self.reload_requested, self.reloads = True, self.reloads + 1
-        if self.swap_requested is None and self.pending is None and self.options.reload_mode == "patch":
+        if (self.swap_requested is None and self.pending is None and self.options.reload_mode == "patch"
+                and not (self.current is not None and self.current.debug_stop)):
             self.patches.signal_early(self.current, self.reloads, self.revision + 1)  # now, not after a warming import
 
     def _on_swap(self, *_, why: str = "a new worker was asked for"):
@@ -255,23 +259,15 @@ class Supervisor:
             elif isinstance(message, protocol.WorkerFailed):
                 worker.failure = message
             elif isinstance(message, protocol.WorkerDebugStop) and self.debugger is not None:
-                self.debugger.worker_stopped(message.where)
+                worker.debug_stop = message.where
+                self.debugger.workers_stopped(self._workers())
             elif isinstance(message, protocol.WorkerPatched):
                 self._on_patched(worker, message)
             elif isinstance(message, protocol.WorkerHandoff):
-                self._pass_on(worker, message.connections)
+                pass_on(worker, self.current if self.current is not worker and not self.stopping else None,
+                        message.connections)
             elif isinstance(message, protocol.WorkerDraining):
                 self.handover.released(worker.pid)
-
-    def _pass_on(self, worker: Worker, count: int) -> None:
-        """A stopping worker's idle connections go to the serving one (see serving.py); with none
-        to take them, they close."""
-        fds = worker.take_fds(count)
-        taker = self.current if self.current is not worker and not self.stopping else None
-        if taker is not None and taker.ready and taker.send(protocol.AdoptOrder(connections=len(fds)), fds):
-            logger.debug(f"{len(fds)} kept-alive connections of worker {worker.pid} go to worker {taker.pid}")
-        for fd in fds:
-            os.close(fd)
 
     def _close_status(self, worker: Worker) -> None:
         self.selector.unregister(worker.status_fd)
@@ -317,6 +313,9 @@ class Supervisor:
 
     def _on_exit(self, worker: Worker, code: int) -> None:
         self.handover.released(worker.pid)
+        if worker.debug_stop and self.debugger is not None:  # it exited held, or before it said it was let go
+            worker.debug_stop = None
+            self.debugger.workers_stopped(self._workers())
         if worker in self.retiring:
             self.retiring.remove(worker)
         elif worker is self.pending:

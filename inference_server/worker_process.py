@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ctypes
 import json
+import logging
 import os
 import selectors
 import signal
@@ -16,6 +17,8 @@ from dataclasses import asdict, dataclass, field
 
 from . import protocol
 from .worker import Options
+
+logger = logging.getLogger("azmlinfsrv.supervisor")
 
 _PR_SET_PDEATHSIG = 1
 
@@ -32,6 +35,7 @@ class Worker:
     failure: protocol.WorkerFailed | None = None
     why: str = ""  # why a new worker rather than a patch (Ready's detail)
     fds: list[int] = field(default_factory=list)  # sockets received, not yet claimed by their status line
+    debug_stop: str | None = None  # where a debugger holds this worker ("score.py:12 in run()")
 
     def receive(self) -> list[protocol.WorkerStatus] | None:
         """The statuses that arrived whole (their sockets kept for :meth:`take_fds`); None once
@@ -77,6 +81,16 @@ class Worker:
         for fd in self.fds:
             os.close(fd)
         self.fds.clear()
+
+
+def pass_on(worker: Worker, taker: Worker | None, count: int) -> None:
+    """A stopping ``worker``'s ``count`` idle connections go to ``taker``, the serving worker
+    (see serving.py); with none to take them, they close."""
+    fds = worker.take_fds(count)
+    if taker is not None and taker.ready and taker.send(protocol.AdoptOrder(connections=len(fds)), fds):
+        logger.debug(f"{len(fds)} kept-alive connections of worker {worker.pid} go to worker {taker.pid}")
+    for fd in fds:
+        os.close(fd)
 
 
 def die_with_parent(sig: int = signal.SIGTERM) -> None:

@@ -432,3 +432,39 @@ def test_a_wedged_debugpy_is_shown_as_failed_and_restarted_once_no_client_is_att
     assert "stopped answering new clients: restarting the server" in devtui(
         "logs", "-n", "my-endpoint", "--container", "devtui", cwd=cwd).stdout
     hit_breakpoint_once(cwd, folder, "my-endpoint")
+
+
+def test_a_save_while_a_request_is_held_at_a_breakpoint_swaps_at_once_and_the_stop_clears(workspace):
+    """A worker held at a breakpoint is frozen whole (debugpy suspends its event loop too), so it
+    can neither apply a patch nor give up waiting for one: the save is a worker swap at once, said
+    so. Once the held request is let go and the old worker exits, the stop is no longer shown."""
+    cwd, folder = workspace
+    devtui("up", str(folder), "--debug", "--debug-port", str(free_port()), "--detach", cwd=cwd)
+    score = folder / "onlinescoring" / "score.py"
+    line = breakpoint_line(score)
+    client = DebugClient(launch_configuration(cwd, "my-endpoint"))
+    try:
+        client.set_breakpoints(str(score), [line])
+        child = client.next_child()
+        record = show("my-endpoint", cwd=cwd)
+        thread, result = post_in_background(record["scoring_uri"], (folder / "sample-request.json").read_bytes())
+        thread_id, _ = stopped_frame(child)
+        wait_for(lambda: show("my-endpoint", cwd=cwd)["deployments"][0]["debugger"]["state"] == "stopped", timeout=30)
+        revision = record["deployments"][0]["revision"]
+        save(score, re.sub(r"digits = int\(.*\)", "digits = 1", score.read_text()))  # run() only: a patch otherwise
+        deployment = wait_for(lambda: (d := show("my-endpoint", cwd=cwd)["deployments"][0])["revision"] > revision
+                              and d, timeout=30)
+        assert deployment["last_reload"]["how"].startswith("worker swap (a request is held at a breakpoint"), deployment
+        child.request("continue", {"threadId": thread_id})
+        thread.join(60)
+        assert result["answer"].status_code == 200  # the held request finishes on the code it started with
+        wait_for(lambda: show("my-endpoint", cwd=cwd)["deployments"][0]["debugger"]["state"] == "attached", timeout=30)
+        # The new worker serves the save, and stops at the same breakpoint.
+        thread, result = post_in_background(record["scoring_uri"], (folder / "sample-request.json").read_bytes())
+        newest = latest_child(client)
+        thread_id, _ = stopped_frame(newest)
+        newest.request("continue", {"threadId": thread_id})
+        thread.join(60)
+        assert result["answer"].json() == [199.8, 74.0]
+    finally:
+        client.close()
