@@ -10,7 +10,9 @@ import asyncio
 import dataclasses
 import importlib.util
 import json
+import os
 import secrets
+import signal
 import textwrap
 import time
 
@@ -26,7 +28,7 @@ from devtui.masking import MASK, hidden
 from devtui.scrub import MIN_LENGTH, Scrubber
 from devtui.spec.connections import connection_secrets
 from flow_reference import CONNECTED_FLOW
-from helpers import devtui, save, wait_for, write_deployment
+from helpers import devtui, pid_alive, save, wait_for, write_deployment
 
 # -- the scrubber -----------------------------------------------------------------------------------
 
@@ -261,3 +263,11 @@ def test_a_containers_printed_secret_is_hidden_in_devtui_logs(sample, endpoint, 
     logged = wait_for(lambda: log_holding(name, "init sees"), timeout=60, message="init's print")
     for text in (logged, (registry.folder(name) / "logs" / f"{INFERENCE_SERVER}.log").read_text()):
         assert key not in text and f"init sees {MASK}" in text
+    # Where no log file is left here (its devtui killed, the files gone), `devtui logs` reads the
+    # container's own log from the engine: scrubbed too.
+    host = json.loads((registry.folder(name) / "endpoint.json").read_text())["host_pid"]
+    os.kill(host, signal.SIGKILL)
+    wait_for(lambda: not pid_alive(host), timeout=10)
+    (registry.folder(name) / "logs" / f"{INFERENCE_SERVER}.log").unlink()
+    raw = devtui("logs", "-n", name).stdout
+    assert "init sees" in raw and key not in raw, raw

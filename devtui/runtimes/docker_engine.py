@@ -192,7 +192,18 @@ def container_log(client, endpoint: str, role: str) -> list[str] | None:
     if not containers:
         return None
     lines = containers[0].logs().decode("utf-8", "replace").splitlines()
-    return [line for line in lines if not line.startswith(EVENT_PREFIX)]
+    return _scrubbed(containers[0], [line for line in lines if not line.startswith(EVENT_PREFIX)])
+
+
+def _scrubbed(container, lines: list[str]) -> list[str]:
+    """LINES without the secrets of the container's environment: the log files devtui keeps are
+    scrubbed as they are written (scrub.py); a log read straight from the engine is scrubbed here."""
+    from ..masking import hidden
+    from ..scrub import Scrubber
+
+    env = (container.attrs.get("Config") or {}).get("Env") or []
+    pairs = (entry.partition("=") for entry in env)
+    return Scrubber(piece for name, _, value in pairs for piece in hidden(name, value)).lines(lines)
 
 
 # How Docker (and Podman) say that a host port to publish is taken: by another program, or by
