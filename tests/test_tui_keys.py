@@ -18,6 +18,7 @@ import pytest
 from rich.cells import cell_len
 from rich.console import Console
 from textual.widget import Widget
+from textual.widgets._footer import FooterKey
 from textual.widgets import Button, Input, Label, ListItem, Select, Sparkline, Static, TabbedContent, Tabs
 
 from devtui import spec
@@ -30,7 +31,8 @@ from devtui.tui.app import DevtuiApp, EngineEvent
 from devtui.tui.commands import key_name
 from devtui.tui.exchange import BodyKind, Exchange, Request
 from devtui.tui.screens import HelpScreen
-from devtui.tui.widgets import HistoryList
+from devtui.tui.widgets import DeploymentPanel, HistoryList
+from devtui.tui.widgets._deployment_panel import LABEL_WIDTH
 from devtui.tui.widgets._log_view import level_style
 from fake_runtime import FakeRuntime
 from helpers import QuietApp, running, until
@@ -388,3 +390,76 @@ def test_the_devtui_log_file_holds_no_terminal_codes(tmp_path):
     files.write([LogRecord(DEVTUI, "\x1b[1;31mERROR\x1b[0m pip \x1b]0;title\x07done \x1b(B\x1b[K", 0.0)])
     files.close()
     assert (tmp_path / "devtui.log").read_text() == "ERROR pip done \n"
+
+
+# -- 10: keys that can be found, a layout that fits ----------------------------------------------
+
+
+def footer(app: DevtuiApp) -> str:
+    return " ".join(f"{key.key_display} {key.description}" for key in app.query(FooterKey))
+
+
+@pytest.mark.parametrize("size", [(80, 24), (100, 30), (160, 45)])
+async def test_the_footer_has_the_runtime_key_and_below_120_columns_the_panels(make_app, size):
+    app = make_app()
+    async with running(app, size) as pilot:
+        await until(pilot, lambda: "? Help" in footer(app) and "f Follow" in footer(app))
+        assert "x Runtime" in footer(app)
+        assert ("b Panel" in footer(app)) or size[0] >= 120
+
+
+async def test_m_on_a_deployment_without_chat_says_why(make_app):
+    app = make_app()
+    seen = []
+    notify = app.notify
+    app.notify = lambda message, *args, **kwargs: (seen.append(str(message)), notify(message, *args, **kwargs))
+    async with running(app, (160, 45)) as pilot:
+        await pilot.press("m")
+        await until(pilot, lambda: seen, message="a word on m")
+        assert "No Chat tab" in seen[0] and "scoring script" in seen[0]
+        assert app.query_one("#tabs", TabbedContent).active == "logs-tab"
+
+
+async def test_the_palette_has_one_quit_and_shows_each_commands_key(make_app):
+    app = make_app()
+    async with running(app, (160, 45)):
+        commands_ = list(app.get_system_commands(app.screen))
+        assert [c.title for c in commands_].count("Quit") == 1
+        ours = {c.title: c.help for c in commands_}
+        assert ours["Quit"].startswith("q · ") and ours["Invoke endpoint"].startswith("ctrl+j · ")
+        assert ours["Choose the method"].startswith("1 · ") and ours["Filter logs"].startswith("/ · ")
+
+
+def panel_lines(panel: DeploymentPanel) -> list[str]:
+    console = Console(width=panel.size.width, record=True, file=io.StringIO(), color_system=None)
+    console.print(panel.content)
+    return [line.rstrip() for line in console.export_text().splitlines()]
+
+
+@pytest.mark.parametrize("size", [(120, 30), (160, 45), (220, 60)])
+async def test_the_deployment_panel_widens_with_the_terminal_and_breaks_paths_after_a_slash(make_app, size):
+    app = make_app()
+    async with running(app, size) as pilot:
+        panel = app.query_one("#deployment", DeploymentPanel)
+        await until(pilot, lambda: panel.size.width and panel.content)
+        assert panel.outer_size.width >= min(80, max(42, size[0] * 30 // 100))
+        await pilot.pause()
+        text = "\n".join(panel_lines(panel))
+        # A name wider than the value column alone is folded: there is no slash to break it after.
+        names = [part for part in app.engine.deployment.code_dir.parts if part != "/"
+                 and len(part) < panel.size.width - LABEL_WIDTH]
+        for name in names:
+            assert re.search(rf"(^|/|\s){re.escape(name)}(/|\s|$)", text, re.M), (name, text)
+
+
+async def test_the_history_is_as_tall_as_its_rows(make_app):
+    app = make_app()
+    async with running(app, (160, 45)) as pilot:
+        await pilot.press("i")
+        history = app.query_one("#history", HistoryList)
+        for count, limit in ((1, 1), (3, 3), (12, 8)):
+            while len(app.invoke_panel.history) < count:
+                app.invoke_panel.record(exchange())
+            await until(pilot, lambda: len(history) == count)
+            await until(pilot, lambda: history.size.height == limit,
+                        message=f"{limit} rows for {count} (not {history.size.height})")

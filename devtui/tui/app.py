@@ -24,7 +24,7 @@ from textual.widgets import TabbedContent, TabPane
 from .. import runtimes
 from ..engine import DebugSettings, Engine, PortInUse, accept_reload_requests
 from ..events import Event
-from .commands import BINDINGS, palette_commands
+from .commands import BINDINGS, no_chat_reason, palette_commands
 from .exchange import sample_request
 from .engine_view import EngineView
 from .failures import Explainer, TracebackWanted
@@ -190,9 +190,14 @@ class DevtuiApp(App):
         self.action_focus_logs()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        # esc (and its hint in the footer) wherever the focus is, except on the log itself; chat: a chat flow's.
-        return (self.chat if action == "focus_chat"
-                else action != "back_to_log" or getattr(self.focused, "id", None) != "log-lines")
+        # esc (and its hint in the footer) wherever the focus is, except on the log itself; m: a chat
+        # flow's Chat tab, else (no_chat) why there is none.
+        if action in ("focus_chat", "no_chat"):
+            return self.chat == (action == "focus_chat")
+        return action != "back_to_log" or getattr(self.focused, "id", None) != "log-lines"
+
+    def action_no_chat(self) -> None:
+        self.notify(no_chat_reason(self.engine.deployment), title="No Chat tab", severity="warning", timeout=6)
 
     def action_focus_invoke(self) -> None:
         self.focus.show("invoke-tab")
@@ -245,5 +250,8 @@ class DevtuiApp(App):
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         """The palette: every key's command (from the binding lists), then Textual's own."""
-        yield from palette_commands(self)
-        yield from super().get_system_commands(screen)
+        ours = list(palette_commands(self))
+        yield from ours
+        # Textual's own, but not a second Quit (ours says what stopping waits for).
+        titles = {command.title for command in ours}
+        yield from (command for command in super().get_system_commands(screen) if command.title not in titles)

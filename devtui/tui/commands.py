@@ -38,9 +38,11 @@ BINDINGS = [
             tooltip="Show the Invoke tab and put the focus in its request editor"),
     Command("m", "focus_chat", "Chat", id="focus-chat", title="Focus chat",
             tooltip="Show the Chat tab (chat flows only) and put the focus in its message box"),
+    Binding("m", "no_chat", "Chat", show=False, id="no-chat",
+            tooltip="On a deployment that is no chat flow: says why it has no Chat tab"),
     Command("b", "toggle_side_panel", "Panel", id="side-panel", title="Toggle deployment panel",
             tooltip="Show or hide the deployment panel (hidden at first below 120 columns)"),
-    Command("x", "switch_runtime", "Runtime", show=False, id="runtime", title="Switch runtime",
+    Command("x", "switch_runtime", "Runtime", id="runtime", title="Switch runtime",
             tooltip="Run the deployment on the next available runtime"),
     Command("d", "toggle_debugger", "Debug", id="debugger", title="Toggle debugger",
             tooltip="Start or stop the debugpy listener (VS Code attaches to it)"),
@@ -139,14 +141,27 @@ PALETTE = [(None, None, BINDINGS), ("logs-tab", "#logs", LOG_BINDINGS), ("invoke
 
 
 def palette_commands(app: App) -> Iterator[SystemCommand]:
-    """Every command that works in this app: not those of a widget it does not have (the chat of a
-    deployment that is no chat flow), nor the app's own that ``check_action`` turns off."""
+    """Every command that works in this app, its key first in its help: not those of a widget it
+    does not have (the chat of a deployment that is no chat flow), nor the app's own that
+    ``check_action`` turns off."""
     for tab, selector, bindings in PALETTE:
         if selector is not None and not app.query(selector):
             continue
         for binding in bindings:
             if isinstance(binding, Command) and (selector is not None or app.check_action(binding.action, ())):
-                yield SystemCommand(binding.title, binding.tooltip, partial(_run, app, tab, selector, binding.action))
+                yield SystemCommand(binding.title, f"{key_name(binding)} · {binding.tooltip}",
+                                    partial(_run, app, tab, selector, binding.action))
+
+
+def no_chat_reason(deployment) -> str:
+    """Why ``deployment`` has no Chat tab, and what would give it one."""
+    flow = deployment.flow
+    if flow is None:
+        return "No Chat tab: this deployment runs a scoring script; the Chat tab is for chat flows. Use the Invoke tab (i)."
+    missing = [what for what, name in (("is_chat_input: true", flow.chat_input),
+                                       ("is_chat_history: true", flow.chat_history)) if name is None]
+    return (f"No Chat tab: {flow.flow_file} marks no input with {' nor '.join(missing)}, so it is no chat flow. "
+            "Use the Invoke tab (i).")
 
 
 async def _run(app: App, tab: str | None, selector: str | None, action: str) -> None:

@@ -1,6 +1,7 @@
 """Textual's footer, compact, with Help, Quit and the palette pinned to the right. The focused
 widget's keys come first, then the app's; those that do not fit the width are left out whole
-(the help screen and the palette list them all), so Help and Quit are never pushed off."""
+(the help screen and the palette list them all), so Help and Quit are never pushed off, nor the
+keys hard to find otherwise (KEPT)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,10 @@ from textual.widgets import Footer
 from textual.widgets._footer import FooterKey
 
 PINNED = ("help", "quit")
+# Kept in the footer whatever else fits: the runtime switch, and below this many columns (where
+# the deployment panel starts hidden) the key that shows it.
+KEPT = ("switch_runtime",)
+PANEL_KEY_BELOW = 120
 
 
 def _width(key: FooterKey) -> int:
@@ -29,16 +34,25 @@ class AppFooter(Footer):
                 pinned.append(self._plain(widget))
             else:
                 rest.append(widget)
-        room = (self.size.width or self.app.size.width) - sum(map(_width, pinned)) - 3
-        for widget in rest:
-            width = _width(widget) if isinstance(widget, FooterKey) else 0
-            if width > room:
-                break
-            room -= width
-            yield widget
+        yield from self._fitting(rest, sum(map(_width, pinned)) + 3)
         if pinned:
             with HorizontalGroup(id="footer-pinned"):
                 yield from pinned
+
+    def _fitting(self, rest: list, taken: int):
+        """The keys of ``rest`` that fit beside ``taken`` cells, in order: the KEPT ones always,
+        the others until one does not fit."""
+        width = self.size.width or self.app.size.width
+        kept = KEPT + (("toggle_side_panel",) if width < PANEL_KEY_BELOW else ())
+        is_kept = [isinstance(w, FooterKey) and w.action in kept for w in rest]
+        room = width - taken - sum(_width(w) for w, keep in zip(rest, is_kept) if keep)
+        full = False
+        for widget, keep in zip(rest, is_kept):
+            size = 0 if keep or not isinstance(widget, FooterKey) else _width(widget)
+            full = full or size > room  # the rest is left out whole, in order
+            if keep or not full:
+                room -= size
+                yield widget
 
     def on_resize(self) -> None:
         self.call_later(self.recompose)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
+from rich.cells import cell_len
 from rich.table import Table
 from textual.widgets import Static
 
@@ -42,17 +44,62 @@ def _flow_rows(table: Table, flow: FlowSpec) -> None:
     table.add_row("nodes", "\n".join(f"{node.name} ({node.kind})" for node in flow.nodes) or "-")
 
 
+# The widest label ("instances") and the gap after it: the values get the rest of the width.
+LABEL_WIDTH = 10
+
+
+def wrap_value(value: str, width: int) -> str:
+    """``value`` in lines of at most ``width`` cells, broken at spaces and after a path's slashes,
+    never inside a name (unless one name alone is wider)."""
+    lines = []
+    for line in value.split("\n"):
+        current = ""
+        for word in line.split(" "):
+            for n, piece in enumerate(re.findall(r"[^/]*/|[^/]+", word) or [""]):
+                glue = " " if n == 0 and current else ""
+                if current and cell_len(current + glue + piece) > width:
+                    lines.append(current)
+                    current = piece
+                else:
+                    current += glue + piece
+        lines.append(current)
+    return "\n".join(lines)
+
+
+class _Rows(Table):
+    """A label column and a value column whose values are wrapped at ``width``."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__(box=None, padding=(0, 1), show_header=False, show_edge=False, collapse_padding=True,
+                         pad_edge=False, expand=False)
+        self.value_width = width
+        self.add_column(style="bold", no_wrap=True)
+        self.add_column(overflow="fold")
+
+    def add_row(self, label: str, value: str) -> None:
+        super().add_row(label, wrap_value(value, self.value_width))
+
+
 class DeploymentPanel(Static):
+    """What the YAML says; it widens with the terminal (app.tcss) and is drawn again at each
+    width, so a path is broken only after one of its slashes."""
+
+    deployment: LocalDeployment | None = None
+
     def toggle(self) -> None:
         """Hide it if shown, show it if hidden (as the width's breakpoint or an earlier toggle left it)."""
         shown = self.display
         self.set_class(shown, "-hidden")
         self.set_class(not shown, "-shown")
 
+    def on_resize(self) -> None:
+        if self.deployment is not None:
+            self.show(self.deployment)
+
     def show(self, d: LocalDeployment) -> None:
-        table = Table.grid(padding=(0, 1))
-        table.add_column(style="bold", no_wrap=True)
-        table.add_column(overflow="fold")
+        self.deployment = d
+        width = self.size.width - LABEL_WIDTH if self.size.width > LABEL_WIDTH * 2 else 1000
+        table = _Rows(width)
         if d.model:
             table.add_row("model", f"{_short(d.model.path)} ({_size(d.model.path)}) as {d.model.name}:{d.model.version}")
         else:
