@@ -12,9 +12,9 @@ from textual.widgets import Footer
 from textual.widgets._footer import FooterKey
 
 PINNED = ("help", "quit")
-# Kept in the footer whatever else fits: the runtime switch, and below this many columns (where
-# the deployment panel starts hidden) the key that shows it.
-KEPT = ("switch_runtime",)
+# Kept in the footer whatever else fits: esc (the way out of any field), the runtime switch, and
+# below this many columns (where the deployment panel starts hidden) the key that shows it.
+KEPT = ("back_to_log", "switch_runtime")
 PANEL_KEY_BELOW = 120
 
 
