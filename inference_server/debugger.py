@@ -90,6 +90,16 @@ class GateProcess:
             except OSError:
                 pass
 
+    def close(self, timeout: float = 3.0) -> None:
+        """Stop it and wait until it has let go of the debug port: a server started next (a
+        restart) binds the same port at once."""
+        self.stop()
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
 
 class DebugListener:
     def __init__(self, host: str, port: int, emit: Callable[[ServerEvent], None]):
@@ -101,6 +111,12 @@ class DebugListener:
         self.wedged = False  # debugpy no longer answers new clients
         self.gate: GateProcess | None = None
         self.inner_port = 0  # debugpy's own, behind the gate
+
+    def close(self) -> None:
+        """The server stops: the gate goes, and the debug port with it, before the server exits."""
+        if self.gate is not None:
+            self.gate.close()
+            self.gate = None
 
     def listen(self) -> bool:
         """Open the debug port and start debugpy's listener; False (and said so) when it cannot."""

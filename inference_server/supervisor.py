@@ -153,6 +153,8 @@ class Supervisor:
                 break
             self._start_worker_if_due()
             self.preloader.step(self._busy, most=1)
+        if self.debugger is not None:
+            self.debugger.close()
         logger.info("Supervisor stopped")
         self.emit(protocol.Stopped(exit_code=self.exit_code))
         return self.exit_code
