@@ -44,6 +44,7 @@ class AppFooter(Footer):
         the others until one does not fit."""
         width = self.size.width or self.app.size.width
         kept = KEPT + (("toggle_side_panel",) if width < PANEL_KEY_BELOW else ())
+        rest = [w for w in rest if not self._idle(w)]
         is_kept = [isinstance(w, FooterKey) and w.action in kept for w in rest]
         room = width - taken - sum(_width(w) for w, keep in zip(rest, is_kept) if keep)
         full = False
@@ -53,6 +54,11 @@ class AppFooter(Footer):
             if keep or not full:
                 room -= size
                 yield widget
+
+    def _idle(self, widget) -> bool:
+        """`l` says nothing on the log itself: its room goes to the keys after it."""
+        return (isinstance(widget, FooterKey) and widget.action == "focus_logs"
+                and getattr(self.app.focused, "id", None) == "log-lines")
 
     def on_resize(self) -> None:
         self.call_later(self.recompose)
