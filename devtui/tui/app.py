@@ -29,6 +29,7 @@ from .exchange import sample_request
 from .engine_view import EngineView
 from .failures import Explainer, TracebackWanted
 from .focus import Focus
+from .pinning import Pinning, PinWanted, ReplayMessage
 from .quitting import Quitter
 from .screens import HelpScreen
 from .widgets import (AppFooter, ChatPanel, DeploymentPanel, FailurePanel, InvokePanel, LogView, ProgressLine,
@@ -63,6 +64,7 @@ class DevtuiApp(App):
         self.focus = Focus(self)
         self.explainer = Explainer()
         self.view = EngineView(self)
+        self.pinning = Pinning(self)  # replay on save: nothing is sent until a request is pinned
         engine.subscribe(lambda event: self.post_message(EngineEvent(event)))
 
     # -- layout -----------------------------------------------------------------------------------
@@ -148,6 +150,20 @@ class DevtuiApp(App):
         turn = message.turn
         self.explainer.watch(self.logs.buffer.all, turn.request_id, turn.sent, turn.at, turn.explain)
 
+    @on(PinWanted)
+    async def _pin_wanted(self, message: PinWanted) -> None:
+        await self.pinning.toggle(message)
+
+    @on(ReplayMessage)
+    def _replayed(self, message: ReplayMessage) -> None:
+        self.pinning.show(message.event)
+
+    def action_unpin(self) -> None:
+        self.pinning.unpin()
+
+    async def on_unmount(self) -> None:
+        await self.pinning.close()
+
     @on(TracebackWanted)
     def _traceback_wanted(self, message: TracebackWanted) -> None:
         self.action_focus_logs()
@@ -192,6 +208,8 @@ class DevtuiApp(App):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         # esc (and its hint in the footer) wherever the focus is, except on the log itself; m: a chat
         # flow's Chat tab, else (no_chat) why there is none.
+        if action == "unpin":
+            return self.pinning.pinned
         if action in ("focus_chat", "no_chat"):
             return self.chat == (action == "focus_chat")
         return action != "back_to_log" or getattr(self.focused, "id", None) != "log-lines"

@@ -48,6 +48,8 @@ BINDINGS = [
             tooltip="Start or stop the debugpy listener (VS Code attaches to it)"),
     Command("question_mark", "help", "Help", key_display="?", id="help", title="Help",
             tooltip="Every key of the app, where it works and what it does"),
+    Command("p", "unpin", "Unpin", id="unpin", title="Unpin",
+            tooltip="Stop replaying the pinned request on save (shown while one is pinned)"),
     Command("q", "quit", "Quit", id="quit", title="Quit", tooltip="Stop the endpoint and leave"),
     Binding("ctrl+c", "quit", "Quit", priority=True, id="quit-ctrl-c",
             tooltip="Quit, even while typing"),
@@ -82,6 +84,9 @@ EDITOR_BINDINGS = [
 # Posting's jump mode numbers the method and the URL; ctrl+t is Posting's method key, and works
 # while typing.
 INVOKE_BINDINGS = [
+    Command("p", "pin", "Pin", id="pin", title="Pin the request (replay on save)",
+            tooltip="Pin the Invoke request: every save that brings a new revision sends it again and the "
+                    "Replay tab shows the answer beside the previous one; p again unpins"),
     Command("y", "copy_curl", "Copy curl", id="copy-curl", title="Copy as curl",
             tooltip="Put the Invoke request on the clipboard as a curl command"),
     Command("g", "goto_traceback", "Traceback", id="goto-traceback", title="Show the answer's traceback",
@@ -107,6 +112,9 @@ INVOKE_BINDINGS = [
 CHAT_BINDINGS = [
     Command("ctrl+l", "clear_chat", "Clear chat", id="clear-chat", title="Clear chat history",
             tooltip="Forget the chat history and empty the transcript; the next message starts afresh"),
+    Command("p", "pin", "Pin", id="chat-pin", title="Pin the last chat turn (replay on save)",
+            tooltip="Pin the last chat turn's request: every save that brings a new revision sends it again; "
+                    "p again unpins"),
     Command("g", "goto_traceback", "Traceback", id="chat-goto-traceback", title="Show the failed message's traceback",
             tooltip="Find the traceback of the latest message that failed in the log"),
 ]
@@ -116,6 +124,9 @@ HISTORY_BINDINGS = [
             tooltip="Show that answer again (status, headers, body) without sending anything"),
     Binding("e", "edit", "Edit request", id="history-edit",
             tooltip="Put that request back in the Invoke fields (ctrl+j sends it)"),
+    Binding("p", "pin", "Pin", id="history-pin",
+            tooltip="Pin that request, its answer the previous one: every save that brings a new revision "
+                    "sends it again; p again unpins"),
 ]
 
 # Where each list works, as the help screen names it (the app's list works everywhere).
@@ -126,7 +137,7 @@ SCOPES = [
     ("in the Invoke tab (not while typing, but ctrl+t)", INVOKE_BINDINGS),
     ("in the request editor", EDITOR_BINDINGS),
     ("in the history", HISTORY_BINDINGS),
-    ("in the Chat tab (chat flows; g not while typing)", CHAT_BINDINGS),
+    ("in the Chat tab (chat flows; g and p not while typing)", CHAT_BINDINGS),
 ]
 
 

@@ -49,6 +49,7 @@ class ChatTurn(Vertical):
         self.at = 0.0  # when it ended
         self.request_id = ""
         self.revision: int | None = None  # the revision whose worker answered
+        self.body: dict | None = None  # what was sent: the message and the history before it
 
     def answering(self, response: httpx.Response) -> None:
         self.request_id = response.headers.get("x-request-id", "")
@@ -188,7 +189,8 @@ class ChatPanel(Vertical):
             if not uri:
                 raise ChatError("the endpoint has no scoring URI yet: wait for it to start")
             client = await self._http()
-            async for piece in ask(client, uri, self.conversation.body(turn.message), self.conversation.chat_output,
+            turn.body = self.conversation.body(turn.message)
+            async for piece in ask(client, uri, turn.body, self.conversation.chat_output,
                                    timeout_s, turn.answering):
                 turn.add(piece)
                 transcript.scroll_end(animate=False)
@@ -217,6 +219,11 @@ class ChatPanel(Vertical):
             self.notify("No message here failed in the server: there is no traceback to show.", severity="warning")
             return
         self.post_message(TracebackWanted(failed.request_id, failed.sent, failed.at))
+
+    def action_pin(self) -> None:
+        from ..pinning import from_chat
+
+        self.post_message(from_chat(self.turns[-1].body if self.turns else None))
 
     @on(Button.Pressed, "#chat-clear")
     def action_clear_chat(self) -> None:

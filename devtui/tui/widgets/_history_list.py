@@ -52,6 +52,14 @@ class HistoryList(ListView):
     def _highlight_newest(self) -> None:
         self.index = 0
 
+    def action_pin(self) -> None:
+        from ..pinning import answer_of, from_invoke
+
+        item = self.highlighted_child
+        if isinstance(item, HistoryItem):
+            exchange = item.exchange
+            self.post_message(from_invoke(exchange.request, "a history row's request", answer_of(exchange)))
+
     def action_edit(self) -> None:
         item = self.highlighted_child
         if isinstance(item, HistoryItem):

@@ -277,6 +277,11 @@ class InvokePanel(Vertical):
         self.app.copy_to_clipboard(self.last_curl)
         self.notify(self.last_curl, title="Copied as curl", timeout=6)
 
+    def action_pin(self) -> None:
+        from ..pinning import from_invoke
+
+        self.post_message(from_invoke(self.request()[0]))
+
     @on(Button.Pressed, "#goto-traceback")
     def action_goto_traceback(self) -> None:
         if self.shown is None or not self.shown.run_failed:
