@@ -41,6 +41,8 @@ class Focus:
             return self.app.invoke_panel.body_field
         if tab == "chat-tab":
             return self.app.query_one("#chat").message
+        if tab == "replay-tab":
+            return self.app.query_one("#replay")
         return self.app.logs.lines
 
     def show(self, tab: str) -> None:
@@ -54,6 +56,8 @@ class Focus:
             return self.app.query_one("#response-body")
         if tab == "chat-tab":
             return self.app.query_one("#chat-transcript")
+        if tab == "replay-tab":
+            return self.app.query_one("#replay")
         return self.app.logs.lines
 
     def keep_visible(self) -> None:

@@ -85,6 +85,7 @@ class Pinning:
             self.replay.pin(wanted.request, wanted.previous)
             view.pinned(wanted.request, wanted.where)
             self.app.query_one("#tabs", TabbedContent).active = "replay-tab"
+            view.focus()  # now: Textual would move it off the hidden field into the tab just left
             self.app.notify(f"Pinned {wanted.where}: every save that brings a new revision sends it again "
                             "(p unpins)", title="Replay on save", timeout=4)
 
