@@ -86,6 +86,7 @@ class Pinning:
             view.pinned(wanted.request, wanted.where)
             self.app.query_one("#tabs", TabbedContent).active = "replay-tab"
             view.focus()  # now: Textual would move it off the hidden field into the tab just left
+            self.app.refresh_bindings()  # the footer's Unpin
             self.app.notify(f"Pinned {wanted.where}: every save that brings a new revision sends it again "
                             "(p unpins)", title="Replay on save", timeout=4)
 
@@ -93,6 +94,7 @@ class Pinning:
         self.replay.unpin()
         if self.app.query("#replay"):
             self.app.query_one("#replay", ReplayView).unpinned()
+        self.app.refresh_bindings()
         self.app.notify("Unpinned: nothing is replayed", title="Replay on save", timeout=3)
 
     def show(self, event: ReplayEvent) -> None:

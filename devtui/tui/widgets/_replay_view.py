@@ -45,10 +45,10 @@ def diff_text(event: Replayed) -> Text:
     if not event.diff:
         return Text("no change", style="bold green")
     text = Text()
-    for line in event.diff:
+    for number, line in enumerate(event.diff):
         style = ("bold" if line.startswith(("---", "+++")) else "green" if line.startswith("+")
                  else "red" if line.startswith("-") else "cyan" if line.startswith("@@") else "")
-        text.append(line + "\n", style=style)
+        text.append(("\n" if number else "") + line, style=style)
     return text
 
 
@@ -58,25 +58,27 @@ class ReplayView(VerticalScroll):
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.request: PinnedRequest | None = None
+        self.where = ""  # what was pinned, in words ("the Invoke request")
         self.last: Replayed | None = None
 
     def compose(self) -> ComposeResult:
         yield Static(NOT_PINNED, id="replay-state")
+        yield Static("", id="replay-diff")  # first: what changed is read before the bodies
         with Horizontal(id="replay-sides"):
             yield Static("", id="replay-previous", classes="replay-side")
             yield Static("", id="replay-current", classes="replay-side")
-        yield Static("", id="replay-diff")
 
     def _state(self, text: Text | str) -> None:
         self.query_one("#replay-state", Static).update(text)
 
     def pinned(self, request: PinnedRequest, where: str) -> None:
-        self.request, self.last = request, None
-        self._state(Text.assemble(("Pinned ", "bold"), f"{where}: {request.describe()}; replayed on every save "
+        self.request, self.where, self.last = request, where, None
+        self._state(Text.assemble(("Pinned ", "bold"), f"{where} ({request.describe()}); replayed on every save "
                                   "that brings a new revision (p unpins)"))
         self.set_class(True, "-pinned")
         for part in ("#replay-previous", "#replay-current", "#replay-diff"):
             self.query_one(part, Static).update("")
+        self.query_one("#replay-diff").set_class(True, "-empty")
 
     def unpinned(self) -> None:
         self.request = None
@@ -92,7 +94,7 @@ class ReplayView(VerticalScroll):
     def replayed(self, event: Replayed) -> None:
         self.last = event
         previous = event.previous
-        self._state(Text.assemble(("Pinned ", "bold"), f"{event.request.describe()} · "
+        self._state(Text.assemble(("Pinned ", "bold"), f"{self.where} ({event.request.describe()}) · "
                                   + ("baseline" if event.baseline else "changed" if event.changed else "no change")
                                   + (" · an older revision answered" if event.stale else "")))
         self.query_one("#replay-previous", Static).update(
@@ -100,6 +102,7 @@ class ReplayView(VerticalScroll):
         self.query_one("#replay-current", Static).update(
             side("Now", event.answer, event.revision, self._how(event)))
         self.query_one("#replay-diff", Static).update(diff_text(event))
+        self.query_one("#replay-diff").set_class(False, "-empty")
 
     @staticmethod
     def _how(event: Replayed) -> str:
