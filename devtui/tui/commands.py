@@ -84,13 +84,13 @@ EDITOR_BINDINGS = [
 # Posting's jump mode numbers the method and the URL; ctrl+t is Posting's method key, and works
 # while typing.
 INVOKE_BINDINGS = [
-    Command("p", "pin", "Pin", id="pin", title="Pin the request (replay on save)",
-            tooltip="Pin the Invoke request: every save that brings a new revision sends it again and the "
-                    "Replay tab shows the answer beside the previous one; p again unpins"),
     Command("y", "copy_curl", "Copy curl", id="copy-curl", title="Copy as curl",
             tooltip="Put the Invoke request on the clipboard as a curl command"),
     Command("g", "goto_traceback", "Traceback", id="goto-traceback", title="Show the answer's traceback",
             tooltip="Find the traceback of the answer on screen in the log (by its x-request-id)"),
+    Command("p", "pin", "Pin", id="pin", title="Pin the request (replay on save)",
+            tooltip="Pin the Invoke request: every save that brings a new revision sends it again and the "
+                    "Replay tab shows the answer beside the previous one; p again unpins"),
     Command("1", "jump('method')", "Method", id="jump-method", title="Choose the method",
             tooltip="Open the method's list (up, down, enter)"),
     Binding("ctrl+t", "jump('method')", "Method", show=False, id="jump-method-ctrl-t",
