@@ -263,3 +263,33 @@ def test_ctrl_c_while_a_request_is_held_at_a_breakpoint_says_so_and_a_second_qui
             client.close()
     wait_for(lambda: processes_mentioning(str(folder), but={os.getpid(), int(tmux.pane("#{pid}"))}) == [],
              timeout=10, message=f"no process left that mentions {folder}")
+
+
+def test_a_flow_save_in_a_terminal_stamps_the_answer_and_replays_the_pinned_request(sample, tmux, devtui_home):
+    """Issue 20: in a real terminal, an answer after a flow save names the new revision, and a
+    pinned request is sent again on the next save, its new answer shown with the diff."""
+    folder = sample("flow-basic")
+    node = folder / "flow" / "repeat.py"
+    tmux.start([*devtui_script(), str(folder)], terminal_env(devtui_home), width=160, height=45)
+    try:
+        wait_for(lambda: "Succeeded" in tmux.screen() and "revision 1" in tmux.screen(), timeout=60,
+                 message="Succeeded on screen")
+        tmux.keys("C-j")
+        wait_for(lambda: "rev 1" in tmux.screen() and "200 OK" in tmux.screen(), timeout=30,
+                 message="the first answer, stamped")
+        save(node, node.read_text().replace('" ".join([text] * count)', '"-".join([text] * count)'))
+        wait_for(lambda: "revision 2 is serving" in tmux.screen(), timeout=60, message="the save served")
+        tmux.keys("C-j")
+        wait_for(lambda: "rev 2" in tmux.screen() and "hello flow-hello flow" in tmux.screen(), timeout=30,
+                 message="the answer after the save, stamped with the new revision")
+
+        tmux.keys("p")  # pin it: the Replay tab opens with the answer as its baseline
+        wait_for(lambda: "Replay" in tmux.screen(), timeout=30, message="the Replay tab")
+        save(node, node.read_text().replace('"-".join([text] * count)', '"+".join([text] * count)'))
+        wait_for(lambda: "rev 3" in tmux.screen() and "hello flow+hello flow" in tmux.screen(), timeout=60,
+                 message="the pinned request replayed on the save, with the new revision")
+        tmux.keys("C-c")
+        wait_for(lambda: tmux.status.read_text().strip(), timeout=30, message="devtui to exit")
+    except BaseException:
+        print(tmux.screen())
+        raise
