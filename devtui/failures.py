@@ -8,6 +8,7 @@ Used by the replay (``devtui.replay``); the app's ``tui/failures.py`` reads the 
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Sequence
 
@@ -73,3 +74,14 @@ def exception_line(records: Sequence[LogRecord], request_id: str, since: float, 
         if not _NOT_EXCEPTION.match(text) and _EXCEPTION.match(text):
             found = text  # the last one: a chained exception's own comes after its cause's
     return found
+
+
+def server_message(text: str) -> str:
+    """The reason in an error answer's JSON body (``{"message": ...}``, or prompt flow's
+    ``{"error": {"message": ...}}``), or ""."""
+    try:
+        body = json.loads(text)
+        message = body.get("message") or (body.get("error") or {}).get("message")
+    except (ValueError, AttributeError):
+        return ""
+    return message if isinstance(message, str) else ""

@@ -30,7 +30,7 @@ from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
 from .events import DELETING, DEVTUI, INFERENCE_SERVER, DebuggerChanged, LogRecord, Logs, ReloadFinished, StateChanged
-from .failures import FLOW_FAILED, LATE_S, exception_line
+from .failures import FLOW_FAILED, LATE_S, exception_line, server_message
 
 REVISION_HEADER = "x-devtui-revision"  # the revision whose worker wrote the answer
 REQUEST_ID = "x-request-id"
@@ -143,12 +143,7 @@ class Answer:
     @property
     def message(self) -> str:
         """The server's reason in an error's JSON body ({"message": ...} or {"error": {"message": ...}})."""
-        try:
-            body = json.loads(self.body)
-            message = body.get("message") or (body.get("error") or {}).get("message")
-        except (ValueError, AttributeError):
-            return ""
-        return message if isinstance(message, str) else ""
+        return server_message(self.body)
 
 
 @dataclass(frozen=True)

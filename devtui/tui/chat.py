@@ -18,8 +18,8 @@ from http import HTTPStatus
 
 import httpx
 
+from ..failures import server_message
 from ..spec import FlowSpec
-from .exchange import server_message
 
 ACCEPT = "text/event-stream, application/json"
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import httpx
 
+from ..failures import server_message
 from ..spec import LocalDeployment
 
 
@@ -133,16 +134,6 @@ class Request:
         what = f"{UPLOAD_FIELD}=@{self.file.name}" if self.kind == BodyKind.FILE and self.file else self.body
         query = f"?{self.query.strip().lstrip('?')}" if self.query.strip() else ""
         return " ".join(f"{query} {what if self.sends_body else ''}".split())
-
-
-def server_message(text: str) -> str:
-    """The reason in an error answer's JSON body, or ""."""
-    try:
-        body = json.loads(text)
-        message = body.get("message") or (body.get("error") or {}).get("message")
-    except (ValueError, AttributeError):
-        return ""
-    return message if isinstance(message, str) else ""
 
 
 @dataclass(frozen=True)
