@@ -184,9 +184,16 @@ def _installed(name: str, user_roots: tuple[str, ...], top_package: bool = False
     preloading it would anyway."""
     top = name.partition(".")[0]
     spec = _library_module(top, user_roots)
-    if spec is None or (top_package and spec.submodule_search_locations is None):
+    if spec is None or (top_package and not _is_package(spec)):
         return False
     return top == name or _library_module(name, user_roots) is not None
+
+
+def _is_package(spec: ModuleSpec) -> bool:
+    """Whether ``spec`` is a package's, read from its file: a module may claim to be one once
+    imported (six sets ``__spec__.submodule_search_locations``), and find_spec returns what an
+    imported module says of itself."""
+    return os.path.splitext(os.path.basename(spec.origin or ""))[0] == "__init__"
 
 
 def _library_module(name: str, user_roots: tuple[str, ...]) -> ModuleSpec | None:

@@ -273,7 +273,9 @@ PROGRAMS = ("flask.__main__", "numpy.f2py.__main__")  # `python -m flask`, `pyth
 def test_the_scan_never_imports_a_program_or_a_top_level_module(tmp_path):
     """What a pickle names is imported in the supervisor: a package's __main__ is its command
     line, and a top-level single-file module is where scripts installed as modules live. A
-    library's submodules (scikit-learn's estimators) are still imported."""
+    library's submodules (scikit-learn's estimators) are still imported. six is imported first:
+    once imported, it claims to be a package (its spec gains submodule_search_locations)."""
+    import six  # noqa: F401
     models = _sklearn_models(tmp_path)
     for number, module in enumerate((*PROGRAMS, "six", "pip.__pip-runner__", "sklearn.__init__")):
         (models / f"{number}.pkl").write_bytes(_pickle_naming(module))
