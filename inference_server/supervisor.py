@@ -153,6 +153,9 @@ class Supervisor:
                 break
             self._start_worker_if_due()
             self.preloader.step(self._busy, most=1)
+        # What was accepted here, handed over, or still waits in the listen queue is answered
+        # (503, the server is stopping) before the socket closes: closed, it would be reset.
+        self.unavailable.finish()
         if self.debugger is not None:
             self.debugger.close()
         logger.info("Supervisor stopped")
@@ -266,8 +269,9 @@ class Supervisor:
             elif isinstance(message, protocol.WorkerPatched):
                 self._on_patched(worker, message)
             elif isinstance(message, protocol.WorkerHandoff):
-                pass_on(worker, self.current if self.current is not worker and not self.stopping else None,
-                        message.connections)
+                taker = self.current if self.current is not worker and not self.stopping else None
+                # With no worker to take them, their next request gets the 503 that says why.
+                self.unavailable.adopt(pass_on(worker, taker, message.connections))
             elif isinstance(message, protocol.WorkerDraining):
                 self.handover.released(worker.pid)
 

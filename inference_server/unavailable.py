@@ -9,6 +9,10 @@ saying why, and closes. It stops accepting as soon as a worker reports ready: th
 still in the listen queue are then the worker's, and the ones already taken here are answered
 here, so none is lost. A reload while a revision serves never comes here.
 
+A stopping server answers here too, to the end: the idle kept-alive connections its worker hands
+over (no worker is left to take them), and, before it exits, whatever still waits in the listen
+queue, which closing the socket would reset.
+
 It runs in the supervisor's selector loop: no threads, nothing heavy imported, safe to fork from.
 """
 
@@ -35,6 +39,7 @@ LINGER = 2.0  # after the answer, what the client still sends (a body) is read a
 ACCEPTS_PER_WAKE = 64
 MAX_CONNECTIONS = 256  # open here at once; more wait in the listen queue for their turn
 READS_PER_WAKE = 16
+FINISH_S = 0.5  # how long a stopping supervisor answers what is left before it exits
 
 _FAILED = {
     protocol.Stage.LOAD: "failed to load the scoring script",
@@ -127,6 +132,34 @@ class Unavailable:
                 self.selector.unregister(self.sock)
             self.accepting = accepting
 
+    def adopt(self, fds: list[int]) -> None:
+        """Kept-alive connections a stopping worker handed over with no worker to take them:
+        their next request is answered here while nothing serves; else they close."""
+        for fd in fds:
+            sock = socket.socket(fileno=fd)
+            if self.why is None:
+                sock.close()
+                continue
+            self._add(sock)
+
+    def finish(self, most_s: float = FINISH_S) -> None:
+        """Before the supervisor exits: answer what waits in the listen queue and what is open
+        here, for ``most_s`` at most, until nothing is left. A connection that sends nothing
+        meanwhile is closed unanswered (it never asked)."""
+        if self.sock is None:
+            return
+        deadline = time.monotonic() + most_s
+        while (left := deadline - time.monotonic()) > 0:
+            self.update(stopping=True)
+            self._accept()
+            if not self.connections:
+                break
+            for key, _ in self.selector.select(timeout=min(left, 0.05)):
+                if isinstance(key.data, partial) and key.fileobj is not self.sock:
+                    key.data()
+        for connection in list(self.connections):
+            self._close(connection)
+
     def fds(self) -> list[int]:
         """The connections open here, which a forked worker must not keep open."""
         return [c.sock.fileno() for c in self.connections]
@@ -148,11 +181,14 @@ class Unavailable:
                     logger.debug(f"Not accepting while nothing serves: {ex!r}")
                     return
                 continue
-            sock.setblocking(False)
-            now = time.monotonic()
-            connection = _Connection(sock, self.why, now, now + READ_TIMEOUT)
-            self.connections.add(connection)
-            self.selector.register(sock, selectors.EVENT_READ, partial(self._on_readable, connection))
+            self._add(sock)
+
+    def _add(self, sock: socket.socket) -> None:
+        sock.setblocking(False)
+        now = time.monotonic()
+        connection = _Connection(sock, self.why, now, now + READ_TIMEOUT)
+        self.connections.add(connection)
+        self.selector.register(sock, selectors.EVENT_READ, partial(self._on_readable, connection))
 
     def _on_readable(self, connection: _Connection) -> None:
         if connection not in self.connections:

@@ -83,14 +83,17 @@ class Worker:
         self.fds.clear()
 
 
-def pass_on(worker: Worker, taker: Worker | None, count: int) -> None:
+def pass_on(worker: Worker, taker: Worker | None, count: int) -> list[int]:
     """A stopping ``worker``'s ``count`` idle connections go to ``taker``, the serving worker
-    (see serving.py); with none to take them, they close."""
+    (see serving.py). Returns those nobody took (no worker serves, or the server is stopping):
+    the caller answers or closes them."""
     fds = worker.take_fds(count)
     if taker is not None and taker.ready and taker.send(protocol.AdoptOrder(connections=len(fds)), fds):
         logger.debug(f"{len(fds)} kept-alive connections of worker {worker.pid} go to worker {taker.pid}")
-    for fd in fds:
-        os.close(fd)
+        for fd in fds:
+            os.close(fd)
+        return []
+    return fds
 
 
 def die_with_parent(sig: int = signal.SIGTERM) -> None:
