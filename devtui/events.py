@@ -10,6 +10,9 @@ import time
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+# The protocol's own enums, carried end to end: consumers compare members, never strings.
+from inference_server.protocol import DebuggerState, Rung, Stage
+
 
 class ProvisioningState(StrEnum):
     """provisioning_state, as `az ml online-endpoint show` names it."""
@@ -60,13 +63,28 @@ class StateChanged:
 
 
 @dataclass(frozen=True)
+class Placement:
+    """Where the runtime put the scoring server: what `show` lists, and the code's two places
+    that the debugger's path mapping joins."""
+
+    pid: int | None = None  # the server's process, on this machine (the process runtime)
+    container_ids: tuple[str, ...] = ()  # the inference-server's, then the storage-initializer's
+    image: str | None = None
+    docker_daemon: str | None = None  # the Docker engine that answered, for a person: where and which
+    docker_host: str | None = None
+    docker_context: str | None = None
+    gpus: str | None = None  # what --gpus asked for
+    local_code: str | None = None  # the folder a save reloads, on this machine: the code's or the flow's
+    code_path: str | None = None  # the same folder as the server sees it
+
+
+@dataclass(frozen=True)
 class ServerStarted:
     """The scoring server is listening (not yet ready)."""
 
     scoring_uri: str
     port: int
-    pid: int | None = None
-    container_ids: tuple[str, ...] = ()
+    placement: Placement = Placement()
 
 
 @dataclass(frozen=True)
@@ -83,19 +101,19 @@ class ReloadFinished:
     duration_ms: float  # from the change (or request) to ready or failed
     serving_revision: int | None
     first: bool = False
-    stage: str = ""  # on failure, an inference_server.protocol.Stage: load, init, start or readiness
+    stage: Stage | None = None  # on failure: load, init, start or readiness
     traceback: str = ""
-    rung: str = ""  # on success, an inference_server.protocol.Rung: start, patch or swap
+    rung: Rung | None = None  # on success: start, patch or swap
     detail: str = ""  # patch: what was patched ("run()"); swap: why not a patch ("init() changed")
 
     @property
     def how(self) -> str:
         """The rung in words, for the log, the app and `show`."""
-        if self.rung == "patch":
+        if self.rung == Rung.PATCH:
             return f"patched {self.detail} in place (model kept)" if self.detail else "nothing to apply (no code changed)"
-        if self.rung == "swap":
+        if self.rung == Rung.SWAP:
             return f"worker swap ({self.detail})" if self.detail else "worker swap"
-        return self.rung
+        return str(self.rung or "")
 
 
 @dataclass(frozen=True)
@@ -109,10 +127,10 @@ class Progress:
 
 @dataclass(frozen=True)
 class DebuggerChanged:
-    """The debugger (an inference_server.protocol.DebuggerState): listening on host:port,
-    attached, stopped (detail says where: "at score.py:12 in run()"), or failed (detail says why)."""
+    """The debugger: listening on host:port, attached, stopped (detail says where: "at
+    score.py:12 in run()"), or failed (detail says why)."""
 
-    state: str
+    state: DebuggerState
     host: str
     port: int
     detail: str = ""

@@ -91,9 +91,9 @@ class DeploymentRecord(_Record):
     pid: int | None = None
     container_ids: list[str] = []
     image: str | None = None
-    # The container runtime's engine, for a person ("context NAME at unix:///..., (Docker Engine 27.3.1)")
-    # and for `down` to find it again; the GPUs asked for (--gpus).
-    engine: str | None = None
+    # The container runtime's Docker engine, for a person ("context NAME at unix:///... (Docker Engine
+    # 27.3.1)") and for `down` to find it again; the GPUs asked for (--gpus).
+    docker_daemon: str | None = None
     docker_host: str | None = None
     docker_context: str | None = None
     gpus: str | None = None
@@ -125,8 +125,15 @@ class DeploymentRecord(_Record):
                                      port=engine.debugger.port, detail=engine.debugger.detail)
                       if engine.debugger else None),
             last_reload=ReloadRecord.of(engine.last_reload),
-            **engine.runtime.describe(),
+            **_placed(engine.placement),
         )
+
+
+def _placed(placement) -> dict:
+    """What ``show`` lists of where the server runs (a ``devtui.events.Placement``)."""
+    return {"pid": placement.pid, "container_ids": list(placement.container_ids), "image": placement.image,
+            "docker_daemon": placement.docker_daemon, "docker_host": placement.docker_host,
+            "docker_context": placement.docker_context, "gpus": placement.gpus}
 
 
 class EndpointRecord(_Record):

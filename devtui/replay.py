@@ -29,7 +29,8 @@ from http import HTTPStatus
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
-from .events import DELETING, DEVTUI, INFERENCE_SERVER, DebuggerChanged, LogRecord, Logs, ReloadFinished, StateChanged
+from .events import (DELETING, DEVTUI, INFERENCE_SERVER, DebuggerChanged, DebuggerState, LogRecord, Logs, ReloadFinished,
+                     Rung, StateChanged)
 from .failures import FLOW_FAILED, LATE_S, exception_line, server_message
 
 REVISION_HEADER = "x-devtui-revision"  # the revision whose worker wrote the answer
@@ -177,7 +178,7 @@ class Replayed:
         """How the revision came to be, in words ("patched run() in place (model kept)")."""
         if self.reload is None:
             return ""
-        return "server started" if self.reload.rung == "start" or not self.reload.rung else self.reload.how
+        return "server started" if self.reload.rung in (Rung.START, None) else self.reload.how
 
     @property
     def stale(self) -> bool:
@@ -272,8 +273,7 @@ class Replay:
     async def close(self) -> None:
         """Stop: cancel a send or a wait, close the HTTP client, stop listening to the engine."""
         self.unpin()
-        if self._on_event in self.engine.listeners:
-            self.engine.listeners.remove(self._on_event)
+        self.engine.unsubscribe(self._on_event)
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
@@ -306,7 +306,7 @@ class Replay:
 
     def _held(self) -> bool:
         debugger = self.engine.debugger
-        return debugger is not None and debugger.state == "stopped" and not self.engine.stopped
+        return debugger is not None and debugger.state == DebuggerState.STOPPED and not self.engine.stopped
 
     async def _work(self) -> None:
         import httpx  # only a deployment with a pinned request needs it

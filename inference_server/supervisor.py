@@ -139,8 +139,7 @@ class Supervisor:
         self.wake_fds = wake_on_signals(self.selector)
         if self.stopping:
             return self.exit_code
-        # A reload asked for while starting is already covered by the first worker.
-        self.reload_requested = False
+        self.reload_requested = False  # one asked for while starting: the first worker covers it
         if not self.options.debug_wait:  # imports here made the first worker's wait_for_client() return at once
             self.preloader.before_first_worker(self.options)
         self._start_worker()
@@ -153,9 +152,7 @@ class Supervisor:
                 break
             self._start_worker_if_due()
             self.preloader.step(self._busy, most=1)
-        # What was accepted here, handed over, or still waits in the listen queue is answered
-        # (503, the server is stopping) before the socket closes: closed, it would be reset.
-        self.unavailable.finish()
+        self.unavailable.finish()  # what is left is answered (503), not reset as the socket closes
         if self.debugger is not None:
             self.debugger.close()
         logger.info("Supervisor stopped")
@@ -270,8 +267,7 @@ class Supervisor:
                 self._on_patched(worker, message)
             elif isinstance(message, protocol.WorkerHandoff):
                 taker = self.current if self.current is not worker and not self.stopping else None
-                # With no worker to take them, their next request gets the 503 that says why.
-                self.unavailable.adopt(pass_on(worker, taker, message.connections))
+                self.unavailable.adopt(pass_on(worker, taker, message.connections))  # none to take them: 503
             elif isinstance(message, protocol.WorkerDraining):
                 self.handover.released(worker.pid)
 

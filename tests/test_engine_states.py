@@ -107,7 +107,7 @@ async def test_restart_stops_the_runtime_and_boots_a_new_one_with_the_next_revis
 
 
 def test_every_server_event_kind_has_one_handler(engine):
-    assert set(engine._server_handlers) == set(typing.get_args(protocol.ServerEvent))
+    assert set(engine.revisions._server_handlers) == set(typing.get_args(protocol.ServerEvent))
 
 
 def test_every_engine_event_kind_has_one_handler_in_the_app(engine):
@@ -152,7 +152,7 @@ async def test_a_server_that_never_served_is_not_restarted(engine):
     engine.runtime.fail_next(protocol.Stage.INIT)
     await engine.start()
     engine.runtime.die()
-    assert engine._recovery is None
+    assert engine.restarts.recovery is None
     await engine.stop()
     assert len(FakeRuntime.instances) == 1
 
@@ -241,7 +241,7 @@ async def test_a_port_taken_as_the_deployment_starts_is_fatal_and_later_is_not(t
     engine = Engine(spec.load(SAMPLES / "sklearn-regression"), tmp_path / "work2", watch=False,
                     runtimes_from=FakeRuntime)
     assert await engine.start() == SUCCEEDED
-    engine.server_event(protocol.BindFailed(host="127.0.0.1", port=engine.port, reason="is already in use"))
+    engine.revisions.server_event(protocol.BindFailed(host="127.0.0.1", port=engine.port, reason="is already in use"))
     assert engine.state == FAILED and engine.fatal is None
     await engine.stop()
 
@@ -280,7 +280,7 @@ async def test_a_save_after_a_server_that_ended_before_it_served_starts_it_again
 async def test_a_restart_after_a_death_that_fails_in_the_runtime_is_tried_again_with_back_off(tmp_path, monkeypatch):
     """The server died with its engine (a Docker engine restarting): the first restart finds no
     engine and fails before any server runs; the next one, later, succeeds."""
-    from devtui import engine as engine_module
+    from devtui.engine import engine as engine_module
     from devtui.runtimes import RuntimeFailure
 
     monkeypatch.setattr(engine_module, "RESTART_BACKOFF_S", (0.01, 0.02, 0.05))

@@ -15,7 +15,7 @@ from devtui import spec
 from devtui.ignore import IgnoreRules, kept_files
 from devtui.runtimes.process import mirror
 from devtui.runtimes.storage import manifest
-from devtui.watch import Action, batches, classify
+from devtui.engine.watch import Action, batches, classify
 from helpers import save
 
 LITTER = ["__pycache__/score.cpython-311.pyc", "helpers/__pycache__/x.cpython-311.pyc", "old.pyc",

@@ -97,7 +97,7 @@ def test_the_app_invokes_in_the_container_runtime(sample, endpoint, docker_clien
                 await until(pilot, lambda: app.invoke_panel.scoring_uri, 10, "the app to learn the scoring URI")
                 assert app.invoke_panel.scoring_uri == engine.scoring_uri
                 # The header names the engine the containers run on (issue 12).
-                assert "Docker Engine" in app.status.engine
+                assert "Docker Engine" in app.status.docker_daemon
                 assert "[docker: default]" in str(app.query_one("#status-text").content)  # named briefly
                 await pilot.press("ctrl+j")
                 await until(pilot, lambda: app.invoke_panel.history, 30, "an answer")

@@ -124,6 +124,9 @@ class HeldEngine:
     def subscribe(self, listener) -> None:
         self.listeners.append(listener)
 
+    def unsubscribe(self, listener) -> None:
+        self.listeners.remove(listener)
+
     def emit(self, event) -> None:
         if isinstance(event, DebuggerChanged):
             self.debugger = event

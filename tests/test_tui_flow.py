@@ -312,7 +312,7 @@ async def test_one_message_at_a_time_and_each_read_drawn_at_once(sample, tmp_pat
         return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=events())
 
     async with running(app) as pilot:
-        app.engine.scoring_uri = URI
+        app.engine.revisions.scoring_uri = URI
         panel = chat(app)
         panel.transport = httpx.MockTransport(answer)
         notes = []
@@ -343,7 +343,7 @@ async def test_an_answer_that_breaks_off_keeps_what_came_and_stays_out_of_the_hi
         raise httpx.ReadError("connection reset by peer")
 
     async with running(app) as pilot:
-        app.engine.scoring_uri = URI
+        app.engine.revisions.scoring_uri = URI
         panel = chat(app)
         panel.transport = httpx.MockTransport(lambda request: httpx.Response(
             200, headers={"content-type": "text/event-stream"}, content=broken()))

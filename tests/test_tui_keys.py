@@ -12,7 +12,6 @@ from __future__ import annotations
 import io
 import re
 from collections.abc import Callable
-from types import SimpleNamespace
 
 import pytest
 from rich.cells import cell_len
@@ -23,7 +22,7 @@ from textual.widgets import Button, Input, Label, ListItem, Select, Sparkline, S
 
 from devtui import spec
 from devtui.engine import Engine
-from devtui.events import (DEVTUI, INFERENCE_SERVER, STORAGE_INITIALIZER, SUCCEEDED, LogRecord, ReloadFinished,
+from devtui.events import (DEVTUI, INFERENCE_SERVER, STORAGE_INITIALIZER, SUCCEEDED, LogRecord, Placement, ReloadFinished,
                            ServerStarted, StateChanged)
 from devtui.logs import LogFiles
 from devtui.tui import commands
@@ -64,9 +63,9 @@ def post(app: DevtuiApp, *events) -> None:
 
 
 def serving(app: DevtuiApp) -> None:
-    app.engine.serving_revision = 1
-    app.engine.scoring_uri = URI
-    post(app, ServerStarted(URI, 5001, pid=4242), ReloadFinished(1, True, 812.0, 1, first=True, rung="start"),
+    app.engine.revisions.serving_revision = 1
+    app.engine.revisions.scoring_uri = URI
+    post(app, ServerStarted(URI, 5001, Placement(pid=4242)), ReloadFinished(1, True, 812.0, 1, first=True, rung="start"),
          StateChanged(SUCCEEDED, f"revision 1 is serving at {URI}"))
 
 
@@ -148,10 +147,10 @@ def header_lines(app: DevtuiApp) -> list[str]:
 @pytest.mark.parametrize("size", [(80, 24), (100, 30), (160, 45)])
 async def test_the_header_never_overflows_and_keeps_the_state_and_the_serving_line(make_app, size):
     app = make_app()
-    app.engine.describe = lambda: SimpleNamespace(engine=LONG_ENGINE, docker_context=None)
     async with running(app, size) as pilot:
         app.status.runtime = "container"
         serving(app)
+        post(app, ServerStarted(URI, 5001, Placement(docker_daemon=LONG_ENGINE)))
         post(app, ReloadFinished(2, True, 1751.0, 2, rung="swap", detail="init() changed"))
         app.status.debugger = "listening on 127.0.0.1:5678"
         await until(pilot, lambda: app.status.revision == 2 and "worker swap" in "".join(header_lines(app)))

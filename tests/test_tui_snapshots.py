@@ -27,7 +27,7 @@ from devtui.tui.widgets import LogLines
 from devtui import spec
 from devtui.engine import Engine
 from devtui.events import (CREATING, DELETING, DEVTUI, FAILED, INFERENCE_SERVER, STORAGE_INITIALIZER, SUCCEEDED,
-                           DebuggerChanged, LogRecord, Logs, Progress, ReloadFinished, ReloadReason, ReloadStarted,
+                           DebuggerChanged, LogRecord, Logs, Placement, Progress, ReloadFinished, ReloadReason, ReloadStarted,
                            ServerStarted, StateChanged)
 from devtui.tui import engine_view
 from devtui.tui.app import DevtuiApp, EngineEvent
@@ -112,13 +112,13 @@ def starting(app: DevtuiApp) -> None:
 
 def ready(app: DevtuiApp) -> None:
     starting(app)
-    app.engine.serving_revision = 1
-    app.engine.scoring_uri = URI
+    app.engine.revisions.serving_revision = 1
+    app.engine.revisions.scoring_uri = URI
     post(app,
          Progress("Staging model", 633, 633),
          logs(STORAGE_INITIALIZER, "  sklearn_regression_model.pkl (633 B, linked)",
               "Model ready: 1 files, 633 B in AZUREML_MODEL_DIR=/tmp/work/azureml-models/blue-model/1 (4 ms)"),
-         ServerStarted(URI, 5001, pid=4242),
+         ServerStarted(URI, 5001, Placement(pid=4242)),
          logs(INFERENCE_SERVER, "2023-11-14 22:13:20,000 I [4242] azmlinfsrv.supervisor - Listening on "
                                 "http://127.0.0.1:5001",
               "2023-11-14 22:13:20,400 I [4243] azmlinfsrv - Users's init has completed successfully",
@@ -191,11 +191,11 @@ def test_failed_deploy(app, snap_compare, size):
 
     async def run_before(pilot):
         starting(app)
-        app.engine.state = FAILED
-        app.engine.scoring_uri = URI
+        app.engine.revisions.state = FAILED
+        app.engine.revisions.scoring_uri = URI
         post(app,
              Progress("Staging model", 633, 633),
-             ServerStarted(URI, 5001, pid=4242),
+             ServerStarted(URI, 5001, Placement(pid=4242)),
              server("User's init function failed", level="E", pid=4243),
              server(*("Encountered Exception " + INIT_TRACEBACK).splitlines(), level="E", pid=4243),
              server("Model folder tree:", "  1/", "      model/", "          sklearn_regression_model.pkl", level="E",
@@ -355,7 +355,7 @@ def revision_1_then_2(app: DevtuiApp) -> None:
     app.query_one("#tabs", TabbedContent).active = "invoke-tab"
     app.invoke_panel.record(Exchange(Request(body=app.invoke_panel.editor.text), 200, 1.4, "[199.85, 74.01]",
                                      IDS + (("x-ms-run-fn-exec-ms", "1.0"), ("x-devtui-revision", "1")), AT, AT))
-    app.engine.serving_revision = 2
+    app.engine.revisions.serving_revision = 2
     post(app, ReloadStarted(2, ReloadReason.CODE, ("score.py",)),
          ReloadFinished(2, True, 9.0, 2, rung="patch", detail="run()"))
 
@@ -427,7 +427,7 @@ def test_reloaded_by_a_worker_swap_in_a_container(container_app, snap_compare, s
 
     async def run_before(pilot):
         ready(app)
-        app.engine.serving_revision = 2
+        app.engine.revisions.serving_revision = 2
         post(app, ReloadStarted(2, ReloadReason.CODE, ("score.py",)),
              ReloadFinished(2, True, 1751.0, 2, rung="swap", detail="init() changed"),
              StateChanged(SUCCEEDED, f"revision 2 is serving at {URI}"))

@@ -9,7 +9,7 @@ import pytest
 
 from devtui.cli.views import Printer, Recorder
 from devtui.events import (DEVTUI, INFERENCE_SERVER, DebuggerChanged, Event, LogRecord, Logs, Progress,
-                           ReloadFinished, ReloadStarted, ServerStarted, StateChanged)
+                           Placement, ReloadFinished, ReloadStarted, ServerStarted, StateChanged)
 
 
 @pytest.mark.parametrize("view", [Printer, Recorder])
@@ -23,7 +23,7 @@ def test_the_printer_prints_one_line_per_fact(capsys):
         Logs((LogRecord(INFERENCE_SERVER, "init done"), LogRecord(DEVTUI, "hello"))),
         StateChanged("Creating"),
         StateChanged("Succeeded", "revision 1 is serving"),
-        ServerStarted("http://127.0.0.1:5001/score", 5001, pid=42),
+        ServerStarted("http://127.0.0.1:5001/score", 5001, Placement(pid=42)),
         Progress("copying the model", 1, 2),
         DebuggerChanged("listening", "127.0.0.1", 5678),
         DebuggerChanged("failed", "127.0.0.1", 5678, "port taken"),

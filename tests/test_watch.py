@@ -1,4 +1,4 @@
-"""The file watcher (devtui/watch.py): code saves come on a fast watcher, everything else on slow
+"""The file watcher (devtui/engine/watch.py): code saves come on a fast watcher, everything else on slow
 ones, and a save caught between an editor's truncate and its write waits for the write."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from devtui import spec
-from devtui.watch import CODE_STEP_MS, OTHER_STEP_MS, batches, watches
+from devtui.engine.watch import CODE_STEP_MS, OTHER_STEP_MS, batches, watches
 from helpers import save
 
 pytestmark = pytest.mark.anyio

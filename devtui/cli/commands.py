@@ -256,7 +256,7 @@ def _down(name: str, timeout: float = 20, purge: bool = False) -> None:
     containers = "container" in {d.runtime for d in record.deployments}
     if (containers or purge) and _containers_removed(name, purge, record.deployment) is None and containers:
         # The host could not remove them either: say so rather than claim they are gone.
-        print(f"warning: the Docker engine ({record.deployment.engine or 'the default one'}) does not answer: the "
+        print(f"warning: the Docker engine ({record.deployment.docker_daemon or 'the default one'}) does not answer: the "
               f"containers of {name} may still run; `devtui down -n {name}` removes them once it answers",
               file=sys.stderr)
     print(f"Deleted local endpoint {name}.")

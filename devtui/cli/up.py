@@ -14,7 +14,8 @@ import time
 from pathlib import Path
 
 from .. import __version__, orphans, registry, spec
-from ..engine import PortInUse, check_port
+from ..engine import check_port
+from ..runtimes import PortInUse
 from ..events import DEVTUI, FAILED, INFERENCE_SERVER, STORAGE_INITIALIZER, SUCCEEDED
 from ..logs import tail
 from .errors import BAD_INPUT, CommandError, already_running, error, warn

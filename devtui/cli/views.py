@@ -17,8 +17,8 @@ from typing import Any, ClassVar
 from .. import registry
 from ..debug import LaunchJsonError, attach_configuration, merge_launch_json
 from ..engine import Engine
-from ..events import (DEVTUI, SOURCES, DebuggerChanged, LogRecord, Logs, Progress, ReloadFinished, ReloadStarted,
-                      ServerStarted, StateChanged)
+from ..events import (DEVTUI, SOURCES, DebuggerChanged, DebuggerState, LogRecord, Logs, Progress, ReloadFinished,
+                      ReloadStarted, ServerStarted, StateChanged)
 from ..logs import LogFiles
 from ..record import swagger_uri
 from ..replay import Replayed, ReplayWaiting
@@ -153,12 +153,11 @@ class LaunchConfig:
         self.engine, self.folder, self.written = engine, folder, None
 
     def __call__(self, event) -> None:
-        if not isinstance(event, DebuggerChanged) or event.state != "listening":
+        if not isinstance(event, DebuggerChanged) or event.state != DebuggerState.LISTENING:
             return
-        runtime = self.engine.runtime
-        local = runtime.local_code  # the code folder, or a prompt flow's folder
+        placement = self.engine.placement  # local_code: the code folder, or a prompt flow's folder
         configuration = attach_configuration(self.engine.deployment.endpoint_name, "127.0.0.1", event.port,
-                                             str(local) if local else None, runtime.code_path)
+                                             placement.local_code, placement.code_path)
         if configuration == self.written:
             return
         try:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePath
 from typing import TYPE_CHECKING, Protocol
 
+from ..events import Placement
 from ..lines import LineSplitter
 
 if TYPE_CHECKING:  # the CLI's parser reads NAMES without loading the YAML models
@@ -161,6 +162,8 @@ class Runtime(ABC):
     def kill(self) -> None:
         """End everything at once, without an event loop (after a crash); safe to call twice."""
 
-    def describe(self) -> dict:
-        """What `show` lists for the deployment: pid or container ids."""
-        return {}
+    def placement(self) -> Placement:
+        """Where the server runs, as `show` lists it (pid or container ids) and the debugger's
+        path mapping needs it (the code's folder here and as the server sees it)."""
+        local = self.local_code
+        return Placement(local_code=str(local) if local else None, code_path=self.code_path)

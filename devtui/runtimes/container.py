@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from dataclasses import replace
 from pathlib import PurePosixPath
 
 from inference_server import protocol
 
-from ..events import DEVTUI
+from ..events import DEVTUI, Placement
 from ..images import ImageBuilder, ImageError
 from . import docker_engine, gpus
 from .base import RELOAD_SIGNAL, STOP_GRACE_S, SWAP_SIGNAL, Runtime, RuntimeFailure
@@ -55,7 +56,7 @@ class ContainerRuntime(Runtime):
         self.builder: ImageBuilder | None = None
         self.work: asyncio.Future | None = None  # the Docker work on a thread now
         self.address: EngineAddress | None = None  # which engine, once connected
-        self.engine: str | None = None  # that engine, for a person
+        self.docker_daemon: str | None = None  # the Docker engine that answered, for a person
 
     # -- names -----------------------------------------------------------------------------------
 
@@ -114,8 +115,8 @@ class ContainerRuntime(Runtime):
         if self.client is None:
             self.address = resolve(self.options.context)
             self.client = docker_engine.connect(address=self.address)
-            self.engine = f"{self.address.describe()} ({docker_engine.product(self.client)})"
-            self._log(DEVTUI, [f"Docker engine: {self.engine}"])
+            self.docker_daemon = f"{self.address.describe()} ({docker_engine.product(self.client)})"
+            self._log(DEVTUI, [f"Docker engine: {self.docker_daemon}"])
             self.storage = Storage(self.client, self.deployment, self.prefix, self.labels, self.code_mount, MODELS,
                                    self._log, self._progress)
 
@@ -272,11 +273,10 @@ class ContainerRuntime(Runtime):
             with contextlib.suppress(Exception):
                 remove_endpoint(self.client, self.deployment.endpoint_name, volumes=True)
 
-    def describe(self) -> dict:
+    def placement(self) -> Placement:
         initializer = self.storage.container if self.storage else None
         ids = tuple(c.short_id for c in (self.server, initializer) if c is not None)
-        engine = {}
-        if self.address is not None:
-            engine = {"engine": self.engine, "docker_host": self.address.host, "docker_context": self.address.context}
-        gpus_asked = {"gpus": str(self.options.gpus)} if self.options.gpus is not None else {}
-        return {"container_ids": ids, "image": self.image, **engine, **gpus_asked}
+        address = self.address
+        return replace(super().placement(), container_ids=ids, image=self.image, docker_daemon=self.docker_daemon,
+                       docker_host=address.host if address else None, docker_context=address.context if address else None,
+                       gpus=str(self.options.gpus) if self.options.gpus is not None else None)

@@ -15,12 +15,13 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from inference_server import protocol
 
 from .. import orphans
-from ..events import DEVTUI, INFERENCE_SERVER, STORAGE_INITIALIZER
+from ..events import DEVTUI, INFERENCE_SERVER, STORAGE_INITIALIZER, Placement
 from ..ignore import kept_files
 from ..scrub import Scrubber
 from .base import RELOAD_SIGNAL, STOP_GRACE_S, SWAP_SIGNAL, Runtime
@@ -236,5 +237,5 @@ class ProcessRuntime(Runtime):
             except (ProcessLookupError, PermissionError):
                 pass
 
-    def describe(self) -> dict:
-        return {"pid": self.process.pid if self.process else None}
+    def placement(self) -> Placement:
+        return replace(super().placement(), pid=self.process.pid if self.process else None)

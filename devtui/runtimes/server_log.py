@@ -150,7 +150,7 @@ class ServerLog:
             now = time.monotonic()
             if attempt == 0:
                 self._tell(self.runtime.sink.engine_lost,
-                           f"the Docker engine does not answer ({self.runtime.engine}); the inference-server container "
+                           f"the Docker engine does not answer ({self.runtime.docker_daemon}); the inference-server container "
                            "may go on serving what it served, and saves wait for the engine. Asking it again in "
                            f"{delay:g} s, then less often")
             elif now - said >= STILL_WAITING_S:

@@ -22,7 +22,7 @@ from textual.screen import Screen
 from textual.widgets import TabbedContent, TabPane
 
 from .. import runtimes
-from ..engine import DebugSettings, Engine, PortInUse, accept_reload_requests
+from ..engine import DebugSettings, Engine, accept_reload_requests
 from ..events import Event
 from .commands import BINDINGS, no_chat_reason, palette_commands
 from .exchange import sample_request
@@ -251,7 +251,7 @@ class DevtuiApp(App):
                 self.notify(f"Starting the debugger on port {settings.port} (the server restarts)...")
                 self.view.debug_announced = False
                 await self.engine.set_debug(settings)
-            except PortInUse as ex:
+            except runtimes.PortInUse as ex:
                 self.notify(str(ex), severity="error")
         else:
             self.notify("Stopping the debugger (the server restarts)...")

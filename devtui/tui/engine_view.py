@@ -10,8 +10,8 @@ from functools import cached_property
 from typing import TYPE_CHECKING
 
 from ..engine import Engine
-from ..events import (DEVTUI, FAILED, SUCCEEDED, DebuggerChanged, LogRecord, Logs, Progress, ReloadFinished,
-                      ReloadStarted, ServerStarted, StateChanged)
+from ..events import (DEVTUI, FAILED, SUCCEEDED, DebuggerChanged, DebuggerState, LogRecord, Logs, Progress,
+                      ReloadFinished, ReloadStarted, Rung, ServerStarted, StateChanged)
 from .widgets import DeploymentPanel, ProgressLine
 
 if TYPE_CHECKING:
@@ -81,16 +81,16 @@ class EngineView:
                 self.app.invoke_panel.prefill_from_swagger()
 
     def _server_started(self, event: ServerStarted) -> None:
-        record = self.app.engine.describe()  # which Docker engine, by now connected
-        self.app.status.engine, self.app.status.context = record.engine or "", record.docker_context
+        placement = event.placement  # which Docker engine, by now connected
+        self.app.status.docker_daemon, self.app.status.context = placement.docker_daemon or "", placement.docker_context
         self.app.status.scoring_uri = event.scoring_uri
         self.app.invoke_panel.scoring_uri = event.scoring_uri
         self.app.invoke_panel.reset_connections()
 
     def _debugger_changed(self, event: DebuggerChanged) -> None:
-        self.app.status.debugger = (f"{event.state} {event.detail}" if event.state == "stopped"
+        self.app.status.debugger = (f"{event.state} {event.detail}" if event.state == DebuggerState.STOPPED
                                 else f"{event.state} on 127.0.0.1:{event.port}")
-        if event.state == "listening" and not self.debug_announced:
+        if event.state == DebuggerState.LISTENING and not self.debug_announced:
             self.debug_announced = True
             self.app.notify(f"Debugger listening on 127.0.0.1:{event.port}: attach with "
                         f"'devtui: attach to {self.app.engine.deployment.endpoint_name}' in .vscode/launch.json",
@@ -105,7 +105,7 @@ class EngineView:
         status.record_reload(event)
         if event.ok:
             self.app.failure.clear_reload()
-            if event.rung != "patch":  # a new worker: the old one's connections end with it
+            if event.rung != Rung.PATCH:  # a new worker: the old one's connections end with it
                 self.app.invoke_panel.reset_connections()
             status.detail = f"revision {event.revision} is serving"
             if not event.first:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
-from ..events import DebuggerChanged
+from ..events import DebuggerChanged, DebuggerState
 from ..runtimes import STOP_GRACE_S
 
 if TYPE_CHECKING:
@@ -22,7 +22,7 @@ AGAIN = "ctrl+c again to stop now"
 def waits_for(requests: int, debugger: DebuggerChanged | None) -> str:
     """What a graceful stop waits for, in words ("1 request held at score.py:30 in run()"), or ""
     when nothing. A stopped debugger holds a request even when this app did not send it."""
-    held = debugger is not None and debugger.state == "stopped"
+    held = debugger is not None and debugger.state == DebuggerState.STOPPED
     if not requests and not held:
         return ""
     what = f"{requests} request{'s' if requests != 1 else ''}" if requests else "a request"

@@ -11,7 +11,7 @@ from textual.widgets import Static
 
 from ...masking import mask
 from ...spec import FlowSpec, LocalDeployment
-from ...watch import roots
+from ...engine.watch import roots
 
 
 def _size(path: Path) -> str:

@@ -68,7 +68,7 @@ class StatusBar(Horizontal):
     def __init__(self, endpoint: str, deployment: str, runtime: str, **kwargs) -> None:
         super().__init__(**kwargs)
         self.endpoint, self.deployment, self.runtime = endpoint, deployment, runtime
-        self.engine = ""  # the Docker engine in use (container runtime), once connected, for a person
+        self.docker_daemon = ""  # the Docker engine in use (container runtime), once connected, for a person
         self.context: str | None = None  # its Docker context
         self.reload_at = ""  # when the last reload (or start) finished: left out first when narrow
         self.latencies: deque[float] = deque(maxlen=HISTORY)
@@ -99,7 +99,7 @@ class StatusBar(Horizontal):
         if not self.is_mounted:
             return
         width = self.text_width
-        runtime = engine_name(self.runtime, self.engine, self.context)
+        runtime = engine_name(self.runtime, self.docker_daemon, self.context)
         revision = self.revision if self.revision is not None else "-"
         lines = [fold([(Text(f"{self.endpoint} / {self.deployment}", style="bold"), 2),
                        (Text(f"[{runtime}]", style="dim"), 3),
@@ -120,7 +120,7 @@ class StatusBar(Horizontal):
             if self.detail:
                 lines.append(fold([(Text(self.detail, style="dim"), 0)], width))
         self.query_one("#status-text", Static).update(Text("\n").join(lines))
-        self.query_one("#status-text", Static).tooltip = f"{self.runtime}: {self.engine}" if self.engine else None
+        self.query_one("#status-text", Static).tooltip = f"{self.runtime}: {self.docker_daemon}" if self.docker_daemon else None
 
     def watch_state(self) -> None:
         self.set_class(self.state == FAILED, "failed")

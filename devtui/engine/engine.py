@@ -1,8 +1,9 @@
 """One local endpoint's lifecycle: stage -> start -> ready -> reload -> stop.
 
-The engine owns the deployment, a runtime and the file watcher, and turns what they report into
-events (``devtui.events``). It never prints: the CLI prints the events, the TUI renders them,
-the registry records them. Reloads follow the update ladder of ``devtui.watch``.
+The engine owns the deployment, a runtime, the file watcher and the runtime's sink
+(``revisions.Revisions``, which turns what the runtime reports into events, ``devtui.events``).
+It never prints: the CLI prints the events, the TUI renders them, the registry records them.
+Reloads follow the update ladder of ``watch``.
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from . import runtimes, spec
-from .events import CREATING, DELETING, FAILED, UPDATING, DebuggerChanged, Event, ReloadFinished, ReloadReason
-from .record import DeploymentRecord
-from .runtimes import PortInUse
-from .server_events import DebugSettings, ReloadRequest, ServerEvents
+from .. import runtimes, spec
+from ..events import CREATING, DELETING, FAILED, UPDATING, Event, Placement, ReloadReason
+from ..record import DeploymentRecord
+from ..runtimes import PortInUse
+from .emitter import Emitter
+from .revisions import DebugSettings, Owner, ReloadRequest, Revisions
 from .watch import Action, Batch, batches
 
 # Waits before restarting a server that died unasked, one more step for each death in a row.
@@ -51,7 +53,11 @@ def port_to_reuse(host: str, port: int, say: Callable[..., None]) -> int:
     return port
 
 
-class Engine(ServerEvents):
+def _revisions(name: str) -> property:
+    return property(lambda engine: getattr(engine.revisions, name), doc=f"``Revisions.{name}``")
+
+
+class Engine:
     def __init__(self, deployment: spec.LocalDeployment, workdir: Path, *, runtime: str = "process",
                  host: str = "127.0.0.1", port: int | None = None, watch: bool = True,
                  name: str | None = None, debug: DebugSettings | None = None,
@@ -64,37 +70,59 @@ class Engine(ServerEvents):
         self.workdir = workdir
         self.runtime_name = runtime
         self.host = host
-        self.port = self.port_asked = port or 0
+        self.port_asked = port or 0
         self.watch_enabled = watch
         # How the deployment was loaded, to load it again when its YAML changes.
         self._source = (deployment.deployment_file, deployment.endpoint_file, name)
-        self.listeners: list[Callable[[Event], None]] = []
-        self.state = CREATING
-        self.revision = 0
-        self.serving_revision: int | None = None
-        self.scoring_uri: str | None = None
-        self.last_reload: ReloadFinished | None = None
+        self.emitter = Emitter()
+        self.revisions = Revisions(self.emitter, host, Owner(
+            stopped=lambda: self.stopped, placement=lambda: self.runtime.placement(),
+            server_died=lambda code: self.restarts.server_died(code), restart=lambda said, reason:
+            self.restarts.debugger_wedged(said, reason), debug=self._debug_kept), debug)
         self.spec_error: spec.SpecError | None = None  # the changed YAML's problems, until a good one
         self.debug = debug
-        self.debugger: DebuggerChanged | None = None
+        self.stopped = False
         self.runtime = self._new_runtime()
-        self._outcome: asyncio.Future | None = None
-        self._requests: list[ReloadRequest] = []  # asked for, not yet answered by a starting worker
-        self._started_at: dict[int, ReloadRequest] = {}  # revision -> what it answers
         self._watcher: asyncio.Task | None = None
         self._watch_stop = asyncio.Event()
         self._lock = asyncio.Lock()
-        self.served = False
-        self._recovery: asyncio.Task | None = None
-        self._deaths: list[float] = []  # when the server died unasked, in a row
-        self._booted = asyncio.Event()
-        self.stopped = False
+        self.restarts = Restarts(self)
+
+    # -- what the engine reports, read from its revisions -----------------------------------------
+
+    def subscribe(self, listener: Callable[[Event], None]) -> None:
+        self.emitter.subscribe(listener)
+
+    def unsubscribe(self, listener: Callable[[Event], None]) -> None:
+        self.emitter.unsubscribe(listener)
+
+    def log(self, source: str, lines: list[str]) -> None:
+        """Say something in the log (from a subscriber too: it is delivered after the event at hand)."""
+        self.emitter.log(source, lines)
+
+    # What the revisions keep, read through the engine (set only by the revisions).
+    state = _revisions("state")
+    revision = _revisions("revision")
+    serving_revision = _revisions("serving_revision")
+    scoring_uri = _revisions("scoring_uri")
+    last_reload = _revisions("last_reload")
+    debugger = _revisions("debugger")
+    fatal = _revisions("fatal")
+
+    @property
+    def port(self) -> int:
+        return self.revisions.port or self.port_asked
+
+    @property
+    def placement(self) -> Placement:
+        """Where the runtime has put the server by now (the Docker engine is known before it listens)."""
+        return self.runtime.placement()
 
     # -- lifecycle -------------------------------------------------------------------------------
 
     def _new_runtime(self) -> runtimes.Runtime:
-        port = self.port if self.port_asked else port_to_reuse(self.host, self.port, self._say)
-        return self._runtimes_from(self.runtime_name, self.deployment, self.workdir, self, host=self.host,
+        port = self.port if self.port_asked else port_to_reuse(self.host, self.port, self.emitter.say)
+        return self._runtimes_from(self.runtime_name, self.deployment, self.workdir, self.revisions, host=self.host,
                                    port=port, debug=self.debug, reload_mode=self.reload_mode)
 
     async def start(self) -> str:
@@ -106,11 +134,11 @@ class Engine(ServerEvents):
             if self.debug is not None:
                 check_port(self.debug.host, self.debug.port, "debug port", "--debug-port")
         except PortInUse as ex:
-            self._port_taken(ex)
-            self._booted.set()
+            self.revisions.port_taken(ex)
+            self.revisions.booted.set()
             return self.state
-        self._set_state(CREATING, f"deployment {self.deployment.deployment_name} "
-                                  f"of endpoint {self.deployment.endpoint_name}")
+        self.revisions.set_state(CREATING, f"deployment {self.deployment.deployment_name} "
+                                           f"of endpoint {self.deployment.endpoint_name}")
         # Watch from the start, so a save made while the server boots is not missed; the
         # watcher applies it once the first outcome is known.
         if self.watch_enabled and self._watcher is None:
@@ -118,19 +146,16 @@ class Engine(ServerEvents):
         try:
             return await self._boot(first_revision=1)
         finally:
-            self._booted.set()
+            self.revisions.booted.set()
 
     async def _boot(self, first_revision: int) -> str:
-        self._outcome = asyncio.get_running_loop().create_future()
-        self._requests = [ReloadRequest(ReloadReason.START)]
-        self.no_server = self.boot_failed = False
+        outcome = self.revisions.booting()
         try:
             await self.runtime.stage()
             await self.runtime.start(first_revision)
         except Exception as ex:
-            self.no_server = self.boot_failed = True
-            self._start_failed(ex)
-        return await self._outcome
+            self.revisions.start_failed(ex)
+        return await outcome
 
     async def reload(self, reason: ReloadReason = ReloadReason.MANUAL, files: tuple[str, ...] = (),
                      swap: bool = False) -> None:
@@ -138,21 +163,21 @@ class Engine(ServerEvents):
         user asked; ``swap``: a new worker whatever changed."""
         if await self._started_again(reason):
             return
-        self._requests.append(ReloadRequest(ReloadReason(reason), files))
+        self.revisions.requests.append(ReloadRequest(ReloadReason(reason), files))
         await self.runtime.reload(swap=swap)
 
     async def restage(self, files: tuple[str, ...] = ()) -> None:
         """Stage the model again, then swap workers (rung 2)."""
         if await self._started_again(ReloadReason.MODEL):
             return
-        self._requests.append(ReloadRequest(ReloadReason.MODEL, files))
+        self.revisions.requests.append(ReloadRequest(ReloadReason.MODEL, files))
         await self.runtime.stage()
         await self.runtime.reload(swap=True)
 
     async def _started_again(self, reason: ReloadReason) -> bool:
         """No server runs to take a change (its start failed, or it ended before it served): a
         change starts it again, as a Failed deployment's message promises."""
-        if self.no_server and not self.stopped:
+        if self.revisions.no_server and not self.stopped:
             await self.restart(f"a {reason} change after the server did not run", reload_yaml=False)
             return True
         return False
@@ -167,26 +192,25 @@ class Engine(ServerEvents):
                               if reload_yaml else self.deployment)
             except spec.SpecError as ex:
                 self.spec_error = ex
-                self._say("The changed YAML has problems; it is not applied and the running revision "
+                self.emitter.say("The changed YAML has problems; it is not applied and the running revision "
                           "keeps serving:", *(f"  {p}" for p in ex.problems),
                           *(f"  warning: {w}" for w in ex.warnings))
                 return self.state
             if reload_yaml:
                 self.spec_error = None
             if reload_yaml and deployment.warnings:
-                self._say(*(f"warning: {w}" for w in deployment.warnings))
+                self.emitter.say(*(f"warning: {w}" for w in deployment.warnings))
             if self.stopped:
                 return self.state
-            self._set_state(UPDATING, f"applying {reason}")
+            self.revisions.set_state(UPDATING, f"applying {reason}")
             try:
                 await self.runtime.stop()
                 self.deployment = deployment
-                self.serving_revision = None
-                self.served = False
+                self.revisions.new_server()
                 self.runtime = self._new_runtime()
             except runtimes.RuntimeFailure as ex:
-                self._say(f"error: {ex}")
-                self._resolve(FAILED, str(ex))
+                self.emitter.say(f"error: {ex}")
+                self.revisions.resolve(FAILED, str(ex))
                 return self.state
             if self.stopped:
                 return self.state
@@ -196,44 +220,23 @@ class Engine(ServerEvents):
                 self._watch_stop.set()
             return state
 
-    def _server_died(self, exit_code: int | None) -> None:
-        # A server that never served (a taken port, a debugger that cannot listen) would only
-        # fail the same way again: it waits for a save or a restart instead.
-        self.no_server = not self.served
-        if self.served and (self._recovery is None or self._recovery.done()):
-            self._recovery = asyncio.get_running_loop().create_task(self._recover(exit_code))
-
-    async def _recover(self, exit_code: int | None) -> None:
-        why = f"The scoring server exited with code {exit_code}"
-        while not self.stopped:
-            now = time.monotonic()
-            self._deaths = [t for t in self._deaths if now - t < BACKOFF_RESET_S] + [now]
-            delay = RESTART_BACKOFF_S[min(len(self._deaths), len(RESTART_BACKOFF_S)) - 1]
-            self._say(f"{why}; restarting it in {delay:g} s (restart {len(self._deaths)} in a row)")
-            await asyncio.sleep(delay)  # the back-off itself
-            if self.stopped:
-                return
-            await self.restart(f"a restart after the server exited with code {exit_code}", reload_yaml=False)
-            if not self.boot_failed:
-                return
-            # The restart failed before a server ran (the Docker engine does not answer yet): again.
-            why = "The restart failed"
+    def _debug_kept(self, debug: DebugSettings | None) -> None:
+        self.debug = debug
 
     async def switch_runtime(self, name: str) -> str:
         """Run the same deployment on another runtime: stop this one, start that one."""
         async with self._lock:
             if self.stopped:
                 return self.state
-            self._set_state(UPDATING, f"switching to the {name} runtime")
+            self.revisions.set_state(UPDATING, f"switching to the {name} runtime")
             await self.runtime.stop()
             previous = self.runtime_name
             self.runtime_name = name
-            self.serving_revision = None
-            self.served = False
+            self.revisions.new_server()
             try:
                 self.runtime = self._new_runtime()
             except runtimes.RuntimeFailure as ex:
-                self._say(f"error: {ex}")
+                self.emitter.say(f"error: {ex}")
                 self.runtime_name = previous
                 self.runtime = self._new_runtime()
             if self.stopped:
@@ -244,13 +247,13 @@ class Engine(ServerEvents):
         """Start (or stop) the debugger: the server restarts with it (rung 3)."""
         if debug is not None:
             check_port(debug.host, debug.port, "debug port", "--debug-port")
-        self.debug = debug
+        self.debug = self.revisions.debug = debug
         if debug is None:
-            self.debugger = None
+            self.revisions.debugger = None
         return await self.restart("debugger " + ("on" if debug else "off"), reload_yaml=False)
 
     async def apply(self, batch: Batch) -> None:
-        await self._booted.wait()
+        await self.revisions.booted.wait()
         files = tuple(str(f) for f in batch.files)
         if batch.action == Action.SWAP:
             await self.reload(ReloadReason.CODE, files)
@@ -260,7 +263,7 @@ class Engine(ServerEvents):
             await self.restart("YAML change")
         elif batch.action == Action.REBUILD:
             if self.runtime_name == "process":
-                self._say(f"{', '.join(files)} changed: the process runtime serves with this Python, so the "
+                self.emitter.say(f"{', '.join(files)} changed: the process runtime serves with this Python, so the "
                           "environment is not rebuilt; use --runtime container to test it.")
             else:
                 await self.restart("environment change")
@@ -274,15 +277,15 @@ class Engine(ServerEvents):
                 try:
                     await self.apply(batch)
                 except Exception as ex:  # one bad change must not end the watching
-                    self._say(f"error: applying {', '.join(p.name for p in batch.files)} failed: {ex}")
+                    self.emitter.say(f"error: applying {', '.join(p.name for p in batch.files)} failed: {ex}")
 
     async def stop(self) -> None:
         if self.stopped:
             return
         self.stopped = True
-        self._set_state(DELETING, "stopping")
+        self.revisions.set_state(DELETING, "stopping")
         self._watch_stop.set()
-        for task in (self._watcher, self._recovery):
+        for task in (self._watcher, self.restarts.recovery):
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
@@ -290,7 +293,7 @@ class Engine(ServerEvents):
         # nothing new), so the runtime stopped below is the last one.
         async with self._lock:
             await self.runtime.stop()
-        self._say("Stopped; nothing is left running.")
+        self.emitter.say("Stopped; nothing is left running.")
 
     def kill(self) -> None:
         """Last resort when the event loop is gone: end the runtime's processes at once."""
@@ -299,6 +302,43 @@ class Engine(ServerEvents):
     def describe(self) -> DeploymentRecord:
         """The deployment as `devtui show` lists it."""
         return DeploymentRecord.of(self)
+
+
+class Restarts:
+    """The restarts nobody asked for: after the server died unasked (killed, out of memory) once
+    it had served, waiting longer after each death in a row; and one for a wedged debugger."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self.recovery: asyncio.Task | None = None
+        self.deaths: list[float] = []  # when the server died unasked, in a row
+        self.for_debugger: asyncio.Task | None = None
+
+    def server_died(self, exit_code: int | None) -> None:
+        if self.recovery is None or self.recovery.done():
+            self.recovery = asyncio.get_running_loop().create_task(self._recover(exit_code))
+
+    def debugger_wedged(self, said: str, reason: str) -> None:
+        if self.for_debugger is None or self.for_debugger.done():
+            self.engine.emitter.say(said)
+            self.for_debugger = asyncio.get_running_loop().create_task(self.engine.restart(reason, reload_yaml=False))
+
+    async def _recover(self, exit_code: int | None) -> None:
+        engine = self.engine
+        why = f"The scoring server exited with code {exit_code}"
+        while not engine.stopped:
+            now = time.monotonic()
+            self.deaths = [t for t in self.deaths if now - t < BACKOFF_RESET_S] + [now]
+            delay = RESTART_BACKOFF_S[min(len(self.deaths), len(RESTART_BACKOFF_S)) - 1]
+            engine.emitter.say(f"{why}; restarting it in {delay:g} s (restart {len(self.deaths)} in a row)")
+            await asyncio.sleep(delay)  # the back-off itself
+            if engine.stopped:
+                return
+            await engine.restart(f"a restart after the server exited with code {exit_code}", reload_yaml=False)
+            if not engine.revisions.boot_failed:
+                return
+            # The restart failed before a server ran (the Docker engine does not answer yet): again.
+            why = "The restart failed"
 
 
 # `devtui reload` asks the process hosting the engine by signal: a worker swap, or a full restart.

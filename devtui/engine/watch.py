@@ -17,8 +17,8 @@ from pathlib import Path
 
 import watchfiles
 
-from .ignore import IgnoreRules
-from .spec import LocalDeployment
+from ..ignore import IgnoreRules
+from ..spec import LocalDeployment
 
 # watchfiles yields a batch once a step passes with no new change, so one to two steps after a
 # save. A save of code is the patch rung's whole critical path: its folders are watched with a
