@@ -75,6 +75,13 @@ class OrderKind(StrEnum):
     ADOPT = "adopt"
 
 
+class ReloadMode(StrEnum):
+    """What a reload of changed code does (``--reload``), from devtui's command line to here."""
+
+    PATCH = "patch"  # patch the changed functions into the running worker where that is safe, else swap
+    SWAP = "swap"  # always a new worker
+
+
 class Rung(StrEnum):
     """How a revision came to serve: the update ladder's step."""
 

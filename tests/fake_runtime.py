@@ -16,11 +16,13 @@ unanswered until the client gives up and closes the connection.
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import uuid
 from urllib.parse import parse_qsl, urlsplit
 
 from inference_server import protocol
+from inference_server.protocol import ReloadMode
 
 from devtui.events import INFERENCE_SERVER, STORAGE_INITIALIZER
 from devtui.runtimes import Runtime
@@ -34,10 +36,9 @@ class FakeRuntime(Runtime):
     name = "fake"
     instances: list[FakeRuntime] = []  # every runtime the engine made, in order
 
-    def __init__(self, runtime_name: str, deployment, workdir, sink, host="127.0.0.1", port=0, debug=None,
-                 reload_mode="patch"):
-        super().__init__(deployment, workdir, sink, host=host, port=port, debug=debug, reload_mode=reload_mode)
-        self.runtime_name = runtime_name
+    def __init__(self, deployment, launch, workdir, sink):
+        super().__init__(deployment, launch, workdir, sink)
+        self.runtime_name = launch.runtime
         self.calls: list[str] = []
         self.failures: list[protocol.Stage] = []
         self.revision = 0
@@ -64,7 +65,12 @@ class FakeRuntime(Runtime):
 
     async def start(self, first_revision: int) -> None:
         self.calls.append("start")
-        self.server = await asyncio.start_server(self._connection, "127.0.0.1", self.port)
+        try:
+            self.server = await asyncio.start_server(self._connection, "127.0.0.1", self.port)
+        except OSError as ex:  # as the scoring server says it when its bind fails
+            reason = "is already in use" if ex.errno == errno.EADDRINUSE else f"cannot be bound: {ex.strerror}"
+            self.sink.server_event(protocol.BindFailed(host="127.0.0.1", port=self.port, reason=reason))
+            return
         port = self.server.sockets[0].getsockname()[1]
         self.sink.server_event(protocol.Listening(host="127.0.0.1", port=port, pid=None))
         self.revision = first_revision - 1
@@ -73,7 +79,7 @@ class FakeRuntime(Runtime):
     async def reload(self, swap: bool = False) -> None:
         self.calls.append("swap" if swap else "reload")
         # Like the server: a code change is patched into the running worker where it may be.
-        self._next_revision(first=False, patch=not swap and self.reload_mode == "patch")
+        self._next_revision(first=False, patch=not swap and self.launch.reload == ReloadMode.PATCH)
 
     def _next_revision(self, first: bool, patch: bool = False) -> None:
         self.revision += 1

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from devtui import spec
-from devtui.engine import Engine
+from devtui.engine import Engine, Launch
 from devtui.events import FAILED, INFERENCE_SERVER, SUCCEEDED, Logs, ReloadFinished, ReloadStarted
 from helpers import ONE_ROW_REQUEST, async_wait_for, children_of, run_async, save, wait_for
 
@@ -26,7 +26,7 @@ class Run:
 
     def __init__(self, folder: Path, tmp: Path, **kwargs):
         self.deployment = spec.load(folder)
-        self.engine = Engine(self.deployment, tmp / "work", port=0, **kwargs)
+        self.engine = Engine(self.deployment, tmp / "work", Launch(port=0, **kwargs))
         self.events: list = []
         self.engine.subscribe(self.events.append)
 

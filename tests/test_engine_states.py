@@ -14,7 +14,7 @@ import pytest
 
 from conftest import SAMPLES
 from devtui import spec
-from devtui.engine import Engine
+from devtui.engine import Engine, Launch
 from devtui.events import (CREATING, DELETING, FAILED, SUCCEEDED, UPDATING, Event, Logs, ReloadFinished, ReloadReason,
                            ReloadStarted, ServerStarted, StateChanged)
 from fake_runtime import ANSWER, FakeRuntime
@@ -26,7 +26,7 @@ pytestmark = pytest.mark.anyio  # async def tests on anyio's pytest plugin (asyn
 @pytest.fixture
 def engine(tmp_path):
     FakeRuntime.instances.clear()
-    engine = Engine(spec.load(SAMPLES / "sklearn-regression"), tmp_path / "work", watch=False,
+    engine = Engine(spec.load(SAMPLES / "sklearn-regression"), tmp_path / "work", Launch(watch=False),
                     runtimes_from=FakeRuntime)
     engine.events = []
     engine.subscribe(engine.events.append)
@@ -126,7 +126,7 @@ def test_describe_masks_credentials_in_values_as_well_as_names(tmp_path):
     deployment.write_text(deployment.read_text().replace(
         "  LOG_LEVEL: INFO", "  LOG_LEVEL: INFO\n  DATABASE_URL: postgres://user:pass@db/app\n"
                             "  SOMETHING: AKIAIOSFODNN7EXAMPLE"))
-    engine = Engine(spec.load(folder), tmp_path / "work", watch=False, runtimes_from=FakeRuntime)
+    engine = Engine(spec.load(folder), tmp_path / "work", Launch(watch=False), runtimes_from=FakeRuntime)
     shown = engine.describe().environment_variables
     assert shown["DATABASE_URL"] == "postgres://user:********@db/app"
     assert shown["SOMETHING"] == "********"
@@ -171,7 +171,7 @@ async def test_a_restart_finds_its_port_taken_and_listens_on_a_new_one(tmp_path)
                 taker.listen()
 
     FakeRuntime.instances.clear()
-    engine = Engine(spec.load(SAMPLES / "sklearn-regression"), tmp_path / "work", watch=False,
+    engine = Engine(spec.load(SAMPLES / "sklearn-regression"), tmp_path / "work", Launch(watch=False),
                     runtimes_from=PortTakenWhileStopped)
     said: list[str] = []
     engine.subscribe(lambda e: said.extend(r.text for r in e.records) if isinstance(e, Logs) else None)
@@ -223,22 +223,23 @@ async def test_a_failed_deployment_is_failed_again_when_its_engine_answers(engin
 
 
 async def test_a_port_taken_as_the_deployment_starts_is_fatal_and_later_is_not(tmp_path):
-    """Issue 19, item 9: no save can free a port another program took, so a start that finds its
-    port taken ends the host (``fatal``); a restart that finds it taken is only Failed."""
+    """Issue 19, item 9: no save can free a port another program took, so a start whose server
+    finds its port taken (since preflight checked it) ends the host (``fatal``); a restart that
+    finds it taken is only Failed."""
     FakeRuntime.instances.clear()
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        engine = Engine(spec.load(SAMPLES / "sklearn-regression"), tmp_path / "work", port=port,
+        engine = Engine(spec.load(SAMPLES / "sklearn-regression"), tmp_path / "work", Launch(port=port),
                         runtimes_from=FakeRuntime)
         assert await engine.start() == FAILED
         assert engine.fatal is not None and engine.fatal.port == port
         assert f"port {port} on 127.0.0.1 is already in use" in str(engine.fatal)
-        assert FakeRuntime.instances[0].calls == []  # nothing staged, nothing started
+        assert engine.serving_revision is None and engine.revision == 0  # no revision ever started
         await engine.stop()
 
-    engine = Engine(spec.load(SAMPLES / "sklearn-regression"), tmp_path / "work2", watch=False,
+    engine = Engine(spec.load(SAMPLES / "sklearn-regression"), tmp_path / "work2", Launch(watch=False),
                     runtimes_from=FakeRuntime)
     assert await engine.start() == SUCCEEDED
     engine.revisions.server_event(protocol.BindFailed(host="127.0.0.1", port=engine.port, reason="is already in use"))
@@ -258,7 +259,7 @@ async def test_a_save_after_a_start_that_failed_in_the_runtime_starts_it_again(t
             await super().stage()
 
     FakeRuntime.instances.clear()
-    engine = Engine(spec.load(SAMPLES / "sklearn-regression"), tmp_path / "work", watch=False,
+    engine = Engine(spec.load(SAMPLES / "sklearn-regression"), tmp_path / "work", Launch(watch=False),
                     runtimes_from=RefusesFirstStage)
     assert await engine.start() == FAILED
     await engine.reload(ReloadReason.CODE, ("score.py",))
@@ -292,7 +293,7 @@ async def test_a_restart_after_a_death_that_fails_in_the_runtime_is_tried_again_
             await super().stage()
 
     FakeRuntime.instances.clear()
-    engine = Engine(spec.load(SAMPLES / "sklearn-regression"), tmp_path / "work", watch=False,
+    engine = Engine(spec.load(SAMPLES / "sklearn-regression"), tmp_path / "work", Launch(watch=False),
                     runtimes_from=EngineAwayOnce)
     engine.events = []
     engine.subscribe(engine.events.append)

@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 
 from devtui import spec
-from devtui.engine import Engine
+from devtui.engine import Engine, Launch
 from devtui.events import FAILED, Logs
-from devtui.runtimes import RuntimeFailure, RuntimeOptions, create
+from devtui.runtimes import RuntimeFailure
 from devtui.runtimes.docker_context import DEFAULT_HOST, read_context, resolve
 from devtui.runtimes.gpus import NO_GPU_RUNTIME, GpuRequest, suggestion
 from devtui.runtimes.process import ProcessRuntime
@@ -231,8 +231,7 @@ def test_the_container_runtime_checks_gpus_before_it_creates_anything(sample, do
     build, before any volume or container, and the deployment fails with the same words."""
     folder = sample("sklearn-regression")
     deployment = spec.load(folder, name=unique_name(run_id, "gpu-rt"))
-    engine = Engine(deployment, tmp_path / "work", runtime="container", watch=False,
-                    runtimes_from=lambda *a, **k: create(*a, options=RuntimeOptions(gpus=GpuRequest(count=-1)), **k))
+    engine = Engine(deployment, tmp_path / "work", Launch(runtime="container", watch=False, gpus=GpuRequest(count=-1)))
     logs: list[str] = []
     engine.subscribe(lambda e: logs.extend(r.text for r in e.records) if isinstance(e, Logs) else None)
 
@@ -260,8 +259,8 @@ def test_the_process_runtime_notes_that_it_uses_the_hosts_gpus(sample, tmp_path)
             self.lines += lines
 
     sink = Sink()
-    runtime = ProcessRuntime(spec.load(sample("sklearn-regression")), tmp_path, sink,
-                             options=RuntimeOptions(gpus=GpuRequest(count=-1), context="remote"))
+    runtime = ProcessRuntime(spec.load(sample("sklearn-regression")),
+                             Launch(gpus=GpuRequest(count=-1), context="remote"), tmp_path, sink)
     runtime._notes()
     assert any("--gpus all is for containers" in line and "uses its GPUs directly" in line for line in sink.lines)
     assert any("--context remote is for containers" in line for line in sink.lines)

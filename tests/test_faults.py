@@ -19,7 +19,7 @@ import pytest
 from conftest import ROOT, children_of, devtui_command
 from devtui import registry, spec
 from devtui.cli import Recorder
-from devtui.engine import Engine
+from devtui.engine import Engine, Launch
 from devtui.events import DEVTUI, SOURCES, SUCCEEDED, Logs
 from helpers import free_port, wait_for, write_deployment
 
@@ -88,7 +88,7 @@ def devtui_errors(events: list) -> list[str]:
 
 
 def test_a_failing_subscriber_is_reported_once_and_the_engine_goes_on(deployment, tmp_path):
-    engine = Engine(spec.load(deployment), tmp_path / "work", port=0)
+    engine = Engine(spec.load(deployment), tmp_path / "work", Launch(port=0))
     seen: list = []
 
     def broken(event):
@@ -115,7 +115,7 @@ def test_a_failing_subscriber_is_reported_once_and_the_engine_goes_on(deployment
 
 def test_a_full_disk_stops_the_log_files_with_one_error_and_serving_goes_on(deployment, tmp_path):
     claim = registry.claim("faults")
-    engine = Engine(spec.load(deployment), claim.folder / "staging", port=0)
+    engine = Engine(spec.load(deployment), claim.folder / "staging", Launch(port=0))
     recorder = Recorder(engine, claim)
     engine.subscribe(recorder)
     seen: list = []
@@ -177,7 +177,7 @@ def test_a_killed_server_is_restarted_with_a_new_pid(deployment, tmp_path):
     `show` lists is the new process."""
     import signal
 
-    engine = Engine(spec.load(deployment), tmp_path / "work", port=0)
+    engine = Engine(spec.load(deployment), tmp_path / "work", Launch(port=0))
     seen: list = []
     engine.subscribe(seen.append)
 

@@ -26,7 +26,7 @@ import pytest
 
 from devtui import runtimes, spec
 from devtui.cli.views import LaunchConfig
-from devtui.engine import DebugSettings, Engine
+from devtui.engine import DebugSettings, Engine, Launch
 from devtui.events import SUCCEEDED, DebuggerChanged, Logs
 from devtui.flow_image import STAND_IN_LABEL, read_requirements
 from devtui.images import SERVER_LAYER_LABEL, ImageError
@@ -44,8 +44,8 @@ REQUEST = {"text": "  hello   flow ", "count": 3}  # samples/flow-basic/sample-r
 
 def runtime_for(folder: Path, tmp: Path, connections: tuple[Path, ...] = (), debug=None):
     deployment = spec.load(folder / "deployment.yml")
-    return runtimes.create("container", deployment, tmp / "work", None, debug=debug,
-                           options=runtimes.RuntimeOptions(connections=connections))
+    return runtimes.create(deployment, Launch(runtime="container", debug=debug, connections=connections), tmp / "work",
+                           None)
 
 
 # -- without an engine --------------------------------------------------------------------------------
@@ -106,7 +106,7 @@ def test_the_process_runtime_notes_a_requirements_change_and_keeps_serving(tmp_p
     folder = copy_sample("flow-basic", tmp_path)
 
     async def scenario():
-        engine = Engine(spec.load(folder / "deployment.yml"), tmp_path / "work", port=0)
+        engine = Engine(spec.load(folder / "deployment.yml"), tmp_path / "work", Launch(port=0))
         lines: list[str] = []
         engine.subscribe(lambda event: lines.extend(r.text for r in event.records) if isinstance(event, Logs) else None)
         try:

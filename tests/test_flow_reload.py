@@ -16,9 +16,8 @@ import httpx
 import pytest
 
 from devtui import spec
-from devtui.engine import Engine
+from devtui.engine import Engine, Launch
 from devtui.events import FAILED, SUCCEEDED, Logs, ReloadFinished
-from devtui.runtimes import RuntimeOptions, create
 from flow_reference import CONNECTED_FLOW
 from helpers import async_wait_for, devtui, save
 
@@ -79,9 +78,7 @@ def write_flow(folder: Path, flow: str = FLOW, deployment: str = DEPLOYMENT, **f
 class Running:
     def __init__(self, folder: Path, tmp: Path, connections: tuple[Path, ...] = ()):
         self.folder = folder
-        options = RuntimeOptions(connections=connections)
-        self.engine = Engine(spec.load(folder), tmp / "work", port=0,
-                             runtimes_from=lambda *a, **k: create(*a, options=options, **k))
+        self.engine = Engine(spec.load(folder), tmp / "work", Launch(port=0, connections=connections))
         self.finished: list[ReloadFinished] = []
         self.lines: list[str] = []
         self.engine.subscribe(self._seen)

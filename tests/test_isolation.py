@@ -23,7 +23,7 @@ import pytest
 
 from conftest import ROOT, devtui_command
 from devtui import spec
-from devtui.engine import Engine
+from devtui.engine import Engine, Launch
 from devtui.events import SUCCEEDED
 from devtui.tui.app import DevtuiApp
 from helpers import wait_for
@@ -80,7 +80,7 @@ def up_detached(folder, name: str, *extra: str) -> dict:
 def test_the_app_invokes_in_the_container_runtime(sample, endpoint, docker_client, tmp_path):
     name = endpoint("app")
     folder = sample("sklearn-regression")
-    engine = Engine(spec.load(folder, name=name), tmp_path / "work", runtime="container", port=0, name=name)
+    engine = Engine(spec.load(folder, name=name), tmp_path / "work", Launch(runtime="container", port=0, name=name))
     app = DevtuiApp(engine, request_text=(folder / "sample-request.json").read_text(), save_folder=tmp_path)
 
     async def until(pilot, condition, timeout: float, message: str):

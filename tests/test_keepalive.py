@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from devtui import spec
-from devtui.engine import Engine
+from devtui.engine import Engine, Launch
 from devtui.events import SUCCEEDED, ReloadFinished
 from helpers import async_wait_for, save, write_deployment
 
@@ -88,7 +88,7 @@ def edit(path: Path, old: str, new: str):
 async def test_a_kept_alive_client_gets_the_announced_revision_after_every_save(tmp_path, busy_machine):
     folder = write_deployment(tmp_path / "deployment", DEPLOYMENT, score=SCORE, helper=HELPER)
     code = folder / "code"
-    engine = Engine(spec.load(folder), tmp_path / "work", port=0)
+    engine = Engine(spec.load(folder), tmp_path / "work", Launch(port=0))
     reloads = Reloads(engine)
     try:
         assert await engine.start() == SUCCEEDED
@@ -122,7 +122,7 @@ async def test_a_kept_alive_client_gets_the_flow_saved_before_it_asked(tmp_path,
     folder = tmp_path / "flow-chat"
     shutil.copytree(ROOT / "samples" / "flow-chat", folder)
     reply = folder / "flow" / "reply.py"
-    engine = Engine(spec.load(folder), tmp_path / "work", port=0)
+    engine = Engine(spec.load(folder), tmp_path / "work", Launch(port=0))
     reloads = Reloads(engine)
     body = {"question": "which code answers?", "chat_history": []}
     try:

@@ -21,7 +21,7 @@ import pytest
 
 from devtui import registry, spec
 from devtui.cli import Recorder
-from devtui.engine import Engine
+from devtui.engine import Engine, Launch
 from devtui.events import INFERENCE_SERVER, SUCCEEDED, Logs, ReloadFinished
 from devtui.lines import CUT_MARK, LineSplitter
 from devtui.masking import MASK, hidden
@@ -149,7 +149,7 @@ def test_a_scripts_secret_is_hidden_in_events_log_file_and_devtui_logs(tmp_path)
     key = f"sk-{secrets.token_hex(16)}"
     folder = write_deployment(tmp_path / "d", SCRIPT_DEPLOYMENT.format(key=key), score=SCORE)
     claim = registry.claim("log-secrets")
-    engine = Engine(spec.load(folder), claim.folder / "staging", port=0)
+    engine = Engine(spec.load(folder), claim.folder / "staging", Launch(port=0))
     engine.subscribe(Recorder(engine, claim))
     seen: list = []
     engine.subscribe(seen.append)

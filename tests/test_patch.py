@@ -16,8 +16,9 @@ import httpx
 import pytest
 
 from devtui import spec
-from devtui.engine import Engine
+from devtui.engine import Engine, Launch
 from devtui.events import SUCCEEDED, ReloadFinished
+from inference_server.protocol import ReloadMode
 from helpers import save, write_deployment
 
 pytestmark = pytest.mark.anyio
@@ -62,7 +63,7 @@ def deployment(tmp_path) -> Path:
 class Running:
     def __init__(self, folder: Path, tmp: Path, **kwargs):
         self.folder = folder
-        self.engine = Engine(spec.load(folder), tmp / "work", port=0, **kwargs)
+        self.engine = Engine(spec.load(folder), tmp / "work", Launch(port=0, **kwargs))
         self.finished: list[ReloadFinished] = []
         self.engine.subscribe(lambda e: isinstance(e, ReloadFinished) and self.finished.append(e))
 
@@ -178,7 +179,7 @@ async def test_r_in_the_app_and_reload_swap_even_when_a_patch_would_do(deploymen
 
 
 async def test_reload_swap_mode_never_patches(deployment, tmp_path):
-    running = Running(deployment, tmp_path, reload_mode="swap")
+    running = Running(deployment, tmp_path, reload=ReloadMode.SWAP)
     try:
         assert await running.engine.start() == SUCCEEDED
         finished = await running.save("score.py", '"version": 1', '"version": 2')

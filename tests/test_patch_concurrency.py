@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from devtui import spec
-from devtui.engine import Engine
+from devtui.engine import Engine, Launch
 from devtui.events import SUCCEEDED, Logs, ReloadFinished
 from helpers import async_wait_for, save, write_deployment
 
@@ -69,7 +69,7 @@ async def test_requests_in_flight_across_a_patch_run_old_code_or_new_never_both(
     signals.mkdir()
     folder = write_deployment(tmp_path / "deployment", DEPLOYMENT.format(signals=signals), score=SCORE,
                               helper=HELPER)
-    engine = Engine(spec.load(folder), tmp_path / "work", port=0)
+    engine = Engine(spec.load(folder), tmp_path / "work", Launch(port=0))
     finished: list[ReloadFinished] = []
     lines: list[str] = []
     engine.subscribe(lambda e: isinstance(e, ReloadFinished) and finished.append(e))

@@ -11,7 +11,7 @@ import asyncio
 import httpx
 
 from devtui import spec
-from devtui.engine import Engine
+from devtui.engine import Engine, Launch
 from devtui.events import SUCCEEDED, ReloadFinished
 from helpers import ONE_ROW_REQUEST, async_wait_for, run_async, save
 
@@ -38,7 +38,7 @@ def test_100_reloads_alternating_good_and_broken_under_continuous_load(sample, t
     save(score, good(0))
 
     async def scenario():
-        engine = Engine(spec.load(folder), tmp_path / "work", port=0)
+        engine = Engine(spec.load(folder), tmp_path / "work", Launch(port=0))
         finished: list[ReloadFinished] = []
         engine.subscribe(lambda e: finished.append(e) if isinstance(e, ReloadFinished) and not e.first else None)
         assert await engine.start() == SUCCEEDED

@@ -21,11 +21,12 @@ import pytest
 
 from devtui import spec
 from devtui.debug import attach_configuration
-from devtui.engine import DebugSettings, Engine
+from devtui.engine import DebugSettings, Engine, Launch
 from devtui.cli.views import ReplayLog
 from devtui.events import INFERENCE_SERVER, SUCCEEDED, DebuggerChanged, LogRecord, ReloadFinished
 from devtui.failures import exception_line
 from devtui.replay import Answer, PinnedRequest, Replay, Replayed, ReplayWaiting, RequestFileError, body_diff
+from inference_server.protocol import ReloadMode
 from dap import DebugClient, stopped_frame
 from helpers import async_wait_for, devtui, devtui_command, free_port, read_until, save, wait_for, write_deployment
 
@@ -287,7 +288,7 @@ class Replaying:
 
     def __init__(self, folder: Path, tmp: Path, request: PinnedRequest, **options):
         self.folder = folder
-        self.engine = Engine(spec.load(folder), tmp / "work", port=0, **options)
+        self.engine = Engine(spec.load(folder), tmp / "work", Launch(port=0, **options))
         self.replay = Replay(self.engine, request)
         self.told: list[Replayed | ReplayWaiting] = []
         self.replay.subscribe(self.told.append)
@@ -377,7 +378,7 @@ async def test_a_save_while_the_debugger_holds_a_request_is_replayed_once_it_let
     score.write_text(score.read_text().replace("import json\n", "import json\nimport time\n").replace(
         "    data = json.loads(raw)\n", "    data = json.loads(raw)\n    time.sleep(0.5)\n"))
     running = Replaying(deployment, tmp_path, PinnedRequest.read(deployment / "sample-request.json"),
-                        debug=DebugSettings(free_port()), reload_mode="swap")
+                        debug=DebugSettings(free_port()), reload=ReloadMode.SWAP)
     client = None
     try:
         assert await running.engine.start() == SUCCEEDED

@@ -32,7 +32,7 @@ from textual.widgets import Button, Input, Select, Static, TabbedContent, TextAr
 from textual.widgets._footer import FooterKey
 
 from devtui import runtimes, spec
-from devtui.engine import DebugSettings, Engine
+from devtui.engine import DebugSettings, Engine, Launch
 from devtui.events import (DEVTUI, FAILED, INFERENCE_SERVER, STORAGE_INITIALIZER, SUCCEEDED, LogRecord, Logs,
                            ReloadFinished, ReloadReason, ServerStarted)
 from devtui.tui import commands
@@ -71,7 +71,7 @@ def make_app(sample, tmp_path) -> Callable[..., DevtuiApp]:
         """``fake``: the engine runs a fake runtime (tests/fake_runtime.py), for keys that need an
         answering endpoint but not a real scoring server."""
         folder = sample("sklearn-regression")
-        engine = Engine(spec.load(folder), tmp_path / "work", port=0,
+        engine = Engine(spec.load(folder), tmp_path / "work", Launch(port=0),
                         **({"runtimes_from": FakeRuntime} if fake else {}))
         saved = tmp_path / "saved"
         saved.mkdir()

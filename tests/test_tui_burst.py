@@ -11,7 +11,7 @@ import asyncio
 
 from devtui.tui.widgets._log_lines import LogLines
 from devtui import spec
-from devtui.engine import Engine
+from devtui.engine import Engine, Launch
 from devtui.events import DEVTUI, INFERENCE_SERVER, STORAGE_INITIALIZER, LogRecord, Logs
 from devtui.tui.app import EngineEvent
 from helpers import QuietApp
@@ -30,7 +30,7 @@ def batch(number: int) -> Logs:
 
 def test_a_burst_of_50000_lines_keeps_keys_prompt_and_memory_bounded(sample, tmp_path):
     folder = sample("sklearn-regression")
-    app = QuietApp(Engine(spec.load(folder), tmp_path / "work", watch=False), request_text="{}",
+    app = QuietApp(Engine(spec.load(folder), tmp_path / "work", Launch(watch=False)), request_text="{}",
                    log_capacity=CAPACITY, save_folder=tmp_path)
 
     async def scenario():

@@ -23,7 +23,7 @@ from textual.pilot import Pilot
 from textual.widgets import Static, TabbedContent
 
 from devtui import spec
-from devtui.engine import Engine
+from devtui.engine import Engine, Launch
 from devtui.events import SUCCEEDED
 from devtui.tui.app import DevtuiApp
 from devtui.tui.chat import ACCEPT, Conversation, EventStream, chunk_of
@@ -159,7 +159,7 @@ async def test_the_invoke_tab_is_prefilled_from_the_flows_inputs(sample, tmp_pat
     folder = sample("flow-basic")
     (folder / "sample-request.json").unlink()
     deployment = spec.load(folder)
-    app = QuietApp(Engine(deployment, tmp_path / "work", port=0), save_folder=tmp_path)
+    app = QuietApp(Engine(deployment, tmp_path / "work", Launch(port=0)), save_folder=tmp_path)
 
     async with running(app) as pilot:
         await pilot.press("i")
@@ -169,7 +169,7 @@ async def test_the_invoke_tab_is_prefilled_from_the_flows_inputs(sample, tmp_pat
 
 async def test_the_deployment_panel_shows_the_flow_and_its_nodes(sample, tmp_path):
     deployment = spec.load(sample("flow-basic"))
-    app = QuietApp(Engine(deployment, tmp_path / "work", port=0), save_folder=tmp_path)
+    app = QuietApp(Engine(deployment, tmp_path / "work", Launch(port=0)), save_folder=tmp_path)
 
     async with running(app, size=(160, 45)) as pilot:
         panel = app.query_one("#deployment", DeploymentPanel)
@@ -189,7 +189,7 @@ async def test_the_deployment_panel_shows_the_flow_and_its_nodes(sample, tmp_pat
 
 
 async def test_the_chat_tab_and_its_keys_are_there_only_for_a_chat_flow(sample, tmp_path):
-    plain = QuietApp(Engine(spec.load(sample("flow-basic")), tmp_path / "plain", port=0), save_folder=tmp_path)
+    plain = QuietApp(Engine(spec.load(sample("flow-basic")), tmp_path / "plain", Launch(port=0)), save_folder=tmp_path)
     async with running(plain) as pilot:
         assert not plain.query("#chat") and not plain.query("#chat-tab")
         titles = [command.title for command in plain.get_system_commands(plain.screen)]
@@ -199,7 +199,7 @@ async def test_the_chat_tab_and_its_keys_are_there_only_for_a_chat_flow(sample, 
         await until(pilot, lambda: "Invoke tab" in footer(plain), message="the footer")
         assert "Chat" not in footer(plain)
 
-    app = QuietApp(Engine(spec.load(sample("flow-chat")), tmp_path / "chat", port=0), save_folder=tmp_path)
+    app = QuietApp(Engine(spec.load(sample("flow-chat")), tmp_path / "chat", Launch(port=0)), save_folder=tmp_path)
     async with running(app) as pilot:
         titles = [command.title for command in app.get_system_commands(app.screen)]
         assert "Focus chat" in titles and "Clear chat history" in titles
@@ -217,7 +217,7 @@ async def test_a_chat_flow_streams_answers_that_follow_the_history(sample, tmp_p
     still open; the second message carries the first turn, and the flow's answer says so."""
     folder = sample("flow-chat")
     (folder / "sample-request.json").unlink()  # the Invoke tab then starts from the flow's sample
-    engine = Engine(spec.load(folder), tmp_path / "work", port=0)
+    engine = Engine(spec.load(folder), tmp_path / "work", Launch(port=0))
     app = DevtuiApp(engine, log_capacity=1000, save_folder=tmp_path)
 
     async with running(app) as pilot:
@@ -251,7 +251,7 @@ async def test_a_chat_flow_streams_answers_that_follow_the_history(sample, tmp_p
 
 
 def fake_chat_app(sample, tmp_path) -> DevtuiApp:
-    engine = Engine(spec.load(sample("flow-chat")), tmp_path / "work", port=0, runtimes_from=FakeRuntime)
+    engine = Engine(spec.load(sample("flow-chat")), tmp_path / "work", Launch(port=0), runtimes_from=FakeRuntime)
     return DevtuiApp(engine, log_capacity=1000, save_folder=tmp_path)
 
 
@@ -297,7 +297,7 @@ async def test_one_message_at_a_time_and_each_read_drawn_at_once(sample, tmp_pat
     """Through httpx's mock transport, with the stream paced by the test: every read is drawn
     before the next arrives; a message sent while an answer streams is refused (the next one
     carries that answer); a JSON (not streamed) answer is shown whole."""
-    app = QuietApp(Engine(spec.load(sample("flow-chat")), tmp_path / "work", port=0), save_folder=tmp_path)
+    app = QuietApp(Engine(spec.load(sample("flow-chat")), tmp_path / "work", Launch(port=0)), save_folder=tmp_path)
     reads: asyncio.Queue[bytes | None] = asyncio.Queue()
     bodies = []
 
@@ -336,7 +336,7 @@ async def test_one_message_at_a_time_and_each_read_drawn_at_once(sample, tmp_pat
 
 
 async def test_an_answer_that_breaks_off_keeps_what_came_and_stays_out_of_the_history(sample, tmp_path):
-    app = QuietApp(Engine(spec.load(sample("flow-chat")), tmp_path / "work", port=0), save_folder=tmp_path)
+    app = QuietApp(Engine(spec.load(sample("flow-chat")), tmp_path / "work", Launch(port=0)), save_folder=tmp_path)
 
     async def broken() -> AsyncIterator[bytes]:
         yield b'data: {"answer": "Half an"}\n\n'

@@ -21,7 +21,7 @@ from textual.widgets._footer import FooterKey
 from textual.widgets import Button, Input, Label, ListItem, Select, Sparkline, Static, TabbedContent, Tabs
 
 from devtui import spec
-from devtui.engine import Engine
+from devtui.engine import Engine, Launch
 from devtui.events import (DEVTUI, INFERENCE_SERVER, STORAGE_INITIALIZER, SUCCEEDED, LogRecord, Placement, ReloadFinished,
                            ServerStarted, StateChanged)
 from devtui.logs import LogFiles
@@ -48,8 +48,8 @@ def make_app(sample, tmp_path) -> Callable[..., DevtuiApp]:
 
     def make(fake: bool = False, name: str = "sklearn-regression") -> DevtuiApp:
         folder = sample(name)
-        engine = Engine(spec.load(folder), tmp_path / "work", port=0,
-                        **({"runtimes_from": FakeRuntime} if fake else {"watch": False}))
+        engine = (Engine(spec.load(folder), tmp_path / "work", Launch(port=0), runtimes_from=FakeRuntime) if fake
+                  else Engine(spec.load(folder), tmp_path / "work", Launch(port=0, watch=False)))
         request = folder / "sample-request.json"
         return (DevtuiApp if fake else QuietApp)(
             engine, request_text=request.read_text() if request.is_file() else None, save_folder=tmp_path)

@@ -12,7 +12,7 @@ import pytest
 from textual.widgets import Static
 
 from devtui import spec
-from devtui.engine import Engine
+from devtui.engine import Engine, Launch
 from devtui.tui.app import DevtuiApp
 from helpers import QuietApp, children_of, running, save, until, wait_for
 
@@ -31,7 +31,7 @@ def nothing_left_running():
 def deployment(sample, tmp_path):
     folder = sample("sklearn-regression")
     score = folder / "onlinescoring" / "score.py"
-    app = DevtuiApp(Engine(spec.load(folder), tmp_path / "work", port=0),
+    app = DevtuiApp(Engine(spec.load(folder), tmp_path / "work", Launch(port=0)),
                     request_text=(folder / "sample-request.json").read_text(), save_folder=tmp_path)
     return app, score
 
@@ -128,7 +128,7 @@ async def test_while_the_debugger_holds_a_request_the_view_says_the_replay_waits
     from devtui.replay import PinnedRequest, ReplayWaiting
     from devtui.tui.pinning import PinWanted, ReplayMessage
 
-    app = QuietApp(Engine(spec.load(sample("sklearn-regression")), tmp_path / "work", port=0, watch=False),
+    app = QuietApp(Engine(spec.load(sample("sklearn-regression")), tmp_path / "work", Launch(port=0, watch=False)),
                    request_text="{}", save_folder=tmp_path)
     async with app.run_test() as pilot:
         app.post_message(PinWanted(PinnedRequest(body=b"{}"), "the Invoke request"))

@@ -25,7 +25,7 @@ from textual.widgets import TabbedContent
 
 from devtui.tui.widgets import LogLines
 from devtui import spec
-from devtui.engine import Engine
+from devtui.engine import Engine, Launch
 from devtui.events import (CREATING, DELETING, DEVTUI, FAILED, INFERENCE_SERVER, STORAGE_INITIALIZER, SUCCEEDED,
                            DebuggerChanged, LogRecord, Logs, Placement, Progress, ReloadFinished, ReloadReason, ReloadStarted,
                            ServerStarted, StateChanged)
@@ -80,7 +80,7 @@ def mirror(source: Path, target: Path) -> None:
 def app(tmp_path) -> QuietApp:
     # The same path every run, so the deployment panel shows the same paths.
     mirror(SAMPLES / "sklearn-regression", FOLDER)
-    engine = Engine(spec.load(FOLDER), tmp_path / "work", port=5001, watch=False)
+    engine = Engine(spec.load(FOLDER), tmp_path / "work", Launch(port=5001, watch=False))
     return QuietApp(engine, request_text=(FOLDER / "sample-request.json").read_text(), log_capacity=500,
                     save_folder=tmp_path)
 
@@ -89,7 +89,7 @@ def app(tmp_path) -> QuietApp:
 def container_app(tmp_path) -> QuietApp:
     """The same on the container runtime (a fake one: nothing runs)."""
     mirror(SAMPLES / "sklearn-regression", FOLDER)
-    engine = Engine(spec.load(FOLDER), tmp_path / "work", runtime="container", port=5001, watch=False,
+    engine = Engine(spec.load(FOLDER), tmp_path / "work", Launch(runtime="container", port=5001, watch=False),
                     runtimes_from=FakeRuntime)
     return QuietApp(engine, request_text="{}", log_capacity=500, save_folder=tmp_path)
 
@@ -305,7 +305,7 @@ def test_help(app, snap_compare, size):
 def chat_app(tmp_path) -> QuietApp:
     """The app on samples/flow-chat (nothing runs: the chat's answers come from a mock transport)."""
     mirror(SAMPLES / "flow-chat", FLOW_FOLDER)
-    engine = Engine(spec.load(FLOW_FOLDER), tmp_path / "work", port=5001, watch=False)
+    engine = Engine(spec.load(FLOW_FOLDER), tmp_path / "work", Launch(port=5001, watch=False))
     return QuietApp(engine, log_capacity=500, save_folder=tmp_path)
 
 

@@ -18,7 +18,7 @@ import pytest
 from textual.widgets import Static
 
 from devtui import spec
-from devtui.engine import Engine
+from devtui.engine import Engine, Launch
 from devtui.events import SUCCEEDED
 from devtui.tui.app import DevtuiApp
 from fake_runtime import RUN_FAILED, FakeRuntime
@@ -59,7 +59,7 @@ class StopWaitsRuntime(FakeRuntime):
 def make_app(sample, tmp_path) -> Callable[..., DevtuiApp]:
     def make(runtime: type[FakeRuntime] = FakeRuntime, name: str = "sklearn-regression") -> DevtuiApp:
         folder = sample(name)
-        engine = Engine(spec.load(folder), tmp_path / "work", port=0, runtimes_from=runtime)
+        engine = Engine(spec.load(folder), tmp_path / "work", Launch(port=0), runtimes_from=runtime)
         saved = tmp_path / "saved"
         saved.mkdir(exist_ok=True)
         request = folder / "sample-request.json"
@@ -274,7 +274,7 @@ async def test_a_flow_node_that_raises_shows_its_exception_in_the_chat_and_the_i
     folder = sample("flow-chat")
     reply = folder / "flow" / "reply.py"
     reply.write_text(reply.read_text().replace('        yield word if index == 0 else " " + word', REPLY_RAISES))
-    app = DevtuiApp(Engine(spec.load(folder), tmp_path / "work", port=0), save_folder=tmp_path)
+    app = DevtuiApp(Engine(spec.load(folder), tmp_path / "work", Launch(port=0)), save_folder=tmp_path)
     line = "RuntimeError: reply node exploded on purpose"
 
     async with running(app) as pilot:
@@ -308,7 +308,7 @@ async def test_answers_and_history_rows_name_their_revision_and_an_old_one_says_
                                                                                             tmp_path):
     folder = sample("sklearn-regression")
     score = folder / "onlinescoring" / "score.py"
-    app = DevtuiApp(Engine(spec.load(folder), tmp_path / "work", port=0),
+    app = DevtuiApp(Engine(spec.load(folder), tmp_path / "work", Launch(port=0)),
                     request_text=(folder / "sample-request.json").read_text(), save_folder=tmp_path)
 
     async with running(app) as pilot:
@@ -341,7 +341,7 @@ async def test_answers_and_history_rows_name_their_revision_and_an_old_one_says_
 async def test_a_chat_turn_names_the_revision_that_answered_it_after_a_flow_save(sample, tmp_path):
     folder = sample("flow-chat")
     reply = folder / "flow" / "reply.py"
-    app = DevtuiApp(Engine(spec.load(folder), tmp_path / "work", port=0), save_folder=tmp_path)
+    app = DevtuiApp(Engine(spec.load(folder), tmp_path / "work", Launch(port=0)), save_folder=tmp_path)
 
     async with running(app) as pilot:
         await until(pilot, lambda: app.engine.serving_revision == 1, timeout=90, message="revision 1 serving")
@@ -365,7 +365,7 @@ async def test_ctrl_j_right_after_ctrl_r_is_answered_or_explained_never_a_client
     """The restart's server goes away under a kept-alive connection: the request goes on a new
     one (to whatever listens, which says why nothing serves) or, refused, is said in words."""
     folder = sample("sklearn-regression")
-    app = DevtuiApp(Engine(spec.load(folder), tmp_path / "work", port=0),
+    app = DevtuiApp(Engine(spec.load(folder), tmp_path / "work", Launch(port=0)),
                     request_text=(folder / "sample-request.json").read_text(), save_folder=tmp_path)
 
     async with running(app) as pilot:

@@ -25,7 +25,7 @@ import pytest
 from contract_servers import base_env, ours_command, run_to_exit, start_ours
 from deep_folders import deep_folder
 from devtui import spec
-from devtui.engine import Engine
+from devtui.engine import Engine, Launch
 from devtui.events import INFERENCE_SERVER, SUCCEEDED, Logs
 from helpers import SAMPLES, free_port
 from inference_server import model_scan
@@ -53,7 +53,7 @@ async def test_a_second_start_of_a_deployment_is_warm_before_its_first_worker(tm
     warm_file = tmp_path / "work" / "warm-imports.json"
 
     async def start_and_score() -> list[str]:
-        engine = Engine(spec.load(folder), tmp_path / "work", port=0, watch=False)
+        engine = Engine(spec.load(folder), tmp_path / "work", Launch(port=0, watch=False))
         lines: list[str] = []
         engine.subscribe(lambda e: isinstance(e, Logs) and lines.extend(
             r.text for r in e.records if r.source == INFERENCE_SERVER))
@@ -123,7 +123,7 @@ async def first_answer(tmp_path, script: str) -> object:
     folder = tmp_path / "sklearn"
     shutil.copytree(SAMPLES / "sklearn-regression", folder)
     (folder / "onlinescoring" / "score.py").write_text(script)
-    engine = Engine(spec.load(folder), tmp_path / "work", port=0, watch=False)
+    engine = Engine(spec.load(folder), tmp_path / "work", Launch(port=0, watch=False))
     try:
         assert await engine.start() == SUCCEEDED
         async with httpx.AsyncClient(timeout=10) as client:

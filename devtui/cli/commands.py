@@ -275,9 +275,10 @@ def cmd_down(args) -> int:
 
 
 def cmd_validate(args) -> int:
+    from ..launch import Launch
     from .up import load
 
-    d = load(args)
+    d = load(Launch(path=args.path, endpoint_file=args.endpoint_file, name=args.name))
     print(f"{d.deployment_file}: deployment {d.deployment_name!r} of endpoint {d.endpoint_name!r} is valid")
     if d.model:
         print(f"  model:           {d.model.path} (as {d.model.name}:{d.model.version})")

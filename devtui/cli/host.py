@@ -7,47 +7,32 @@ name however it ends. What runs meanwhile is the caller's: ``serve`` for ``up`` 
 from __future__ import annotations
 
 import asyncio
-import functools
 import signal
 from collections.abc import Callable
 from pathlib import Path
 
-from .. import registry, runtimes, spec
-from ..engine import DebugSettings, Engine, accept_reload_requests
+from .. import registry, spec
+from ..engine import Engine, accept_reload_requests
+from ..launch import Launch
 from ..replay import Replay
 from .errors import BAD_INPUT, CommandError
 from .views import LaunchConfig, Printer, Recorder, ReplayLog
 
 
-def debug_settings(args) -> DebugSettings | None:
-    """What --debug, --debug-port and --debug-wait ask for; None when none of them is given."""
-    if not (args.debug or args.debug_port is not None or args.debug_wait):
-        return None
-    return DebugSettings(5678 if args.debug_port is None else args.debug_port, args.debug_wait)
-
-
-def runtimes_from(args):
-    """runtimes.create with what --context and --gpus say, for every runtime the engine makes."""
-    options = runtimes.RuntimeOptions(context=args.context, gpus=args.gpus,
-                                      connections=tuple(getattr(args, "connections", None) or ()))
-    return functools.partial(runtimes.create, options=options)
-
-
-def host(args, deployment: spec.LocalDeployment, claim: registry.Claim, run: Callable[[Engine], None],
+def host(launch: Launch, deployment: spec.LocalDeployment, claim: registry.Claim, run: Callable[[Engine], None],
          view: Callable[[object], None] | None = None) -> int:
     """Run ``deployment`` in this process, under ``claim`` (released however it ends):
     ``run(engine)`` returns when the host should end. ``view`` (the Printer of ``up``) sees each
     event before the record and the log files do. A deployment that cannot start at all (a port
     taken since the check) ends in a CommandError that says why."""
     try:
-        engine = Engine(deployment, claim.folder / "staging", runtime=args.runtime, port=args.port, name=args.name,
-                        debug=debug_settings(args), reload_mode=args.reload, runtimes_from=runtimes_from(args))
+        engine = Engine(deployment, claim.folder / "staging", launch)
         if view is not None:
             engine.subscribe(view)
         engine.subscribe(Recorder(engine, claim))
         engine.subscribe(LaunchConfig(engine, Path.cwd()))
-        if getattr(args, "replay", None) is not None:  # `up --replay FILE`
-            Replay(engine, args.replay).subscribe(ReplayLog(engine))
+        if launch.replay is not None:  # `up --replay FILE`
+            Replay(engine, launch.replay).subscribe(ReplayLog(engine))
         run(engine)
     finally:
         claim.release()

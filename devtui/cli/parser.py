@@ -7,6 +7,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from inference_server.protocol import ReloadMode
+
 from .. import __version__
 from ..events import DEVTUI, INFERENCE_SERVER, STORAGE_INITIALIZER
 from ..runtimes import NAMES
@@ -92,7 +94,7 @@ def _serving_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--connections", type=Path, action="append", default=[], metavar="FILE",
                    help="a prompt flow's connection, in prompt flow's connection YAML format (name, type, keys); "
                         "repeat for more. The deployment's environment variables override them as in the cloud")
-    p.add_argument("--reload", choices=["patch", "swap"], default="patch",
+    p.add_argument("--reload", choices=list(ReloadMode), default=ReloadMode.PATCH, type=ReloadMode,
                    help="what a save of the code does: patch the changed functions into the running worker, so "
                         "init() does not run again and the model stays loaded, falling back to a worker swap when "
                         "init(), a decorator or module-level code changed (patch, the default); or always swap")
@@ -169,7 +171,15 @@ def app_parser() -> argparse.ArgumentParser:
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
-    """A verb (or help, or the version) goes to the verbs' parser; anything else opens the app."""
+    """A verb (or help, or the version) goes to the verbs' parser; anything else opens the app.
+    What runs a deployment (``up``, the app) gets its :class:`~devtui.launch.Launch` as
+    ``args.launch``, built here, once."""
     if argv and (argv[0] in VERBS or argv[0] in ("-h", "--help", "--version")):
-        return verb_parser().parse_args(argv)
-    return app_parser().parse_args(argv)
+        args = verb_parser().parse_args(argv)
+    else:
+        args = app_parser().parse_args(argv)
+    if hasattr(args, "runtime"):
+        from ..launch import Launch
+
+        args.launch = Launch.of(args)
+    return args

@@ -15,28 +15,29 @@ from pathlib import Path
 
 from .. import __version__, orphans, registry, spec
 from ..engine import check_port
-from ..runtimes import PortInUse
 from ..events import DEVTUI, FAILED, INFERENCE_SERVER, STORAGE_INITIALIZER, SUCCEEDED
+from ..launch import Launch
 from ..logs import tail
+from ..runtimes import PortInUse
 from .errors import BAD_INPUT, CommandError, already_running, error, warn
-from .host import debug_settings, host, serve
+from .host import host, serve
 from .views import Printer
 
 
-def load(args) -> spec.LocalDeployment:
-    deployment = spec.load(args.path, args.endpoint_file, args.name)
-    if getattr(args, "connections", None):
+def load(launch: Launch) -> spec.LocalDeployment:
+    deployment = spec.load(launch.path, launch.endpoint_file, launch.name)
+    if launch.connections:
         from ..spec.connections import check_connections
 
-        check_connections(args.connections, flow=deployment.flow is not None)
+        check_connections(list(launch.connections), flow=deployment.flow is not None)
     return deployment
 
 
-def preflight(args) -> tuple[spec.LocalDeployment, registry.Claim]:
+def preflight(launch: Launch) -> tuple[spec.LocalDeployment, registry.Claim]:
     """The deployment, and the claim of its endpoint's name, held from here on (released if a
     later check fails): of two `up`s of one name started together, one gets it and the other is
     told. A check that fails before anything needed the name leaves nothing behind."""
-    deployment = load(args)
+    deployment = load(launch)
     warn(deployment.warnings)
     _check_depth(deployment)
     name = deployment.endpoint_name
@@ -50,7 +51,7 @@ def preflight(args) -> tuple[spec.LocalDeployment, registry.Claim]:
             # with the name held: then they surely are not those of an `up` starting meanwhile.
             claim = claim or _claim(name)
             _end_orphans(name)
-        _check(args, deployment)
+        _check(launch, deployment)
         return deployment, claim or _claim(name)
     except BaseException:
         if claim is not None:
@@ -85,20 +86,20 @@ def _claim(name: str) -> registry.Claim:
         raise already_running(ex.name, ex.record) from None
 
 
-def _check(args, deployment: spec.LocalDeployment) -> None:
-    """The ports are free and the Docker engine answers."""
+def _check(launch: Launch, deployment: spec.LocalDeployment) -> None:
+    """The ports are free (checked here only: a port taken later fails the server's bind) and the
+    Docker engine answers."""
     try:
-        check_port("127.0.0.1", args.port or 0)
-        debug = debug_settings(args)
-        if debug is not None:
-            check_port(debug.host, debug.port, "debug port", "--debug-port")
+        check_port(launch.host, launch.port)
+        if launch.debug is not None:
+            check_port(launch.debug.host, launch.debug.port, "debug port", "--debug-port")
     except PortInUse as ex:
         raise CommandError(str(ex), BAD_INPUT) from None
-    if args.runtime == "container":
-        _check_engine(args, deployment)
+    if launch.runtime == "container":
+        _check_engine(launch, deployment)
 
 
-def _check_engine(args, deployment: spec.LocalDeployment) -> None:
+def _check_engine(launch: Launch, deployment: spec.LocalDeployment) -> None:
     """The engine answers (the one --context names, else the environment's), and gives GPUs if
     --gpus asks: checked with an image it already has, so nothing is built or left behind."""
     from ..runtimes import RuntimeFailure
@@ -106,51 +107,38 @@ def _check_engine(args, deployment: spec.LocalDeployment) -> None:
     from ..runtimes.docker_engine import connect, labels
 
     try:
-        client = connect(context=args.context)
-        if args.gpus is not None:
+        client = connect(context=launch.context)
+        if launch.gpus is not None:
             image = gpus.probe_image(client, deployment)
             if image is not None:  # an engine with no image at all: the runtime checks after its build
-                gpus.check(client, args.gpus, image, labels(deployment, "gpu-probe"))
+                gpus.check(client, launch.gpus, image, labels(deployment, "gpu-probe"))
     except RuntimeFailure as ex:
         raise CommandError(str(ex), BAD_INPUT) from None
 
 
 def cmd_up(args) -> int:
-    deployment, claim = preflight(args)
+    launch = args.launch
+    deployment, claim = preflight(launch)
     if args.detach:
-        return _detach(args, deployment, claim)
+        return _detach(launch, deployment, claim)
     printer = None if args.serve else Printer()
     if printer:
         printer.line(DEVTUI, f"devtui {__version__}: endpoint {deployment.endpoint_name}, deployment "
-                             f"{deployment.deployment_name}, {args.runtime} runtime; Ctrl-C stops everything")
-        if args.replay is not None:
-            printer.line(DEVTUI, f"replaying {args.replay.describe()} after each reload")
-    return host(args, deployment, claim, lambda engine: asyncio.run(serve(engine, printer)), view=printer)
+                             f"{deployment.deployment_name}, {launch.runtime} runtime; Ctrl-C stops everything")
+        if launch.replay is not None:
+            printer.line(DEVTUI, f"replaying {launch.replay.describe()} after each reload")
+    return host(launch, deployment, claim, lambda engine: asyncio.run(serve(engine, printer)), view=printer)
 
 
-def _serve_command(args) -> list[str]:
-    """The background child's command line: this `up` with --serve in place of --detach."""
-    command = [sys.executable, "-m", "devtui", "up", str(args.path), "--runtime", args.runtime, "--serve",
-               "--reload", args.reload]
-    for flag, value in (("--endpoint-file", args.endpoint_file), ("-n", args.name), ("--port", args.port),
-                        ("--debug-port", args.debug_port), ("--context", args.context), ("--gpus", args.gpus)):
-        if value is not None:
-            command += [flag, str(value)]
-    command += [flag for flag, on in (("--debug", args.debug), ("--debug-wait", args.debug_wait)) if on]
-    for file in args.connections:
-        command += ["--connections", str(file.resolve())]
-    if args.replay is not None:
-        command += ["--replay", str(args.replay.source)]  # read again by the child: it checks it too
-    return command
-
-
-def _detach(args, deployment: spec.LocalDeployment, claim: registry.Claim) -> int:
+def _detach(launch: Launch, deployment: spec.LocalDeployment, claim: registry.Claim) -> int:
     name = deployment.endpoint_name
     folder = registry.folder(name)
     try:
         with open(folder / "host.log", "ab", opener=registry.private_opener) as out:
             output = HostOutput(folder / "host.log", out.tell())
-            child = subprocess.Popen(_serve_command(args), stdin=subprocess.DEVNULL, stdout=out,
+            # The background child: this `up`, with --serve in place of --detach.
+            command = [sys.executable, "-m", "devtui", "up", *launch.to_argv(), "--serve"]
+            child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out,
                                      stderr=subprocess.STDOUT, start_new_session=True, pass_fds=(claim.lock_fd,),
                                      env={**os.environ, **registry.hand_over(claim)})
     finally:
@@ -273,7 +261,7 @@ def cmd_tui(args) -> int:
     """`devtui [PATH]`: the same host as `up`, rendered by the Textual app."""
     from ..tui.app import DevtuiApp
 
-    deployment, claim = preflight(args)
+    deployment, claim = preflight(args.launch)
 
     def run_app(engine) -> None:
         try:  # the app prefills its Invoke tab itself (sample-request.json, a flow's sample)
@@ -281,4 +269,4 @@ def cmd_tui(args) -> int:
         finally:
             engine.kill()  # only does something if the app ended without stopping the engine
 
-    return host(args, deployment, claim, run_app)
+    return host(args.launch, deployment, claim, run_app)

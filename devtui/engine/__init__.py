@@ -3,7 +3,8 @@ turned into events (``revisions``), delivered in order to every subscriber (``em
 file watcher with the update ladder (``watch``)."""
 
 from .engine import RESTART_REQUEST, SWAP_REQUEST, Engine, accept_reload_requests, check_port, port_to_reuse
-from .revisions import DebugSettings, ReloadRequest
+from ..launch import DebugSettings, Launch
+from .revisions import ReloadRequest
 
-__all__ = ["RESTART_REQUEST", "SWAP_REQUEST", "DebugSettings", "Engine", "ReloadRequest", "accept_reload_requests",
+__all__ = ["RESTART_REQUEST", "SWAP_REQUEST", "DebugSettings", "Engine", "Launch", "ReloadRequest", "accept_reload_requests",
            "check_port", "port_to_reuse"]

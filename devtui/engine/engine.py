@@ -13,14 +13,16 @@ import signal
 import socket
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from .. import runtimes, spec
+from ..launch import DebugSettings, Launch
 from ..events import CREATING, DELETING, FAILED, UPDATING, Event, Placement, ReloadReason
 from ..record import DeploymentRecord
 from ..runtimes import PortInUse
 from .emitter import Emitter
-from .revisions import DebugSettings, Owner, ReloadRequest, Revisions
+from .revisions import Owner, ReloadRequest, Revisions
 from .watch import Action, Batch, batches
 
 # Waits before restarting a server that died unasked, one more step for each death in a row.
@@ -58,35 +60,34 @@ def _revisions(name: str) -> property:
 
 
 class Engine:
-    def __init__(self, deployment: spec.LocalDeployment, workdir: Path, *, runtime: str = "process",
-                 host: str = "127.0.0.1", port: int | None = None, watch: bool = True,
-                 name: str | None = None, debug: DebugSettings | None = None,
-                 runtimes_from: Callable[..., runtimes.Runtime] = runtimes.create, reload_mode: str = "patch"):
-        """``runtimes_from(name, deployment, workdir, sink, host=, port=, debug=)`` makes the
-        runtime (tests pass a fake one: the engine's boundary)."""
+    def __init__(self, deployment: spec.LocalDeployment, workdir: Path, launch: Launch = Launch(), *,
+                 runtimes_from: Callable[..., runtimes.Runtime] = runtimes.create):
+        """``runtimes_from(deployment, launch, workdir, sink)`` makes the runtime ``launch.runtime``
+        names (tests pass a fake one: the engine's boundary)."""
         self.deployment = deployment
+        self.launch = launch  # as asked; replaced as the user switches runtime or debugger, or a port is chosen
         self._runtimes_from = runtimes_from
-        self.reload_mode = reload_mode
         self.workdir = workdir
-        self.runtime_name = runtime
-        self.host = host
-        self.port_asked = port or 0
-        self.watch_enabled = watch
-        # How the deployment was loaded, to load it again when its YAML changes.
-        self._source = (deployment.deployment_file, deployment.endpoint_file, name)
         self.emitter = Emitter()
-        self.revisions = Revisions(self.emitter, host, Owner(
+        self.revisions = Revisions(self.emitter, launch.host, Owner(
             stopped=lambda: self.stopped, placement=lambda: self.runtime.placement(),
             server_died=lambda code: self.restarts.server_died(code), restart=lambda said, reason:
-            self.restarts.debugger_wedged(said, reason), debug=self._debug_kept), debug)
+            self.restarts.debugger_wedged(said, reason), debug_port=self._debug_port))
         self.spec_error: spec.SpecError | None = None  # the changed YAML's problems, until a good one
-        self.debug = debug
         self.stopped = False
         self.runtime = self._new_runtime()
         self._watcher: asyncio.Task | None = None
         self._watch_stop = asyncio.Event()
         self._lock = asyncio.Lock()
         self.restarts = Restarts(self)
+
+    @property
+    def runtime_name(self) -> str:
+        return self.launch.runtime
+
+    @property
+    def debug(self) -> DebugSettings | None:
+        return self.launch.debug
 
     # -- what the engine reports, read from its revisions -----------------------------------------
 
@@ -111,7 +112,7 @@ class Engine:
 
     @property
     def port(self) -> int:
-        return self.revisions.port or self.port_asked
+        return self.revisions.port or self.launch.port
 
     @property
     def placement(self) -> Placement:
@@ -121,27 +122,20 @@ class Engine:
     # -- lifecycle -------------------------------------------------------------------------------
 
     def _new_runtime(self) -> runtimes.Runtime:
-        port = self.port if self.port_asked else port_to_reuse(self.host, self.port, self.emitter.say)
-        return self._runtimes_from(self.runtime_name, self.deployment, self.workdir, self.revisions, host=self.host,
-                                   port=port, debug=self.debug, reload_mode=self.reload_mode)
+        """The runtime for the launch as it is now, on the port the server had when devtui chose it."""
+        port = self.launch.port or port_to_reuse(self.launch.host, self.port, self.emitter.say)
+        return self._runtimes_from(self.deployment, replace(self.launch, port=port), self.workdir, self.revisions)
 
     async def start(self) -> str:
         """Stage and start; returns Succeeded or Failed once the first revision has an outcome.
         Watching starts either way: a Failed deployment recovers on the next good save; except
-        when a port is taken (``fatal``), which no save can change."""
-        try:
-            check_port(self.host, self.port)
-            if self.debug is not None:
-                check_port(self.debug.host, self.debug.port, "debug port", "--debug-port")
-        except PortInUse as ex:
-            self.revisions.port_taken(ex)
-            self.revisions.booted.set()
-            return self.state
+        when a port is taken (``fatal``), which no save can change. The ports were checked
+        before (``cli.up.preflight``); one taken since fails the server's bind."""
         self.revisions.set_state(CREATING, f"deployment {self.deployment.deployment_name} "
                                            f"of endpoint {self.deployment.endpoint_name}")
         # Watch from the start, so a save made while the server boots is not missed; the
         # watcher applies it once the first outcome is known.
-        if self.watch_enabled and self._watcher is None:
+        if self.launch.watch and self._watcher is None:
             self._watcher = asyncio.create_task(self._watch())
         try:
             return await self._boot(first_revision=1)
@@ -186,15 +180,15 @@ class Engine:
         """Load the YAML again and restart the server with it (rung 3). A YAML with problems is
         reported and not applied: the running revision keeps serving."""
         async with self._lock:
-            deployment_file, endpoint_file, name = self._source
+            loaded = self.deployment  # load it again as it was loaded: the same files and name
             try:
-                deployment = (await asyncio.to_thread(spec.load, deployment_file, endpoint_file, name)
-                              if reload_yaml else self.deployment)
+                deployment = (await asyncio.to_thread(spec.load, loaded.deployment_file, loaded.endpoint_file,
+                                                      self.launch.name) if reload_yaml else loaded)
             except spec.SpecError as ex:
                 self.spec_error = ex
                 self.emitter.say("The changed YAML has problems; it is not applied and the running revision "
-                          "keeps serving:", *(f"  {p}" for p in ex.problems),
-                          *(f"  warning: {w}" for w in ex.warnings))
+                                 "keeps serving:", *(f"  {p}" for p in ex.problems),
+                                 *(f"  warning: {w}" for w in ex.warnings))
                 return self.state
             if reload_yaml:
                 self.spec_error = None
@@ -220,8 +214,10 @@ class Engine:
                 self._watch_stop.set()
             return state
 
-    def _debug_kept(self, debug: DebugSettings | None) -> None:
-        self.debug = debug
+    def _debug_port(self, port: int) -> None:
+        """The debugger listens on ``port``: kept across restarts (--debug-port 0), so VS Code's config holds."""
+        if self.launch.debug is not None:
+            self.launch = replace(self.launch, debug=replace(self.launch.debug, port=port))
 
     async def switch_runtime(self, name: str) -> str:
         """Run the same deployment on another runtime: stop this one, start that one."""
@@ -230,14 +226,14 @@ class Engine:
                 return self.state
             self.revisions.set_state(UPDATING, f"switching to the {name} runtime")
             await self.runtime.stop()
-            previous = self.runtime_name
-            self.runtime_name = name
+            previous = self.launch
+            self.launch = replace(previous, runtime=name)
             self.revisions.new_server()
             try:
                 self.runtime = self._new_runtime()
             except runtimes.RuntimeFailure as ex:
                 self.emitter.say(f"error: {ex}")
-                self.runtime_name = previous
+                self.launch = previous
                 self.runtime = self._new_runtime()
             if self.stopped:
                 return self.state
@@ -247,7 +243,7 @@ class Engine:
         """Start (or stop) the debugger: the server restarts with it (rung 3)."""
         if debug is not None:
             check_port(debug.host, debug.port, "debug port", "--debug-port")
-        self.debug = self.revisions.debug = debug
+        self.launch = replace(self.launch, debug=debug)
         if debug is None:
             self.revisions.debugger = None
         return await self.restart("debugger " + ("on" if debug else "off"), reload_yaml=False)

@@ -24,15 +24,6 @@ from .emitter import Emitter
 
 
 @dataclass(frozen=True)
-class DebugSettings:
-    """debugpy for the scoring code: listen on host:port (0: a free one); hold init() with wait."""
-
-    port: int = 5678
-    wait: bool = False
-    host: str = "127.0.0.1"
-
-
-@dataclass(frozen=True)
 class ReloadRequest:
     """A reason to start a new revision, and since when it waits (the reload's duration counts
     from the save, not from the worker's start)."""
@@ -50,14 +41,14 @@ class Owner:
     placement: Callable[[], Placement]  # where the runtime put the server, once it listens
     server_died: Callable[[int | None], None]  # it ended unasked: start it again
     restart: Callable[[str, str], None]  # a restart of the server: what to say, and the reason it applies
-    debug: Callable[[DebugSettings | None], None]  # the debugger's settings as the server now has them
+    debug_port: Callable[[int], None]  # the port the debugger listens on
 
 
 class Revisions:
     """The provisioning state and the revisions of one engine's server."""
 
-    def __init__(self, emitter: Emitter, host: str, owner: Owner, debug: DebugSettings | None = None):
-        self.emitter, self.host, self.owner, self.debug = emitter, host, owner, debug
+    def __init__(self, emitter: Emitter, host: str, owner: Owner):
+        self.emitter, self.host, self.owner = emitter, host, owner
         self.state: ProvisioningState = CREATING
         self.revision = 0
         self.serving_revision: int | None = None
@@ -190,10 +181,8 @@ class Revisions:
 
     def _on_debugger(self, event: protocol.Debugger) -> None:
         failed = event.state == protocol.DebuggerState.FAILED
-        if self.debug is not None and not failed:
-            # Keep the port chosen for --debug-port 0 across restarts, so VS Code's config holds.
-            self.debug = DebugSettings(event.port, self.debug.wait, self.debug.host)
-            self.owner.debug(self.debug)
+        if not failed:
+            self.owner.debug_port(event.port)
         self.debugger = DebuggerChanged(event.state, event.host, event.port, event.detail)
         self.emitter.emit(self.debugger)
         if event.wedged:

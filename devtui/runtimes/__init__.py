@@ -1,6 +1,6 @@
 """Where the scoring server runs, behind one interface (:class:`~devtui.runtimes.base.Runtime`)."""
 
-from .base import STOP_GRACE_S, PortInUse, Runtime, RuntimeFailure, RuntimeOptions, RuntimeSink
+from .base import STOP_GRACE_S, PortInUse, Runtime, RuntimeFailure, RuntimeSink
 
 NAMES = ("process", "container")
 
@@ -18,27 +18,27 @@ def available(timeout: float = 5, context: str | None = None) -> list[str]:
     return list(NAMES)
 
 
-def create(name: str, deployment, *args, **kwargs) -> Runtime:
-    """The runtime called ``name`` for ``deployment``; its constructor does no I/O. ``options``
-    (a RuntimeOptions, keyword) says which Docker engine and which GPUs."""
+def create(deployment, launch, workdir, sink) -> Runtime:
+    """The runtime ``launch.runtime`` names, for ``deployment``; its constructor does no I/O."""
+    name = launch.runtime
     if name == "process":
         from .process import ProcessRuntime
 
-        return ProcessRuntime(deployment, *args, **kwargs)
+        return ProcessRuntime(deployment, launch, workdir, sink)
     if name == "container":
         if deployment.environment.inference_config is not None:
             from .own_container import OwnContainerRuntime
 
-            return OwnContainerRuntime(deployment, *args, **kwargs)
+            return OwnContainerRuntime(deployment, launch, workdir, sink)
         if deployment.flow is not None:
             from .flow_container import FlowContainerRuntime
 
-            return FlowContainerRuntime(deployment, *args, **kwargs)
+            return FlowContainerRuntime(deployment, launch, workdir, sink)
         from .container import ContainerRuntime
 
-        return ContainerRuntime(deployment, *args, **kwargs)
+        return ContainerRuntime(deployment, launch, workdir, sink)
     raise RuntimeFailure(f"unknown runtime {name!r}: use one of {', '.join(NAMES)}")
 
 
-__all__ = ["NAMES", "STOP_GRACE_S", "PortInUse", "Runtime", "RuntimeFailure", "RuntimeOptions", "RuntimeSink",
+__all__ = ["NAMES", "STOP_GRACE_S", "PortInUse", "Runtime", "RuntimeFailure", "RuntimeSink",
            "available", "create"]

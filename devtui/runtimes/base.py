@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path, PurePath
 from typing import TYPE_CHECKING, Protocol
 
@@ -14,6 +14,7 @@ from ..events import Placement
 from ..lines import LineSplitter
 
 if TYPE_CHECKING:  # the CLI's parser reads NAMES without loading the YAML models
+    from ..launch import Launch
     from ..spec import LocalDeployment
 
 # How long the scoring server gets to drain and exit before it is killed.
@@ -34,18 +35,6 @@ class PortInUse(RuntimeFailure):
         super().__init__(f"{what} {port} on {host} is already in use (another devtui?): pick another with {flag}, "
                          f"or {flag} 0 for a free one")
         self.port = port
-
-
-@dataclass(frozen=True)
-class RuntimeOptions:
-    """What the command line says about where containers run: the Docker context (None: the one
-    DOCKER_HOST, DOCKER_CONTEXT or the Docker CLI's config chooses) and the GPUs to give the
-    inference-server (a ``gpus.GpuRequest``). The process runtime runs on this machine and uses
-    neither. ``connections``: a prompt flow's connection files (``--connections``)."""
-
-    context: str | None = None
-    gpus: object | None = None
-    connections: tuple[Path, ...] = ()
 
 
 class RuntimeSink(Protocol):
@@ -70,17 +59,13 @@ class RuntimeSink(Protocol):
 class Runtime(ABC):
     name: str
 
-    def __init__(self, deployment: LocalDeployment, workdir: Path, sink: RuntimeSink,
-                 host: str = "127.0.0.1", port: int = 0, debug=None, reload_mode: str = "patch",
-                 options: RuntimeOptions | None = None):
+    def __init__(self, deployment: LocalDeployment, launch: Launch, workdir: Path, sink: RuntimeSink):
         self.deployment = deployment
-        self.reload_mode = reload_mode  # patch (rung 0 where it applies) or swap
-        self.options = options or RuntimeOptions()
-        self.debug = debug  # engine.DebugSettings or None
+        self.launch = launch  # the port in it is the one to listen on (0: a free one)
         self.workdir = workdir
         self.sink = sink
-        self.host = host
-        self.port = port
+        self.host, self.port = launch.host, launch.port
+        self.debug = launch.debug  # a container runtime fills in the port it chose for --debug-port 0
 
     @property
     def code_path(self) -> str | None:
@@ -121,19 +106,14 @@ class Runtime(ABC):
         if self.debug is not None:
             # Frozen stdlib modules make debugpy miss breakpoints; it says so on every start.
             python = [*python, "-X", "frozen_modules=off"]
-        command = [
-            *python, "-m", "inference_server", "--host", host, "--port", str(port),
+        return [
+            *python, "-m", "inference_server",
+            *replace(self.launch, debug=self.debug).server_argv(host, port, debug_host, debug_port),
             *(["--flow", str(flow_dir)] if flow_dir is not None else []),
             "--request-timeout-ms", str(settings.request_timeout_ms),
             "--max-concurrent-requests", str(settings.max_concurrent_requests_per_instance),
-            *extra, "--first-revision", str(first_revision), "--stay-up-on-failure", "--reload", self.reload_mode,
+            *extra, "--first-revision", str(first_revision), "--stay-up-on-failure",
         ]
-        if self.debug is not None:
-            command += ["--debug-host", debug_host or self.debug.host,
-                        "--debug-port", str(self.debug.port if debug_port is None else debug_port)]
-            if self.debug.wait:
-                command.append("--debug-wait")
-        return command
 
     @staticmethod
     def line_splitter() -> LineSplitter:
@@ -153,7 +133,7 @@ class Runtime(ABC):
     @abstractmethod
     async def reload(self, swap: bool = False) -> None:
         """Apply a change of the code or the staged model: patched into the running worker where
-        the server can (rung 0, per ``reload_mode``), else a worker swap; ``swap``: always a swap."""
+        the server can (rung 0, per ``launch.reload``), else a worker swap; ``swap``: always a swap."""
 
     @abstractmethod
     async def stop(self) -> None:

@@ -113,7 +113,7 @@ class ContainerRuntime(Runtime):
 
     def _connect(self) -> None:
         if self.client is None:
-            self.address = resolve(self.options.context)
+            self.address = resolve(self.launch.context)
             self.client = docker_engine.connect(address=self.address)
             self.docker_daemon = f"{self.address.describe()} ({docker_engine.product(self.client)})"
             self._log(DEVTUI, [f"Docker engine: {self.docker_daemon}"])
@@ -135,7 +135,7 @@ class ContainerRuntime(Runtime):
 
     def _check_gpus(self) -> None:
         """Before any volume or container of the deployment exists (gpus.prepare)."""
-        lines = gpus.prepare(self.client, self.options.gpus, self.deployment.instance_type, self.image,
+        lines = gpus.prepare(self.client, self.launch.gpus, self.deployment.instance_type, self.image,
                              self.labels("gpu-probe"))
         if lines:
             self._log(DEVTUI, lines)
@@ -189,7 +189,7 @@ class ContainerRuntime(Runtime):
             self.image, command, entrypoint=[], name=f"{self.prefix}-inference-server",
             labels=self.labels("inference-server"), environment=self._environment(),
             working_dir=str(self.flow_dir or self.code_mount), volumes=self.storage.volumes(), ports=ports,
-            network=self._network(), **gpus.container_options(self.options.gpus))
+            network=self._network(), **gpus.container_options(self.launch.gpus))
         self._before_start(container)
         container.start()
         return container
@@ -279,4 +279,4 @@ class ContainerRuntime(Runtime):
         address = self.address
         return replace(super().placement(), container_ids=ids, image=self.image, docker_daemon=self.docker_daemon,
                        docker_host=address.host if address else None, docker_context=address.context if address else None,
-                       gpus=str(self.options.gpus) if self.options.gpus is not None else None)
+                       gpus=str(self.launch.gpus) if self.launch.gpus is not None else None)

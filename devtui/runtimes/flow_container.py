@@ -44,20 +44,20 @@ class FlowContainerRuntime(ContainerRuntime):
 
     def connection_paths(self) -> list[PurePosixPath]:
         """Each --connections file as the server sees it; numbered, so two files of one name differ."""
-        return [CONNECTIONS / f"{number}-{path.name}" for number, path in enumerate(self.options.connections)]
+        return [CONNECTIONS / f"{number}-{path.name}" for number, path in enumerate(self.launch.connections)]
 
     def _environment(self) -> dict[str, str]:
         return self.server_environment(None, self.model_dir, self.connection_paths())
 
     def _before_start(self, container) -> None:
-        if not self.options.connections:
+        if not self.launch.connections:
             return
         buffer = io.BytesIO()
         with tarfile.open(fileobj=buffer, mode="w") as tar:
             folder = tarfile.TarInfo(CONNECTIONS.name)
             folder.type, folder.mode = tarfile.DIRTYPE, 0o700
             tar.addfile(folder)
-            for path, inside in zip(self.options.connections, self.connection_paths(), strict=True):
+            for path, inside in zip(self.launch.connections, self.connection_paths(), strict=True):
                 data = path.read_bytes()
                 info = tarfile.TarInfo(str(inside.relative_to(APP)))
                 info.size, info.mode = len(data), 0o600

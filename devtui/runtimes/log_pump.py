@@ -20,7 +20,7 @@ from .base import STOP_GRACE_S
 
 class Owner(Protocol):
     deployment: object  # spec.LocalDeployment: its environment holds secrets to scrub
-    options: object  # runtimes.RuntimeOptions: so do its connection files
+    launch: object  # launch.Launch: so do its connection files
     stopping: bool  # devtui is stopping the container: its end is expected
     restarting: bool  # devtui is restarting it: follow it again
 
@@ -31,7 +31,7 @@ class LogPump(threading.Thread):
         super().__init__(daemon=True, name=f"logs of {container.name}")
         self.container, self.splitter, self.on_lines, self.on_event, self.owner = (container, splitter, on_lines,
                                                                                   on_event, owner)
-        self.scrubber = Scrubber.of(owner.deployment, owner.options.connections)
+        self.scrubber = Scrubber.of(owner.deployment, owner.launch.connections)
 
     def run(self) -> None:
         since = None

@@ -51,7 +51,7 @@ class OwnContainerRuntime(ContainerRuntime):
         return self.client.containers.run(
             self.image, detach=True, name=f"{self.prefix}-inference-server", labels=self.labels("inference-server"),
             environment=self._environment(), volumes=self.storage.volumes(), ports=ports, network=self._network(),
-            **gpus.container_options(self.options.gpus))
+            **gpus.container_options(self.launch.gpus))
 
     def _started(self, revision: int) -> None:
         """No server of devtui's reports: say what it would have, then probe."""

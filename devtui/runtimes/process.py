@@ -108,11 +108,11 @@ class ProcessRuntime(Runtime):
     def _notes(self) -> None:
         """--gpus and --context are about containers: say so once, rather than ignore them silently."""
         notes = []
-        if self.options.gpus is not None:
-            notes.append(f"--gpus {self.options.gpus} is for containers: the process runtime runs on this machine "
+        if self.launch.gpus is not None:
+            notes.append(f"--gpus {self.launch.gpus} is for containers: the process runtime runs on this machine "
                          "and uses its GPUs directly (CUDA_VISIBLE_DEVICES chooses among them)")
-        if self.options.context:
-            notes.append(f"--context {self.options.context} is for containers: the process runtime uses no "
+        if self.launch.context:
+            notes.append(f"--context {self.launch.context} is for containers: the process runtime uses no "
                          "Docker engine")
         if notes:
             self.sink.log(DEVTUI, notes)
@@ -154,11 +154,11 @@ class ProcessRuntime(Runtime):
     def _environment(self) -> dict[str, str]:
         return {**os.environ, "PYTHONUNBUFFERED": "1", **orphans.mark(self.deployment.endpoint_name),
                 **self.server_environment(self.deployment.code_dir, self.model_dir,
-                                          [c.resolve() for c in self.options.connections])}
+                                          [c.resolve() for c in self.launch.connections])}
 
     async def start(self, first_revision: int) -> None:
         # Built at each start: the deployment's environment and its connection files as they are now.
-        self.scrubber = Scrubber.of(self.deployment, self.options.connections)
+        self.scrubber = Scrubber.of(self.deployment, self.launch.connections)
         events_r, events_w = os.pipe()
         command = self.server_command(
             [sys.executable], self.host, self.port, first_revision,

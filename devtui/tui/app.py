@@ -233,7 +233,7 @@ class DevtuiApp(App):
     @work(exclusive=True, group="engine-action")
     async def action_switch_runtime(self) -> None:
         # It asks the Docker engine (the one --context names): not on the event loop.
-        available = await asyncio.to_thread(runtimes.available, context=self.engine.runtime.options.context)
+        available = await asyncio.to_thread(runtimes.available, context=self.engine.launch.context)
         if len(available) < 2:
             self.notify(f"Only the {available[0]} runtime is available here.", severity="warning")
             return
