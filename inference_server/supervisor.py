@@ -87,6 +87,18 @@ class Backoff:
         return True
 
 
+def exited_children():
+    """(pid, exit code) of each child process that has exited, without waiting for any."""
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        yield pid, os.waitstatus_to_exitcode(status)
+
+
 class Supervisor:
     """The process devtui starts; see the module's docstring for what it does."""
 
@@ -300,14 +312,7 @@ class Supervisor:
             kill(worker.pid, signal.SIGTERM)
 
     def _reap(self) -> None:
-        while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
-            code = os.waitstatus_to_exitcode(status)
+        for pid, code in exited_children():
             worker = next((w for w in self._workers() if w.pid == pid), None)
             if worker is None:
                 continue
