@@ -15,11 +15,15 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import sys
 import time
 import traceback
 
 from . import protocol
+from .fresh_import import load_fresh_from
+from .options import Options
+from .serving import Channel, app_config, debugging_probe, learning, run_spawned, serve_app, wait_for_debugger
 
 logger = logging.getLogger("azmlinfsrv")
 
@@ -196,11 +200,9 @@ def _connection_error() -> type[Exception]:
     return ConnectionError_
 
 
-def serve(options, sock, revision: int, report) -> int:
+def serve(options: Options, sock: socket.socket, revision: int, status_fd: int) -> int:
     """Build the app and serve it until told to stop; 3 when the flow cannot be served."""
-    from .user_script import load_fresh_from
-    from .worker import app_config, debugging_probe, learning, serve_app, wait_for_debugger
-
+    report = Channel(status_fd, revision)
     loaded_by_parent = set(sys.modules)
     flow_dir = os.path.realpath(options.flow_dir)
     os.environ["PROMPTFLOW_PROJECT_PATH"] = flow_dir
@@ -238,5 +240,8 @@ def serve(options, sock, revision: int, report) -> int:
     logger.info("The flow is ready")
     served = Served(app, wsgi=engine() == "flask", after_first=learning(options, report, loaded_by_parent),
                     options=options, debugging=debugging_probe(options))
-    return serve_app(app_config(served), options, sock, report,
-                     roots=(flow_dir,), patchable=False, loaded_by_parent=loaded_by_parent)
+    return serve_app(app_config(served), options, sock, report, roots=(flow_dir,), loaded_by_parent=loaded_by_parent)
+
+
+if __name__ == "__main__":
+    run_spawned(serve)

@@ -30,7 +30,7 @@ from .handover import Handover
 from .patch_requests import Patches
 from .warming import Preloader
 from .unavailable import Unavailable
-from .worker import Options, configure_logging
+from .options import Options, configure_logging
 from .worker_process import Worker, die_with_parent, kill, pass_on, spawn
 
 logger = logging.getLogger("azmlinfsrv.supervisor")
