@@ -126,6 +126,28 @@ def test_the_server_imports_without_a_cycle():
     assert not cycle, "import cycle in inference_server: " + " -> ".join(cycle)
 
 
+def reachable(graph: dict[str, set[str]], start: str) -> set[str]:
+    """Every module START imports, directly or through others."""
+    seen, pending = set(), [start]
+    while pending:
+        for target in graph[pending.pop()] - seen:
+            seen.add(target)
+            pending.append(target)
+    return seen
+
+
+# One module per kind of worker, each on serving.py's harness; the supervisor picks one (worker_process.py).
+WORKERS = ("inference_server.script_worker", "inference_server.flow_worker")
+
+
+def test_each_kind_of_worker_stands_on_the_harness_alone():
+    graph = import_graph()
+    for worker in WORKERS:
+        others = set(WORKERS) - {worker}
+        assert not reachable(graph, worker) & others, f"{worker} imports another kind of worker"
+    assert not reachable(graph, "inference_server.serving") & set(WORKERS), "the harness imports a worker"
+
+
 def test_the_cycle_check_sees_imports_inside_functions():
     tree = ast.parse("def serve():\n    from . import b\n")
     found = [target for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
