@@ -166,37 +166,42 @@ class RequestSettings:
                 await self.app(scope, receive, send)
                 return
             ticket = scope[TICKET] = self.admission.arrive()
-        started = []
+        admission = self.admission
 
         async def sending(message) -> None:
             # Answered as the last byte is handed over, before the client can have it: taken
             # after (where this task resumes), a busy machine could let the client's next
             # request, on a new connection, arrive "before" this one was answered.
-            if message["type"] == "http.response.start":
-                started.append(True)
-            elif message["type"] == "http.response.body" and not message.get("more_body"):
-                self.admission.leave(ticket)
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                admission.leave(ticket)
             await send(message)
 
         try:
             if not ticket.admitted:
-                await self._refuse(scope, receive, sending, 429, too_many(ticket.in_flight, self.admission.limit))
+                await self._refuse(scope, receive, sending, 429, too_many(ticket.in_flight, admission.limit))
             elif self.timeout_ms:
-                await self._within_timeout(scope, receive, sending, started)
+                await self._within_timeout(scope, receive, sending)
             else:
                 await self.app(scope, receive, sending)
         finally:
-            self.admission.leave(ticket)
+            admission.leave(ticket)
 
     async def _refuse(self, scope, receive, send, status: int, message: str) -> None:
         await self.refusal({**scope, REFUSAL: (status, message)}, receive, send)
 
-    async def _within_timeout(self, scope, receive, send, started: list) -> None:
+    async def _within_timeout(self, scope, receive, send) -> None:
         timeout_ms = self.timeout_ms
         if self.debugging is not None and self.debugging():
             logger.info(timeout_suspended(timeout_ms))
             timeout_ms = None
-        task = asyncio.ensure_future(self.app(scope, receive, send))
+        started = []
+
+        async def starting(message) -> None:
+            if message["type"] == "http.response.start":
+                started.append(True)
+            await send(message)
+
+        task = asyncio.ensure_future(self.app(scope, receive, starting))
         done, _ = await asyncio.wait({task}, timeout=timeout_ms / 1000 if timeout_ms else None)
         if done or started:
             await task  # answered in time, or the answer has started (a stream): it goes on
