@@ -15,10 +15,18 @@ carries one request at a time (HTTP/1.1), so each counts once: a client's next r
 taken for simultaneous, is not counted beside the one before. So the emulation is exact to about
 10 ms, as it was when run() ran on threads and the loop waited for the GIL. Elsewhere (no
 TCP_INFO) a request arrives when it is read.
+
+:class:`RequestSettings` is the one ASGI middleware every kind of worker serves its app behind
+(the score.py app, prompt flow's): it counts each scoring request (or takes the protocol's count),
+answers 429 beyond the limit and, for an app whose handler can be cancelled, 408 at the timeout,
+with the messages below, and releases the request once it has been answered.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
+import logging
 import socket
 import struct
 import time
@@ -26,9 +34,14 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+logger = logging.getLogger("azmlinfsrv")
+
 # Where the protocol leaves a scoring request's ticket: in its ASGI scope.
 TICKET = "devtui.ticket"
 SCORE_PATH = b"/score"
+SCORE_ROUTE = "/score"
+# Where RequestSettings leaves (status, message) for the ASGI app that answers a refused request.
+REFUSAL = "devtui.refusal"
 # A request read this long after it arrived waited while run() held the loop (shorter: it was
 # read as soon as the loop could; the kernel's figure is too coarse to say more).
 WAITED_S = 0.010
@@ -94,24 +107,105 @@ class Admission:
             if self.limit is not None:
                 self.answered.append(ticket)
 
-    def asgi(self, app: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
-        """``app``, releasing each request's ticket once it has been answered, however it ends."""
 
-        async def releasing(scope, receive, send) -> None:
-            ticket = scope.get(TICKET)
+# -- the messages, one set for every kind of worker -------------------------------------------
 
-            async def sending(message) -> None:
-                # Answered as the last byte is handed over, before the client can have it: taken
-                # after (where this task resumes), a busy machine could let the client's next
-                # request, on a new connection, arrive "before" this one was answered.
-                if ticket is not None and message["type"] == "http.response.body" and not message.get("more_body"):
-                    self.leave(ticket)
-                await send(message)
 
-            try:
-                await app(scope, receive, sending if ticket is not None else send)
-            finally:
-                if ticket is not None:
-                    self.leave(ticket)
+def too_many(in_flight: int, limit: int | None) -> str:
+    return (f"Too many requests: {in_flight} already in flight and the endpoint takes at most {limit} "
+            "(2 x request_settings.max_concurrent_requests_per_instance).")
 
-        return releasing
+
+def timed_out(timeout_ms: int) -> str:
+    return (f"Request timed out after {timeout_ms} ms (request_settings.request_timeout_ms); "
+            "the online endpoint answers 408 here too.")
+
+
+def timeout_suspended(timeout_ms: int) -> str:
+    return f"A debugger is attached: the request timeout ({timeout_ms} ms) is suspended for this request"
+
+
+ASGIApp = Callable[..., Awaitable[None]]
+
+
+async def answer_json(scope, receive, send) -> None:
+    """A refused request's answer, ``{"message": ...}``: the refusal for an app with no contract
+    of its own for it (prompt flow's)."""
+    status, message = scope[REFUSAL]
+    body = json.dumps({"message": message}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+class RequestSettings:
+    """``app`` behind an online endpoint's request_settings, on the scoring route:
+
+    - each scoring request is counted, by the HTTP protocol as of when it arrived (its ticket in
+      the scope) or, when the protocol did not, here as it is read;
+    - one over the limit gets 429 from ``refusal``, an ASGI app that finds (status, message) in
+      ``scope[REFUSAL]`` (an app that owes every answer its own headers answers it itself);
+    - with ``timeout_ms``, one whose answer has not started in time gets 408 from ``refusal``
+      (an app that calls run() on the event loop times it where it calls it instead: see
+      ``run_calls``), except while ``debugging()`` says a debugger is attached;
+    - its ticket is released as the last byte of its answer is handed over, however it ends."""
+
+    def __init__(self, app: ASGIApp, admission: Admission, refusal: ASGIApp = answer_json,
+                 timeout_ms: int | None = None, debugging: Callable[[], bool] | None = None, subject: str = "The app"):
+        self.app = app
+        self.admission = admission
+        self.refusal = refusal
+        self.timeout_ms = timeout_ms
+        self.debugging = debugging
+        self.subject = subject  # who did not answer in time, for the log
+
+    async def __call__(self, scope, receive, send) -> None:
+        ticket = scope.get(TICKET) if scope["type"] == "http" else None
+        if ticket is None:
+            if scope["type"] != "http" or scope["path"] != SCORE_ROUTE:
+                await self.app(scope, receive, send)
+                return
+            ticket = scope[TICKET] = self.admission.arrive()
+        admission = self.admission
+
+        async def sending(message) -> None:
+            # Answered as the last byte is handed over, before the client can have it: taken
+            # after (where this task resumes), a busy machine could let the client's next
+            # request, on a new connection, arrive "before" this one was answered.
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                admission.leave(ticket)
+            await send(message)
+
+        try:
+            if not ticket.admitted:
+                await self._refuse(scope, receive, sending, 429, too_many(ticket.in_flight, admission.limit))
+            elif self.timeout_ms:
+                await self._within_timeout(scope, receive, sending)
+            else:
+                await self.app(scope, receive, sending)
+        finally:
+            admission.leave(ticket)
+
+    async def _refuse(self, scope, receive, send, status: int, message: str) -> None:
+        await self.refusal({**scope, REFUSAL: (status, message)}, receive, send)
+
+    async def _within_timeout(self, scope, receive, send) -> None:
+        timeout_ms = self.timeout_ms
+        if self.debugging is not None and self.debugging():
+            logger.info(timeout_suspended(timeout_ms))
+            timeout_ms = None
+        started = []
+
+        async def starting(message) -> None:
+            if message["type"] == "http.response.start":
+                started.append(True)
+            await send(message)
+
+        task = asyncio.ensure_future(self.app(scope, receive, starting))
+        done, _ = await asyncio.wait({task}, timeout=timeout_ms / 1000 if timeout_ms else None)
+        if done or started:
+            await task  # answered in time, or the answer has started (a stream): it goes on
+            return
+        task.cancel()
+        logger.error(f"{self.subject} did not answer within {timeout_ms} ms; answered 408")
+        await self._refuse(scope, receive, send, 408, timed_out(timeout_ms))

@@ -3,7 +3,8 @@
 ``GET /`` is liveness, ``/swagger.json`` serves the documents, ``/score`` calls run(). Every answer
 carries the request-id headers; errors are JSON ``{"message": ...}`` with the reference server's
 texts. On top of the contract, :class:`Limits` emulates an online endpoint's request_settings:
-408 once the request timeout passes, 429 beyond the in-flight limit (counted by ``admission``).
+408 once the request timeout passes (timed where run() is called), 429 beyond the in-flight limit
+(``admission.RequestSettings``, answered by :meth:`ScoringApp.refusal`).
 How run() is called (on the loop or on threads, timed, through the run gate) is ``run_calls``;
 a Response that run() returns with an iterator for its body is streamed (``streaming``).
 """
@@ -26,7 +27,7 @@ from werkzeug.datastructures import EnvironHeaders
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from . import amlapi
-from .admission import TICKET, Admission, Ticket
+from .admission import REFUSAL, TICKET, Admission, RequestSettings, Ticket, timed_out
 from .ids import id_headers, server_version
 from .run_calls import Limits, RunCalls, RunTimeout
 from .streaming import StreamedAnswer
@@ -42,6 +43,7 @@ RUN_FAILED = "An unexpected error occurred in scoring script. Check the logs for
 INTERNAL_ERROR = "An unexpected internal error occurred. Check the logs for more info."
 JSON = b"application/json"
 HTML = b"text/html; charset=utf-8"
+SCORE_METHODS = frozenset({"GET", "POST", "OPTIONS", "HEAD"})
 
 
 def _headers(request: Request) -> dict[str, str]:
@@ -125,14 +127,8 @@ class ScoringApp:
         ids, refused = self._ids(request)
         if refused:
             return refused
-        # Counted when the server read it (admission); a server without that protocol counts nothing.
+        # Counted and admitted by the request settings (admission); served without them, nothing counts.
         ticket = request.scope.get(TICKET) or Ticket(time.monotonic(), 0, True)
-        if not ticket.admitted:
-            response = _json_response(429, {"message": (
-                f"Too many requests: {ticket.in_flight} already in flight and the endpoint takes at most "
-                f"{self.limits.max_in_flight} (2 x request_settings.max_concurrent_requests_per_instance).")}, ids)
-            self._access_log(request, response, started)
-            return response
         try:
             response = await self._score(request, ids, ticket)
         except Exception:
@@ -170,9 +166,7 @@ class ScoringApp:
                          if timeout.ran else f"The request waited {limits.timeout_ms} ms behind other run() calls; "
                          f"answered {limits.timeout_status} without calling run()")
             if limits.timeout_status == 408:
-                return _json_response(408, {"message": (
-                    f"Request timed out after {limits.timeout_ms} ms (request_settings.request_timeout_ms); "
-                    "the online endpoint answers 408 here too.")}, ids)
+                return _json_response(408, {"message": timed_out(limits.timeout_ms)}, ids)
             return _json_response(500, {"message": f"Scoring timeout after {limits.timeout_ms} ms"}, ids, True)
         except Exception:
             logger.error(f"Encountered Exception: {user_traceback()}")
@@ -220,6 +214,18 @@ class ScoringApp:
         logger.handle(logger.makeRecord(logger.name, logging.INFO, __file__, 0, f"{scope['method']} {path} "
                                         f"{response.status_code} {elapsed:.3f}ms {_size(response)}", None, None))
 
+    async def refusal(self, scope, receive, send) -> None:
+        """The answer to a request the request settings refuse (``admission.REFUSAL`` in its scope),
+        with the headers every answer carries; a request id over the limit is refused first."""
+        started = time.perf_counter()
+        request = Request(scope, receive, send)
+        ids, response = self._ids(request)
+        if response is None:
+            status, message = scope[REFUSAL]
+            response = _json_response(status, {"message": message}, ids)
+            self._access_log(request, response, started)
+        await response(scope, receive, send)
+
     # -- errors --------------------------------------------------------------------------------
 
     async def http_error(self, request: Request, exc: HTTPException) -> Response:
@@ -256,10 +262,19 @@ def create_app(script: UserScript, swagger: Swagger, limits: Limits, cors_origin
     app.add_route("/score", scoring.score, methods=["GET", "POST", "OPTIONS", "HEAD"])
     app.add_exception_handler(HTTPException, scoring.http_error)
     app.add_exception_handler(Exception, scoring.internal_error)
+    refusal = scoring.refusal
     if cors_origins:
         from starlette.middleware.cors import CORSMiddleware
         app.add_middleware(CORSMiddleware, allow_origins=cors_origins, allow_methods=["GET", "POST"])
+        # A refused request's answer carries the CORS headers too: a browser reads it as a 429.
+        refusal = CORSMiddleware(refusal, allow_origins=cors_origins, allow_methods=["GET", "POST"])
         logger.info(f"Enabling CORS for the following origins: {', '.join(cors_origins)}")
+
+    async def refused(scope, receive, send) -> None:
+        # A method /score does not take is the router's 405, refused or not.
+        await (refusal if scope["method"] in SCORE_METHODS else app)(scope, receive, send)
+
+    app.state.refusal = refused
     app.state.scoring = scoring
     app.state.run_gate = scoring.run_gate  # the worker holds it to apply a patch between run() calls
     return app
@@ -268,23 +283,17 @@ def create_app(script: UserScript, swagger: Swagger, limits: Limits, cors_origin
 class ScoreFirst:
     """The app, with ``/score`` answered first: a scoring request goes straight to its handler,
     past Starlette's router and its error, exception and exit-stack middleware (a tenth of a
-    sklearn request's CPU, for a route that catches its own errors), and its ticket (see
-    ``admission``) is released here as its last byte is handed over. Everything else goes to the
-    app, through ``admission``'s wrapper. Not used with CORS, whose middleware must see ``/score``
-    too."""
+    sklearn request's CPU, for a route that catches its own errors). Everything else goes to the
+    app. Not used with CORS, whose middleware must see ``/score`` too."""
 
-    METHODS = frozenset({"GET", "POST", "OPTIONS", "HEAD"})
-
-    def __init__(self, app: FastAPI, admission: Admission | None = None):
-        self.app = admission.asgi(app) if admission is not None else app
+    def __init__(self, app: FastAPI):
+        self.app = app
         self.scoring: ScoringApp = app.state.scoring
-        self.admission = admission
 
     async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http" or scope["path"] != "/score" or scope["method"] not in self.METHODS:
+        if scope["type"] != "http" or scope["path"] != "/score" or scope["method"] not in SCORE_METHODS:
             await self.app(scope, receive, send)
             return
-        ticket = scope.get(TICKET) if self.admission is not None else None
         response = None
         try:
             request = Request(scope, receive, send)
@@ -298,19 +307,14 @@ class ScoreFirst:
             # The response has its whole body (made by _response): sent as Starlette would send it.
             await send({"type": "http.response.start", "status": response.status_code,
                         "headers": response.raw_headers})
-            if ticket is not None:  # answered as the last byte is handed over, before the client can have it
-                self.admission.leave(ticket)
             await send({"type": "http.response.body", "body": response.body})
         finally:
-            if ticket is not None:
-                self.admission.leave(ticket)
             if isinstance(response, StreamedAnswer):
                 response.abandon()  # never sent (a failure on the way): its generator is closed all the same
 
 
 def serving(app: FastAPI, admission: Admission | None = None):
     """What uvicorn serves for APP: with ``/score`` first unless middleware must see every request;
-    ``admission``: tickets are released once their request is answered."""
-    if app.user_middleware:
-        return admission.asgi(app) if admission is not None else app
-    return ScoreFirst(app, admission)
+    with ``admission``, behind the endpoint's request settings (``admission.RequestSettings``)."""
+    served = app if app.user_middleware else ScoreFirst(app)
+    return RequestSettings(served, admission, refusal=app.state.refusal) if admission is not None else served

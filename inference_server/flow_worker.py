@@ -15,16 +15,20 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import sys
 import time
 import traceback
 
 from . import protocol
+from .admission import Admission, RequestSettings
+from .fresh_import import load_fresh_from
+from .options import Options
+from .serving import Channel, app_config, debugging_probe, learning, run_spawned, serve_app, wait_for_debugger
 
 logger = logging.getLogger("azmlinfsrv")
 
 ENGINES = ("flask", "fastapi")
-SCORE_PATH = "/score"  # prompt flow's scoring route, where request_settings apply
 MISSING = ("prompt flow is not installed: this deployment is a prompt flow, served by promptflow-core. "
            "Install the extra: pip install 'devtui[flow]' (make install does).")
 
@@ -110,50 +114,40 @@ class Served:
     """Prompt flow's app as ASGI, with what the scoring server adds to every app it serves:
 
     - the access line for every request (method, path, status, milliseconds, bytes);
-    - the endpoint's request_settings on the scoring route, as the cloud's front end applies
-      them to a flow deployment too: 429 beyond the in-flight limit, 408 when no answer has
-      started within the request timeout (suspended while a debugger is attached, and said);
+    - the endpoint's request_settings on the scoring route (``admission.RequestSettings``), as the
+      cloud's front end applies them to a flow deployment too: 429 beyond the in-flight limit,
+      408 when no answer has started within the request timeout (suspended while a debugger is
+      attached, and said);
     - once the first answer is out, ``after_first``: the executor imports most of what it needs
       on its first run, and the warm parent learns it."""
 
-    def __init__(self, app, wsgi: bool, after_first=None, options=None, debugging=None):
+    def __init__(self, app, wsgi: bool, after_first=None, options: Options | None = None, debugging=None):
         if wsgi:
             from .wsgi_bridge import WsgiBridge
 
             app = WsgiBridge(app)  # not uvicorn's adapter, which streams on after the client has left
+        max_in_flight = getattr(options, "max_in_flight", None)
+        timeout_ms = getattr(options, "timeout_ms", None)
+        if max_in_flight is not None or timeout_ms:
+            app = RequestSettings(app, Admission(max_in_flight), timeout_ms=timeout_ms, debugging=debugging,
+                                  subject="The flow")
         self.app = app
         self.after_first = after_first
-        self.timeout_ms = getattr(options, "timeout_ms", None)
-        self.max_in_flight = getattr(options, "max_in_flight", None)
-        self.debugging = debugging
-        self.in_flight = 0
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        started, answer = time.perf_counter(), {"status": 500, "size": 0, "started": False}
+        started, answer = time.perf_counter(), {"status": 500, "size": 0}
 
         async def sending(message):
             if message["type"] == "http.response.start":
-                answer["status"], answer["started"] = message["status"], True
+                answer["status"] = message["status"]
             elif message["type"] == "http.response.body":
                 answer["size"] += len(message.get("body", b""))
             await send(message)
 
-        scoring = scope["path"] == SCORE_PATH
         try:
-            if scoring and self.max_in_flight is not None and self.in_flight >= self.max_in_flight:
-                await _answer(sending, 429, f"Too many requests: {self.in_flight} already in flight and the endpoint "
-                              f"takes at most {self.max_in_flight} (2 x request_settings."
-                              "max_concurrent_requests_per_instance).")
-            elif scoring:
-                self.in_flight += 1
-                try:
-                    await self._within_timeout(self.app(scope, receive, sending), answer, sending)
-                finally:
-                    self.in_flight -= 1
-            else:
-                await self.app(scope, receive, sending)
+            await self.app(scope, receive, sending)
         finally:
             query = scope.get("query_string", b"")
             path = f"{scope['path']}?{query.decode('latin-1')}" if query else scope["path"]
@@ -163,32 +157,6 @@ class Served:
                 after_first, self.after_first = self.after_first, None
                 after_first()
 
-    async def _within_timeout(self, call, answer: dict, sending) -> None:
-        import asyncio
-
-        timeout_ms = self.timeout_ms
-        if timeout_ms and self.debugging is not None and self.debugging():
-            logger.info(f"A debugger is attached: the request timeout ({timeout_ms} ms) is suspended for this request")
-            timeout_ms = None
-        task = asyncio.ensure_future(call)
-        done, _ = await asyncio.wait({task}, timeout=timeout_ms / 1000 if timeout_ms else None)
-        if done or answer["started"]:
-            await task  # answered in time, or the answer has started (a stream): it goes on
-            return
-        task.cancel()
-        logger.error(f"The flow did not answer within {timeout_ms} ms; answered 408")
-        await _answer(sending, 408, f"Request timed out after {timeout_ms} ms (request_settings.request_timeout_ms); "
-                      "the online endpoint answers 408 here too.")
-
-
-async def _answer(send, status: int, message: str) -> None:
-    import json
-
-    body = json.dumps({"message": message}).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
-    await send({"type": "http.response.body", "body": body})
-
 
 def _connection_error() -> type[Exception]:
     from .flow_connections import ConnectionError_
@@ -196,11 +164,9 @@ def _connection_error() -> type[Exception]:
     return ConnectionError_
 
 
-def serve(options, sock, revision: int, report) -> int:
+def serve(options: Options, sock: socket.socket, revision: int, status_fd: int) -> int:
     """Build the app and serve it until told to stop; 3 when the flow cannot be served."""
-    from .user_script import load_fresh_from
-    from .worker import app_config, debugging_probe, learning, serve_app, wait_for_debugger
-
+    report = Channel(status_fd, revision)
     loaded_by_parent = set(sys.modules)
     flow_dir = os.path.realpath(options.flow_dir)
     os.environ["PROMPTFLOW_PROJECT_PATH"] = flow_dir
@@ -238,5 +204,8 @@ def serve(options, sock, revision: int, report) -> int:
     logger.info("The flow is ready")
     served = Served(app, wsgi=engine() == "flask", after_first=learning(options, report, loaded_by_parent),
                     options=options, debugging=debugging_probe(options))
-    return serve_app(app_config(served), options, sock, report,
-                     roots=(flow_dir,), patchable=False, loaded_by_parent=loaded_by_parent)
+    return serve_app(app_config(served), options, sock, report, roots=(flow_dir,), loaded_by_parent=loaded_by_parent)
+
+
+if __name__ == "__main__":
+    run_spawned(serve)

@@ -30,6 +30,7 @@ import re
 import sys
 import time
 from collections import ChainMap
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from types import FunctionType, ModuleType
 
@@ -38,7 +39,7 @@ from .patch_outline import Outline, first
 from .patch_plan import (ENTRY_POINTS, NeedsSwap, Plan, compare_module, compile_definition, function_code,
                          nested_codes, paired, shifted, target)
 
-__all__ = ["ENTRY_POINTS", "PATCH_LIMIT_BYTES", "Decision", "NeedsSwap", "Outcome", "Patcher", "current"]
+__all__ = ["ENTRY_POINTS", "PATCH_LIMIT_BYTES", "Decision", "NeedsSwap", "Outcome", "Patcher"]
 
 # Above this much saved source (the files a save changed, together), a swap. The first save of a
 # module parses the source it runs as a whole (later saves parse only what they changed), on the
@@ -101,16 +102,17 @@ class Decision:
 
 
 class Patcher:
-    """Keeps the source each user module runs, and applies saves to them. One per worker
-    (:data:`current`): the loader of user modules reports to it.
+    """Keeps the source each user module runs, and applies saves to them. One per worker, made
+    by the worker and handed to what needs it: the loader of user modules reports to
+    :meth:`loaded`, the patch requests call :meth:`decide` and :meth:`commit`.
 
     decide() may run on any thread; commit() and apply() run on the thread that runs the
     user's code between requests (the event loop's), one at a time."""
 
-    def __init__(self) -> None:
+    def __init__(self, roots: Iterable[str] = ()) -> None:
         self.sources: dict[str, str] = {}  # file -> the source its module now runs
         self.modules: dict[str, str] = {}  # file -> module name
-        self.roots: tuple[str, ...] = ()  # the code folders, where data files may change too
+        self.roots = tuple(os.path.abspath(r) for r in roots)  # the code folders, where data files may change too
         self.since = time.time()  # when this worker loaded the code (then: when it last applied a save)
         self._outlines: dict[str, Outline] = {}  # file -> the outline of the source it runs
 
@@ -406,6 +408,3 @@ def _format(ex: BaseException) -> str:
     import traceback
 
     return "".join(traceback.format_exception_only(type(ex), ex))
-
-
-current = Patcher()

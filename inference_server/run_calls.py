@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from .admission import Ticket
+from .admission import Ticket, timeout_suspended
 from .run_gate import RunGate
 from .user_script import UserScript
 
@@ -198,7 +198,7 @@ class RunCalls:
         breakpoint is not answered 408 behind the user's back (said in the log)."""
         timeout_ms = self.limits.timeout_ms
         if timeout_ms and self.debugging is not None and self.debugging():
-            logger.info(f"A debugger is attached: the request timeout ({timeout_ms} ms) is suspended for this request")
+            logger.info(timeout_suspended(timeout_ms))
             return None
         return timeout_ms
 

@@ -1,6 +1,7 @@
 """The uvicorn harness every kind of worker serves on: its channel to the supervisor, draining
 and handing over connections when told to stop, the revision stamp on each answer, rung 0's
-patch orders, the debugger watch, and learning what the worker imported.
+patch orders, the debugger (waiting for one, watching its stops), and learning what the worker
+imported. A worker module (``script_worker``, ``flow_worker``) builds its app and serves it here.
 
 A worker that stops because a newer revision is ready hands its idle kept-alive connections to the
 supervisor, which passes them to the new worker (the sockets travel over the channel, a Unix socket
@@ -24,12 +25,14 @@ import time
 from collections.abc import Callable
 
 from . import protocol
+from .options import Options, configure_logging
 
 logger = logging.getLogger("azmlinfsrv")
 
 REVISION_HEADER = b"x-devtui-revision"
 # How long a patch waits for run() calls in flight to return before a new worker takes over instead.
 PATCH_WAIT_S = 2.0
+LEARN_EVERY_S = 0.1  # while init() runs
 
 
 class Channel:
@@ -266,14 +269,13 @@ class PatchRequests:
     thread, off the serving path; the change is made on the event loop, between requests, once no
     run() call is executing (``gate``), so a request runs the old code or the new, never both."""
 
-    def __init__(self, channel: Channel, gate=None):
+    def __init__(self, channel: Channel, patcher, gate=None):
         self.channel = channel
+        self.patcher = patcher  # the worker's patching.Patcher, which its loader reports to
         self.gate = gate
 
     def order(self, loop, revision: int) -> None:
-        from . import patching
-
-        patcher = patching.current
+        patcher = self.patcher
         decide = getattr(patcher, "decide", None)
         if decide is None:  # a patcher without the split: decide and apply in one step
             self._when_idle(revision, patcher.apply)
@@ -375,18 +377,19 @@ def app_config(app, admission=None):
                           timeout_graceful_shutdown=30)
 
 
-def serve_app(config, options, sock: socket.socket, report: Channel, *, roots: tuple[str, ...],
-              patchable: bool = True, loaded_by_parent: set[str] | None = None, gate=None) -> int:
+def serve_app(config, options: Options, sock: socket.socket, report: Channel, *, roots: tuple[str, ...],
+              patcher=None, loaded_by_parent: set[str] | None = None, gate=None) -> int:
     """Serve the app of CONFIG (a uvicorn.Config; ``app_config`` makes one) on the supervisor's
     socket until told to stop: ready is reported, then what the worker imported, and debugger
-    stops while they last. ``options`` is the worker's ``worker.Options``; ``gate`` the app's
+    stops while they last. ``patcher``: the worker's ``patching.Patcher``, which patch orders
+    go to (None: the worker cannot be patched, every reload is a new one); ``gate`` the app's
     run() gate, which patches wait on."""
     loaded_by_parent = set(sys.modules) if loaded_by_parent is None else loaded_by_parent
     config.app = stamped(config.app, report)
     server = quick_exit_server()(config)
     server.handoff = config.http.handoff = Handoff(report)
     server.on_draining = lambda: _tell_draining(report)
-    patches = PatchRequests(report, gate) if patchable else None
+    patches = PatchRequests(report, patcher, gate) if patcher is not None else None
 
     def on_order(order, fds: list[int]) -> None:
         if isinstance(order, protocol.AdoptOrder):
@@ -414,3 +417,73 @@ def _tell_draining(report: Channel) -> None:
     """The supervisor may announce the next revision now (handover.py)."""
     with contextlib.suppress(OSError):  # the supervisor is gone: nobody waits for the word
         report(protocol.WorkerDraining)
+
+
+def wait_for_debugger(options: Options, before: str) -> None:
+    """With ``--debug-wait``, hold here until a debugger attaches (``before``: what waits for it)."""
+    if options.debug_host and options.debug_wait:
+        import debugpy
+
+        logger.info(f"Waiting for a debugger to attach before {before} (--debug-wait)")
+        debugpy.wait_for_client()
+        logger.info("Debugger attached")
+
+
+def debugging_probe(options: Options):
+    """Whether a debugger is attached to this worker (the request timeout waits then); None
+    without a debugger listener."""
+    if not options.debug_host:
+        return None
+    import debugpy
+
+    return debugpy.is_client_connected
+
+
+@contextlib.contextmanager
+def learning_while_loading(options: Options, report: Channel, loaded_by_parent: set[str]):
+    """While the script loads and init() runs, tell the parent every LEARN_EVERY_S which
+    third-party modules this worker has imported so far: the parent imports them meanwhile (on
+    another core), so it is warm about when this worker is ready, not a whole init() later."""
+    if not options.warm_imports:
+        yield
+        return
+    done = threading.Event()
+    told = set(loaded_by_parent)
+
+    def tell() -> None:
+        while not done.wait(LEARN_EVERY_S):
+            new = third_party_modules(told)
+            if new:
+                told.update(new)
+                report(protocol.WorkerLearned, modules=tuple(new))
+
+    teller = threading.Thread(target=tell, daemon=True, name="learn-while-loading")
+    teller.is_pydev_daemon_thread = True  # debugpy neither traces nor suspends it
+    teller.start()
+    try:
+        yield
+    finally:
+        done.set()
+        teller.join()
+
+
+def learning(options: Options, report: Channel, loaded_by_parent: set[str]):
+    """What to call after the first answer: lazily importing libraries (and prompt flow's
+    executor) load most on the first run, and the parent learns those too."""
+
+    def learned() -> None:
+        if options.warm_imports:
+            report(protocol.WorkerLearned, modules=tuple(third_party_modules(loaded_by_parent)))
+
+    return learned
+
+
+def run_spawned(serve: Callable[[Options, socket.socket, int, int], int]) -> None:
+    """A spawned worker's entry point (platforms or setups without fork): ``python -m
+    inference_server.script_worker OPTIONS SOCKET REVISION CHANNEL`` runs ``serve`` with them."""
+    import json
+
+    options = Options(**json.loads(sys.argv[1]))
+    sock = socket.socket(fileno=int(sys.argv[2]))
+    configure_logging()
+    sys.exit(serve(options, sock, int(sys.argv[3]), int(sys.argv[4])))

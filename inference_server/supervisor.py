@@ -30,7 +30,7 @@ from .handover import Handover
 from .patch_requests import Patches
 from .warming import Preloader
 from .unavailable import Unavailable
-from .worker import Options, configure_logging
+from .options import Options, configure_logging
 from .worker_process import Worker, die_with_parent, kill, pass_on, spawn
 
 logger = logging.getLogger("azmlinfsrv.supervisor")
@@ -85,6 +85,18 @@ class Backoff:
             return False
         self.restart_at = None
         return True
+
+
+def exited_children():
+    """(pid, exit code) of each child process that has exited, without waiting for any."""
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        yield pid, os.waitstatus_to_exitcode(status)
 
 
 class Supervisor:
@@ -296,14 +308,7 @@ class Supervisor:
             kill(worker.pid, signal.SIGTERM)
 
     def _reap(self) -> None:
-        while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
-            code = os.waitstatus_to_exitcode(status)
+        for pid, code in exited_children():
             worker = next((w for w in self._workers() if w.pid == pid), None)
             if worker is None:
                 continue

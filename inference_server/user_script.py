@@ -8,7 +8,6 @@ parameter receives the headers.
 
 from __future__ import annotations
 
-import importlib.machinery
 import importlib.util
 import inspect
 import json
@@ -16,14 +15,14 @@ import logging
 import os
 import sys
 import sysconfig
-import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-from . import amlapi, patching
+from . import amlapi
+from .fresh_import import FreshLoader, OnLoad
 
 logger = logging.getLogger("azmlinfsrv.user_script")
 
@@ -109,48 +108,11 @@ class UserScript:
         return self.run(**arguments)
 
 
-class _FreshLoader(importlib.machinery.SourceFileLoader):
-    """Compiles from source every time, never from ``__pycache__``.
-
-    A .pyc is trusted when the source's size and mtime in whole seconds match; two saves within
-    one second that keep the size (a changed digit) would otherwise run the old code."""
-
-    def get_code(self, fullname):
-        path = self.get_filename(fullname)
-        source = self.get_data(path)
-        patching.current.loaded(fullname, path, source)  # what a later save is compared with
-        return self.source_to_code(source, path)
-
-
-class _FreshFinder:
-    """Finds modules like the path finder does, but loads those under the user's folders with
-    :class:`_FreshLoader`, so a helper module saved beside score.py is reloaded faithfully too."""
-
-    def __init__(self, roots: list[str]):
-        self.roots = tuple(os.path.join(os.path.abspath(r), "") for r in roots)
-
-    def find_spec(self, fullname, path=None, target=None):
-        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
-        if (spec is not None and isinstance(spec.loader, importlib.machinery.SourceFileLoader)
-                and spec.origin and spec.origin.startswith(self.roots)):
-            spec.loader = _FreshLoader(fullname, spec.origin)
-        return spec
-
-
-def load_fresh_from(roots: list[str]) -> None:
-    """From now on, import modules under ``roots`` from their source (see :class:`_FreshLoader`)."""
-    sys.dont_write_bytecode = True
-    patching.current.roots = tuple(os.path.abspath(r) for r in roots)
-    patching.current.since = time.time()
-    position = next((i for i, finder in enumerate(sys.meta_path) if finder is importlib.machinery.PathFinder),
-                    len(sys.meta_path))
-    sys.meta_path.insert(position, _FreshFinder(roots))
-
-
-def load(path: str) -> UserScript:
+def load(path: str, on_load: OnLoad | None = None) -> UserScript:
     """Import the script at ``path`` and inspect its run(). Raises whatever the import raises,
-    or ScriptError when the script's shape is wrong."""
-    module = _import_entry_module(path)
+    or ScriptError when the script's shape is wrong. ``on_load`` is told the source it compiled
+    (see ``fresh_import``)."""
+    module = _import_entry_module(path, on_load)
     if not hasattr(module, "init"):
         raise ScriptError(f"User script at {module.__file__} does not have a init() function defined.")
     if not hasattr(module, "run"):
@@ -161,10 +123,11 @@ def load(path: str) -> UserScript:
     return UserScript(path, module, module.init, run, kind, parameters, wants_headers)
 
 
-def _import_entry_module(path: str) -> ModuleType:
+def _import_entry_module(path: str, on_load: OnLoad | None) -> ModuleType:
     amlapi.install()
     amlapi.reset()
-    spec = importlib.util.spec_from_file_location("entry_module", path, loader=_FreshLoader("entry_module", path))
+    spec = importlib.util.spec_from_file_location("entry_module", path,
+                                                  loader=FreshLoader("entry_module", path, on_load))
     if spec is None or spec.loader is None:
         raise ScriptError(f"Cannot load a Python module from {path}.")
     module = importlib.util.module_from_spec(spec)

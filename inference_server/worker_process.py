@@ -13,14 +13,18 @@ import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 from . import protocol
-from .worker import Options
+from .options import Options
 
 logger = logging.getLogger("azmlinfsrv.supervisor")
 
 _PR_SET_PDEATHSIG = 1
+
+# A worker module's entry: (options, the listening socket, revision, its end of the channel) -> exit code.
+Serve = Callable[[Options, socket.socket, int, int], int]
 
 
 @dataclass(eq=False)
@@ -109,6 +113,7 @@ def spawn(options: Options, sock: socket.socket, revision: int, selector: select
     """A worker for ``revision``, forked from this warm process (or spawned fresh without fork):
     its pid, and the supervisor's end of its channel (a Unix socket pair: statuses in, orders
     and handed-over connections out)."""
+    serve = worker_for(options)  # imported here, in the warm parent, once
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     status_r, status_w = ours.detach(), theirs.detach()
     sys.stdout.flush()
@@ -117,10 +122,10 @@ def spawn(options: Options, sock: socket.socket, revision: int, selector: select
         pid = os.fork()
         if pid == 0:
             os.close(status_r)
-            _become_worker(options, sock, revision, status_w, selector, inherited_fds)
+            _become_worker(serve, options, sock, revision, status_w, selector, inherited_fds)
     else:
         pid = subprocess.Popen(
-            [sys.executable, "-m", "inference_server.worker", json.dumps(asdict(options)),
+            [sys.executable, "-m", serve.__module__, json.dumps(asdict(options)),
              str(sock.fileno()), str(revision), str(status_w)],
             pass_fds=(sock.fileno(), status_w)).pid
     os.close(status_w)
@@ -128,12 +133,20 @@ def spawn(options: Options, sock: socket.socket, revision: int, selector: select
     return pid, status_r
 
 
-def _become_worker(options: Options, sock: socket.socket, revision: int, status_w: int,
+def worker_for(options: Options) -> Serve:
+    """Which kind of worker serves this deployment: its ``serve``. A flow folder is served by
+    prompt flow's app (flow_worker.py), anything else is a scoring script (script_worker.py)."""
+    if options.flow_dir:
+        from .flow_worker import serve
+    else:
+        from .script_worker import serve
+    return serve
+
+
+def _become_worker(serve: Serve, options: Options, sock: socket.socket, revision: int, status_w: int,
                    selector: selectors.BaseSelector, inherited_fds: tuple[int, ...]) -> None:
     """In the forked child: drop the supervisor's state (its selector and the fds it inherited
     from it) and serve. Never returns."""
-    from .worker import serve
-
     code = 1
     try:
         signal.set_wakeup_fd(-1)

@@ -1,6 +1,6 @@
 """What the test modules share, in one place: polling with a deadline, the `devtui` CLI as a
-subprocess, editor-style saves, process checks, names unique to this test run, and the app
-without a deployment. Fixtures live in conftest.py; a test module imports this, never another
+subprocess, editor-style saves, process checks, names unique to this test run, the app
+without a deployment, and an ASGI client that hangs up mid-answer. Fixtures live in conftest.py; a test module imports this, never another
 test module.
 """
 
@@ -124,6 +124,37 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+# -- an ASGI client that hangs up -----------------------------------------------------------------
+
+
+class HangingUpClient:
+    """One request to an ASGI app, from a client that leaves mid-answer: the app gets the request,
+    then ``http.disconnect`` once :meth:`hang_up` is called; what the app sent is in ``sent``."""
+
+    def __init__(self, method: str = "POST", body: bytes = b"", headers: Sequence[tuple[bytes, bytes]] = ()):
+        self.sent: list[dict] = []
+        self.hung_up = asyncio.Event()
+        self.requests = [{"type": "http.request", "body": body, "more_body": False}]
+        self.scope = {"type": "http", "method": method, "path": "/score", "query_string": b"", "root_path": "",
+                      "headers": list(headers), "http_version": "1.1", "scheme": "http"}
+
+    async def receive(self) -> dict:
+        if self.requests:
+            return self.requests.pop(0)
+        await self.hung_up.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(self, message: dict) -> None:
+        self.sent.append(message)
+
+    def hang_up(self) -> None:
+        self.hung_up.set()
+
+    def request(self, app) -> asyncio.Future:
+        """The request to APP, running."""
+        return asyncio.ensure_future(app(self.scope, self.receive, self.send))
 
 
 # -- files ----------------------------------------------------------------------------------------

@@ -228,7 +228,7 @@ def test_methods_nested_names_and_new_functions_patch(tmp_path):
     import importlib
     import sys
 
-    from inference_server import patching, user_script
+    from inference_server import fresh_import, patching
 
     source = textwrap.dedent('''
         class Base:
@@ -246,19 +246,19 @@ def test_methods_nested_names_and_new_functions_patch(tmp_path):
     path.write_text(source)
     sys.path.insert(0, str(tmp_path))
     try:
-        user_script.load_fresh_from([str(tmp_path)])
+        patcher = patching.Patcher([str(tmp_path)])
+        fresh_import.load_fresh_from([str(tmp_path)], patcher.loaded)
         module = importlib.import_module("patchme_mod")
         instance = module.Model()
         path.write_text(source.replace('"model 1 "', '"model 2 "').replace("by=2", "by=3")
                         + "\n\ndef added():\n    return scale(1)\n")
-        outcome = patching.current.apply()
+        outcome = patcher.apply()
         assert outcome.kind == "patched", outcome
         assert instance.name() == "model 2 base"  # an instance made before the patch
         assert module.scale(2) == 6 and module.added() == 3
     finally:
         sys.path.remove(str(tmp_path))
         sys.modules.pop("patchme_mod", None)
-        patching.current.sources.pop(str(path), None)
 
 
 def test_devtui_reload_swaps_and_reload_full_restarts(deployment):

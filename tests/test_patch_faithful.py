@@ -3,7 +3,7 @@ code that module-level statements or decorators made, and functools caches, neve
 with old code after "patched"; moved code carries its new line numbers; the decision runs off the
 serving path (decide() on a thread, commit() between requests) and large saves swap.
 
-The Patcher on real modules, loaded through inference_server.user_script as a worker loads them;
+The Patcher on real modules, loaded through inference_server.fresh_import as a worker loads them;
 test_patch.py has the same end to end, through real servers."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from inference_server import patch_outline, patching, user_script
+from inference_server import fresh_import, patch_outline, patching
 
 
 class Modules:
@@ -56,15 +56,14 @@ class Modules:
 
 @pytest.fixture
 def modules(tmp_path, monkeypatch):
-    patcher = patching.Patcher()
-    monkeypatch.setattr(patching, "current", patcher)
     folder = tmp_path / "code"
     folder.mkdir()
+    patcher = patching.Patcher([str(folder)])
     sys.path.insert(0, str(folder))
     finders = list(sys.meta_path)
     # Only this test's folder is loaded fresh (an earlier test's finder would take these modules).
-    sys.meta_path[:] = [f for f in finders if not isinstance(f, user_script._FreshFinder)]
-    user_script.load_fresh_from([str(folder)])
+    sys.meta_path[:] = [f for f in finders if not isinstance(f, fresh_import.FreshFinder)]
+    fresh_import.load_fresh_from([str(folder)], patcher.loaded)
     loaded = Modules(folder, patcher)
     try:
         yield loaded

@@ -9,7 +9,7 @@ Where a public API exists, devtui uses it; these are the places where none does:
 - textual: the footer's ``FooterKey`` widget, to pin Help and Quit (devtui/tui/widgets/_app_footer.py).
 - debugpy (pydevd): a thread's ``additional_info.pydev_state`` (2: suspended at a breakpoint) and the
   ``is_pydev_daemon_thread`` mark that keeps a helper thread running under the debugger
-  (inference_server/serving.py, worker.py).
+  (inference_server/serving.py).
 """
 
 from __future__ import annotations

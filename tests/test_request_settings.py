@@ -106,7 +106,7 @@ def test_a_request_whose_time_runs_out_while_it_waits_is_408_and_never_runs(tmp_
 def test_run_calls_at_once_follow_worker_count_not_max_concurrent_requests(monkeypatch, tmp_path):
     """As in the cloud: max_concurrent_requests_per_instance sets the 429 limit; how many run()
     calls execute at once is the scoring server's WORKER_COUNT (default 1)."""
-    from inference_server.__main__ import options_from, parse
+    from inference_server.options import options_from, parse
 
     script = str(SCRIPT)
     monkeypatch.setenv("AML_APP_ROOT", str(tmp_path))

@@ -15,7 +15,7 @@ import threading
 import httpx
 import pytest
 
-from helpers import async_wait_for
+from helpers import HangingUpClient, async_wait_for
 from inference_server.run_gate import RunGate
 
 pytestmark = pytest.mark.anyio
@@ -206,28 +206,15 @@ async def test_a_streamed_answer_counts_as_executing_until_its_client_leaves():
             return WerkzeugResponse(words(), 200, mimetype="text/plain")
 
     app, gate = _app(Streaming(), max_concurrent=1)
-    sent: list[dict] = []
-    hung_up = asyncio.Event()
-    requests = [{"type": "http.request", "body": b"{}", "more_body": False}]
-
-    async def receive():
-        if requests:
-            return requests.pop(0)
-        await hung_up.wait()
-        return {"type": "http.disconnect"}
-
-    async def send(message):
-        sent.append(message)
-
-    scope = {"type": "http", "method": "POST", "path": "/score", "query_string": b"", "root_path": "",
-             "headers": [(b"content-type", b"application/json")], "http_version": "1.1", "scheme": "http"}
-    answer = asyncio.ensure_future(serving(app)(scope, receive, send))
+    client = HangingUpClient("POST", b"{}", [(b"content-type", b"application/json")])
+    sent = client.sent
+    answer = client.request(serving(app))
     await async_wait_for(lambda: len(sent) > 3, message="the stream to start")
     gate.hold(lambda: events.append("patch"), 30, _never)
     streamed = len(sent)
     await async_wait_for(lambda: len(sent) > streamed + 3, message="the stream to go on")
     assert events == [], "the patch applied while a streamed answer's generator was running"
-    hung_up.set()
+    client.hang_up()
     await answer
     await async_wait_for(lambda: "patch" in events, message="the patch once the stream ended")
     assert events == ["generator closed", "patch"]

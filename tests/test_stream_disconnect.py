@@ -284,7 +284,7 @@ async def test_the_wsgi_bridge_ends_the_request_and_closes_the_answer_when_its_c
     import threading
     import time
 
-    from helpers import async_wait_for
+    from helpers import HangingUpClient, async_wait_for
     from inference_server.wsgi_bridge import WsgiBridge
 
     closed = threading.Event()
@@ -302,25 +302,12 @@ async def test_the_wsgi_bridge_ends_the_request_and_closes_the_answer_when_its_c
 
         return words()
 
-    sent: list[dict] = []
-    hung_up = asyncio.Event()
-    requests = [{"type": "http.request", "body": b"", "more_body": False}]
-
-    async def receive():
-        if requests:
-            return requests.pop(0)
-        await hung_up.wait()
-        return {"type": "http.disconnect"}
-
-    async def send(message):
-        sent.append(message)
-
-    scope = {"type": "http", "method": "GET", "path": "/score", "query_string": b"", "root_path": "",
-             "headers": [], "http_version": "1.1", "scheme": "http"}
-    request = asyncio.ensure_future(WsgiBridge(app)(scope, receive, send))
+    client = HangingUpClient("GET")
+    sent = client.sent
+    request = client.request(WsgiBridge(app))
     await async_wait_for(lambda: len(sent) > 3, message="the answer to stream")
     assert sent[0]["status"] == 200
-    hung_up.set()
+    client.hang_up()
     await asyncio.wait_for(request, 10)
     await async_wait_for(closed.is_set, message="the answer to be closed")
     assert all(message.get("more_body", True) for message in sent), "a stream cut short was sent as complete"
