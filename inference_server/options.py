@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 
 from . import __version__
+from .protocol import ReloadMode
 
 LOG_FORMAT = "%(asctime)s %(levelname).1s [%(process)d] %(name)s - %(message)s"
 
@@ -45,7 +46,7 @@ class Options:
     debug_host: str | None = None  # set: a debugpy listener in the supervisor; workers attach as children
     debug_port: int = 5678
     debug_wait: bool = False
-    reload_mode: str = "patch"  # patch: a reload tries rung 0 first; swap: always a new worker
+    reload_mode: ReloadMode = ReloadMode.PATCH  # patch: a reload tries rung 0 first; swap: always a new worker
     flow_dir: str | None = None  # a prompt flow folder, served by prompt flow's app (flow_worker.py)
     handover_timeout_s: float = 0.25  # a swap's Ready waits this long at most for the old worker (handover.py)
 
@@ -98,7 +99,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
                         help="Keep running when the first init() fails and retry on the next reload (SIGHUP).")
     parser.add_argument("--no-fork", action="store_true",
                         help="Spawn fresh worker processes instead of forking them from the warm parent.")
-    parser.add_argument("--reload", choices=["patch", "swap"], default="patch",
+    parser.add_argument("--reload", choices=list(ReloadMode), default=ReloadMode.PATCH, type=ReloadMode,
                         help="What a reload (SIGHUP) does: patch the changed functions into the running worker "
                              "when init() and the script's shape did not change, else swap (default: patch); "
                              "swap: always a new worker. SIGUSR2 always swaps.")
@@ -142,9 +143,9 @@ def _flow_dir(args: argparse.Namespace) -> str | None:
     return os.path.realpath(args.flow) if args.flow else None
 
 
-def _reload_mode(args: argparse.Namespace) -> str:
+def _reload_mode(args: argparse.Namespace) -> ReloadMode:
     # A flow is rebuilt by prompt flow from its files: every reload is a new worker.
-    return "swap" if args.flow else args.reload
+    return ReloadMode.SWAP if args.flow else args.reload
 
 
 def _worker_count_from_environment() -> int:

@@ -205,7 +205,7 @@ class Supervisor:
             if why is None and self.current is not None and self.current.debug_stop:
                 # Frozen by the debugger, the worker cannot apply a patch (or give up waiting for one).
                 why = f"a request is held at a breakpoint ({self.current.debug_stop})"
-            if why is None and self.options.reload_mode == "patch" and self.current and self.current.ready:
+            if why is None and self.options.reload_mode == protocol.ReloadMode.PATCH and self.current and self.current.ready:
                 self.revision += 1
                 self.patches.ask(self.current, self.revision)
             else:
@@ -213,7 +213,7 @@ class Supervisor:
 
     def _on_reload(self, *_):
         self.reload_requested, self.reloads = True, self.reloads + 1
-        if (self.swap_requested is None and self.pending is None and self.options.reload_mode == "patch"
+        if (self.swap_requested is None and self.pending is None and self.options.reload_mode == protocol.ReloadMode.PATCH
                 and not (self.current is not None and self.current.debug_stop)):
             self.patches.signal_early(self.current, self.reloads, self.revision + 1)  # now, not after a warming import
 
