@@ -151,7 +151,7 @@ def test_a_context_runs_the_deployment_on_its_engine(sample, docker_client, own_
                env=env, inside=inside)
         record = show(name, env=env, inside=inside)
         deployment = record["deployments"][0]
-        assert deployment["engine"].startswith(f"context private at {own_engine.host} (Docker Engine ")
+        assert deployment["docker_daemon"].startswith(f"context private at {own_engine.host} (Docker Engine ")
         assert deployment["docker_context"] == "private"
         assert labelled(client, name) and not labelled(docker_client, name)
         answer = devtui("invoke", "-n", name, "--request-file", str(folder / "sample-request.json"),
@@ -248,7 +248,7 @@ def test_the_container_runtime_checks_gpus_before_it_creates_anything(sample, do
     assert any(NO_GPU_RUNTIME in line for line in logs), logs
     described = engine.describe()
     assert described.gpus == "all"
-    assert "(Docker Engine " in described.engine and described.docker_host  # the engine, named for `show`
+    assert "(Docker Engine " in described.docker_daemon and described.docker_host  # the engine, named for `show`
 
 
 def test_the_process_runtime_notes_that_it_uses_the_hosts_gpus(sample, tmp_path):

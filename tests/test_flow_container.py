@@ -71,7 +71,7 @@ def test_the_debugger_maps_the_flow_folder_to_its_folder_in_the_container(tmp_pa
     folder = copy_sample("flow-basic", tmp_path)
     runtime = runtime_for(folder, tmp_path, debug=DebugSettings(5678, False, "127.0.0.1"))
     said = []
-    engine = SimpleNamespace(runtime=runtime, deployment=runtime.deployment,
+    engine = SimpleNamespace(placement=runtime.placement(), deployment=runtime.deployment,
                              log=lambda source, lines: said.extend(lines))
     LaunchConfig(engine, tmp_path)(DebuggerChanged(state="listening", host="127.0.0.1", port=5678))
     launch = json.loads((tmp_path / ".vscode" / "launch.json").read_text())

@@ -102,7 +102,7 @@ def test_podman_runs_the_container_runtime_end_to_end(sample, podman, run_id):
     try:
         devtui("up", str(folder), "--runtime", "container", "--detach", "-n", name, timeout=600, **on_podman)
         deployment = show(name, **on_podman)["deployments"][0]
-        assert deployment["engine"] == f"DOCKER_HOST {podman} (Podman Engine {client.version()['Version']})"
+        assert deployment["docker_daemon"] == f"DOCKER_HOST {podman} (Podman Engine {client.version()['Version']})"
         assert invoke() == {"revision": 1, "predictions": SKLEARN_PREDICTIONS}
         save(code / "score.py", SCRIPT.replace("REVISION", "2"))
         wait_for(lambda: invoke()["revision"] == 2, timeout=60, interval=0.2, message="the reload on Podman")

@@ -367,7 +367,7 @@ def test_quitting_with_a_request_held(app, snap_compare, size):
 
     async def run_before(pilot):
         ready(app)
-        app.engine.debugger = DebuggerChanged("stopped", "127.0.0.1", 5678, "at score.py:30 in run()")
+        app.engine.revisions.debugger = DebuggerChanged("stopped", "127.0.0.1", 5678, "at score.py:30 in run()")
         post(app, app.engine.debugger)
         await settle(pilot, lambda: app.status.debugger.startswith("stopped"))
         app.invoke_panel.in_flight = 1  # the request the debugger holds
@@ -422,13 +422,12 @@ def test_reloaded_by_a_worker_swap_in_a_container(container_app, snap_compare, s
     """The engine named briefly, the state and the serving line whole, how the last reload
     happened; the latencies of a request held 12 s among quick ones, each still drawn."""
     app = container_app
-    app.engine.describe = lambda: SimpleNamespace(
-        engine="context default at unix:///var/run/docker.sock (Docker Engine 27.3.1)", docker_context=None)
-
     async def run_before(pilot):
         ready(app)
         app.engine.revisions.serving_revision = 2
-        post(app, ReloadStarted(2, ReloadReason.CODE, ("score.py",)),
+        post(app, ServerStarted(URI, 5001, Placement(
+            docker_daemon="context default at unix:///var/run/docker.sock (Docker Engine 27.3.1)")),
+             ReloadStarted(2, ReloadReason.CODE, ("score.py",)),
              ReloadFinished(2, True, 1751.0, 2, rung="swap", detail="init() changed"),
              StateChanged(SUCCEEDED, f"revision 2 is serving at {URI}"))
         for ms in (12.0, 14.0, 11.0, 12_000.0, 13.0, 40.0):

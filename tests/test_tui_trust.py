@@ -110,8 +110,8 @@ def test_ctrl_c_with_a_request_held_at_a_breakpoint_says_so_and_a_second_stops_a
             await until(pilot, lambda: fake.in_flight == 1 and app.requests_in_flight() == 1,
                         message="the request in flight")
             # The debugger's stop reaches the app as an engine event, as with a real debugpy.
-            app.engine.server_event(protocol.Debugger(state=protocol.DebuggerState.STOPPED, host="127.0.0.1",
-                                                      port=5678, detail="at score.py:30 in run()"))
+            app.engine.revisions.server_event(protocol.Debugger(
+                state=protocol.DebuggerState.STOPPED, host="127.0.0.1", port=5678, detail="at score.py:30 in run()"))
             await until(pilot, lambda: "stopped at score.py:30" in status_text(app), message="the stop shown")
 
             await pilot.press("ctrl+c")
