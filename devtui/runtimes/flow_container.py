@@ -9,7 +9,9 @@ app (``--flow``), as in the process runtime. What it overrides of the container 
   it, and a save is synced into it before the worker swap (``Storage.sync``);
 - the connection files of ``--connections`` are copied into the container before it starts, and
   ``DEVTUI_FLOW_CONNECTIONS`` names them where the server sees them;
-- the debugger maps the flow folder on this machine to its folder in the container.
+- the debugger maps the flow folder on this machine to its folder in the container;
+- a flow with ``additional_includes`` is staged on this machine first (``flow_staging``), and that
+  stage is what the storage-initializer copies and a save syncs.
 
 A flow on another image with an ``inference_config`` is a bring-your-own container (``own_container.py``).
 """
@@ -20,8 +22,10 @@ import io
 import tarfile
 from pathlib import PurePosixPath
 
+from ..events import STORAGE_INITIALIZER
 from ..flow_image import FlowImageBuilder
 from .container import APP, ContainerRuntime
+from .flow_staging import FlowStage
 
 # Where the connection files are, in the container: beside the volumes, in the container's own
 # layer, so they are gone with it (they hold secrets) and a restart copies them afresh.
@@ -30,6 +34,29 @@ CONNECTIONS = APP / "devtui-connections"
 
 class FlowContainerRuntime(ContainerRuntime):
     builder_class = FlowImageBuilder
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        flow = self.deployment.flow
+        self.flow_stage = FlowStage(flow, self.workdir / "flow-stage" / flow.folder.name) if flow.includes else None
+
+    def _connect(self) -> None:
+        super()._connect()
+        if self.flow_stage is not None:
+            self.storage.model_source = self.flow_stage.target
+
+    def _stage(self) -> None:
+        if self.flow_stage is not None and not self.stopping:
+            self._log(STORAGE_INITIALIZER, [f"additional include {include}" for include in self.deployment.flow.includes])
+            files = self.flow_stage.stage()
+            self._log(STORAGE_INITIALIZER, [f"flow staged with its additional_includes: {len(files)} files in "
+                                            f"{self.flow_stage.target}"])
+        super()._stage()
+
+    def _apply(self, swap: bool) -> None:
+        if self.flow_stage is not None:
+            self.flow_stage.stage()  # the sync below copies what changed in the stage
+        super()._apply(swap)
 
     @property
     def flow_dir(self) -> PurePosixPath:

@@ -42,6 +42,8 @@ def _flow_rows(table: Table, flow: FlowSpec) -> None:
     table.add_row("outputs", "\n".join(f"{name} (chat output)" if name == flow.chat_output else name
                                        for name in flow.outputs) or "-")
     table.add_row("nodes", "\n".join(f"{node.name} ({node.kind})" for node in flow.nodes) or "-")
+    if flow.includes:  # additional_includes: where each staged file or folder comes from
+        table.add_row("includes", "\n".join(f"{i.name} <- {_short(i.source)}" for i in flow.includes))
 
 
 # The widest label ("instances") and the gap after it: the values get the rest of the width.

@@ -1,0 +1,224 @@
+"""Flows that share code (issue 24): a flow whose ``additional_includes`` pull another flow's files is
+served with no build step, staged as `pf flow build` lays it out, and its includes are watched where
+they live. The shape of prompt flow's ``flow-with-additional-includes`` example, from this test's own
+files: ``web-classification`` (a flow of its own) and ``with-includes``, which includes its
+``convert_to_dict.py`` (a file) and its ``labels`` folder (a package).
+
+The reference is prompt flow's own serving app on the folder `pf flow build` would produce (built
+here: the flow folder, each file include under its name, each folder include with its contents, and
+``additional_includes`` dropped from the flow file, as the build does). The real scoring server in
+the process runtime, a real debug client, and the CLI as a user runs it."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from devtui import spec
+from devtui.engine import Engine, Launch
+from devtui.events import SUCCEEDED, Logs, ReloadFinished
+from flow_reference import start_flow_reference
+from helpers import async_wait_for, devtui, new_run_id, save, unique_name
+
+pytestmark = [pytest.mark.anyio,
+              pytest.mark.skipif(importlib.util.find_spec("promptflow.core") is None,
+                                 reason="promptflow-core is not installed (pip install -e '.[flow]')")]
+
+CONVERT = """\
+from promptflow.core import tool
+
+
+@tool
+def convert_to_dict(text: str) -> dict:
+    category, _, evidence = text.partition(": ")
+    return {"category": category, "evidence": evidence}
+"""
+CATEGORIES = 'CATEGORIES = {"shop": "Shopping", "news": "News"}\n'
+CLASSIFY = """\
+from promptflow.core import tool
+
+from labels.categories import CATEGORIES
+
+
+@tool
+def classify(url: str) -> str:
+    kind = next((name for key, name in CATEGORIES.items() if key in url), "Other")
+    return f"{kind}: {url}"
+"""
+# web-classification's own flow: the files the other flow includes are its nodes' too.
+SHARED_FLOW = """\
+inputs:
+  text:
+    type: string
+outputs:
+  category:
+    type: string
+    reference: ${convert.output.category}
+nodes:
+- name: convert
+  type: python
+  source:
+    type: code
+    path: convert_to_dict.py
+  inputs:
+    text: ${inputs.text}
+"""
+INCLUDES = """\
+additional_includes:
+- ../web-classification/convert_to_dict.py
+- ../web-classification/labels
+"""
+FLOW = """\
+inputs:
+  url:
+    type: string
+    default: https://news.example.com/today
+outputs:
+  category:
+    type: string
+    reference: ${convert.output.category}
+  evidence:
+    type: string
+    reference: ${convert.output.evidence}
+nodes:
+- name: classify
+  type: python
+  source:
+    type: code
+    path: classify.py
+  inputs:
+    url: ${inputs.url}
+- name: convert
+  type: python
+  source:
+    type: code
+    path: convert_to_dict.py
+  inputs:
+    text: ${classify.output}
+"""
+DEPLOYMENT = """\
+name: blue
+endpoint_name: with-includes
+model:
+  path: ./with-includes
+environment:
+  image: mcr.microsoft.com/azureml/promptflow/promptflow-runtime:latest
+"""
+SHOP = {"url": "https://shop.example.com/cart"}
+
+
+def two_flows(root: Path, includes: str = INCLUDES) -> Path:
+    """web-classification and with-includes side by side, and the deployment of the second."""
+    shared = root / "web-classification"
+    (shared / "labels").mkdir(parents=True)
+    (shared / "flow.dag.yaml").write_text(SHARED_FLOW)
+    (shared / "convert_to_dict.py").write_text(CONVERT)
+    (shared / "labels" / "categories.py").write_text(CATEGORIES)
+    flow = root / "with-includes"
+    flow.mkdir()
+    (flow / "flow.dag.yaml").write_text(includes + FLOW)
+    (flow / "classify.py").write_text(CLASSIFY)
+    (root / "deployment.yml").write_text(DEPLOYMENT)
+    return root
+
+
+def pf_flow_build(flow: Path, into: Path) -> Path:
+    """The flow folder as `pf flow build` lays it out: its files, each include copied in (a file
+    under its name, a folder with its contents), and additional_includes gone from the flow file."""
+    built = into / flow.name
+    shutil.copytree(flow, built)
+    document = yaml.safe_load((flow / "flow.dag.yaml").read_text())
+    for entry in document.pop("additional_includes"):
+        source = (flow / entry).resolve()
+        if source.is_dir():
+            shutil.copytree(source, built / source.name, dirs_exist_ok=True)
+        else:
+            shutil.copy2(source, built / source.name)
+    (built / "flow.dag.yaml").write_text(yaml.safe_dump(document, sort_keys=False))
+    return built
+
+
+def tree(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): p.read_text() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+class Running:
+    """The engine on the deployment, in this process, with what it reported."""
+
+    def __init__(self, root: Path, tmp: Path):
+        self.engine = Engine(spec.load(root / "deployment.yml"), tmp / "work", Launch(port=0))
+        self.events: list = []
+        self.engine.subscribe(self.events.append)
+
+    def lines(self) -> list[str]:
+        return [record.text for event in self.events if isinstance(event, Logs) for record in event.records]
+
+    def finished(self) -> list[ReloadFinished]:
+        return [event for event in self.events if isinstance(event, ReloadFinished)]
+
+    async def answer(self, body: dict) -> dict:
+        async with httpx.AsyncClient(timeout=30) as client:
+            response = await client.post(self.engine.scoring_uri, json=body)
+            assert response.status_code == 200, response.text
+            return response.json()
+
+    async def save(self, path: Path, text: str) -> ReloadFinished:
+        count = len(self.finished())
+        save(path, text)
+        await async_wait_for(lambda: len(self.finished()) > count, 60, message=f"the save of {path} to be applied")
+        return self.finished()[-1]
+
+
+async def test_served_as_prompt_flow_serves_its_build_and_the_users_folders_are_left_alone(tmp_path):
+    root = two_flows(tmp_path / "repo")
+    before = tree(root)
+    reference = start_flow_reference(pf_flow_build(root / "with-includes", tmp_path / "built"), tmp_path)
+    running = Running(root, tmp_path)
+    try:
+        assert await running.engine.start() == SUCCEEDED
+        for body in (SHOP, {}):
+            expected = httpx.post(f"{reference.url}/score", json=body, timeout=30)
+            assert expected.status_code == 200, expected.text
+            assert await running.answer(body) == expected.json()
+        assert await running.answer(SHOP) == {"category": "Shopping", "evidence": SHOP["url"]}
+        lines = "\n".join(running.lines())
+        assert f"additional include convert_to_dict.py <- {root / 'web-classification' / 'convert_to_dict.py'}" in lines
+        assert f"additional include labels <- {root / 'web-classification' / 'labels'}" in lines
+    finally:
+        await running.engine.stop()
+        reference.stop()
+    assert tree(root) == before  # nothing written into either flow (no .promptflow/, no __pycache__)
+
+
+def test_validate_lists_each_include_and_where_it_comes_from(tmp_path):
+    root = two_flows(tmp_path)
+    out = devtui("validate", str(root / "deployment.yml")).stdout
+    assert f"includes:        convert_to_dict.py <- {root / 'web-classification' / 'convert_to_dict.py'} (file; " \
+           "../web-classification/convert_to_dict.py)" in out, out
+    assert f"labels <- {root / 'web-classification' / 'labels'} (folder; ../web-classification/labels)" in out, out
+
+
+@pytest.mark.parametrize("entry, says", [
+    ("../web-classification/missing.py", "'../web-classification/missing.py' not found: "),
+    ("../web-classification/*.py", "'../web-classification/*.py' is a pattern; prompt flow copies each entry"),
+])
+@pytest.mark.parametrize("verb", ["validate", "up"])
+def test_a_missing_include_or_a_glob_exits_2_naming_the_flow_file_line_and_entry(tmp_path, entry, says, verb):
+    root = two_flows(tmp_path, INCLUDES + f"- {entry}\n")
+    result = devtui(verb, str(root / "deployment.yml"), "-n", unique_name(new_run_id(), "badinclude"), check=2)
+    flow_file = root / "with-includes" / "flow.dag.yaml"
+    assert f"error: {flow_file}:4: additional_includes.2: {says}" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_node_file_no_include_brings_names_the_includes(tmp_path):
+    root = two_flows(tmp_path, INCLUDES.replace("- ../web-classification/convert_to_dict.py\n", ""))
+    result = devtui("validate", str(root / "deployment.yml"), check=2)
+    assert "node 'convert': " in result.stderr and "or to what additional_includes bring into it: labels" \
+        in result.stderr, result.stderr
