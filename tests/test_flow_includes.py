@@ -22,7 +22,8 @@ import yaml
 
 from devtui import spec
 from devtui.engine import Engine, Launch
-from devtui.events import SUCCEEDED, Logs, ReloadFinished
+from devtui.engine.watch import CODE_STEP_MS, Action, classify, watches
+from devtui.events import SUCCEEDED, Logs, ReloadFinished, ReloadStarted
 from flow_reference import start_flow_reference
 from helpers import async_wait_for, devtui, new_run_id, save, unique_name
 
@@ -196,6 +197,31 @@ async def test_served_as_prompt_flow_serves_its_build_and_the_users_folders_are_
     assert tree(root) == before  # nothing written into either flow (no .promptflow/, no __pycache__)
 
 
+async def test_an_edit_of_an_included_file_or_folder_is_staged_served_and_named(tmp_path):
+    root = two_flows(tmp_path / "repo")
+    shared = root / "web-classification"
+    running = Running(root, tmp_path)
+    try:
+        assert await running.engine.start() == SUCCEEDED
+        assert (await running.answer(SHOP))["category"] == "Shopping"
+
+        finished = await running.save(shared / "convert_to_dict.py", CONVERT.replace('"category": category',
+                                                                                     '"category": category.upper()'))
+        assert finished.ok and finished.rung == "swap", finished
+        assert (await running.answer(SHOP))["category"] == "SHOPPING"
+        started = [e for e in running.events if isinstance(e, ReloadStarted)][-1]
+        assert str(shared / "convert_to_dict.py") in started.files
+        assert any(f"convert_to_dict.py <- {shared / 'convert_to_dict.py'}" in line for line in running.lines()
+                   if line.startswith("Flow staged again")), running.lines()
+
+        # A module inside an included folder: the new worker imports it afresh.
+        finished = await running.save(shared / "labels" / "categories.py", CATEGORIES.replace("Shopping", "Retail"))
+        assert finished.ok, finished
+        assert (await running.answer(SHOP))["category"] == "RETAIL"
+    finally:
+        await running.engine.stop()
+
+
 def test_validate_lists_each_include_and_where_it_comes_from(tmp_path):
     root = two_flows(tmp_path)
     out = devtui("validate", str(root / "deployment.yml")).stdout
@@ -222,3 +248,22 @@ def test_a_node_file_no_include_brings_names_the_includes(tmp_path):
     result = devtui("validate", str(root / "deployment.yml"), check=2)
     assert "node 'convert': " in result.stderr and "or to what additional_includes bring into it: labels" \
         in result.stderr, result.stderr
+
+
+def test_includes_are_watched_where_they_live_and_a_save_of_one_is_a_swap(tmp_path):
+    """A folder include as a tree on the fast watcher; a file include's folder alone (not the rest of
+    web-classification's tree), and only that file in it counts."""
+    root = two_flows(tmp_path)
+    (root / "web-classification" / "convert_to_dict.py").rename(root / "convert_to_dict.py")
+    (root / "with-includes" / "flow.dag.yaml").write_text(INCLUDES.replace("../web-classification/convert", "../convert")
+                                                          + FLOW)
+    deployment = spec.load(root / "deployment.yml")
+    shared = root / "web-classification"
+    assert classify(deployment, root / "convert_to_dict.py") == Action.SWAP
+    assert classify(deployment, shared / "labels" / "categories.py") == Action.SWAP
+    assert classify(deployment, shared / "labels" / "__pycache__" / "categories.cpython-311.pyc") is None
+    assert classify(deployment, shared / "flow.dag.yaml") is None  # not included
+    assert classify(deployment, root / "notes.txt") is None  # beside the included file
+    fast = [(w.paths, w.recursive) for w in watches(deployment) if w.step_ms == CODE_STEP_MS]
+    assert ((root / "with-includes", shared / "labels"), True) in fast
+    assert ((root,), False) in fast

@@ -4,7 +4,9 @@ A save in the code folder (or a prompt flow's folder) is a worker swap; in the m
 re-stage and a swap; in a YAML file, a restart; in the conda file, the Dockerfile or a flow's
 requirements.txt, a rebuild (container runtime). A batch of changes takes the largest step any of
 its files needs. Files that the code or model folder's ignore rules leave out (``devtui.ignore``)
-trigger nothing: the cloud would not have them.
+trigger nothing: the cloud would not have them. A prompt flow's ``additional_includes`` are
+watched where they live (a folder as a tree, a file in its folder alone) and a save of one is a
+swap, as a save in the flow folder is; the runtime stages the flow again first.
 """
 
 from __future__ import annotations
@@ -59,6 +61,8 @@ def classify(deployment: LocalDeployment, path: Path, rules: dict[Path, IgnoreRu
     environment = deployment.environment
     if path == environment.conda_file or _inside(path, environment.build_path) or _flow_requirements(deployment, path):
         return Action.REBUILD
+    if _included(deployment, path):
+        return Action.SWAP
     rules = {} if rules is None else rules
     # A prompt flow's folder is its model and its code: a save builds the flow again in a new worker.
     flow = deployment.flow.folder if deployment.flow is not None else None
@@ -70,6 +74,14 @@ def classify(deployment: LocalDeployment, path: Path, rules: dict[Path, IgnoreRu
                 rules[folder] = IgnoreRules(folder)
             return None if rules[folder].ignored(path) else action
     return None
+
+
+def _included(deployment: LocalDeployment, path: Path) -> bool:
+    """Whether PATH is a file that the flow's additional_includes bring (bytecode is not)."""
+    if deployment.flow is None or "__pycache__" in path.parts:
+        return False
+    return any(path == include.source or (include.kind != "file" and _inside(path, include.source))
+               for include in deployment.flow.includes)
 
 
 def _flow_requirements(deployment: LocalDeployment, path: Path) -> bool:
@@ -101,15 +113,31 @@ class Watch:
 def watches(deployment: LocalDeployment) -> list[Watch]:
     """The code (and a prompt flow's folder) on a fast watcher; the rest on slow ones."""
     trees, flat = roots(deployment)
-    code = [p for p in (deployment.flow.folder if deployment.flow is not None else None, deployment.code_dir) if p]
-    code = [c for c in dict.fromkeys(code) if not any(o != c and _inside(c, o) for o in code)]
+    includes = deployment.flow.includes if deployment.flow is not None else ()
+    code = _code_folders(deployment)
     others = [t for t in trees if not any(_inside(t, c) for c in code)]
     found = [Watch(tuple(code), True, CODE_STEP_MS)] if code else []
+    found += _included_files(includes, [*code, *trees])
     if others:
         found.append(Watch(tuple(others), True, OTHER_STEP_MS, leave=tuple(code)))
     if flat:
         found.append(Watch(tuple(flat), False, OTHER_STEP_MS))
     return found
+
+
+def _code_folders(deployment: LocalDeployment) -> list[Path]:
+    """The code folder, a prompt flow's folder and the folders its additional_includes bring."""
+    flow = deployment.flow
+    code = [p for p in (flow.folder if flow is not None else None, deployment.code_dir) if p]
+    code += [include.source for include in (flow.includes if flow else ()) if include.kind != "file"]
+    return [c for c in dict.fromkeys(code) if not any(o != c and _inside(c, o) for o in code)]
+
+
+def _included_files(includes, trees: list[Path]) -> list[Watch]:
+    """An included file's folder, alone: not what else is in it (a repository's top, say)."""
+    folders = dict.fromkeys(i.source.parent for i in includes if i.kind == "file")
+    folders = [f for f in folders if not any(_inside(f, t) for t in trees)]
+    return [Watch(tuple(folders), False, CODE_STEP_MS)] if folders else []
 
 
 def roots(deployment: LocalDeployment) -> tuple[list[Path], list[Path]]:
