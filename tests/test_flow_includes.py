@@ -14,18 +14,20 @@ from __future__ import annotations
 import importlib.util
 import json
 import shutil
+import threading
 from pathlib import Path
 
 import httpx
 import pytest
 import yaml
 
+from dap import DebugClient, local_variables, stopped_frame
 from devtui import spec
 from devtui.engine import Engine, Launch
 from devtui.engine.watch import CODE_STEP_MS, Action, classify, watches
 from devtui.events import SUCCEEDED, Logs, ReloadFinished, ReloadStarted
 from flow_reference import start_flow_reference
-from helpers import async_wait_for, devtui, new_run_id, save, unique_name
+from helpers import async_wait_for, devtui, free_port, new_run_id, save, show, unique_name, wait_for
 
 pytestmark = [pytest.mark.anyio,
               pytest.mark.skipif(importlib.util.find_spec("promptflow.core") is None,
@@ -267,3 +269,58 @@ def test_includes_are_watched_where_they_live_and_a_save_of_one_is_a_swap(tmp_pa
     fast = [(w.paths, w.recursive) for w in watches(deployment) if w.step_ms == CODE_STEP_MS]
     assert ((root / "with-includes", shared / "labels"), True) in fast
     assert ((root,), False) in fast
+
+
+def test_a_breakpoint_in_an_included_file_hits_there(tmp_path):
+    """launch.json maps the staged copy of each include to its source: VS Code sets the breakpoint
+    in web-classification/convert_to_dict.py, and the stop is reported in that file."""
+    root = two_flows(tmp_path / "repo")
+    cwd = tmp_path / "workspace"
+    cwd.mkdir()
+    name = unique_name(new_run_id(), "incdebug")
+    included = root / "web-classification" / "convert_to_dict.py"
+    line = CONVERT.splitlines().index('    return {"category": category, "evidence": evidence}') + 1
+    devtui("up", str(root / "deployment.yml"), "-n", name, "--debug", "--debug-port", str(free_port()),
+           "--detach", cwd=cwd, timeout=300)
+    try:
+        configuration = next(c for c in json.loads((cwd / ".vscode" / "launch.json").read_text())["configurations"]
+                             if c["name"] == f"devtui: attach to {name}")
+        locals_ = {m["localRoot"] for m in configuration["pathMappings"]}
+        assert str(included) in locals_ and str(root / "web-classification" / "labels") in locals_
+        client = DebugClient(configuration)
+        try:
+            client.set_breakpoints(str(included), [line])
+            child = client.next_child()
+            wait_for(lambda: show(name, cwd=cwd)["deployments"][0]["debugger"]["state"] == "attached", timeout=30)
+            answer: dict = {}
+            thread = threading.Thread(target=lambda: answer.update(
+                response=httpx.post(show(name, cwd=cwd)["scoring_uri"], json=SHOP, timeout=60)), daemon=True)
+            thread.start()
+            thread_id, frame = stopped_frame(child)
+            assert Path(frame["source"]["path"]) == included and frame["line"] == line
+            assert local_variables(child, frame["id"])["category"] == "'Shopping'"
+            child.request("continue", {"threadId": thread_id})
+            thread.join(60)
+            assert answer["response"].json() == {"category": "Shopping", "evidence": SHOP["url"]}
+        finally:
+            client.close()
+    finally:
+        devtui("down", "-n", name, cwd=cwd, check=None)
+
+
+def test_launch_json_maps_each_include_before_the_flow_folder_entry_by_entry(tmp_path):
+    """debugpy tries every folder mapping before any file mapping: with a file included, the flow
+    folder is mapped entry by entry, or its folder mapping would claim the included file."""
+    from devtui.runtimes import create
+
+    root = two_flows(tmp_path)
+    deployment = spec.load(root / "deployment.yml")
+    runtime = create(deployment, Launch(), tmp_path / "work", None)
+    stage, flow, shared = runtime.code_path, root / "with-includes", root / "web-classification"
+    assert runtime.debug_mappings() == [
+        (str(shared / "convert_to_dict.py"), f"{stage}/convert_to_dict.py"), (str(shared / "labels"), f"{stage}/labels"),
+        (str(flow / "classify.py"), f"{stage}/classify.py"), (str(flow / "flow.dag.yaml"), f"{stage}/flow.dag.yaml")]
+    assert stage == str(tmp_path / "work" / "azureml-models" / "blue-model" / "1" / "with-includes")
+    container = create(deployment, Launch(runtime="container"), tmp_path / "work", None)
+    assert container.debug_mappings()[0] == (str(shared / "convert_to_dict.py"),
+                                              "/var/azureml-app/azureml-models/blue-model/1/with-includes/convert_to_dict.py")

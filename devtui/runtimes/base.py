@@ -75,6 +75,16 @@ class Runtime(ABC):
             return str(self.deployment.flow.folder)
         return str(self.deployment.code_dir) if self.deployment.code_dir else None
 
+    def debug_mappings(self) -> list[tuple[str, str]]:
+        """VS Code's pathMappings, (localRoot, remoteRoot) each: the code (or flow) folder to where it
+        runs; a flow's additional_includes each to its own source."""
+        local, remote, flow = self.local_code, self.code_path, self.deployment.flow
+        if flow is not None and flow.includes and remote:
+            from .flow_staging import debug_mappings
+
+            return debug_mappings(flow, remote)
+        return [(str(local), remote)] if local and remote else []
+
     @property
     def local_code(self) -> Path | None:
         """The folder of the code a save reloads, on this machine: the code folder, or the flow's."""
@@ -146,4 +156,6 @@ class Runtime(ABC):
         """Where the server runs, as `show` lists it (pid or container ids) and the debugger's
         path mapping needs it (the code's folder here and as the server sees it)."""
         local = self.local_code
-        return Placement(local_code=str(local) if local else None, code_path=self.code_path)
+        flow = self.deployment.flow
+        mappings = tuple(self.debug_mappings()) if flow is not None and flow.includes else ()
+        return Placement(local_code=str(local) if local else None, code_path=self.code_path, debug_mappings=mappings)

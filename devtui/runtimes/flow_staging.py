@@ -7,7 +7,8 @@ The stage is a folder under the deployment's workdir, of copies (never links: pr
 into the folder it serves, and the user's folders are never written). Both runtimes serve from
 it: the process runtime in place, the container runtime copies it into the model volume. Staging
 again copies only what changed and removes what the sources no longer have, so a save of an
-included file costs one copy before the worker swap."""
+included file costs one copy before the worker swap. ``debug_mappings`` tells VS Code where each
+staged file really lives."""
 
 from __future__ import annotations
 
@@ -111,4 +112,17 @@ def _pack(folder: Path, target: Path) -> None:
         for path in _walk(folder):
             archive.write(path, f"{folder.name}/{path.relative_to(folder).as_posix()}")
     os.replace(temporary, target)
+
+
+def debug_mappings(flow: FlowSpec, remote: str) -> list[tuple[str, str]]:
+    """VS Code's pathMappings for a stage at REMOTE (as the server sees it): each include to its
+    source, then the flow folder. debugpy tries every folder mapping before any file mapping, so
+    where a file is included the flow folder is mapped entry by entry (else the folder's mapping
+    would claim the included file too)."""
+    mappings = [(str(i.source), f"{remote}/{i.name}") for i in flow.includes if i.kind != "zip"]
+    if not any(i.kind == "file" for i in flow.includes):
+        return [*mappings, (str(flow.folder), remote)]
+    included = {i.name for i in flow.includes}
+    own = sorted(entry.name for entry in flow.folder.iterdir() if entry.name not in included)
+    return [*mappings, *((str(flow.folder / name), f"{remote}/{name}") for name in own)]
 
