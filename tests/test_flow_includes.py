@@ -324,3 +324,32 @@ def test_launch_json_maps_each_include_before_the_flow_folder_entry_by_entry(tmp
     container = create(deployment, Launch(runtime="container"), tmp_path / "work", None)
     assert container.debug_mappings()[0] == (str(shared / "convert_to_dict.py"),
                                               "/var/azureml-app/azureml-models/blue-model/1/with-includes/convert_to_dict.py")
+
+
+def test_in_containers_the_stage_is_what_the_storage_initializer_copies_and_a_save_syncs(tmp_path, endpoint):
+    """The container runtime serves the same stage: the storage-initializer copies it into the model
+    volume (the included files under the flow folder), and a save of an included file is staged and
+    synced into the running container."""
+    root = two_flows(tmp_path / "repo")
+    before = tree(root)
+    name = endpoint("fc-includes")
+    reference = start_flow_reference(pf_flow_build(root / "with-includes", tmp_path / "built"), tmp_path)
+    try:
+        devtui("up", str(root / "deployment.yml"), "--runtime", "container", "--detach", "-n", name, timeout=600)
+        url = show(name)["scoring_uri"]
+        assert httpx.post(url, json=SHOP, timeout=30).json() == httpx.post(f"{reference.url}/score", json=SHOP,
+                                                                           timeout=30).json()
+    finally:
+        reference.stop()
+    initializer = devtui("logs", "-n", name, "--container", "storage-initializer").stdout
+    assert "blue-model/1/with-includes/convert_to_dict.py" in initializer, initializer
+    assert "blue-model/1/with-includes/labels/categories.py" in initializer, initializer
+    assert f"additional include convert_to_dict.py <- {root / 'web-classification' / 'convert_to_dict.py'}" \
+        in initializer, initializer
+
+    save(root / "web-classification" / "convert_to_dict.py",
+         CONVERT.replace('"category": category', '"category": category.upper()'))
+    wait_for(lambda: httpx.post(url, json=SHOP, timeout=30).json()["category"] == "SHOPPING", timeout=90,
+             interval=0.2, message="the included file's save to be served in the container")
+    assert {k: v for k, v in tree(root).items() if k != "web-classification/convert_to_dict.py"} == \
+        {k: v for k, v in before.items() if k != "web-classification/convert_to_dict.py"}
