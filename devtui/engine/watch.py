@@ -4,9 +4,10 @@ A save in the code folder (or a prompt flow's folder) is a worker swap; in the m
 re-stage and a swap; in a YAML file, a restart; in the conda file, the Dockerfile or a flow's
 requirements.txt, a rebuild (container runtime). A batch of changes takes the largest step any of
 its files needs. Files that the code or model folder's ignore rules leave out (``devtui.ignore``)
-trigger nothing: the cloud would not have them. A prompt flow's ``additional_includes`` are
-watched where they live (a folder as a tree, a file in its folder alone) and a save of one is a
-swap, as a save in the flow folder is; the runtime stages the flow again first.
+trigger nothing: the cloud would not have them. What a prompt flow brings from outside its folder,
+its ``additional_includes`` and the targets of its links, is watched where it lives (a folder as a
+tree, a file in its folder alone) and a save of one is a swap, as a save in the flow folder is;
+the runtime stages the flow again first where it serves a stage.
 """
 
 from __future__ import annotations
@@ -76,12 +77,21 @@ def classify(deployment: LocalDeployment, path: Path, rules: dict[Path, IgnoreRu
     return None
 
 
+def _brought(deployment: LocalDeployment) -> list[tuple[Path, bool]]:
+    """(where it lives, whether a folder) for what a flow brings from elsewhere: its includes, and
+    what its links lead to (resolved, as a change is)."""
+    flow = deployment.flow
+    if flow is None:
+        return []
+    found = [(include.source, include.kind != "file") for include in flow.includes]
+    return found + [(target, target.is_dir()) for target in (link.resolve() for link in flow.links)]
+
+
 def _included(deployment: LocalDeployment, path: Path) -> bool:
-    """Whether PATH is a file that the flow's additional_includes bring (bytecode is not)."""
-    if deployment.flow is None or "__pycache__" in path.parts:
+    """Whether PATH is a file that the flow's includes or links bring (bytecode is not)."""
+    if "__pycache__" in path.parts:
         return False
-    return any(path == include.source or (include.kind != "file" and _inside(path, include.source))
-               for include in deployment.flow.includes)
+    return any(path == source or (folder and _inside(path, source)) for source, folder in _brought(deployment))
 
 
 def _flow_requirements(deployment: LocalDeployment, path: Path) -> bool:
@@ -113,11 +123,10 @@ class Watch:
 def watches(deployment: LocalDeployment) -> list[Watch]:
     """The code (and a prompt flow's folder) on a fast watcher; the rest on slow ones."""
     trees, flat = roots(deployment)
-    includes = deployment.flow.includes if deployment.flow is not None else ()
     code = _code_folders(deployment)
     others = [t for t in trees if not any(_inside(t, c) for c in code)]
     found = [Watch(tuple(code), True, CODE_STEP_MS)] if code else []
-    found += _included_files(includes, [*code, *trees])
+    found += _brought_files(deployment, [*code, *trees])
     if others:
         found.append(Watch(tuple(others), True, OTHER_STEP_MS, leave=tuple(code)))
     if flat:
@@ -126,16 +135,16 @@ def watches(deployment: LocalDeployment) -> list[Watch]:
 
 
 def _code_folders(deployment: LocalDeployment) -> list[Path]:
-    """The code folder, a prompt flow's folder and the folders its additional_includes bring."""
+    """The code folder, a prompt flow's folder and the folders its includes and links bring."""
     flow = deployment.flow
     code = [p for p in (flow.folder if flow is not None else None, deployment.code_dir) if p]
-    code += [include.source for include in (flow.includes if flow else ()) if include.kind != "file"]
+    code += [source for source, folder in _brought(deployment) if folder]
     return [c for c in dict.fromkeys(code) if not any(o != c and _inside(c, o) for o in code)]
 
 
-def _included_files(includes, trees: list[Path]) -> list[Watch]:
-    """An included file's folder, alone: not what else is in it (a repository's top, say)."""
-    folders = dict.fromkeys(i.source.parent for i in includes if i.kind == "file")
+def _brought_files(deployment: LocalDeployment, trees: list[Path]) -> list[Watch]:
+    """An included (or linked) file's folder, alone: not what else is in it (a repository's top, say)."""
+    folders = dict.fromkeys(source.parent for source, folder in _brought(deployment) if not folder)
     folders = [f for f in folders if not any(_inside(f, t) for t in trees)]
     return [Watch(tuple(folders), False, CODE_STEP_MS)] if folders else []
 

@@ -10,8 +10,8 @@ app (``--flow``), as in the process runtime. What it overrides of the container 
 - the connection files of ``--connections`` are copied into the container before it starts, and
   ``DEVTUI_FLOW_CONNECTIONS`` names them where the server sees them;
 - the debugger maps the flow folder on this machine to its folder in the container;
-- a flow with ``additional_includes`` is staged on this machine first (``flow_staging``), and that
-  stage is what the storage-initializer copies and a save syncs.
+- a flow with ``additional_includes`` or symbolic links is staged on this machine first
+  (``flow_staging``), and that stage is what the storage-initializer copies and a save syncs.
 
 A flow on another image with an ``inference_config`` is a bring-your-own container (``own_container.py``).
 """
@@ -38,7 +38,9 @@ class FlowContainerRuntime(ContainerRuntime):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         flow = self.deployment.flow
-        self.flow_stage = FlowStage(flow, self.workdir / "flow-stage" / flow.folder.name) if flow.includes else None
+        # Links too: a copy through the Docker API would carry a link, not what it leads to.
+        staged = flow.includes or flow.links
+        self.flow_stage = FlowStage(flow, self.workdir / "flow-stage" / flow.folder.name) if staged else None
 
     def _connect(self) -> None:
         super()._connect()
@@ -49,8 +51,8 @@ class FlowContainerRuntime(ContainerRuntime):
         if self.flow_stage is not None and not self.stopping:
             self._log(STORAGE_INITIALIZER, [f"additional include {include}" for include in self.deployment.flow.includes])
             files = self.flow_stage.stage()
-            self._log(STORAGE_INITIALIZER, [f"flow staged with its additional_includes: {len(files)} files in "
-                                            f"{self.flow_stage.target}"])
+            self._log(STORAGE_INITIALIZER, [f"flow staged with what its additional_includes and links bring: "
+                                            f"{len(files)} files in {self.flow_stage.target}"])
         super()._stage()
 
     def _apply(self, swap: bool) -> None:

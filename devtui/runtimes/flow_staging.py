@@ -1,5 +1,6 @@
 """A flow with ``additional_includes``, staged as `pf flow build` lays it out: the flow folder's
-files (less what its ignore rules leave out, as the cloud's upload would), then each include, a
+files (less what its ignore rules leave out, as the cloud's upload would; a link's target, a linked
+folder's files, as prompt flow follows them), then each include, a
 file under its own name, a folder with its contents, a ``X.zip`` entry as its folder packed; an
 include wins over a flow file of the same name, as in prompt flow's copy.
 
@@ -28,6 +29,10 @@ _WRITTEN_BY_SERVING = ("__pycache__", ".promptflow")
 def staged_files(flow: FlowSpec) -> dict[str, Path]:
     """relative path in the stage -> the file it is a copy of (zip entries excluded)."""
     files = {path.relative_to(flow.folder).as_posix(): path for path in kept_files(flow.folder)}
+    for link in flow.links:  # a linked folder's files, as prompt flow's build walks into it
+        if link.is_dir():
+            files.update({f"{link.relative_to(flow.folder).as_posix()}/{path.relative_to(link).as_posix()}": path
+                          for path in kept_files(link)})
     for include in flow.includes:
         if include.kind == "file":
             files[include.name] = include.source

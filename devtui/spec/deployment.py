@@ -123,6 +123,7 @@ class FlowSpec:
     sample: dict | None = None  # samples.json, else the inputs' defaults
     requirements: Path | None = None  # absolute: the flow's requirements.txt
     includes: tuple[FlowInclude, ...] = ()  # additional_includes, resolved: devtui stages them
+    links: tuple[Path, ...] = ()  # symbolic links in the folder, each one prompt flow can follow
     runtime_image: bool = True  # the image is prompt flow's runtime image: devtui serves the flow
     # The routes the flow answers at: the YAML's inference_config, else DEFAULT_FLOW_ROUTES. With the
     # runtime image this is the only place they are: `EnvironmentSpec.inference_config` stays None,

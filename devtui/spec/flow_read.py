@@ -17,6 +17,7 @@ from typing import Any
 from .deployment import FlowInclude, FlowInput, FlowNode, FlowSpec
 from .flow_check import _check_dag
 from .flow_includes import _provided, _read_includes
+from .flow_links import _read_links
 from .messages import _describe
 from .paths import _absolute
 from .problems import Problem
@@ -68,7 +69,7 @@ class _FlowReader:
         return FlowSpec(
             folder=self.folder, flow_file=self.flow_file, kind=self.kind, inputs=inputs, outputs=outputs,
             nodes=nodes, chat_output=chat_output, sample=self._sample(inputs), requirements=self._requirements(),
-            includes=includes,
+            includes=includes, links=_read_links(self.folder, self.file, self.problems) if self.whole_folder else (),
         )
 
     # -- the file
