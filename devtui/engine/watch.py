@@ -53,7 +53,8 @@ def _inside(path: Path, folder: Path | None) -> bool:
     return folder is not None and (path == folder or folder in path.parents)
 
 
-def classify(deployment: LocalDeployment, path: Path, rules: dict[Path, IgnoreRules] | None = None) -> Action | None:
+def classify(deployment: LocalDeployment, path: Path, rules: dict[Path, IgnoreRules] | None = None,
+             connections: tuple[Path, ...] = ()) -> Action | None:
     """The action a change of ``path`` needs; None for a file that is not part of the deployment,
     or one the folder's ignore rules leave out (``rules``: folder -> its rules, read once per batch)."""
     path = path.resolve()
@@ -62,8 +63,8 @@ def classify(deployment: LocalDeployment, path: Path, rules: dict[Path, IgnoreRu
     environment = deployment.environment
     if path == environment.conda_file or _inside(path, environment.build_path) or _flow_requirements(deployment, path):
         return Action.REBUILD
-    if _included(deployment, path):
-        return Action.SWAP
+    if _included(deployment, path) or path in connections:
+        return Action.SWAP  # a connection file: the runtime sees it changed and swaps
     rules = {} if rules is None else rules
     # A prompt flow's folder is its model and its code: a save builds the flow again in a new worker.
     flow = deployment.flow.folder if deployment.flow is not None else None
@@ -120,13 +121,13 @@ class Watch:
         return not any(_inside(Path(name), folder) for folder in self.leave)
 
 
-def watches(deployment: LocalDeployment) -> list[Watch]:
+def watches(deployment: LocalDeployment, connections: tuple[Path, ...] = ()) -> list[Watch]:
     """The code (and a prompt flow's folder) on a fast watcher; the rest on slow ones."""
     trees, flat = roots(deployment)
     code = _code_folders(deployment)
     others = [t for t in trees if not any(_inside(t, c) for c in code)]
     found = [Watch(tuple(code), True, CODE_STEP_MS)] if code else []
-    found += _brought_files(deployment, [*code, *trees])
+    found += _brought_files(deployment, [*code, *trees], connections)
     if others:
         found.append(Watch(tuple(others), True, OTHER_STEP_MS, leave=tuple(code)))
     if flat:
@@ -142,9 +143,11 @@ def _code_folders(deployment: LocalDeployment) -> list[Path]:
     return [c for c in dict.fromkeys(code) if not any(o != c and _inside(c, o) for o in code)]
 
 
-def _brought_files(deployment: LocalDeployment, trees: list[Path]) -> list[Watch]:
-    """An included (or linked) file's folder, alone: not what else is in it (a repository's top, say)."""
-    folders = dict.fromkeys(source.parent for source, folder in _brought(deployment) if not folder)
+def _brought_files(deployment: LocalDeployment, trees: list[Path], connections: tuple[Path, ...]) -> list[Watch]:
+    """An included (or linked) file's folder, and a connection file's, alone: not what else is in it
+    (a repository's top, say)."""
+    files = [source for source, folder in _brought(deployment) if not folder] + list(connections)
+    folders = dict.fromkeys(file.parent for file in files)
     folders = [f for f in folders if not any(_inside(f, t) for t in trees)]
     return [Watch(tuple(folders), False, CODE_STEP_MS)] if folders else []
 
@@ -163,8 +166,11 @@ def roots(deployment: LocalDeployment) -> tuple[list[Path], list[Path]]:
     return trees, files
 
 
-async def batches(deployment: LocalDeployment, stop: asyncio.Event) -> AsyncIterator[Batch]:
-    """The changes that matter, as they come, until ``stop`` is set."""
+async def batches(deployment: LocalDeployment, stop: asyncio.Event,
+                  connections: tuple[Path, ...] = ()) -> AsyncIterator[Batch]:
+    """The changes that matter, as they come, until ``stop`` is set; ``connections``: a prompt
+    flow's connection files (``--connections``), which a save applies as a swap."""
+    connections = tuple(path.resolve() for path in connections)
     queue: asyncio.Queue[set] = asyncio.Queue()
 
     async def pump(watch: Watch) -> None:
@@ -173,7 +179,7 @@ async def batches(deployment: LocalDeployment, stop: asyncio.Event) -> AsyncIter
                                                watch_filter=watch.wants if watch.leave else None):
             queue.put_nowait(changes)
 
-    pumps = [asyncio.create_task(pump(watch)) for watch in watches(deployment)]
+    pumps = [asyncio.create_task(pump(watch)) for watch in watches(deployment, connections)]
     stopped = asyncio.create_task(stop.wait())
     try:
         while not stop.is_set():
@@ -188,11 +194,11 @@ async def batches(deployment: LocalDeployment, stop: asyncio.Event) -> AsyncIter
             changes = getter.result()
             while not queue.empty():  # two watchers may have seen the same save
                 changes |= queue.get_nowait()
-            actions = _actions(deployment, changes)
+            actions = _actions(deployment, changes, connections)
             if any(_being_written(path) for path in actions):
                 try:
                     changes |= await asyncio.wait_for(queue.get(), EMPTY_SETTLE_S)
-                    actions = _actions(deployment, changes)
+                    actions = _actions(deployment, changes, connections)
                 except TimeoutError:
                     pass  # it stays empty: that is the save
             if actions:
@@ -202,11 +208,11 @@ async def batches(deployment: LocalDeployment, stop: asyncio.Event) -> AsyncIter
             task.cancel()
 
 
-def _actions(deployment: LocalDeployment, changes: set) -> dict[Path, Action]:
+def _actions(deployment: LocalDeployment, changes: set, connections: tuple[Path, ...] = ()) -> dict[Path, Action]:
     actions = {}
     rules: dict[Path, IgnoreRules] = {}  # read once per batch: a save of .amlignore applies at once
     for _, name in changes:
-        action = classify(deployment, Path(name), rules)
+        action = classify(deployment, Path(name), rules, connections)
         if action is not None:
             actions[Path(name)] = action
     return actions

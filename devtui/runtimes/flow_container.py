@@ -22,7 +22,9 @@ import io
 import tarfile
 from pathlib import PurePosixPath
 
-from ..events import STORAGE_INITIALIZER
+from ..events import DEVTUI, STORAGE_INITIALIZER
+from ..scrub import Scrubber
+from .connection_files import ConnectionFiles
 from ..flow_image import FlowImageBuilder
 from .container import APP, ContainerRuntime
 from .flow_staging import FlowStage
@@ -37,6 +39,7 @@ class FlowContainerRuntime(ContainerRuntime):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        self.connection_files = ConnectionFiles(())
         flow = self.deployment.flow
         # Links too: a copy through the Docker API would carry a link, not what it leads to.
         staged = flow.includes or flow.links
@@ -58,7 +61,22 @@ class FlowContainerRuntime(ContainerRuntime):
     def _apply(self, swap: bool) -> None:
         if self.flow_stage is not None:
             self.flow_stage.stage()  # the sync below copies what changed in the stage
+        if self.connection_files.files and self._connections_changed():
+            swap = True  # the new worker reads the files afresh
         super()._apply(swap)
+
+    def _connections_changed(self) -> bool:
+        """Whether a --connections file changed since it was copied in; if so, it is copied in again,
+        the log hides its new secrets too, and one line says which connections and keys changed."""
+        changed = self.connection_files.changes()
+        if changed:
+            self._before_start(self.server)
+            pump = self.server_log.pump
+            if pump is not None:
+                pump.scrubber = pump.scrubber.adding(Scrubber.of(self.deployment, self.launch.connections))
+                changed = pump.scrubber.lines(changed)
+            self._log(DEVTUI, changed)
+        return bool(changed)
 
     @property
     def flow_dir(self) -> PurePosixPath:
@@ -79,6 +97,7 @@ class FlowContainerRuntime(ContainerRuntime):
         return self.server_environment(None, self.model_dir, self.connection_paths())
 
     def _before_start(self, container) -> None:
+        self.connection_files = ConnectionFiles(self.launch.connections)
         if not self.launch.connections:
             return
         buffer = io.BytesIO()

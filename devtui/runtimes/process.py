@@ -27,6 +27,7 @@ from ..events import DEVTUI, INFERENCE_SERVER, STORAGE_INITIALIZER, Placement
 from ..ignore import kept_files
 from ..scrub import Scrubber
 from .base import RELOAD_SIGNAL, STOP_GRACE_S, SWAP_SIGNAL, Runtime
+from .connection_files import ConnectionFiles
 from .flow_staging import FlowStage
 from .output_pipe import OutputPipe
 
@@ -94,6 +95,7 @@ class ProcessRuntime(Runtime):
         self.tasks: list[asyncio.Task] = []
         self.stopping = False
         self.scrubber = Scrubber()
+        self.connection_files = ConnectionFiles(())
         flow = self.deployment.flow
         self.flow_stage = FlowStage(flow, self.model_dir / flow.folder.name) if flow and flow.includes else None
 
@@ -184,6 +186,7 @@ class ProcessRuntime(Runtime):
     async def start(self, first_revision: int) -> None:
         # Built at each start: the deployment's environment and its connection files as they are now.
         self.scrubber = Scrubber.of(self.deployment, self.launch.connections)
+        self.connection_files = ConnectionFiles(self.launch.connections)
         events_r, events_w = os.pipe()
         command = self.server_command(
             [sys.executable], self.host, self.port, first_revision,
@@ -235,8 +238,21 @@ class ProcessRuntime(Runtime):
     async def reload(self, swap: bool = False) -> None:
         if self.flow_stage is not None:
             await asyncio.to_thread(self._restage_flow)
+        if self.connection_files.files and await asyncio.to_thread(self._connections_changed):
+            swap = True  # the new worker reads the files afresh
         if self.process and self.process.returncode is None:
             self.process.send_signal(signal.Signals[SWAP_SIGNAL if swap else RELOAD_SIGNAL])
+
+    def _connections_changed(self) -> bool:
+        """Whether a --connections file changed since it was read; if so, its new secrets are hidden
+        from now on (and the old ones still) and one line says which connections and keys changed."""
+        changed = self.connection_files.changes()
+        if changed:
+            self.scrubber = self.scrubber.adding(Scrubber.of(self.deployment, self.launch.connections))
+            if self.output is not None:
+                self.output.scrubber = self.scrubber
+            self.sink.log(DEVTUI, self.scrubber.lines(changed))
+        return bool(changed)
 
     def _restage_flow(self) -> None:
         """Bring the flow's stage up to date before the swap builds it again; one line says what."""
