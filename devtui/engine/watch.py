@@ -78,7 +78,7 @@ def classify(deployment: LocalDeployment, path: Path, rules: dict[Path, IgnoreRu
     return None
 
 
-def _brought(deployment: LocalDeployment) -> list[tuple[Path, bool]]:
+def brought(deployment: LocalDeployment) -> list[tuple[Path, bool]]:
     """(where it lives, whether a folder) for what a flow brings from elsewhere: its includes, and
     what its links lead to (resolved, as a change is)."""
     flow = deployment.flow
@@ -92,7 +92,7 @@ def _included(deployment: LocalDeployment, path: Path) -> bool:
     """Whether PATH is a file that the flow's includes or links bring (bytecode is not)."""
     if "__pycache__" in path.parts:
         return False
-    return any(path == source or (folder and _inside(path, source)) for source, folder in _brought(deployment))
+    return any(path == source or (folder and _inside(path, source)) for source, folder in brought(deployment))
 
 
 def _flow_requirements(deployment: LocalDeployment, path: Path) -> bool:
@@ -139,14 +139,14 @@ def _code_folders(deployment: LocalDeployment) -> list[Path]:
     """The code folder, a prompt flow's folder and the folders its includes and links bring."""
     flow = deployment.flow
     code = [p for p in (flow.folder if flow is not None else None, deployment.code_dir) if p]
-    code += [source for source, folder in _brought(deployment) if folder]
+    code += [source for source, folder in brought(deployment) if folder]
     return [c for c in dict.fromkeys(code) if not any(o != c and _inside(c, o) for o in code)]
 
 
 def _brought_files(deployment: LocalDeployment, trees: list[Path], connections: tuple[Path, ...]) -> list[Watch]:
     """An included (or linked) file's folder, and a connection file's, alone: not what else is in it
     (a repository's top, say)."""
-    files = [source for source, folder in _brought(deployment) if not folder] + list(connections)
+    files = [source for source, folder in brought(deployment) if not folder] + list(connections)
     folders = dict.fromkeys(file.parent for file in files)
     folders = [f for f in folders if not any(_inside(f, t) for t in trees)]
     return [Watch(tuple(folders), False, CODE_STEP_MS)] if folders else []

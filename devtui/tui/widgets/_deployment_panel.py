@@ -11,7 +11,7 @@ from textual.widgets import Static
 
 from ...masking import mask
 from ...spec import FlowSpec, LocalDeployment
-from ...engine.watch import roots
+from ...engine.watch import brought, roots
 
 
 def _size(path: Path) -> str:
@@ -121,5 +121,6 @@ class DeploymentPanel(Static):
                                   f"max concurrent {s.max_concurrent_requests_per_instance}")
         table.add_row("instances", f"{d.instance_count} x {d.instance_type or '-'} (not used locally)")
         trees, flat = roots(d)
-        table.add_row("watching", "\n".join([*map(_short, trees), *(f"{_short(f)} (YAML)" for f in flat)]))
+        shared = [f"{_short(source)} (shared)" for source, _ in brought(d)]  # a flow's includes and link targets
+        table.add_row("watching", "\n".join([*map(_short, trees), *shared, *(f"{_short(f)} (YAML)" for f in flat)]))
         self.update(table)
