@@ -11,6 +11,7 @@ the process runtime, a real debug client, and the CLI as a user runs it."""
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import json
 import shutil
@@ -222,6 +223,64 @@ async def test_an_edit_of_an_included_file_or_folder_is_staged_served_and_named(
         assert (await running.answer(SHOP))["category"] == "RETAIL"
     finally:
         await running.engine.stop()
+
+
+async def test_an_include_added_to_the_flow_file_is_staged_and_watched_from_then_on(tmp_path):
+    """A save of flow.dag.yaml that changes additional_includes reads the deployment again (a restart):
+    the new include is served, then a save of it is too. A later include wins over the flow's own
+    file of the same name, as in prompt flow's copy."""
+    root = two_flows(tmp_path / "repo", INCLUDES.replace("- ../web-classification/convert_to_dict.py\n", ""))
+    shared = root / "web-classification" / "convert_to_dict.py"
+    (root / "with-includes" / "convert_to_dict.py").write_text(CONVERT)
+    save(shared, CONVERT.replace('"category": category', '"category": category.upper()'))
+    running = Running(root, tmp_path)
+    try:
+        assert await running.engine.start() == SUCCEEDED
+        assert (await running.answer(SHOP))["category"] == "Shopping"
+
+        async def category() -> str:
+            try:
+                return (await running.answer(SHOP))["category"]
+            except (httpx.TransportError, AssertionError):
+                return ""  # restarting
+
+        save(root / "with-includes" / "flow.dag.yaml", INCLUDES + FLOW)
+        await async_wait_for_async(category, "SHOPPING")
+        save(shared, CONVERT.replace('"category": category', '"category": category.lower()'))
+        await async_wait_for_async(category, "shopping")
+    finally:
+        await running.engine.stop()
+
+
+async def test_an_include_removed_while_serving_is_said_and_the_last_good_flow_keeps_serving(tmp_path):
+    root = two_flows(tmp_path / "repo")
+    shared = root / "web-classification" / "convert_to_dict.py"
+    running = Running(root, tmp_path)
+    try:
+        assert await running.engine.start() == SUCCEEDED
+        shared.unlink()
+        await async_wait_for(lambda: any("no longer exists" in line for line in running.lines()), 60,
+                             message="the missing include to be said")
+        line = next(line for line in running.lines() if "no longer exists" in line)
+        assert f"{shared}, which additional_includes bring into the flow ('../web-classification/convert_to_dict.py'" \
+               in line and "restore it, or remove the entry" in line, line
+        assert (await running.answer(SHOP))["category"] == "Shopping"
+    finally:
+        await running.engine.stop()
+
+
+async def async_wait_for_async(answer, expected: str, timeout: float = 60) -> None:
+    """Poll the coroutine function ANSWER until it gives EXPECTED, up to the deadline."""
+    seen: list[str] = []
+
+    async def check() -> bool:
+        seen.append(await answer())
+        return seen[-1] == expected
+
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await check():
+        assert asyncio.get_running_loop().time() < deadline, f"expected {expected!r}, last answers {seen[-5:]}"
+        await asyncio.sleep(0.05)  # the poll's interval, with a deadline: not a wait for a state
 
 
 def test_validate_lists_each_include_and_where_it_comes_from(tmp_path):

@@ -22,6 +22,7 @@ import watchfiles
 
 from ..ignore import IgnoreRules
 from ..spec import LocalDeployment
+from ..spec.flow_includes import includes_changed
 
 # watchfiles yields a batch once a step passes with no new change, so one to two steps after a
 # save. A save of code is the patch rung's whole critical path: its folders are watched with a
@@ -58,7 +59,7 @@ def classify(deployment: LocalDeployment, path: Path, rules: dict[Path, IgnoreRu
     """The action a change of ``path`` needs; None for a file that is not part of the deployment,
     or one the folder's ignore rules leave out (``rules``: folder -> its rules, read once per batch)."""
     path = path.resolve()
-    if path in {deployment.deployment_file, deployment.endpoint_file}:
+    if path in {deployment.deployment_file, deployment.endpoint_file} or _includes_changed(deployment, path):
         return Action.RESTART
     environment = deployment.environment
     if path == environment.conda_file or _inside(path, environment.build_path) or _flow_requirements(deployment, path):
@@ -76,6 +77,13 @@ def classify(deployment: LocalDeployment, path: Path, rules: dict[Path, IgnoreRu
                 rules[folder] = IgnoreRules(folder)
             return None if rules[folder].ignored(path) else action
     return None
+
+
+def _includes_changed(deployment: LocalDeployment, path: Path) -> bool:
+    """A save of the flow file that changes its additional_includes: the deployment is read again
+    (a restart), so the new includes are staged and watched."""
+    flow = deployment.flow
+    return flow is not None and path == (flow.folder / flow.flow_file).resolve() and includes_changed(flow)
 
 
 def brought(deployment: LocalDeployment) -> list[tuple[Path, bool]]:

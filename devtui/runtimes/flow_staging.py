@@ -21,6 +21,7 @@ from pathlib import Path
 
 from ..ignore import kept_files
 from ..spec import FlowSpec
+from .base import RuntimeFailure
 
 # What Python and prompt flow write into the folder they serve: never the sources' business.
 _WRITTEN_BY_SERVING = ("__pycache__", ".promptflow")
@@ -34,6 +35,9 @@ def staged_files(flow: FlowSpec) -> dict[str, Path]:
             files.update({f"{link.relative_to(flow.folder).as_posix()}/{path.relative_to(link).as_posix()}": path
                           for path in kept_files(link)})
     for include in flow.includes:
+        if not include.source.exists():
+            raise RuntimeFailure(f"{include.source}, which additional_includes bring into the flow ({include.entry!r} in "
+                                 f"{flow.folder / flow.flow_file}), no longer exists: restore it, or remove the entry")
         if include.kind == "file":
             files[include.name] = include.source
         elif include.kind == "folder":

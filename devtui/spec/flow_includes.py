@@ -16,7 +16,7 @@ from typing import Any
 from .deployment import FlowInclude
 from .messages import _describe
 from .problems import Problem
-from .yaml_lines import _Document
+from .yaml_lines import _Document, _read_yaml
 
 KEY = "additional_includes"
 _GLOB = set("*?[")
@@ -77,3 +77,15 @@ def _provided(includes: tuple[FlowInclude, ...], relative: str) -> Path | None:
             if candidate.is_file():
                 return candidate
     return None
+
+
+def includes_changed(flow) -> bool:
+    """Whether FLOW's file (a FlowSpec's) now lists other additional_includes than it was read with:
+    then the deployment must be read again (new places to stage and watch). A file that cannot be
+    read now is not: the swap its save makes reports why."""
+    if flow.kind == "prompty":
+        return False
+    doc = _read_yaml(flow.folder / flow.flow_file, [])
+    if doc is None or not isinstance(doc.data, dict):
+        return False
+    return (doc.data.get(KEY) or []) != [include.entry for include in flow.includes]
