@@ -330,25 +330,35 @@ def test_includes_are_watched_where_they_live_and_a_save_of_one_is_a_swap(tmp_pa
     assert ((root,), False) in fast
 
 
-def test_a_breakpoint_in_an_included_file_hits_there(tmp_path):
+@pytest.mark.parametrize("runtime", ["process", "container"])
+def test_a_breakpoint_in_an_included_file_hits_there(tmp_path, request, runtime):
     """launch.json maps the staged copy of each include to its source: VS Code sets the breakpoint
     in web-classification/convert_to_dict.py, and the stop is reported in that file."""
+    if runtime == "container":
+        request.getfixturevalue("docker_client")  # skips (or, under CI, fails) without an engine
     root = two_flows(tmp_path / "repo")
+    configuration = debug_stop_in_shared_file(root, tmp_path, runtime)
+    locals_ = {m["localRoot"] for m in configuration["pathMappings"]}
+    assert str(root / "web-classification" / "labels") in locals_
+
+
+def debug_stop_in_shared_file(root: Path, tmp_path: Path, runtime: str) -> dict:
+    """`up --debug`, a real debug client attached with the configuration devtui wrote, a breakpoint
+    in web-classification/convert_to_dict.py: a request stops there, shown in that file. Returns the
+    configuration."""
     cwd = tmp_path / "workspace"
     cwd.mkdir()
-    name = unique_name(new_run_id(), "incdebug")
-    included = root / "web-classification" / "convert_to_dict.py"
+    name = unique_name(new_run_id(), f"shareddebug{runtime[0]}")
+    shared = root / "web-classification" / "convert_to_dict.py"
     line = CONVERT.splitlines().index('    return {"category": category, "evidence": evidence}') + 1
-    devtui("up", str(root / "deployment.yml"), "-n", name, "--debug", "--debug-port", str(free_port()),
-           "--detach", cwd=cwd, timeout=300)
+    devtui("up", str(root / "deployment.yml"), "-n", name, "--runtime", runtime, "--debug", "--debug-port",
+           str(free_port()), "--detach", cwd=cwd, timeout=600)
     try:
         configuration = next(c for c in json.loads((cwd / ".vscode" / "launch.json").read_text())["configurations"]
                              if c["name"] == f"devtui: attach to {name}")
-        locals_ = {m["localRoot"] for m in configuration["pathMappings"]}
-        assert str(included) in locals_ and str(root / "web-classification" / "labels") in locals_
         client = DebugClient(configuration)
         try:
-            client.set_breakpoints(str(included), [line])
+            client.set_breakpoints(str(shared), [line])
             child = client.next_child()
             wait_for(lambda: show(name, cwd=cwd)["deployments"][0]["debugger"]["state"] == "attached", timeout=30)
             answer: dict = {}
@@ -356,7 +366,7 @@ def test_a_breakpoint_in_an_included_file_hits_there(tmp_path):
                 response=httpx.post(show(name, cwd=cwd)["scoring_uri"], json=SHOP, timeout=60)), daemon=True)
             thread.start()
             thread_id, frame = stopped_frame(child)
-            assert Path(frame["source"]["path"]) == included and frame["line"] == line
+            assert Path(frame["source"]["path"]) == shared and frame["line"] == line
             assert local_variables(child, frame["id"])["category"] == "'Shopping'"
             child.request("continue", {"threadId": thread_id})
             thread.join(60)
@@ -365,6 +375,7 @@ def test_a_breakpoint_in_an_included_file_hits_there(tmp_path):
             client.close()
     finally:
         devtui("down", "-n", name, cwd=cwd, check=None)
+    return configuration
 
 
 def test_launch_json_maps_each_include_before_the_flow_folder_entry_by_entry(tmp_path):

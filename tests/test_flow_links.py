@@ -91,3 +91,14 @@ def test_a_link_out_of_the_tree_is_allowed_as_prompt_flow_allows_it_and_an_ignor
     os.symlink("/nonexistent/anywhere", flow / "scratch" / "dangling")
     out = devtui("validate", str(root / "deployment.yml")).stdout
     assert "is valid" in out
+
+
+@pytest.mark.parametrize("runtime", ["process", "container"])
+def test_a_breakpoint_in_a_linked_file_hits_there(tmp_path, request, runtime):
+    """VS Code opens the link's target (web-classification/convert_to_dict.py); the breakpoint set
+    there hits, and the stop is shown there."""
+    from test_flow_includes import debug_stop_in_shared_file
+
+    if runtime == "container":
+        request.getfixturevalue("docker_client")  # skips (or, under CI, fails) without an engine
+    debug_stop_in_shared_file(linked_flows(tmp_path / "repo"), tmp_path, runtime)

@@ -124,14 +124,16 @@ def _pack(folder: Path, target: Path) -> None:
 
 
 def debug_mappings(flow: FlowSpec, remote: str) -> list[tuple[str, str]]:
-    """VS Code's pathMappings for a stage at REMOTE (as the server sees it): each include to its
-    source, then the flow folder. debugpy tries every folder mapping before any file mapping, so
-    where a file is included the flow folder is mapped entry by entry (else the folder's mapping
-    would claim the included file too)."""
-    mappings = [(str(i.source), f"{remote}/{i.name}") for i in flow.includes if i.kind != "zip"]
-    if not any(i.kind == "file" for i in flow.includes):
+    """VS Code's pathMappings for a stage at REMOTE (as the server sees it): each include, and each
+    link at the top of the flow folder, to where it really lives; then the flow folder. debugpy tries
+    every folder mapping before any file mapping, so where a file is brought in the flow folder is
+    mapped entry by entry (else the folder's mapping would claim that file too). A link deeper in
+    the folder is mapped with its folder: a breakpoint goes in the link, not in its target."""
+    brought = [(i.source, i.name, i.kind == "file") for i in flow.includes if i.kind != "zip"]
+    brought += [(link.resolve(), link.name, not link.is_dir()) for link in flow.links if link.parent == flow.folder]
+    mappings = [(str(source), f"{remote}/{name}") for source, name, _ in brought]
+    if not any(is_file for _, _, is_file in brought):
         return [*mappings, (str(flow.folder), remote)]
-    included = {i.name for i in flow.includes}
-    own = sorted(entry.name for entry in flow.folder.iterdir() if entry.name not in included)
+    names = {name for _, name, _ in brought}
+    own = sorted(entry.name for entry in flow.folder.iterdir() if entry.name not in names)
     return [*mappings, *((str(flow.folder / name), f"{remote}/{name}") for name in own)]
-
