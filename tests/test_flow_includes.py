@@ -2,7 +2,10 @@
 served with no build step, staged as `pf flow build` lays it out, and its includes are watched where
 they live. The shape of prompt flow's ``flow-with-additional-includes`` example, from this test's own
 files: ``web-classification`` (a flow of its own) and ``with-includes``, which includes its
-``convert_to_dict.py`` (a file) and its ``labels`` folder (a package).
+``convert_to_dict.py`` (a file) and its ``labels`` folder (a package); and, for the model call, a
+shared tool with its prompt folder calling a stand-in OpenAI server (``openai_stand_in``) through a
+``--connections`` file. (An ``llm`` node itself needs promptflow-tools, which needs the whole
+promptflow devkit: not part of devtui's flow extra.)
 
 The reference is prompt flow's own serving app on the folder `pf flow build` would produce (built
 here: the flow folder, each file include under its name, each folder include with its contents, and
@@ -29,6 +32,7 @@ from devtui.engine.watch import CODE_STEP_MS, Action, classify, watches
 from devtui.events import SUCCEEDED, Logs, ReloadFinished, ReloadStarted
 from flow_reference import start_flow_reference
 from helpers import async_wait_for, devtui, free_port, new_run_id, save, show, unique_name, wait_for
+from openai_stand_in import OpenAIStandIn
 
 pytestmark = [pytest.mark.anyio,
               pytest.mark.skipif(importlib.util.find_spec("promptflow.core") is None,
@@ -155,8 +159,8 @@ def tree(folder: Path) -> dict[str, str]:
 class Running:
     """The engine on the deployment, in this process, with what it reported."""
 
-    def __init__(self, root: Path, tmp: Path):
-        self.engine = Engine(spec.load(root / "deployment.yml"), tmp / "work", Launch(port=0))
+    def __init__(self, root: Path, tmp: Path, connections: tuple[Path, ...] = ()):
+        self.engine = Engine(spec.load(root / "deployment.yml"), tmp / "work", Launch(port=0, connections=connections))
         self.events: list = []
         self.engine.subscribe(self.events.append)
 
@@ -198,6 +202,83 @@ async def test_served_as_prompt_flow_serves_its_build_and_the_users_folders_are_
         await running.engine.stop()
         reference.stop()
     assert tree(root) == before  # nothing written into either flow (no .promptflow/, no __pycache__)
+
+
+SUMMARIZE = """\
+from pathlib import Path
+
+from openai import OpenAI
+from promptflow.connections import CustomConnection
+from promptflow.core import tool
+
+# Beside this file once staged: the prompts folder is an include too.
+PROMPT = Path(__file__).with_name("prompts") / "summarize.txt"
+
+
+@tool
+def summarize(url: str, conn: CustomConnection) -> str:
+    client = OpenAI(base_url=conn.configs["api_base"], api_key=conn.secrets["api_key"])
+    prompt = PROMPT.read_text().format(url=url)
+    reply = client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": prompt}])
+    return reply.choices[0].message.content
+"""
+LLM_FLOW = """\
+additional_includes:
+- ../web-classification/summarize.py
+- ../web-classification/prompts
+inputs:
+  url:
+    type: string
+outputs:
+  summary:
+    type: string
+    reference: ${summarize.output}
+nodes:
+- name: summarize
+  type: python
+  source:
+    type: code
+    path: summarize.py
+  inputs:
+    url: ${inputs.url}
+    conn: openai_conn
+"""
+
+
+async def test_a_shared_model_call_with_its_prompt_answers_as_prompt_flow_serves_its_build(tmp_path):
+    """The example's shape with its model call: the shared tool and its prompt (a folder) come from
+    web-classification, the call goes to a stand-in OpenAI server through a connection file."""
+    root = two_flows(tmp_path / "repo")
+    shared = root / "web-classification"
+    (shared / "summarize.py").write_text(SUMMARIZE)
+    (shared / "prompts").mkdir()
+    (shared / "prompts" / "summarize.txt").write_text("Summarize {url} in one word.")
+    (root / "with-includes" / "flow.dag.yaml").write_text(LLM_FLOW)
+    key = "sk-stand-in-0123456789"
+    with OpenAIStandIn(key) as model:
+        connection = {"name": "openai_conn", "type": "custom", "configs": {"api_base": model.base_url},
+                      "secrets": {"api_key": key}}
+        connection_file = tmp_path / "openai_conn.yaml"
+        connection_file.write_text(yaml.safe_dump(connection))
+        reference = start_flow_reference(pf_flow_build(root / "with-includes", tmp_path / "built"), tmp_path,
+                                         connections=[connection])
+        running = Running(root, tmp_path, (connection_file,))
+        try:
+            assert await running.engine.start() == SUCCEEDED
+            expected = httpx.post(f"{reference.url}/score", json=SHOP, timeout=30)
+            assert expected.status_code == 200, expected.text
+            assert await running.answer(SHOP) == expected.json() == {
+                "summary": f"stand-in says: Summarize {SHOP['url']} in one word."}
+            assert [r["messages"][-1]["content"] for r in model.requests] == [
+                f"Summarize {SHOP['url']} in one word."] * 2  # the reference's call, then devtui's
+
+            finished = await running.save(shared / "prompts" / "summarize.txt", "Name {url}'s topic.")
+            assert finished.ok, finished
+            assert await running.answer(SHOP) == {"summary": f"stand-in says: Name {SHOP['url']}'s topic."}
+            assert key not in "\n".join(running.lines())
+        finally:
+            await running.engine.stop()
+            reference.stop()
 
 
 async def test_an_edit_of_an_included_file_or_folder_is_staged_served_and_named(tmp_path):
