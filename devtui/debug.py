@@ -23,7 +23,9 @@ class LaunchJsonError(Exception):
 
 
 def attach_configuration(endpoint: str, host: str, port: int, local_root: str | None,
-                         remote_root: str | None) -> dict:
+                         remote_root: str | None, mappings: list[tuple[str, str]] | None = None) -> dict:
+    """``mappings``, (localRoot, remoteRoot) pairs, replace the one of local_root and remote_root
+    (a flow's additional_includes map each to its source)."""
     configuration = {
         "name": f"devtui: attach to {endpoint}",
         "type": "debugpy",
@@ -33,8 +35,10 @@ def attach_configuration(endpoint: str, host: str, port: int, local_root: str | 
         # Each reload is a new worker process; VS Code follows it into the same session.
         "subProcess": True,
     }
-    if local_root and remote_root:
-        configuration["pathMappings"] = [{"localRoot": local_root, "remoteRoot": remote_root}]
+    if mappings is None:
+        mappings = [(local_root, remote_root)] if local_root and remote_root else []
+    if mappings:
+        configuration["pathMappings"] = [{"localRoot": local, "remoteRoot": remote} for local, remote in mappings]
     return configuration
 
 

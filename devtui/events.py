@@ -76,6 +76,9 @@ class Placement:
     gpus: str | None = None  # what --gpus asked for
     local_code: str | None = None  # the folder a save reloads, on this machine: the code's or the flow's
     code_path: str | None = None  # the same folder as the server sees it
+    # VS Code's pathMappings, (localRoot, remoteRoot) each, where one pair of the above is not enough
+    # (a flow's additional_includes map each to its source).
+    debug_mappings: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)

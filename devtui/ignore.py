@@ -66,10 +66,11 @@ class IgnoreRules:
         full = self.root / relative
         return (full.is_dir() or not full.exists()) and self.spec.match_file(whole + "/")
 
-    def files(self) -> list[Path]:
+    def files(self, links: list[Path] | None = None) -> list[Path]:
         """Every file under the root that is kept, sorted; ignored folders are not walked, nor
         folders reached through a link. Walked without recursion, so no depth breaks the walk;
-        a kept folder more than ``MAX_DEPTH`` levels down raises FolderTooDeep."""
+        a kept folder more than ``MAX_DEPTH`` levels down raises FolderTooDeep. ``links``, when
+        given, gets every kept link too: to a file, to a folder (not walked) or to nothing."""
         found = []
         folders: list[tuple[str, str, int]] = [(str(self.root), "", 0)]  # (folder, relative, depth)
         while folders:
@@ -81,6 +82,8 @@ class IgnoreRules:
                 continue  # as os.walk: a folder that cannot be read is left out
             for entry in entries:
                 relative = f"{base}/{entry.name}" if base else entry.name
+                if links is not None and entry.is_symlink() and not self.ignored(Path(relative)):
+                    links.append(Path(entry.path))
                 if _is_folder(entry):
                     if entry.is_symlink() or self.spec.match_file(relative + "/"):
                         continue

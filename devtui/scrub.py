@@ -57,6 +57,11 @@ class Scrubber:
     def __bool__(self) -> bool:
         return self._pattern is not None
 
+    def adding(self, other: Scrubber) -> Scrubber:
+        """One that hides what both hide: after a connection file's edit, the old secrets may still
+        be in what a draining worker logs."""
+        return Scrubber([*self.values, *other.values])
+
     def lines(self, lines: list[str]) -> list[str]:
         """``lines`` with every secret hidden: the same list when none holds one."""
         if self._pattern is None or not lines:

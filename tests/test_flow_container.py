@@ -261,13 +261,21 @@ def test_connection_files_reach_the_container(tmp_path, endpoint, docker_client)
     connection = tmp_path / "my_conn.yaml"
     connection.write_text("name: my_conn\ntype: custom\nconfigs:\n  base: http://x\nsecrets:\n  key: s3cret\n")
 
-    up(folder, name, "--connections", str(connection))
+    shown = up(folder, name, "--connections", str(connection))
 
     assert score(name, {"text": "hi"}).json() == {"out": "hi via http://x, key of 6"}
     server = docker_client.containers.get(f"devtui-{name}-blue-inference-server")
     inside = "/var/azureml-app/devtui-connections/0-my_conn.yaml"
     assert f"DEVTUI_FLOW_CONNECTIONS={inside}" in server.attrs["Config"]["Env"]
     assert server.exec_run(["cat", inside]).output.decode() == connection.read_text()
+
+    # An edit of the file (issue 24) is copied in again and the next worker reads it: no restart.
+    save(connection, "name: my_conn\ntype: custom\nconfigs:\n  base: http://y\nsecrets:\n  key: an0ther-secret\n")
+    assert answers(name, {"text": "hi"}, lambda a: "http://y" in a["out"]) == {"out": "hi via http://y, key of 14"}
+    assert deployment_of(name)["container_ids"] == shown["deployments"][0]["container_ids"]
+    log = logs(name, "devtui")
+    assert f"Connections file {connection} changed: my_conn (configs.base, secrets.key)" in log, log
+    assert "an0ther-secret" not in log and "s3cret" not in log
 
 
 OWN_SERVER = """\

@@ -198,6 +198,36 @@ async def test_connections_come_from_the_file_and_the_deployments_overrides(tmp_
         await running.engine.stop()
 
 
+TELLING_PEEK = CONNECTED_FLOW["peek.py"].replace("    return f", "    print(f\"the key is {conn.secrets['key']}\")\n    return f")
+
+
+async def test_an_edit_of_a_connections_file_reloads_the_flow_with_its_values_and_hides_its_secrets(tmp_path):
+    """Issue 24: a --connections file is watched; its edit swaps workers (no reload --full) and the
+    new worker reads the new values. The line that says so names keys, never values, and the new
+    secret is hidden in what the flow prints, as the old one was (and still is)."""
+    old_key, new_key = "first-secret-value", "second-secret-value-longer"
+    connection = tmp_path / "my_conn.yaml"
+    connection.write_text(CONNECTION.format(name="my_conn", base="https://one", key=old_key))
+    folder = write_flow(tmp_path / "d", CONNECTED_FLOW["flow.dag.yaml"], **{"peek.py": TELLING_PEEK})
+    running = Running(folder, tmp_path, (connection,))
+    try:
+        assert await running.engine.start() == SUCCEEDED
+        assert await running.answer(HELLO) == {"out": f"hello via https://one, key of {len(old_key)}"}
+        count = len(running.finished)
+        save(connection, CONNECTION.format(name="my_conn", base="https://two", key=new_key))
+        await async_wait_for(lambda: len(running.finished) > count, 60, message="the connection's edit to be applied")
+        assert running.finished[-1].ok and running.finished[-1].rung == "swap", running.finished[-1]
+        assert await running.answer(HELLO) == {"out": f"hello via https://two, key of {len(new_key)}"}
+        await async_wait_for(lambda: sum("the key is" in line for line in running.lines) >= 2, 30,
+                             message="both answers' printed keys in the log")
+        text = "\n".join(running.lines)
+        assert f"Connections file {connection} changed: my_conn (configs.base, secrets.key)" in text, text
+        assert old_key not in text and new_key not in text
+        assert sum(line.endswith("the key is ********") for line in running.lines) >= 2, text
+    finally:
+        await running.engine.stop()
+
+
 def test_a_bad_connections_file_is_refused_before_anything_starts(tmp_path):
     folder = write_flow(tmp_path / "d")
     bad = tmp_path / "bad.yaml"

@@ -523,14 +523,32 @@ def test_the_models_chat_properties_name_the_chats_input_and_output(tmp_path):
            "flow's inputs (question, chat_history)" in str(error.value)
 
 
-def test_a_source_that_additional_includes_would_bring_says_how_to_resolve_it(tmp_path):
+def test_a_source_that_additional_includes_bring_is_the_included_file(tmp_path):
+    """The node's file is where the user edits it, not a copy; the include is listed as prompt flow
+    resolves it (relative to the flow folder, landing under its own name)."""
     from flow_reference import copy_sample
 
     sample = copy_sample("flow-basic", tmp_path)
     flow_file = sample / "flow" / "flow.dag.yaml"
     (sample / "flow" / "clean.py").rename(tmp_path / "clean.py")
     flow_file.write_text("additional_includes:\n- ../../clean.py\n" + flow_file.read_text())
+    flow = load(sample).flow
+    assert [(i.entry, i.source, i.kind, i.name, i.line) for i in flow.includes] == [
+        ("../../clean.py", tmp_path / "clean.py", "file", "clean.py", 2)]
+    assert tmp_path / "clean.py" in {node.source for node in flow.nodes}
+
+
+def test_additional_includes_that_are_no_list_or_no_path_are_refused_on_their_line(tmp_path):
+    from flow_reference import copy_sample
+
+    sample = copy_sample("flow-basic", tmp_path)
+    flow_file = sample / "flow" / "flow.dag.yaml"
+    text = flow_file.read_text()
+    flow_file.write_text("additional_includes: ../shared\n" + text)
     with pytest.raises(SpecError) as error:
         load(sample)
-    assert "It comes from additional_includes (../../clean.py)" in str(error.value)
-    assert "pf flow build" in str(error.value)
+    assert f"{flow_file}:1: additional_includes: expected a list of files and folders" in str(error.value)
+    flow_file.write_text("additional_includes:\n- 3\n" + text)
+    with pytest.raises(SpecError) as error:
+        load(sample)
+    assert f"{flow_file}:2: additional_includes.0: expected the path of a file or folder" in str(error.value)

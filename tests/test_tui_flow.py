@@ -185,6 +185,24 @@ async def test_the_deployment_panel_shows_the_flow_and_its_nodes(sample, tmp_pat
         assert "script" not in text  # a flow has no scoring script
 
 
+async def test_the_deployment_panel_lists_each_include_and_where_it_comes_from(tmp_path):
+    """Issue 24: a flow's additional_includes, each with its source."""
+    from test_flow_includes import two_flows
+
+    root = two_flows(tmp_path / "repo")
+    app = QuietApp(Engine(spec.load(root / "deployment.yml"), tmp_path / "work", Launch(port=0)), save_folder=tmp_path)
+
+    async with running(app, size=(160, 45)) as pilot:
+        panel = app.query_one("#deployment", DeploymentPanel)
+        await until(pilot, lambda: "includes" in screen_text(app), message="the panel drawn")
+        console = Console(width=200, record=True, file=io.StringIO())
+        console.print(panel.content)
+        text = "".join(console.export_text().split())  # paths wrap after a slash
+        shared = root / "web-classification"
+        assert f"includesconvert_to_dict.py<-{shared / 'convert_to_dict.py'}labels<-{shared / 'labels'}" in text, text
+        assert f"{shared / 'convert_to_dict.py'}(shared){shared / 'labels'}(shared)" in text, text
+
+
 # -- the chat panel -----------------------------------------------------------------------------------
 
 

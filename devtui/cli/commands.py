@@ -285,12 +285,7 @@ def cmd_validate(args) -> int:
     if d.code_dir:
         print(f"  code:            {d.code_dir}, scoring script {d.scoring_script}")
     if d.flow:
-        served = "served by prompt flow's app" if d.flow.runtime_image else "in a container of its own"
-        print(f"  prompt flow:     {d.flow.folder / d.flow.flow_file} ({d.flow.kind}{', chat' if d.flow.is_chat else ''}; "
-              f"{served})")
-        print(f"  inputs:          {', '.join(i.name for i in d.flow.inputs) or '-'}; "
-              f"outputs: {', '.join(d.flow.outputs) or '-'}")
-        print(f"  nodes:           {', '.join(f'{n.name} ({n.kind})' for n in d.flow.nodes) or '-'}")
+        _print_flow(d.flow)
     env = d.environment
     print(f"  environment:     {env.image or ''}{' + ' + str(env.conda_file) if env.conda_file else ''}"
           f"{' build ' + str(env.build_path) if env.build_path else ''}")
@@ -300,3 +295,12 @@ def cmd_validate(args) -> int:
     print(f"  instances:       {d.instance_count} x {d.instance_type or '-'} (shown, not used locally)")
     warn(d.warnings)
     return 0
+
+
+def _print_flow(flow) -> None:
+    served = "served by prompt flow's app" if flow.runtime_image else "in a container of its own"
+    print(f"  prompt flow:     {flow.folder / flow.flow_file} ({flow.kind}{', chat' if flow.is_chat else ''}; {served})")
+    print(f"  inputs:          {', '.join(i.name for i in flow.inputs) or '-'}; outputs: {', '.join(flow.outputs) or '-'}")
+    print(f"  nodes:           {', '.join(f'{n.name} ({n.kind})' for n in flow.nodes) or '-'}")
+    for number, include in enumerate(flow.includes):  # additional_includes, and where each comes from
+        print(f"  {'includes:' if number == 0 else '':<17}{include}")

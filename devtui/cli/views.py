@@ -157,7 +157,8 @@ class LaunchConfig:
             return
         placement = self.engine.placement  # local_code: the code folder, or a prompt flow's folder
         configuration = attach_configuration(self.engine.deployment.endpoint_name, "127.0.0.1", event.port,
-                                             placement.local_code, placement.code_path)
+                                             placement.local_code, placement.code_path,
+                                             list(placement.debug_mappings) or None)
         if configuration == self.written:
             return
         try:

@@ -267,7 +267,7 @@ class Engine:
     async def _watch(self) -> None:
         while not self.stopped:
             self._watch_stop = asyncio.Event()
-            async for batch in batches(self.deployment, self._watch_stop):
+            async for batch in batches(self.deployment, self._watch_stop, self.launch.connections):
                 if self.stopped:
                     return
                 try:

@@ -58,6 +58,8 @@ class RuntimeSink(Protocol):
 
 class Runtime(ABC):
     name: str
+    # A prompt flow's stage (``flow_staging.FlowStage``) where the runtime serves the flow from one.
+    flow_stage = None
 
     def __init__(self, deployment: LocalDeployment, launch: Launch, workdir: Path, sink: RuntimeSink):
         self.deployment = deployment
@@ -74,6 +76,16 @@ class Runtime(ABC):
         if self.deployment.flow is not None:
             return str(self.deployment.flow.folder)
         return str(self.deployment.code_dir) if self.deployment.code_dir else None
+
+    def debug_mappings(self) -> list[tuple[str, str]]:
+        """VS Code's pathMappings, (localRoot, remoteRoot) each: the code (or flow) folder to where it
+        runs; where a flow is served from its stage, what the stage brings in each to its source."""
+        local, remote = self.local_code, self.code_path
+        if self.flow_stage is not None and remote:
+            from .flow_staging import debug_mappings
+
+            return debug_mappings(self.deployment.flow, remote)
+        return [(str(local), remote)] if local and remote else []
 
     @property
     def local_code(self) -> Path | None:
@@ -146,4 +158,5 @@ class Runtime(ABC):
         """Where the server runs, as `show` lists it (pid or container ids) and the debugger's
         path mapping needs it (the code's folder here and as the server sees it)."""
         local = self.local_code
-        return Placement(local_code=str(local) if local else None, code_path=self.code_path)
+        mappings = tuple(self.debug_mappings()) if self.flow_stage is not None else ()
+        return Placement(local_code=str(local) if local else None, code_path=self.code_path, debug_mappings=mappings)

@@ -9,7 +9,9 @@ app (``--flow``), as in the process runtime. What it overrides of the container 
   it, and a save is synced into it before the worker swap (``Storage.sync``);
 - the connection files of ``--connections`` are copied into the container before it starts, and
   ``DEVTUI_FLOW_CONNECTIONS`` names them where the server sees them;
-- the debugger maps the flow folder on this machine to its folder in the container.
+- the debugger maps the flow folder on this machine to its folder in the container;
+- a flow with ``additional_includes`` or symbolic links is staged on this machine first
+  (``flow_staging``), and that stage is what the storage-initializer copies and a save syncs.
 
 A flow on another image with an ``inference_config`` is a bring-your-own container (``own_container.py``).
 """
@@ -20,8 +22,12 @@ import io
 import tarfile
 from pathlib import PurePosixPath
 
+from ..events import DEVTUI, STORAGE_INITIALIZER
+from ..scrub import Scrubber
+from .connection_files import ConnectionFiles
 from ..flow_image import FlowImageBuilder
 from .container import APP, ContainerRuntime
+from .flow_staging import FlowStage
 
 # Where the connection files are, in the container: beside the volumes, in the container's own
 # layer, so they are gone with it (they hold secrets) and a restart copies them afresh.
@@ -30,6 +36,47 @@ CONNECTIONS = APP / "devtui-connections"
 
 class FlowContainerRuntime(ContainerRuntime):
     builder_class = FlowImageBuilder
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.connection_files = ConnectionFiles(())
+        flow = self.deployment.flow
+        # Links too: a copy through the Docker API would carry a link, not what it leads to.
+        staged = flow.includes or flow.links
+        self.flow_stage = FlowStage(flow, self.workdir / "flow-stage" / flow.folder.name) if staged else None
+
+    def _connect(self) -> None:
+        super()._connect()
+        if self.flow_stage is not None:
+            self.storage.model_source = self.flow_stage.target
+
+    def _stage(self) -> None:
+        if self.flow_stage is not None and not self.stopping:
+            self._log(STORAGE_INITIALIZER, [f"additional include {include}" for include in self.deployment.flow.includes])
+            files = self.flow_stage.stage()
+            self._log(STORAGE_INITIALIZER, [f"flow staged with what its additional_includes and links bring: "
+                                            f"{len(files)} files in {self.flow_stage.target}"])
+        super()._stage()
+
+    def _apply(self, swap: bool) -> None:
+        if self.flow_stage is not None:
+            self.flow_stage.stage()  # the sync below copies what changed in the stage
+        if self.connection_files.files and self._connections_changed():
+            swap = True  # the new worker reads the files afresh
+        super()._apply(swap)
+
+    def _connections_changed(self) -> bool:
+        """Whether a --connections file changed since it was copied in; if so, it is copied in again,
+        the log hides its new secrets too, and one line says which connections and keys changed."""
+        changed = self.connection_files.changes()
+        if changed:
+            self._before_start(self.server)
+            pump = self.server_log.pump
+            if pump is not None:
+                pump.scrubber = pump.scrubber.adding(Scrubber.of(self.deployment, self.launch.connections))
+                changed = pump.scrubber.lines(changed)
+            self._log(DEVTUI, changed)
+        return bool(changed)
 
     @property
     def flow_dir(self) -> PurePosixPath:
@@ -50,6 +97,7 @@ class FlowContainerRuntime(ContainerRuntime):
         return self.server_environment(None, self.model_dir, self.connection_paths())
 
     def _before_start(self, container) -> None:
+        self.connection_files = ConnectionFiles(self.launch.connections)
         if not self.launch.connections:
             return
         buffer = io.BytesIO()

@@ -3,7 +3,9 @@
 Staging lays out ``AZUREML_MODEL_DIR`` as the cloud does (a folder that contains the model
 folder under its own name), by hard links where the file system allows and copies otherwise,
 and logs it under ``storage-initializer``. The code folder is served in place, so a save is
-picked up by a worker swap with nothing to copy.
+picked up by a worker swap with nothing to copy; so is a prompt flow's folder, unless it has
+``additional_includes``: then the flow is served from its stage in AZUREML_MODEL_DIR
+(``flow_staging``), which a save brings up to date before the worker swap.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from ..events import DEVTUI, INFERENCE_SERVER, STORAGE_INITIALIZER, Placement
 from ..ignore import kept_files
 from ..scrub import Scrubber
 from .base import RELOAD_SIGNAL, STOP_GRACE_S, SWAP_SIGNAL, Runtime
+from .connection_files import ConnectionFiles
+from .flow_staging import FlowStage
 from .output_pipe import OutputPipe
 
 
@@ -91,6 +95,20 @@ class ProcessRuntime(Runtime):
         self.tasks: list[asyncio.Task] = []
         self.stopping = False
         self.scrubber = Scrubber()
+        self.connection_files = ConnectionFiles(())
+        flow = self.deployment.flow
+        self.flow_stage = FlowStage(flow, self.model_dir / flow.folder.name) if flow and flow.includes else None
+
+    @property
+    def served_flow(self) -> Path | None:
+        """The folder prompt flow's app serves: the flow's own, or its stage when it has includes."""
+        if self.flow_stage is not None:
+            return self.flow_stage.target
+        return self.deployment.flow.folder if self.deployment.flow is not None else None
+
+    @property
+    def code_path(self) -> str | None:
+        return str(self.served_flow) if self.flow_stage is not None else super().code_path
 
     @property
     def model_dir(self) -> Path:
@@ -127,7 +145,11 @@ class ProcessRuntime(Runtime):
         else:
             log(f"Model {model.name}:{model.version} from {model.path}")
             self.sink.progress("Staging model", 0)
-            files = mirror(model.path, self.model_dir / model.path.name)
+            if self.flow_stage is not None:
+                log(*(f"  additional include {include}" for include in self.deployment.flow.includes))
+                files = self.flow_stage.stage()
+            else:
+                files = mirror(model.path, self.model_dir / model.path.name)
             total = sum(size for _, size, _ in files)
             shown = files[:200]
             log(*(f"  {name} ({_size(size)}, {how})" for name, size, how in shown))
@@ -145,8 +167,13 @@ class ProcessRuntime(Runtime):
 
     def _flow_notes(self, log) -> None:
         flow = self.deployment.flow
-        log(f"Prompt flow: {flow.folder / flow.flow_file} (served in place by prompt flow's own app: "
-            "a save builds it again in a new worker)")
+        if self.flow_stage is not None:
+            log(f"Prompt flow: {flow.folder / flow.flow_file} (served from {self.flow_stage.target} by prompt flow's "
+                "own app, with its additional_includes: a save of the flow or of an include is staged, then "
+                "the flow is built again in a new worker)")
+        else:
+            log(f"Prompt flow: {flow.folder / flow.flow_file} (served in place by prompt flow's own app: "
+                "a save builds it again in a new worker)")
         if flow.requirements is not None:
             log(f"{flow.requirements.name}: the process runtime uses the packages installed here; the "
                 "container runtime installs it into the image")
@@ -159,19 +186,20 @@ class ProcessRuntime(Runtime):
     async def start(self, first_revision: int) -> None:
         # Built at each start: the deployment's environment and its connection files as they are now.
         self.scrubber = Scrubber.of(self.deployment, self.launch.connections)
+        self.connection_files = ConnectionFiles(self.launch.connections)
         events_r, events_w = os.pipe()
         command = self.server_command(
             [sys.executable], self.host, self.port, first_revision,
             extra=["--events-fd", str(events_w), "--parent-pid", str(os.getpid()),
                    # What this deployment's workers imported, for a warm parent from the next start on.
                    "--warm-file", str(self.workdir / "warm-imports.json")],
-            flow_dir=self.deployment.flow.folder if self.deployment.flow is not None else None)
+            flow_dir=self.served_flow)
         self.stopping = False
         output_r, output_w = os.pipe()
         try:
             self.process = await asyncio.create_subprocess_exec(
                 *command, stdin=subprocess.DEVNULL, stdout=output_w, stderr=subprocess.STDOUT,
-                env=self._environment(), cwd=self.local_code, pass_fds=(events_w,),
+                env=self._environment(), cwd=self.served_flow or self.local_code, pass_fds=(events_w,),
                 # Its own process group: Ctrl-C reaches devtui, which stops the server in order.
                 start_new_session=True)
         except BaseException:
@@ -208,8 +236,30 @@ class ProcessRuntime(Runtime):
         self.sink.server_event(protocol.Exited(exit_code=code, expected=self.stopping))
 
     async def reload(self, swap: bool = False) -> None:
+        if self.flow_stage is not None:
+            await asyncio.to_thread(self._restage_flow)
+        if self.connection_files.files and await asyncio.to_thread(self._connections_changed):
+            swap = True  # the new worker reads the files afresh
         if self.process and self.process.returncode is None:
             self.process.send_signal(signal.Signals[SWAP_SIGNAL if swap else RELOAD_SIGNAL])
+
+    def _connections_changed(self) -> bool:
+        """Whether a --connections file changed since it was read; if so, its new secrets are hidden
+        from now on (and the old ones still) and one line says which connections and keys changed."""
+        changed = self.connection_files.changes()
+        if changed:
+            self.scrubber = self.scrubber.adding(Scrubber.of(self.deployment, self.launch.connections))
+            if self.output is not None:
+                self.output.scrubber = self.scrubber
+            self.sink.log(DEVTUI, self.scrubber.lines(changed))
+        return bool(changed)
+
+    def _restage_flow(self) -> None:
+        """Bring the flow's stage up to date before the swap builds it again; one line says what."""
+        files = self.flow_stage.stage()
+        changed = [f"{name} <- {self.flow_stage.sources[name]}" for name, _, how in files if how != "unchanged"]
+        self.sink.log(STORAGE_INITIALIZER, [f"Flow staged again: {len(changed)} of {len(files)} files copied"
+                                            + (f": {', '.join(changed[:10])}" if changed else "")])
 
     async def stop(self) -> None:
         process = self.process

@@ -126,6 +126,8 @@ class Storage:
         self.container = None
         self.listings: dict[str, dict] = {}  # kind -> what the last copy put in that volume
         self.digests: dict = {}  # path -> (size, mtime_ns, sha256): a save re-reads only what changed
+        # Where the model's files are copied from, when not model.path: a flow's stage (flow_staging).
+        self.model_source: Path | None = None
 
     def volume(self, role: str) -> str:
         import docker.errors
@@ -176,7 +178,7 @@ class Storage:
             prefix = PurePosixPath(d.model.name) / d.model.version
             if d.model.path.is_dir():
                 prefix /= d.model.path.name
-            copies = [("model", d.model.path, self.models, prefix)]
+            copies = [("model", self.model_source or d.model.path, self.models, prefix)]
         else:
             copies = [("model", None, self.models, PurePosixPath("."))]
         if d.code_dir:

@@ -55,19 +55,24 @@ def connection_secrets(files: list[Path] | tuple[Path, ...]) -> list[str]:
     key that looks secret (``api_key``, ...), as ``show`` masks them. Read as the server reads them
     (one connection, a list, or several YAML documents); what cannot be read holds none (the server
     says why it cannot read it)."""
-    found: list[str] = []
-    for file in files:
+    return [secret for file in files for document in connection_documents(file) or [] for secret in hidden_in(document)]
+
+
+def connection_documents(file: Path) -> list | None:
+    """The YAML documents of one connection file, read with the same bounds as the spec's YAML;
+    None when it cannot be read now (missing, too large, being written, not YAML)."""
+    try:
+        if file.stat().st_size > MAX_BYTES:
+            return None
+        loader = BoundedLoader(file.read_text(encoding="utf-8"))
+        documents = []
         try:
-            if file.stat().st_size > MAX_BYTES:
-                continue
-            loader = BoundedLoader(file.read_text(encoding="utf-8"))
-            try:
-                while loader.check_node():
-                    node = loader.get_node()
-                    check_expansion(node)  # before anything walks what its aliases expand to
-                    found += hidden_in(loader.construct_document(node))
-            finally:
-                loader.dispose()
-        except (OSError, UnicodeError, yaml.YAMLError, Refused):
-            continue
-    return found
+            while loader.check_node():
+                node = loader.get_node()
+                check_expansion(node)  # before anything walks what its aliases expand to
+                documents.append(loader.construct_document(node))
+        finally:
+            loader.dispose()
+        return documents
+    except (OSError, UnicodeError, yaml.YAMLError, Refused):
+        return None

@@ -88,6 +88,28 @@ class FlowNode:
 
 
 @dataclass(frozen=True)
+class FlowInclude:
+    """One entry of a flow's ``additional_includes``: what `pf flow build` copies into the flow
+    folder, a file under its own name or a folder with its contents (``name``); ``zip``: a folder
+    ``X`` named as ``X.zip``, which prompt flow packs into that file."""
+
+    entry: str  # as the flow file writes it
+    source: Path  # absolute, links resolved: the file or folder the user edits
+    kind: str  # "file", "folder" or "zip"
+    line: int | None = None  # the entry's line in the flow file
+
+    @property
+    def name(self) -> str:
+        """Where it lands, relative to the flow folder."""
+        return self.source.name + ".zip" if self.kind == "zip" else self.source.name
+
+    def __str__(self) -> str:
+        """The entry and where it comes from, as `validate`, the log and the app show it."""
+        what = "folder, packed" if self.kind == "zip" else self.kind
+        return f"{self.name} <- {self.source} ({what}; {self.entry})"
+
+
+@dataclass(frozen=True)
 class FlowSpec:
     """A prompt flow deployment: ``model.path`` is the flow folder. Read without prompt flow."""
 
@@ -100,6 +122,8 @@ class FlowSpec:
     chat_output: str | None = None
     sample: dict | None = None  # samples.json, else the inputs' defaults
     requirements: Path | None = None  # absolute: the flow's requirements.txt
+    includes: tuple[FlowInclude, ...] = ()  # additional_includes, resolved: devtui stages them
+    links: tuple[Path, ...] = ()  # symbolic links in the folder, each one prompt flow can follow
     runtime_image: bool = True  # the image is prompt flow's runtime image: devtui serves the flow
     # The routes the flow answers at: the YAML's inference_config, else DEFAULT_FLOW_ROUTES. With the
     # runtime image this is the only place they are: `EnvironmentSpec.inference_config` stays None,

@@ -7,7 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .deployment import FlowNode
+from .deployment import FlowInclude, FlowNode
+from .flow_includes import _provided
 from .messages import _describe
 from .paths import _absolute
 from .problems import Problem
@@ -19,9 +20,11 @@ _INPUT_PREFIXES = ("flow.", "inputs.")
 _FILE_SOURCES = ("code", "package_with_prompt")
 
 
-def _check_dag(doc: _Document, folder: Path, inputs: set[str], problems: list[Problem]) -> tuple[FlowNode, ...]:
-    """The nodes of DOC (a flow.dag.yaml), with a problem for each broken node or reference."""
-    return _DagChecker(doc, folder, inputs, problems).check()
+def _check_dag(doc: _Document, folder: Path, inputs: set[str], problems: list[Problem],
+               includes: tuple[FlowInclude, ...] = ()) -> tuple[FlowNode, ...]:
+    """The nodes of DOC (a flow.dag.yaml), with a problem for each broken node or reference. A
+    node's file may come from INCLUDES (additional_includes): its source is then the real file."""
+    return _DagChecker(doc, folder, inputs, problems, includes).check()
 
 
 def _reference(value: Any) -> tuple[str, str] | None:
@@ -36,8 +39,10 @@ def _reference(value: Any) -> tuple[str, str] | None:
 
 
 class _DagChecker:
-    def __init__(self, doc: _Document, folder: Path, inputs: set[str], problems: list[Problem]):
+    def __init__(self, doc: _Document, folder: Path, inputs: set[str], problems: list[Problem],
+                 includes: tuple[FlowInclude, ...] = ()):
         self.doc = doc
+        self.includes = includes
         self.folder = folder
         self.inputs = inputs
         self.problems = problems
@@ -99,26 +104,23 @@ class _DagChecker:
                 f"node {name!r}: {found}. Name the node's file, relative to the flow folder: `path: answer.py`."
             ))
             return None
+        included = _provided(self.includes, raw)
+        if included is not None:
+            return included
         path = _absolute(self.folder / raw)
         if not path.is_file():
             state = "is a folder" if path.is_dir() else "not found"
             self.problem(where + ("source", "path"), (
-                f"node {name!r}: {path} {state} (source.path {raw!r} is relative to the flow folder {self.folder}). "
-                + (self._included(raw) or "Fix the path, or create the file.")
+                f"node {name!r}: {path} {state} (source.path {raw!r} is relative to the flow folder {self.folder}"
+                f"{self._include_names()}). Fix the path, or create the file."
             ))
             return None
         return path
 
-    def _included(self, raw: str) -> str | None:
-        """What to do when the missing source is one that additional_includes bring in."""
-        includes = self.doc.data.get("additional_includes")
-        first = Path(raw).parts[0] if Path(raw).parts else raw
-        named = [i for i in includes if isinstance(i, str) and Path(i).name == first] if isinstance(includes, list) else []
-        if not named:
-            return None
-        return (f"It comes from additional_includes ({named[0]}), which prompt flow resolves when it builds the flow "
-                "(`pf flow build`); devtui serves the flow folder as it is. Run `pf flow build --source FLOW --output "
-                "BUILT` and point model.path at BUILT's flow folder, or copy the file into the flow folder.")
+    def _include_names(self) -> str:
+        if not self.includes:
+            return ""
+        return ", or to what additional_includes bring into it: " + ", ".join(i.name for i in self.includes)
 
     def _node_references(self, index: int, node: dict) -> None:
         where = ("nodes", index)

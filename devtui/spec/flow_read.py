@@ -14,8 +14,10 @@ import re
 from pathlib import Path
 from typing import Any
 
-from .deployment import FlowInput, FlowNode, FlowSpec
+from .deployment import FlowInclude, FlowInput, FlowNode, FlowSpec
 from .flow_check import _check_dag
+from .flow_includes import _provided, _read_includes
+from .flow_links import _read_links
 from .messages import _describe
 from .paths import _absolute
 from .problems import Problem
@@ -56,15 +58,18 @@ class _FlowReader:
             return None
         inputs = self._inputs()
         outputs, chat_output = self._outputs()
+        # A .prompty has none: prompt flow reads additional_includes from a flow YAML only.
+        includes = _read_includes(self.doc, self.folder, self.problems) if self.kind != "prompty" else ()
         if self.kind == "dag":
-            nodes = _check_dag(self.doc, self.folder, {i.name for i in inputs}, self.problems)
+            nodes = _check_dag(self.doc, self.folder, {i.name for i in inputs}, self.problems, includes)
         elif self.kind == "flex":
-            nodes = self._flex_entry()
+            nodes = self._flex_entry(includes)
         else:
             nodes = (FlowNode(self.file.stem, "prompty", self.file),)
         return FlowSpec(
             folder=self.folder, flow_file=self.flow_file, kind=self.kind, inputs=inputs, outputs=outputs,
             nodes=nodes, chat_output=chat_output, sample=self._sample(inputs), requirements=self._requirements(),
+            includes=includes, links=_read_links(self.folder, self.file, self.problems) if self.whole_folder else (),
         )
 
     # -- the file
@@ -175,7 +180,7 @@ class _FlowReader:
 
     # -- the flex entry
 
-    def _flex_entry(self) -> tuple[FlowNode, ...]:
+    def _flex_entry(self, includes: tuple[FlowInclude, ...]) -> tuple[FlowNode, ...]:
         assert self.doc is not None
         entry = self.doc.data.get("entry")
         if not isinstance(entry, str) or entry.count(":") != 1 or not all(entry.split(":")):
@@ -186,7 +191,8 @@ class _FlowReader:
             ))
             return ()
         module, function = entry.split(":")
-        source = _absolute(self.folder / (module.strip().replace(".", "/") + ".py"))
+        relative = module.strip().replace(".", "/") + ".py"
+        source = _provided(includes, relative) or _absolute(self.folder / relative)
         # A module that is not a file of the flow may come from an installed package.
         return (FlowNode(function.strip(), "flex", source if source.is_file() else None),)
 

@@ -11,7 +11,7 @@ from textual.widgets import Static
 
 from ...masking import mask
 from ...spec import FlowSpec, LocalDeployment
-from ...engine.watch import roots
+from ...engine.watch import brought, roots
 
 
 def _size(path: Path) -> str:
@@ -42,6 +42,8 @@ def _flow_rows(table: Table, flow: FlowSpec) -> None:
     table.add_row("outputs", "\n".join(f"{name} (chat output)" if name == flow.chat_output else name
                                        for name in flow.outputs) or "-")
     table.add_row("nodes", "\n".join(f"{node.name} ({node.kind})" for node in flow.nodes) or "-")
+    if flow.includes:  # additional_includes: where each staged file or folder comes from
+        table.add_row("includes", "\n".join(f"{i.name} <- {_short(i.source)}" for i in flow.includes))
 
 
 # The widest label ("instances") and the gap after it: the values get the rest of the width.
@@ -119,5 +121,6 @@ class DeploymentPanel(Static):
                                   f"max concurrent {s.max_concurrent_requests_per_instance}")
         table.add_row("instances", f"{d.instance_count} x {d.instance_type or '-'} (not used locally)")
         trees, flat = roots(d)
-        table.add_row("watching", "\n".join([*map(_short, trees), *(f"{_short(f)} (YAML)" for f in flat)]))
+        shared = [f"{_short(source)} (shared)" for source, _ in brought(d)]  # a flow's includes and link targets
+        table.add_row("watching", "\n".join([*map(_short, trees), *shared, *(f"{_short(f)} (YAML)" for f in flat)]))
         self.update(table)
