@@ -163,7 +163,10 @@ def _how(kind: str, script: Path, commit: str) -> dict:
         "script": {"repository": "Azure/azureml-assets", "path": SCRIPT_PATH, "commit": commit,
                    "sha256": hashlib.sha256(script.read_bytes()).hexdigest(),
                    "note": ("read through the search tool's stored copy of that commit and run from a copy outside "
-                            "this repository; sha256 is of that copy, with the CRLF line endings the stored file has")},
+                            "this repository; sha256 is of that copy, with the CRLF line endings the stored file has. "
+                            "The index also holds b6111a70aa5eccb89b702eb6c1019d39b4871fcd, whose init() makes the "
+                            "data collectors without checking ENABLE_MDC: every collector call is inside a try, so "
+                            "the answers do not depend on which of the two runs")},
         "date": datetime.date.today().isoformat(),
         "python": platform.python_version(),
         "packages": versions,
