@@ -16,17 +16,23 @@ $(PY):
 # Installed (editable) with everything the samples import; redone when pyproject.toml changes.
 $(VENV)/.installed: pyproject.toml | $(PY)
 	@echo "installing devtui and the samples' dependencies (about a minute the first time)..."
-	@$(PIP) -e '.[samples,flow]'
+	@$(PIP) -e '.[samples,flow,mlflow]'
 	@touch $@
 
 $(VENV)/.installed-dev: pyproject.toml | $(PY)
 	@echo "installing devtui, the samples' and the tests' dependencies (a few minutes the first time)..."
-	@$(PIP) -e '.[samples,flow,test]'
+	@$(PIP) -e '.[samples,flow,mlflow,test]'
 	@touch $@ $(VENV)/.installed
 
-install: $(VENV)/.installed
+# The MLflow sample's model folder is made, not committed: MLflow writes the versions it runs with.
+MLFLOW_SAMPLE_MODEL := samples/mlflow-sklearn/model/MLmodel
 
-install-dev: $(VENV)/.installed-dev
+$(MLFLOW_SAMPLE_MODEL): samples/mlflow-sklearn/make_model.py $(VENV)/.installed
+	@$(PY) samples/mlflow-sklearn/make_model.py > /dev/null
+
+install: $(VENV)/.installed $(MLFLOW_SAMPLE_MODEL)
+
+install-dev: $(VENV)/.installed-dev $(MLFLOW_SAMPLE_MODEL)
 
 run: install
 	$(VENV)/bin/devtui $(SAMPLE)

@@ -286,9 +286,9 @@ def cmd_validate(args) -> int:
         print(f"  code:            {d.code_dir}, scoring script {d.scoring_script}")
     if d.flow:
         _print_flow(d.flow)
-    env = d.environment
-    print(f"  environment:     {env.image or ''}{' + ' + str(env.conda_file) if env.conda_file else ''}"
-          f"{' build ' + str(env.build_path) if env.build_path else ''}")
+    if d.mlflow:
+        _print_mlflow(d.mlflow)
+    _print_environment(d)
     settings = d.request_settings
     print(f"  request timeout: {settings.request_timeout_ms} ms, "
           f"max concurrent: {settings.max_concurrent_requests_per_instance}")
@@ -304,3 +304,31 @@ def _print_flow(flow) -> None:
     print(f"  nodes:           {', '.join(f'{n.name} ({n.kind})' for n in flow.nodes) or '-'}")
     for number, include in enumerate(flow.includes):  # additional_includes, and where each comes from
         print(f"  {'includes:' if number == 0 else '':<17}{include}")
+
+
+def _print_mlflow(model) -> None:
+    """A no-code MLflow deployment's model, as its MLmodel says (read without mlflow)."""
+    print(f"  MLflow model:    {model.mlmodel} (flavours: {', '.join(model.flavors)}; "
+          f"loaded by {model.loader_module}{'; ' + model.model_file.name if model.model_file else ''})")
+    signature = model.signature
+    if signature is None:
+        print("  signature:       none (requests pass through to the model as they are)")
+    else:
+        print(f"  signature:       inputs ({signature.kind}): {', '.join(map(str, signature.inputs)) or '-'}")
+        print(f"                   outputs: {', '.join(map(str, signature.outputs)) or '-'}")
+        if signature.params:
+            print(f"                   params: {', '.join(map(str, signature.params))}")
+    print(f"  input example:   {model.input_example.name if model.input_example else 'none'}")
+    if model.python_version:
+        print(f"  python:          {model.python_version} (the model was saved with it)")
+
+
+def _print_environment(d) -> None:
+    env = d.environment
+    if d.mlflow and env.image is None and env.build_path is None:
+        print(f"  environment:     {d.mlflow.environment_file or 'none'} (the model's own; no environment in the YAML)")
+        return
+    print(f"  environment:     {env.image or ''}{' + ' + str(env.conda_file) if env.conda_file else ''}"
+          f"{' build ' + str(env.build_path) if env.build_path else ''}")
+    if d.mlflow and d.mlflow.environment_file:
+        print(f"                   the model's own: {d.mlflow.environment_file}")

@@ -39,6 +39,7 @@ def preflight(launch: Launch) -> tuple[spec.LocalDeployment, registry.Claim]:
     told. A check that fails before anything needed the name leaves nothing behind."""
     deployment = load(launch)
     warn(deployment.warnings)
+    _not_served_yet(deployment)
     _check_depth(deployment)
     name = deployment.endpoint_name
     # The background child of `up --detach` was handed the name; anyone else checks it is free.
@@ -57,6 +58,17 @@ def preflight(launch: Launch) -> tuple[spec.LocalDeployment, registry.Claim]:
         if claim is not None:
             claim.release()
         raise
+
+
+def _not_served_yet(deployment: spec.LocalDeployment) -> None:
+    """No-code MLflow deployments are recognised (`validate` reads them) but not served yet: the
+    scoring server has no MLflow worker. The one place that says so; serving them removes it."""
+    if deployment.mlflow is not None:
+        raise CommandError(
+            f"{deployment.deployment_file.name} is a no-code MLflow deployment (model {deployment.mlflow.folder}). "
+            "devtui reads it (`devtui validate` shows its flavours and signature), but serving it locally is not "
+            "built yet. Until it is, add code_configuration with a scoring script that loads the model with "
+            "mlflow.pyfunc.load_model to run it here.", BAD_INPUT)
 
 
 def _check_depth(deployment: spec.LocalDeployment) -> None:

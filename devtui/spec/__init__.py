@@ -21,6 +21,9 @@ Modules, in the order a load goes through them:
   folder) and what its YAML must then say; `flow_read` and `flow_check` read the flow's own file
   (flow.dag.yaml, flow.flex.yaml or a .prompty) into a `FlowSpec`, with file:line problems, and
   without importing prompt flow.
+- `mlflow`: whether the deployment is a no-code one (an MLflow or Triton model, no code_configuration);
+  `mlflow_read` reads the MLflow model's `MLmodel` into an `MlflowModel` (`mlflow_model`), with
+  file:line problems, and without importing mlflow.
 - `unknown_keys`: warnings for keys neither devtui nor the cloud knows (`LocalDeployment.warnings`).
 - `loader`: `load`, which runs all of the above.
 - `deployment`, `problems`: the result types and the error types.
@@ -33,6 +36,7 @@ from .deployment import (DEFAULT_FLOW_ROUTES, PROMPTFLOW_RUNTIME_IMAGE, Environm
 from .files import find_files
 from .flow import is_runtime_image, promptflow_core_installed
 from .loader import load
+from .mlflow_model import MlflowModel, MlflowSignature, SignatureField
 from .problems import Problem, SpecError
 
 __all__ = [
@@ -44,11 +48,14 @@ __all__ = [
     "FlowSpec",
     "InferenceConfig",
     "LocalDeployment",
+    "MlflowModel",
+    "MlflowSignature",
     "ModelSpec",
     "Probe",
     "Problem",
     "RequestSettings",
     "Route",
+    "SignatureField",
     "SpecError",
     "find_files",
     "is_runtime_image",

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .mlflow_model import MlflowModel
 from .paths import _absolute
 from .problems import Problem
 
@@ -163,6 +164,7 @@ class LocalDeployment:
     tags: dict[str, str]  # the deployment's tags
     endpoint_tags: dict[str, str] = field(default_factory=dict)  # the endpoint file's tags
     flow: FlowSpec | None = None  # set when the model is a prompt flow folder (no code_configuration)
+    mlflow: MlflowModel | None = None  # set for a no-code MLflow deployment (spec/mlflow.py)
     # What loads but deserves a look (a key nobody knows, most likely misspelled). Not part of
     # what runs, so two deployments differing only in their warnings are equal.
     warnings: tuple[Problem, ...] = field(default=(), compare=False)

@@ -55,11 +55,11 @@ class _LocalFilesResolver(_Checker):
                 f"a bare string ({reference!r}) is not a local model. Write `model: {{path: {reference}}}`."
             ))
 
-    def code(self, code: _CodeConfigurationYaml | None, environment: _EnvironmentYaml | None,
-             model: _ModelYaml | None) -> tuple[Path | None, str | None]:
+    def code(self, code: _CodeConfigurationYaml | None,
+             environment: _EnvironmentYaml | None) -> tuple[Path | None, str | None]:
         """(code folder, scoring script relative to it), or (None, None) with a problem."""
         if code is None:
-            self._missing_code(environment, model)
+            self._missing_code(environment)
             return None, None
         code_dir = self._code_dir(code)
         if code_dir is None:
@@ -69,7 +69,7 @@ class _LocalFilesResolver(_Checker):
             return None, None
         return code_dir, scoring_script
 
-    def _missing_code(self, environment: _EnvironmentYaml | None, model: _ModelYaml | None) -> None:
+    def _missing_code(self, environment: _EnvironmentYaml | None) -> None:
         # Only claim it is missing when we can tell the environment brings no server of its
         # own: not when the environment section was unreadable or names a registered asset.
         unknown = "environment" in self.bad or (environment is not None and environment.string_form is not None)
@@ -79,10 +79,9 @@ class _LocalFilesResolver(_Checker):
                 "missing: a local deployment needs a scoring script. Add "
                 "`code_configuration: {code: ./src, scoring_script: score.py}`, use a bring-your-own "
                 "container with `environment.inference_config`, or serve a prompt flow: point model.path at a "
-                f"folder holding {FLOW_FILE_NAMES}, with `image: {PROMPTFLOW_RUNTIME_IMAGE}:latest`."
+                f"folder holding {FLOW_FILE_NAMES}, with `image: {PROMPTFLOW_RUNTIME_IMAGE}:latest`, or an MLflow "
+                "model folder with no code at all: `model: {path: ./model, type: mlflow_model}`."
             )
-            if model is not None and getattr(model, "type", None) == "mlflow_model":
-                message += " (No-code MLflow deployments only run in the cloud.)"
             self.problem(("code_configuration",), message)
 
     def _code_dir(self, code: _CodeConfigurationYaml) -> Path | None:

@@ -15,6 +15,8 @@ from .deployment import EnvironmentSpec, FlowSpec, LocalDeployment, ModelSpec, P
 from .environment import _EnvironmentResolver
 from .flow import _FlowResolver
 from .local_files import _LocalFilesResolver
+from .mlflow import NO_CODE_ENVIRONMENT, _NoCodeResolver, is_no_code
+from .mlflow_model import MlflowModel
 from .messages import _describe, _problem_from_error
 from .models import _DeploymentYaml, _EndpointYaml, _ProbeYaml, _RequestSettingsYaml, _Section
 from .names import _name_problem
@@ -72,8 +74,12 @@ class _Resolver(_Checker):
         deployment_name = self._deployment_name(spec)
         endpoint_name = self._endpoint_name(spec, endpoint, endpoint_bad)
         model = local_files.model(spec.model, deployment_name)
-        environment = _EnvironmentResolver(self.doc, self.problems, self.bad).environment(spec.environment)
-        code_dir, scoring_script, flow, environment = self._code_or_flow(spec, local_files, model, environment)
+        code_dir = scoring_script = flow = mlflow = None
+        if is_no_code(spec, self.bad):
+            environment, mlflow = self._no_code(spec, model)
+        else:
+            environment = _EnvironmentResolver(self.doc, self.problems, self.bad).environment(spec.environment)
+            code_dir, scoring_script, flow, environment = self._code_or_flow(spec, local_files, model, environment)
         environment_variables = self._environment_variables(spec.environment_variables)
 
         if self.problems or deployment_name is None or endpoint_name is None or environment is None:
@@ -97,6 +103,7 @@ class _Resolver(_Checker):
             tags=dict(spec.tags or {}),
             endpoint_tags=dict(endpoint.tags or {}) if endpoint is not None else {},
             flow=flow,
+            mlflow=mlflow,
             warnings=tuple(self.warnings),
         )
 
@@ -107,12 +114,22 @@ class _Resolver(_Checker):
         in the model folder."""
         is_flow, flow = _FlowResolver(self.doc, self.problems, self.bad).flow(spec, model, environment)
         if not is_flow:  # a flow deployment has no code_configuration
-            return *local_files.code(spec.code_configuration, spec.environment, spec.model), None, environment
+            return *local_files.code(spec.code_configuration, spec.environment), None, environment
         if flow is not None and flow.runtime_image and environment is not None:
             # devtui serves it: the routes live in the FlowSpec; an inference_config on the
             # environment would mark a bring-your-own container.
             environment = replace(environment, inference_config=None)
         return None, None, flow, environment
+
+    def _no_code(self, spec: _DeploymentYaml, model: ModelSpec | None) -> tuple[EnvironmentSpec | None,
+                                                                                 MlflowModel | None]:
+        """(environment, MLflow model) of a no-code deployment: the cloud brings its own image, so
+        an environment is optional (and checked as any other when given)."""
+        if spec.environment is None and "environment" not in self.bad:
+            environment: EnvironmentSpec | None = NO_CODE_ENVIRONMENT
+        else:
+            environment = _EnvironmentResolver(self.doc, self.problems, self.bad).environment(spec.environment)
+        return environment, _NoCodeResolver(self.doc, self.problems, self.bad).mlflow(spec, model)
 
     def _unknown_keys(self, spec: _DeploymentYaml, endpoint: _EndpointYaml | None) -> list[Problem]:
         warnings = _by_line(_unknown_keys(spec, self.doc, "a deployment"))
