@@ -6,6 +6,7 @@ event kind has exactly one handler, in the engine and in the app."""
 from __future__ import annotations
 
 import asyncio
+import shutil
 import socket
 import typing
 
@@ -306,3 +307,24 @@ async def test_a_restart_after_a_death_that_fails_in_the_runtime_is_tried_again_
     await engine.stop()
     said = [r.text for e in of(engine, Logs) for r in e.records]
     assert any("The restart failed; restarting it in" in line and "restart 2 in a row" in line for line in said), said
+
+
+async def test_a_yaml_edited_into_a_no_code_mlflow_deployment_is_not_applied(tmp_path):
+    """Serving one is not built yet: as with a YAML with problems, the running revision keeps
+    serving and the log says why, rather than restart into a server that cannot load it."""
+    from test_spec_mlflow import DEPLOYMENT, mlflow_model
+
+    folder = tmp_path / "d"
+    shutil.copytree(SAMPLES / "sklearn-regression", folder)
+    mlflow_model(folder)  # the model folder, and deployment.yml naming it
+    (folder / "deployment.yml").write_text((SAMPLES / "sklearn-regression" / "deployment.yml").read_text())
+    FakeRuntime.instances.clear()
+    engine = Engine(spec.load(folder), tmp_path / "work", Launch(watch=False), runtimes_from=FakeRuntime)
+    said: list[str] = []
+    engine.subscribe(lambda e: said.extend(r.text for r in e.records) if isinstance(e, Logs) else None)
+    assert await engine.start() == SUCCEEDED
+    (folder / "deployment.yml").write_text(DEPLOYMENT)
+    assert await engine.restart("YAML change") == SUCCEEDED
+    assert len(FakeRuntime.instances) == 1 and engine.serving_revision == 1
+    assert any("not applied" in line and "no-code MLflow deployment" in line for line in said), said
+    await engine.stop()

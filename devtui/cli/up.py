@@ -61,14 +61,9 @@ def preflight(launch: Launch) -> tuple[spec.LocalDeployment, registry.Claim]:
 
 
 def _not_served_yet(deployment: spec.LocalDeployment) -> None:
-    """No-code MLflow deployments are recognised (`validate` reads them) but not served yet: the
-    scoring server has no MLflow worker. The one place that says so; serving them removes it."""
-    if deployment.mlflow is not None:
-        raise CommandError(
-            f"{deployment.deployment_file.name} is a no-code MLflow deployment (model {deployment.mlflow.folder}). "
-            "devtui reads it (`devtui validate` shows its flavours and signature), but serving it locally is not "
-            "built yet. Until it is, add code_configuration with a scoring script that loads the model with "
-            "mlflow.pyfunc.load_model to run it here.", BAD_INPUT)
+    why = spec.not_served_yet(deployment)
+    if why is not None:
+        raise CommandError(why, BAD_INPUT)
 
 
 def _check_depth(deployment: spec.LocalDeployment) -> None:

@@ -190,6 +190,9 @@ class Engine:
                                  "keeps serving:", *(f"  {p}" for p in ex.problems),
                                  *(f"  warning: {w}" for w in ex.warnings))
                 return self.state
+            if reload_yaml and (why := spec.not_served_yet(deployment)):
+                self.emitter.say(f"The changed YAML is not applied and the running revision keeps serving: {why}")
+                return self.state
             if reload_yaml:
                 self.spec_error = None
             if reload_yaml and deployment.warnings:

@@ -84,3 +84,15 @@ class _NoCodeResolver(_Checker):
             f"whose command is `tritonserver --model-repository={repository}`, and Triton's routes: "
             f"`environment: {{image: <your image>, {_TRITON_ROUTES}}}`."
         ))
+
+
+def not_served_yet(deployment) -> str | None:
+    """Why devtui cannot serve ``deployment`` yet, or None. No-code MLflow deployments are read
+    (`devtui validate` shows them) but the scoring server has no MLflow worker yet: the one place
+    that says so, for `up` and for a YAML edited into one while another kind serves."""
+    if deployment.mlflow is None:
+        return None
+    return (f"{deployment.deployment_file.name} is a no-code MLflow deployment (model {deployment.mlflow.folder}). "
+            "devtui reads it (`devtui validate` shows its flavours and signature), but serving it locally is not "
+            "built yet. Until it is, add code_configuration with a scoring script that loads the model with "
+            "mlflow.pyfunc.load_model to run it here.")
