@@ -34,8 +34,9 @@ def _flow_error(key: str) -> re.Pattern:
 
 _FLOW_ERRORS = (_flow_error("'ToolExecutionErrorDetails', 'info': "), _flow_error("'debugInfo': "))
 
-# How long after its answer a failure's lines may still arrive (they come through a pipe).
-LATE_S = 2.0
+# How long after its answer a failure's lines may still arrive: they come through a pipe, and a
+# record's time is when devtui read it, which on a loaded machine can be seconds later.
+LATE_S = 4.0
 
 
 def failure_of(records: Iterable[LogRecord], request_id: str, since: float, until: float) -> LogRecord | None:

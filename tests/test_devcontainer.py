@@ -83,9 +83,17 @@ WORKDIR /src
 def build_devtui_image(client, tag: str, folder: Path) -> None:
     """Build ``tag``: python:3.11-slim with this checkout's wheel and the wheels it depends on,
     downloaded on the host into ``folder``."""
-    dependencies, own = folder / "dependencies", folder / "devtui"
+    dependencies, own, source = folder / "dependencies", folder / "devtui", folder / "source"
+    # From a copy of what the distribution is made of: setuptools' build/ folder in the checkout
+    # keeps modules that were since removed, and a wheel built there would carry them (the server's
+    # digest inside would then differ from the host's, and the image would be built again inside).
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    for package in ("devtui", "inference_server"):
+        shutil.copytree(ROOT / package, source / package, ignore=shutil.ignore_patterns("__pycache__"))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(own),
-                    str(ROOT)], check=True, timeout=600)
+                    str(source)], check=True, timeout=600)
     subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--dest", str(dependencies),
                     "--only-binary=:all:", "--python-version", "3.11", "--platform", "manylinux2014_x86_64",
                     "--platform", "manylinux_2_17_x86_64", "--platform", "manylinux_2_28_x86_64",

@@ -81,8 +81,16 @@ def app(tmp_path) -> QuietApp:
     # The same path every run, so the deployment panel shows the same paths.
     mirror(SAMPLES / "sklearn-regression", FOLDER)
     engine = Engine(spec.load(FOLDER), tmp_path / "work", Launch(port=5001, watch=False))
-    return QuietApp(engine, request_text=(FOLDER / "sample-request.json").read_text(), log_capacity=500,
-                    save_folder=tmp_path)
+    return lasting_toasts(QuietApp(engine, request_text=(FOLDER / "sample-request.json").read_text(),
+                                   log_capacity=500, save_folder=tmp_path))
+
+
+def lasting_toasts(app: QuietApp) -> QuietApp:
+    """A toast stays until the snapshot: on a loaded machine, drawing the scene can take longer
+    than a toast's few seconds, and the snapshot would depend on the machine's speed."""
+    notify = app.notify
+    app.notify = lambda *args, **options: notify(*args, **{**options, "timeout": 600})
+    return app
 
 
 @pytest.fixture
@@ -91,7 +99,7 @@ def container_app(tmp_path) -> QuietApp:
     mirror(SAMPLES / "sklearn-regression", FOLDER)
     engine = Engine(spec.load(FOLDER), tmp_path / "work", Launch(runtime="container", port=5001, watch=False),
                     runtimes_from=FakeRuntime)
-    return QuietApp(engine, request_text="{}", log_capacity=500, save_folder=tmp_path)
+    return lasting_toasts(QuietApp(engine, request_text="{}", log_capacity=500, save_folder=tmp_path))
 
 
 def post(app: DevtuiApp, *events) -> None:

@@ -20,7 +20,7 @@ from ..failures import exception_line, failure_of
 __all__ = ["EXPLAIN_FOR_S", "Explainer", "TracebackWanted", "exception_line", "failure_of"]
 
 # How long after its answer the app keeps looking for a failure's exception line.
-EXPLAIN_FOR_S = 5.0
+EXPLAIN_FOR_S = 10.0
 
 
 class TracebackWanted(Message):
