@@ -137,3 +137,32 @@ async def test_a_flavour_whose_library_is_missing_fails_the_revision_saying_whic
         assert "pip install 'xgboost==2.1.4'" in failed[0].traceback and "Traceback" not in failed[0].traceback
     finally:
         await engine.stop()
+
+
+async def test_the_app_shows_the_model_and_answers_the_swagger_example(tmp_path):
+    """The deployment panel shows the flavours, the signature and the input example; the Invoke
+    tab is filled with the swagger's example, and ctrl+j gets the predictions."""
+    import io as text_io
+
+    from rich.console import Console
+
+    from devtui.tui.app import DevtuiApp
+    from devtui.tui.widgets import DeploymentPanel
+    from helpers import running, until
+
+    make("sklearn", tmp_path)
+    (tmp_path / "deployment.yml").write_text(DEPLOYMENT)
+    app = DevtuiApp(Engine(spec.load(tmp_path), tmp_path / "work", Launch(port=0)), save_folder=tmp_path)
+    async with running(app, size=(160, 45)) as pilot:
+        await until(pilot, lambda: app.engine.serving_revision == 1, timeout=60, message="revision 1 serving")
+        console = Console(width=200, record=True, file=text_io.StringIO())
+        console.print(app.query_one("#deployment", DeploymentPanel).content)
+        panel = " ".join(console.export_text().split())  # the values wrap at the panel's width
+        assert "python_function, sklearn (loaded by mlflow.sklearn)" in panel and "age: double" in panel
+        assert "input_example.json" in panel and "script" not in panel
+        await until(pilot, lambda: "input_data" in app.invoke_panel.editor.text, timeout=30,
+                    message="the Invoke tab filled with the swagger's example")
+        await pilot.press("ctrl+j")
+        answer = await until(pilot, lambda: app.invoke_panel.history and app.invoke_panel.history[-1], timeout=30,
+                             message="the answer")
+        assert answer.status == 200 and len(json.loads(answer.body)) == 2, answer
