@@ -166,6 +166,10 @@ def _entry_script(args: argparse.Namespace, app_root: str) -> str:
         return entry_script
     if os.environ.get("AZUREML_ENTRY_SCRIPT"):
         return os.path.join(app_root, os.environ["AZUREML_ENTRY_SCRIPT"])
+    if os.environ.get("MLFLOW_MODEL_FOLDER"):
+        # A no-code MLflow deployment: the scoring script is the one the cloud would generate
+        # (its path only: importing it here would load mlflow in the supervisor's parser).
+        return os.path.join(os.path.dirname(os.path.abspath(__file__)), "mlflow_score.py")
     raise SystemExit("Either provide an entry_script using --entry_script or set AZUREML_ENTRY_SCRIPT.")
 
 

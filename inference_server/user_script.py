@@ -191,8 +191,11 @@ def user_traceback() -> str:
     """The current exception's traceback from the user's first frame on.
 
     The frames before it (this server, importlib, the thread pool) say nothing about the
-    script; when no frame is the user's, the whole traceback is kept."""
+    script; when no frame is the user's, the whole traceback is kept. An error the server raised
+    to say something plainly (``said_plainly``: a model's library is missing) is its message alone."""
     _, error, tb = sys.exc_info()
+    if getattr(error, "said_plainly", False):
+        return f"{error}\n"
     first = tb
     while first is not None:
         filename = first.tb_frame.f_code.co_filename

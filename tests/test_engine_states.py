@@ -310,8 +310,9 @@ async def test_a_restart_after_a_death_that_fails_in_the_runtime_is_tried_again_
 
 
 async def test_a_yaml_edited_into_a_no_code_mlflow_deployment_is_not_applied(tmp_path):
-    """Serving one is not built yet: as with a YAML with problems, the running revision keeps
-    serving and the log says why, rather than restart into a server that cannot load it."""
+    """In the container runtime, serving one is not built yet: as with a YAML with problems, the
+    running revision keeps serving and the log says why, rather than restart into a server that
+    cannot load it."""
     from test_spec_mlflow import DEPLOYMENT, mlflow_model
 
     folder = tmp_path / "d"
@@ -319,7 +320,8 @@ async def test_a_yaml_edited_into_a_no_code_mlflow_deployment_is_not_applied(tmp
     mlflow_model(folder)  # the model folder, and deployment.yml naming it
     (folder / "deployment.yml").write_text((SAMPLES / "sklearn-regression" / "deployment.yml").read_text())
     FakeRuntime.instances.clear()
-    engine = Engine(spec.load(folder), tmp_path / "work", Launch(watch=False), runtimes_from=FakeRuntime)
+    engine = Engine(spec.load(folder), tmp_path / "work", Launch(runtime="container", watch=False),
+                    runtimes_from=FakeRuntime)
     said: list[str] = []
     engine.subscribe(lambda e: said.extend(r.text for r in e.records) if isinstance(e, Logs) else None)
     assert await engine.start() == SUCCEEDED

@@ -107,15 +107,25 @@ def test_a_base_class_only_one_class_derives_from_counts_with_it():
 PROMPTFLOW_IMPORTERS = {"inference_server/flow_worker.py", "inference_server/flow_connections.py"}
 
 
-def test_only_the_flow_worker_imports_prompt_flow():
+def importers_of(package: str) -> set[str]:
     importers = set()
     for path in modules():
         for node in ast.walk(ast.parse(path.read_text())):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
                 [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else []
-            if any(name == "promptflow" or name.startswith("promptflow.") for name in names):
+            if any(name == package or name.startswith(f"{package}.") for name in names):
                 importers.add(str(path.relative_to(ROOT)))
+    return importers
+
+
+def test_only_the_flow_worker_imports_prompt_flow():
+    importers = importers_of("promptflow")
     assert importers <= PROMPTFLOW_IMPORTERS, sorted(importers - PROMPTFLOW_IMPORTERS)
+
+
+def test_only_the_mlflow_scoring_script_imports_mlflow():
+    """mlflow is an extra (devtui[mlflow]): the spec reads an MLmodel without it."""
+    assert importers_of("mlflow") <= {"inference_server/mlflow_score.py"}, importers_of("mlflow")
 
 
 SERVER = "inference_server"

@@ -10,6 +10,9 @@ Where a public API exists, devtui uses it; these are the places where none does:
 - debugpy (pydevd): a thread's ``additional_info.pydev_state`` (2: suspended at a breakpoint) and the
   ``is_pydev_daemon_thread`` mark that keeps a helper thread running under the debugger
   (inference_server/serving.py).
+- mlflow: ``mlflow.pyfunc.scoring_server._get_jsonable_obj``, which turns predictions into the JSON
+  the cloud's MLflow scoring script answers with (records for a DataFrame)
+  (inference_server/mlflow_score.py).
 """
 
 from __future__ import annotations
@@ -65,3 +68,13 @@ def test_pydevd_marks_a_suspended_thread_with_state_2_and_skips_its_own_daemon_t
     info = (pydevd / "_pydevd_bundle" / "pydevd_additional_thread_info_regular.py").read_text()
     assert "self.pydev_state = STATE_RUN" in info
     assert "is_pydev_daemon_thread" in (pydevd / "pydevd.py").read_text()
+
+
+def test_mlflow_turns_predictions_into_json_with_get_jsonable_obj():
+    import numpy as np
+    import pandas as pd
+    from mlflow.pyfunc.scoring_server import _get_jsonable_obj
+
+    assert _get_jsonable_obj(np.array([1.5, 2.5]), pandas_orient="records") == [1.5, 2.5]
+    frame = pd.DataFrame({"a": [1], "b": [2]})
+    assert _get_jsonable_obj(frame, pandas_orient="records") == [{"a": 1, "b": 2}]

@@ -103,6 +103,8 @@ class Runtime(ABC):
         environment = {"AZUREML_MODEL_DIR": str(model_dir), "SERVICE_NAME": d.endpoint_name}
         if code_dir is not None:
             environment.update(AML_APP_ROOT=str(code_dir), AZUREML_ENTRY_SCRIPT=d.scoring_script or "")
+        if d.mlflow is not None:  # a no-code MLflow deployment: the model folder, by name, as the cloud sets it
+            environment["MLFLOW_MODEL_FOLDER"] = d.mlflow.folder.name
         if connections:
             environment["DEVTUI_FLOW_CONNECTIONS"] = os.pathsep.join(str(c) for c in connections)
         environment.update(d.environment_variables)

@@ -86,13 +86,13 @@ class _NoCodeResolver(_Checker):
         ))
 
 
-def not_served_yet(deployment) -> str | None:
-    """Why devtui cannot serve ``deployment`` yet, or None. No-code MLflow deployments are read
-    (`devtui validate` shows them) but the scoring server has no MLflow worker yet: the one place
-    that says so, for `up` and for a YAML edited into one while another kind serves."""
-    if deployment.mlflow is None:
+def not_served_yet(deployment, runtime: str) -> str | None:
+    """Why devtui cannot serve ``deployment`` on ``runtime`` yet, or None: the one place that says
+    so, for `up`, a runtime switch and a YAML edited into such a deployment while another serves.
+    A no-code MLflow deployment runs in the process runtime, with the packages installed here; its
+    image (the model's conda.yaml installed, as the cloud's MLflow image does) is not built yet."""
+    if deployment.mlflow is None or runtime == "process":
         return None
-    return (f"{deployment.deployment_file.name} is a no-code MLflow deployment (model {deployment.mlflow.folder}). "
-            "devtui reads it (`devtui validate` shows its flavours and signature), but serving it locally is not "
-            "built yet. Until it is, add code_configuration with a scoring script that loads the model with "
-            "mlflow.pyfunc.load_model to run it here.")
+    return (f"{deployment.deployment_file.name} is a no-code MLflow deployment (model {deployment.mlflow.folder}): "
+            "devtui serves it in the process runtime (the default), with the packages installed here; the "
+            "container runtime cannot build its image from the model's conda.yaml yet.")

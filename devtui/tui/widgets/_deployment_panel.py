@@ -46,6 +46,20 @@ def _flow_rows(table: Table, flow: FlowSpec) -> None:
         table.add_row("includes", "\n".join(f"{i.name} <- {_short(i.source)}" for i in flow.includes))
 
 
+def _mlflow_rows(table: Table, model) -> None:
+    """A no-code MLflow model: its flavours and loader, signature, input example and environment."""
+    table.add_row("mlflow", f"{', '.join(model.flavors)} (loaded by {model.loader_module})")
+    signature = model.signature
+    if signature is None:
+        table.add_row("signature", "none: requests go to the model as they are")
+    else:
+        table.add_row("inputs", "\n".join(map(str, signature.inputs)) or "-")
+        table.add_row("outputs", "\n".join(map(str, signature.outputs)) or "-")
+        if signature.params:
+            table.add_row("params", "\n".join(map(str, signature.params)))
+    table.add_row("example", model.input_example.name if model.input_example else "none")
+
+
 # The widest label ("instances") and the gap after it: the values get the rest of the width.
 LABEL_WIDTH = 10
 
@@ -108,12 +122,14 @@ class DeploymentPanel(Static):
             table.add_row("model", "none")
         if d.flow is not None:
             _flow_rows(table, d.flow)
+        elif d.mlflow is not None:
+            _mlflow_rows(table, d.mlflow)
         else:
             table.add_row("code", _short(d.code_dir))
             table.add_row("script", d.scoring_script or "-")
         env = d.environment
         table.add_row("image", env.image or (f"build {_short(env.build_path)}" if env.build_path else "-"))
-        table.add_row("conda", _short(env.conda_file))
+        table.add_row("conda", _short(env.conda_file or (d.mlflow.environment_file if d.mlflow else None)))
         variables = "\n".join(f"{k}={mask(k, v)}" for k, v in d.environment_variables.items()) or "-"
         table.add_row("env", variables)
         s = d.request_settings
