@@ -76,3 +76,12 @@ def test_container(endpoint) -> None:
     """Under a name unique to this run; the endpoint fixture checks that nothing of it is left."""
     out = smoke("container.py", "--name", endpoint("bench"))
     assert_printed(out, rf"^container: up to Succeeded median {NUMBER} s .*reload median {NUMBER} ms")
+
+
+def test_mlflow() -> None:
+    """Without a copy of the cloud's script (it is not ours to ship), devtui's throughput alone."""
+    if shutil.which("wrk") is None:
+        (pytest.fail if os.environ.get("CI") else pytest.skip)("wrk is not installed (apt-get install wrk)")
+    out = smoke("mlflow.py", "--cloud-script", "")
+    assert_printed(out, rf"^mlflow: up to Succeeded {NUMBER} s, save to new answer {NUMBER} ms .*, "
+                        rf"throughput {NUMBER} req/s; the ratio needs --cloud-script")
