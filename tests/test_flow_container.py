@@ -28,8 +28,8 @@ from devtui import runtimes, spec
 from devtui.cli.views import LaunchConfig
 from devtui.engine import DebugSettings, Engine, Launch
 from devtui.events import SUCCEEDED, DebuggerChanged, Logs
-from devtui.flow_image import STAND_IN_LABEL, read_requirements
-from devtui.images import SERVER_LAYER_LABEL, ImageError
+from devtui.runtimes.container.flow_image import STAND_IN_LABEL, read_requirements
+from devtui.runtimes.container.images import SERVER_LAYER_LABEL, ImageError
 from devtui.engine.watch import Action, classify
 from flow_reference import CONNECTED_FLOW, FLOW_BASIC_ANSWER, copy_sample
 from helpers import async_wait_for, devtui, run_async, save, show, wait_for

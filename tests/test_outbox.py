@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import threading
 
-from devtui.runtimes.outbox import Outbox
+from devtui.runtimes.container.outbox import Outbox
 
 
 def test_a_flood_from_a_thread_arrives_in_order_in_a_batch_per_loop_turn():

@@ -9,7 +9,7 @@ def available(timeout: float = 5, context: str | None = None) -> list[str]:
     """The runtimes usable here now, the default first: containers need an engine that answers
     (the one ``context`` names, else the environment's). Blocking (it asks the engine): call it
     from a thread in an event loop."""
-    from .docker_engine import connect
+    from .container.docker_engine import connect
 
     try:
         connect(timeout, context)
@@ -27,14 +27,14 @@ def create(deployment, launch, workdir, sink) -> Runtime:
         return ProcessRuntime(deployment, launch, workdir, sink)
     if name == "container":
         if deployment.environment.inference_config is not None:
-            from .own_container import OwnContainerRuntime
+            from .container.own_container import OwnContainerRuntime
 
             return OwnContainerRuntime(deployment, launch, workdir, sink)
         if deployment.flow is not None:
-            from .flow_container import FlowContainerRuntime
+            from .container.flow_container import FlowContainerRuntime
 
             return FlowContainerRuntime(deployment, launch, workdir, sink)
-        from .container import ContainerRuntime
+        from .container.runtime import ContainerRuntime
 
         return ContainerRuntime(deployment, launch, workdir, sink)
     raise RuntimeFailure(f"unknown runtime {name!r}: use one of {', '.join(NAMES)}")

@@ -22,12 +22,12 @@ import io
 import tarfile
 from pathlib import PurePosixPath
 
-from ..events import DEVTUI, STORAGE_INITIALIZER
-from ..scrub import Scrubber
-from .connection_files import ConnectionFiles
-from ..flow_image import FlowImageBuilder
-from .container import APP, ContainerRuntime
-from .flow_staging import FlowStage
+from ...events import DEVTUI, STORAGE_INITIALIZER
+from ...scrub import Scrubber
+from ..connection_files import ConnectionFiles
+from .flow_image import FlowImageBuilder
+from .runtime import APP, ContainerRuntime
+from ..flow_staging import FlowStage
 
 # Where the connection files are, in the container: beside the volumes, in the container's own
 # layer, so they are gone with it (they hold secrets) and a restart copies them afresh.

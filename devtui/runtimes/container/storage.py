@@ -13,10 +13,10 @@ import tarfile
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
-from ..events import DEVTUI, STORAGE_INITIALIZER
-from ..ignore import FolderTooDeep, kept_files
-from ..registry import LABEL
-from .base import RuntimeFailure
+from ...events import DEVTUI, STORAGE_INITIALIZER
+from ...ignore import FolderTooDeep, kept_files
+from ...registry import LABEL
+from ..base import RuntimeFailure
 
 MANIFEST = ".devtui-manifest.json"
 

@@ -13,11 +13,11 @@ import httpx
 
 from inference_server import protocol
 
-from ..events import DEVTUI
-from ..images import ImageBuilder
+from ...events import DEVTUI
+from .images import ImageBuilder
 from . import gpus
-from .base import STOP_GRACE_S
-from .container import ContainerRuntime
+from ..base import STOP_GRACE_S
+from .runtime import ContainerRuntime
 from .docker_engine import SERVER_PORT, free_port, published
 
 # The storage-initializer needs Python to verify; a bring-your-own image may have none.

@@ -22,10 +22,10 @@ from pathlib import PurePosixPath
 
 from inference_server import protocol
 
-from ..events import DEVTUI, Placement
-from ..images import ImageBuilder, ImageError
+from ...events import DEVTUI, Placement
+from .images import ImageBuilder, ImageError
 from . import docker_engine, gpus
-from .base import RELOAD_SIGNAL, STOP_GRACE_S, SWAP_SIGNAL, Runtime, RuntimeFailure
+from ..base import RELOAD_SIGNAL, STOP_GRACE_S, SWAP_SIGNAL, Runtime, RuntimeFailure
 from .docker_context import EngineAddress, resolve
 from .docker_engine import SERVER_PORT, in_daemon_thread, published, remove_endpoint
 from .outbox import Outbox
