@@ -13,7 +13,7 @@ import pytest
 
 from devtui import spec
 from devtui.ignore import IgnoreRules, kept_files
-from devtui.runtimes.process import mirror
+from devtui.runtimes.staging import mirror
 from devtui.runtimes.container.storage import manifest
 from devtui.engine.watch import Action, batches, classify
 from helpers import save

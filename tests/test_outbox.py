@@ -1,5 +1,5 @@
 """The container runtime's outbox: what its threads report reaches the event loop in order, and a
-flood of log lines in batches, one wake-up of the loop for all that gathered (devtui/runtimes/outbox.py)."""
+flood of log lines in batches, one wake-up of the loop for all that gathered (devtui/runtimes/container/outbox.py)."""
 
 from __future__ import annotations
 

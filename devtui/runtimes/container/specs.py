@@ -12,7 +12,7 @@ server is ready is the other half (``readiness.py``). A new kind of deployment i
   ``AZUREML_MODEL_DIR``; the server works in it, and a save is synced into it before the worker
   swap (``Storage.sync``). The ``--connections`` files are copied into the container before it
   starts, and ``DEVTUI_FLOW_CONNECTIONS`` names them where the server sees them. A flow with
-  ``additional_includes`` or symbolic links is staged on this machine first (``flow_staging``), and
+  ``additional_includes`` or symbolic links is staged on this machine first (``staging``), and
   that stage is what the storage-initializer copies and a save syncs.
 - :class:`OwnImage`: a bring-your-own container (an ``environment`` with ``inference_config``, a
   flow on another image included): the user's image as it is, with its own ports, and a
@@ -29,7 +29,7 @@ from pathlib import Path, PurePosixPath
 from ...events import DEVTUI, STORAGE_INITIALIZER
 from ...scrub import Scrubber
 from ..connection_files import ConnectionFiles
-from ..flow_staging import FlowStage
+from ..staging import FlowStage
 from .docker_engine import SERVER_PORT, free_port
 from .flow_image import FlowImageBuilder
 from .images import ImageBuilder
@@ -50,7 +50,7 @@ class ServerSpec:
     a kind may add (each a no-op here)."""
 
     builder_class = ImageBuilder
-    flow_stage: FlowStage | None = None  # a flow served from a stage on this machine (flow_staging)
+    flow_stage: FlowStage | None = None  # a flow served from a stage on this machine (staging.py)
 
     def __init__(self, deployment, launch, workdir: Path):
         self.deployment, self.launch, self.workdir = deployment, launch, workdir
