@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Protocol
 
 import httpx
 
@@ -23,6 +24,17 @@ from .docker_engine import SERVER_PORT, published
 
 # How long a restarted container (a reload) gets to answer its readiness route.
 RESTART_READY_S = 120
+
+
+class Readiness(Protocol):
+    """What the container runtime asks of a readiness source, made with the runtime it serves."""
+
+    def started(self, revision: int) -> None:
+        """The inference-server container runs (``runtime.server``): learn where it listens
+        (``runtime.host_port``) and see that the revision's readiness is reported."""
+
+    def reload(self, swap: bool) -> None:
+        """Apply a save to the running container (``swap``: a worker swap, not a patch)."""
 
 
 class ServerEvents:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -31,7 +32,7 @@ from .docker_context import EngineAddress, resolve
 from .docker_engine import in_daemon_thread, remove_endpoint
 from .images import ImageBuilder, ImageError
 from .outbox import Outbox
-from .readiness import Probes, ServerEvents
+from .readiness import Readiness
 from .server_log import ServerLog
 from .specs import MODELS, ServerSpec
 from .storage import Storage
@@ -41,7 +42,9 @@ class ContainerRuntime(Runtime):
     name = "container"
 
     def __init__(self, deployment, launch, workdir: Path, sink, spec: ServerSpec,
-                 readiness: type[ServerEvents] | type[Probes]):
+                 readiness: Callable[[ContainerRuntime], Readiness]):
+        """``runtimes.create`` picks ``spec`` and ``readiness`` (made here, with this runtime) for
+        the deployment; the constructor does no Docker I/O."""
         super().__init__(deployment, launch, workdir, sink)
         self.spec = spec
         self.readiness = readiness(self)
