@@ -17,7 +17,7 @@ from inference_server.protocol import ReloadMode
 
 if TYPE_CHECKING:
     from .replay import PinnedRequest
-    from .runtimes.gpus import GpuRequest
+    from .runtimes.container.gpus import GpuRequest
 
 DEFAULT_DEBUG_PORT = 5678
 

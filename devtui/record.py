@@ -1,7 +1,7 @@
 """The stored shape of a running local endpoint: what ``endpoint.json`` holds and ``show`` prints.
 
 One model, written by the host (``cli.views.Recorder`` through ``registry.Claim``), rebuilt from
-container labels when the registry files are gone (``runtimes.container.endpoints_from_labels``),
+container labels when the registry files are gone (``runtimes.container.docker_engine.endpoints_from_labels``),
 and read by every command. A record keeps exactly the keys it was given: ``dump`` leaves out what
 was never set, so a process deployment has a ``pid`` and no ``container_ids``, and the JSON matches
 ``az ml online-endpoint show --local`` key for key. Missing keys read as their defaults and unknown

@@ -96,7 +96,7 @@ def docker_client():
     """A Docker engine that answers. Without one the container tests are skipped, except in CI
     (CI set), where a missing engine is a failure: .ci/run starts one."""
     from devtui.runtimes import RuntimeFailure
-    from devtui.runtimes.docker_engine import connect
+    from devtui.runtimes.container.docker_engine import connect
 
     try:
         return connect()

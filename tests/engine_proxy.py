@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from devtui.runtimes.docker_context import resolve
+from devtui.runtimes.container.docker_context import resolve
 
 
 class EngineProxy:

@@ -274,7 +274,7 @@ def test_commands_that_read_no_yaml_load_neither_it_nor_the_engine():
     code = ("import sys\nfrom devtui.cli import main\n"
             "for argv in (['show', '-n', 'nope'], ['list'], ['down', '-n', 'nope'], ['--help']):\n"
             "    try:\n        main(argv)\n    except SystemExit:\n        pass\n"
-            "print(sorted(m for m in ('devtui.spec', 'devtui.engine', 'devtui.images', 'textual') if m in sys.modules))")
+            "print(sorted(m for m in ('devtui.spec', 'devtui.engine', 'devtui.runtimes.container.images', 'textual') if m in sys.modules))")
     result = subprocess.run([*devtui_command()[:1], "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1] == "[]", result.stdout

@@ -27,7 +27,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from devtui.images import PINS_LABEL, SERVER_LAYER_LABEL
+from devtui.runtimes.container.images import PINS_LABEL, SERVER_LAYER_LABEL
 from devtui.spec import load as load_spec
 from helpers import (ROOT, SAMPLES, SKLEARN_PREDICTIONS, Timeout, devtui, devtui_command, free_port, pid_alive, read_until, save,
                      show, wait_for)
@@ -168,7 +168,7 @@ def build_environment(docker_client, run_id, tmp_path):
     devtui's image builder on the real engine if missing. The tests give their requirements a
     marker that always holds but names this run, so the environment images are theirs alone
     and are removed afterwards; the server layers below them are shared and stay."""
-    from devtui.images import ImageBuilder
+    from devtui.runtimes.container.images import ImageBuilder
 
     built: list[str] = []
 

@@ -23,8 +23,8 @@ from devtui import spec
 from devtui.engine import Engine, Launch
 from devtui.events import FAILED, Logs
 from devtui.runtimes import RuntimeFailure
-from devtui.runtimes.docker_context import DEFAULT_HOST, read_context, resolve
-from devtui.runtimes.gpus import NO_GPU_RUNTIME, GpuRequest, suggestion
+from devtui.runtimes.container.docker_context import DEFAULT_HOST, read_context, resolve
+from devtui.runtimes.container.gpus import NO_GPU_RUNTIME, GpuRequest, suggestion
 from devtui.runtimes.process import ProcessRuntime
 from helpers import ROOT, SAMPLES, devtui, run_async, show, unique_name, wait_for
 
@@ -113,7 +113,7 @@ def test_up_and_the_app_refuse_an_unknown_context_before_anything_starts(sample,
 
 def environment_image(client, folder: Path, tmp_path: Path) -> str:
     """The sklearn sample's environment image on ``client``'s engine, built there if missing."""
-    from devtui.images import ImageBuilder
+    from devtui.runtimes.container.images import ImageBuilder
 
     builder = ImageBuilder(client, spec.load(folder), tmp_path / "image-cache", lambda lines: None,
                            lambda *args: None)

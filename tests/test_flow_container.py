@@ -28,8 +28,8 @@ from devtui import runtimes, spec
 from devtui.cli.views import LaunchConfig
 from devtui.engine import DebugSettings, Engine, Launch
 from devtui.events import SUCCEEDED, DebuggerChanged, Logs
-from devtui.flow_image import STAND_IN_LABEL, read_requirements
-from devtui.images import SERVER_LAYER_LABEL, ImageError
+from devtui.runtimes.container.flow_image import STAND_IN_LABEL, read_requirements
+from devtui.runtimes.container.images import SERVER_LAYER_LABEL, ImageError
 from devtui.engine.watch import Action, classify
 from flow_reference import CONNECTED_FLOW, FLOW_BASIC_ANSWER, copy_sample
 from helpers import async_wait_for, devtui, run_async, save, show, wait_for
@@ -57,11 +57,11 @@ def test_a_flow_on_the_runtime_image_is_served_with_flow_from_its_staged_folder(
     connection.write_text("name: my_conn\ntype: custom\n")
     runtime = runtime_for(folder, tmp_path, (connection,))
 
-    assert type(runtime).__name__ == "FlowContainerRuntime"
-    assert str(runtime.flow_dir) == FLOW_DIR and runtime.code_path == FLOW_DIR
-    command = runtime.server_command(["python"], "0.0.0.0", 5001, 1, [], flow_dir=runtime.flow_dir)
+    assert type(runtime.spec).__name__ == "FlowServer" and type(runtime.readiness).__name__ == "ServerEvents"
+    assert str(runtime.spec.flow_dir) == FLOW_DIR and runtime.code_path == FLOW_DIR
+    command = runtime.spec.container(runtime, 1)["command"]
     assert command[command.index("--flow") + 1] == FLOW_DIR
-    environment = runtime._environment()
+    environment = runtime.spec.environment(runtime)
     assert environment["DEVTUI_FLOW_CONNECTIONS"] == "/var/azureml-app/devtui-connections/0-my_conn.yaml"
     assert environment["AZUREML_MODEL_DIR"] == "/var/azureml-app/azureml-models/blue-model/1"
     assert "AML_APP_ROOT" not in environment
@@ -83,7 +83,8 @@ def test_a_flow_on_an_image_of_its_own_is_still_a_bring_your_own_container(tmp_p
     folder = copy_sample("flow-basic", tmp_path)
     (folder / "deployment.yml").write_text((folder / "deployment.yml").read_text().replace(
         RUNTIME_IMAGE, "myregistry.example/my-flow-server:1"))
-    assert type(runtime_for(folder, tmp_path)).__name__ == "OwnContainerRuntime"
+    runtime = runtime_for(folder, tmp_path)
+    assert type(runtime.spec).__name__ == "OwnImage" and type(runtime.readiness).__name__ == "Probes"
 
 
 def test_requirements_txt_rebuilds_and_the_flows_files_swap(tmp_path):

@@ -13,8 +13,8 @@ import pytest
 
 from devtui import spec
 from devtui.ignore import IgnoreRules, kept_files
-from devtui.runtimes.process import mirror
-from devtui.runtimes.storage import manifest
+from devtui.runtimes.staging import mirror
+from devtui.runtimes.container.storage import manifest
 from devtui.engine.watch import Action, batches, classify
 from helpers import save
 

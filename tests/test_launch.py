@@ -9,7 +9,7 @@ import pytest
 
 from devtui.cli.parser import parse
 from devtui.launch import DebugSettings, Launch
-from devtui.runtimes.gpus import GpuRequest
+from devtui.runtimes.container.gpus import GpuRequest
 from inference_server.protocol import ReloadMode
 
 pytestmark = pytest.mark.unit

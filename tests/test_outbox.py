@@ -1,12 +1,12 @@
 """The container runtime's outbox: what its threads report reaches the event loop in order, and a
-flood of log lines in batches, one wake-up of the loop for all that gathered (devtui/runtimes/outbox.py)."""
+flood of log lines in batches, one wake-up of the loop for all that gathered (devtui/runtimes/container/outbox.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
 
-from devtui.runtimes.outbox import Outbox
+from devtui.runtimes.container.outbox import Outbox
 
 
 def test_a_flood_from_a_thread_arrives_in_order_in_a_batch_per_loop_turn():

@@ -19,7 +19,7 @@ import subprocess
 
 import pytest
 
-from devtui.runtimes.gpus import PODMAN
+from devtui.runtimes.container.gpus import PODMAN
 from helpers import SKLEARN_PREDICTIONS, devtui, save, show, unique_name, wait_for
 
 BASE = "python:3.11-slim"

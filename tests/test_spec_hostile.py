@@ -202,7 +202,7 @@ def test_a_good_conda_file_with_pip_loads(project: Path) -> None:
 
 
 def test_read_conda_refuses_string_dependencies_without_docker(tmp_path: Path) -> None:
-    from devtui.images import ImageError, read_conda
+    from devtui.runtimes.container.images import ImageError, read_conda
 
     conda = write(tmp_path, "conda.yml", "dependencies:\n  - pip: requests\n")
     with pytest.raises(ImageError) as caught:
@@ -224,7 +224,7 @@ DOCKER_TAG = re.compile(r"^[\w][\w.-]{0,127}$")
 def test_an_uppercase_endpoint_name_builds_an_image_with_a_valid_tag(project: Path) -> None:
     # The cloud accepts `Rel-ICU` (names are letters, digits and hyphens, and case-insensitive), so
     # it must run here too; Docker refused `devtui-user-Rel-ICU-blue:latest`.
-    from devtui.images import user_image_tag
+    from devtui.runtimes.container.images import user_image_tag
 
     write(project, "docker/Dockerfile", "FROM python:3.11-slim\n")
     deployment = write(project, "deployment.yml", GOOD.replace("endpoint_name: my-endpoint", "endpoint_name: Rel-ICU")

@@ -13,7 +13,7 @@ import pytest
 from deep_folders import deep_folder
 from devtui.ignore import MAX_DEPTH, FolderTooDeep, kept_files
 from devtui.runtimes import RuntimeFailure
-from devtui.runtimes.storage import manifest
+from devtui.runtimes.container.storage import manifest
 from helpers import SAMPLES, devtui, unique_name
 
 

@@ -24,8 +24,8 @@ def _docker(timeout: float = 5, deployment: DeploymentRecord | None = None):
     """A Docker client when an engine answers quickly, else None (the process runtime needs none):
     the engine a deployment's record names (it may have run with --context), else the environment's."""
     from ..runtimes import RuntimeFailure
-    from ..runtimes.docker_context import EngineAddress
-    from ..runtimes.docker_engine import connect
+    from ..runtimes.container.docker_context import EngineAddress
+    from ..runtimes.container.docker_engine import connect
 
     try:
         if deployment is not None and deployment.docker_context:
@@ -42,7 +42,7 @@ def _records() -> list[EndpointRecord]:
     records = registry.running()
     client = _docker()
     if client is not None:
-        from ..runtimes.docker_engine import endpoints_from_labels
+        from ..runtimes.container.docker_engine import endpoints_from_labels
 
         known = {r.name for r in records}
         records += [r for r in endpoints_from_labels(client) if r.name not in known]
@@ -194,7 +194,7 @@ def _container_logs(name: str, args) -> int:
     """The log of an endpoint that left no files here, from its labelled container."""
     client = _docker()
     if client is not None:
-        from ..runtimes.docker_engine import container_log
+        from ..runtimes.container.docker_engine import container_log
 
         lines = container_log(client, name, args.container)
         if lines is not None:
@@ -210,7 +210,7 @@ def _container_logs(name: str, args) -> int:
 def _containers_removed(name: str, purge: bool, deployment: DeploymentRecord | None = None) -> list[str] | None:
     """Containers and volumes labelled for the endpoint, removed even when no registry record
     remains (a killed host); None when no Docker engine answers."""
-    from ..runtimes.docker_engine import remove_endpoint
+    from ..runtimes.container.docker_engine import remove_endpoint
 
     client = _docker(deployment=deployment)
     return remove_endpoint(client, name, volumes=True, images=purge) if client is not None else None

@@ -12,7 +12,7 @@ from inference_server.protocol import ReloadMode
 from .. import __version__
 from ..events import DEVTUI, INFERENCE_SERVER, STORAGE_INITIALIZER
 from ..runtimes import NAMES
-from ..runtimes.gpus import GpuRequest
+from ..runtimes.container.gpus import GpuRequest
 
 VERBS = ("up", "show", "list", "invoke", "logs", "reload", "down", "validate")
 

@@ -110,8 +110,8 @@ def _check_engine(launch: Launch, deployment: spec.LocalDeployment) -> None:
     """The engine answers (the one --context names, else the environment's), and gives GPUs if
     --gpus asks: checked with an image it already has, so nothing is built or left behind."""
     from ..runtimes import RuntimeFailure
-    from ..runtimes import gpus
-    from ..runtimes.docker_engine import connect, labels
+    from ..runtimes.container import gpus
+    from ..runtimes.container.docker_engine import connect, labels
 
     try:
         client = connect(context=launch.context)

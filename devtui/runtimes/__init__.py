@@ -9,7 +9,7 @@ def available(timeout: float = 5, context: str | None = None) -> list[str]:
     """The runtimes usable here now, the default first: containers need an engine that answers
     (the one ``context`` names, else the environment's). Blocking (it asks the engine): call it
     from a thread in an event loop."""
-    from .docker_engine import connect
+    from .container.docker_engine import connect
 
     try:
         connect(timeout, context)
@@ -26,18 +26,24 @@ def create(deployment, launch, workdir, sink) -> Runtime:
 
         return ProcessRuntime(deployment, launch, workdir, sink)
     if name == "container":
-        if deployment.environment.inference_config is not None:
-            from .own_container import OwnContainerRuntime
-
-            return OwnContainerRuntime(deployment, launch, workdir, sink)
-        if deployment.flow is not None:
-            from .flow_container import FlowContainerRuntime
-
-            return FlowContainerRuntime(deployment, launch, workdir, sink)
-        from .container import ContainerRuntime
-
-        return ContainerRuntime(deployment, launch, workdir, sink)
+        return _container(deployment, launch, workdir, sink)
     raise RuntimeFailure(f"unknown runtime {name!r}: use one of {', '.join(NAMES)}")
+
+
+def _container(deployment, launch, workdir, sink) -> Runtime:
+    """The container runtime, composed with the server the deployment runs and how its readiness
+    is learned: a bring-your-own image (``inference_config``, a flow on its own image included) is
+    run as it is and probed; a prompt flow or a score.py runs devtui's server, which says it itself."""
+    from .container import readiness, specs
+    from .container.runtime import ContainerRuntime
+
+    if deployment.environment.inference_config is not None:
+        spec, ready = specs.OwnImage, readiness.Probes
+    elif deployment.flow is not None:
+        spec, ready = specs.FlowServer, readiness.ServerEvents
+    else:
+        spec, ready = specs.ScriptServer, readiness.ServerEvents
+    return ContainerRuntime(deployment, launch, workdir, sink, spec(deployment, launch, workdir), ready)
 
 
 __all__ = ["NAMES", "STOP_GRACE_S", "PortInUse", "Runtime", "RuntimeFailure", "RuntimeSink",

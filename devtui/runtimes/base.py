@@ -58,7 +58,7 @@ class RuntimeSink(Protocol):
 
 class Runtime(ABC):
     name: str
-    # A prompt flow's stage (``flow_staging.FlowStage``) where the runtime serves the flow from one.
+    # A prompt flow's stage (``staging.FlowStage``) where the runtime serves the flow from one.
     flow_stage = None
 
     def __init__(self, deployment: LocalDeployment, launch: Launch, workdir: Path, sink: RuntimeSink):
@@ -82,7 +82,7 @@ class Runtime(ABC):
         runs; where a flow is served from its stage, what the stage brings in each to its source."""
         local, remote = self.local_code, self.code_path
         if self.flow_stage is not None and remote:
-            from .flow_staging import debug_mappings
+            from .staging import debug_mappings
 
             return debug_mappings(self.deployment.flow, remote)
         return [(str(local), remote)] if local and remote else []

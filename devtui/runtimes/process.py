@@ -5,14 +5,13 @@ folder under its own name), by hard links where the file system allows and copie
 and logs it under ``storage-initializer``. The code folder is served in place, so a save is
 picked up by a worker swap with nothing to copy; so is a prompt flow's folder, unless it has
 ``additional_includes``: then the flow is served from its stage in AZUREML_MODEL_DIR
-(``flow_staging``), which a save brings up to date before the worker swap.
+(``staging``), which a save brings up to date before the worker swap.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -24,12 +23,11 @@ from inference_server import protocol
 
 from .. import orphans
 from ..events import DEVTUI, INFERENCE_SERVER, STORAGE_INITIALIZER, Placement
-from ..ignore import kept_files
 from ..scrub import Scrubber
 from .base import RELOAD_SIGNAL, STOP_GRACE_S, SWAP_SIGNAL, Runtime
 from .connection_files import ConnectionFiles
-from .flow_staging import FlowStage
 from .output_pipe import OutputPipe
+from .staging import FlowStage, mirror
 
 
 def _size(n: float) -> str:
@@ -38,51 +36,6 @@ def _size(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n} B"
-
-
-def mirror(source: Path, target: Path) -> list[tuple[str, int, str]]:
-    """Make ``target`` hold what ``source`` holds, less what its ignore file leaves out (as the
-    cloud's upload would); unchanged files are left alone.
-
-    Returns (relative path, size, how) for every file: how is linked, copied or unchanged."""
-    if source.is_file():
-        pairs = [(source, target)]
-    else:
-        pairs = [(p, target / p.relative_to(source)) for p in kept_files(source)]
-        _remove_extra(target, {t for _, t in pairs})
-    return [(src.name if source.is_file() else str(src.relative_to(source)), src.stat().st_size, _place(src, dst))
-            for src, dst in pairs]
-
-
-def _remove_extra(target: Path, wanted: set[Path]) -> None:
-    """Files in ``target`` that the source no longer has, and folders left empty."""
-    if not target.is_dir():
-        return
-    for existing in sorted(target.rglob("*"), reverse=True):
-        if existing.is_file() and existing not in wanted:
-            existing.unlink()
-        elif existing.is_dir() and not any(existing.iterdir()):
-            existing.rmdir()
-
-
-def _place(src: Path, dst: Path) -> str:
-    """Put ``src`` at ``dst`` by a hard link where the file system allows, else a copy."""
-    stat = src.stat()
-    if dst.exists() and (dst.samefile(src) or (dst.stat().st_size == stat.st_size
-                                              and dst.stat().st_mtime == stat.st_mtime)):
-        return "unchanged"
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    # Beside it, then renamed over it: the serving revision never finds the file missing.
-    temporary = dst.with_name(f".{dst.name}.devtui-staging")
-    temporary.unlink(missing_ok=True)
-    try:
-        os.link(src, temporary)
-        how = "linked"
-    except OSError:
-        shutil.copy2(src, temporary)
-        how = "copied"
-    os.replace(temporary, dst)
-    return how
 
 
 class ProcessRuntime(Runtime):

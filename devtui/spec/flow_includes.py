@@ -3,7 +3,7 @@ copies into it. Read as prompt flow reads them (promptflow-devkit's additional-i
 entry is a path, absolute or relative to the flow folder, links resolved; a file lands in the flow
 folder under its own name, a folder with its contents, and ``X.zip`` naming a folder ``X`` (with no
 file ``X.zip``) lands as that folder packed into ``X.zip``. Prompt flow's serving app knows nothing
-of them (only the build resolves them); devtui stages them (``devtui.flow_staging``).
+of them (only the build resolves them); devtui stages them (``devtui.runtimes.staging``).
 
 An entry that names nothing is an error here, with the flow file's line, where prompt flow only
 fails at build time; so is a glob, which prompt flow takes as a literal name that never exists."""

@@ -8,8 +8,10 @@ Nothing is bind-mounted: model and code are copied into named volumes through th
 dev container. The inference-server runs devtui's scoring server in the environment's image, on a
 bridge network of the endpoint's own, with its port published on 127.0.0.1 only; its events come
 out of its log. A save is copied into the running container the same way, then the server swaps
-workers. A bring-your-own container (``own_container.py``) overrides how the server runs and how
-its readiness is learned. Every container, volume and network carries labels naming endpoint and
+workers. What differs between kinds of deployment is in two objects the runtime is composed with:
+a ``ServerSpec`` (``specs.py``: the image, command, environment, ports and files to copy in) and a
+readiness source (``readiness.py``: the server's own events from its log, or HTTP probes of a
+bring-your-own container). Every container, volume and network carries labels naming endpoint and
 deployment.
 """
 
@@ -17,32 +19,36 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from dataclasses import replace
-from pathlib import PurePosixPath
+from pathlib import Path
 
 from inference_server import protocol
 
-from ..events import DEVTUI, Placement
-from ..images import ImageBuilder, ImageError
+from ...events import DEVTUI, Placement
 from . import docker_engine, gpus
-from .base import RELOAD_SIGNAL, STOP_GRACE_S, SWAP_SIGNAL, Runtime, RuntimeFailure
+from ..base import STOP_GRACE_S, Runtime, RuntimeFailure
 from .docker_context import EngineAddress, resolve
-from .docker_engine import SERVER_PORT, in_daemon_thread, published, remove_endpoint
+from .docker_engine import in_daemon_thread, remove_endpoint
+from .images import ImageBuilder, ImageError
 from .outbox import Outbox
+from .readiness import Readiness
 from .server_log import ServerLog
+from .specs import MODELS, ServerSpec
 from .storage import Storage
-
-APP = PurePosixPath("/var/azureml-app")
-MODELS = APP / "azureml-models"
 
 
 class ContainerRuntime(Runtime):
     name = "container"
-    builder_class = ImageBuilder
-    flow_dir: PurePosixPath | None = None  # a prompt flow's folder as the server sees it (flow_container.py)
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
+    def __init__(self, deployment, launch, workdir: Path, sink, spec: ServerSpec,
+                 readiness: Callable[[ContainerRuntime], Readiness]):
+        """``runtimes.create`` picks ``spec`` and ``readiness`` (made here, with this runtime) for
+        the deployment; the constructor does no Docker I/O."""
+        super().__init__(deployment, launch, workdir, sink)
+        self.spec = spec
+        self.readiness = readiness(self)
+        self.flow_stage = spec.flow_stage
         # No Docker I/O here: the engine may build a runtime on its event loop. stage() connects.
         self.client = None
         self.storage: Storage | None = None
@@ -68,20 +74,8 @@ class ContainerRuntime(Runtime):
         return docker_engine.labels(self.deployment, role)
 
     @property
-    def code_mount(self) -> PurePosixPath:
-        return APP / (self.deployment.code_dir.name if self.deployment.code_dir else "code")
-
-    @property
     def code_path(self) -> str | None:
-        return str(self.code_mount) if self.deployment.code_dir else None
-
-    @property
-    def model_dir(self) -> PurePosixPath:
-        model = self.deployment.model
-        return MODELS / model.name / model.version if model else MODELS
-
-    def _environment(self) -> dict[str, str]:
-        return self.server_environment(self.code_mount if self.deployment.code_dir else None, self.model_dir)
+        return self.spec.code_path
 
     def _network(self) -> str:
         return docker_engine.endpoint_network(self.client, f"{self.prefix}-net", self.labels("network"))
@@ -117,21 +111,25 @@ class ContainerRuntime(Runtime):
             self.client = docker_engine.connect(address=self.address)
             self.docker_daemon = f"{self.address.describe()} ({docker_engine.product(self.client)})"
             self._log(DEVTUI, [f"Docker engine: {self.docker_daemon}"])
-            self.storage = Storage(self.client, self.deployment, self.prefix, self.labels, self.code_mount, MODELS,
-                                   self._log, self._progress)
+            self.storage = Storage(self.client, self.deployment, self.prefix, self.labels, self.spec.code_mount,
+                                   MODELS, self._log, self._progress)
+            self.storage.model_source = self.spec.model_source
 
     def _stage(self) -> None:
         if self.stopping:
             return
+        self.spec.prepare(self._log)
+        if self.stopping:
+            return
         self._connect()
         cache = self.workdir / "image-cache"
-        self.builder = self.builder_class(self.client, self.deployment, cache, lambda lines: self._log(DEVTUI, lines),
-                                          self._progress)
-        self.image = self._image(self.builder)
+        self.builder = self.spec.builder_class(self.client, self.deployment, cache,
+                                               lambda lines: self._log(DEVTUI, lines), self._progress)
+        self.image = self.spec.image(self.builder)
         if self.stopping:
             return
         self._check_gpus()
-        self.storage.initialize(self.initializer_image, self._remove)
+        self.storage.initialize(self.spec.initializer_image(self.image), self._remove)
 
     def _check_gpus(self) -> None:
         """Before any volume or container of the deployment exists (gpus.prepare)."""
@@ -139,15 +137,6 @@ class ContainerRuntime(Runtime):
                              self.labels("gpu-probe"))
         if lines:
             self._log(DEVTUI, lines)
-
-    def _image(self, builder: ImageBuilder) -> str:
-        """The environment's image with devtui's scoring server added."""
-        return builder.ensure()
-
-    @property
-    def initializer_image(self) -> str:
-        # The storage-initializer needs Python to verify: the environment image has it.
-        return self.image
 
     # -- inference-server ------------------------------------------------------------------------
 
@@ -173,41 +162,26 @@ class ContainerRuntime(Runtime):
                 raise
             raise taken from None  # a port taken since devtui checked it: the engine ends the start
         self.server.reload()
-        self._started(first_revision)
+        self.readiness.started(first_revision)
         self.server_log.follow(self.server)
 
     def _run_server(self, first_revision: int):
-        """Run the inference-server container; devtui's server reports its own events."""
-        command = self.server_command(["python"], "0.0.0.0", SERVER_PORT, first_revision, extra=["--events-stdout"],
-                                      debug_host="0.0.0.0", debug_port=self._debug_port(), flow_dir=self.flow_dir)
-        ports = {f"{SERVER_PORT}/tcp": ("127.0.0.1", self.port or None)}
-        if self.debug is not None:
-            # debugpy tells the client to connect to each worker on the port it listens on, so the
-            # port is published under the same number, on 127.0.0.1 only.
-            ports[f"{self._debug_port()}/tcp"] = ("127.0.0.1", self._debug_port())
+        """Create the inference-server as the spec says, copy its files in, start it."""
         container = self.client.containers.create(
-            self.image, command, entrypoint=[], name=f"{self.prefix}-inference-server",
-            labels=self.labels("inference-server"), environment=self._environment(),
-            working_dir=str(self.flow_dir or self.code_mount), volumes=self.storage.volumes(), ports=ports,
-            network=self._network(), **gpus.container_options(self.launch.gpus))
-        self._before_start(container)
+            self.image, name=f"{self.prefix}-inference-server", labels=self.labels("inference-server"),
+            volumes=self.storage.volumes(), network=self._network(), **self.spec.container(self, first_revision),
+            **gpus.container_options(self.launch.gpus))
+        self.spec.copy_in(container)
         container.start()
         return container
 
-    def _before_start(self, container) -> None:
-        """The hook between creating the inference-server and starting it."""
-
-    def _debug_port(self) -> int | None:
+    def debug_port(self) -> int | None:
         if self.debug is None:
             return None
         if not self.debug.port:
             # 0: a free one, chosen once so a restart keeps VS Code's configuration valid.
             self.debug = type(self.debug)(docker_engine.free_port(), self.debug.wait, self.debug.host)
         return self.debug.port
-
-    def _started(self, revision: int) -> None:
-        """The hook after the container runs: learn where it listens."""
-        self.host_port = published(self.server).get(SERVER_PORT)
 
     # -- reload ------------------------------------------------------------------------------------
 
@@ -226,12 +200,9 @@ class ContainerRuntime(Runtime):
             self.server_log.lose(pending=swap)
 
     def _apply(self, swap: bool) -> None:
-        """Copy the code folder (a flow's folder) into the running container, then reload: the
-        server patches the saved code into its worker there, or swaps workers."""
-        if self.local_code is None:
-            return
-        self.storage.sync(self.server)
-        self.server.kill(signal=SWAP_SIGNAL if swap else RELOAD_SIGNAL)
+        """What the spec brings up to date on this machine, then the save into the container as the
+        readiness source applies it (a signal to devtui's server, or a restart)."""
+        self.readiness.reload(self.spec.refresh(self, swap))
 
     # -- stop ------------------------------------------------------------------------------------
 

@@ -10,9 +10,9 @@ import re
 import socket
 import threading
 
-from ..registry import LABEL, home_label
-from ..record import DeploymentRecord, EndpointRecord, swagger_uri
-from .base import PortInUse, RuntimeFailure
+from ...registry import LABEL, home_label
+from ...record import DeploymentRecord, EndpointRecord, swagger_uri
+from ..base import PortInUse, RuntimeFailure
 from .docker_context import DEFAULT_HOST, EngineAddress, resolve
 
 SERVER_PORT = 5001
@@ -198,8 +198,8 @@ def container_log(client, endpoint: str, role: str) -> list[str] | None:
 def _scrubbed(container, lines: list[str]) -> list[str]:
     """LINES without the secrets of the container's environment: the log files devtui keeps are
     scrubbed as they are written (scrub.py); a log read straight from the engine is scrubbed here."""
-    from ..masking import hidden
-    from ..scrub import Scrubber
+    from ...masking import hidden
+    from ...scrub import Scrubber
 
     env = (container.attrs.get("Config") or {}).get("Env") or []
     pairs = (entry.partition("=") for entry in env)

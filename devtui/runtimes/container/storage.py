@@ -13,10 +13,10 @@ import tarfile
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
-from ..events import DEVTUI, STORAGE_INITIALIZER
-from ..ignore import FolderTooDeep, kept_files
-from ..registry import LABEL
-from .base import RuntimeFailure
+from ...events import DEVTUI, STORAGE_INITIALIZER
+from ...ignore import FolderTooDeep, kept_files
+from ...registry import LABEL
+from ..base import RuntimeFailure
 
 MANIFEST = ".devtui-manifest.json"
 
@@ -126,7 +126,7 @@ class Storage:
         self.container = None
         self.listings: dict[str, dict] = {}  # kind -> what the last copy put in that volume
         self.digests: dict = {}  # path -> (size, mtime_ns, sha256): a save re-reads only what changed
-        # Where the model's files are copied from, when not model.path: a flow's stage (flow_staging).
+        # Where the model's files are copied from, when not model.path: a flow's stage (staging.py).
         self.model_source: Path | None = None
 
     def volume(self, role: str) -> str:

@@ -1,4 +1,9 @@
-"""A flow with ``additional_includes``, staged as `pf flow build` lays it out: the flow folder's
+"""Folders laid out on this machine before a server reads them: ``mirror`` (the process runtime's
+model folder under ``AZUREML_MODEL_DIR``, by hard links where the file system allows) and
+``FlowStage`` (a prompt flow with ``additional_includes`` or links, for both runtimes). The
+container runtime's copy into volumes is ``container/storage.py``.
+
+A flow with ``additional_includes`` is staged as `pf flow build` lays it out: the flow folder's
 files (less what its ignore rules leave out, as the cloud's upload would; a link's target, a linked
 folder's files, as prompt flow follows them), then each include, a
 file under its own name, a folder with its contents, a ``X.zip`` entry as its folder packed; an
@@ -137,3 +142,48 @@ def debug_mappings(flow: FlowSpec, remote: str) -> list[tuple[str, str]]:
     names = {name for _, name, _ in brought}
     own = sorted(entry.name for entry in flow.folder.iterdir() if entry.name not in names)
     return [*mappings, *((str(flow.folder / name), f"{remote}/{name}") for name in own)]
+
+
+def mirror(source: Path, target: Path) -> list[tuple[str, int, str]]:
+    """Make ``target`` hold what ``source`` holds, less what its ignore file leaves out (as the
+    cloud's upload would); unchanged files are left alone.
+
+    Returns (relative path, size, how) for every file: how is linked, copied or unchanged."""
+    if source.is_file():
+        pairs = [(source, target)]
+    else:
+        pairs = [(p, target / p.relative_to(source)) for p in kept_files(source)]
+        _remove_extra(target, {t for _, t in pairs})
+    return [(src.name if source.is_file() else str(src.relative_to(source)), src.stat().st_size, _place(src, dst))
+            for src, dst in pairs]
+
+
+def _remove_extra(target: Path, wanted: set[Path]) -> None:
+    """Files in ``target`` that the source no longer has, and folders left empty."""
+    if not target.is_dir():
+        return
+    for existing in sorted(target.rglob("*"), reverse=True):
+        if existing.is_file() and existing not in wanted:
+            existing.unlink()
+        elif existing.is_dir() and not any(existing.iterdir()):
+            existing.rmdir()
+
+
+def _place(src: Path, dst: Path) -> str:
+    """Put ``src`` at ``dst`` by a hard link where the file system allows, else a copy."""
+    stat = src.stat()
+    if dst.exists() and (dst.samefile(src) or (dst.stat().st_size == stat.st_size
+                                              and dst.stat().st_mtime == stat.st_mtime)):
+        return "unchanged"
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    # Beside it, then renamed over it: the serving revision never finds the file missing.
+    temporary = dst.with_name(f".{dst.name}.devtui-staging")
+    temporary.unlink(missing_ok=True)
+    try:
+        os.link(src, temporary)
+        how = "linked"
+    except OSError:
+        shutil.copy2(src, temporary)
+        how = "copied"
+    os.replace(temporary, dst)
+    return how

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .base import RuntimeFailure
+from ..base import RuntimeFailure
 
 NO_GPU_RUNTIME = ("this Docker engine cannot give containers GPUs: install the NVIDIA Container Toolkit, "
                   "or run without --gpus")

@@ -18,7 +18,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .base import RuntimeFailure
+from ..base import RuntimeFailure
 
 DEFAULT_HOST = "unix:///var/run/docker.sock"
 

@@ -35,8 +35,8 @@ from pathlib import Path
 
 import inference_server
 
-from .registry import LABEL
-from .spec import LocalDeployment, SpecError, load_conda
+from ...registry import LABEL
+from ...spec import LocalDeployment, SpecError, load_conda
 from .wheels import Wheelhouse, WheelError, pin_lines, pins
 
 # Bump when the Dockerfile templates change, so old images are not reused.
@@ -128,7 +128,7 @@ def user_image_tag(deployment: LocalDeployment) -> str:
     image repository may not, so the names are lowercased; letters, digits and hyphens are all
     the cloud allows, and all valid in a repository name. The tag is the DEVTUI_HOME's label, so
     two homes with an endpoint of the same name do not overwrite each other's image."""
-    from .registry import home_label
+    from ...registry import home_label
 
     return f"devtui-user-{deployment.endpoint_name}-{deployment.deployment_name}:{home_label()}".lower()
 
@@ -264,7 +264,7 @@ class ImageBuilder:
     # -- the image -------------------------------------------------------------------------------
 
     def _labels(self) -> dict[str, str]:
-        from .registry import home_label
+        from ...registry import home_label
 
         return {LABEL: "image", f"{LABEL}.endpoint": self.deployment.endpoint_name,
                 f"{LABEL}.deployment": self.deployment.deployment_name, f"{LABEL}.home": home_label()}

@@ -13,9 +13,9 @@ from typing import Protocol
 
 from inference_server import protocol
 
-from ..lines import LineSplitter
-from ..scrub import Scrubber
-from .base import STOP_GRACE_S
+from ...lines import LineSplitter
+from ...scrub import Scrubber
+from ..base import STOP_GRACE_S
 
 
 class Owner(Protocol):

@@ -19,9 +19,9 @@ import time
 
 from inference_server import protocol
 
-from ..events import DEVTUI, INFERENCE_SERVER
+from ...events import DEVTUI, INFERENCE_SERVER
 from . import docker_engine
-from .base import RuntimeFailure
+from ..base import RuntimeFailure
 from .log_pump import LogPump
 
 # Between two tries to reach a lost engine: quick at first (a restart takes seconds), then calmer.
