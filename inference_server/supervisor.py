@@ -282,6 +282,9 @@ class Supervisor:
                 self.unavailable.adopt(pass_on(worker, taker, message.connections))  # none to take them: 503
             elif isinstance(message, protocol.WorkerDraining):
                 self.handover.released(worker.pid)
+            elif isinstance(message, protocol.WorkerSpans):
+                # Straight out: a Ready held for the handover (handover.py) is not a span's to hurry.
+                write_event(self.options, protocol.Spans(revision=message.revision, otlp=message.otlp))
 
     def _close_status(self, worker: Worker) -> None:
         self.selector.unregister(worker.status_fd)
