@@ -131,15 +131,16 @@ class ScoringApp:
             return refused
         # Counted and admitted by the request settings (admission); served without them, nothing counts.
         ticket = request.scope.get(TICKET) or Ticket(time.monotonic(), 0, True)
-        with self.tracer.request(request.method, "/score") as span:
-            try:
-                response = await self._score(request, ids, ticket)
-            except Exception:
-                # Answered here rather than by Starlette's error middleware, which re-raises and
-                # makes uvicorn drop the client's keep-alive connection.
-                logger.error(f"Encountered Exception: {traceback.format_exc()}")
-                response = _json_response(500, {"message": INTERNAL_ERROR}, ids)
-            self.tracer.answered(span, response.status_code, ids, started)
+        span, response = self.tracer.begin(request.method, "/score"), None
+        try:
+            response = await self._score(request, ids, ticket)
+        except Exception:
+            # Answered here rather than by Starlette's error middleware, which re-raises and
+            # makes uvicorn drop the client's keep-alive connection.
+            logger.error(f"Encountered Exception: {traceback.format_exc()}")
+            response = _json_response(500, {"message": INTERNAL_ERROR}, ids)
+        finally:  # None: cancelled, the client went away before its answer
+            self.tracer.end(span, None if response is None else response.status_code, ids, started)
         self._access_log(request, response, started)
         if self.after_first_run is not None:
             hook, self.after_first_run = self.after_first_run, None

@@ -139,7 +139,13 @@ def options_from(args: argparse.Namespace) -> Options:
         debug_port=args.debug_port or 0, debug_wait=args.debug_wait,
         reload_mode=_reload_mode(args),
         warm_file=args.warm_file, flow_dir=_flow_dir(args), handover_timeout_s=args.handover_timeout,
-        traces=(args.events_fd is not None or args.events_stdout) and os.environ.get("DEVTUI_TRACES", "1") != "0")
+        traces=_traces(args))
+
+
+def _traces(args: argparse.Namespace) -> bool:
+    """Request traces are on where devtui hears the events (the supervisor passes the spans on with
+    them), unless DEVTUI_TRACES=0 turns them off."""
+    return (args.events_fd is not None or args.events_stdout) and os.environ.get("DEVTUI_TRACES", "1") != "0"
 
 
 def _flow_dir(args: argparse.Namespace) -> str | None:

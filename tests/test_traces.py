@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+import subprocess
 
 import httpx
 import pytest
@@ -16,8 +17,7 @@ from devtui.cli import Recorder
 from devtui.engine import Engine, Launch
 from devtui.events import SUCCEEDED
 from devtui.masking import MASK
-from helpers import async_wait_for, devtui, write_deployment
-from inference_server import protocol
+from helpers import async_wait_for, devtui, devtui_command, write_deployment
 
 DEPLOYMENT = """
 name: blue
@@ -72,13 +72,15 @@ def _span(name: str, span_id: str, parent: str = "", start: int = 0, end: int = 
 
 
 @pytest.mark.e2e
-def test_a_user_span_nests_in_run_and_the_trace_keeps_the_request_id_without_secrets(tmp_path):
+@pytest.mark.parametrize("worker_count", ["1", "2"], ids=["run-on-the-loop", "run-on-threads"])
+def test_a_user_span_nests_in_run_and_the_trace_keeps_the_request_id_without_secrets(tmp_path, worker_count):
+    """With WORKER_COUNT 2, run() is called on a pool thread: the request's context goes with it."""
     name = f"traces-{secrets.token_hex(3)}"
     key, api_key = f"sk-{secrets.token_hex(16)}", f"ak-{secrets.token_hex(16)}"
     connections = tmp_path / "connections.yaml"
     connections.write_text(f"name: my_conn\ntype: azure_open_ai\napi_key: {api_key}\napi_base: https://x\n")
     folder = write_deployment(tmp_path / "d", DEPLOYMENT.format(name=name, key=key) +
-                              f"  CONNECTIONS_FILE: {connections}\n", score=SCORE)
+                              f"  CONNECTIONS_FILE: {connections}\n  WORKER_COUNT: \"{worker_count}\"\n", score=SCORE)
     claim = registry.claim(name)
     engine = Engine(spec.load(folder), claim.folder / "staging", Launch(port=0, connections=(connections,)))
     engine.subscribe(Recorder(engine, claim))
@@ -91,17 +93,21 @@ def test_a_user_span_nests_in_run_and_the_trace_keeps_the_request_id_without_sec
     async def scenario():
         try:
             assert await engine.start() == SUCCEEDED
+            follower = subprocess.Popen([*devtui_command(), "traces", "-n", name, "-f", "-o", "json"],
+                                        stdout=subprocess.PIPE, text=True)
             async with httpx.AsyncClient(timeout=30) as client:
                 answer = await client.post(engine.scoring_uri, content='{"a": 1}', headers={"x-request-id": request_id})
                 assert answer.status_code == 200, answer.text
                 await client.post(engine.scoring_uri, content="{}")  # a second request, newer
             found = await async_wait_for(json_traces, timeout=30, message="the request's trace")
-            return found, devtui("traces", "-n", name).stdout
+            return found, devtui("traces", "-n", name).stdout, follower
         finally:
             await engine.stop()
             claim.release(remove=False)
 
-    found, tree = asyncio.run(asyncio.wait_for(scenario(), 120))
+    found, tree, follower = asyncio.run(asyncio.wait_for(scenario(), 120))
+    followed = [json.loads(line) for line in follower.communicate(timeout=30)[0].splitlines()]  # ends with the endpoint
+    assert [t["request_id"] for t in followed][:1] == [request_id] and len(followed) == 2
     assert len(found) == 2 and found[1]["request_id"] == request_id  # newest first
     trace = found[1]
     assert trace["status_code"] == 200 and trace["duration_ms"] > 0
@@ -164,12 +170,3 @@ def test_the_trace_file_rotates_and_stays_under_its_limit(tmp_path):
 def test_traces_of_an_unknown_endpoint_is_exit_2():
     result = devtui("traces", "-n", "no-such-endpoint", check=2)
     assert result.stderr.startswith("error: ") and "no-such-endpoint" in result.stderr
-
-
-def test_a_spans_event_travels_as_otlp_json():
-    batch = json.loads(_batch(_span("POST /score", "a")))
-    event = protocol.decode(protocol.encode(protocol.Spans(revision=3, otlp=batch)))
-    assert event == protocol.Spans(revision=3, otlp=batch)
-    status = protocol.decode_status(protocol.encode(protocol.WorkerSpans(revision=3, pid=1, duration_ms=1.0,
-                                                                         otlp=batch)))
-    assert status.otlp == batch

@@ -208,8 +208,9 @@ def _container_logs(name: str, args) -> int:
 
 
 def cmd_traces(args) -> int:
-    """The requests' traces kept for an endpoint, newest first: a tree each, or JSON; ``-f`` keeps
-    printing new ones (as they complete) until the endpoint stops."""
+    """The requests' traces kept for an endpoint, newest first: a tree each, or a JSON list. With
+    ``-f``, oldest first (as a log is followed), JSON one object a line, then each new one as it
+    completes, until the endpoint stops."""
     name = args.name or _pick(None).name
     folder = registry.folder(name)
     if not folder.is_dir():
@@ -217,26 +218,31 @@ def cmd_traces(args) -> int:
                            "running", BAD_INPUT)
     file, reader = traces.path(folder), traces.TraceReader()
     found = traces.read(file, args.last, reader)
-    if args.output == "json":
-        print(json.dumps([trace.to_json() for trace in found], indent=2))
-    else:
-        for trace in found:
-            print("\n".join(traces.render_tree(trace)))
-    if args.follow:
-        sys.stdout.flush()
-        try:
-            asyncio.run(_follow_traces(name, file, reader, args.output))
-        except KeyboardInterrupt:
-            pass
+    if not args.follow:
+        if args.output == "json":
+            print(json.dumps([trace.to_json() for trace in found], indent=2))
+        else:
+            for trace in found:
+                print("\n".join(traces.render_tree(trace)))
+        return 0
+    for trace in reversed(found):
+        _print_trace(trace, args.output)
+    sys.stdout.flush()
+    try:
+        asyncio.run(_follow_traces(name, file, reader, args.output))
+    except KeyboardInterrupt:
+        pass
     return 0
+
+
+def _print_trace(trace: traces.Trace, output: str) -> None:
+    print(json.dumps(trace.to_json()) if output == "json" else "\n".join(traces.render_tree(trace)), flush=True)
 
 
 async def _follow_traces(name: str, file: Path, reader: traces.TraceReader, output: str) -> None:
     async for line in follow(file, lambda: registry.is_alive(name)):
         for trace in reader.feed(line):
-            # JSON: one object a line (a list cannot be printed before it ends).
-            print(json.dumps(trace.to_json()) if output == "json" else "\n".join(traces.render_tree(trace)),
-                  flush=True)
+            _print_trace(trace, output)
 
 
 # -- down ----------------------------------------------------------------------------------------
