@@ -298,11 +298,13 @@ class WorkerHandoff(_Status):
 
 @dataclass(frozen=True, kw_only=True)
 class WorkerSpans(_Status):
-    """Finished spans, batched off the request path (``tracing.py``), as OTLP JSON; the supervisor
-    passes them on to devtui as a :class:`Spans` event."""
+    """Finished spans, batched off the request path, as compact rows (``tracing.span_row``), with
+    the worker's resource attributes; the supervisor passes them on to devtui as OTLP JSON, in
+    :class:`Spans` events."""
 
     kind = StatusKind.SPANS
-    otlp: dict
+    spans: list
+    resource: dict
 
 
 WorkerStatus = (WorkerReady | WorkerFailed | WorkerLearned | WorkerDebugStop | WorkerPatched | WorkerDraining

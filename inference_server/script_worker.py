@@ -50,8 +50,9 @@ def serve(options: Options, sock: socket.socket, revision: int, status_fd: int) 
     report = Channel(status_fd, revision)  # the learning thread reports while init() runs too
     loaded_by_parent = set(sys.modules)  # before the SDK's import: the parent learns it, for the next fork
     # Here, after the fork and before the script loads: the warm parent never has a tracer provider.
-    traces = tracing.start(options.traces, lambda otlp: report.encode(protocol.WorkerSpans, otlp=otlp),
-                           report.send_line, service=os.path.basename(options.entry_script))
+    traces = tracing.start(options.traces, lambda rows, resource: report(protocol.WorkerSpans, spans=rows,
+                                                                           resource=resource),
+                           service=os.path.basename(options.entry_script))
     try:
         return _serve(options, sock, report, traces, loaded_by_parent)
     finally:

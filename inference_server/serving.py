@@ -49,15 +49,9 @@ class Channel:
         self._fds: list[int] = []
 
     def __call__(self, message: type[protocol.WorkerStatus], fds: tuple[int, ...] = (), **fields) -> None:
-        self.send_line(self.encode(message, **fields), fds)
-
-    def encode(self, message: type[protocol.WorkerStatus], **fields) -> bytes:
-        """The status line, to send with :meth:`send_line` (a caller that must know its size first)."""
         values = {"revision": self.revision, "pid": os.getpid(),
                   "duration_ms": round((time.perf_counter() - self.started) * 1000, 3), **fields}
-        return protocol.encode(message(**values))
-
-    def send_line(self, line: bytes, fds: tuple[int, ...] = ()) -> None:
+        line = protocol.encode(message(**values))
         with self._lock:
             if fds:
                 socket.send_fds(self.sock, [line], list(fds))

@@ -1,10 +1,11 @@
 """Request traces in a worker: the OpenTelemetry SDK's TracerProvider, set up after the fork (the
 warm parent never has one), with :class:`ChannelSpans`, a span processor that batches finished
-spans and sends them to the supervisor over the worker's channel as OTLP JSON.
+spans and sends them to the supervisor over the worker's channel.
 
-The request path only appends a finished span to a list: encoding and sending happen on a
-background thread every FLUSH_EVERY_S, or sooner once FLUSH_SPANS are waiting. The supervisor
-passes each batch on to devtui (``protocol.Spans``).
+The request path only appends a finished span to a list: the rest happens on a background thread
+every FLUSH_EVERY_S, or sooner once FLUSH_SPANS are waiting, and makes as little as it can there:
+compact rows of plain values (``protocol.WorkerSpans``). The supervisor, in its own process, makes
+OTLP JSON of them and passes each batch on to devtui (``protocol.Spans``, :func:`spans_events`).
 
 :class:`RequestTracer` is what a worker's app uses: one SERVER span per scoring request
 ("POST /score") and a ``run`` span around run(), current while run() runs, so a span the user's
@@ -28,7 +29,8 @@ logger = logging.getLogger("azmlinfsrv")
 FLUSH_EVERY_S = 0.1
 FLUSH_SPANS = 256
 BATCH_SPANS = 64  # spans a line: about 40 KiB of small ones
-YIELD_EVERY = 8  # spans encoded between two chances for the serving thread to run
+MAX_PENDING = 20_000  # finished spans waiting for the flush; beyond, new ones are dropped
+YIELD_EVERY = 32  # rows made (about 100 us) between two chances for the serving thread to run
 ATTRIBUTE_LIMIT = 4096  # characters of one attribute's value: a trace is for reading, not for payloads
 SCOPE = "devtui.inference_server"
 
@@ -52,42 +54,72 @@ def otlp_value(value: Any) -> dict:
     return {"stringValue": text if len(text) <= ATTRIBUTE_LIMIT else text[:ATTRIBUTE_LIMIT] + "...(cut)"}
 
 
-def otlp_span(span) -> dict:
-    """A finished SDK span (a ReadableSpan) as OTLP JSON."""
+def span_row(span) -> list:
+    """A finished SDK span (a ReadableSpan) as the worker sends it: a compact row of plain values,
+    cheap to make on the worker's interpreter; the supervisor makes OTLP JSON of it
+    (:func:`otlp_span`), in its own process."""
     context, parent = span.context, span.parent
+    status = span.status
+    return [f"{context.trace_id:032x}", f"{context.span_id:016x}",
+            f"{parent.span_id:016x}" if parent is not None else "", span.name, _KINDS.get(span.kind.name, 0),
+            span.start_time, span.end_time, _plain_attributes(span.attributes),
+            _STATUS.get(status.status_code.name, 0), status.description or "",
+            [[e.name, e.timestamp, _plain_attributes(e.attributes)] for e in span.events]]
+
+
+def _plain_attributes(attributes) -> dict:
+    # The SDK keeps sequences as tuples; JSON writes them as lists all the same.
+    return dict(attributes) if attributes else {}
+
+
+def otlp_span(row: list) -> dict:
+    """A span row (:func:`span_row`, as it came over the channel) as OTLP JSON."""
+    trace_id, span_id, parent_id, name, kind, start, end, attributes, code, message, events = row
     encoded = {
-        "traceId": f"{context.trace_id:032x}", "spanId": f"{context.span_id:016x}",
-        "parentSpanId": f"{parent.span_id:016x}" if parent is not None else "",
-        "name": span.name, "kind": _KINDS.get(span.kind.name, 0),
-        "startTimeUnixNano": str(span.start_time), "endTimeUnixNano": str(span.end_time),
-        "attributes": [{"key": k, "value": otlp_value(v)} for k, v in (span.attributes or {}).items()],
-        "status": {"code": _STATUS.get(span.status.status_code.name, 0)},
+        "traceId": trace_id, "spanId": span_id, "parentSpanId": parent_id, "name": name, "kind": kind,
+        "startTimeUnixNano": str(start), "endTimeUnixNano": str(end), "attributes": otlp_attributes(attributes),
+        "status": {"code": code, "message": message} if message else {"code": code},
     }
-    if span.status.description:
-        encoded["status"]["message"] = span.status.description
-    if span.events:
-        encoded["events"] = [{"name": e.name, "timeUnixNano": str(e.timestamp),
-                              "attributes": [{"key": k, "value": otlp_value(v)} for k, v in e.attributes.items()]}
-                             for e in span.events]
+    if events:
+        encoded["events"] = [{"name": event, "timeUnixNano": str(at), "attributes": otlp_attributes(values)}
+                             for event, at, values in events]
     return encoded
+
+
+def otlp_attributes(attributes: dict[str, Any]) -> list[dict]:
+    return [{"key": k, "value": otlp_value(v)} for k, v in attributes.items()]
+
+
+def spans_events(revision: int, rows: list[list], resource: dict[str, Any],
+                 encode: Callable[[protocol.Spans], bytes]) -> Iterator[bytes]:
+    """The event lines of a worker's batch of span rows, as OTLP JSON: one line while it stays
+    under protocol.SPANS_LINE_LIMIT, else the batch halved; a span too big on its own is dropped,
+    said in the log."""
+    line = encode(protocol.Spans(revision=revision, otlp=otlp_batch([otlp_span(r) for r in rows], resource)))
+    if len(line) <= protocol.SPANS_LINE_LIMIT:
+        yield line
+    elif len(rows) > 1:
+        yield from spans_events(revision, rows[:len(rows) // 2], resource, encode)
+        yield from spans_events(revision, rows[len(rows) // 2:], resource, encode)
+    else:
+        logger.warning(f"A span of {len(line)} bytes ({rows[0][3]}) is too big for a trace; dropped")
 
 
 def otlp_batch(spans: list[dict], resource: dict[str, Any]) -> dict:
     """An ExportTraceServiceRequest holding ``spans`` (already encoded)."""
     return {"resourceSpans": [{
-        "resource": {"attributes": [{"key": k, "value": otlp_value(v)} for k, v in resource.items()]},
+        "resource": {"attributes": otlp_attributes(resource)},
         "scopeSpans": [{"scope": {"name": SCOPE}, "spans": spans}]}]}
 
 
 class ChannelSpans:
     """A SpanProcessor (the SDK's interface, duck-typed) that batches finished spans and sends
-    them to the supervisor on a background thread: ``encode(otlp)`` makes a batch's status line,
-    ``send(line)`` sends it."""
+    them to the supervisor on a background thread: ``send(rows)`` sends a batch of span rows."""
 
-    def __init__(self, encode: Callable[[dict], bytes], send: Callable[[bytes], None], resource: dict[str, Any]):
-        self.encode, self.send = encode, send
-        self.resource = resource
+    def __init__(self, send: Callable[[list[list]], None]):
+        self.send = send
         self._spans: list = []
+        self.dropped = 0  # spans that found MAX_PENDING waiting, said in the log at the next flush
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._closed = False
@@ -102,6 +134,9 @@ class ChannelSpans:
 
     def on_end(self, span) -> None:
         with self._lock:
+            if len(self._spans) >= MAX_PENDING:  # the flush cannot keep up: memory must not grow without end
+                self.dropped += 1
+                return
             self._spans.append(span)
             full = len(self._spans) >= FLUSH_SPANS
         if full:
@@ -128,33 +163,24 @@ class ChannelSpans:
     def _flush(self) -> None:
         with self._lock:
             spans, self._spans = self._spans, []
+            dropped, self.dropped = self.dropped, 0
+        if dropped:
+            logger.warning(f"{dropped} request spans were dropped: more finished than could be sent")
         try:
             for start in range(0, len(spans), BATCH_SPANS):
-                encoded = []
+                rows = []
                 for n, span in enumerate(spans[start:start + BATCH_SPANS]):
-                    encoded.append(otlp_span(span))
+                    rows.append(span_row(span))
                     if n % YIELD_EVERY == YIELD_EVERY - 1:
                         # Let a request's thread have the interpreter: holding it to the switch
                         # interval (5 ms) would show in the requests' 99th percentile.
                         time.sleep(0)
-                self._send(encoded)
+                self.send(rows)
                 time.sleep(0)
         except OSError:
             pass  # the supervisor is gone: this worker ends soon
         except Exception:
             logger.exception("Request spans could not be sent; they are dropped")
-
-    def _send(self, spans: list[dict]) -> None:
-        """One line per batch, under protocol.SPANS_LINE_LIMIT: a batch too long is halved; a span
-        too big on its own is dropped, said in the log."""
-        line = self.encode(otlp_batch(spans, self.resource))
-        if len(line) <= protocol.SPANS_LINE_LIMIT:
-            self.send(line)
-        elif len(spans) > 1:
-            self._send(spans[:len(spans) // 2])
-            self._send(spans[len(spans) // 2:])
-        else:
-            logger.warning(f"A span of {len(line)} bytes ({spans[0]['name']}) is too big for a trace; dropped")
 
 
 class RequestTracer:
@@ -248,11 +274,9 @@ class WorkerTracing:
             self.provider.shutdown()
 
 
-def start(enabled: bool, encode: Callable[[dict], bytes], send: Callable[[bytes], None],
-          service: str) -> WorkerTracing:
+def start(enabled: bool, send: Callable[[list[list], dict[str, Any]], None], service: str) -> WorkerTracing:
     """Set up tracing in this worker (after the fork, before the user's code loads, so a tracer the
-    script gets at import delegates to this provider). ``encode`` makes the status line of a batch
-    of OTLP JSON, ``send`` sends it."""
+    script gets at import delegates to this provider). ``send(rows, resource)`` sends a batch."""
     if not enabled:
         return WorkerTracing()
     try:
@@ -264,7 +288,7 @@ def start(enabled: bool, encode: Callable[[dict], bytes], send: Callable[[bytes]
         logger.info("Request traces are off: the OpenTelemetry SDK (opentelemetry-sdk) is not installed here")
         return WorkerTracing()
     resource = {"service.name": service, "process.pid": os.getpid()}
-    processor = ChannelSpans(encode, send, resource)
+    processor = ChannelSpans(lambda rows: send(rows, resource))
     # Every span is sampled (a request's root has no remote parent: nothing to ask the parent about).
     provider = TracerProvider(resource=Resource.create(resource), sampler=ALWAYS_ON)
     provider.add_span_processor(processor)

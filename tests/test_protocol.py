@@ -59,7 +59,9 @@ STATUS = [
     WorkerLearned(revision=1, pid=4243, duration_ms=14.0, modules=("numpy", "sklearn.linear_model")),
     WorkerDebugStop(revision=1, pid=4243, duration_ms=900.0, where=None),
     WorkerDraining(revision=1, pid=4243, duration_ms=5000.0),
-    WorkerSpans(revision=1, pid=4243, duration_ms=6000.0, otlp=OTLP),
+    WorkerSpans(revision=1, pid=4243, duration_ms=6000.0, resource={"service.name": "score.py", "process.pid": 7},
+                spans=[["0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331", "", "run", 1, 1, 2, {"k": [1, 2]}, 2,
+                        "ValueError: no", [["exception", 2, {"exception.type": "ValueError"}]]]]),
 ]
 
 

@@ -88,7 +88,7 @@ def test_a_user_span_nests_in_run_and_the_trace_keeps_the_request_id_without_sec
 
     def json_traces() -> list[dict] | None:
         found = json.loads(devtui("traces", "-n", name, "-o", "json").stdout)
-        return found if any(t["request_id"] == request_id for t in found) else None
+        return found if len(found) == 2 else None  # both requests' (they may come in two batches)
 
     async def scenario():
         try:
@@ -99,7 +99,7 @@ def test_a_user_span_nests_in_run_and_the_trace_keeps_the_request_id_without_sec
                 answer = await client.post(engine.scoring_uri, content='{"a": 1}', headers={"x-request-id": request_id})
                 assert answer.status_code == 200, answer.text
                 await client.post(engine.scoring_uri, content="{}")  # a second request, newer
-            found = await async_wait_for(json_traces, timeout=30, message="the request's trace")
+            found = await async_wait_for(json_traces, timeout=30, message="both requests' traces")
             return found, devtui("traces", "-n", name).stdout, follower
         finally:
             await engine.stop()
@@ -170,3 +170,27 @@ def test_the_trace_file_rotates_and_stays_under_its_limit(tmp_path):
 def test_traces_of_an_unknown_endpoint_is_exit_2():
     result = devtui("traces", "-n", "no-such-endpoint", check=2)
     assert result.stderr.startswith("error: ") and "no-such-endpoint" in result.stderr
+
+
+def test_a_workers_span_rows_become_otlp_event_lines_under_the_limit():
+    """The events pipe reads a line of at most 64 KiB: a batch too long is cut in lines that fit,
+    and a span too big on its own is dropped rather than sent."""
+    from inference_server import protocol, tracing
+
+    def row(n: int, size: int, **more) -> list:
+        return [f"{n:032x}", f"{n:016x}", "", "run", 1, n, n + 1_000_000, {"input": "x" * size, **more}, 2,
+                "ValueError: no", [["exception", n, {"exception.type": "ValueError"}]]]
+
+    # A value is cut at ATTRIBUTE_LIMIT; a span with many long values is too big all the same.
+    huge = {f"more{i}": "y" * 4000 for i in range(20)}
+    rows = [row(n, 3000) for n in range(1, 40)] + [row(50, 200_000), row(99, 10, **huge)]
+    lines = list(tracing.spans_events(4, rows, {"service.name": "score.py"}, protocol.encode))
+    assert len(lines) > 1 and all(len(line) <= protocol.SPANS_LINE_LIMIT for line in lines)
+    spans = [span for line in lines for span in protocol.decode(line).otlp["resourceSpans"][0]["scopeSpans"][0]["spans"]]
+    assert len(spans) == 40  # the one with 80 KB of attributes is dropped
+    assert spans[-1]["attributes"][0]["value"]["stringValue"] == "x" * tracing.ATTRIBUTE_LIMIT + "...(cut)"
+    assert spans[0]["status"] == {"code": 2, "message": "ValueError: no"}
+    assert spans[0]["events"][0]["name"] == "exception" and spans[0]["startTimeUnixNano"] == "1"
+    assert spans[0]["attributes"] == [{"key": "input", "value": {"stringValue": "x" * 3000}}]
+    trace = traces.TraceReader().feed(json.dumps(protocol.decode(lines[0]).otlp))[0]
+    assert traces.render_tree(trace)[1].endswith("ERROR")
