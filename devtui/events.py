@@ -139,4 +139,13 @@ class DebuggerChanged:
     detail: str = ""
 
 
-Event = DebuggerChanged | Logs | StateChanged | ServerStarted | ReloadStarted | ReloadFinished | Progress
+@dataclass(frozen=True)
+class Traces:
+    """A batch of request spans from the server: one OTLP JSON line (``resourceSpans``), with the
+    deployment's secrets already hidden. One event per batch; ``devtui.traces`` reads them."""
+
+    revision: int
+    otlp: str
+
+
+Event = DebuggerChanged | Logs | StateChanged | ServerStarted | ReloadStarted | ReloadFinished | Progress | Traces

@@ -98,6 +98,32 @@ class Scrubber:
         return head[:len(head) - longest] + MASK if longest else head
 
 
+class Secrets:
+    """The scrubber for a deployment as it is now, for what devtui keeps of a request (its trace):
+    made again only when the deployment (a restart loads the YAML again) or a connection file
+    changed, and still hiding what was hidden before, as a draining worker may send it."""
+
+    def __init__(self) -> None:
+        self._deployment = None
+        self._key: tuple = ()
+        self.scrubber = Scrubber()
+
+    def of(self, deployment: LocalDeployment, connections: Iterable[Path] = ()) -> Scrubber:
+        connections = tuple(connections)
+        key = tuple((str(path), _mtime(path)) for path in connections)
+        if deployment is not self._deployment or key != self._key:
+            self._deployment, self._key = deployment, key
+            self.scrubber = self.scrubber.adding(Scrubber.of(deployment, connections))
+        return self.scrubber
+
+
+def _mtime(path: Path) -> int | None:
+    try:
+        return Path(path).stat().st_mtime_ns
+    except OSError:
+        return None
+
+
 def _variants(value: str) -> set[str]:
     """How ``value`` may appear in a line: as it is, each of its lines (a PEM key printed spans
     several), trimmed, and escaped as JSON writes it (a structured log record, a server event)."""

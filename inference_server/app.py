@@ -32,6 +32,7 @@ from .ids import id_headers, server_version
 from .run_calls import Limits, RunCalls, RunTimeout
 from .streaming import StreamedAnswer
 from .swagger import Swagger, SwaggerError
+from .tracing import OFF
 from .user_script import InputError, MethodNotAllowed, UserScript, user_traceback
 from .wsgi_bridge import wsgi_environ
 
@@ -90,6 +91,7 @@ class ScoringApp:
         self.run_gate = self.runs.gate  # every run() call passes it: a patch applies between calls
         self.server_version = server_version()
         self.after_first_run: Callable[[], None] | None = None
+        self.tracer = OFF  # tracing.RequestTracer in a worker with traces on
 
     # -- headers -------------------------------------------------------------------------------
 
@@ -129,6 +131,7 @@ class ScoringApp:
             return refused
         # Counted and admitted by the request settings (admission); served without them, nothing counts.
         ticket = request.scope.get(TICKET) or Ticket(time.monotonic(), 0, True)
+        span, response = self.tracer.begin(request.method, "/score"), None
         try:
             response = await self._score(request, ids, ticket)
         except Exception:
@@ -136,6 +139,8 @@ class ScoringApp:
             # makes uvicorn drop the client's keep-alive connection.
             logger.error(f"Encountered Exception: {traceback.format_exc()}")
             response = _json_response(500, {"message": INTERNAL_ERROR}, ids)
+        finally:  # None: cancelled, the client went away before its answer
+            self.tracer.end(span, None if response is None else response.status_code, ids, started)
         self._access_log(request, response, started)
         if self.after_first_run is not None:
             hook, self.after_first_run = self.after_first_run, None
@@ -248,12 +253,15 @@ def _size(response: Response) -> int | str:
 
 def create_app(script: UserScript, swagger: Swagger, limits: Limits, cors_origins: list[str] | None = None,
                after_first_run: Callable[[], None] | None = None,
-               debugging: Callable[[], bool] | None = None) -> FastAPI:
+               debugging: Callable[[], bool] | None = None, tracer=OFF) -> FastAPI:
     """``after_first_run`` is called once, after the first run() call has been answered;
-    ``debugging`` says whether a debugger is attached (the request timeout waits then)."""
+    ``debugging`` says whether a debugger is attached (the request timeout waits then);
+    ``tracer`` makes each request's spans (``tracing.RequestTracer``; OFF: none)."""
     scoring = ScoringApp(script, swagger, limits)
     scoring.after_first_run = after_first_run
     scoring.runs.debugging = debugging
+    scoring.tracer = tracer
+    scoring.runs.traced = tracer.run if tracer.enabled else None
     app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
     # Starlette-level routes: the handlers read the request themselves, so FastAPI's dependency
     # resolution stays off the request path.

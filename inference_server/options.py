@@ -48,6 +48,8 @@ class Options:
     debug_wait: bool = False
     reload_mode: ReloadMode = ReloadMode.PATCH  # patch: a reload tries rung 0 first; swap: always a new worker
     flow_dir: str | None = None  # a prompt flow folder, served by prompt flow's app (flow_worker.py)
+    # Request traces (tracing.py): on where devtui hears the server's events, unless DEVTUI_TRACES=0.
+    traces: bool = False
     handover_timeout_s: float = 0.25  # a swap's Ready waits this long at most for the old worker (handover.py)
 
 
@@ -136,7 +138,14 @@ def options_from(args: argparse.Namespace) -> Options:
         parent_pid=args.parent_pid, debug_host=args.debug_host if args.debug_port is not None else None,
         debug_port=args.debug_port or 0, debug_wait=args.debug_wait,
         reload_mode=_reload_mode(args),
-        warm_file=args.warm_file, flow_dir=_flow_dir(args), handover_timeout_s=args.handover_timeout)
+        warm_file=args.warm_file, flow_dir=_flow_dir(args), handover_timeout_s=args.handover_timeout,
+        traces=_traces(args))
+
+
+def _traces(args: argparse.Namespace) -> bool:
+    """Request traces are on where devtui hears the events (the supervisor passes the spans on with
+    them), unless DEVTUI_TRACES=0 turns them off."""
+    return (args.events_fd is not None or args.events_stdout) and os.environ.get("DEVTUI_TRACES", "1") != "0"
 
 
 def _flow_dir(args: argparse.Namespace) -> str | None:

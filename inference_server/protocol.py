@@ -42,6 +42,7 @@ class EventKind(StrEnum):
     CRASHED = "crashed"
     STOPPED = "stopped"
     EXITED = "exited"
+    SPANS = "spans"
 
 
 class Stage(StrEnum):
@@ -68,6 +69,7 @@ class StatusKind(StrEnum):
     PATCHED = "patched"
     DRAINING = "draining"
     HANDOFF = "handoff"
+    SPANS = "spans"
 
 
 class OrderKind(StrEnum):
@@ -207,7 +209,21 @@ class Exited(_Event):
     expected: bool  # devtui was stopping it
 
 
-ServerEvent = BindFailed | Listening | Debugger | Starting | Ready | Failed | Crashed | Stopped | Exited
+@dataclass(frozen=True, kw_only=True)
+class Spans(_Event):
+    """A batch of finished request spans from ``revision``'s worker, as OTLP JSON (an
+    ExportTraceServiceRequest: ``{"resourceSpans": [...]}``). One event per batch, never one per
+    span; a batch's line stays under :data:`SPANS_LINE_LIMIT`."""
+
+    kind = EventKind.SPANS
+    revision: int
+    otlp: dict
+
+
+# A batch of spans is cut so that its event line fits what devtui reads in one line (64 KiB).
+SPANS_LINE_LIMIT = 60 * 1024
+
+ServerEvent = BindFailed | Listening | Debugger | Starting | Ready | Failed | Crashed | Stopped | Exited | Spans
 
 
 # -- worker status, worker -> supervisor ----------------------------------------------------------
@@ -280,8 +296,19 @@ class WorkerHandoff(_Status):
     connections: int
 
 
+@dataclass(frozen=True, kw_only=True)
+class WorkerSpans(_Status):
+    """Finished spans, batched off the request path, as compact rows (``tracing.span_row``), with
+    the worker's resource attributes; the supervisor passes them on to devtui as OTLP JSON, in
+    :class:`Spans` events."""
+
+    kind = StatusKind.SPANS
+    spans: list
+    resource: dict
+
+
 WorkerStatus = (WorkerReady | WorkerFailed | WorkerLearned | WorkerDebugStop | WorkerPatched | WorkerDraining
-                | WorkerHandoff)
+                | WorkerHandoff | WorkerSpans)
 
 
 # -- orders, supervisor -> worker -----------------------------------------------------------------
@@ -442,7 +469,7 @@ def _excerpt(text: str, limit: int = 120) -> str:
 
 
 _EVENTS = _Codec("scoring-server event", "event",
-                 (BindFailed, Listening, Debugger, Starting, Ready, Failed, Crashed, Stopped, Exited))
+                 (BindFailed, Listening, Debugger, Starting, Ready, Failed, Crashed, Stopped, Exited, Spans))
 _STATUS = _Codec("worker status", "status", (WorkerReady, WorkerFailed, WorkerLearned, WorkerDebugStop,
-                                             WorkerPatched, WorkerDraining, WorkerHandoff))
+                                             WorkerPatched, WorkerDraining, WorkerHandoff, WorkerSpans))
 _ORDERS = _Codec("worker order", "order", (PatchOrder, AdoptOrder))

@@ -14,6 +14,7 @@ too, chunk by chunk, where its run() ran: see ``streaming``.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import ctypes
 import logging
 import signal
@@ -100,8 +101,8 @@ _ALARM = _AlarmClock()
 class _RunCall:
     """One run() call on a pool thread, which a timeout can interrupt."""
 
-    def __init__(self, script: UserScript, arguments: dict, headers: dict):
-        self.script, self.arguments, self.headers = script, arguments, headers
+    def __init__(self, call_run: Callable[[dict, dict], Any], arguments: dict, headers: dict):
+        self.call_run, self.arguments, self.headers = call_run, arguments, headers
         self.lock = threading.Lock()
         self.thread_id: int | None = None
         self.abandoned = self.started = False
@@ -114,7 +115,7 @@ class _RunCall:
             self.started = True
         started = time.perf_counter()
         try:
-            output = self.script.call_run(self.arguments, self.headers)
+            output = self.call_run(self.arguments, self.headers)
         finally:
             with self.lock:
                 self.thread_id = None
@@ -142,6 +143,14 @@ class RunCalls:
         self.pool = None if limits.inline else ThreadPoolExecutor(max_workers=limits.max_concurrent + 16,
                                                                   thread_name_prefix="run")
         self.debugging: Callable[[], bool] | None = None  # whether a debugger is attached to this worker
+        # Calls run() inside the request's ``run`` span (tracing.RequestTracer.run); None: not traced.
+        self.traced: Callable[[Callable[[], Any]], Any] | None = None
+
+    def call_run(self, arguments: dict, headers: dict) -> Any:
+        """The script's run(), in its span when traced."""
+        if self.traced is None:
+            return self.script.call_run(arguments, headers)
+        return self.traced(lambda: self.script.call_run(arguments, headers))
 
     async def call(self, arguments: dict, headers: dict, ticket: Ticket) -> tuple[Any, float]:
         """run()'s output and how long it took (ms), or RunTimeout, or what run() raised. When it
@@ -159,14 +168,17 @@ class RunCalls:
                 raise
         if self.slots is None:
             self.slots = asyncio.Semaphore(self.limits.max_concurrent)
-        call = _RunCall(self.script, arguments, headers)
+        call = _RunCall(self.call_run, arguments, headers)
         loop = asyncio.get_running_loop()
         timeout = asyncio.timeout(None if deadline is None else deadline - time.monotonic())
         try:
             async with timeout:
                 async with self.slots:
                     await gate.enter()
-                    future = self.pool.submit(call)
+                    # A traced call takes the request's context to its thread: the run span, and the
+                    # user's own spans inside it, are children of the request's span.
+                    future = self.pool.submit(contextvars.copy_context().run, call) if self.traced else \
+                        self.pool.submit(call)
                     try:
                         return await asyncio.wrap_future(future, loop=loop)
                     except BaseException:
@@ -205,7 +217,7 @@ class RunCalls:
     def _run_inline(self, arguments: dict, headers: dict, deadline: float | None) -> tuple[Any, float]:
         if deadline is None:
             started = time.perf_counter()
-            output = self.script.call_run(arguments, headers)
+            output = self.call_run(arguments, headers)
             return output, (time.perf_counter() - started) * 1000
         remaining = deadline - time.monotonic()
         if remaining <= 0:
@@ -215,7 +227,7 @@ class RunCalls:
             _ALARM.arm(remaining)
             started = time.perf_counter()
             try:
-                output = self.script.call_run(arguments, headers)
+                output = self.call_run(arguments, headers)
             finally:
                 _ALARM.disarm()
         except _Alarm:

@@ -14,7 +14,7 @@ import os
 import socket
 import sys
 
-from . import protocol, user_script
+from . import protocol, tracing, user_script
 from .fresh_import import load_fresh_from
 from .options import Options
 from .patching import Patcher
@@ -48,7 +48,19 @@ def _uvicorn_config(app, limits):
 def serve(options: Options, sock: socket.socket, revision: int, status_fd: int) -> int:
     """Run one worker to the end; the exit code follows the reference server (3: boot error)."""
     report = Channel(status_fd, revision)  # the learning thread reports while init() runs too
-    loaded_by_parent = set(sys.modules)
+    loaded_by_parent = set(sys.modules)  # before the SDK's import: the parent learns it, for the next fork
+    # Here, after the fork and before the script loads: the warm parent never has a tracer provider.
+    traces = tracing.start(options.traces, lambda rows, resource: report(protocol.WorkerSpans, spans=rows,
+                                                                           resource=resource),
+                           service=os.path.basename(options.entry_script))
+    try:
+        return _serve(options, sock, report, traces, loaded_by_parent)
+    finally:
+        traces.close()  # the last spans go out before the worker exits
+
+
+def _serve(options: Options, sock: socket.socket, report: Channel, traces: tracing.WorkerTracing,
+           loaded_by_parent: set[str]) -> int:
     script_dir = os.path.dirname(options.entry_script)
     for path in (options.app_root, script_dir):
         if path not in sys.path:
@@ -70,7 +82,7 @@ def serve(options: Options, sock: socket.socket, revision: int, status_fd: int) 
         failed = _init(script, options, report)
     if failed is not None:
         return failed
-    return _serve_loaded(script, options, sock, report, loaded_by_parent, patcher)
+    return _serve_loaded(script, options, sock, report, loaded_by_parent, patcher, traces.tracer)
 
 
 def _init(script, options: Options, report: Channel) -> int | None:
@@ -89,7 +101,7 @@ def _init(script, options: Options, report: Channel) -> int | None:
 
 
 def _serve_loaded(script, options: Options, sock: socket.socket, report: Channel, loaded_by_parent: set[str],
-                  patcher: Patcher) -> int:
+                  patcher: Patcher, tracer) -> int:
     from .app import Limits, create_app
     from .swagger import Swagger
 
@@ -102,7 +114,8 @@ def _serve_loaded(script, options: Options, sock: socket.socket, report: Channel
         limits = Limits(options.max_concurrent)
 
     app = create_app(script, swagger, limits, options.cors_origins,
-                     after_first_run=learning(options, report, loaded_by_parent), debugging=debugging_probe(options))
+                     after_first_run=learning(options, report, loaded_by_parent), debugging=debugging_probe(options),
+                     tracer=tracer)
     return serve_app(_uvicorn_config(app, limits), options, sock, report, roots=(options.app_root, script_dir),
                      patcher=patcher, loaded_by_parent=loaded_by_parent, gate=getattr(app.state, "run_gate", None))
 

@@ -31,6 +31,7 @@ from .patch_requests import Patches
 from .warming import Preloader
 from .unavailable import Unavailable
 from .options import Options, configure_logging
+from .tracing import spans_events
 from .worker_process import Worker, die_with_parent, kill, pass_on, spawn
 
 logger = logging.getLogger("azmlinfsrv.supervisor")
@@ -282,6 +283,8 @@ class Supervisor:
                 self.unavailable.adopt(pass_on(worker, taker, message.connections))  # none to take them: 503
             elif isinstance(message, protocol.WorkerDraining):
                 self.handover.released(worker.pid)
+            elif isinstance(message, protocol.WorkerSpans):
+                pass_spans(self.options, message)
 
     def _close_status(self, worker: Worker) -> None:
         self.selector.unregister(worker.status_fd)
@@ -369,18 +372,32 @@ def wake_on_signals(selector: selectors.BaseSelector) -> tuple[int, int]:
     return wake_r, wake_w
 
 
+def pass_spans(options: Options, message: protocol.WorkerSpans) -> None:
+    """A worker's spans to devtui, as OTLP JSON; straight out, not through Supervisor.emit(): a
+    Ready held for the handover (handover.py) is not a span's to hurry."""
+    prefix = options.events_stdout and options.events_fd is None
+    for line in spans_events(message.revision, message.spans, message.resource,
+                             lambda event: protocol.encode(event, prefix=prefix)):
+        write_line(options, line)
+
+
 def write_event(options: Options, event: protocol.ServerEvent) -> None:
     """Tell devtui, on the events fd or, in a container, in the log."""
+    write_line(options, protocol.encode(event, prefix=options.events_stdout and options.events_fd is None))
+
+
+def write_line(options: Options, line: bytes) -> None:
+    """An encoded event line (behind the prefix for the log, see write_event) to devtui."""
     if options.events_fd is not None:
         try:
-            os.write(options.events_fd, protocol.encode(event))
+            os.write(options.events_fd, line)
         except OSError:
             pass  # devtui went away; the parent-death signal ends us soon
     elif options.events_stdout:
         # In a container there is no pipe to pass: events travel in the log, marked so that
         # devtui can take them out of it. One write of one line, so they never interleave.
         sys.stdout.flush()
-        os.write(sys.stdout.fileno(), protocol.encode(event, prefix=True))
+        os.write(sys.stdout.fileno(), line)
 
 
 def _drain(fd: int) -> None:

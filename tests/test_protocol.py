@@ -19,6 +19,7 @@ from inference_server.protocol import (
     Failed,
     Listening,
     Ready,
+    Spans,
     Stage,
     Starting,
     Stopped,
@@ -27,7 +28,12 @@ from inference_server.protocol import (
     WorkerFailed,
     WorkerLearned,
     WorkerReady,
+    WorkerSpans,
 )
+
+OTLP = {"resourceSpans": [{"resource": {"attributes": []}, "scopeSpans": [{"scope": {"name": "s"}, "spans": [
+    {"traceId": "0af7651916cd43dd8448eb211c80319c", "spanId": "b7ad6b7169203331", "parentSpanId": "", "name": "POST /score",
+     "kind": 2, "startTimeUnixNano": "1", "endTimeUnixNano": "2", "attributes": [], "status": {"code": 0}}]}]}]}
 
 EVENTS = [
     BindFailed(host="127.0.0.1", port=5001, reason="is already in use"),
@@ -44,6 +50,7 @@ EVENTS = [
     Crashed(revision=2, pid=4243, exit_code=-11),
     Stopped(exit_code=0),
     Exited(exit_code=None, expected=True),
+    Spans(revision=2, otlp=OTLP),
 ]
 
 STATUS = [
@@ -52,6 +59,9 @@ STATUS = [
     WorkerLearned(revision=1, pid=4243, duration_ms=14.0, modules=("numpy", "sklearn.linear_model")),
     WorkerDebugStop(revision=1, pid=4243, duration_ms=900.0, where=None),
     WorkerDraining(revision=1, pid=4243, duration_ms=5000.0),
+    WorkerSpans(revision=1, pid=4243, duration_ms=6000.0, resource={"service.name": "score.py", "process.pid": 7},
+                spans=[["0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331", "", "run", 1, 1, 2, {"k": [1, 2]}, 2,
+                        "ValueError: no", [["exception", 2, {"exception.type": "ValueError"}]]]]),
 ]
 
 

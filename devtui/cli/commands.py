@@ -1,5 +1,5 @@
 """The commands that act on a running endpoint, from any shell: ``show``, ``list``, ``invoke``,
-``logs``, ``down``; and ``validate``, which checks a deployment without running it. They find
+``logs``, ``traces``, ``down``; and ``validate``, which checks a deployment without running it. They find
 endpoints in the registry, and by container labels when a Docker engine answers."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from .. import orphans, registry
+from .. import orphans, registry, traces
 from ..logs import follow, tail
 from ..record import DeploymentRecord, EndpointRecord
 from .errors import BAD_INPUT, CommandError, warn
@@ -202,6 +202,47 @@ def _container_logs(name: str, args) -> int:
                 print(line)
             return 0
     raise CommandError(f"no logs for endpoint {name!r}: it is not running and has not run here")
+
+
+# -- traces --------------------------------------------------------------------------------------
+
+
+def cmd_traces(args) -> int:
+    """The requests' traces kept for an endpoint, newest first: a tree each, or a JSON list. With
+    ``-f``, oldest first (as a log is followed), JSON one object a line, then each new one as it
+    completes, until the endpoint stops."""
+    name = args.name or _pick(None).name
+    folder = registry.folder(name)
+    if not folder.is_dir():
+        raise CommandError(f"no local endpoint named {name!r} has run here; `devtui list` shows those that are "
+                           "running", BAD_INPUT)
+    file, reader = traces.path(folder), traces.TraceReader()
+    found = traces.read(file, args.last, reader)
+    if not args.follow:
+        if args.output == "json":
+            print(json.dumps([trace.to_json() for trace in found], indent=2))
+        else:
+            for trace in found:
+                print("\n".join(traces.render_tree(trace)))
+        return 0
+    for trace in reversed(found):
+        _print_trace(trace, args.output)
+    sys.stdout.flush()
+    try:
+        asyncio.run(_follow_traces(name, file, reader, args.output))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def _print_trace(trace: traces.Trace, output: str) -> None:
+    print(json.dumps(trace.to_json()) if output == "json" else "\n".join(traces.render_tree(trace)), flush=True)
+
+
+async def _follow_traces(name: str, file: Path, reader: traces.TraceReader, output: str) -> None:
+    async for line in follow(file, lambda: registry.is_alive(name)):
+        for trace in reader.feed(line):
+            _print_trace(trace, output)
 
 
 # -- down ----------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from ..events import DEVTUI, INFERENCE_SERVER, STORAGE_INITIALIZER
 from ..runtimes import NAMES
 from ..runtimes.container.gpus import GpuRequest
 
-VERBS = ("up", "show", "list", "invoke", "logs", "reload", "down", "validate")
+VERBS = ("up", "show", "list", "invoke", "logs", "traces", "reload", "down", "validate")
 
 
 def _command(module: str, name: str):
@@ -145,6 +145,11 @@ def verb_parser() -> argparse.ArgumentParser:
     p.add_argument("--container", choices=[INFERENCE_SERVER, STORAGE_INITIALIZER, DEVTUI], default=INFERENCE_SERVER)
     p.add_argument("--lines", type=_count, help="only the last N lines")
     p.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
+    p = verb("traces", "print what each request did inside the deployment: its spans, newest request first")
+    p.add_argument("-n", "--name")
+    p.add_argument("--last", type=_count, help="only the last N requests")
+    p.add_argument("-o", "--output", choices=["tree", "json"], default="tree")
+    p.add_argument("-f", "--follow", action="store_true", help="keep printing new requests' traces")
     p = verb("reload", "start a new worker with the current code (init() runs again); --full: restart the "
                        "scoring server with the YAML as it is now")
     p.add_argument("-n", "--name")

@@ -18,8 +18,10 @@ from .. import registry
 from ..debug import LaunchJsonError, attach_configuration, merge_launch_json
 from ..engine import Engine
 from ..events import (DEVTUI, SOURCES, DebuggerChanged, DebuggerState, LogRecord, Logs, Progress, ReloadFinished,
-                      ReloadStarted, ServerStarted, StateChanged)
+                      ReloadStarted, ServerStarted, StateChanged, Traces)
 from ..logs import LogFiles
+from ..traces import TraceFile
+from ..traces import path as traces_path
 from ..record import swagger_uri
 from ..replay import Replayed, ReplayWaiting
 
@@ -88,16 +90,17 @@ class Printer:
 
     handlers: ClassVar[Handlers] = {
         Logs: _logs, StateChanged: _state, DebuggerChanged: _debugger, ReloadStarted: _reload_started,
-        ReloadFinished: _reload_finished, ServerStarted: _quiet, Progress: _quiet,
+        ReloadFinished: _reload_finished, ServerStarted: _quiet, Progress: _quiet, Traces: _quiet,
     }
 
 
 class Recorder:
-    """Keeps the registry record and the log files in step with the engine's events."""
+    """Keeps the registry record, the log files and the trace file in step with the engine's events."""
 
     def __init__(self, engine: Engine, claim: registry.Claim):
         self.engine, self.claim = engine, claim
         self.files: LogFiles | None = LogFiles(claim.folder / "logs")
+        self.traces: TraceFile | None = TraceFile(traces_path(claim.folder))
         d = engine.deployment
         claim.update(name=d.endpoint_name, auth_mode=d.auth_mode, location="local",
                      provisioning_state=engine.state, scoring_uri=None, swagger_uri=None,
@@ -125,6 +128,17 @@ class Recorder:
     def _logs(self, event: Logs) -> None:
         self._write(event.records)
 
+    def _traces(self, event: Traces) -> None:
+        if self.traces is None:
+            return
+        try:
+            self.traces.write(event.otlp)
+        except OSError as ex:
+            traces, self.traces = self.traces, None
+            traces.close()
+            self.engine.log(DEVTUI, [f"error: writing the traces in {traces.file} failed ({ex.strerror}); "
+                                     "traces stop being kept, the endpoint keeps serving"])
+
     def _state(self, event: StateChanged) -> None:
         # The devtui log says why the state changed, for `devtui logs --container devtui`.
         self._write([LogRecord(DEVTUI, f"provisioning_state: {event.state}{_detail(event.detail)}")])
@@ -142,7 +156,7 @@ class Recorder:
 
     handlers: ClassVar[Handlers] = {
         Logs: _logs, StateChanged: _state, ServerStarted: _update, ReloadFinished: _update, DebuggerChanged: _update,
-        ReloadStarted: _ignore, Progress: _ignore,
+        ReloadStarted: _ignore, Progress: _ignore, Traces: _traces,
     }
 
 

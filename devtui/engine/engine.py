@@ -21,6 +21,7 @@ from ..launch import DebugSettings, Launch
 from ..events import CREATING, DELETING, FAILED, UPDATING, Event, Placement, ReloadReason
 from ..record import DeploymentRecord
 from ..runtimes import PortInUse
+from ..scrub import Secrets
 from .emitter import Emitter
 from .revisions import Owner, ReloadRequest, Revisions
 from .watch import Action, Batch, batches
@@ -69,10 +70,12 @@ class Engine:
         self._runtimes_from = runtimes_from
         self.workdir = workdir
         self.emitter = Emitter()
+        self.secrets = Secrets()
         self.revisions = Revisions(self.emitter, launch.host, Owner(
             stopped=lambda: self.stopped, placement=lambda: self.runtime.placement(),
             server_died=lambda code: self.restarts.server_died(code), restart=lambda said, reason:
-            self.restarts.debugger_wedged(said, reason), debug_port=self._debug_port))
+            self.restarts.debugger_wedged(said, reason), debug_port=self._debug_port,
+            scrubber=lambda: self.secrets.of(self.deployment, self.launch.connections)))
         self.spec_error: spec.SpecError | None = None  # the changed YAML's problems, until a good one
         self.stopped = False
         self.runtime = self._new_runtime()

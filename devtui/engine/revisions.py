@@ -10,6 +10,7 @@ again after it died, restart a wedged debugger) it is asked through the callback
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,8 +19,9 @@ from functools import cached_property
 from inference_server import protocol
 
 from ..events import (CREATING, FAILED, SUCCEEDED, UPDATING, DebuggerChanged, Placement, Progress,
-                      ProvisioningState, ReloadFinished, ReloadReason, ReloadStarted, ServerStarted, StateChanged)
+                      ProvisioningState, ReloadFinished, ReloadReason, ReloadStarted, ServerStarted, StateChanged, Traces)
 from ..runtimes import PortInUse, RuntimeFailure
+from ..scrub import Scrubber
 from .emitter import Emitter
 
 
@@ -42,6 +44,7 @@ class Owner:
     server_died: Callable[[int | None], None]  # it ended unasked: start it again
     restart: Callable[[str, str], None]  # a restart of the server: what to say, and the reason it applies
     debug_port: Callable[[int], None]  # the port the debugger listens on
+    scrubber: Callable[[], Scrubber] = Scrubber  # what hides the deployment's secrets in what is kept
 
 
 class Revisions:
@@ -152,7 +155,13 @@ class Revisions:
             protocol.BindFailed: self._on_bind_failed,
             protocol.Stopped: lambda event: None,  # Exited follows, with what devtui expected
             protocol.Exited: self._on_exited,
+            protocol.Spans: self._on_spans,
         }
+
+    def _on_spans(self, event: protocol.Spans) -> None:
+        # Hidden here, once, so that every listener (the trace file, the app) gets the batch without
+        # secrets: an attribute, an input or an exception's message may quote one.
+        self.emitter.emit(Traces(event.revision, self.owner.scrubber().text(json.dumps(event.otlp))))
 
     def _on_listening(self, event: protocol.Listening) -> None:
         self.port = event.port

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from ..engine import Engine
 from ..events import (DEVTUI, FAILED, SUCCEEDED, DebuggerChanged, DebuggerState, LogRecord, Logs, Progress,
-                      ReloadFinished, ReloadStarted, Rung, ServerStarted, StateChanged)
+                      ReloadFinished, ReloadStarted, Rung, ServerStarted, StateChanged, Traces)
 from .widgets import DeploymentPanel, ProgressLine
 
 if TYPE_CHECKING:
@@ -48,6 +48,7 @@ class EngineView:
             ReloadStarted: self._reload_started,
             ReloadFinished: self._reload_finished,
             Progress: lambda event: app.query_one("#progress", ProgressLine).update(event),
+            Traces: lambda event: None,  # kept by the recorder; the app's Traces tab is to come (issue 23)
         }
 
     def _logs(self, event: Logs) -> None:
