@@ -51,6 +51,7 @@ class Launch:
     gpus: GpuRequest | None = None
     connections: tuple[Path, ...] = ()
     replay: PinnedRequest | None = None
+    traces: bool = False  # request traces (off by default: they cost the request path, see the README)
 
     @classmethod
     def of(cls, args: argparse.Namespace) -> Launch:
@@ -61,7 +62,7 @@ class Launch:
         return cls(path=args.path, endpoint_file=args.endpoint_file, name=args.name, runtime=args.runtime,
                    port=args.port or 0, reload=ReloadMode(args.reload), debug=debug, context=args.context,
                    gpus=args.gpus, connections=tuple(args.connections),
-                   replay=getattr(args, "replay", None))
+                   replay=getattr(args, "replay", None), traces=args.traces)
 
     def to_argv(self) -> list[str]:
         """``devtui up`` arguments that give this launch again."""
@@ -76,6 +77,8 @@ class Launch:
             argv += ["--connections", str(file.resolve())]
         if self.replay is not None:
             argv += ["--replay", str(self.replay.source)]  # read again by the child: it checks it too
+        if self.traces:
+            argv.append("--traces")
         return argv
 
     def server_argv(self, host: str, port: int, debug_host: str | None = None,
@@ -83,6 +86,8 @@ class Launch:
         """What this launch asks of the scoring server's command line: where it listens (as the
         runtime places it), what a reload does, and the debugger."""
         argv = ["--host", host, "--port", str(port), "--reload", str(self.reload)]
+        if self.traces:
+            argv.append("--traces")
         if self.debug is not None:
             argv += ["--debug-host", debug_host or self.debug.host,
                      "--debug-port", str(self.debug.port if debug_port is None else debug_port)]

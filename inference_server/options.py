@@ -48,7 +48,7 @@ class Options:
     debug_wait: bool = False
     reload_mode: ReloadMode = ReloadMode.PATCH  # patch: a reload tries rung 0 first; swap: always a new worker
     flow_dir: str | None = None  # a prompt flow folder, served by prompt flow's app (flow_worker.py)
-    # Request traces (tracing.py): on where devtui hears the server's events, unless DEVTUI_TRACES=0.
+    # Request traces (tracing.py): --traces, where devtui hears the server's events.
     traces: bool = False
     handover_timeout_s: float = 0.25  # a swap's Ready waits this long at most for the old worker (handover.py)
 
@@ -94,6 +94,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--debug-wait", action="store_true", help="Hold init() until a debugger attaches.")
     parser.add_argument("--events-fd", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--events-stdout", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--traces", action="store_true", help=argparse.SUPPRESS)  # devtui's --traces
     parser.add_argument("--parent-pid", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--first-revision", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--handover-timeout", type=float, default=0.25, help=argparse.SUPPRESS)  # seconds
@@ -143,9 +144,9 @@ def options_from(args: argparse.Namespace) -> Options:
 
 
 def _traces(args: argparse.Namespace) -> bool:
-    """Request traces are on where devtui hears the events (the supervisor passes the spans on with
-    them), unless DEVTUI_TRACES=0 turns them off."""
-    return (args.events_fd is not None or args.events_stdout) and os.environ.get("DEVTUI_TRACES", "1") != "0"
+    """Request traces are on when asked (--traces) and devtui hears the events: the supervisor
+    passes the spans on with them."""
+    return args.traces and (args.events_fd is not None or args.events_stdout)
 
 
 def _flow_dir(args: argparse.Namespace) -> str | None:

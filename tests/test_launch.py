@@ -20,6 +20,7 @@ LAUNCHES = [
            reload=ReloadMode.SWAP, context="remote", gpus=GpuRequest(count=-1)),
     Launch(path=Path("d.yml"), debug=DebugSettings(0, wait=True), connections=(Path("/abs/conn.yaml"),)),
     Launch(path=Path("d.yml"), debug=DebugSettings(5679), gpus=GpuRequest(device_ids=("0", "2"))),
+    Launch(path=Path("d.yml"), traces=True),
 ]
 
 

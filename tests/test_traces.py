@@ -82,7 +82,8 @@ def test_a_user_span_nests_in_run_and_the_trace_keeps_the_request_id_without_sec
     folder = write_deployment(tmp_path / "d", DEPLOYMENT.format(name=name, key=key) +
                               f"  CONNECTIONS_FILE: {connections}\n  WORKER_COUNT: \"{worker_count}\"\n", score=SCORE)
     claim = registry.claim(name)
-    engine = Engine(spec.load(folder), claim.folder / "staging", Launch(port=0, connections=(connections,)))
+    engine = Engine(spec.load(folder), claim.folder / "staging",
+                    Launch(port=0, connections=(connections,), traces=True))
     engine.subscribe(Recorder(engine, claim))
     request_id = f"req-{secrets.token_hex(6)}"
 
@@ -194,3 +195,19 @@ def test_a_workers_span_rows_become_otlp_event_lines_under_the_limit():
     assert spans[0]["attributes"] == [{"key": "input", "value": {"stringValue": "x" * 3000}}]
     trace = traces.TraceReader().feed(json.dumps(protocol.decode(lines[0]).otlp))[0]
     assert traces.render_tree(trace)[1].endswith("ERROR")
+
+
+def test_no_traces_unless_asked(tmp_path, monkeypatch):
+    """Traces cost the request path (the README has the price): off unless `--traces`, which the
+    launch hands to the server (and to up --detach's child), where they go on with the events."""
+    from inference_server.options import options_from, parse
+
+    assert "--traces" not in Launch().server_argv("127.0.0.1", 1) and "--traces" not in Launch().to_argv()
+    traced = Launch(traces=True)
+    assert "--traces" in traced.server_argv("127.0.0.1", 1) and "--traces" in traced.to_argv()
+    script = tmp_path / "score.py"
+    script.write_text("def init():\n    pass\n\ndef run(raw):\n    return raw\n")
+    monkeypatch.setenv("AZUREML_MODEL_DIR", str(tmp_path))
+    base = ["--entry_script", str(script), "--events-stdout"]
+    assert not options_from(parse(base)).traces and options_from(parse([*base, "--traces"])).traces
+    assert not options_from(parse(["--entry_script", str(script), "--traces"])).traces  # no events: no one to tell
