@@ -26,7 +26,7 @@ from devtui.runtimes import RuntimeFailure
 from devtui.runtimes.container.docker_context import DEFAULT_HOST, read_context, resolve
 from devtui.runtimes.container.gpus import NO_GPU_RUNTIME, GpuRequest, suggestion
 from devtui.runtimes.process import ProcessRuntime
-from helpers import ROOT, SAMPLES, devtui, run_async, show, unique_name, wait_for
+from helpers import SAMPLES, devtui, run_async, show, unique_name, wait_for
 
 LABEL = "devtui.endpoint"
 

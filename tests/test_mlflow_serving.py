@@ -5,7 +5,6 @@ retrained model is served after a save, with no restart."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 import httpx
