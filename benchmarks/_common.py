@@ -114,6 +114,24 @@ class Server:
         self._log.close()
 
 
+def answering(server: Server, base: str, what: str, timeout: float = 120) -> None:
+    """Wait until the server just started at ``base`` answers GET / with 200 (it is ready); a
+    server that dies or never answers is stopped, and the error says so."""
+    import httpx
+
+    def healthy() -> bool:
+        try:
+            return httpx.get(base + "/", timeout=2).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    try:
+        wait_until(healthy, timeout, f"{what} to answer GET /", interval=0.05, alive=server.check_alive)
+    except BaseException:
+        server.stop()
+        raise
+
+
 def _group_alive(pgid: int) -> bool:
     try:
         os.killpg(pgid, 0)

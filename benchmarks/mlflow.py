@@ -35,8 +35,8 @@ from pathlib import Path
 
 import httpx
 
-from _common import (REPO, VENV_BIN, BenchmarkError, Server, free_port, parse_with_smoke, run_main, targets_line,
-                     wait_until, write_results)
+from _common import (REPO, VENV_BIN, BenchmarkError, Server, answering, free_port, parse_with_smoke, run_main,
+                     targets_line, wait_until, write_results)
 from throughput import find_wrk, lua_script, run_wrk
 
 SAMPLE = REPO / "samples" / "mlflow-sklearn"
@@ -118,18 +118,7 @@ def start(kind: str, folder: Path, work: Path, cloud_script: Path | None, cloud_
             env["PYTHONPATH"] = os.pathsep.join(p for p in (cloud_path, env.get("PYTHONPATH")) if p)
     server = Server(kind, command, work / f"{kind}-{port}.log", env=env, cwd=work)
     base = f"http://127.0.0.1:{port}"
-
-    def healthy() -> bool:
-        try:
-            return httpx.get(base + "/", timeout=2).status_code == 200
-        except httpx.TransportError:
-            return False
-
-    try:
-        wait_until(healthy, 180, f"{kind} to answer GET /", interval=0.05, alive=server.check_alive)
-    except BaseException:
-        server.stop()
-        raise
+    answering(server, base, kind, timeout=180)
     return server, base + "/score"
 
 

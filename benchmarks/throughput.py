@@ -37,8 +37,8 @@ from pathlib import Path
 
 import httpx
 
-from _common import (run_main, HERE, SKLEARN_SAMPLE, VENV_BIN, BenchmarkError, Server, free_port, model_dir_for,
-                     parse_with_smoke, targets_line, write_results, wait_until)
+from _common import (run_main, HERE, SKLEARN_SAMPLE, VENV_BIN, BenchmarkError, Server, answering, free_port, model_dir_for,
+                     parse_with_smoke, targets_line, write_results)
 
 TARGETS = {"echo": 2.5, "sklearn": 2.0}
 UP_SHARE = 0.9  # a deployment run by `devtui up` (request_settings emulated) within 10% of the standalone server
@@ -155,19 +155,7 @@ def start_server(kind: str, script: Path, model_dir: Path, env_extra: dict, work
     log = work / f"{kind}-{script.parent.name}-{port}.log"
     server = Server(kind, command, log, env=env, cwd=script.parent)
     base = f"http://127.0.0.1:{port}"
-
-    def healthy():
-        try:
-            answer = httpx.get(base + "/", timeout=2)
-        except httpx.TransportError:
-            return False
-        return answer.status_code == 200
-
-    try:
-        wait_until(healthy, 120, f"{kind} to answer GET / on port {port}", interval=0.05, alive=server.check_alive)
-    except BaseException:
-        server.stop()
-        raise
+    answering(server, base, f"{kind} on port {port}")
     return server, base + "/score"
 
 
