@@ -435,6 +435,8 @@ async def test_f_toggles_follow_and_new_lines_button_resumes(make_app):
         await shown(pilot, 107)
         assert str(marker.label) == "+7 new lines"
         assert lines.scroll_y == 10  # paused: the view stays where the reader is
+        # Clicked where it is drawn: shown, it takes its place a layout later.
+        await until(pilot, lambda: marker.region.width > 0, message="the new lines button laid out")
         await pilot.click("#log-new-lines")
         await until(pilot, lambda: logs.follow and not marker.display)
         assert str(follow.label) == "Following"
