@@ -85,3 +85,17 @@ def test_mlflow() -> None:
     out = smoke("mlflow.py", "--cloud-script", "")
     assert_printed(out, rf"^mlflow: up to Succeeded {NUMBER} s, save to new answer {NUMBER} ms .*, "
                         rf"throughput {NUMBER} req/s; the ratio needs --cloud-script")
+
+
+def test_compare() -> None:
+    """Against HEAD, checked out into a worktree of its own that is removed at the end."""
+    if shutil.which("wrk") is None:
+        (pytest.fail if os.environ.get("CI") else pytest.skip)("wrk is not installed (apt-get install wrk)")
+    if subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True).returncode != 0:
+        pytest.skip("not a git checkout")
+    out = smoke("compare.py")
+    assert_printed(out, rf"^  echo +this checkout +CPU +{NUMBER} us/request", rf"^  echo +HEAD +CPU +{NUMBER} us/request",
+                   rf"^echo: this checkout's CPU per request = {NUMBER}x HEAD's")
+    folder = re.search(r"^HEAD checked out in (\S+) ", out, re.M)[1]
+    assert folder not in subprocess.run(["git", "worktree", "list"], cwd=ROOT, capture_output=True, text=True).stdout
+    assert not os.path.exists(os.path.dirname(folder))
