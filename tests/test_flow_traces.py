@@ -26,8 +26,9 @@ from devtui.cli import Recorder
 from devtui.engine import Engine, Launch
 from devtui.events import SUCCEEDED, ReloadFinished, Rung
 from devtui.masking import MASK
-from helpers import async_wait_for, devtui, save
+from helpers import async_wait_for, devtui, save, show, wait_for
 from openai_stand_in import OpenAIStandIn
+from otlp_receiver import OTLPReceiver
 
 pytestmark = [pytest.mark.e2e,
               pytest.mark.skipif(importlib.util.find_spec("promptflow.core") is None,
@@ -177,3 +178,52 @@ def test_a_flows_trace_has_its_node_the_llm_call_and_its_tokens_under_the_reques
     for path in claim.folder.rglob("*"):
         if path.is_file() and path.name != "lock":
             assert key not in path.read_text(errors="replace"), path
+
+
+def test_the_flows_spans_reach_an_otlp_receiver_masked_and_a_down_one_costs_one_warning(tmp_path):
+    """`devtui up --detach --traces`, as a user runs it, with OTEL_EXPORTER_OTLP_ENDPOINT in the
+    deployment's environment_variables: the receiver gets the spans at /v1/traces (protobuf, the
+    default), without the connection's key. Once it is down, requests are answered and their traces
+    kept as before, and the devtui log says so once."""
+    name = f"flow-otlp-{secrets.token_hex(3)}"
+    key = f"sk-{secrets.token_hex(16)}"
+    request_id = f"req-{secrets.token_hex(6)}"
+    with OpenAIStandIn(key) as model, OTLPReceiver() as receiver:
+        deployment = write_flow(tmp_path / "d", name, variables={"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url})
+        connections = write_connection(tmp_path, model.base_url, key)
+        devtui("up", str(deployment), "--detach", "--traces", "-n", name, "--connections", str(connections))
+        try:
+            scoring = show(name)["scoring_uri"]
+
+            def ask(headers: dict[str, str] | None = None) -> None:
+                answer = httpx.post(scoring, json={"question": "tokens?"}, headers=headers or {}, timeout=30)
+                assert answer.status_code == 200, answer.text
+
+            def kept(count: int):
+                return lambda: len(json.loads(devtui("traces", "-n", name, "-o", "json").stdout)) == count
+
+            ask({"x-request-id": request_id})
+            spans = wait_for(lambda: (found := receiver.spans()) and any(s["name"] == "POST /score" for s in found)
+                             and any(s["name"] == "openai_chat" for s in found) and found,
+                             timeout=30, message="the request's spans at the receiver")
+            assert {r.path for r in receiver.received} == {"/v1/traces"}
+            assert {r.content_type for r in receiver.received} == {"application/x-protobuf"}
+            assert {"POST /score", "flow", "ask", "model_client", "openai_chat"} <= {s["name"] for s in spans}
+            assert all(key.encode() not in r.body for r in receiver.received)
+            root = next(s for s in spans if s["name"] == "POST /score")
+            assert {"key": "http.request.header.x-request-id", "value": {"stringValue": request_id}} in root["attributes"]
+            assert len({s["traceId"] for s in spans}) == 1
+
+            receiver.stop()
+            for _ in range(3):
+                ask()
+            wait_for(kept(4), timeout=30, message="the traces kept while the collector is down")
+
+            def warnings() -> list[str]:
+                log = devtui("logs", "-n", name, "--container", "devtui").stdout
+                return [line for line in log.splitlines() if "request traces could not be sent" in line]
+
+            said = wait_for(warnings, timeout=30, message="the warning in the devtui log")
+            assert len(said) == 1 and f"{receiver.url}/v1/traces" in said[0], said
+        finally:
+            devtui("down", "-n", name, check=None)
