@@ -68,6 +68,8 @@ def model_client(api_base: str, api_key: str) -> OpenAI:
 
 @tool
 def ask(question: str, conn: CustomConnection) -> str:
+    if question == "raise":
+        raise ValueError("asked to raise")
     client = model_client(conn.configs["api_base"], conn.secrets["api_key"])
     reply = client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": question}])
     return reply.choices[0].message.content
@@ -144,13 +146,18 @@ def test_a_flows_trace_has_its_node_the_llm_call_and_its_tokens_under_the_reques
                     await async_wait_for(lambda: len(finished) > 1, 60, message="the save to be served")
                     assert finished[-1].ok and finished[-1].rung == Rung.SWAP, finished[-1]
                     await ask(client, {})
-                return await async_wait_for(json_traces(2), timeout=30, message="the second request's trace")
+                    await async_wait_for(json_traces(2), timeout=30, message="the second request's trace")
+                    failed = await client.post(running.scoring_uri, json={"question": "raise"})
+                    assert failed.status_code >= 400, failed.text
+                return await async_wait_for(json_traces(3), timeout=30, message="the failed request's trace")
             finally:
                 await running.stop()
                 claim.release(remove=False)
 
         found = asyncio.run(asyncio.wait_for(scenario(), 120))
-    newer, trace = found
+    failed, newer, trace = found
+    spans_of_failed = {s["name"]: s for s in failed["spans"]}
+    assert spans_of_failed["ask"]["status"] == "error" and "openai_chat" not in spans_of_failed
     assert [s["name"] for s in newer["spans"]] == [s["name"] for s in trace["spans"]]
     assert '"gpt-4o"' in next(s for s in newer["spans"] if s["name"] == "openai_chat")["attributes"]["inputs"]
     assert trace["request_id"] == request_id and trace["status_code"] == 200 and trace["duration_ms"] > 0
