@@ -72,6 +72,14 @@ def test_throughput() -> None:
                         rf"sklearn {NUMBER}x azmlinfsrv .*, devtui up {NUMBER}x azmlinfsrv")
 
 
+def test_traces() -> None:
+    if shutil.which("wrk") is None:
+        (pytest.fail if os.environ.get("CI") else pytest.skip)("wrk is not installed (apt-get install wrk)")
+    out = smoke("traces.py")
+    assert_printed(out, rf"^traces: echo -?{NUMBER}% of throughput .*, sklearn -?{NUMBER}% of throughput .*, "
+                        rf"flow -?{NUMBER}% of throughput, [+-]{NUMBER} ms at p99 \(the price, not a target\)")
+
+
 def test_container(endpoint) -> None:
     """Under a name unique to this run; the endpoint fixture checks that nothing of it is left."""
     out = smoke("container.py", "--name", endpoint("bench"))
