@@ -264,6 +264,9 @@ class Engine:
             if self.runtime_name == "process":
                 self.emitter.say(f"{', '.join(files)} changed: the process runtime serves with this Python, so the "
                           "environment is not rebuilt; use --runtime container to test it.")
+                if self.deployment.mlflow is not None:
+                    # An MLflow model's conda.yaml is saved with the model: the model may be new too.
+                    await self.restage(files)
             else:
                 await self.restart("environment change")
 
