@@ -18,14 +18,16 @@ import pytest
 
 from devtui import spec
 from devtui.engine import Engine, Launch
+from devtui.engine.watch import Action, classify
 from devtui.events import FAILED, SUCCEEDED, Logs, ReloadFinished, StateChanged
-from devtui.runtimes.container.images import SERVER_LAYER_LABEL
+from devtui.runtimes.container.images import SERVER_LAYER_LABEL, python_differs
+from devtui.runtimes.container.mlflow_image import scoring_requirements
 from helpers import async_wait_for, save
 from mlflow_models import MODEL_FOLDER, make
 from test_mlflow_reference import exchange, reference
 from test_mlflow_serving import DEPLOYMENT, EXAMPLE_SHAPES, HEADERS, Served, flat, retrain
 
-pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
+pytestmark = pytest.mark.anyio  # end to end (tests/conftest.py, KINDS), but for the unit tests marked so
 
 # The python:3.11-slim base (scripts/build-base-image.sh) runs Python 3.11.
 IMAGE_PYTHON = "3.11"
@@ -167,3 +169,39 @@ async def test_a_model_whose_wheels_do_not_resolve_for_the_images_python_fails_n
         assert "numpy==1.21.6" in failure, failure
     finally:
         await running.engine.stop()
+
+
+# -- unit: what goes into the image, and what a save of conda.yaml is ---------------------------------
+
+
+@pytest.mark.unit
+def test_mlflow_is_installed_as_mlflow_skinny_with_what_pyfunc_imports():
+    assert scoring_requirements(["mlflow==3.18.0", "scikit-learn==1.9.1"], "3.18.0") == [
+        "mlflow-skinny==3.18.0", "scikit-learn==1.9.1", "numpy", "pandas"]
+    assert scoring_requirements(["mlflow[extras]>=2.1,<3", "pandas==2.2.3", "numpy<2"], None) == [
+        "mlflow-skinny>=2.1,<3", "pandas==2.2.3", "numpy<2"]
+    # No mlflow named: the version that saved the model (the MLmodel's mlflow_version).
+    assert scoring_requirements(["lightgbm==4.6.0"], "3.1.0") == ["lightgbm==4.6.0", "mlflow-skinny==3.1.0",
+                                                                  "numpy", "pandas"]
+    assert scoring_requirements(["mlflow-skinny==3.2.0"], "3.1.0") == ["mlflow-skinny==3.2.0", "numpy", "pandas"]
+
+
+@pytest.mark.unit
+def test_a_python_pin_differs_when_its_minor_version_does():
+    assert python_differs("3.12", "3.11") and python_differs("3.9.18", "3.11")
+    assert not python_differs("3.11.7", "3.11") and not python_differs("3.11.*", "3.11")
+    assert not python_differs(None, "3.11") and not python_differs("3.11", "3.11")
+
+
+@pytest.mark.unit
+def test_a_conda_yaml_rewritten_unchanged_is_a_model_save_and_a_changed_one_a_rebuild(tmp_path):
+    model = make("sklearn", tmp_path)
+    (tmp_path / "deployment.yml").write_text(DEPLOYMENT)
+    deployment = spec.load(tmp_path)
+    conda = model / "conda.yaml"
+    assert deployment.mlflow.environment_file == conda
+    save(conda, conda.read_text())  # MLflow writes the whole folder when it saves a model
+    assert classify(deployment, conda) == Action.RESTAGE
+    save(conda, conda.read_text().replace("- pip:\n", "- pip:\n  - six\n"))
+    assert classify(deployment, conda) == Action.REBUILD
+    assert classify(deployment, model / "model.pkl") == Action.RESTAGE

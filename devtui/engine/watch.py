@@ -63,10 +63,7 @@ def classify(deployment: LocalDeployment, path: Path, rules: dict[Path, IgnoreRu
     path = path.resolve()
     if path in {deployment.deployment_file, deployment.endpoint_file} or _includes_changed(deployment, path):
         return Action.RESTART
-    environment = deployment.environment
-    if path == environment.conda_file or _inside(path, environment.build_path) or _flow_requirements(deployment, path):
-        return Action.REBUILD
-    if _mlflow_environment_changed(deployment, path):
+    if _builds_the_image(deployment, path):
         return Action.REBUILD
     if _included(deployment, path) or path in connections:
         return Action.SWAP  # a connection file: the runtime sees it changed and swaps
@@ -81,6 +78,13 @@ def classify(deployment: LocalDeployment, path: Path, rules: dict[Path, IgnoreRu
                 rules[folder] = IgnoreRules(folder)
             return None if rules[folder].ignored(path) else action
     return None
+
+
+def _builds_the_image(deployment: LocalDeployment, path: Path) -> bool:
+    """Whether the container runtime builds the image from PATH (a change of it rebuilds)."""
+    environment = deployment.environment
+    return (path == environment.conda_file or _inside(path, environment.build_path)
+            or _flow_requirements(deployment, path) or _mlflow_environment_changed(deployment, path))
 
 
 def _mlflow_environment_changed(deployment: LocalDeployment, path: Path) -> bool:
