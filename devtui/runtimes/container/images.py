@@ -41,8 +41,8 @@ from .wheels import Wheelhouse, WheelError, pin_lines, pins
 
 # Bump when the Dockerfile templates change, so old images are not reused.
 TEMPLATE_VERSION = "3"
-# What inference_server imports (debugpy: for --debug).
-SERVER_REQUIREMENTS = ["fastapi", "uvicorn[standard]", "werkzeug", "debugpy"]
+# What inference_server imports (debugpy: for --debug; the OpenTelemetry SDK: for --traces).
+SERVER_REQUIREMENTS = ["fastapi", "uvicorn[standard]", "werkzeug", "debugpy", "opentelemetry-sdk"]
 # The cloud's scoring server packages: devtui's own server stands in for them.
 REPLACED = {"azureml-inference-server-http", "azureml-defaults"}
 # conda packages that are not Python packages, or that pip brings itself.
