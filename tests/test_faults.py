@@ -237,7 +237,11 @@ def test_a_daemon_that_keeps_the_servers_output_open_does_not_hold_up_a_restart(
             await until(daemon_file.exists, 10, "the daemon to start")
             first = int(daemon_file.read_text())
             daemon_file.unlink()
-            assert await engine.restart("a restart", reload_yaml=False) == SUCCEEDED
+            try:
+                assert await asyncio.wait_for(engine.restart("a restart", reload_yaml=False), 60) == SUCCEEDED
+            except TimeoutError:
+                said = [f"{r.source}: {r.text}" for e in seen if isinstance(e, Logs) for r in e.records]
+                raise AssertionError("the restart did not finish:\n" + "\n".join(said[-60:])) from None
             assert await answers_all(engine.scoring_uri, 1) == [200]
             await until(lambda: not alive(first), 10, "the first daemon to be ended")
             await until(daemon_file.exists, 10, "the second daemon to start")
