@@ -36,6 +36,8 @@ BINDINGS = [
             tooltip="Show the logs and put the focus on them"),
     Command("i", "focus_invoke", "Invoke tab", id="focus-invoke", title="Focus invoke",
             tooltip="Show the Invoke tab and put the focus in its request editor"),
+    Command("T", "focus_traces", "Traces", id="focus-traces", title="Focus traces",
+            tooltip="Show the Traces tab: each request's spans (with --traces); in the Invoke tab, the answer's"),
     Command("m", "focus_chat", "Chat", id="focus-chat", title="Focus chat",
             tooltip="Show the Chat tab (chat flows only) and put the focus in its message box"),
     Binding("m", "no_chat", "Chat", show=False, id="no-chat",
@@ -86,6 +88,8 @@ EDITOR_BINDINGS = [
 INVOKE_BINDINGS = [
     Command("y", "copy_curl", "Copy curl", id="copy-curl", title="Copy as curl",
             tooltip="Put the Invoke request on the clipboard as a curl command"),
+    Command("T", "app.trace_answer", "Trace", id="invoke-trace", title="Show the answer's trace",
+            tooltip="Open the trace of the answer on screen in the Traces tab (by its x-request-id)"),
     Command("g", "goto_traceback", "Traceback", id="goto-traceback", title="Show the answer's traceback",
             tooltip="Find the traceback of the answer on screen in the log (by its x-request-id)"),
     Command("p", "pin", "Pin", id="pin", title="Pin the request (replay on save)",
@@ -129,6 +133,13 @@ HISTORY_BINDINGS = [
                     "sends it again; p again unpins"),
 ]
 
+TRACES_BINDINGS = [
+    Binding("enter", "select_cursor", "Open", id="trace-open",
+            tooltip="Open the highlighted request's spans as a waterfall; up and down then show each span"),
+    Command("n", "open_newest", "Newest", id="trace-newest", title="Open the newest trace",
+            tooltip="Open the trace of the newest request"),
+]
+
 # Where each list works, as the help screen names it (the app's list works everywhere).
 SCOPES = [
     ("everywhere", BINDINGS),
@@ -138,6 +149,7 @@ SCOPES = [
     ("in the request editor", EDITOR_BINDINGS),
     ("in the history", HISTORY_BINDINGS),
     ("in the Chat tab (chat flows; g and p not while typing)", CHAT_BINDINGS),
+    ("in the Traces tab's list of requests", TRACES_BINDINGS),
 ]
 
 
@@ -148,7 +160,7 @@ def key_name(binding: Binding) -> str:
 
 # The palette runs a widget's command on that widget, with its tab shown: (tab, widget, list).
 PALETTE = [(None, None, BINDINGS), ("logs-tab", "#logs", LOG_BINDINGS), ("invoke-tab", "#invoke", INVOKE_BINDINGS),
-           ("chat-tab", "#chat", CHAT_BINDINGS)]
+           ("chat-tab", "#chat", CHAT_BINDINGS), ("traces-tab", "#trace-list", TRACES_BINDINGS)]
 
 
 def palette_commands(app: App) -> Iterator[SystemCommand]:
