@@ -18,8 +18,8 @@ from ._span_details import SpanDetails
 from ._trace_list import HEADINGS, TraceItem, TraceList
 from ._waterfall import Waterfall
 
-OFF = ("Request traces are off. Start devtui with --traces to see what each request did inside the deployment: "
-       "`devtui PATH --traces`, or `devtui up --traces`. They cost the request path (see the README), "
+OFF = ("Request traces are off. Start devtui with --traces (devtui PATH --traces, or devtui up --traces) to see "
+       "what each request did inside the deployment, span by span. They cost the request path (see the README), "
        "so they are off unless asked.")
 NOTHING_YET = "No request traced yet: send one (ctrl+j)."
 
