@@ -37,7 +37,7 @@ BINDINGS = [
     Command("i", "focus_invoke", "Invoke tab", id="focus-invoke", title="Focus invoke",
             tooltip="Show the Invoke tab and put the focus in its request editor"),
     Command("T", "focus_traces", "Traces", id="focus-traces", title="Focus traces",
-            tooltip="Show the Traces tab: each request's spans (with --traces); in the Invoke tab, the answer's"),
+            tooltip="Show the Traces tab: what each request did, span by span (with --traces)"),
     Command("m", "focus_chat", "Chat", id="focus-chat", title="Focus chat",
             tooltip="Show the Chat tab (chat flows only) and put the focus in its message box"),
     Binding("m", "no_chat", "Chat", show=False, id="no-chat",
@@ -88,10 +88,10 @@ EDITOR_BINDINGS = [
 INVOKE_BINDINGS = [
     Command("y", "copy_curl", "Copy curl", id="copy-curl", title="Copy as curl",
             tooltip="Put the Invoke request on the clipboard as a curl command"),
-    Command("T", "app.trace_answer", "Trace", id="invoke-trace", title="Show the answer's trace",
-            tooltip="Open the trace of the answer on screen in the Traces tab (by its x-request-id)"),
     Command("g", "goto_traceback", "Traceback", id="goto-traceback", title="Show the answer's traceback",
             tooltip="Find the traceback of the answer on screen in the log (by its x-request-id)"),
+    Command("T", "app.trace_answer", "Trace", id="invoke-trace", title="Show the answer's trace",
+            tooltip="Open the trace of the answer on screen in the Traces tab (by its x-request-id)"),
     Command("p", "pin", "Pin", id="pin", title="Pin the request (replay on save)",
             tooltip="Pin the Invoke request: every save that brings a new revision sends it again and the "
                     "Replay tab shows the answer beside the previous one; p again unpins"),
