@@ -320,3 +320,20 @@ async def test_with_traces_off_the_tab_says_how_to_turn_them_on(make_app):
         await until(pilot, lambda: app.focused is off, message="the message")
         assert "--traces" in str(off.query_one(Static).content)
         assert not app.query("#trace-list") and isinstance(app.traces, TracesPanel)
+        titles = [command.title for command in app.get_system_commands(app.screen)]
+        assert "Focus traces" in titles and "Open the newest trace" not in titles
+
+
+async def test_T_is_in_the_footer_the_help_and_the_palette_and_n_opens_the_newest(make_app):
+    app = make_app()
+    async with running(app, size=(160, 40)) as pilot:
+        titles = [command.title for command in app.get_system_commands(app.screen)]
+        assert {"Focus traces", "Show the answer's trace", "Open the newest trace"} <= set(titles)
+        await until(pilot, lambda: "T Traces" in on_screen(app, "Footer"), message="T in the footer")
+        post(app, scoring("t1", "req-1"), scoring("t2", "req-2", 20))
+        await pilot.press("T")
+        await until(pilot, lambda: len(listed(app)) == 2, message="two requests listed")
+        await until(pilot, lambda: "Open n Newest" in on_screen(app, "Footer"), message="the list's keys in the footer")
+        await pilot.press("down", "n")
+        await until(pilot, lambda: app.traces.opened is not None, message="the newest opened")
+        assert app.traces.opened.request_id == "req-2"
