@@ -1,6 +1,7 @@
 """Snapshots of the Traces tab (issue 23) at 100x30 and 160x45: the requests newest first, a
 failed one opened on the span that raised; a flow's request with its tokens, an LLM node's inputs
-and output beside the waterfall; and the tab with traces off. No server runs: the test posts the
+and output beside the waterfall; an Invoke request held at a breakpoint, in flight; and the tab
+with traces off. No server runs: the test posts the
 engine's Traces events with fixed spans (tests/test_tui_traces.py), so every run draws the same
 screen (see tests/test_tui_snapshots.py; update with --snapshot-update and look at the SVGs)."""
 
@@ -11,6 +12,10 @@ from textual.widgets import TabbedContent
 
 from devtui import spec
 from devtui.engine import Engine, Launch
+from devtui.events import DebuggerChanged, DebuggerState
+from devtui.tui.app import EngineEvent
+from devtui.tui.exchange import Request
+from devtui.tui.tracing import RequestSent
 from devtui.tui.widgets import Waterfall
 from helpers import SAMPLES, QuietApp
 from test_tui_snapshots import (FOLDER, SIZES, SUCCEEDED, app, frozen_clock, lasting_toasts, mirror,  # noqa: F401
@@ -62,6 +67,20 @@ def test_a_flows_node_with_its_inputs_and_output(traced_app, snap_compare, size)
         waterfall = app.query_one("#waterfall", Waterfall)
         await settle(pilot, lambda: waterfall.option_count == 4 and waterfall.highlighted == 1)
         await pilot.pause()
+
+    assert snap_compare(app, terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_a_request_held_at_a_breakpoint(traced_app, snap_compare, size):
+    app = traced_app
+
+    async def run_before(pilot):
+        app.post_message(RequestSent(Request(body='{"data": [[1, 2, 3, 4, 5, 6, 7, 8, 9, 10]]}')))  # as Invoke does
+        app.post_message(EngineEvent(DebuggerChanged(DebuggerState.STOPPED, "127.0.0.1", 5678,
+                                                     "at score.py:30 in run()")))
+        await traced(pilot, scoring("t1", "5f0c6d1e-0001"))
+        await settle(pilot, lambda: "held by the debugger" in str(app.query_one("#traces-in-flight").content))
 
     assert snap_compare(app, terminal_size=size, run_before=run_before)
 

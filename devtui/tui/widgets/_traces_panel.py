@@ -128,5 +128,5 @@ class TracesPanel(Vertical):
         if count:
             what = "; ".join(what for _, what in self.in_flight)
             held = f", held by the debugger {self.held_at}" if self.held_at else ""
-            label.update(Text(f"In flight: {count} request{'s' if count > 1 else ''} sent from Invoke{held} "
-                              f"(its trace comes with its answer): {what}", style="bold yellow"))
+            label.update(Text(f"In flight: {count} request{'s' if count > 1 else ''} sent from Invoke{held}; "
+                              f"spans come when a request ends. {what}", style="bold yellow"))
