@@ -11,6 +11,7 @@ from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.reactive import reactive
 from textual.widgets import Label, ListView, Static
 
 from ..trace_book import CAPACITY, TraceBook, TracedRequest
@@ -25,14 +26,17 @@ NOTHING_YET = "No request traced yet: send one (ctrl+j)."
 
 
 class TracesPanel(Vertical):
+    # Invoke's requests sent and not yet answered: (the request, what it sends).
+    in_flight: reactive[tuple[tuple[object, str], ...]] = reactive((), init=False)
+    held_at: reactive[str] = reactive("", init=False)  # where the debugger stopped; "" when it runs
+
     def __init__(self, enabled: bool, capacity: int = CAPACITY, **kwargs) -> None:
         super().__init__(**kwargs)
         self.enabled = enabled
+        self.capacity = capacity
         self.book = TraceBook(capacity)
         self.opened: TracedRequest | None = None
         self.wanted = ""  # the x-request-id whose trace is to open when it arrives
-        self.in_flight: list[tuple[object, str]] = []  # Invoke's requests sent and not yet answered
-        self.held_at = ""  # where the debugger holds the server's requests, "" when it does not
 
     def compose(self) -> ComposeResult:
         if not self.enabled:
@@ -41,7 +45,7 @@ class TracesPanel(Vertical):
             return
         yield Label("", id="traces-in-flight")
         yield Label(f"Requests, newest first (enter opens)\n{HEADINGS}", classes="section-title")
-        yield TraceList(self.book.requests.maxlen or CAPACITY, id="trace-list")
+        yield TraceList(self.capacity, id="trace-list")
         yield Label(NOTHING_YET, id="trace-title")
         with Horizontal(id="trace-view"):
             yield Waterfall(id="waterfall")
@@ -107,16 +111,19 @@ class TracesPanel(Vertical):
     # -- in flight ---------------------------------------------------------------------------------
 
     def sent(self, request: object, what: str) -> None:
-        self.in_flight.append((request, what))
-        self._show_in_flight()
+        self.in_flight = (*self.in_flight, (request, what))
 
     def answered(self, request: object) -> None:
-        self.in_flight = [(r, what) for r, what in self.in_flight if r is not request]
-        self._show_in_flight()
+        self.in_flight = tuple((r, what) for r, what in self.in_flight if r is not request)
 
     def held(self, where: str) -> None:
         """The debugger stopped (``where``: at score.py:30 in run()), or ``""``: it runs on."""
         self.held_at = where
+
+    def watch_in_flight(self) -> None:
+        self._show_in_flight()
+
+    def watch_held_at(self) -> None:
         self._show_in_flight()
 
     def _show_in_flight(self) -> None:
