@@ -6,7 +6,8 @@ requests show as in flight until answered; with traces off the tab says how to t
 
 Most tests post the engine's Traces events with fixed spans (helpers.QuietApp: the engine never
 starts); those that need an answering endpoint run the engine on the fake runtime, whose spans
-follow each answer as the scoring server's do (tests/fake_runtime.py).
+follow each answer as the scoring server's do (tests/fake_runtime.py); one runs the real scoring
+server (e2e). The module is "fake" in conftest's KINDS; its unit and e2e tests say so themselves.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from devtui.tui.widgets._trace_list import TraceItem, TraceList
 from fake_runtime import FakeRuntime
 from helpers import QuietApp, running, until
 
-pytestmark = [pytest.mark.anyio, pytest.mark.fake]
+pytestmark = pytest.mark.anyio
 
 MS = 1_000_000  # nanoseconds
 REQUEST_ID = "http.request.header.x-request-id"
@@ -337,3 +338,22 @@ async def test_T_is_in_the_footer_the_help_and_the_palette_and_n_opens_the_newes
         await pilot.press("down", "n")
         await until(pilot, lambda: app.traces.opened is not None, message="the newest opened")
         assert app.traces.opened.request_id == "req-2"
+
+
+@pytest.mark.e2e
+async def test_with_the_real_server_T_on_an_answer_opens_its_run_span(sample, tmp_path):
+    """The scoring server's own spans, through the engine, found by the answer's x-request-id."""
+    folder = sample("sklearn-regression")
+    app = DevtuiApp(Engine(spec.load(folder), tmp_path / "work", Launch(port=0, watch=False, traces=True)),
+                    request_text=(folder / "sample-request.json").read_text(), save_folder=tmp_path)
+    async with running(app) as pilot:
+        await until(pilot, lambda: app.engine.serving_revision == 1, timeout=60, message="serving")
+        await pilot.press("ctrl+j")
+        await until(pilot, lambda: app.invoke_panel.history, timeout=30, message="the answer")
+        answer = app.invoke_panel.history[0]
+        assert answer.status == 200 and answer.request_id
+        app.query_one("#response-body").focus()
+        await pilot.press("T")
+        await until(pilot, lambda: app.traces.opened is not None, timeout=15, message="its trace")
+        assert app.traces.opened.request_id == answer.request_id
+        assert [line.split()[0] for line in waterfall_lines(app)] == ["POST", "run"]
