@@ -59,6 +59,7 @@ bench: install-dev
 	$(PY) benchmarks/reload.py
 	$(PY) benchmarks/reload.py --case flow
 	$(PY) benchmarks/throughput.py
+	$(PY) benchmarks/traces.py
 	$(PY) benchmarks/mlflow.py
 	@if $(PY) -c "import docker; docker.from_env().ping()" 2>/dev/null; then $(PY) benchmarks/container.py; \
 	else echo "container benchmark skipped: no Docker engine answers (scripts/docker-engine.sh starts one)"; fi

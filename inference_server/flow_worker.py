@@ -20,7 +20,7 @@ import sys
 import time
 import traceback
 
-from . import protocol
+from . import flow_tracing, protocol, tracing
 from .admission import Admission, RequestSettings
 from .fresh_import import load_fresh_from
 from .options import Options
@@ -121,11 +121,14 @@ class Served:
     - once the first answer is out, ``after_first``: the executor imports most of what it needs
       on its first run, and the warm parent learns it."""
 
-    def __init__(self, app, wsgi: bool, after_first=None, options: Options | None = None, debugging=None):
+    def __init__(self, app, wsgi: bool, after_first=None, options: Options | None = None, debugging=None,
+                 tracer=tracing.OFF):
         if wsgi:
             from .wsgi_bridge import WsgiBridge
 
             app = WsgiBridge(app)  # not uvicorn's adapter, which streams on after the client has left
+        if tracer.enabled:  # a span per scoring request, prompt flow's spans under it
+            app = flow_tracing.TracedRequests(app, tracer)
         max_in_flight = getattr(options, "max_in_flight", None)
         timeout_ms = getattr(options, "timeout_ms", None)
         if max_in_flight is not None or timeout_ms:
@@ -167,7 +170,20 @@ def _connection_error() -> type[Exception]:
 def serve(options: Options, sock: socket.socket, revision: int, status_fd: int) -> int:
     """Build the app and serve it until told to stop; 3 when the flow cannot be served."""
     report = Channel(status_fd, revision)
-    loaded_by_parent = set(sys.modules)
+    loaded_by_parent = set(sys.modules)  # before the SDK's import: the parent learns it, for the next fork
+    # Here, after the fork and before the flow loads: the warm parent never has a tracer provider.
+    traces = tracing.start(options.traces, lambda rows, resource: report(protocol.WorkerSpans, spans=rows,
+                                                                           resource=resource),
+                           service=os.path.basename(os.path.realpath(options.flow_dir)))
+    if traces.tracer.enabled:
+        flow_tracing.turn_on_prompt_flow_tracing()
+    try:
+        return _serve(options, sock, report, traces.tracer, loaded_by_parent)
+    finally:
+        traces.close()  # the last spans go out before the worker exits
+
+
+def _serve(options: Options, sock: socket.socket, report: Channel, tracer, loaded_by_parent: set[str]) -> int:
     flow_dir = os.path.realpath(options.flow_dir)
     os.environ["PROMPTFLOW_PROJECT_PATH"] = flow_dir
     # prompt flow's serving takes the project path as the working directory; a forked worker's
@@ -203,7 +219,7 @@ def serve(options: Options, sock: socket.socket, revision: int, status_fd: int) 
         return 3
     logger.info("The flow is ready")
     served = Served(app, wsgi=engine() == "flask", after_first=learning(options, report, loaded_by_parent),
-                    options=options, debugging=debugging_probe(options))
+                    options=options, debugging=debugging_probe(options), tracer=tracer)
     return serve_app(app_config(served), options, sock, report, roots=(flow_dir,), loaded_by_parent=loaded_by_parent)
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextvars
 import io
 import logging
 import sys
@@ -67,7 +68,9 @@ class _Exchange:
         self.head_sent = False
         self.complete = False  # the last message was sent (set on the loop)
         self.finished: asyncio.Future = loop.create_future()
-        thread = threading.Thread(target=self._run, args=(app, environ), daemon=True, name="wsgi-request")
+        # The request's context goes with it (a traced request's span is current in the app).
+        thread = threading.Thread(target=contextvars.copy_context().run, args=(self._run, app, environ), daemon=True,
+                                  name="wsgi-request")
         thread.start()
 
     def _run(self, app, environ: dict) -> None:

@@ -72,6 +72,14 @@ def test_throughput() -> None:
                         rf"sklearn {NUMBER}x azmlinfsrv .*, devtui up {NUMBER}x azmlinfsrv")
 
 
+def test_traces() -> None:
+    if shutil.which("wrk") is None:
+        (pytest.fail if os.environ.get("CI") else pytest.skip)("wrk is not installed (apt-get install wrk)")
+    out = smoke("traces.py")
+    assert_printed(out, rf"^traces: echo -?{NUMBER}% of throughput .*, sklearn -?{NUMBER}% of throughput .*, "
+                        rf"flow -?{NUMBER}% of throughput, [+-]{NUMBER} ms at p99 \(the price, not a target\)")
+
+
 def test_container(endpoint) -> None:
     """Under a name unique to this run; the endpoint fixture checks that nothing of it is left."""
     out = smoke("container.py", "--name", endpoint("bench"))
@@ -85,3 +93,17 @@ def test_mlflow() -> None:
     out = smoke("mlflow.py", "--cloud-script", "")
     assert_printed(out, rf"^mlflow: up to Succeeded {NUMBER} s, save to new answer {NUMBER} ms .*, "
                         rf"throughput {NUMBER} req/s; the ratio needs --cloud-script")
+
+
+def test_compare() -> None:
+    """Against HEAD, checked out into a worktree of its own that is removed at the end."""
+    if shutil.which("wrk") is None:
+        (pytest.fail if os.environ.get("CI") else pytest.skip)("wrk is not installed (apt-get install wrk)")
+    if subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True).returncode != 0:
+        pytest.skip("not a git checkout")
+    out = smoke("compare.py")
+    assert_printed(out, rf"^  echo +this checkout +CPU +{NUMBER} us/request", rf"^  echo +HEAD +CPU +{NUMBER} us/request",
+                   rf"^echo: this checkout's CPU per request = {NUMBER}x HEAD's")
+    folder = re.search(r"^HEAD checked out in (\S+) ", out, re.M)[1]
+    assert folder not in subprocess.run(["git", "worktree", "list"], cwd=ROOT, capture_output=True, text=True).stdout
+    assert not os.path.exists(os.path.dirname(folder))

@@ -200,6 +200,65 @@ def test_a_killed_server_is_restarted_with_a_new_pid(deployment, tmp_path):
     assert any("exited with code -9; restarting it" in line for line in said), said
 
 
+DAEMON_SCORE = '''
+import os, time
+
+def init():
+    # A daemon as debugpy's adapter makes one: its own session, the server's output kept open.
+    if os.fork() == 0:
+        os.setsid()
+        if os.fork() == 0:
+            with open(os.path.join(os.path.dirname(__file__), "daemon.pid"), "w") as f:
+                f.write(str(os.getpid()))
+            time.sleep(300)
+        os._exit(0)
+
+def run(raw):
+    return {"version": VERSION}
+
+VERSION = 1
+'''
+
+
+def test_a_daemon_that_keeps_the_servers_output_open_does_not_hold_up_a_restart(deployment, tmp_path):
+    """A wedged debugpy adapter outlived the server it came from, holding the output pipe: the
+    restart waited for that pipe to end and never started the new server. A process of the
+    server's that outlives it and keeps its output is ended, said in the log, and the restart
+    and the stop go on."""
+    (deployment / "code" / "score.py").write_text(DAEMON_SCORE)
+    daemon_file = deployment / "code" / "daemon.pid"
+    engine = Engine(spec.load(deployment), tmp_path / "work", Launch(port=0))
+    seen: list = []
+    engine.subscribe(seen.append)
+
+    async def scenario():
+        try:
+            assert await engine.start() == SUCCEEDED
+            await until(daemon_file.exists, 10, "the daemon to start")
+            first = int(daemon_file.read_text())
+            daemon_file.unlink()
+            assert await engine.restart("a restart", reload_yaml=False) == SUCCEEDED
+            assert await answers_all(engine.scoring_uri, 1) == [200]
+            await until(lambda: not alive(first), 10, "the first daemon to be ended")
+            await until(daemon_file.exists, 10, "the second daemon to start")
+        finally:
+            await asyncio.wait_for(engine.stop(), 30)
+
+    run(scenario())
+    second = int(daemon_file.read_text())
+    wait_for(lambda: not alive(second), timeout=10, message="the second daemon to be ended by the stop")
+    said = [r.text for e in seen if isinstance(e, Logs) for r in e.records if r.source == DEVTUI]
+    assert sum("outlived it and kept its output open" in line for line in said) == 2, said
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 FORKING_SCORE = '''
 import os, time
 

@@ -15,6 +15,7 @@ from .. import registry, spec
 from ..engine import Engine, accept_reload_requests
 from ..launch import Launch
 from ..replay import Replay
+from ..trace_export import TraceExport
 from .errors import BAD_INPUT, CommandError
 from .views import LaunchConfig, Printer, Recorder, ReplayLog
 
@@ -25,16 +26,21 @@ def host(launch: Launch, deployment: spec.LocalDeployment, claim: registry.Claim
     ``run(engine)`` returns when the host should end. ``view`` (the Printer of ``up``) sees each
     event before the record and the log files do. A deployment that cannot start at all (a port
     taken since the check) ends in a CommandError that says why."""
+    export: TraceExport | None = None
     try:
         engine = Engine(deployment, claim.folder / "staging", launch)
         if view is not None:
             engine.subscribe(view)
         engine.subscribe(Recorder(engine, claim))
+        export = TraceExport.of(engine)  # the kept traces, on to a collector the OTEL_* variables name
+        engine.subscribe(export)
         engine.subscribe(LaunchConfig(engine, Path.cwd()))
         if launch.replay is not None:  # `up --replay FILE`
             Replay(engine, launch.replay).subscribe(ReplayLog(engine))
         run(engine)
     finally:
+        if export is not None:
+            export.close()
         claim.release()
     if engine.fatal is not None:
         raise CommandError(str(engine.fatal), BAD_INPUT)

@@ -99,8 +99,9 @@ def _serving_options(p: argparse.ArgumentParser) -> None:
                         "init() does not run again and the model stays loaded, falling back to a worker swap when "
                         "init(), a decorator or module-level code changed (patch, the default); or always swap")
     p.add_argument("--traces", action="store_true",
-                   help="trace each request (a span per request, run() and your own spans in it), kept per endpoint "
-                        "for `devtui traces`; off by default, as it costs the request path")
+                   help="trace each request (a span per request, run() and your own spans in it; for a prompt flow, "
+                        "its flow, node and LLM spans), kept per endpoint for `devtui traces` and sent to the "
+                        "collector OTEL_EXPORTER_OTLP_ENDPOINT names; off by default, as it costs the request path")
 
 
 def _debug_options(p: argparse.ArgumentParser) -> None:

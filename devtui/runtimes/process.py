@@ -30,6 +30,10 @@ from .output_pipe import OutputPipe
 from .staging import FlowStage, mirror
 
 
+# How long the output pipe may stay open after the server exited (its last lines are read meanwhile).
+OUTPUT_GRACE_S = 2.0
+
+
 def _size(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
         if n < 1024 or unit == "GiB":
@@ -184,9 +188,25 @@ class ProcessRuntime(Runtime):
         finally:
             transport.close()
         code = await self.process.wait()
-        # Let the last log lines through before saying it ended.
-        await asyncio.gather(*self.tasks[:1], return_exceptions=True)
+        await self._output_ended()
         self.sink.server_event(protocol.Exited(exit_code=code, expected=self.stopping))
+
+    async def _output_ended(self) -> None:
+        """Let the last log lines through before saying the server ended. A process the server
+        started that left its process group keeps the output pipe open, and the pump would wait
+        for it for ever: debugpy's adapter daemonizes so, and a wedged one may not exit (a run()
+        can fork such a daemon too). After OUTPUT_GRACE_S those processes, found by the endpoint's
+        mark, are ended, said in the log; the pump then stops at the latest OUTPUT_GRACE_S later."""
+        pump = self.tasks[0]
+        if (await asyncio.wait([pump], timeout=OUTPUT_GRACE_S))[0]:
+            return
+        ended = await asyncio.to_thread(orphans.end, self.deployment.endpoint_name)
+        if ended:
+            self.sink.log(DEVTUI, [f"devtui: ended {len(ended)} process(es) the scoring server had started that "
+                                   f"outlived it and kept its output open (pid {', '.join(map(str, ended))})"])
+        if not (await asyncio.wait([pump], timeout=OUTPUT_GRACE_S))[0]:
+            pump.cancel()
+            await asyncio.gather(pump, return_exceptions=True)
 
     async def reload(self, swap: bool = False) -> None:
         if self.flow_stage is not None:
