@@ -12,11 +12,12 @@ server (e2e). The module is "fake" in conftest's KINDS; its unit and e2e tests s
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from collections.abc import Callable
 
 import pytest
-from textual.widgets import Label, Static, TabbedContent
+from textual.widgets import Label, Static, TabbedContent, TextArea
 
 from devtui import spec
 from devtui.engine import Engine, Launch
@@ -260,7 +261,14 @@ async def test_T_in_the_invoke_tab_opens_the_trace_of_the_answer_on_screen(make_
         await until(pilot, lambda: len(app.invoke_panel.history) == 2, message="the second answer")
         failed = app.invoke_panel.history[1]
         assert failed.status == 500 and failed.request_id
-        await until(pilot, lambda: len(app.traces.book.requests) == 2, message="both traces")
+        # The app sent the id (a server may answer without one); the user's own wins.
+        runtime = FakeRuntime.instances[-1]
+        assert runtime.seen[-1]["headers"]["x-request-id"] == failed.sent_id == failed.request_id
+        app.query_one("#request-headers", TextArea).load_text("X-Request-Id: mine-1")
+        await pilot.press("ctrl+j")
+        await until(pilot, lambda: len(app.invoke_panel.history) == 3, message="the third answer")
+        assert runtime.seen[-1]["headers"]["x-request-id"] == "mine-1" == app.invoke_panel.history[2].request_id
+        await until(pilot, lambda: len(app.traces.book.requests) == 3, message="the three traces")
 
         # The older answer, reopened from the history, then T on the answer's body.
         app.invoke_panel.open(app.invoke_panel.history[0])
@@ -357,3 +365,29 @@ async def test_with_the_real_server_T_on_an_answer_opens_its_run_span(sample, tm
         await until(pilot, lambda: app.traces.opened is not None, timeout=15, message="its trace")
         assert app.traces.opened.request_id == answer.request_id
         assert [line.split()[0] for line in waterfall_lines(app)] == ["POST", "run"]
+
+
+@pytest.mark.e2e
+@pytest.mark.skipif(importlib.util.find_spec("promptflow.core") is None, reason="promptflow-core is not installed")
+async def test_a_real_flows_nodes_in_the_waterfall_with_their_inputs_and_output(sample, tmp_path):
+    """prompt flow's own spans (the flow, a span per node) under the request's, from the flow worker."""
+    folder = sample("flow-basic")
+    app = DevtuiApp(Engine(spec.load(folder), tmp_path / "work", Launch(port=0, watch=False, traces=True)),
+                    save_folder=tmp_path)
+    async with running(app, size=(160, 45)) as pilot:
+        await until(pilot, lambda: app.engine.serving_revision == 1, timeout=120, message="serving")
+        await pilot.press("ctrl+j")
+        await until(pilot, lambda: app.invoke_panel.history, timeout=60, message="the answer")
+        assert app.invoke_panel.history[0].status == 200, app.invoke_panel.history[0].answer
+        app.query_one("#response-body").focus()
+        await pilot.press("T")
+        # prompt flow's app answers without an x-request-id: the trace is found by the one sent.
+        assert app.invoke_panel.history[0].header("x-request-id") is None
+        await until(pilot, lambda: app.traces.opened is not None, timeout=15, message="its trace")
+        names = [row.span.name for row in app.query_one("#waterfall", Waterfall).rows]
+        assert names[0] == "POST /score" and "flow" in names, names
+        nodes = [n for n, row in enumerate(app.query_one("#waterfall", Waterfall).rows)
+                 if row.span.attributes.get("node_name")]
+        assert nodes, names
+        app.query_one("#waterfall", Waterfall).highlighted = nodes[0]
+        await until(pilot, lambda: "Inputs" in details(app) and "Output" in details(app), message="a node's details")
