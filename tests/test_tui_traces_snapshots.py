@@ -17,6 +17,7 @@ from devtui.tui.app import EngineEvent
 from devtui.tui.exchange import Request
 from devtui.tui.tracing import RequestSent
 from devtui.tui.widgets import Waterfall
+from devtui.tui.widgets._span_details import SpanDetails
 from helpers import SAMPLES, QuietApp
 from test_tui_snapshots import (FOLDER, SIZES, SUCCEEDED, app, frozen_clock, lasting_toasts, mirror,  # noqa: F401
                                 ready, settle)
@@ -38,7 +39,13 @@ async def traced(pilot, *batches: str) -> None:
     post(app, *batches)
     await pilot.press("T")
     await settle(pilot, lambda: len(app.traces.book.requests) == len(batches)
-                 and len(app.query("#trace-list > ListItem")) == len(batches))
+                 and len(app.query("#trace-list > ListItem")) == len(batches)
+                 and app.query_one("#trace-list").index == 0)
+
+
+def details_of(app, row: int) -> bool:
+    """The span details show the waterfall's ``row``."""
+    return app.query_one(SpanDetails).row is app.query_one("#waterfall", Waterfall).rows[row]
 
 
 @pytest.mark.parametrize("size", SIZES)
@@ -51,7 +58,7 @@ def test_a_failed_request_opened(traced_app, snap_compare, size):
         await pilot.press("enter")
         waterfall = app.query_one("#waterfall", Waterfall)
         await settle(pilot, lambda: waterfall.option_count == 3 and waterfall.highlighted == 2
-                     and app.focused is waterfall)
+                     and app.focused is waterfall and details_of(app, 2))
         await pilot.pause()
 
     assert snap_compare(app, terminal_size=size, run_before=run_before)
@@ -65,7 +72,7 @@ def test_a_flows_node_with_its_inputs_and_output(traced_app, snap_compare, size)
         await traced(pilot, scoring("t1", "5f0c6d1e-0001"), flow("t2", "5f0c6d1e-0002", 20))
         await pilot.press("enter", "down")  # the newest: the flow's; its node
         waterfall = app.query_one("#waterfall", Waterfall)
-        await settle(pilot, lambda: waterfall.option_count == 4 and waterfall.highlighted == 1)
+        await settle(pilot, lambda: waterfall.option_count == 4 and waterfall.highlighted == 1 and details_of(app, 1))
         await pilot.pause()
 
     assert snap_compare(app, terminal_size=size, run_before=run_before)

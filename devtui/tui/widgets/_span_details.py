@@ -47,9 +47,12 @@ def details(row: WaterfallRow) -> Group:
 
 
 class SpanDetails(VerticalScroll):
+    row: WaterfallRow | None = None  # the span shown
+
     def compose(self) -> ComposeResult:
         yield Static(NOTHING, id="span-info")
 
     def show(self, row: WaterfallRow | None) -> None:
+        self.row = row
         self.query_one("#span-info", Static).update(details(row) if row is not None else NOTHING)
         self.scroll_home(animate=False)
