@@ -12,8 +12,8 @@ import pytest
 
 from devtui import spec
 from devtui.engine import Engine, Launch
-from devtui.events import SUCCEEDED, ReloadFinished
-from helpers import async_wait_for
+from devtui.events import SUCCEEDED, Logs, ReloadFinished
+from helpers import async_wait_for, save
 from mlflow_models import KINDS, MODEL_FOLDER, make
 from test_mlflow_reference import exchange, reference
 
@@ -116,6 +116,23 @@ async def test_a_retrained_model_is_served_after_a_save_without_a_restart(tmp_pa
                              message="a new revision from the saved model")
         after = (await running.send(good)).json()
         assert after != before and running.engine.placement.pid == pid  # a new worker, the same server
+    finally:
+        await running.engine.stop()
+
+
+async def test_a_changed_conda_yaml_is_noted_and_the_model_staged_again(tmp_path):
+    """MLflow writes conda.yaml with the model: the process runtime serves with this Python, so it
+    says the environment is not rebuilt, and stages the model saved with it again (a new worker)."""
+    running = Served("sklearn", tmp_path)
+    said: list[str] = []
+    running.engine.subscribe(lambda e: said.extend(r.text for r in e.records) if isinstance(e, Logs) else None)
+    assert await running.engine.start() == SUCCEEDED
+    try:
+        conda = tmp_path / MODEL_FOLDER / "conda.yaml"
+        save(conda, conda.read_text().replace("- pip:\n", "- pip:\n  - six\n"))
+        await async_wait_for(lambda: any(r.ok and r.revision > 1 for r in running.reloads), 60,
+                             message="a new revision after the conda.yaml change")
+        assert any("conda.yaml" in line and "environment is not rebuilt" in line for line in said), said[-10:]
     finally:
         await running.engine.stop()
 

@@ -132,13 +132,6 @@ def test_validate_prints_flavours_signature_input_example_and_environment(tmp_pa
     assert f"environment:     {folder / 'conda.yaml'} (the model's own; no environment in the YAML)" in out
 
 
-def test_up_in_the_container_runtime_says_its_image_is_not_built_yet(tmp_path):
-    for verb in (("up",), ()):  # up, and the app (devtui PATH), both stop before anything starts
-        result = devtui(*verb, str(mlflow_model(tmp_path)), "--runtime", "container", check=2, timeout=60)
-        assert "is a no-code MLflow deployment" in result.stderr
-        assert "devtui serves it in the process runtime" in result.stderr
-
-
 def test_without_signature_or_input_example_or_python_env(tmp_path):
     mlmodel = MLMODEL.split("saved_input_example_info:")[0].replace("      virtualenv: python_env.yaml\n", "")
     deployment = load(mlflow_model(tmp_path, mlmodel=mlmodel, **{"input_example.json": None}))

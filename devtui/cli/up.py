@@ -39,7 +39,6 @@ def preflight(launch: Launch) -> tuple[spec.LocalDeployment, registry.Claim]:
     told. A check that fails before anything needed the name leaves nothing behind."""
     deployment = load(launch)
     warn(deployment.warnings)
-    _not_served_yet(deployment, launch.runtime)
     _check_depth(deployment)
     name = deployment.endpoint_name
     # The background child of `up --detach` was handed the name; anyone else checks it is free.
@@ -58,12 +57,6 @@ def preflight(launch: Launch) -> tuple[spec.LocalDeployment, registry.Claim]:
         if claim is not None:
             claim.release()
         raise
-
-
-def _not_served_yet(deployment: spec.LocalDeployment, runtime: str) -> None:
-    why = spec.not_served_yet(deployment, runtime)
-    if why is not None:
-        raise CommandError(why, BAD_INPUT)
 
 
 def _check_depth(deployment: spec.LocalDeployment) -> None:

@@ -193,9 +193,6 @@ class Engine:
                                  "keeps serving:", *(f"  {p}" for p in ex.problems),
                                  *(f"  warning: {w}" for w in ex.warnings))
                 return self.state
-            if reload_yaml and (why := spec.not_served_yet(deployment, self.launch.runtime)):
-                self.emitter.say(f"The changed YAML is not applied and the running revision keeps serving: {why}")
-                return self.state
             if reload_yaml:
                 self.spec_error = None
             if reload_yaml and deployment.warnings:
@@ -229,9 +226,6 @@ class Engine:
         """Run the same deployment on another runtime: stop this one, start that one."""
         async with self._lock:
             if self.stopped:
-                return self.state
-            if why := spec.not_served_yet(self.deployment, name):
-                self.emitter.say(f"Not switching to the {name} runtime: {why}")
                 return self.state
             self.revisions.set_state(UPDATING, f"switching to the {name} runtime")
             await self.runtime.stop()
@@ -270,6 +264,9 @@ class Engine:
             if self.runtime_name == "process":
                 self.emitter.say(f"{', '.join(files)} changed: the process runtime serves with this Python, so the "
                           "environment is not rebuilt; use --runtime container to test it.")
+                if self.deployment.mlflow is not None:
+                    # An MLflow model's conda.yaml is saved with the model: the model may be new too.
+                    await self.restage(files)
             else:
                 await self.restart("environment change")
 

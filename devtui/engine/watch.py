@@ -1,8 +1,9 @@
 """File changes -> the smallest action that applies them (the update ladder in DESIGN.md).
 
 A save in the code folder (or a prompt flow's folder) is a worker swap; in the model folder, a
-re-stage and a swap; in a YAML file, a restart; in the conda file, the Dockerfile or a flow's
-requirements.txt, a rebuild (container runtime). A batch of changes takes the largest step any of
+re-stage and a swap; in a YAML file, a restart; in the conda file, the Dockerfile, a flow's
+requirements.txt or a no-code MLflow model's conda.yaml (when its content changed), a rebuild
+(container runtime). A batch of changes takes the largest step any of
 its files needs. Files that the code or model folder's ignore rules leave out (``devtui.ignore``)
 trigger nothing: the cloud would not have them. What a prompt flow brings from outside its folder,
 its ``additional_includes`` and the targets of its links, is watched where it lives (a folder as a
@@ -23,6 +24,7 @@ import watchfiles
 from ..ignore import IgnoreRules
 from ..spec import LocalDeployment
 from ..spec.flow_includes import includes_changed
+from ..spec.mlflow_read import file_digest
 
 # watchfiles yields a batch once a step passes with no new change, so one to two steps after a
 # save. A save of code is the patch rung's whole critical path: its folders are watched with a
@@ -61,8 +63,7 @@ def classify(deployment: LocalDeployment, path: Path, rules: dict[Path, IgnoreRu
     path = path.resolve()
     if path in {deployment.deployment_file, deployment.endpoint_file} or _includes_changed(deployment, path):
         return Action.RESTART
-    environment = deployment.environment
-    if path == environment.conda_file or _inside(path, environment.build_path) or _flow_requirements(deployment, path):
+    if _builds_the_image(deployment, path):
         return Action.REBUILD
     if _included(deployment, path) or path in connections:
         return Action.SWAP  # a connection file: the runtime sees it changed and swaps
@@ -77,6 +78,23 @@ def classify(deployment: LocalDeployment, path: Path, rules: dict[Path, IgnoreRu
                 rules[folder] = IgnoreRules(folder)
             return None if rules[folder].ignored(path) else action
     return None
+
+
+def _builds_the_image(deployment: LocalDeployment, path: Path) -> bool:
+    """Whether the container runtime builds the image from PATH (a change of it rebuilds)."""
+    environment = deployment.environment
+    return (path == environment.conda_file or _inside(path, environment.build_path)
+            or _flow_requirements(deployment, path) or _mlflow_environment_changed(deployment, path))
+
+
+def _mlflow_environment_changed(deployment: LocalDeployment, path: Path) -> bool:
+    """A no-code MLflow model's conda.yaml, changed: the container runtime builds its image from it.
+    MLflow saves a model by writing the whole folder, so a retrained model rewrites it too; unchanged,
+    it is part of the model's save (a re-stage and a swap), not a rebuild."""
+    mlflow = deployment.mlflow
+    if mlflow is None or mlflow.environment_file is None or path != mlflow.environment_file.resolve():
+        return False
+    return file_digest(path) != mlflow.environment_digest
 
 
 def _includes_changed(deployment: LocalDeployment, path: Path) -> bool:

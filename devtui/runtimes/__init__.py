@@ -33,7 +33,7 @@ def create(deployment, launch, workdir, sink) -> Runtime:
 def _container(deployment, launch, workdir, sink) -> Runtime:
     """The container runtime, composed with the server the deployment runs and how its readiness
     is learned: a bring-your-own image (``inference_config``, a flow on its own image included) is
-    run as it is and probed; a prompt flow or a score.py runs devtui's server, which says it itself."""
+    run as it is and probed; a prompt flow, a no-code MLflow model or a score.py runs devtui's server, which says it itself."""
     from .container import readiness, specs
     from .container.runtime import ContainerRuntime
 
@@ -41,6 +41,8 @@ def _container(deployment, launch, workdir, sink) -> Runtime:
         spec, ready = specs.OwnImage, readiness.Probes
     elif deployment.flow is not None:
         spec, ready = specs.FlowServer, readiness.ServerEvents
+    elif deployment.mlflow is not None:
+        spec, ready = specs.MlflowServer, readiness.ServerEvents
     else:
         spec, ready = specs.ScriptServer, readiness.ServerEvents
     return ContainerRuntime(deployment, launch, workdir, sink, spec(deployment, launch, workdir), ready)

@@ -36,11 +36,10 @@ from .deployment import (DEFAULT_FLOW_ROUTES, PROMPTFLOW_RUNTIME_IMAGE, Environm
 from .files import find_files
 from .flow import is_runtime_image, promptflow_core_installed
 from .loader import load
-from .mlflow import not_served_yet
 from .mlflow_model import MlflowModel, MlflowSignature, SignatureField
 from .problems import Problem, SpecError
 
-__all__ = ["not_served_yet", 
+__all__ = [
     "DEFAULT_FLOW_ROUTES",
     "PROMPTFLOW_RUNTIME_IMAGE",
     "EnvironmentSpec",

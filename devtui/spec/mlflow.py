@@ -85,14 +85,3 @@ class _NoCodeResolver(_Checker):
             f"`environment: {{image: <your image>, {_TRITON_ROUTES}}}`."
         ))
 
-
-def not_served_yet(deployment, runtime: str) -> str | None:
-    """Why devtui cannot serve ``deployment`` on ``runtime`` yet, or None: the one place that says
-    so, for `up`, a runtime switch and a YAML edited into such a deployment while another serves.
-    A no-code MLflow deployment runs in the process runtime, with the packages installed here; its
-    image (the model's conda.yaml installed, as the cloud's MLflow image does) is not built yet."""
-    if deployment.mlflow is None or runtime == "process":
-        return None
-    return (f"{deployment.deployment_file.name} is a no-code MLflow deployment (model {deployment.mlflow.folder}): "
-            "devtui serves it in the process runtime (the default), with the packages installed here; the "
-            "container runtime cannot build its image from the model's conda.yaml yet.")

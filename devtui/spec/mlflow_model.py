@@ -66,6 +66,9 @@ class MlflowModel:
     requirements_file: Path | None = None  # absolute: requirements.txt in the folder
     requirements: tuple[str, ...] = ()  # its requirement lines, comments and options left out
     mlflow_version: str | None = None  # the mlflow that saved the model
+    # sha256 of environment_file as it was read: a save that rewrites it unchanged (MLflow writes the
+    # whole folder) is a model change, one that changes it an environment change (``watch.classify``).
+    environment_digest: str | None = None
 
     @property
     def mlmodel(self) -> Path:

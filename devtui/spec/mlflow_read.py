@@ -5,6 +5,7 @@ that problem belongs to the deployment YAML's model.path."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -64,6 +65,7 @@ class _MlflowReader:
             requirements_file=requirements_file if requirements_file.is_file() else None,
             requirements=_requirements(requirements_file),
             mlflow_version=_text(data.get("mlflow_version")),
+            environment_digest=file_digest(conda),
         )
 
     def _document(self) -> dict[Any, Any] | None:
@@ -227,6 +229,14 @@ def _field(item: dict[Any, Any]) -> SignatureField:
         required=item.get("required", True) is not False,
         default=item.get("default"),
     )
+
+
+def file_digest(file: Path | None) -> str | None:
+    """sha256 of FILE's bytes; None when there is no file, or it cannot be read."""
+    try:
+        return hashlib.sha256(file.read_bytes()).hexdigest() if file is not None else None
+    except OSError:
+        return None
 
 
 def _text(value: Any) -> str | None:

@@ -41,8 +41,8 @@ from .wheels import Wheelhouse, WheelError, pin_lines, pins
 
 # Bump when the Dockerfile templates change, so old images are not reused.
 TEMPLATE_VERSION = "3"
-# What inference_server imports (debugpy: for --debug).
-SERVER_REQUIREMENTS = ["fastapi", "uvicorn[standard]", "werkzeug", "debugpy"]
+# What inference_server imports (debugpy: for --debug; the OpenTelemetry SDK: for --traces).
+SERVER_REQUIREMENTS = ["fastapi", "uvicorn[standard]", "werkzeug", "debugpy", "opentelemetry-sdk"]
 # The cloud's scoring server packages: devtui's own server stands in for them.
 REPLACED = {"azureml-inference-server-http", "azureml-defaults"}
 # conda packages that are not Python packages, or that pip brings itself.
@@ -120,6 +120,14 @@ def read_conda(path: Path) -> CondaEnvironment:
         (environment.replaced if name in REPLACED else kept).append(requirement)
     environment.requirements = kept
     return environment
+
+
+def python_differs(pin: str | None, python: str) -> bool:
+    """Whether a conda file's ``python`` pin (``3.12``, ``3.11.7``, ``>=3.10``) names another
+    Python than the image's (``3.11``); a pin with an operator is taken as met."""
+    if not pin or pin[0] in "<>!~":
+        return False
+    return pin.rstrip(".*").split(".")[:2] != python.split(".")[:2]
 
 
 def user_image_tag(deployment: LocalDeployment) -> str:
@@ -318,21 +326,28 @@ class ImageBuilder:
     def requirements(self, base: str, python: str) -> list[str]:
         """The environment's own requirements, installed over the server layer: the conda file's."""
         conda_file = self.deployment.environment.conda_file
-        if not conda_file:
-            return []
+        return self.conda_requirements(conda_file, base, python).requirements if conda_file else []
+
+    def conda_requirements(self, conda_file: Path, base: str, python: str) -> CondaEnvironment:
+        """``conda_file`` read, with a warning where it pins another Python than the image's."""
         conda = read_conda(conda_file)
-        if conda.python and not python.startswith(conda.python.rstrip(".*")) \
-                and not conda.python.startswith(python):
+        if python_differs(conda.python, python):
             self.log(f"WARNING: {conda_file.name} pins python={conda.python} but {base} has Python {python}; "
                      "devtui uses the image's Python. Pick an image with that Python to match the cloud.")
         if conda.replaced:
             self.log(f"Not installing {', '.join(conda.replaced)}: devtui's scoring server stands in for it.")
-        return conda.requirements
+        return conda
 
     @property
     def requirements_file(self) -> Path | None:
         """The user's file the requirements come from, which a download error names."""
         return self.deployment.environment.conda_file
+
+    @property
+    def requirements_are_conda(self) -> bool:
+        """Whether ``requirements_file`` is a conda file, whose conda-only packages have no wheel."""
+        source = self.requirements_file
+        return source is not None and source == self.deployment.environment.conda_file
 
     def _download(self, requirements: list[str], python: str, wheels: Path,
                   pinned: dict[str, str] | None = None) -> None:
@@ -344,9 +359,8 @@ class ImageBuilder:
             if pinned is None:
                 self.wheels.download(requirements, python, arch, wheels)
             else:
-                source = self.requirements_file
-                conda = source is not None and source == self.deployment.environment.conda_file
-                self.wheels.download_under(pinned, requirements, python, arch, wheels, source, conda)
+                self.wheels.download_under(pinned, requirements, python, arch, wheels, self.requirements_file,
+                                           self.requirements_are_conda)
         except WheelError as ex:
             raise ImageError(str(ex)) from None
 

@@ -46,10 +46,9 @@ class ServerEvents:
         self.runtime.host_port = published(self.runtime.server).get(SERVER_PORT)
 
     def reload(self, swap: bool) -> None:
-        """Copy the code folder (a flow's folder) into the running container, then signal it."""
+        """Copy the code folder (a flow's folder) into the running container, then signal it. A
+        no-code MLflow deployment has no code: its model was staged again; the signal swaps."""
         runtime = self.runtime
-        if runtime.local_code is None:
-            return
         runtime.storage.sync(runtime.server)
         runtime.server.kill(signal=SWAP_SIGNAL if swap else RELOAD_SIGNAL)
 

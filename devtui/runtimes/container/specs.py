@@ -14,6 +14,11 @@ server is ready is the other half (``readiness.py``). A new kind of deployment i
   starts, and ``DEVTUI_FLOW_CONNECTIONS`` names them where the server sees them. A flow with
   ``additional_includes`` or symbolic links is staged on this machine first (``staging``), and
   that stage is what the storage-initializer copies and a save syncs.
+- :class:`MlflowServer`: a no-code MLflow deployment, served by devtui's server with the MLflow
+  scoring script the cloud would generate (``inference_server/mlflow_score.py``, picked by
+  ``MLFLOW_MODEL_FOLDER``), as in the process runtime. Its image holds the model's ``conda.yaml``
+  (``mlflow_image.py``). It has no code: a save over the model is staged into the model volume by
+  the storage-initializer again, then the server swaps workers.
 - :class:`OwnImage`: a bring-your-own container (an ``environment`` with ``inference_config``, a
   flow on another image included): the user's image as it is, with its own ports, and a
   storage-initializer on ``python:3.11-slim`` (the image may have no Python to verify with).
@@ -33,6 +38,7 @@ from ..staging import FlowStage
 from .docker_engine import SERVER_PORT, free_port
 from .flow_image import FlowImageBuilder
 from .images import ImageBuilder
+from .mlflow_image import MlflowImageBuilder
 
 APP = PurePosixPath("/var/azureml-app")
 MODELS = APP / "azureml-models"
@@ -196,6 +202,10 @@ class FlowServer(ScriptServer):
                 changed = pump.scrubber.lines(changed)
             runtime._log(DEVTUI, changed)
         return bool(changed)
+
+
+class MlflowServer(ScriptServer):
+    builder_class = MlflowImageBuilder
 
 
 class OwnImage(ServerSpec):

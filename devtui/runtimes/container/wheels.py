@@ -21,7 +21,12 @@ MANYLINUX = (36, 34, 31, 28, 17)
 
 
 class WheelError(Exception):
-    """The wheels cannot be had; the message says why and what to do."""
+    """The wheels cannot be had; the message says why and what to do. ``missing``: the
+    requirements that have no wheel for the image's Python and platform, where that is why."""
+
+    def __init__(self, message: str, missing: list[str] | None = None):
+        super().__init__(message)
+        self.missing = missing or []
 
 
 def canonical(name: str) -> str:
@@ -154,5 +159,5 @@ class Wheelhouse:
             hint = (" If it is a conda-only package, drop it or name its PyPI equivalent in the pip section."
                     if conda else " Check the name and the version.")
             return WheelError(f"{where}no wheel on PyPI for {', '.join(failure.missing)} (Python {python}, {arch})."
-                              f"{hint}")
+                              f"{hint}", failure.missing)
         return WheelError(f"{where}pip could not download the requirements:\n" + "\n".join(failure.output[-15:]))
