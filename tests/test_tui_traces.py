@@ -350,7 +350,8 @@ async def test_T_is_in_the_footer_the_help_and_the_palette_and_n_opens_the_newes
 
 @pytest.mark.e2e
 async def test_with_the_real_server_T_on_an_answer_opens_its_run_span(sample, tmp_path):
-    """The scoring server's own spans, through the engine, found by the answer's x-request-id."""
+    """The scoring server's own spans, through the engine, found by the answer's x-request-id; a
+    run() that raised is the span marked, with its exception."""
     folder = sample("sklearn-regression")
     app = DevtuiApp(Engine(spec.load(folder), tmp_path / "work", Launch(port=0, watch=False, traces=True)),
                     request_text=(folder / "sample-request.json").read_text(), save_folder=tmp_path)
@@ -365,6 +366,18 @@ async def test_with_the_real_server_T_on_an_answer_opens_its_run_span(sample, tm
         await until(pilot, lambda: app.traces.opened is not None, timeout=15, message="its trace")
         assert app.traces.opened.request_id == answer.request_id
         assert [line.split()[0] for line in waterfall_lines(app)] == ["POST", "run"]
+
+        await pilot.press("i")
+        app.invoke_panel.set_request('{"data": "x"}')  # run() raises
+        await pilot.press("ctrl+j")
+        await until(pilot, lambda: len(app.invoke_panel.history) == 2, timeout=30, message="the failed answer")
+        assert app.invoke_panel.history[1].status == 500
+        app.query_one("#response-body").focus()
+        await pilot.press("T")
+        await until(pilot, lambda: app.traces.opened.request_id == app.invoke_panel.history[1].request_id,
+                    timeout=15, message="the failed request's trace")
+        assert "✗ run" in waterfall_lines(app)[1]
+        assert "ValueError" in title(app) and "raised in run" in title(app)
 
 
 @pytest.mark.e2e
