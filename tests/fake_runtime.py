@@ -10,7 +10,10 @@ What it answers, like the scoring server: 503 and why at once while no revision 
 JSON gets the sklearn sample's prediction; a GET gets its query back; any other body is described
 (content type, size, text); a body holding ``"fail"`` makes run() "raise" (500, and the traceback
 in the log); more than ``max_in_flight`` requests at once get 429. ``hold`` keeps requests
-unanswered until the client gives up and closes the connection.
+unanswered until the client gives up and closes the connection. With ``--traces`` (the Launch's
+``traces``) each answered request's spans follow its answer as the server sends them: the request's
+span (its x-request-id and status) with ``run`` under it, which records the exception when run()
+"raised".
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import json
+import time
 import uuid
 from urllib.parse import parse_qsl, urlsplit
 
@@ -156,8 +160,12 @@ class FakeRuntime(Runtime):
                 await reader.read()  # until the client closes: it gave up
                 return False
             self.requests += 1
+            started = time.time_ns()
             status, answer = self._answer(method, target, headers, body, request_id)
             await self._write(writer, status, answer, request_id)
+            if self.launch.traces:
+                self.sink.server_event(protocol.Spans(revision=self.serving, otlp=spans(
+                    f"{method} {urlsplit(target).path}", request_id, status, started, time.time_ns())))
         finally:
             self.in_flight -= 1
         return True
@@ -204,3 +212,27 @@ class FakeRuntime(Runtime):
 
     def describe(self) -> dict:
         return {"pid": None}
+
+
+def spans(name: str, request_id: str, status: int, started: int, ended: int) -> dict:
+    """One request's spans as the scoring server sends them (OTLP JSON, children first)."""
+    trace_id, root, run = uuid.uuid4().hex, uuid.uuid4().hex[:16], uuid.uuid4().hex[:16]
+
+    def attributes(values: dict) -> list[dict]:
+        return [{"key": k, "value": {"intValue": str(v)} if isinstance(v, int) else {"stringValue": v}}
+                for k, v in values.items()]
+
+    run_span = {"traceId": trace_id, "spanId": run, "parentSpanId": root, "name": "run", "kind": 1,
+                "startTimeUnixNano": str(started + (ended - started) // 4),
+                "endTimeUnixNano": str(ended - (ended - started) // 4), "attributes": [], "status": {"code": 0}}
+    if status == 500:
+        run_span["status"] = {"code": 2, "message": "ValueError: fake failure in run()"}
+        run_span["events"] = [{"name": "exception", "timeUnixNano": str(ended), "attributes": attributes(
+            {"exception.type": "ValueError", "exception.message": "fake failure in run()"})}]
+    request = {"traceId": trace_id, "spanId": root, "parentSpanId": "", "name": name, "kind": 2,
+               "startTimeUnixNano": str(started), "endTimeUnixNano": str(ended),
+               "attributes": attributes({"http.request.header.x-request-id": request_id,
+                                         "http.response.status_code": status}),
+               "status": {"code": 2 if status >= 500 else 0}}
+    return {"resourceSpans": [{"resource": {"attributes": []},
+                               "scopeSpans": [{"scope": {"name": "fake"}, "spans": [run_span, request]}]}]}

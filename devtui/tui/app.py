@@ -31,9 +31,10 @@ from .failures import Explainer, TracebackWanted
 from .focus import Focus
 from .pinning import Pinning, PinWanted, ReplayMessage
 from .quitting import Quitter
+from .tracing import RequestSent, Tracing
 from .screens import HelpScreen
 from .widgets import (AppFooter, ChatPanel, DeploymentPanel, FailurePanel, InvokePanel, LogView, ProgressLine,
-                      StatusBar)
+                      StatusBar, TracesPanel)
 
 # Below this many columns the deployment panel starts folded away (`b` brings it back).
 NARROW = 120
@@ -65,6 +66,7 @@ class DevtuiApp(App):
         self.explainer = Explainer()
         self.view = EngineView(self)
         self.pinning = Pinning(self)  # replay on save: nothing is sent until a request is pinned
+        self.tracing = Tracing(self)
         engine.subscribe(lambda event: self.post_message(EngineEvent(event)))
 
     # -- layout -----------------------------------------------------------------------------------
@@ -83,6 +85,8 @@ class DevtuiApp(App):
                 if self.chat:
                     with TabPane("Chat", id="chat-tab"):
                         yield ChatPanel(lambda: self.engine.deployment, lambda: self.engine.scoring_uri, id="chat")
+                with TabPane("Traces", id="traces-tab"):
+                    yield TracesPanel(self.engine.launch.traces, id="traces")
         yield FailurePanel(id="failure")
         yield AppFooter()
 
@@ -93,6 +97,10 @@ class DevtuiApp(App):
     @property
     def invoke_panel(self) -> InvokePanel:
         return self.query_one("#invoke", InvokePanel)
+
+    @property
+    def traces(self) -> TracesPanel:
+        return self.query_one("#traces", TracesPanel)
 
     @property
     def status(self) -> StatusBar:
@@ -136,9 +144,14 @@ class DevtuiApp(App):
     def _sync(self) -> None:
         self.view.sync()
 
+    @on(RequestSent)
+    def _sent(self, message: RequestSent) -> None:
+        self.tracing.sent(message.request)
+
     @on(InvokePanel.Answered)
     def _answered(self, message: InvokePanel.Answered) -> None:
         exchange = message.exchange
+        self.tracing.answered(exchange.request)
         if exchange.status is not None:
             self.status.record_latency(exchange.latency_ms, exchange.exec_ms)
         if exchange.failed:
@@ -219,6 +232,12 @@ class DevtuiApp(App):
 
     def action_focus_invoke(self) -> None:
         self.focus.show("invoke-tab")
+
+    def action_focus_traces(self) -> None:
+        self.focus.show("traces-tab")
+
+    def action_trace_answer(self) -> None:
+        self.tracing.open_answer()
 
     def action_focus_chat(self) -> None:
         self.focus.show("chat-tab")

@@ -40,6 +40,8 @@ BINDINGS = [
             tooltip="Show the Chat tab (chat flows only) and put the focus in its message box"),
     Binding("m", "no_chat", "Chat", show=False, id="no-chat",
             tooltip="On a deployment that is no chat flow: says why it has no Chat tab"),
+    Command("T", "focus_traces", "Traces", id="focus-traces", title="Focus traces",
+            tooltip="Show the Traces tab: what each request did, span by span (with --traces)"),
     Command("b", "toggle_side_panel", "Panel", id="side-panel", title="Toggle deployment panel",
             tooltip="Show or hide the deployment panel (hidden at first below 120 columns)"),
     Command("x", "switch_runtime", "Runtime", id="runtime", title="Switch runtime",
@@ -88,6 +90,8 @@ INVOKE_BINDINGS = [
             tooltip="Put the Invoke request on the clipboard as a curl command"),
     Command("g", "goto_traceback", "Traceback", id="goto-traceback", title="Show the answer's traceback",
             tooltip="Find the traceback of the answer on screen in the log (by its x-request-id)"),
+    Command("T", "app.trace_answer", "Trace", id="invoke-trace", title="Show the answer's trace",
+            tooltip="Open the trace of the answer on screen in the Traces tab (by its x-request-id)"),
     Command("p", "pin", "Pin", id="pin", title="Pin the request (replay on save)",
             tooltip="Pin the Invoke request: every save that brings a new revision sends it again and the "
                     "Replay tab shows the answer beside the previous one; p again unpins"),
@@ -129,6 +133,13 @@ HISTORY_BINDINGS = [
                     "sends it again; p again unpins"),
 ]
 
+TRACES_BINDINGS = [
+    Binding("enter", "select_cursor", "Open", id="trace-open",
+            tooltip="Open the highlighted request's spans as a waterfall; up and down then show each span"),
+    Command("n", "open_newest", "Newest", id="trace-newest", title="Open the newest trace",
+            tooltip="Open the trace of the newest request"),
+]
+
 # Where each list works, as the help screen names it (the app's list works everywhere).
 SCOPES = [
     ("everywhere", BINDINGS),
@@ -138,6 +149,7 @@ SCOPES = [
     ("in the request editor", EDITOR_BINDINGS),
     ("in the history", HISTORY_BINDINGS),
     ("in the Chat tab (chat flows; g and p not while typing)", CHAT_BINDINGS),
+    ("in the Traces tab's list of requests", TRACES_BINDINGS),
 ]
 
 
@@ -148,7 +160,7 @@ def key_name(binding: Binding) -> str:
 
 # The palette runs a widget's command on that widget, with its tab shown: (tab, widget, list).
 PALETTE = [(None, None, BINDINGS), ("logs-tab", "#logs", LOG_BINDINGS), ("invoke-tab", "#invoke", INVOKE_BINDINGS),
-           ("chat-tab", "#chat", CHAT_BINDINGS)]
+           ("chat-tab", "#chat", CHAT_BINDINGS), ("traces-tab", "#trace-list", TRACES_BINDINGS)]
 
 
 def palette_commands(app: App) -> Iterator[SystemCommand]:

@@ -48,7 +48,7 @@ class EngineView:
             ReloadStarted: self._reload_started,
             ReloadFinished: self._reload_finished,
             Progress: lambda event: app.query_one("#progress", ProgressLine).update(event),
-            Traces: lambda event: None,  # kept by the recorder; the app's Traces tab is to come (issue 23)
+            Traces: lambda event: app.traces.add(event.revision, event.otlp),
         }
 
     def _logs(self, event: Logs) -> None:
@@ -91,6 +91,7 @@ class EngineView:
     def _debugger_changed(self, event: DebuggerChanged) -> None:
         self.app.status.debugger = (f"{event.state} {event.detail}" if event.state == DebuggerState.STOPPED
                                 else f"{event.state} on 127.0.0.1:{event.port}")
+        self.app.traces.held(event.detail if event.state == DebuggerState.STOPPED else "")
         if event.state == DebuggerState.LISTENING and not self.debug_announced:
             self.debug_announced = True
             self.app.notify(f"Debugger listening on 127.0.0.1:{event.port}: attach with "

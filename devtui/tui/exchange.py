@@ -13,6 +13,7 @@ import asyncio
 import json
 import shlex
 import time
+import uuid
 from dataclasses import dataclass, field
 from enum import StrEnum
 from http import HTTPStatus
@@ -150,6 +151,7 @@ class Exchange:
     why: str = ""  # no (whole) answer: why
     scoring_uri: str = ""
     exception: str = ""  # the user's exception line, from the log (failures.exception_line)
+    sent_id: str = ""  # the x-request-id the app sent (for a server that answers without one)
 
     @property
     def body(self) -> str:
@@ -176,7 +178,9 @@ class Exchange:
 
     @property
     def request_id(self) -> str:
-        return self.header("x-request-id") or ""
+        """The answer's ``x-request-id``, else the one sent: prompt flow's app answers without it,
+        and its trace still carries the one sent."""
+        return self.header("x-request-id") or self.sent_id
 
     @property
     def ok(self) -> bool:
@@ -274,10 +278,11 @@ def _exchange(client: httpx.Client, scoring_uri: str, request: Request, timeout_
     connection. A request that failed before any byte of answer is sent once more, on a new
     connection, when that is safe: it never reached the server, or its method is idempotent."""
     sent = time.time()
+    request_id = str(uuid.uuid4())
     started = time.perf_counter()
     for attempt in (1, 2):
         try:
-            answer = client.send(_build(client, scoring_uri, request, timeout_s), stream=True)
+            answer = client.send(_build(client, scoring_uri, request, timeout_s, request_id), stream=True)
         except httpx.HTTPError as ex:
             if attempt == 1 and _retry_safe(ex, request.method):
                 continue
@@ -290,7 +295,7 @@ def _exchange(client: httpx.Client, scoring_uri: str, request: Request, timeout_
         answer.close()
     latency_ms = (time.perf_counter() - started) * 1000
     return Exchange(request, answer.status_code, latency_ms, body, tuple(answer.headers.items()),
-                    time.time(), sent, broke, scoring_uri)
+                    time.time(), sent, broke, scoring_uri, sent_id=answer.request.headers.get("x-request-id", ""))
 
 
 def _read(answer: httpx.Response) -> tuple[str, str]:
@@ -319,9 +324,15 @@ def _retry_safe(ex: httpx.HTTPError, method: str) -> bool:
     return isinstance(ex, _NOT_SENT) or (isinstance(ex, _CLOSED) and method in IDEMPOTENT)
 
 
-def _build(client: httpx.Client, scoring_uri: str, request: Request, timeout_s: float) -> httpx.Request:
-    """The httpx request, built before the clock starts (a file is read here)."""
-    options: dict = {"headers": request.header_map(), "timeout": httpx.Timeout(timeout_s, connect=min(timeout_s, 5.0))}
+def _build(client: httpx.Client, scoring_uri: str, request: Request, timeout_s: float,
+           request_id: str = "") -> httpx.Request:
+    """The httpx request, built before the clock starts (a file is read here). It carries
+    ``request_id`` as its ``x-request-id`` unless the user's headers set one, so its trace is
+    found by it also where the server answers without one (prompt flow)."""
+    headers = request.header_map()
+    if request_id and "x-request-id" not in {name.lower() for name in headers}:
+        headers["x-request-id"] = request_id
+    options: dict = {"headers": headers, "timeout": httpx.Timeout(timeout_s, connect=min(timeout_s, 5.0))}
     if request.sends_body:
         if request.kind == BodyKind.FILE and request.file is not None:
             options["files"] = {UPLOAD_FIELD: (request.file.name, request.file.read_bytes())}

@@ -43,6 +43,8 @@ class Focus:
             return self.app.query_one("#chat").message
         if tab == "replay-tab":
             return self.app.query_one("#replay")
+        if tab == "traces-tab":
+            return self.app.traces.focus_target
         return self.app.logs.lines
 
     def show(self, tab: str) -> None:
@@ -58,6 +60,8 @@ class Focus:
             return self.app.query_one("#chat-transcript")
         if tab == "replay-tab":
             return self.app.query_one("#replay")
+        if tab == "traces-tab":
+            return self.app.traces.focus_target
         return self.app.logs.lines
 
     def keep_visible(self) -> None:

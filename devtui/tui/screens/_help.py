@@ -12,7 +12,7 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import ScrollableContainer, Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Input, Label, ListView, Select, Static, Tabs, TextArea
+from textual.widgets import Input, Label, ListView, OptionList, Select, Static, Tabs, TextArea
 
 from ..commands import SCOPES, key_name
 
@@ -28,9 +28,10 @@ OWN_KEYS = [
 TEXTUAL_SCOPES = [
     ("anywhere (Textual)", (App, Screen)),
     ("in a scrolling view: the help, the answer's headers, the deployment panel", (ScrollableContainer,)),
-    ("on a tab row (Logs/Invoke/Chat, Body/Headers)", (Tabs,)),
+    ("on a tab row (Logs/Invoke/Chat/Traces, Body/Headers)", (Tabs,)),
     ("on a choice (method, body kind, log source)", (Select,)),
-    ("in the history", (ListView,)),
+    ("in the history and the Traces tab's list", (ListView,)),
+    ("in the Traces tab's waterfall", (OptionList,)),
     ("in a one-line field (query, file, filter, chat message)", (Input,)),
     ("in the request editor and the headers (the answer's body: moving only)", (TextArea,)),
 ]

@@ -13,6 +13,9 @@ from ._log_view import LogView
 from ._progress_line import ProgressLine
 from ._request_editor import RequestEditor
 from ._status_bar import StatusBar
+from ._traces_panel import TracesPanel
+from ._waterfall import Waterfall
 
 __all__ = ["AnswerView", "AppFooter", "ChatPanel", "ChatTurn", "DeploymentPanel", "FailurePanel", "HistoryList",
-           "InvokePanel", "LogFilter", "LogLines", "LogView", "ProgressLine", "RequestEditor", "StatusBar"]
+           "InvokePanel", "LogFilter", "LogLines", "LogView", "ProgressLine", "RequestEditor", "StatusBar",
+           "TracesPanel", "Waterfall"]

@@ -8,9 +8,11 @@ responsive while ``run()`` works and the latency shown is the endpoint's.
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 
+import httpx
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
@@ -20,6 +22,7 @@ from textual.widgets import Button, ContentSwitcher, Input, Label, ListView, Sel
 
 from ..commands import INVOKE_BINDINGS
 from ..failures import TracebackWanted
+from ..tracing import RequestSent
 from ..exchange import METHODS, BodyKind, Exchange, Request, Sender, parse_headers
 from ._answer_view import AnswerView
 from ._history_list import HistoryItem, HistoryList
@@ -195,6 +198,7 @@ class InvokePanel(Vertical):
     async def _post(self, uri: str, request: Request) -> None:
         timeout = min(self.timeout_s, NOT_SERVING_TIMEOUT_S) if self.not_serving else self.timeout_s
         self.in_flight += 1
+        self.post_message(RequestSent(request))  # the Traces tab shows it in flight until its answer
         try:
             exchange = await self.sender.send(uri, request, timeout, self.not_serving)
         finally:
@@ -244,10 +248,6 @@ class InvokePanel(Vertical):
     @work(group="swagger")
     async def prefill_from_swagger(self) -> None:
         """No sample-request.json: take the example from the swagger document, if it has one."""
-        import json
-
-        import httpx
-
         if not self.scoring_uri:
             return
         try:

@@ -1,0 +1,51 @@
+"""The app's Traces tab wired to the rest: ``T`` shows it, and in the Invoke tab opens the trace
+of the answer on screen (matched by its ``x-request-id``, which the server returns on every
+answer); the Invoke tab's requests count as in flight there from when they are sent until their
+answer (a request the debugger holds at a breakpoint stays in flight, and the tab says where the
+debugger stopped). The spans themselves arrive as engine events (``engine_view``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from textual.message import Message
+
+from .exchange import Request
+
+if TYPE_CHECKING:
+    from .app import DevtuiApp
+
+
+class RequestSent(Message):
+    """The Invoke tab sent ``request``; its :class:`InvokePanel.Answered` carries the same object."""
+
+    def __init__(self, request: Request) -> None:
+        super().__init__()
+        self.request = request
+
+
+class Tracing:
+    def __init__(self, app: DevtuiApp) -> None:
+        self.app = app
+
+    def sent(self, request: Request) -> None:
+        self.app.traces.sent(request, f"{request.method} {request.preview()}"[:80])
+
+    def answered(self, request: Request) -> None:
+        self.app.traces.answered(request)
+
+    def open_answer(self) -> None:
+        """``T`` in the Invoke tab: the Traces tab, on the trace of the answer on screen."""
+        app = self.app
+        shown = app.invoke_panel.shown
+        app.focus.show("traces-tab")
+        if not app.engine.launch.traces:
+            return  # the tab says how to turn them on
+        if shown is None:
+            app.notify("No answer on screen: send a request first (ctrl+j).", severity="warning")
+        elif not shown.request_id:
+            app.notify("The answer on screen has no x-request-id: no trace to match it with.", severity="warning")
+        elif not app.traces.open_request(shown.request_id):
+            app.notify(f"The trace of request {shown.request_id} has not arrived yet: it opens when it does.",
+                       timeout=3)

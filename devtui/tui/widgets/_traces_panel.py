@@ -1,0 +1,139 @@
+"""The Traces tab: the requests traced this session, newest first (``TraceList``), and the one
+opened as a waterfall of its spans (``Waterfall``) beside the highlighted span's inputs, output
+and attributes (``SpanDetails``). A failed request opens on the span that raised, its exception
+above the waterfall. The Invoke tab's requests still waiting for their answer (a breakpoint holds
+them) are counted above the list. With traces off it says how to turn them on.
+"""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.reactive import reactive
+from textual.widgets import Label, ListView, Static
+
+from ..trace_book import CAPACITY, TraceBook, TracedRequest
+from ._span_details import SpanDetails
+from ._trace_list import HEADINGS, TraceItem, TraceList
+from ._waterfall import Waterfall
+
+OFF = ("Request traces are off. Start devtui with --traces (devtui PATH --traces, or devtui up --traces) to see "
+       "what each request did inside the deployment, span by span. They cost the request path (see the README), "
+       "so they are off unless asked.")
+NOTHING_YET = "No request traced yet: send one (ctrl+j)."
+
+
+class TracesPanel(Vertical):
+    # Invoke's requests sent and not yet answered: (the request, what it sends).
+    in_flight: reactive[tuple[tuple[object, str], ...]] = reactive((), init=False)
+    held_at: reactive[str] = reactive("", init=False)  # where the debugger stopped; "" when it runs
+
+    def __init__(self, enabled: bool, capacity: int = CAPACITY, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.enabled = enabled
+        self.capacity = capacity
+        self.book = TraceBook(capacity)
+        self.opened: TracedRequest | None = None
+        self.wanted = ""  # the x-request-id whose trace is to open when it arrives
+
+    def compose(self) -> ComposeResult:
+        if not self.enabled:
+            with VerticalScroll(id="traces-off"):
+                yield Static(OFF)
+            return
+        yield Label("", id="traces-in-flight")
+        yield Label(f"Requests, newest first (enter opens)\n{HEADINGS}", classes="section-title")
+        yield TraceList(self.capacity, id="trace-list")
+        yield Label(NOTHING_YET, id="trace-title")
+        with Horizontal(id="trace-view"):
+            yield Waterfall(id="waterfall")
+            yield SpanDetails(id="span-details")
+
+    def on_mount(self) -> None:
+        if self.enabled:
+            self._show_in_flight()
+
+    @property
+    def focus_target(self):
+        """What the tab focuses: the list (or, with traces off, the message)."""
+        return self.query_one("#trace-list" if self.enabled else "#traces-off")
+
+    def add(self, revision: int, otlp: str) -> None:
+        """A batch of spans: the requests it completes go on top of the list."""
+        done = self.book.feed(revision, otlp)
+        if not done or not self.enabled:
+            return
+        self.query_one("#trace-list", TraceList).add(done)
+        if self.opened is None and not self.wanted:
+            self.query_one("#trace-title", Label).update("Enter on a request opens its spans.")
+        wanted = next((r for r in done if self.wanted and r.request_id == self.wanted), None)
+        if wanted is not None:
+            self.open(wanted)
+
+    def open(self, request: TracedRequest, focus: bool = True) -> None:
+        """``request``'s waterfall, on the span that raised if one did."""
+        self.opened, self.wanted = request, ""
+        title = Text(f"{request.root.name}  {request.status_code or '---'}  {request.duration_ms:.3f} ms  "
+                     f"{request.request_id}", style="bold")
+        if exception := request.exception():
+            raised = request.raised()
+            title.append(f"\n✗ {exception}", style="bold red")
+            title.append(f"  (raised in {raised.name})" if raised is not None else "", style="red")
+        self.query_one("#trace-title", Label).update(title)
+        waterfall = self.query_one("#waterfall", Waterfall)
+        waterfall.show(request)
+        if focus:
+            waterfall.focus()
+
+    def open_request(self, request_id: str) -> bool:
+        """Open the trace of ``request_id``; False when it has not arrived (yet): it opens when
+        it does."""
+        found = self.book.find(request_id)
+        if found is not None:
+            self.open(found)
+            return True
+        self.wanted = request_id
+        self.query_one("#trace-title", Label).update(
+            Text(f"Waiting for the trace of request {request_id}...", style="yellow"))
+        return False
+
+    @on(ListView.Selected, "#trace-list")
+    def _selected(self, event: ListView.Selected) -> None:
+        if isinstance(event.item, TraceItem):
+            self.open(event.item.request)
+
+    @on(Waterfall.SpanHighlighted)
+    def _span(self, event: Waterfall.SpanHighlighted) -> None:
+        self.query_one("#span-details", SpanDetails).show(event.row)
+
+    # -- in flight ---------------------------------------------------------------------------------
+
+    def sent(self, request: object, what: str) -> None:
+        self.in_flight = (*self.in_flight, (request, what))
+
+    def answered(self, request: object) -> None:
+        self.in_flight = tuple((r, what) for r, what in self.in_flight if r is not request)
+
+    def held(self, where: str) -> None:
+        """The debugger stopped (``where``: at score.py:30 in run()), or ``""``: it runs on."""
+        self.held_at = where
+
+    def watch_in_flight(self) -> None:
+        self._show_in_flight()
+
+    def watch_held_at(self) -> None:
+        self._show_in_flight()
+
+    def _show_in_flight(self) -> None:
+        if not self.enabled:
+            return
+        label = self.query_one("#traces-in-flight", Label)
+        count = len(self.in_flight)
+        label.display = bool(count)
+        if count:
+            what = "; ".join(what for _, what in self.in_flight)
+            held = f", held by the debugger {self.held_at}" if self.held_at else ""
+            label.update(Text(f"In flight: {count} request{'s' if count > 1 else ''} sent from Invoke{held}; "
+                              f"spans come when a request ends. {what}", style="bold yellow"))
