@@ -211,13 +211,15 @@ class Exited(_Event):
 
 @dataclass(frozen=True, kw_only=True)
 class Spans(_Event):
-    """A batch of finished request spans from ``revision``'s worker, as OTLP JSON (an
-    ExportTraceServiceRequest: ``{"resourceSpans": [...]}``). One event per batch, never one per
-    span; a batch's line stays under :data:`SPANS_LINE_LIMIT`."""
+    """A batch of finished request spans from ``revision``'s worker, as the text of OTLP JSON (an
+    ExportTraceServiceRequest: ``{"resourceSpans": [...]}``). Text, not an object: devtui hides
+    secrets in it and keeps it as it is, so reading the event line is one string, not a tree of
+    objects to make and write out again. One event per batch, never one per span; a batch's line
+    stays under :data:`SPANS_LINE_LIMIT`."""
 
     kind = EventKind.SPANS
     revision: int
-    otlp: dict
+    otlp: str
 
 
 # A batch of spans is cut so that its event line fits what devtui reads in one line (64 KiB).

@@ -17,6 +17,7 @@ or with traces off, :data:`OFF` stands in and costs a call per request.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import threading
@@ -97,7 +98,8 @@ def spans_events(revision: int, rows: list[list], resource: dict[str, Any],
     """The event lines of a worker's batch of span rows, as OTLP JSON: one line while it stays
     under protocol.SPANS_LINE_LIMIT, else the batch halved; a span too big on its own is dropped,
     said in the log."""
-    line = encode(protocol.Spans(revision=revision, otlp=otlp_batch([otlp_span(r) for r in rows], resource)))
+    line = encode(protocol.Spans(revision=revision, otlp=json.dumps(otlp_batch([otlp_span(r) for r in rows], resource),
+                                                                  separators=(",", ":"))))
     if len(line) <= protocol.SPANS_LINE_LIMIT:
         yield line
     elif len(rows) > 1:

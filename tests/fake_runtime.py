@@ -164,8 +164,8 @@ class FakeRuntime(Runtime):
             status, answer = self._answer(method, target, headers, body, request_id)
             await self._write(writer, status, answer, request_id)
             if self.launch.traces:
-                self.sink.server_event(protocol.Spans(revision=self.serving, otlp=spans(
-                    f"{method} {urlsplit(target).path}", request_id, status, started, time.time_ns())))
+                self.sink.server_event(protocol.Spans(revision=self.serving, otlp=json.dumps(spans(
+                    f"{method} {urlsplit(target).path}", request_id, status, started, time.time_ns()))))
         finally:
             self.in_flight -= 1
         return True

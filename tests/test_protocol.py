@@ -50,7 +50,7 @@ EVENTS = [
     Crashed(revision=2, pid=4243, exit_code=-11),
     Stopped(exit_code=0),
     Exited(exit_code=None, expected=True),
-    Spans(revision=2, otlp=OTLP),
+    Spans(revision=2, otlp=json.dumps(OTLP)),
 ]
 
 STATUS = [

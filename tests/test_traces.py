@@ -187,13 +187,13 @@ def test_a_workers_span_rows_become_otlp_event_lines_under_the_limit():
     rows = [row(n, 3000) for n in range(1, 40)] + [row(50, 200_000), row(99, 10, **huge)]
     lines = list(tracing.spans_events(4, rows, {"service.name": "score.py"}, protocol.encode))
     assert len(lines) > 1 and all(len(line) <= protocol.SPANS_LINE_LIMIT for line in lines)
-    spans = [span for line in lines for span in protocol.decode(line).otlp["resourceSpans"][0]["scopeSpans"][0]["spans"]]
+    spans = [span for line in lines for span in json.loads(protocol.decode(line).otlp)["resourceSpans"][0]["scopeSpans"][0]["spans"]]
     assert len(spans) == 40  # the one with 80 KB of attributes is dropped
     assert spans[-1]["attributes"][0]["value"]["stringValue"] == "x" * tracing.ATTRIBUTE_LIMIT + "...(cut)"
     assert spans[0]["status"] == {"code": 2, "message": "ValueError: no"}
     assert spans[0]["events"][0]["name"] == "exception" and spans[0]["startTimeUnixNano"] == "1"
     assert spans[0]["attributes"] == [{"key": "input", "value": {"stringValue": "x" * 3000}}]
-    trace = traces.TraceReader().feed(json.dumps(protocol.decode(lines[0]).otlp))[0]
+    trace = traces.TraceReader().feed(protocol.decode(lines[0]).otlp)[0]
     assert traces.render_tree(trace)[1].endswith("ERROR")
 
 

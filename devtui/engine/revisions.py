@@ -10,7 +10,6 @@ again after it died, restart a wedged debugger) it is asked through the callback
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -161,7 +160,7 @@ class Revisions:
     def _on_spans(self, event: protocol.Spans) -> None:
         # Hidden here, once, so that every listener (the trace file, the app) gets the batch without
         # secrets: an attribute, an input or an exception's message may quote one.
-        self.emitter.emit(Traces(event.revision, self.owner.scrubber().text(json.dumps(event.otlp))))
+        self.emitter.emit(Traces(event.revision, self.owner.scrubber().text(event.otlp)))
 
     def _on_listening(self, event: protocol.Listening) -> None:
         self.port = event.port
