@@ -23,12 +23,12 @@ from helpers import devtui, unique_name  # noqa: E402
 # the order they are collected (`--dist loadfile --no-loadscope-reorder`), so these start first and
 # the short ones fill in around them; one of them started last would keep a worker busy for
 # minutes after the others ran out of work. The rest keep pytest's order.
-LONGEST_FIRST = ("test_container.py", "test_benchmarks.py", "test_engine_outage.py", "test_tui.py", "test_debug.py",
-                 "test_cli.py", "test_flow_container.py", "test_mlflow_container.py", "test_flow_includes.py",
-                 "test_isolation.py",
-                 "test_engines.py", "test_tui_pty.py", "test_mlflow_serving.py", "test_tui_flow.py",
-                 "test_flow_links.py", "test_flow_samples.py", "test_tui_snapshots.py", "test_start_races.py",
-                 "test_flow_serving.py")
+LONGEST_FIRST = ("test_debug.py", "test_container.py", "test_benchmarks.py", "test_tui.py", "test_mlflow_serving.py",
+                 "test_tui_snapshots.py", "test_mlflow_container.py", "test_tui_keys.py", "test_isolation.py",
+                 "test_cli.py", "test_patch.py", "test_flow_includes.py", "test_flow_container.py",
+                 "test_engine_outage.py", "test_engines.py", "test_flow_links.py", "test_engine.py", "test_tui_trust.py",
+                 "test_tui_traces.py", "test_tui_pty.py", "test_tui_flow.py", "test_replay.py", "test_flow_reload.py",
+                 "test_flow_samples.py", "test_warming.py", "test_start_races.py", "test_flow_serving.py")
 
 
 # What kind of test each module holds, for `make test-fast` (`-m "unit or fake"`): unit tests run
