@@ -145,8 +145,10 @@ def test_a_flows_trace_has_its_node_the_llm_call_and_its_tokens_under_the_reques
                     save(deployment.parent / "flow" / "ask.py", ASK.replace('"gpt-4o-mini"', '"gpt-4o"'))
                     await async_wait_for(lambda: len(finished) > 1, 60, message="the save to be served")
                     assert finished[-1].ok and finished[-1].rung == Rung.SWAP, finished[-1]
-                    await ask(client, {})
+                    made = (await client.post(running.scoring_uri, json={"question": "how many tokens?"})).headers
                     await async_wait_for(json_traces(2), timeout=30, message="the second request's trace")
+                    # Sent without an id, it got one: answered, and in its trace.
+                    assert json_traces(2)()[0]["request_id"] == made["x-request-id"]
                     failed = await client.post(running.scoring_uri, json={"question": "raise"})
                     assert failed.status_code >= 400, failed.text
                 return await async_wait_for(json_traces(3), timeout=30, message="the failed request's trace")
