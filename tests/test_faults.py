@@ -208,7 +208,8 @@ def init():
     if os.fork() == 0:
         os.setsid()
         if os.fork() == 0:
-            with open(os.path.join(os.path.dirname(__file__), "daemon.pid"), "w") as f:
+            # Beside the deployment, not in the code folder: a file written there is a change to serve.
+            with open(os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(__file__))), "daemon.pid"), "w") as f:
                 f.write(str(os.getpid()))
             time.sleep(300)
         os._exit(0)
@@ -226,7 +227,7 @@ def test_a_daemon_that_keeps_the_servers_output_open_does_not_hold_up_a_restart(
     server's that outlives it and keeps its output is ended, said in the log, and the restart
     and the stop go on."""
     (deployment / "code" / "score.py").write_text(DAEMON_SCORE)
-    daemon_file = deployment / "code" / "daemon.pid"
+    daemon_file = deployment.parent / "daemon.pid"
     engine = Engine(spec.load(deployment), tmp_path / "work", Launch(port=0))
     seen: list = []
     engine.subscribe(seen.append)
