@@ -209,8 +209,10 @@ def init():
         os.setsid()
         if os.fork() == 0:
             # Beside the deployment, not in the code folder: a file written there is a change to serve.
-            with open(os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(__file__))), "daemon.pid"), "w") as f:
+            pid_file = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(__file__))), "daemon.pid")
+            with open(pid_file + ".tmp", "w") as f:
                 f.write(str(os.getpid()))
+            os.replace(pid_file + ".tmp", pid_file)  # whole, or not there
             time.sleep(300)
         os._exit(0)
 
