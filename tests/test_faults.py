@@ -21,7 +21,7 @@ from devtui import registry, spec
 from devtui.cli import Recorder
 from devtui.engine import Engine, Launch
 from devtui.events import DEVTUI, SOURCES, SUCCEEDED, Logs
-from helpers import free_port, wait_for, write_deployment
+from helpers import free_port, pid_alive, wait_for, write_deployment
 
 # Prints 8 KiB per request: a few requests fill a pipe nobody reads (64 KiB on Linux).
 SCORE = '''
@@ -246,24 +246,16 @@ def test_a_daemon_that_keeps_the_servers_output_open_does_not_hold_up_a_restart(
                 said = [f"{r.source}: {r.text}" for e in seen if isinstance(e, Logs) for r in e.records]
                 raise AssertionError("the restart did not finish:\n" + "\n".join(said[-60:])) from None
             assert await answers_all(engine.scoring_uri, 1) == [200]
-            await until(lambda: not alive(first), 10, "the first daemon to be ended")
+            await until(lambda: not pid_alive(first), 10, "the first daemon to be ended")
             await until(daemon_file.exists, 10, "the second daemon to start")
         finally:
             await asyncio.wait_for(engine.stop(), 30)
 
     run(scenario())
     second = int(daemon_file.read_text())
-    wait_for(lambda: not alive(second), timeout=10, message="the second daemon to be ended by the stop")
+    wait_for(lambda: not pid_alive(second), timeout=10, message="the second daemon to be ended by the stop")
     said = [r.text for e in seen if isinstance(e, Logs) for r in e.records if r.source == DEVTUI]
     assert sum("outlived it and kept its output open" in line for line in said) == 2, said
-
-
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 FORKING_SCORE = '''
