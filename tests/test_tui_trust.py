@@ -363,7 +363,9 @@ async def test_a_chat_turn_names_the_revision_that_answered_it_after_a_flow_save
 
 async def test_ctrl_j_right_after_ctrl_r_is_answered_or_explained_never_a_client_internal(sample, tmp_path):
     """The restart's server goes away under a kept-alive connection: the request goes on a new
-    one (to whatever listens, which says why nothing serves) or, refused, is said in words."""
+    one (to whatever listens, which says why nothing serves) or, refused, is said in words. Where
+    the old server closes the connection just as the request arrives on it, that is said too: the
+    request may have run, so it is not sent again."""
     folder = sample("sklearn-regression")
     app = DevtuiApp(Engine(spec.load(folder), tmp_path / "work", Launch(port=0)),
                     request_text=(folder / "sample-request.json").read_text(), save_folder=tmp_path)
@@ -378,7 +380,8 @@ async def test_ctrl_j_right_after_ctrl_r_is_answered_or_explained_never_a_client
         shown = response_status(app)
         for internal in ("ReadError", "RemoteProtocolError", "ConnectError", "Errno", "peer closed"):
             assert internal not in shown, shown
-        assert answer.status in (200, 503) or "cannot connect" in answer.why, shown
+        assert answer.status in (200, 503) or "cannot connect" in answer.why \
+            or "closed the connection before answering" in answer.why, shown
         if answer.status == 503:
             assert "server: " in shown, shown  # why nothing serves
 
