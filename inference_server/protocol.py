@@ -420,8 +420,7 @@ class _Codec:
 
     def from_line(self, line: bytes | str) -> Any:
         text = line.decode("utf-8", "replace") if isinstance(line, bytes) else line
-        prefix = EVENT_PREFIX.decode()
-        body = text[len(prefix):] if text.startswith(prefix) else text
+        body = text.removeprefix(EVENT_PREFIX.decode())
         try:
             data = json.loads(body)
         except ValueError as ex:
@@ -441,13 +440,10 @@ class _Codec:
 
 
 def _fields(cls: type, data: Mapping[str, Any], what: str) -> Any:  # each field checked against its annotation
-    values = {}
-    for field in dataclasses.fields(cls):
-        if field.name in data:
-            values[field.name] = _check(what, field.name, data[field.name], _hints(cls)[field.name])
-        elif field.default is dataclasses.MISSING:
-            raise ValueError(f"{what} lacks the field {field.name!r}")
-    return cls(**values)
+    fields = dataclasses.fields(cls)
+    if missing := [f.name for f in fields if f.name not in data and f.default is dataclasses.MISSING]:
+        raise ValueError(f"{what} lacks the field {missing[0]!r}")
+    return cls(**{f.name: _check(what, f.name, data[f.name], _hints(cls)[f.name]) for f in fields if f.name in data})
 
 
 def _check(what: str, name: str, value: Any, hint: Any) -> Any:
@@ -467,16 +463,20 @@ def _convert(value: Any, hint: Any) -> tuple[bool, Any]:
     if isinstance(hint, type) and issubclass(hint, Enum):
         known = isinstance(value, str) and value in hint._value2member_map_
         return (True, hint(value)) if known else (False, value)
-    if typing.get_origin(hint) is tuple:  # tuple[str, ...]; tuple[HeldRequest, ...], each item read as fields
-        item = typing.get_args(hint)[0]
-        if dataclasses.is_dataclass(item) and isinstance(value, list) and all(isinstance(v, dict) for v in value):
-            return True, tuple(_fields(item, v, item.__name__) for v in value)
-        return isinstance(value, list) and all(isinstance(v, item) for v in value), tuple(value or ())
+    if typing.get_origin(hint) is tuple:  # tuple[str, ...]; tuple[HeldRequest, ...]
+        return _items(value, typing.get_args(hint)[0])
     if hint is float:
         return isinstance(value, int | float) and not isinstance(value, bool), value
     if hint is int:
         return isinstance(value, int) and not isinstance(value, bool), value
     return isinstance(value, hint), value
+
+
+def _items(value: Any, item: Any) -> tuple[bool, Any]:
+    record = dataclasses.is_dataclass(item)  # each item read as a message's fields are
+    if not (isinstance(value, list) and all(isinstance(v, dict if record else item) for v in value)):
+        return False, value
+    return True, tuple(_fields(item, v, item.__name__) if record else v for v in value)
 
 
 def _type_name(hint: Any) -> str:
