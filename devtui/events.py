@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 # The protocol's own enums, carried end to end: consumers compare members, never strings.
-from inference_server.protocol import DebuggerState, Rung, Stage
+from inference_server.protocol import DebuggerState, HeldRequest, Rung, Stage
 
 
 class ProvisioningState(StrEnum):
@@ -131,12 +131,13 @@ class Progress:
 @dataclass(frozen=True)
 class DebuggerChanged:
     """The debugger: listening on host:port, attached, stopped (detail says where: "at
-    score.py:12 in run()"), or failed (detail says why)."""
+    score.py:12 in run()"; ``held``, the requests in progress there), or failed (detail says why)."""
 
     state: DebuggerState
     host: str
     port: int
     detail: str = ""
+    held: tuple[HeldRequest, ...] = ()  # stopped: the requests it holds, whoever sent them
 
 
 @dataclass(frozen=True)

@@ -34,13 +34,34 @@ class RequestSettingsRecord(_Record):
     max_concurrent_requests_per_instance: int | None = None
 
 
+class HeldRecord(_Record):
+    """A request the debugger holds, whoever sent it."""
+
+    request_id: str = ""
+    method: str = ""
+    path: str = ""
+    trace_id: str = ""
+
+
 class DebuggerRecord(_Record):
-    """The last ``DebuggerChanged``: "listening", "attached" or "failed" (detail says why)."""
+    """The last ``DebuggerChanged``: "listening", "attached", "stopped" (detail says where, ``held``
+    which requests wait there) or "failed" (detail says why)."""
 
     state: str = ""
     host: str = ""
     port: int = 0
     detail: str = ""
+    held: list[HeldRecord] = []
+
+    @classmethod
+    def of(cls, debugger) -> DebuggerRecord | None:
+        """The record of a ``DebuggerChanged`` (None: no debugger); ``held`` only while it holds any."""
+        if debugger is None:
+            return None
+        held = [HeldRecord(request_id=r.request_id, method=r.method, path=r.path, trace_id=r.trace_id)
+                for r in debugger.held]
+        return cls(state=debugger.state, host=debugger.host, port=debugger.port, detail=debugger.detail,
+                   **({"held": held} if held else {}))
 
 
 class ReloadRecord(_Record):
@@ -121,9 +142,7 @@ class DeploymentRecord(_Record):
                 request_timeout_ms=d.request_settings.request_timeout_ms,
                 max_concurrent_requests_per_instance=d.request_settings.max_concurrent_requests_per_instance,
             ),
-            debugger=(DebuggerRecord(state=engine.debugger.state, host=engine.debugger.host,
-                                     port=engine.debugger.port, detail=engine.debugger.detail)
-                      if engine.debugger else None),
+            debugger=DebuggerRecord.of(engine.debugger),
             last_reload=ReloadRecord.of(engine.last_reload),
             **_placed(engine.placement),
         )

@@ -18,7 +18,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from .protocol import Debugger, DebuggerState, ServerEvent
+from .protocol import Debugger, DebuggerState, HeldRequest, ServerEvent
 
 logger = logging.getLogger("azmlinfsrv.supervisor")
 
@@ -108,6 +108,7 @@ class DebugListener:
         self.emit = emit
         self.attached = False
         self.stopped_at: str | None = None  # where a worker is held at a breakpoint
+        self.held: tuple[HeldRequest, ...] = ()  # the requests that worker was serving
         self.wedged = False  # debugpy no longer answers new clients
         self.gate: GateProcess | None = None
         self.inner_port = 0  # debugpy's own, behind the gate
@@ -157,7 +158,8 @@ class DebugListener:
         attached = debugpy.is_client_connected()
         if attached != self.attached:
             self.attached = attached
-            self.stopped_at = self.stopped_at if attached else None
+            if not attached:
+                self.stopped_at, self.held = None, ()
             logger.info(f"Debugger {self._state()}")
             self._emit_state()
 
@@ -190,13 +192,15 @@ class DebugListener:
         self._emit_state()
 
     def workers_stopped(self, workers) -> None:
-        """The workers (each with its ``debug_stop``) said where the debugger holds them: the
-        first one held is shown; a worker gone holds nothing."""
-        self.worker_stopped(next((w.debug_stop for w in workers if w.debug_stop), None))
+        """The workers (each with its ``debug_stop`` and ``held`` requests) said where the debugger
+        holds them: the first one held is shown, with every held worker's requests; a worker gone
+        holds nothing."""
+        stopped = [w for w in workers if w.debug_stop]
+        self.worker_stopped(stopped[0].debug_stop if stopped else None, tuple(r for w in stopped for r in w.held))
 
-    def worker_stopped(self, where: str | None) -> None:
-        """A worker reported that the debugger holds it at ``where``, or let it go (None)."""
-        self.stopped_at = where
+    def worker_stopped(self, where: str | None, held: tuple[HeldRequest, ...] = ()) -> None:
+        """A worker reported that the debugger holds it at ``where`` serving ``held``, or let it go (None)."""
+        self.stopped_at, self.held = where, held if where else ()
         self._emit_state()
 
     def _state(self) -> DebuggerState:
@@ -216,4 +220,5 @@ class DebugListener:
 
     def _emit(self, state: DebuggerState, detail: str = "") -> None:
         self.emit(Debugger(state=state, host=self.host, port=self.port, detail=detail, attached=self.attached,
-                           wedged=self.wedged and state == DebuggerState.FAILED))
+                           wedged=self.wedged and state == DebuggerState.FAILED,
+                           held=self.held if state == DebuggerState.STOPPED else ()))

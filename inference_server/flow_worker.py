@@ -23,6 +23,7 @@ import traceback
 from . import flow_tracing, protocol, tracing
 from .admission import Admission, RequestSettings
 from .fresh_import import load_fresh_from
+from .held import noting_trace_ids
 from .options import Options
 from .serving import Channel, app_config, debugging_probe, learning, run_spawned, serve_app, wait_for_debugger
 
@@ -219,7 +220,8 @@ def _serve(options: Options, sock: socket.socket, report: Channel, tracer, loade
         return 3
     logger.info("The flow is ready")
     served = Served(app, wsgi=engine() == "flask", after_first=learning(options, report, loaded_by_parent),
-                    options=options, debugging=debugging_probe(options), tracer=tracer)
+                    options=options, debugging=debugging_probe(options),
+                    tracer=noting_trace_ids(tracer, bool(options.debug_host)))
     return serve_app(app_config(served), options, sock, report, roots=(flow_dir,), loaded_by_parent=loaded_by_parent)
 
 

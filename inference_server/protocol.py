@@ -20,6 +20,7 @@ Only the standard library is imported here: devtui imports this module too, and 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import types
 import typing
@@ -30,6 +31,7 @@ from typing import Any, ClassVar
 
 EVENT_PREFIX = b"@@devtui-event "
 """Marks an event line inside a container's log (``--events-stdout``)."""
+_hints = functools.cache(typing.get_type_hints)  # a message's field types, read once a class
 
 
 class EventKind(StrEnum):
@@ -133,6 +135,17 @@ class Listening(_Event):
 
 
 @dataclass(frozen=True, kw_only=True)
+class HeldRequest:
+    """A request in a worker a debugger holds, whoever sent it (started: Unix time; trace_id: traces on)."""
+
+    request_id: str
+    method: str
+    path: str
+    started: float
+    trace_id: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
 class Debugger(_Event):
     """The debugpy listener in the supervisor changed state."""
 
@@ -143,6 +156,7 @@ class Debugger(_Event):
     detail: str = ""
     attached: bool = False  # a client is attached (also while stopped, or wedged)
     wedged: bool = False  # failed because debugpy stopped answering new clients: a restart recovers
+    held: tuple[HeldRequest, ...] = ()  # stopped: the requests the held worker was serving
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -268,6 +282,7 @@ class WorkerDebugStop(_Status):
 
     kind = StatusKind.DEBUG_STOP
     where: str | None
+    held: tuple[HeldRequest, ...] = ()  # the requests in progress in the worker while it is held
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -388,7 +403,9 @@ def _plain(value: Any) -> Any:
     if isinstance(value, Enum):
         return value.value
     if isinstance(value, tuple):
-        return list(value)
+        return [_plain(v) for v in value]
+    if dataclasses.is_dataclass(value):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
     return value
 
 
@@ -400,19 +417,16 @@ class _Codec:
         self.what = what
         self.key = key
         self.classes = {cls.kind.value: cls for cls in classes}
-        self.hints = {cls: typing.get_type_hints(cls) for cls in classes}
 
     def from_line(self, line: bytes | str) -> Any:
         text = line.decode("utf-8", "replace") if isinstance(line, bytes) else line
-        prefix = EVENT_PREFIX.decode()
-        body = text[len(prefix):] if text.startswith(prefix) else text
+        body = text.removeprefix(EVENT_PREFIX.decode())
         try:
             data = json.loads(body)
         except ValueError as ex:
             raise ValueError(f"not a {self.what} line ({ex.args[0]}): {_excerpt(text)}") from None
         if not isinstance(data, dict):
-            raise ValueError(f"not a {self.what} line (a JSON {type(data).__name__}, not an object): "
-                             f"{_excerpt(text)}")
+            raise ValueError(f"not a {self.what} line (a JSON {type(data).__name__}, not an object): {_excerpt(text)}")
         return self.from_dict(data)
 
     def from_dict(self, data: Mapping[str, Any]) -> Any:
@@ -422,22 +436,24 @@ class _Codec:
             known = ", ".join(self.classes)
             found = f"{self.key!r} is {kind!r}" if self.key in data else f"no {self.key!r} key"
             raise ValueError(f"not a {self.what}: {found}; expected one of {known}")
-        values = {}
-        for field in dataclasses.fields(cls):
-            if field.name in data:
-                values[field.name] = self._check(kind, field.name, data[field.name], self.hints[cls][field.name])
-            elif field.default is dataclasses.MISSING:
-                raise ValueError(f"{self.what} {kind!r} lacks the field {field.name!r}")
-        return cls(**values)
+        return _fields(cls, data, f"{self.what} {kind!r}")
 
-    def _check(self, kind: str, name: str, value: Any, hint: Any) -> Any:
-        arms = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
-        for arm in arms:
-            ok, converted = _convert(value, arm)
-            if ok:
-                return converted
-        expected = " or ".join(_type_name(arm) for arm in arms)
-        raise ValueError(f"{self.what} {kind!r}: field {name!r} should be {expected}, not {value!r}")
+
+def _fields(cls: type, data: Mapping[str, Any], what: str) -> Any:  # each field checked against its annotation
+    fields = dataclasses.fields(cls)
+    if missing := [f.name for f in fields if f.name not in data and f.default is dataclasses.MISSING]:
+        raise ValueError(f"{what} lacks the field {missing[0]!r}")
+    return cls(**{f.name: _check(what, f.name, data[f.name], _hints(cls)[f.name]) for f in fields if f.name in data})
+
+
+def _check(what: str, name: str, value: Any, hint: Any) -> Any:
+    arms = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    for arm in arms:
+        ok, converted = _convert(value, arm)
+        if ok:
+            return converted
+    expected = " or ".join(_type_name(arm) for arm in arms)
+    raise ValueError(f"{what}: field {name!r} should be {expected}, not {value!r}")
 
 
 def _convert(value: Any, hint: Any) -> tuple[bool, Any]:
@@ -447,14 +463,20 @@ def _convert(value: Any, hint: Any) -> tuple[bool, Any]:
     if isinstance(hint, type) and issubclass(hint, Enum):
         known = isinstance(value, str) and value in hint._value2member_map_
         return (True, hint(value)) if known else (False, value)
-    if typing.get_origin(hint) is tuple:  # tuple[str, ...]
-        item = typing.get_args(hint)[0]
-        return isinstance(value, list) and all(isinstance(v, item) for v in value), tuple(value or ())
+    if typing.get_origin(hint) is tuple:  # tuple[str, ...]; tuple[HeldRequest, ...]
+        return _items(value, typing.get_args(hint)[0])
     if hint is float:
         return isinstance(value, int | float) and not isinstance(value, bool), value
     if hint is int:
         return isinstance(value, int) and not isinstance(value, bool), value
     return isinstance(value, hint), value
+
+
+def _items(value: Any, item: Any) -> tuple[bool, Any]:
+    record = dataclasses.is_dataclass(item)  # each item read as a message's fields are
+    if not (isinstance(value, list) and all(isinstance(v, dict if record else item) for v in value)):
+        return False, value
+    return True, tuple(_fields(item, v, item.__name__) if record else v for v in value)
 
 
 def _type_name(hint: Any) -> str:

@@ -16,6 +16,7 @@ import sys
 
 from . import protocol, tracing, user_script
 from .fresh_import import load_fresh_from
+from .held import noting_trace_ids
 from .options import Options
 from .patching import Patcher
 from .serving import (Channel, app_config, debugging_probe, learning, learning_while_loading, run_spawned,
@@ -115,7 +116,7 @@ def _serve_loaded(script, options: Options, sock: socket.socket, report: Channel
 
     app = create_app(script, swagger, limits, options.cors_origins,
                      after_first_run=learning(options, report, loaded_by_parent), debugging=debugging_probe(options),
-                     tracer=tracer)
+                     tracer=noting_trace_ids(tracer, bool(options.debug_host)))
     return serve_app(_uvicorn_config(app, limits), options, sock, report, roots=(options.app_root, script_dir),
                      patcher=patcher, loaded_by_parent=loaded_by_parent, gate=getattr(app.state, "run_gate", None))
 

@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from . import protocol
+from . import held, protocol
 from .options import Options, configure_logging
 
 logger = logging.getLogger("azmlinfsrv")
@@ -326,30 +326,6 @@ def patching_outcome(kind: str, detail: str):
     return Outcome(kind, detail)
 
 
-def watch_debug_stops(report, roots: tuple[str, ...]) -> None:
-    """While a debugger holds this worker at a breakpoint, tell the supervisor where (polled:
-    debugpy has no public hook for it). debugpy marks suspended threads' additional_info with
-    pydev_state 2, and suspends them all; the stop is the innermost frame in the user's code."""
-    last = None
-    while True:
-        time.sleep(0.2)
-        where = None
-        frames = sys._current_frames()
-        for thread in threading.enumerate():
-            info = getattr(thread, "additional_info", None)
-            if getattr(info, "pydev_state", None) != 2:
-                continue
-            frame = frames.get(thread.ident)
-            while frame is not None and not frame.f_code.co_filename.startswith(roots):
-                frame = frame.f_back
-            if frame is not None:
-                where = f"{os.path.basename(frame.f_code.co_filename)}:{frame.f_lineno} in {frame.f_code.co_name}()"
-                break
-        if where != last:
-            last = where
-            report(protocol.WorkerDebugStop, where=where)
-
-
 def third_party_modules(already_loaded: set[str]) -> list[str]:
     """Modules this worker imported from site-packages: what the next worker will import again.
 
@@ -386,6 +362,8 @@ def serve_app(config, options: Options, sock: socket.socket, report: Channel, *,
     run() gate, which patches wait on."""
     loaded_by_parent = set(sys.modules) if loaded_by_parent is None else loaded_by_parent
     config.app = stamped(config.app, report)
+    if options.debug_host:  # decided once: without a debugger, requests are not registered at all
+        config.app = in_flight = held.InFlight(config.app)
     server = quick_exit_server()(config)
     server.handoff = config.http.handoff = Handoff(report)
     server.on_draining = lambda: _tell_draining(report)
@@ -402,11 +380,7 @@ def serve_app(config, options: Options, sock: socket.socket, report: Channel, *,
     report(protocol.WorkerReady)
     logger.info(f"Worker with pid {os.getpid()} ready for serving traffic")
     if options.debug_host:
-        roots = tuple(os.path.join(os.path.abspath(p), "") for p in roots)
-        watcher = threading.Thread(target=watch_debug_stops, args=(report, roots), daemon=True, name="debug-stops")
-        # debugpy suspends every thread at a breakpoint, except its own: this one must keep watching.
-        watcher.is_pydev_daemon_thread = True
-        watcher.start()
+        held.start_watching(report, tuple(os.path.join(os.path.abspath(p), "") for p in roots), in_flight)
     if options.warm_imports:
         report(protocol.WorkerLearned, modules=tuple(third_party_modules(loaded_by_parent)))
     server.run(sockets=[sock])

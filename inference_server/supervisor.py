@@ -274,7 +274,7 @@ class Supervisor:
             elif isinstance(message, protocol.WorkerFailed):
                 worker.failure = message
             elif isinstance(message, protocol.WorkerDebugStop) and self.debugger is not None:
-                worker.debug_stop = message.where
+                worker.debug_stop, worker.held = message.where, message.held
                 self.debugger.workers_stopped(self._workers())
             elif isinstance(message, protocol.WorkerPatched):
                 self._on_patched(worker, message)
@@ -324,7 +324,7 @@ class Supervisor:
     def _on_exit(self, worker: Worker, code: int) -> None:
         self.handover.released(worker.pid)
         if worker.debug_stop and self.debugger is not None:  # it exited held, or before it said it was let go
-            worker.debug_stop = None
+            worker.debug_stop, worker.held = None, ()
             self.debugger.workers_stopped(self._workers())
         if worker in self.retiring:
             self.retiring.remove(worker)

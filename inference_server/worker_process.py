@@ -40,6 +40,7 @@ class Worker:
     why: str = ""  # why a new worker rather than a patch (Ready's detail)
     fds: list[int] = field(default_factory=list)  # sockets received, not yet claimed by their status line
     debug_stop: str | None = None  # where a debugger holds this worker ("score.py:12 in run()")
+    held: tuple[protocol.HeldRequest, ...] = ()  # the requests it was serving then
 
     def receive(self) -> list[protocol.WorkerStatus] | None:
         """The statuses that arrived whole (their sockets kept for :meth:`take_fds`); None once

@@ -33,11 +33,11 @@ def breakpoint_line(score: Path) -> int:
     return score.read_text().splitlines(keepends=True).index(BREAK_AT) + 1
 
 
-def post_in_background(url: str, body: bytes) -> tuple[threading.Thread, dict]:
+def post_in_background(url: str, body: bytes, headers: dict | None = None) -> tuple[threading.Thread, dict]:
     result: dict = {}
 
     def send():
-        result["answer"] = httpx.post(url, content=body, timeout=60)
+        result["answer"] = httpx.post(url, content=body, headers=headers, timeout=60)
 
     thread = threading.Thread(target=send, daemon=True)
     thread.start()
@@ -468,3 +468,41 @@ def test_a_save_while_a_request_is_held_at_a_breakpoint_swaps_at_once_and_the_st
         assert result["answer"].json() == [199.8, 74.0]
     finally:
         client.close()
+
+
+def test_requests_from_any_client_held_at_a_breakpoint_are_reported_by_x_request_id(workspace):
+    """Issue 23, item 5: a request sent by curl (here httpx), not from the app, that the debugger
+    holds is in flight in the Traces tab: the stop that reaches devtui names it by its x-request-id
+    (the client's, or the one the server answers with), with its trace id, and clears once let go."""
+    cwd, folder = workspace
+    devtui("up", str(folder), "--debug", "--debug-port", str(free_port()), "--traces", "--detach", cwd=cwd)
+    score = folder / "onlinescoring" / "score.py"
+    client = DebugClient(launch_configuration(cwd, "my-endpoint"))
+
+    def debugger() -> dict:
+        return show("my-endpoint", cwd=cwd)["deployments"][0]["debugger"]
+
+    try:
+        client.set_breakpoints(str(score), [breakpoint_line(score)])
+        child = client.next_child()
+        url, body = show("my-endpoint", cwd=cwd)["scoring_uri"], (folder / "sample-request.json").read_bytes()
+        request_id, seen = f"curl-{new_run_id()}", {}
+        for headers in ({"x-request-id": request_id}, {}):  # the client's id, then none: the server's own
+            thread, result = post_in_background(url, body, headers)
+            thread_id, _ = stopped_frame(child)
+            held = wait_for(lambda: (d := debugger())["state"] == "stopped" and d.get("held"), timeout=30)
+            assert [(h["method"], h["path"]) for h in held] == [("POST", "/score")], held
+            assert re.fullmatch(r"[0-9a-f]{32}", held[0]["trace_id"]), held
+            child.request("continue", {"threadId": thread_id})
+            thread.join(60)
+            answer = result["answer"]
+            assert answer.status_code == 200
+            assert held[0]["request_id"] == answer.headers["x-request-id"] == headers.get("x-request-id",
+                                                                                            held[0]["request_id"])
+            assert "held" not in wait_for(lambda: (d := debugger())["state"] == "attached" and d, timeout=30)
+            seen[held[0]["trace_id"]] = held[0]["request_id"]
+    finally:
+        client.close()
+    # The trace id said is the one the request's trace has.
+    wait_for(lambda: seen.items() <= {(t["trace_id"], t["request_id"]) for t in json.loads(
+        devtui("traces", "-n", "my-endpoint", "-o", "json", cwd=cwd).stdout)}, timeout=30, message="their traces")

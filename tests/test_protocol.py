@@ -17,6 +17,7 @@ from inference_server.protocol import (
     EventKind,
     Exited,
     Failed,
+    HeldRequest,
     Listening,
     Ready,
     Spans,
@@ -41,6 +42,8 @@ EVENTS = [
     Listening(host="127.0.0.1", port=8080, path="/api/score"),
     Debugger(state=DebuggerState.LISTENING, host="127.0.0.1", port=5678),
     Debugger(state=DebuggerState.STOPPED, host="127.0.0.1", port=5678, detail="at score.py:12 in run()"),
+    Debugger(state=DebuggerState.STOPPED, host="127.0.0.1", port=5678, detail="at score.py:12 in run()",
+             held=(HeldRequest(request_id="curl-1", method="POST", path="/score", started=1.7e9),)),
     Starting(revision=2, pid=4243, first=False),
     Ready(revision=2, pid=4243, duration_ms=23.5, first=False),
     Failed(revision=3, stage=Stage.INIT, traceback="Traceback ...\nZeroDivisionError", duration_ms=41.25,
@@ -58,6 +61,9 @@ STATUS = [
     WorkerFailed(revision=1, pid=4243, duration_ms=3.0, stage=Stage.LOAD, traceback="SyntaxError"),
     WorkerLearned(revision=1, pid=4243, duration_ms=14.0, modules=("numpy", "sklearn.linear_model")),
     WorkerDebugStop(revision=1, pid=4243, duration_ms=900.0, where=None),
+    WorkerDebugStop(revision=1, pid=4243, duration_ms=900.0, where="score.py:12 in run()",
+                    held=(HeldRequest(request_id="curl-1", method="POST", path="/score", started=1.7e9,
+                                      trace_id="0af7651916cd43dd8448eb211c80319c"),)),
     WorkerDraining(revision=1, pid=4243, duration_ms=5000.0),
     WorkerSpans(revision=1, pid=4243, duration_ms=6000.0, resource={"service.name": "score.py", "process.pid": 7},
                 spans=[["0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331", "", "run", 1, 1, 2, {"k": [1, 2]}, 2,
@@ -86,12 +92,23 @@ def test_worker_status_round_trips(message):
 def test_the_wire_keeps_the_keys_plain_dict_readers_know():
     ready = json.loads(protocol.encode(Ready(revision=2, pid=7, duration_ms=1.5, first=False)))
     assert ready == {"event": "ready", "revision": 2, "pid": 7, "duration_ms": 1.5, "first": False}
-    failed = json.loads(protocol.encode(EVENTS[8]))
+    failed = json.loads(protocol.encode(EVENTS[9]))
     assert failed["stage"] == "start" and failed["serving_revision"] is None  # None is said, not left out
     listening = json.loads(protocol.encode(Listening(host="0.0.0.0", port=5001, pid=1)))
     assert listening == {"event": "listening", "host": "0.0.0.0", "port": 5001, "pid": 1}  # defaults left out
     decoded = protocol.from_dict({"event": "listening", "host": "0.0.0.0", "port": 5001})
     assert decoded.path == "/score" and decoded.pid is None
+
+
+def test_held_requests_travel_as_objects_and_a_wrong_one_is_said_where():
+    line = protocol.encode(STATUS[4])
+    assert json.loads(line)["held"] == [{"request_id": "curl-1", "method": "POST", "path": "/score",
+                                         "started": 1.7e9, "trace_id": "0af7651916cd43dd8448eb211c80319c"}]
+    assert "held" not in json.loads(protocol.encode(STATUS[3]))  # none held: left out, as before
+    with pytest.raises(ValueError, match="HeldRequest: field 'method' should be str, not 3"):
+        protocol.decode_status(line.replace(b'"method": "POST"', b'"method": 3'))
+    with pytest.raises(ValueError, match="HeldRequest lacks the field 'path'"):
+        protocol.decode_status(line.replace(b'"path": "/score", ', b""))
 
 
 def test_enums_are_their_wire_strings():

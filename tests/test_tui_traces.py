@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 from collections.abc import Callable
 
 import pytest
@@ -27,7 +28,9 @@ from devtui.tui.exchange import Exchange, Request
 from devtui.tui.trace_book import TraceBook
 from devtui.tui.widgets import TracesPanel, Waterfall
 from devtui.tui.widgets._trace_list import TraceItem, TraceList
+from devtui.tui.widgets._traces_panel import in_flight_line
 from fake_runtime import FakeRuntime
+from inference_server.protocol import HeldRequest
 from helpers import QuietApp, running, until
 
 pytestmark = pytest.mark.anyio
@@ -318,6 +321,67 @@ async def test_a_request_held_by_the_debugger_shows_in_flight_until_its_answer(m
                     message="where the debugger holds it")
         await until(pilot, lambda: app.invoke_panel.history, timeout=15, message="given up")
         await until(pilot, lambda: not in_flight.display, message="no longer in flight")
+
+
+HELD_AT = "at score.py:12 in run()"
+
+
+def stopped(*held: HeldRequest) -> EngineEvent:
+    return EngineEvent(DebuggerChanged(DebuggerState.STOPPED, "127.0.0.1", 5678, HELD_AT, held))
+
+
+def held(request_id: str, trace_id: str = "") -> HeldRequest:
+    return HeldRequest(request_id=request_id, method="POST", path="/score", started=1.7e9, trace_id=trace_id)
+
+
+@pytest.mark.unit
+def test_the_in_flight_line_names_other_clients_held_requests_and_counts_invokes_once():
+    invoked = ((object(), 'POST {"data": 1}', "inv-1"),)
+    assert in_flight_line((), (), "") == in_flight_line((), (), HELD_AT) == ""
+    assert in_flight_line((), (held("curl-1", "5f3a" * 8),), HELD_AT) == (
+        f"In flight: 1 request, held by the debugger {HELD_AT}; spans come when a request ends. "
+        "POST /score (x-request-id curl-1, trace 5f3a5f3a...)")
+    # Invoke's own request, which the server reports held too, counts once, as Invoke's.
+    assert in_flight_line(invoked, (held("inv-1"),), HELD_AT) == (
+        f'In flight: 1 request sent from Invoke, held by the debugger {HELD_AT}; spans come when a request '
+        'ends. POST {"data": 1}')
+    assert in_flight_line(invoked, (held("inv-1"), held("curl-1")), HELD_AT) == (
+        f'In flight: 2 requests (1 sent from Invoke), held by the debugger {HELD_AT}; spans come when a request '
+        'ends. POST {"data": 1}; POST /score (x-request-id curl-1)')
+
+
+async def test_a_request_of_another_client_held_by_the_debugger_shows_in_flight_until_let_go(make_app):
+    app = make_app()
+    async with running(app) as pilot:
+        await pilot.press("T")
+        in_flight = app.query_one("#traces-in-flight", Label)
+        assert not in_flight.display
+        app.post_message(stopped(held("curl-1", "ab" * 16)))
+        await until(pilot, lambda: in_flight.display, message="in flight")
+        assert str(in_flight.content).startswith(f"In flight: 1 request, held by the debugger {HELD_AT}")
+        assert "POST /score (x-request-id curl-1, trace abababab...)" in str(in_flight.content)
+        app.post_message(EngineEvent(DebuggerChanged(DebuggerState.ATTACHED, "127.0.0.1", 5678)))
+        await until(pilot, lambda: not in_flight.display, message="let go")
+
+
+async def test_an_invoke_request_the_debugger_holds_is_shown_once_by_its_request_id(make_app):
+    app = make_app(fake=True)
+    async with running(app) as pilot:
+        await until(pilot, lambda: app.engine.serving_revision == 1, message="serving")
+        FakeRuntime.instances[-1].hold = True  # as a breakpoint in run() holds it
+        app.invoke_panel.timeout_s = 2
+        await pilot.press("ctrl+j", "T")
+        await until(pilot, lambda: app.traces.in_flight, message="sent")
+        (_, _, sent_id), = app.traces.in_flight
+        assert re.fullmatch(r"[0-9a-f-]{36}", sent_id)  # the UUID Invoke sends as its x-request-id
+        app.post_message(stopped(held(sent_id), held("curl-1")))
+        in_flight = app.query_one("#traces-in-flight", Label)
+        await until(pilot, lambda: "2 requests (1 sent from Invoke)" in str(in_flight.content), message="held")
+        assert sent_id not in str(in_flight.content) and "x-request-id curl-1" in str(in_flight.content)
+        await until(pilot, lambda: app.invoke_panel.history, timeout=15, message="given up")
+        # Invoke gave up on it, but the worker still holds it: now it is shown as the server names it.
+        await until(pilot, lambda: f"x-request-id {sent_id}" in str(in_flight.content), message="still held")
+        assert str(in_flight.content).startswith("In flight: 2 requests, held")
 
 
 async def test_with_traces_off_the_tab_says_how_to_turn_them_on(make_app):

@@ -191,7 +191,7 @@ class Revisions:
         failed = event.state == protocol.DebuggerState.FAILED
         if not failed:
             self.owner.debug_port(event.port)
-        self.debugger = DebuggerChanged(event.state, event.host, event.port, event.detail)
+        self.debugger = DebuggerChanged(event.state, event.host, event.port, event.detail, event.held)
         self.emitter.emit(self.debugger)
         if event.wedged:
             self._wedged_debugger(event)

@@ -146,7 +146,7 @@ class DevtuiApp(App):
 
     @on(RequestSent)
     def _sent(self, message: RequestSent) -> None:
-        self.tracing.sent(message.request)
+        self.tracing.sent(message.request, message.request_id)
 
     @on(InvokePanel.Answered)
     def _answered(self, message: InvokePanel.Answered) -> None:

@@ -91,7 +91,7 @@ class EngineView:
     def _debugger_changed(self, event: DebuggerChanged) -> None:
         self.app.status.debugger = (f"{event.state} {event.detail}" if event.state == DebuggerState.STOPPED
                                 else f"{event.state} on 127.0.0.1:{event.port}")
-        self.app.traces.held(event.detail if event.state == DebuggerState.STOPPED else "")
+        self.app.traces.held(event.detail if event.state == DebuggerState.STOPPED else "", event.held)
         if event.state == DebuggerState.LISTENING and not self.debug_announced:
             self.debug_announced = True
             self.app.notify(f"Debugger listening on 127.0.0.1:{event.port}: attach with "

@@ -257,11 +257,15 @@ class Sender:
             client.close()
         self._retired.clear()
 
-    async def send(self, scoring_uri: str, request: Request, timeout_s: float, not_serving: str = "") -> Exchange:
+    async def send(self, scoring_uri: str, request: Request, timeout_s: float, not_serving: str = "",
+                   request_id: str = "") -> Exchange:
+        """Send ``request``, with ``request_id`` as its x-request-id (made here when "") unless its
+        own headers set one."""
         client = await self._current()
         self._busy[id(client)] = self._busy.get(id(client), 0) + 1
         try:
-            return await asyncio.to_thread(_exchange, client, scoring_uri, request, timeout_s, not_serving)
+            return await asyncio.to_thread(_exchange, client, scoring_uri, request, timeout_s, not_serving,
+                                           request_id or new_request_id())
         finally:
             self._busy[id(client)] -= 1
             if client is not self.client:
@@ -272,13 +276,21 @@ class Sender:
         return await asyncio.to_thread(lambda: client.get(url, timeout=5).json())
 
 
+def new_request_id() -> str:
+    return str(uuid.uuid4())
+
+
+def sent_request_id(request: Request, request_id: str) -> str:
+    """The x-request-id ``request`` goes out with: its own header's, else ``request_id``."""
+    return next((value for name, value in request.headers if name.lower() == "x-request-id"), request_id)
+
+
 def _exchange(client: httpx.Client, scoring_uri: str, request: Request, timeout_s: float,
-              not_serving: str) -> Exchange:
+              not_serving: str, request_id: str) -> Exchange:
     """Send and time one request (in a worker thread); a timeout gives it up and closes its
     connection. A request that failed before any byte of answer is sent once more, on a new
     connection, when that is safe: it never reached the server, or its method is idempotent."""
     sent = time.time()
-    request_id = str(uuid.uuid4())
     started = time.perf_counter()
     for attempt in (1, 2):
         try:

@@ -2,7 +2,7 @@
 of the answer on screen (matched by its ``x-request-id``, which the server returns on every
 answer); the Invoke tab's requests count as in flight there from when they are sent until their
 answer (a request the debugger holds at a breakpoint stays in flight, and the tab says where the
-debugger stopped). The spans themselves arrive as engine events (``engine_view``).
+debugger stopped), and so do other clients' requests while the debugger holds them. The spans themselves arrive as engine events (``engine_view``).
 """
 
 from __future__ import annotations
@@ -18,19 +18,21 @@ if TYPE_CHECKING:
 
 
 class RequestSent(Message):
-    """The Invoke tab sent ``request``; its :class:`InvokePanel.Answered` carries the same object."""
+    """The Invoke tab sent ``request`` with ``request_id`` as its x-request-id; its
+    :class:`InvokePanel.Answered` carries the same object."""
 
-    def __init__(self, request: Request) -> None:
+    def __init__(self, request: Request, request_id: str = "") -> None:
         super().__init__()
         self.request = request
+        self.request_id = request_id
 
 
 class Tracing:
     def __init__(self, app: DevtuiApp) -> None:
         self.app = app
 
-    def sent(self, request: Request) -> None:
-        self.app.traces.sent(request, f"{request.method} {request.preview()}"[:80])
+    def sent(self, request: Request, request_id: str = "") -> None:
+        self.app.traces.sent(request, f"{request.method} {request.preview()}"[:80], request_id)
 
     def answered(self, request: Request) -> None:
         self.app.traces.answered(request)

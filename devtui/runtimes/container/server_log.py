@@ -93,7 +93,8 @@ class ServerLog:
         if isinstance(event, protocol.Listening):
             event = protocol.Listening(host="127.0.0.1", port=self.runtime.host_port, pid=None, path=event.path)
         elif isinstance(event, protocol.Debugger):
-            event = protocol.Debugger(state=event.state, host="127.0.0.1", port=event.port, detail=event.detail)
+            event = protocol.Debugger(state=event.state, host="127.0.0.1", port=event.port, detail=event.detail,
+                                      held=event.held)
         self.runtime._event(event)
 
     def _ended(self, event: protocol.ServerEvent) -> None:

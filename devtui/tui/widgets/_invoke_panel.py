@@ -23,7 +23,7 @@ from textual.widgets import Button, ContentSwitcher, Input, Label, ListView, Sel
 from ..commands import INVOKE_BINDINGS
 from ..failures import TracebackWanted
 from ..tracing import RequestSent
-from ..exchange import METHODS, BodyKind, Exchange, Request, Sender, parse_headers
+from ..exchange import METHODS, BodyKind, Exchange, Request, Sender, new_request_id, parse_headers, sent_request_id
 from ._answer_view import AnswerView
 from ._history_list import HistoryItem, HistoryList
 from ._request_editor import RequestEditor
@@ -198,9 +198,12 @@ class InvokePanel(Vertical):
     async def _post(self, uri: str, request: Request) -> None:
         timeout = min(self.timeout_s, NOT_SERVING_TIMEOUT_S) if self.not_serving else self.timeout_s
         self.in_flight += 1
-        self.post_message(RequestSent(request))  # the Traces tab shows it in flight until its answer
+        request_id = new_request_id()
+        # The Traces tab shows it in flight until its answer; by its id, the server's word that the
+        # debugger holds it is not shown a second time.
+        self.post_message(RequestSent(request, sent_request_id(request, request_id)))
         try:
-            exchange = await self.sender.send(uri, request, timeout, self.not_serving)
+            exchange = await self.sender.send(uri, request, timeout, self.not_serving, request_id)
         finally:
             self.in_flight -= 1
         self.record(exchange)

@@ -1,8 +1,10 @@
 """The Traces tab: the requests traced this session, newest first (``TraceList``), and the one
 opened as a waterfall of its spans (``Waterfall``) beside the highlighted span's inputs, output
 and attributes (``SpanDetails``). A failed request opens on the span that raised, its exception
-above the waterfall. The Invoke tab's requests still waiting for their answer (a breakpoint holds
-them) are counted above the list. With traces off it says how to turn them on.
+above the waterfall. The requests in flight are counted above the list: the Invoke tab's, until
+their answer, and any other client's while the debugger holds it at a breakpoint (the server says
+which, by x-request-id; an Invoke request it names is not counted twice). With traces off it says
+how to turn them on.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.reactive import reactive
 from textual.widgets import Label, ListView, Static
+
+from inference_server.protocol import HeldRequest
 
 from ..trace_book import CAPACITY, TraceBook, TracedRequest
 from ._span_details import SpanDetails
@@ -26,9 +30,11 @@ NOTHING_YET = "No request traced yet: send one (ctrl+j)."
 
 
 class TracesPanel(Vertical):
-    # Invoke's requests sent and not yet answered: (the request, what it sends).
-    in_flight: reactive[tuple[tuple[object, str], ...]] = reactive((), init=False)
+    # Invoke's requests sent and not yet answered: (the request, what it sends, its x-request-id).
+    in_flight: reactive[tuple[tuple[object, str, str], ...]] = reactive((), init=False)
     held_at: reactive[str] = reactive("", init=False)  # where the debugger stopped; "" when it runs
+    # The requests the debugger holds there, whoever sent them (Invoke's among them).
+    held_requests: reactive[tuple[HeldRequest, ...]] = reactive((), init=False)
 
     def __init__(self, enabled: bool, capacity: int = CAPACITY, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -110,15 +116,16 @@ class TracesPanel(Vertical):
 
     # -- in flight ---------------------------------------------------------------------------------
 
-    def sent(self, request: object, what: str) -> None:
-        self.in_flight = (*self.in_flight, (request, what))
+    def sent(self, request: object, what: str, request_id: str = "") -> None:
+        self.in_flight = (*self.in_flight, (request, what, request_id))
 
     def answered(self, request: object) -> None:
-        self.in_flight = tuple((r, what) for r, what in self.in_flight if r is not request)
+        self.in_flight = tuple(sent for sent in self.in_flight if sent[0] is not request)
 
-    def held(self, where: str) -> None:
-        """The debugger stopped (``where``: at score.py:30 in run()), or ``""``: it runs on."""
-        self.held_at = where
+    def held(self, where: str, requests: tuple[HeldRequest, ...] = ()) -> None:
+        """The debugger stopped (``where``: at score.py:30 in run()) holding ``requests``, or
+        ``""``: it runs on."""
+        self.held_at, self.held_requests = where, requests if where else ()
 
     def watch_in_flight(self) -> None:
         self._show_in_flight()
@@ -126,14 +133,35 @@ class TracesPanel(Vertical):
     def watch_held_at(self) -> None:
         self._show_in_flight()
 
+    def watch_held_requests(self) -> None:
+        self._show_in_flight()
+
     def _show_in_flight(self) -> None:
         if not self.enabled:
             return
         label = self.query_one("#traces-in-flight", Label)
-        count = len(self.in_flight)
-        label.display = bool(count)
-        if count:
-            what = "; ".join(what for _, what in self.in_flight)
-            held = f", held by the debugger {self.held_at}" if self.held_at else ""
-            label.update(Text(f"In flight: {count} request{'s' if count > 1 else ''} sent from Invoke{held}; "
-                              f"spans come when a request ends. {what}", style="bold yellow"))
+        text = in_flight_line(self.in_flight, self.held_requests, self.held_at)
+        label.display = bool(text)
+        if text:
+            label.update(Text(text, style="bold yellow"))
+
+
+def in_flight_line(invoked: tuple[tuple[object, str, str], ...], held: tuple[HeldRequest, ...], held_at: str) -> str:
+    """The in-flight line: Invoke's requests (what each sends), then those of other clients the
+    debugger holds (method, path, x-request-id); "" when none is in flight."""
+    ours = {request_id for _, _, request_id in invoked if request_id}
+    others = [r for r in held if r.request_id not in ours]
+    count = len(invoked) + len(others)
+    if not count:
+        return ""
+    source = (" sent from Invoke" if not others else "" if not invoked
+              else f" ({len(invoked)} sent from Invoke)")
+    where = f", held by the debugger {held_at}" if held_at else ""
+    what = [what for _, what, _ in invoked] + [_held(r) for r in others]
+    return (f"In flight: {count} request{'s' if count > 1 else ''}{source}{where}; spans come when a request ends. "
+            + "; ".join(what))
+
+
+def _held(request: HeldRequest) -> str:
+    trace = f", trace {request.trace_id[:8]}..." if request.trace_id else ""
+    return f"{request.method} {request.path} (x-request-id {request.request_id}{trace})"
