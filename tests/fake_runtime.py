@@ -10,7 +10,7 @@ What it answers, like the scoring server: 503 and why at once while no revision 
 JSON gets the sklearn sample's prediction; a GET gets its query back; any other body is described
 (content type, size, text); a body holding ``"fail"`` makes run() "raise" (500, and the traceback
 in the log); more than ``max_in_flight`` requests at once get 429. ``hold`` keeps requests
-unanswered until the client gives up and closes the connection. With ``--traces`` (the Launch's
+unanswered until the client gives up and closes the connection, or ``release()`` lets them go on. With ``--traces`` (the Launch's
 ``traces``) each answered request's spans follow its answer as the server sends them: the request's
 span (its x-request-id and status) with ``run`` under it, which records the exception when run()
 "raised".
@@ -55,6 +55,7 @@ class FakeRuntime(Runtime):
         self.in_flight = 0
         self.max_in_flight: int | None = None
         self.hold = False
+        self._released = asyncio.Event()
         self.seen: list[dict] = []  # every request: method, target, headers, body
         self._writers: set[asyncio.StreamWriter] = set()
         FakeRuntime.instances.append(self)
@@ -156,8 +157,7 @@ class FakeRuntime(Runtime):
             return True
         self.in_flight += 1
         try:
-            if self.hold:
-                await reader.read()  # until the client closes: it gave up
+            if self.hold and not await self._held(reader):
                 return False
             self.requests += 1
             started = time.time_ns()
@@ -169,6 +169,20 @@ class FakeRuntime(Runtime):
         finally:
             self.in_flight -= 1
         return True
+
+    def release(self) -> None:
+        """The requests ``hold`` keeps are answered (as a debugger's continue lets them go on)."""
+        self.hold = False
+        self._released.set()
+
+    async def _held(self, reader: asyncio.StreamReader) -> bool:
+        """Hold a request until released (True: answer it) or its client gives up (False)."""
+        released, gone = asyncio.ensure_future(self._released.wait()), asyncio.ensure_future(reader.read())
+        done, pending = await asyncio.wait((released, gone), return_when=asyncio.FIRST_COMPLETED)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)  # the reader is free again
+        return released in done
 
     def _answer(self, method: str, target: str, headers: dict, body: bytes, request_id: str) -> tuple[int, object]:
         if b"fail" in body:
