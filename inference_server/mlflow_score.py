@@ -206,14 +206,17 @@ if _input_sample is None and _signature is not None:
     _input_sample = schema_sample(_signature.inputs)
 _params_sample = params_sample(_signature)
 model = None
+takes_params = False
 
 
 def init():
-    global model
+    global model, takes_params
     from mlflow.pyfunc import load_model
 
     logger.info(f"Loading the MLflow model in {MODEL_PATH}")
     model = load_model(MODEL_PATH)
+    # The cloud's script asks this of every request; the loaded model's predict does not change.
+    takes_params = "params" in inspect.signature(model.predict).parameters
 
 
 @input_schema("input_data", input_type(_input_sample, metadata))
@@ -246,6 +249,6 @@ def as_model_input(value):
 
 
 def predict(model_input, params):
-    if "params" in inspect.signature(model.predict).parameters:
+    if takes_params:
         return model.predict(model_input, params=params)
     return model.predict(model_input)
