@@ -176,9 +176,10 @@ def test_the_models_answer_the_same_bits_to_either_frame(kind, tmp_path):
     clouds = PandasParameterType(sample, enforce_shape=False, orient="split")
     width = len(columns)
     for name, value in PLAIN.items():
-        # The model's own columns; infinities are refused by the model itself (either way).
+        # The model's own columns; infinities (refused by the model either way) and values whose
+        # products overflow are left out.
         value = {**value, "columns": columns,
-                 "data": [[v if abs(v) != float("inf") else 1.0 for v in row[:width]] for row in value["data"]]}
+                 "data": [[v if abs(v) < 1e300 else 1.0 for v in row[:width]] for row in value["data"]]}
         assert ours.plain_frame(copy.deepcopy(value)) is not None, name
         mine = model.predict(ours.deserialize_input(copy.deepcopy(value)))
         theirs = model.predict(clouds.deserialize_input(copy.deepcopy(value)))
