@@ -15,6 +15,9 @@ to its new answer, and throughput against azmlinfsrv running the cloud's MLflow 
   context/mlflow_score_script.py) is not ours to ship: pass a copy with --cloud-script (or
   DEVTUI_MLFLOW_CLOUD_SCRIPT); it imports azureml-ai-monitoring, which --cloud-path (a folder put
   on PYTHONPATH) can hold. Without it, devtui's throughput is measured alone and the ratio is not.
+  Each server's CPU time per request is reported beside its requests/s (its process group's CPU
+  seconds while wrk ran, over the requests answered, as compare.py measures it): it moves far less
+  with the machine's load than requests/s.
 
 Targets: a model save is served within 1 s (median); throughput >= 2x azmlinfsrv's.
 Results also go to benchmarks/results/mlflow.json. Needs wrk and the mlflow extra (`make install`).
@@ -37,6 +40,7 @@ import httpx
 
 from _common import (REPO, VENV_BIN, BenchmarkError, Server, answering, free_port, parse_with_smoke, run_main,
                      targets_line, wait_until, write_results)
+from compare import group_cpu_s
 from throughput import find_wrk, lua_script, run_wrk
 
 SAMPLE = REPO / "samples" / "mlflow-sklearn"
@@ -135,11 +139,16 @@ def measure_throughput(folder: Path, work: Path, args, cloud_script: Path | None
                                                   timeout=60).text)
             if args.warmup:
                 run_wrk(wrk, url, lua, args.warmup, args.connections, 1)
+            before = group_cpu_s(server.process.pid)
             results[kind] = run_wrk(wrk, url, lua, args.duration, args.connections, 1)
+            spent = group_cpu_s(server.process.pid) - before
         finally:
             server.stop()
+        requests = results[kind].get("requests") or results[kind]["requests_per_s"] * args.duration
+        results[kind]["cpu_us_per_request"] = spent / requests * 1e6
         print(f"  {kind:<11}{results[kind]['requests_per_s']:9.1f} req/s  p50 {results[kind].get('p50_ms', 0):7.2f} ms"
-              f"  p99 {results[kind].get('p99_ms', 0):7.2f} ms", flush=True)
+              f"  p99 {results[kind].get('p99_ms', 0):7.2f} ms  CPU {results[kind]['cpu_us_per_request']:6.0f} us/request",
+              flush=True)
     if len({json.dumps(a, sort_keys=True) for a in answers.values()}) != 1:
         raise BenchmarkError(f"the servers answer differently: {answers}")
     return results
@@ -181,7 +190,9 @@ def main() -> int:
     if "azmlinfsrv" in throughput:
         ratio = throughput["devtui"]["requests_per_s"] / throughput["azmlinfsrv"]["requests_per_s"]
         met = met and ratio >= THROUGHPUT_TARGET
-        parts.append(f"throughput {ratio:.1f}x azmlinfsrv running the cloud's script (target {THROUGHPUT_TARGET:g}x)")
+        cpu = throughput["azmlinfsrv"]["cpu_us_per_request"] / throughput["devtui"]["cpu_us_per_request"]
+        parts.append(f"throughput {ratio:.1f}x azmlinfsrv running the cloud's script (target {THROUGHPUT_TARGET:g}x), "
+                     f"azmlinfsrv's CPU per request {cpu:.1f}x devtui's")
     else:
         met = False
         parts.append(f"throughput {throughput['devtui']['requests_per_s']:.0f} req/s; the ratio needs --cloud-script")

@@ -41,6 +41,8 @@ from mlflow.types.schema import ColSpec
 try:
     import pandas as pd
     from inference_schema.parameter_types.pandas_parameter_type import PandasParameterType
+
+    from inference_server.mlflow_frame import SplitFrameType
 except ImportError:  # a tensor model may run without pandas
     pd = None
 
@@ -162,15 +164,26 @@ def params_sample(signature) -> dict | None:
     return {p.name: p.default if p.default is not None else _SAMPLE_VALUES.get(p.dtype) for p in params.params}
 
 
-def input_type(sample) -> AbstractParameterType:
+def input_type(sample, metadata: Model) -> AbstractParameterType:
     if isinstance(sample, np.ndarray):
         return NumpyParameterType(sample, enforce_shape=False)
     if pd is not None and isinstance(sample, pd.DataFrame):
-        return PandasParameterType(sample, enforce_shape=False, orient="split")
+        return SplitFrameType(sample, rebuilt=rebuilt_by_schema(metadata))
     if isinstance(sample, dict):
         return StandardPythonParameterType({k: NumpyParameterType(np.asarray(v), enforce_shape=False)
                                             for k, v in sample.items()})
     return Passthrough()
+
+
+def rebuilt_by_schema(metadata: Model) -> bool:
+    """Whether mlflow.pyfunc makes a new frame, column by column, before the model sees it: it does
+    when it enforces a signature of named columns, which it leaves to the model when the signature
+    came from a PythonModel's type hints (private in mlflow: tests/test_private_api.py; without it,
+    the frame is taken to reach the model as it is)."""
+    inputs = metadata.signature.inputs if metadata.signature is not None else None
+    from_type_hints = getattr(metadata, "_is_signature_from_type_hint", None)
+    return bool(inputs is not None and inputs.has_input_names() and not inputs.is_tensor_spec()
+                and from_type_hints is not None and not from_type_hints())
 
 
 def output_type(sample) -> AbstractParameterType:
@@ -193,17 +206,20 @@ if _input_sample is None and _signature is not None:
     _input_sample = schema_sample(_signature.inputs)
 _params_sample = params_sample(_signature)
 model = None
+takes_params = False
 
 
 def init():
-    global model
+    global model, takes_params
     from mlflow.pyfunc import load_model
 
     logger.info(f"Loading the MLflow model in {MODEL_PATH}")
     model = load_model(MODEL_PATH)
+    # The cloud's script asks this of every request; the loaded model's predict does not change.
+    takes_params = "params" in inspect.signature(model.predict).parameters
 
 
-@input_schema("input_data", input_type(_input_sample))
+@input_schema("input_data", input_type(_input_sample, metadata))
 @input_schema("params", Passthrough() if _params_sample is None else StandardPythonParameterType(_params_sample),
               optional=True)
 @output_schema(output_type(schema_sample(_signature.outputs) if _signature is not None else None))
@@ -233,6 +249,6 @@ def as_model_input(value):
 
 
 def predict(model_input, params):
-    if "params" in inspect.signature(model.predict).parameters:
+    if takes_params:
         return model.predict(model_input, params=params)
     return model.predict(model_input)

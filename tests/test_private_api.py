@@ -12,7 +12,14 @@ Where a public API exists, devtui uses it; these are the places where none does:
   (inference_server/serving.py).
 - mlflow: ``mlflow.pyfunc.scoring_server._get_jsonable_obj``, which turns predictions into the JSON
   the cloud's MLflow scoring script answers with (records for a DataFrame)
-  (inference_server/mlflow_score.py).
+  (inference_server/mlflow_score.py); ``Model._is_signature_from_type_hint``, which says whether
+  ``mlflow.pyfunc`` enforces the signature itself (making a new frame column by column) or leaves
+  it to the model (inference_server/mlflow_score.py).
+- pandas: ``pandas.io.json._json.ujson_loads``, the parser ``read_json`` reads a split frame's
+  text with, and the steps of ``read_json`` that leave a plain frame as it is (an index at or under
+  the smallest epoch stays integers, a column without nulls stays as it is with ``dtype=False``),
+  so that a no-code MLflow deployment reads a plain request as the cloud's script does without
+  ``read_json``'s cost (inference_server/mlflow_frame.py).
 """
 
 from __future__ import annotations
@@ -78,3 +85,33 @@ def test_mlflow_turns_predictions_into_json_with_get_jsonable_obj():
     assert _get_jsonable_obj(np.array([1.5, 2.5]), pandas_orient="records") == [1.5, 2.5]
     frame = pd.DataFrame({"a": [1], "b": [2]})
     assert _get_jsonable_obj(frame, pandas_orient="records") == [{"a": 1, "b": 2}]
+
+
+def test_pandas_read_json_parses_a_split_frame_with_ujson_loads_and_leaves_a_plain_one_as_it_is():
+    import pandas as pd
+    from pandas.io.json import _json
+
+    if int(pd.__version__.split(".")[0]) != 3:
+        return  # mlflow_frame reads every request with read_json on another pandas
+    assert callable(_json.ujson_loads)
+    parse = inspect.getsource(_json.FrameParser._parse)
+    assert "ujson_loads(json, precise_float=self.precise_float)" in parse and "DataFrame(dtype=None, **decoded)" in parse
+    convert = inspect.getsource(_json.Parser._try_convert_data)
+    assert "if all(notna(data)):\n                    return data, False" in convert
+    assert 'if name == "index" and len(data):\n            if self.orient == "split":' in convert
+    assert "(new_data > self.min_stamp)" in inspect.getsource(_json.Parser._try_convert_to_date)
+    assert _json.Parser._MIN_STAMPS["s"] == 31536000
+
+
+def test_mlflow_says_whether_a_signature_came_from_type_hints():
+    from mlflow.models import Model
+    from mlflow.pyfunc import PyFuncModel
+
+    assert Model()._is_signature_from_type_hint() is False
+    source = inspect.getsource(PyFuncModel._predict)
+    assert "self.metadata._is_signature_from_type_hint()" in source and "_validate_prediction_input(" in source
+    # Named columns are enforced one by one into a new frame (so the frame it was given is not the model's).
+    from mlflow.models import utils
+
+    named = inspect.getsource(utils._enforce_named_col_schema)
+    assert "pf_input[name]" in named and "return pd.DataFrame(new_pf_input)" in named
