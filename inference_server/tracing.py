@@ -42,19 +42,24 @@ _KINDS = {"INTERNAL": 1, "SERVER": 2, "CLIENT": 3, "PRODUCER": 4, "CONSUMER": 5}
 _STATUS = {"UNSET": 0, "OK": 1, "ERROR": 2}
 
 
-def otlp_value(value: Any) -> dict:
-    """An attribute value as OTLP JSON's AnyValue; a string cut at ATTRIBUTE_LIMIT (here, off the
-    request path, rather than by the SDK's span limits as each attribute is set)."""
-    if isinstance(value, bool):
-        return {"boolValue": value}
-    if isinstance(value, int):
-        return {"intValue": str(value)}  # int64 is a string in OTLP JSON
-    if isinstance(value, float):
-        return {"doubleValue": value}
-    if isinstance(value, list | tuple):
-        return {"arrayValue": {"values": [otlp_value(v) for v in value]}}
-    text = str(value)
-    return {"stringValue": text if len(text) <= ATTRIBUTE_LIMIT else text[:ATTRIBUTE_LIMIT] + "...(cut)"}
+def otlp_value(value: Any) -> str:
+    """An attribute value as OTLP JSON's AnyValue, as JSON text; a string cut at ATTRIBUTE_LIMIT
+    (here, off the request path, rather than by the SDK's span limits as each attribute is set)."""
+    if type(value) is str:
+        text = value
+    elif isinstance(value, bool):
+        return '{"boolValue":true}' if value else '{"boolValue":false}'
+    elif isinstance(value, int):
+        return '{"intValue":' + _string(str(value)) + "}"  # int64 is a string in OTLP JSON
+    elif isinstance(value, float):
+        return '{"doubleValue":' + _json(value) + "}"
+    elif isinstance(value, list | tuple):
+        return '{"arrayValue":{"values":[' + ",".join(map(otlp_value, value)) + "]}}"
+    else:
+        text = str(value)
+    if len(text) > ATTRIBUTE_LIMIT:
+        text = text[:ATTRIBUTE_LIMIT] + "...(cut)"
+    return '{"stringValue":' + _string(text) + "}"
 
 
 def span_row(span) -> list:
@@ -75,22 +80,25 @@ def _plain_attributes(attributes) -> dict:
     return dict(attributes) if attributes else {}
 
 
-def otlp_span(row: list) -> dict:
-    """A span row (:func:`span_row`, as it came over the channel) as OTLP JSON."""
+def otlp_span(row: list) -> str:
+    """A span row (:func:`span_row`, as it came over the channel) as OTLP JSON text: written
+    with string formatting rather than made as dicts for json.dumps, at a third of the cost (the
+    supervisor does this for every span of every request)."""
     trace_id, span_id, parent_id, name, kind, start, end, attributes, code, message, events = row
-    encoded = {
-        "traceId": trace_id, "spanId": span_id, "parentSpanId": parent_id, "name": name, "kind": kind,
-        "startTimeUnixNano": str(start), "endTimeUnixNano": str(end), "attributes": otlp_attributes(attributes),
-        "status": {"code": code, "message": message} if message else {"code": code},
-    }
+    status = f'{{"code":{code:d},"message":{_string(message)}}}' if message else f'{{"code":{code:d}}}'
+    text = (f'{{"traceId":{_string(trace_id)},"spanId":{_string(span_id)},"parentSpanId":{_string(parent_id)},'
+            f'"name":{_string(name)},"kind":{kind:d},"startTimeUnixNano":"{start:d}","endTimeUnixNano":"{end:d}",'
+            f'"attributes":{otlp_attributes(attributes)},"status":{status}')
     if events:
-        encoded["events"] = [{"name": event, "timeUnixNano": str(at), "attributes": otlp_attributes(values)}
-                             for event, at, values in events]
-    return encoded
+        text += ',"events":[' + ",".join(
+            f'{{"name":{_string(event)},"timeUnixNano":"{at:d}","attributes":{otlp_attributes(values)}}}'
+            for event, at, values in events) + "]"
+    return text + "}"
 
 
-def otlp_attributes(attributes: dict[str, Any]) -> list[dict]:
-    return [{"key": k, "value": otlp_value(v)} for k, v in attributes.items()]
+def otlp_attributes(attributes: dict[str, Any]) -> str:
+    """OTLP JSON's list of KeyValues, as JSON text."""
+    return "[" + ",".join(f'{{"key":{_string(k)},"value":{otlp_value(v)}}}' for k, v in attributes.items()) + "]"
 
 
 def spans_events(revision: int, rows: list[list], resource: dict[str, Any],
@@ -98,8 +106,7 @@ def spans_events(revision: int, rows: list[list], resource: dict[str, Any],
     """The event lines of a worker's batch of span rows, as OTLP JSON: one line while it stays
     under protocol.SPANS_LINE_LIMIT, else the batch halved; a span too big on its own is dropped,
     said in the log."""
-    line = encode(protocol.Spans(revision=revision, otlp=json.dumps(otlp_batch([otlp_span(r) for r in rows], resource),
-                                                                  separators=(",", ":"))))
+    line = encode(protocol.Spans(revision=revision, otlp=otlp_batch([otlp_span(r) for r in rows], resource)))
     if len(line) <= protocol.SPANS_LINE_LIMIT:
         yield line
     elif len(rows) > 1:
@@ -109,11 +116,16 @@ def spans_events(revision: int, rows: list[list], resource: dict[str, Any],
         logger.warning(f"A span of {len(line)} bytes ({rows[0][3]}) is too big for a trace; dropped")
 
 
-def otlp_batch(spans: list[dict], resource: dict[str, Any]) -> dict:
-    """An ExportTraceServiceRequest holding ``spans`` (already encoded)."""
-    return {"resourceSpans": [{
-        "resource": {"attributes": otlp_attributes(resource)},
-        "scopeSpans": [{"scope": {"name": SCOPE}, "spans": spans}]}]}
+def otlp_batch(spans: list[str], resource: dict[str, Any]) -> str:
+    """An ExportTraceServiceRequest holding ``spans`` (already JSON text), as JSON text."""
+    return (f'{{"resourceSpans":[{{"resource":{{"attributes":{otlp_attributes(resource)}}},'
+            f'"scopeSpans":[{{"scope":{{"name":{_string(SCOPE)}}},"spans":[{",".join(spans)}]}}]}}]}}')
+
+
+# JSON text of a str and of any value, as json.dumps writes them (the str's encoder without its
+# Python-level wrapper: most of what a span holds is strings).
+_string = json.encoder.encode_basestring_ascii
+_json = json.JSONEncoder().encode
 
 
 class ChannelSpans:

@@ -115,6 +115,9 @@ async def test_the_clouds_answers_from_an_image_of_the_models_conda_yaml_and_a_r
         assert after != before
         assert running.engine.placement.container_ids[0] in placement.container_ids  # the same server
         assert not any("applying environment change" in state.detail for state in running.states)
+        # Why this base image is said with a build, once, not at each save that checks the image.
+        said = [line for line in running.lines if line.startswith("No-code MLflow deployment: the cloud serves it")]
+        assert len(said) == (1 if requirements else 0), said
     finally:
         await running.engine.stop()
 

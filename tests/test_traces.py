@@ -211,3 +211,38 @@ def test_no_traces_unless_asked(tmp_path, monkeypatch):
     base = ["--entry_script", str(script), "--events-stdout"]
     assert not options_from(parse(base)).traces and options_from(parse([*base, "--traces"])).traces
     assert not options_from(parse(["--entry_script", str(script), "--traces"])).traces  # no events: no one to tell
+
+
+def test_span_rows_are_written_as_otlp_json_whatever_their_values():
+    """The supervisor writes OTLP JSON as text (not dicts for json.dumps): every kind of value an
+    attribute holds comes out as OTLP's AnyValue, escaped, and the whole parses."""
+    from enum import IntEnum
+
+    from inference_server import tracing
+
+    class Level(IntEnum):
+        HIGH = 3
+
+    values = {"text": 'quote " newline \n é', "int": 5, "bool": True, "false": False, "float": 1.5,
+              "nan": float("nan"), "enum": Level.HIGH, "list": [1, "a", [2.5, False]], "other": None,
+              "long": "y" * (tracing.ATTRIBUTE_LIMIT + 1)}
+    row = ["a" * 32, "b" * 16, "", 'POST /"score"', 2, 10, 20, values, 2, 'KeyError: "q"',
+           [["exception", 15, {"exception.type": "KeyError"}]]]
+    batch = json.loads(tracing.otlp_batch([tracing.otlp_span(row)], {"service.name": "score.py", "devtui.revision": 3}))
+    resource = batch["resourceSpans"][0]
+    assert resource["resource"]["attributes"] == [{"key": "service.name", "value": {"stringValue": "score.py"}},
+                                                  {"key": "devtui.revision", "value": {"intValue": "3"}}]
+    span = resource["scopeSpans"][0]["spans"][0]
+    got = {a["key"]: a["value"] for a in span["attributes"]}
+    assert got["text"] == {"stringValue": 'quote " newline \n é'} and got["int"] == {"intValue": "5"}
+    assert got["bool"] == {"boolValue": True} and got["false"] == {"boolValue": False}
+    assert got["float"] == {"doubleValue": 1.5} and got["nan"]["doubleValue"] != got["nan"]["doubleValue"]
+    assert got["enum"] == {"intValue": "3"} and got["other"] == {"stringValue": "None"}
+    assert got["list"] == {"arrayValue": {"values": [{"intValue": "1"}, {"stringValue": "a"}, {"arrayValue": {
+        "values": [{"doubleValue": 2.5}, {"boolValue": False}]}}]}}
+    assert got["long"] == {"stringValue": "y" * tracing.ATTRIBUTE_LIMIT + "...(cut)"}
+    assert {k: span[k] for k in ("name", "kind", "startTimeUnixNano", "endTimeUnixNano", "parentSpanId", "status")} == {
+        "name": 'POST /"score"', "kind": 2, "startTimeUnixNano": "10", "endTimeUnixNano": "20", "parentSpanId": "",
+        "status": {"code": 2, "message": 'KeyError: "q"'}}
+    assert span["events"] == [{"name": "exception", "timeUnixNano": "15",
+                               "attributes": [{"key": "exception.type", "value": {"stringValue": "KeyError"}}]}]

@@ -195,6 +195,7 @@ class ImageBuilder:
         self.progress = progress
         self.wheels = Wheelhouse(self.log, progress)
         self.building = False  # an engine-side build runs: it ends when devtui's connection does
+        self.base_note = ""  # why this base (a kind of deployment says it): said when an image is built
 
     def cancel(self) -> None:
         """Stop downloading; a build in progress ends with devtui (the engine cancels it)."""
@@ -288,6 +289,8 @@ class ImageBuilder:
         if self.present(tag):
             self.log(f"Image {tag} is up to date ({base} + {len(server) + len(own)} requirements); nothing to build.")
             return tag
+        if self.base_note:
+            self.log(self.base_note)
         layer = self.server_layer(base, base_id, python, server)
         self.log(f"Building image {tag}: server layer {layer} + {', '.join(own) or 'no requirements of its own'}"
                  ", then devtui's scoring server")

@@ -81,8 +81,10 @@ class MlflowImageBuilder(ImageBuilder):
     def base(self) -> str:
         if self.own_environment:
             return super().base()
-        self.log(f"No-code MLflow deployment: the cloud serves it with Azure's MLflow inference image; devtui "
-                 f"builds on {MLFLOW_BASE} with the model's {self._file_name()} installed, as the cloud installs it.")
+        # Said with a build, not at every check that finds the image up to date.
+        self.base_note = (f"No-code MLflow deployment: the cloud serves it with Azure's MLflow inference image; "
+                          f"devtui builds on {MLFLOW_BASE} with the model's {self._file_name()} installed, as the "
+                          "cloud installs it.")
         return self.local_or_pulled(MLFLOW_BASE)
 
     def server_requirements(self) -> list[str]:
