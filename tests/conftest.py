@@ -6,10 +6,12 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
+import mlflow_models
 import spec_data
 from private_engine import PrivateEngine, missing_prerequisite
 
@@ -51,6 +53,17 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "unit: devtui's code in this process, no server (make test-fast)")
     config.addinivalue_line("markers", "fake: the engine or the app on tests/fake_runtime.py (make test-fast)")
     config.addinivalue_line("markers", "e2e: end to end, on real servers, containers, debugpy or a terminal")
+    # The MLflow models, made once for the run (tests/mlflow_models.py): here, before xdist starts
+    # its workers, which inherit the variable; removed by the process that made the folder.
+    if not os.environ.get(mlflow_models.CACHE_VARIABLE):
+        config._model_cache = tempfile.mkdtemp(prefix="devtui-test-models-")
+        os.environ[mlflow_models.CACHE_VARIABLE] = config._model_cache
+
+
+def pytest_unconfigure(config):
+    if getattr(config, "_model_cache", None):
+        shutil.rmtree(config._model_cache, ignore_errors=True)
+        del os.environ[mlflow_models.CACHE_VARIABLE]
 
 
 def pytest_collection_modifyitems(items):

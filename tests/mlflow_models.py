@@ -14,24 +14,38 @@ Needs devtui's mlflow extra and lightgbm (the test extra).
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
+import shutil
 import sys
 from pathlib import Path
 
 KINDS = ("sklearn", "lightgbm")
 # The name of the model folder inside the folder AZUREML_MODEL_DIR points at (MLFLOW_MODEL_FOLDER).
 MODEL_FOLDER = "model"
+# A folder of models made once for the whole test run (tests/conftest.py makes it and removes it):
+# a save takes seconds of CPU (mlflow loads the model again in a subprocess to learn its
+# requirements), and the models are the same every time, so each test gets a copy.
+CACHE_VARIABLE = "DEVTUI_TEST_MODEL_CACHE"
 
 
 def make(kind: str, parent: Path) -> Path:
-    """Save the KIND model as PARENT/model and return that folder."""
-    folder = Path(parent) / MODEL_FOLDER
-    if kind == "sklearn":
-        _sklearn(folder)
-    elif kind == "lightgbm":
-        _lightgbm(folder)
-    else:
+    """Save the KIND model as PARENT/model and return that folder (a copy of the run's, if any)."""
+    if kind not in KINDS:
         raise ValueError(f"unknown model {kind!r}; one of {KINDS}")
+    folder = Path(parent) / MODEL_FOLDER
+    cache = os.environ.get(CACHE_VARIABLE)
+    if not cache:
+        _MAKERS[kind](folder)
+        return folder
+    made = Path(cache) / kind / MODEL_FOLDER
+    with open(Path(cache) / f"{kind}.lock", "w") as lock:  # test processes make it once between them
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not made.exists():
+            _MAKERS[kind](made.with_name("making"))
+            made.with_name("making").rename(made)
+    shutil.copytree(made, folder, copy_function=shutil.copy)  # written now, as a save writes them
     return folder
 
 
@@ -65,6 +79,9 @@ def _lightgbm(folder: Path) -> None:
     example = features.head(2)
     mlflow.lightgbm.save_model(booster, folder, signature=infer_signature(example, booster.predict(example)),
                                input_example=example)
+
+
+_MAKERS = {"sklearn": _sklearn, "lightgbm": _lightgbm}
 
 
 if __name__ == "__main__":
