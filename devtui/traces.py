@@ -1,7 +1,7 @@
 """Request traces kept per endpoint: the scoring server's span batches (OTLP JSON, one line per
 batch, already scrubbed of secrets by the engine) appended to ``traces.jsonl`` in the endpoint's
 folder, rotated like the logs; and read back as one :class:`Trace` per request, for ``devtui
-traces`` (and, later, the app's Traces tab).
+traces``; :class:`EarlierTraces` reads the newest of them from the end, for the app's Traces tab.
 
 A request's spans may arrive in more than one batch (a batch is sent every 100 ms): a trace is
 whole once its root span (the request's, with no parent) has arrived, and :class:`TraceReader`
@@ -136,12 +136,8 @@ class TraceReader:
 
     def feed(self, line: str) -> list[Trace]:
         """The traces ``line`` (one batch) completes; a line that is not a batch completes none."""
-        try:
-            batch = json.loads(line)
-        except ValueError:
-            return []
         done: list[Trace] = []
-        for span in _spans(batch):
+        for span in _spans(_batch(line)):
             self.pending.setdefault(span.trace_id, []).append(span)
             if not span.parent_span_id:
                 trace = Trace(span.trace_id, sorted(self.pending.pop(span.trace_id), key=lambda s: s.start_ns))
@@ -163,6 +159,78 @@ def read(file: Path, last: int | None = None, reader: TraceReader | None = None)
     return traces[:last] if last is not None else traces
 
 
+class EarlierTraces:
+    """The traces kept before now, for the app to list below the ones that arrive later.
+
+    The file and its older one are opened at once, as they are (opening reads nothing), and read
+    later, only up to the size each had then: what the endpoint appends (or rotates) meanwhile is
+    not taken for earlier. :meth:`batches` reads them from the end, block by block, only as far
+    back as the ``count`` newest traces need.
+    """
+
+    BLOCK = 64 * 1024
+
+    def __init__(self, file: Path) -> None:
+        self._opened: list[tuple[Any, int]] = []
+        # The current file first: a rotation between the two opens shows one file twice (the
+        # caller drops a trace seen twice), never loses one.
+        for name in (file, file.with_name(file.name + ".1")):
+            try:
+                kept = open(name, "rb")  # closed by batches() or close()
+            except OSError:
+                continue
+            self._opened.append((kept, os.fstat(kept.fileno()).st_size))
+
+    def batches(self, count: int) -> tuple[list[str], set[str]]:
+        """The batches (lines, oldest first) that hold the ``count`` newest whole traces, read
+        from the end, and those traces' ids (the lines may hold parts of others). A line that is
+        not a batch (cut short, not JSON) is skipped. Children end before their request's span,
+        so they come in its batch or an earlier one: reading stops at a line whose spans all ended
+        before the oldest of those requests started."""
+        wanted: dict[str, int] = {}  # trace id -> its request's start, once its root is read
+        kept: list[str] = []
+        try:
+            for line in self._lines() if count > 0 else ():
+                spans = list(_spans(_batch(line)))
+                if not spans:
+                    continue
+                if len(wanted) >= count and max(s.end_ns for s in spans) < min(wanted.values()):
+                    break
+                if len(wanted) < count:  # all the roots of the line: a few more than count at most
+                    wanted.update((s.trace_id, s.start_ns) for s in spans if not s.parent_span_id)
+                if any(s.trace_id in wanted for s in spans):
+                    kept.append(line)
+        except (OSError, ValueError):
+            pass  # a file that cannot be read (or closed as the app quits) ends the reading there
+        finally:
+            self.close()
+        return kept[::-1], set(wanted)
+
+    def close(self) -> None:
+        for kept, _ in self._opened:
+            kept.close()
+        self._opened = []
+
+    def _lines(self) -> Iterator[str]:
+        """Every line of the files as opened, newest first."""
+        for kept, size in self._opened:
+            end, head = size, b""
+            while end > 0:
+                start = max(end - self.BLOCK, 0)
+                kept.seek(start)
+                lines = (kept.read(end - start) + head).split(b"\n")
+                head = lines.pop(0) if start else b""  # the block may start inside a line
+                end = start
+                yield from (line.decode("utf-8", errors="replace") for line in reversed(lines) if line.strip())
+
+
+def _batch(line: str) -> Any:
+    try:
+        return json.loads(line)
+    except ValueError:
+        return None
+
+
 def render_tree(trace: Trace) -> list[str]:
     """A request as ``devtui traces`` prints it: a heading, then each span under its parent."""
     status = trace.status_code if trace.status_code is not None else "?"
@@ -174,20 +242,28 @@ def render_tree(trace: Trace) -> list[str]:
     return lines
 
 
+def raw_spans(batch: Any) -> Iterator[dict]:
+    """Each span of a batch (OTLP JSON, parsed), as it is; what is not shaped as OTLP is skipped."""
+    for resource in _dicts(batch, "resourceSpans"):
+        for scope in _dicts(resource, "scopeSpans"):
+            yield from _dicts(scope, "spans")
+
+
+def _dicts(value: Any, key: str) -> list[dict]:
+    items = value.get(key) if isinstance(value, dict) else None
+    return [item for item in items if isinstance(item, dict)] if isinstance(items, list) else []
+
+
 def _spans(batch: Any) -> Iterator[Span]:
-    if not isinstance(batch, dict):
-        return
-    for resource in batch.get("resourceSpans") or ():
-        for scope in resource.get("scopeSpans") or ():
-            for raw in scope.get("spans") or ():
-                try:
-                    yield Span(name=raw["name"], span_id=raw["spanId"], parent_span_id=raw.get("parentSpanId") or "",
-                               trace_id=raw["traceId"], start_ns=int(raw["startTimeUnixNano"]),
-                               end_ns=int(raw["endTimeUnixNano"]), kind=_KINDS.get(raw.get("kind", 0), "unspecified"),
-                               status=_STATUS.get((raw.get("status") or {}).get("code", 0), "unset"),
-                               attributes=_attributes(raw.get("attributes") or ()))
-                except (KeyError, TypeError, ValueError):
-                    continue  # a span this reader cannot make sense of is skipped, not the batch
+    for raw in raw_spans(batch):
+        try:
+            yield Span(name=raw["name"], span_id=raw["spanId"], parent_span_id=raw.get("parentSpanId") or "",
+                       trace_id=raw["traceId"], start_ns=int(raw["startTimeUnixNano"]),
+                       end_ns=int(raw["endTimeUnixNano"]), kind=_KINDS.get(raw.get("kind", 0), "unspecified"),
+                       status=_STATUS.get((raw.get("status") or {}).get("code", 0), "unset"),
+                       attributes=_attributes(raw.get("attributes") or ()))
+        except (AttributeError, KeyError, TypeError, ValueError):
+            continue  # a span this reader cannot make sense of is skipped, not the batch
 
 
 def _attributes(pairs: Iterable[dict]) -> dict[str, Any]:

@@ -44,7 +44,7 @@ KINDS = {
              "test_spec_hostile.py", "test_views.py", "test_debug_launch.py", "test_watch.py", "test_spec_flow.py",
              "test_patch_faithful.py", "test_debug_gate.py", "test_log_secrets.py", "test_unavailable.py", "test_emitter.py", "test_launch.py",
              "test_spec_mlflow.py", "test_mlflow_reference.py", "test_traces.py"),
-    "fake": ("test_engine_states.py", "test_tui_traces.py"),
+    "fake": ("test_engine_states.py", "test_tui_traces.py", "test_tui_trace_history.py"),
 }
 MARKERS = ("unit", "fake", "e2e")
 

@@ -246,3 +246,44 @@ def test_span_rows_are_written_as_otlp_json_whatever_their_values():
         "status": {"code": 2, "message": 'KeyError: "q"'}}
     assert span["events"] == [{"name": "exception", "timeUnixNano": "15",
                                "attributes": [{"key": "exception.type", "value": {"stringValue": "KeyError"}}]}]
+
+
+def _request(n: int, split: bool = False) -> list[str]:
+    """Request ``n`` as the server sends it: run then the request's span, in one batch or (``split``)
+    run in the batch before; each 10 ms long, 100 ms after the previous."""
+    start, trace_id = n * 100_000_000, f"t{n:03}"
+    run = _span("run", f"r{n}", f"a{n}", start + 1_000_000, start + 9_000_000, trace_id=trace_id, pad="x" * 300)
+    root = _span("POST /score", f"a{n}", "", start, start + 10_000_000, trace_id=trace_id, request_id=f"req-{n}",
+                 status=200)
+    return [_batch(run), _batch(root)] if split else [_batch(run, root)]
+
+
+def test_the_newest_traces_are_read_from_the_end_across_the_rotation_skipping_a_bad_line(tmp_path):
+    """The app lists the newest traces kept (at most its capacity) without reading the whole
+    file: from the end of the current file back into the older one, as far as they need."""
+    file = tmp_path / "traces.jsonl"
+    out = traces.TraceFile(file, max_bytes=80_000)  # about 40 requests a file
+    for n in range(60):
+        for line in _request(n, split=n % 3 == 0):
+            out.write(line)
+        if n == 57:
+            out.write('{"resourceSpans": [{"scopeSpans": [{"spans": [{"name": "cut sh')  # bad lines
+            out.write('{"resourceSpans": [1, {"scopeSpans": "x"}, {"scopeSpans": [{"spans": [[]]}]}]}')
+    out.close()
+    older = file.with_name("traces.jsonl.1")
+    assert older.exists() and file.read_text().count("POST /score") < 30  # the newest 30 span both files
+    with open(file, "a") as cut:
+        cut.write('{"resourceSpans": [')  # a batch being written: no newline yet
+
+    kept = traces.EarlierTraces(file)
+    with open(file, "a") as later:  # appended once opened: not earlier
+        later.write(_request(99)[0] + "\n")
+    lines, ids = kept.batches(30)
+    reader = traces.TraceReader()
+    found = sorted((t for line in lines for t in reader.feed(line) if t.trace_id in ids),
+                   key=lambda t: t.root.start_ns, reverse=True)[:30]
+    assert [t.request_id for t in found] == [f"req-{n}" for n in range(59, 29, -1)]
+    assert all(len(t.spans) == 2 for t in found)  # a split request's run came from the batch before
+    assert len(lines) <= 45  # not the whole file: 80 batches
+    assert traces.EarlierTraces(file).batches(0) == ([], set())
+    assert traces.EarlierTraces(tmp_path / "none.jsonl").batches(5) == ([], set())

@@ -31,7 +31,7 @@ from .failures import Explainer, TracebackWanted
 from .focus import Focus
 from .pinning import Pinning, PinWanted, ReplayMessage
 from .quitting import Quitter
-from .tracing import RequestSent, Tracing
+from .tracing import RequestSent, Tracing, earlier_traces
 from .screens import HelpScreen
 from .widgets import (AppFooter, ChatPanel, DeploymentPanel, FailurePanel, InvokePanel, LogView, ProgressLine,
                       StatusBar, TracesPanel)
@@ -86,7 +86,7 @@ class DevtuiApp(App):
                     with TabPane("Chat", id="chat-tab"):
                         yield ChatPanel(lambda: self.engine.deployment, lambda: self.engine.scoring_uri, id="chat")
                 with TabPane("Traces", id="traces-tab"):
-                    yield TracesPanel(self.engine.launch.traces, id="traces")
+                    yield TracesPanel(self.engine.launch.traces, earlier=earlier_traces(self.engine), id="traces")
         yield FailurePanel(id="failure")
         yield AppFooter()
 

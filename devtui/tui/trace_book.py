@@ -1,7 +1,8 @@
-"""The requests this session traced, as the Traces tab shows them: newest first, each with its
-status, duration and tokens, which span raised and with what exception, and the layout of its
-waterfall. Fed with the engine's :class:`~devtui.events.Traces` batches (OTLP JSON lines), read
-with :class:`devtui.traces.TraceReader`, so the app and ``devtui traces`` see the same requests.
+"""The requests traced, as the Traces tab shows them: newest first, each with its status, duration
+and tokens, which span raised and with what exception, and the layout of its waterfall. Fed with
+the engine's :class:`~devtui.events.Traces` batches (OTLP JSON lines), read with
+:class:`devtui.traces.TraceReader`, so the app and ``devtui traces`` see the same requests; below
+this session's, the newest of those kept from before it (:func:`read_earlier`), marked ``earlier``.
 
 Nothing here draws: the widgets (``widgets/_traces_panel.py``, ``widgets/_waterfall.py``) render
 what this module says, and its tests need no terminal.
@@ -15,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..traces import Span, Trace, TraceReader
+from ..traces import EarlierTraces, Span, Trace, TraceReader, raw_spans
 
 # The Traces tab keeps this many requests (the file keeps them all, for `devtui traces`).
 CAPACITY = 500
@@ -29,9 +30,10 @@ class TracedRequest:
     """One request's trace, and what the Traces tab says of it."""
 
     trace: Trace
-    revision: int
+    revision: int  # 0 for a request kept from before this session: its revision is not known
     # span id -> the exception it raised ("ValueError: ..."), or its error status's message.
     errors: dict[str, str] = field(default_factory=dict)
+    earlier: bool = False  # kept from before this session, read from the traces file
 
     @property
     def root(self) -> Span:
@@ -118,7 +120,8 @@ def _json(value: Any) -> Any:
 
 
 class TraceBook:
-    """The traced requests of this session, newest first (the last ``capacity``)."""
+    """The traced requests, newest first (the last ``capacity``): this session's, then those kept
+    from before it."""
 
     def __init__(self, capacity: int = CAPACITY) -> None:
         self.requests: deque[TracedRequest] = deque(maxlen=capacity)
@@ -126,21 +129,52 @@ class TraceBook:
         self._errors: dict[str, dict[str, str]] = {}  # trace id -> span id -> exception, until whole
 
     def feed(self, revision: int, otlp: str) -> list[TracedRequest]:
-        """The requests a batch completes, newest first (also added to :attr:`requests`)."""
-        for trace_id, span_id, message in _errors(otlp):
-            self._errors.setdefault(trace_id, {})[span_id] = message
-        done = [TracedRequest(trace, revision, self._errors.pop(trace.trace_id, {}))
-                for trace in self._reader.feed(otlp)]
-        done.sort(key=lambda request: request.root.start_ns, reverse=True)
+        """The requests a batch completes, newest first (also added to :attr:`requests`; past
+        ``capacity`` the oldest go, the earlier ones first)."""
+        done = self.complete(revision, otlp)
         for request in reversed(done):
             self.requests.appendleft(request)
         return done
+
+    def complete(self, revision: int, otlp: str, earlier: bool = False) -> list[TracedRequest]:
+        """The requests a batch completes, newest first, not added."""
+        for trace_id, span_id, message in _errors(otlp):
+            self._errors.setdefault(trace_id, {})[span_id] = message
+        done = [TracedRequest(trace, revision, self._errors.pop(trace.trace_id, {}), earlier)
+                for trace in self._reader.feed(otlp)]
+        done.sort(key=lambda request: request.root.start_ns, reverse=True)
+        return done
+
+    def add_earlier(self, requests: list[TracedRequest]) -> list[TracedRequest]:
+        """Requests kept from before this session (newest first) go below this session's: those
+        not listed already (by trace id), as many as there is room for. Returns those added."""
+        known = {request.trace.trace_id for request in self.requests}
+        added: list[TracedRequest] = []
+        for request in requests:
+            if len(self.requests) + len(added) >= (self.requests.maxlen or 0):
+                break
+            if request.trace.trace_id not in known:
+                known.add(request.trace.trace_id)
+                added.append(request)
+        self.requests.extend(added)
+        return added
 
     def find(self, request_id: str) -> TracedRequest | None:
         """The newest request traced with this ``x-request-id``."""
         if not request_id:
             return None
         return next((r for r in self.requests if r.request_id == request_id), None)
+
+
+def read_earlier(earlier: EarlierTraces, count: int = CAPACITY) -> list[TracedRequest]:
+    """The ``count`` newest requests kept in the traces file before this session, newest first.
+    Reads the file: call it off the app's thread."""
+    batches, ids = earlier.batches(count)
+    book = TraceBook()
+    found = [request for otlp in batches for request in book.complete(0, otlp, earlier=True)
+             if request.trace.trace_id in ids]
+    found.sort(key=lambda request: request.root.start_ns, reverse=True)
+    return found[:count]
 
 
 def _errors(otlp: str) -> Iterator[tuple[str, str, str]]:
@@ -151,14 +185,13 @@ def _errors(otlp: str) -> Iterator[tuple[str, str, str]]:
         batch = json.loads(otlp)
     except ValueError:
         return
-    if not isinstance(batch, dict):
-        return
-    for resource in batch.get("resourceSpans") or ():
-        for scope in resource.get("scopeSpans") or ():
-            for raw in scope.get("spans") or ():
-                message = _exception(raw)
-                if message and "traceId" in raw and "spanId" in raw:
-                    yield raw["traceId"], raw["spanId"], message
+    for raw in raw_spans(batch):
+        try:
+            message = _exception(raw)
+        except (AttributeError, TypeError):
+            continue  # its events or status not shaped as OTLP: no exception to show
+        if message and "traceId" in raw and "spanId" in raw:
+            yield raw["traceId"], raw["spanId"], message
 
 
 def _exception(raw: dict) -> str:

@@ -2,7 +2,8 @@
 of the answer on screen (matched by its ``x-request-id``, which the server returns on every
 answer); the Invoke tab's requests count as in flight there from when they are sent until their
 answer (a request the debugger holds at a breakpoint stays in flight, and the tab says where the
-debugger stopped), and so do other clients' requests while the debugger holds them. The spans themselves arrive as engine events (``engine_view``).
+debugger stopped), and so do other clients' requests while the debugger holds them. The spans themselves arrive as engine events (``engine_view``);
+those the endpoint kept before this session are read from its traces file.
 """
 
 from __future__ import annotations
@@ -11,10 +12,22 @@ from typing import TYPE_CHECKING
 
 from textual.message import Message
 
+from .. import registry
+from ..traces import EarlierTraces
+from ..traces import path as traces_path
 from .exchange import Request
 
 if TYPE_CHECKING:
+    from ..engine import Engine
     from .app import DevtuiApp
+
+
+def earlier_traces(engine: Engine) -> EarlierTraces | None:
+    """The traces the endpoint kept before this session, as they are when the app starts (before
+    the engine does): the Traces tab lists them below the session's. None with traces off."""
+    if not engine.launch.traces:
+        return None
+    return EarlierTraces(traces_path(registry.folder(engine.deployment.endpoint_name)))
 
 
 class RequestSent(Message):

@@ -1,4 +1,5 @@
-"""The Traces tab: the requests traced this session, newest first (``TraceList``), and the one
+"""The Traces tab: the requests traced this session, newest first (``TraceList``), then those
+kept from before it (read from the traces file off the app's thread once mounted), and the one
 opened as a waterfall of its spans (``Waterfall``) beside the highlighted span's inputs, output
 and attributes (``SpanDetails``). A failed request opens on the span that raised, its exception
 above the waterfall. The requests in flight are counted above the list: the Invoke tab's, until
@@ -9,6 +10,8 @@ how to turn them on.
 
 from __future__ import annotations
 
+import asyncio
+
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
@@ -18,7 +21,8 @@ from textual.widgets import Label, ListView, Static
 
 from inference_server.protocol import HeldRequest
 
-from ..trace_book import CAPACITY, TraceBook, TracedRequest
+from ...traces import EarlierTraces
+from ..trace_book import CAPACITY, TraceBook, TracedRequest, read_earlier
 from ._span_details import SpanDetails
 from ._trace_list import HEADINGS, TraceItem, TraceList
 from ._waterfall import Waterfall
@@ -36,10 +40,13 @@ class TracesPanel(Vertical):
     # The requests the debugger holds there, whoever sent them (Invoke's among them).
     held_requests: reactive[tuple[HeldRequest, ...]] = reactive((), init=False)
 
-    def __init__(self, enabled: bool, capacity: int = CAPACITY, **kwargs) -> None:
+    def __init__(self, enabled: bool, capacity: int = CAPACITY, earlier: EarlierTraces | None = None,
+                 **kwargs) -> None:
+        """``earlier``: the traces kept before this session, listed below its own once read."""
         super().__init__(**kwargs)
         self.enabled = enabled
         self.capacity = capacity
+        self.earlier = earlier if enabled else None
         self.book = TraceBook(capacity)
         self.opened: TracedRequest | None = None
         self.wanted = ""  # the x-request-id whose trace is to open when it arrives
@@ -60,6 +67,20 @@ class TracesPanel(Vertical):
     def on_mount(self) -> None:
         if self.enabled:
             self._show_in_flight()
+        if self.earlier is not None:
+            self.run_worker(self._read_earlier(self.earlier), name="earlier traces", group="earlier-traces")
+
+    async def _read_earlier(self, earlier: EarlierTraces) -> None:
+        # Up to 50 MiB on disk: read on a thread, so the first frame never waits for it.
+        found = await asyncio.to_thread(read_earlier, earlier, self.capacity)
+        added = self.book.add_earlier(found)
+        if added:
+            self.query_one("#trace-list", TraceList).add_earlier(added)
+            self._listed()
+
+    def on_unmount(self) -> None:
+        if self.earlier is not None:
+            self.earlier.close()  # not read yet (the app closed first); read, it is closed already
 
     @property
     def focus_target(self):
@@ -72,11 +93,14 @@ class TracesPanel(Vertical):
         if not done or not self.enabled:
             return
         self.query_one("#trace-list", TraceList).add(done)
-        if self.opened is None and not self.wanted:
-            self.query_one("#trace-title", Label).update("Enter on a request opens its spans.")
+        self._listed()
         wanted = next((r for r in done if self.wanted and r.request_id == self.wanted), None)
         if wanted is not None:
             self.open(wanted)
+
+    def _listed(self) -> None:
+        if self.opened is None and not self.wanted:
+            self.query_one("#trace-title", Label).update("Enter on a request opens its spans.")
 
     def open(self, request: TracedRequest, focus: bool = True) -> None:
         """``request``'s waterfall, on the span that raised if one did."""
