@@ -26,6 +26,21 @@ def _width(key: FooterKey) -> int:
 class AppFooter(Footer):
     def __init__(self, **kwargs) -> None:
         super().__init__(compact=True, **kwargs)
+        self._shown: tuple | None = None  # what the last recompose showed (see bindings_changed)
+
+    def bindings_changed(self, screen) -> None:
+        """Textual's footer recomposes at every change of the screen's bindings, which is every
+        focus change and every refresh of what is enabled (the app refreshes at each engine event):
+        a dozen keys mounted and styled again, most of the time the same keys. Here only when what
+        it would show differs."""
+        shown = (tuple((binding.key, binding.description, binding.action, enabled, tooltip)
+                       for _, binding, enabled, tooltip in screen.active_bindings.values() if binding.show),
+                 self.size.width, getattr(self.app.focused, "id", None) == "log-lines")
+        if shown == self._shown:
+            return
+        # Kept only where Textual's recompose follows: otherwise the next change must recompose.
+        self._shown = shown if screen.app.app_focus and self.is_attached and screen is self.screen else None
+        super().bindings_changed(screen)
 
     def compose(self) -> ComposeResult:
         pinned, rest = [], []
@@ -61,6 +76,7 @@ class AppFooter(Footer):
                 and getattr(self.app.focused, "id", None) == "log-lines")
 
     def on_resize(self) -> None:
+        self._shown = None
         self.call_later(self.recompose)
 
     def _plain(self, key: FooterKey) -> FooterKey:
