@@ -87,7 +87,7 @@ def measure(tree: Path, script: Path, model_dir: Path, env_extra: dict, body: by
         base = f"http://127.0.0.1:{port}"
         answering(server, base, f"the server of {tree} on port {port}")
         answer = check_answer(base + "/score", body)
-        lua = lua_script(body, work)
+        lua = lua_script(body, work, args.smoke)
         run_wrk(args.wrk, base + "/score", lua, args.warmup, args.connections, 1)
         before = group_cpu_s(server.process.pid)
         result = run_wrk(args.wrk, base + "/score", lua, args.duration, args.connections, 1)

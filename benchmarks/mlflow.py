@@ -129,7 +129,7 @@ def start(kind: str, folder: Path, work: Path, cloud_script: Path | None, cloud_
 def measure_throughput(folder: Path, work: Path, args, cloud_script: Path | None) -> dict:
     wrk = find_wrk()
     body = (folder / "sample-request.json").read_bytes()
-    lua = lua_script(body, work)
+    lua = lua_script(body, work, args.smoke)
     kinds = ("devtui", "azmlinfsrv") if cloud_script else ("devtui",)
     results, answers = {}, {}
     for kind in kinds:

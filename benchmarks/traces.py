@@ -110,7 +110,7 @@ def main() -> int:
     try:
         for case in wanted:
             folder, body = deployment(case, work, args.connections)
-            lua = lua_script(body, work / case)
+            lua = lua_script(body, work / case, args.smoke)
             for round_ in range(args.rounds):
                 for mode in MODES if round_ % 2 == 0 else MODES[::-1]:
                     result = measure(wrk, case, mode, folder, lua, body, work, args)
