@@ -2,7 +2,7 @@
 to its new answer, and throughput against azmlinfsrv running the cloud's MLflow scoring script.
 
     .venv/bin/python benchmarks/mlflow.py [--saves 10] [--ups 3] [--duration 6] [--cloud-script PATH]
-    .venv/bin/python benchmarks/mlflow.py --smoke   # one of each, 1 s of load, no targets
+    .venv/bin/python benchmarks/mlflow.py --smoke   # one of each, 200 answers of load, no targets
 
 - up: `devtui up --detach` of a copy of the sample, until it prints Succeeded; then `devtui down`.
 - save: with the deployment running, model.pkl is saved over with a model fitted again (two
