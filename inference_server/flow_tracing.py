@@ -13,17 +13,15 @@ exporters off: devtui forwards the spans to a collector itself, after hiding the
 from __future__ import annotations
 
 import os
-import random
 import time
-import uuid
 
+from .ids import ensure_request_id
 from .tracing import OFF
 
 # Prompt flow's switches (promptflow.tracing._utils and promptflow.core._serving.constants).
 DISABLE_TRACING = "PF_DISABLE_TRACING"
 BUILTIN_EXPORTERS_DISABLE = "PF_BUILTIN_TRACE_EXPORTERS_DISABLE"
 SCORING_PATH = "/score"
-REQUEST_ID = b"x-request-id"
 
 
 def turn_on_prompt_flow_tracing() -> None:
@@ -46,24 +44,17 @@ class TracedRequests:
         if not self.tracer.enabled or scope["type"] != "http" or scope["path"] != SCORING_PATH:
             return await self.app(scope, receive, send)
         started = time.perf_counter()
-        ids = [(name, value) for name, value in scope.get("headers") or () if name.startswith(b"x-")]
-        made = None
-        if not any(name == REQUEST_ID for name, _ in ids):
-            # Prompt flow neither makes one nor answers one: as the scoring server does, the request
-            # gets one, which prompt flow's spans carry and the answer says, so its trace is found.
-            made = (REQUEST_ID, str(uuid.UUID(int=random.getrandbits(128), version=4)).encode())
-            scope = {**scope, "headers": [*(scope.get("headers") or ()), made]}
-            ids.append(made)
+        # Prompt flow neither makes one nor answers one: as the scoring server does, the request
+        # gets one, which prompt flow's spans carry and the answer says, so its trace is found.
+        scope, send, made = ensure_request_id(scope, send)
+        ids = [(name, value) for name, value in scope["headers"] if name.startswith(b"x-")]
         answer: dict = {"status": None}
 
         async def sending(message):
             if message["type"] == "http.response.start":
                 answer["status"] = message["status"]
-                headers = list(message.get("headers") or ())
-                if made is not None and not any(name.lower() == REQUEST_ID for name, _ in headers):
-                    message = {**message, "headers": [*headers, made]}
                 # An id the app answers with is the request's, as the client sees it.
-                ids.extend((name.lower(), value) for name, value in headers
+                ids.extend((name.lower(), value) for name, value in message.get("headers") or ()
                            if name.lower().startswith(b"x-") and (name.lower(), value) != made)
             await send(message)
 

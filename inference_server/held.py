@@ -13,17 +13,14 @@ import contextvars
 import dataclasses
 import itertools
 import os
-import random
 import sys
 import threading
 import time
-import uuid
 
 from . import protocol
+from .ids import REQUEST_ID, ensure_request_id
 
-REQUEST_ID = b"x-request-id"
 POLL_S = 0.2
-
 
 
 @dataclasses.dataclass(slots=True)
@@ -59,14 +56,8 @@ class InFlight:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = scope.get("headers") or ()
-        request_id = next((value for name, value in headers if name == REQUEST_ID), None)
-        made = None
-        if request_id is None:
-            request_id = str(uuid.UUID(int=random.getrandbits(128), version=4)).encode()
-            made = (REQUEST_ID, request_id)
-            scope = {**scope, "headers": [*headers, made]}
-            send = _answering(send, made)
+        scope, send, _ = ensure_request_id(scope, send)
+        request_id = next(value for name, value in scope["headers"] if name == REQUEST_ID)
         number = next(self._numbers)
         entry = _Entry(request_id.decode("latin-1"), scope["method"], scope["path"], time.time())
         token = _CURRENT.set(entry)
@@ -76,19 +67,6 @@ class InFlight:
         finally:
             del self.requests[number]
             _CURRENT.reset(token)
-
-
-def _answering(send, made: tuple[bytes, bytes]):
-    """SEND, with the id made for the request in its answer unless the app answered one."""
-
-    async def sending(message):
-        if message["type"] == "http.response.start":
-            headers = list(message.get("headers") or ())
-            if not any(name.lower() == REQUEST_ID for name, _ in headers):
-                message = {**message, "headers": [*headers, made]}
-        await send(message)
-
-    return sending
 
 
 class NotingTraceIds:

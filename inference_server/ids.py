@@ -3,6 +3,8 @@
 
 One function for the routes (app.py) and for the supervisor's own answers while nothing serves
 (unavailable.py); it imports nothing heavy, so the supervisor can use it before any worker runs.
+:func:`ensure_request_id` gives a request its id before an app that makes none serves it (prompt
+flow's, traced; any app under a debugger, whose held requests are named by it).
 """
 
 from __future__ import annotations
@@ -18,6 +20,31 @@ from . import __version__
 logger = logging.getLogger("azmlinfsrv")
 
 HEADER_LIMIT = 100
+REQUEST_ID = b"x-request-id"
+
+
+def new_request_id() -> str:
+    # Not uuid4(): it asks the OS for randomness on every request; an id needs no crypto.
+    return str(uuid.UUID(int=random.getrandbits(128), version=4))
+
+
+def ensure_request_id(scope: dict, send):
+    """An ASGI request's ``x-request-id``: ``(scope, send, made)``. A request sent without one gets
+    one (``made``, the header; else None), in its headers as the app reads them and in its answer
+    unless the app answers one of its own."""
+    headers = scope.get("headers") or ()
+    if any(name == REQUEST_ID for name, _ in headers):
+        return scope, send, None
+    made = (REQUEST_ID, new_request_id().encode())
+
+    async def answering(message):
+        if message["type"] == "http.response.start":
+            answered = list(message.get("headers") or ())
+            if not any(name.lower() == REQUEST_ID for name, _ in answered):
+                message = {**message, "headers": [*answered, made]}
+        await send(message)
+
+    return {**scope, "headers": [*headers, made]}, answering, made
 
 
 def server_version() -> str:
@@ -33,8 +60,7 @@ def id_headers(headers: Mapping[str, str], version: str) -> tuple[list[tuple[byt
         out.append((b"traceid", trace.encode("latin-1")))
     request_id = headers.get("x-request-id")
     if request_id is None:
-        # Not uuid4(): it asks the OS for randomness on every request; an id needs no crypto.
-        request_id = str(uuid.UUID(int=random.getrandbits(128), version=4))
+        request_id = new_request_id()
     if len(request_id) > HEADER_LIMIT:
         return out, f"x-request-id must not exceed {HEADER_LIMIT} characters"
     if request_id:

@@ -2,8 +2,9 @@
 of the answer on screen (matched by its ``x-request-id``, which the server returns on every
 answer); the Invoke tab's requests count as in flight there from when they are sent until their
 answer (a request the debugger holds at a breakpoint stays in flight, and the tab says where the
-debugger stopped), and so do other clients' requests while the debugger holds them. The spans themselves arrive as engine events (``engine_view``);
-those the endpoint kept before this session are read from its traces file.
+debugger stopped), and so do other clients' requests while the debugger holds them. The spans
+themselves arrive as engine events (``engine_view``); those the endpoint kept before this session
+are read from its traces file.
 """
 
 from __future__ import annotations
